@@ -1,0 +1,119 @@
+"""Compact binary form of one activation example: token ids plus (usually sparse) float32 values.
+
+A real SAE set has millions of features x ~45 examples x 128 tokens, so the row layout decides the
+database size. Neuronpedia keeps ``tokens text[]`` and ``values float8[]``; we keep token ids into a
+per-model vocabulary (2 bytes each below 65,536 distinct strings) and only the non-zero values as
+float32, which is the precision the SAE computed them in.
+
+Layout (little-endian)::
+
+    u8      flags: 1 = ids are u32 (else u16), 2 = values dense (else sparse), 4 = positions u16 (else u8)
+    varint  n_tokens
+    ids     n_tokens x (u16 | u32)
+    dense:  n_tokens x f32
+    sparse: varint nnz, nnz x (u8 | u16) positions, nnz x f32 values
+
+Values come back as the shortest decimal that round-trips the float32, so ``0.1234`` stays ``0.1234``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+_IDS_U32 = 1
+_DENSE = 2
+_POS_U16 = 4
+
+
+class CodecError(ValueError):
+    """A stored activation blob is malformed."""
+
+
+def _put_varint(out: bytearray, value: int) -> None:
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return
+
+
+def _get_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    shift = 0
+    result = 0
+    while True:
+        if pos >= len(buf):
+            raise CodecError("truncated varint")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def encode_activation(token_ids: Sequence[int] | npt.NDArray[np.integer], values: Sequence[float]) -> bytes:
+    """Pack token ids and their values (same length) into one blob."""
+    ids = np.asarray(token_ids, dtype=np.int64)
+    vals = np.asarray(values, dtype=np.float32)
+    n = int(ids.shape[0])
+    if vals.shape[0] != n:
+        raise ValueError(f"{n} token ids but {vals.shape[0]} values")
+    flags = 0
+    if n and int(ids.max(initial=0)) >= 1 << 16:
+        flags |= _IDS_U32
+    nonzero = np.flatnonzero(vals)
+    pos_u16 = n > 256
+    sparse_size = len(nonzero) * ((2 if pos_u16 else 1) + 4) + 5
+    if sparse_size >= n * 4:
+        flags |= _DENSE
+    elif pos_u16:
+        flags |= _POS_U16
+    out = bytearray([flags])
+    _put_varint(out, n)
+    out += ids.astype("<u4" if flags & _IDS_U32 else "<u2").tobytes()
+    if flags & _DENSE:
+        out += vals.astype("<f4").tobytes()
+    else:
+        _put_varint(out, len(nonzero))
+        out += nonzero.astype("<u2" if pos_u16 else "u1").tobytes()
+        out += vals[nonzero].astype("<f4").tobytes()
+    return bytes(out)
+
+
+def decode_activation(blob: bytes) -> tuple[npt.NDArray[np.int64], list[float]]:
+    """Unpack a blob into (token ids, values as Python floats)."""
+    if not blob:
+        raise CodecError("empty activation blob")
+    flags = blob[0]
+    n, pos = _get_varint(blob, 1)
+    id_width = 4 if flags & _IDS_U32 else 2
+    end = pos + n * id_width
+    if end > len(blob):
+        raise CodecError("truncated token ids")
+    ids = np.frombuffer(blob, dtype="<u4" if id_width == 4 else "<u2", count=n, offset=pos).astype(np.int64)
+    pos = end
+    values = np.zeros(n, dtype=np.float32)
+    if flags & _DENSE:
+        values[:] = np.frombuffer(blob, dtype="<f4", count=n, offset=pos)
+    else:
+        nnz, pos = _get_varint(blob, pos)
+        pos_width = 2 if flags & _POS_U16 else 1
+        positions = np.frombuffer(blob, dtype="<u2" if pos_width == 2 else "u1", count=nnz, offset=pos)
+        pos += nnz * pos_width
+        values[positions] = np.frombuffer(blob, dtype="<f4", count=nnz, offset=pos)
+    return ids, float32_to_floats(values)
+
+
+def float32_to_floats(values: npt.NDArray[np.float32]) -> list[float]:
+    """float32 values as the shortest Python floats that round-trip them (0.1234f -> 0.1234)."""
+    out = np.zeros(values.shape[0], dtype=np.float64)
+    nz = np.flatnonzero(values)
+    if len(nz):
+        out[nz] = values[nz].astype(str).astype(np.float64)
+    return out.tolist()  # type: ignore[no-any-return]

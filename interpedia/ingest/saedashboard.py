@@ -1,0 +1,188 @@
+"""SAEDashboard ``neuronpedia-runner`` output: a directory of ``batch-N.json`` (reference/generation.md §1.5)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from interpedia.ingest.pipeline import Batch, BatchImporter, ImportSummary, SourceTarget, skip_done
+from interpedia.ingest.validate import (
+    BadInput,
+    activation_record,
+    as_dict,
+    as_float,
+    as_float_list,
+    as_int,
+    as_int_list,
+    as_str,
+    as_str_list,
+    loads,
+)
+from interpedia.store.records import FeatureRecord
+
+log = logging.getLogger(__name__)
+
+BATCH_RE = re.compile(r"^batch-(\d+)\.json$")
+
+_FLOAT_LISTS = (
+    "neuron_alignment_values", "neuron_alignment_l1", "correlated_neurons_l1", "correlated_neurons_pearson",
+    "correlated_features_l1", "correlated_features_pearson", "neg_values", "pos_values",
+    "freq_hist_data_bar_values", "freq_hist_data_bar_heights", "logits_hist_data_bar_heights",
+    "logits_hist_data_bar_values", "decoder_weights_dist",
+)
+_INT_LISTS = ("neuron_alignment_indices", "correlated_neurons_indices", "correlated_features_indices")
+
+
+@dataclass
+class DashboardOptions:
+    """Overrides for what the batch files do not carry (or carry differently)."""
+
+    model_id: str | None = None
+    source_set: str | None = None
+    layer: str | None = None
+    creator_name: str = "bot"
+
+
+def is_saedashboard_dir(path: Path) -> bool:
+    """True when ``path`` holds SAEDashboard ``batch-N.json`` files."""
+    return path.is_dir() and any(BATCH_RE.match(p.name) for p in path.iterdir())
+
+
+def batch_files(path: Path) -> list[Path]:
+    """The batch files, in numeric order."""
+    files = [p for p in path.iterdir() if BATCH_RE.match(p.name)]
+    return sorted(files, key=lambda p: int(BATCH_RE.match(p.name).group(1)))  # type: ignore[union-attr]
+
+
+def parse_feature(raw: Any, *, file: str) -> FeatureRecord:
+    """One SAEDashboard feature object to a record."""
+    try:
+        obj = as_dict(raw, "features[]")
+        index = as_int(obj.get("feature_index"), "feature_index", minimum=0)
+    except BadInput as exc:
+        raise exc.located(file=file) from None
+    try:
+        stats: dict[str, Any] = {}
+        for key in _FLOAT_LISTS:
+            if key in obj:
+                stats[key] = as_float_list(obj[key], key)
+        for key in _INT_LISTS:
+            if key in obj:
+                stats[key] = as_int_list(obj[key], key)
+        for key in ("pos_str", "neg_str"):
+            if key in obj:
+                stats[key] = as_str_list(obj[key], key)
+        if "frac_nonzero" in obj:
+            stats["frac_nonzero"] = as_float(obj["frac_nonzero"], "frac_nonzero", allow_none=True)
+        vector = as_float_list(obj.get("vector"), "vector")
+        if vector:
+            stats["vector"] = vector
+        acts_raw = obj.get("activations", [])
+        if not isinstance(acts_raw, list):
+            raise BadInput("expected a list", field="activations")
+        acts = []
+        for pos, act in enumerate(acts_raw):
+            act = as_dict(act, f"activations[{pos}]")
+            dfa = act.get("dfa_values") or None
+            acts.append(activation_record(
+                act.get("tokens"), act.get("values"), prefix=f"activations[{pos}]",
+                bin_min=act.get("bin_min"), bin_max=act.get("bin_max"), bin_contains=act.get("bin_contains"),
+                qualifying_token_index=act.get("qualifying_token_index"),
+                dfa_target_index=act.get("dfa_targetIndex") if dfa else None,
+                dfa_max_value=act.get("dfa_maxValue") if dfa else None, dfaValues=dfa,
+                lossValues=act.get("loss_values") or None, logitContributions=act.get("logit_contributions"),
+            ))
+    except BadInput as exc:
+        raise exc.located(file=file, feature=index) from None
+    # Neuronpedia's maxActApprox: the largest value over the feature's examples (0 marks a dead feature).
+    stats["max_act_approx"] = max((a.max_value for a in acts), default=0.0)
+    return FeatureRecord(index=index, stats=stats, activations=acts)
+
+
+def read_batch_file(path: Path) -> dict[str, Any]:
+    """Parse one batch file, with errors naming it."""
+    data = loads(path.read_bytes(), file=path.name)
+    doc = as_dict(data, "batch")
+    if not isinstance(doc.get("features"), list):
+        raise BadInput("expected a 'features' list", file=path.name, field="features")
+    return doc
+
+
+def _target(doc: dict[str, Any], opts: DashboardOptions, settings: dict[str, Any], file: str) -> SourceTarget:
+    try:
+        model_id = opts.model_id or as_str(doc.get("model_id"), "model_id")
+        set_name = opts.source_set or as_str(doc.get("sae_set"), "sae_set")
+        layer = opts.layer if opts.layer is not None else doc.get("layer")
+        if layer is None:
+            raise BadInput("is missing; pass --layer", field="layer")
+        suffix = doc.get("sae_id_suffix")
+    except BadInput as exc:
+        raise exc.located(file=file) from None
+    assert model_id and set_name
+    source_id = f"{layer}-{set_name}" + (f"__{suffix}" if suffix else "")
+    first = doc["features"][0] if doc["features"] else {}
+    source_fields = {
+        "num_prompts": first.get("n_prompts_total") or settings.get("n_prompts_total"),
+        "num_tokens_in_prompt": first.get("n_tokens_in_prompt") or settings.get("n_tokens_in_prompt"),
+        "dataset": first.get("dataset") or settings.get("huggingface_dataset_path") or None,
+        "hook_name": settings.get("hook_name") or None,
+    }
+    return SourceTarget(model_id=model_id, source_id=source_id, model_fields={"display_name": model_id},
+                        set_fields={"description": f"{set_name} (imported from SAEDashboard)"},
+                        source_fields=source_fields)
+
+
+def _dead_indexes(path: Path) -> list[int]:
+    skipped = path / "skipped_indexes.json"
+    if not skipped.exists():
+        return []
+    doc = as_dict(loads(skipped.read_bytes(), file=skipped.name), "skipped_indexes")
+    return [as_int(i, "skipped_indexes", minimum=0) for i in doc.get("skipped_indexes") or []]
+
+
+def iter_batches(path: Path, opts: DashboardOptions, importer: BatchImporter) -> Iterator[tuple[SourceTarget, Batch]]:
+    """Batches of a SAEDashboard directory, one per file; files already imported are not parsed again."""
+    settings_file = path / "run_settings.json"
+    settings = as_dict(loads(settings_file.read_bytes(), file=settings_file.name), "run_settings") \
+        if settings_file.exists() else {}
+    files = batch_files(path)
+    target: SourceTarget | None = None
+    done: set[str] = set()
+    for file in tqdm(files, desc=f"import {path.name}", unit="file", disable=None):
+        key = f"saedashboard/{file.name}:{file.stat().st_size}"
+        if target is not None and key in done:
+            importer.summary.skipped_batches += 1
+            continue
+        doc = read_batch_file(file)
+        if target is None:
+            target = _target(doc, opts, settings, file.name)
+            source = importer.prepare_source(target)
+            done = skip_done(importer, source, [f"saedashboard/{f.name}:{f.stat().st_size}" for f in files])
+            if key in done:
+                importer.summary.skipped_batches += 1
+                continue
+        records = [parse_feature(f, file=file.name) for f in doc["features"]]
+        yield target, Batch(key=key, records=records)
+    dead = _dead_indexes(path)
+    if dead and target is not None:
+        yield target, Batch(key=f"saedashboard/skipped_indexes.json:{len(dead)}",
+                            records=[FeatureRecord(index=i, stats={"max_act_approx": 0.0}, activations=[])
+                                     for i in dead])
+
+
+def import_saedashboard(path: Path, importer: BatchImporter, opts: DashboardOptions) -> ImportSummary:
+    """Import every batch file of a SAEDashboard output directory."""
+    if not is_saedashboard_dir(path):
+        raise BadInput("no batch-N.json files here", file=str(path))
+    sources = {}
+    for target, batch in iter_batches(path, opts, importer):
+        if target.source_id not in sources:
+            sources[target.source_id] = importer.prepare_source(target)
+        importer.write(sources[target.source_id], batch)
+    return importer.summary

@@ -1,0 +1,153 @@
+"""Models, source sets (``res-jb``) and sources (``6-res-jb``): lookups and creation."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from interpedia.db.tables import Feature, Model, Source, SourceSet
+from interpedia.store.errors import Conflict, Invalid, NotFound
+
+# /api/model/new's rule for new ids; imported ids may also carry upper case and '_'.
+NEW_MODEL_ID_RE = re.compile(r"^[a-z][a-z0-9.-]*[a-z0-9]$")
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*-[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def source_set_name_of(source_id: str) -> str:
+    """The set part of a source id: ``6-res-jb`` -> ``res-jb``, ``6-res-jb__x`` -> ``res-jb``."""
+    if "-" not in source_id:
+        raise Invalid(f"source id {source_id!r} must look like '<layer>-<sourceSet>', e.g. '6-res-jb'",
+                      field="source")
+    return source_id.split("-", 1)[1].split("__", 1)[0]
+
+
+def layer_num_of(source_id: str) -> int | None:
+    """The layer number of a source id, when its first part is one (``6-res-jb`` -> 6)."""
+    head = source_id.split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def check_id(value: str, what: str, pattern: re.Pattern[str] = ID_RE, max_len: int = 200) -> str:
+    """Validate an identifier, raising Invalid with the field's name."""
+    if not isinstance(value, str) or not value or len(value) > max_len or not pattern.match(value):
+        raise Invalid(f"{what} {value!r} is not a valid id (letters, digits, '.', '_', '-')", field=what)
+    return value
+
+
+def get_model(session: Session, model_id: str) -> Model:
+    """The model, or NotFound."""
+    model = session.get(Model, model_id)
+    if model is None:
+        raise NotFound(f"model {model_id!r} not found", field="modelId")
+    return model
+
+
+def list_models(session: Session) -> list[Model]:
+    """Every visible model, by id."""
+    return list(session.scalars(select(Model).where(Model.visibility != "PRIVATE").order_by(Model.id)))
+
+
+def create_model(session: Session, model_id: str, *, layers: int, display_name: str | None = None,
+                 creator_id: str | None = None, strict_id: bool = True, **fields: Any) -> Model:
+    """Create a model; Conflict when the id is taken."""
+    if strict_id:
+        if not (2 <= len(model_id) <= 32) or not NEW_MODEL_ID_RE.match(model_id):
+            raise Invalid("model id must be 2-32 characters: lower-case letters, digits, '.' and '-', "
+                          "starting with a letter", field="id")
+    else:
+        check_id(model_id, "modelId")
+    if not isinstance(layers, int) or isinstance(layers, bool) or not 0 <= layers <= 1000:
+        raise Invalid("layers must be an integer from 0 to 1000", field="layers")
+    if session.get(Model, model_id) is not None:
+        raise Conflict(f"model {model_id!r} already exists", field="id")
+    model = Model(id=model_id, layers=layers, display_name=display_name or model_id, creator_id=creator_id,
+                  **fields)
+    session.add(model)
+    session.flush()
+    return model
+
+
+def ensure_model(session: Session, model_id: str, **fields: Any) -> Model:
+    """The model, created with ``fields`` when missing."""
+    model = session.get(Model, model_id)
+    if model is not None:
+        return model
+    fields.setdefault("layers", 0)
+    return create_model(session, model_id, strict_id=False, **fields)
+
+
+def get_source_set(session: Session, model_id: str, name: str) -> SourceSet:
+    """The source set, or NotFound."""
+    row = session.scalar(select(SourceSet).where(SourceSet.model_id == model_id, SourceSet.name == name))
+    if row is None:
+        raise NotFound(f"source set {model_id}/{name} not found", field="sourceSet")
+    return row
+
+
+def create_source_set(session: Session, model_id: str, name: str, **fields: Any) -> SourceSet:
+    """Create a source set on an existing model; Conflict when it exists."""
+    get_model(session, model_id)
+    check_id(name, "name")
+    if "__" in name:
+        raise Invalid("source set name may not contain '__'", field="name")
+    exists = session.scalar(select(SourceSet.id).where(SourceSet.model_id == model_id, SourceSet.name == name))
+    if exists is not None:
+        raise Conflict(f"source set {model_id}/{name} already exists", field="name")
+    row = SourceSet(model_id=model_id, name=name, **fields)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def ensure_source_set(session: Session, model_id: str, name: str, **fields: Any) -> SourceSet:
+    """The source set, created when missing."""
+    row = session.scalar(select(SourceSet).where(SourceSet.model_id == model_id, SourceSet.name == name))
+    return row if row is not None else create_source_set(session, model_id, name, **fields)
+
+
+def list_source_sets(session: Session, model_id: str) -> list[SourceSet]:
+    """The model's visible source sets."""
+    return list(session.scalars(select(SourceSet).where(SourceSet.model_id == model_id,
+                                                        SourceSet.visibility != "PRIVATE").order_by(SourceSet.name)))
+
+
+def get_source(session: Session, model_id: str, source_id: str) -> Source:
+    """The source (SAE) ``source_id`` of a model, or NotFound."""
+    row = session.scalar(select(Source).where(Source.model_id == model_id, Source.name == source_id))
+    if row is None:
+        raise NotFound(f"source {model_id}/{source_id} not found", field="source")
+    return row
+
+
+def list_sources(session: Session, set_row: SourceSet) -> list[Source]:
+    """Sources of a set, by layer then name."""
+    rows = list(session.scalars(select(Source).where(Source.set_id == set_row.id)))
+    return sorted(rows, key=lambda s: (s.layer_num if s.layer_num is not None else 1 << 30, s.name))
+
+
+def ensure_source(session: Session, model_id: str, source_id: str, **fields: Any) -> Source:
+    """The source, created (with its set, which must then exist or is created) when missing."""
+    check_id(source_id, "source", SOURCE_ID_RE)
+    row = session.scalar(select(Source).where(Source.model_id == model_id, Source.name == source_id))
+    if row is not None:
+        return row
+    set_name = source_set_name_of(source_id)
+    set_row = ensure_source_set(session, model_id, set_name)
+    fields.setdefault("layer_num", layer_num_of(source_id))
+    row = Source(model_id=model_id, name=source_id, set_id=set_row.id, set_name=set_name, **fields)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def count_features(session: Session, source_ids: list[int]) -> dict[int, int]:
+    """Feature counts per source id."""
+    if not source_ids:
+        return {}
+    rows = session.execute(select(Feature.source_id, func.count()).where(Feature.source_id.in_(source_ids))
+                           .group_by(Feature.source_id))
+    return {sid: n for sid, n in rows}
