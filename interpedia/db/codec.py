@@ -49,6 +49,8 @@ def _get_varint(buf: bytes, pos: int) -> tuple[int, int]:
     while True:
         if pos >= len(buf):
             raise CodecError("truncated varint")
+        if shift > 63:
+            raise CodecError("varint too long")
         byte = buf[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -64,13 +66,16 @@ def encode_activation(token_ids: Sequence[int] | npt.NDArray[np.integer], values
     n = int(ids.shape[0])
     if vals.shape[0] != n:
         raise ValueError(f"{n} token ids but {vals.shape[0]} values")
+    if n and (int(ids.min()) < 0 or int(ids.max()) >= 1 << 32):
+        raise ValueError("token ids must be in [0, 2**32)")
     flags = 0
     if n and int(ids.max(initial=0)) >= 1 << 16:
         flags |= _IDS_U32
     nonzero = np.flatnonzero(vals)
     pos_u16 = n > 256
     sparse_size = len(nonzero) * ((2 if pos_u16 else 1) + 4) + 5
-    if sparse_size >= n * 4:
+    # Positions are at most u16, so a longer example is always stored dense.
+    if sparse_size >= n * 4 or n > 1 << 16:
         flags |= _DENSE
     elif pos_u16:
         flags |= _POS_U16
@@ -91,6 +96,8 @@ def decode_activation(blob: bytes) -> tuple[npt.NDArray[np.int64], list[float]]:
     if not blob:
         raise CodecError("empty activation blob")
     flags = blob[0]
+    if flags & ~(_IDS_U32 | _DENSE | _POS_U16):
+        raise CodecError(f"unknown flags {flags:#x}")
     n, pos = _get_varint(blob, 1)
     id_width = 4 if flags & _IDS_U32 else 2
     end = pos + n * id_width
@@ -100,11 +107,21 @@ def decode_activation(blob: bytes) -> tuple[npt.NDArray[np.int64], list[float]]:
     pos = end
     values = np.zeros(n, dtype=np.float32)
     if flags & _DENSE:
+        end = pos + 4 * n
+        if end != len(blob):
+            raise CodecError("truncated values" if end > len(blob) else "trailing bytes after values")
         values[:] = np.frombuffer(blob, dtype="<f4", count=n, offset=pos)
     else:
         nnz, pos = _get_varint(blob, pos)
+        if nnz > n:
+            raise CodecError(f"{nnz} non-zero values for {n} tokens")
         pos_width = 2 if flags & _POS_U16 else 1
+        end = pos + nnz * (pos_width + 4)
+        if end != len(blob):
+            raise CodecError("truncated values" if end > len(blob) else "trailing bytes after values")
         positions = np.frombuffer(blob, dtype="<u2" if pos_width == 2 else "u1", count=nnz, offset=pos)
+        if nnz and int(positions.max()) >= n:
+            raise CodecError("value position out of range")
         pos += nnz * pos_width
         values[positions] = np.frombuffer(blob, dtype="<f4", count=nnz, offset=pos)
     return ids, float32_to_floats(values)

@@ -1,0 +1,35 @@
+# The whole set-up is these two targets: `make demo` and `make test` (from a fresh clone, as root or with sudo).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/install-system.sh | sha1sum | cut -c1-12)
+
+.PHONY: demo test install system serve lint clean
+
+demo: install
+	$(BIN)/interpedia serve --host 127.0.0.1 --port 8000
+
+test: install
+	$(BIN)/python -m pytest tests
+
+install: system $(STAMP)
+
+system:
+	@bash scripts/install-system.sh
+
+$(STAMP):
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+serve: install
+	$(BIN)/interpedia serve
+
+lint: install
+	$(BIN)/python -m ruff check interpedia tests bench
+	$(BIN)/python -m ruff format --check interpedia tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,99 @@
+"""Plumbing the benchmarks share: logging, the command line they ran with, result files, Postgres."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import platform
+import shlex
+import statistics
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
+
+from pgcluster import PostgresCluster  # noqa: E402
+
+log = logging.getLogger("bench")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log to stderr; stdout is kept for the result table."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "sqlalchemy"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def command_line() -> str:
+    """The exact command this process was started with, relative to the repository root."""
+    exe = Path(sys.executable)
+    try:
+        exe_s = str(exe.relative_to(ROOT)) if exe.is_relative_to(ROOT) else str(exe)
+    except ValueError:
+        exe_s = str(exe)
+    return shlex.join([exe_s, *sys.argv])
+
+
+def environment() -> dict[str, Any]:
+    """Where the figures were measured."""
+    return {
+        "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+        "platform": platform.platform(), "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_results(name: str, payload: dict[str, Any]) -> Path:
+    """Write ``bench/results/<name>.json`` (command, parameters, environment and figures)."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    doc = {"benchmark": name, "command": command_line(), "environment": environment(), **payload}
+    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    log.info("wrote %s", path.relative_to(ROOT))
+    return path
+
+
+def median(values: list[float]) -> float:
+    """The median (of repetitions)."""
+    return float(statistics.median(values))
+
+
+def table(rows: list[list[Any]], headers: list[str]) -> str:
+    """A plain fixed-width text table."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) if n else c.ljust(w) for n, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+@contextmanager
+def postgres() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL 15 + pgvector cluster (fsync off, as in the test suite), removed afterwards."""
+    cluster = PostgresCluster(base_dir=Path("/tmp"))
+    cluster.start()
+    try:
+        log.info("postgres %s on port %d", cluster.psql("SHOW server_version").strip(), cluster.port)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def pg_settings(cluster: PostgresCluster) -> dict[str, str]:
+    """The server settings that matter for the figures."""
+    names = ("server_version", "shared_buffers", "work_mem", "maintenance_work_mem", "fsync", "synchronous_commit",
+             "full_page_writes", "default_toast_compression")
+    return {n: cluster.psql(f"SHOW {n}").strip() for n in names}

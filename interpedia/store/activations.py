@@ -1,0 +1,29 @@
+"""Adding examples to a feature one upload at a time (vectors), without duplicates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from interpedia.db.tables import Activation
+from interpedia.store.records import ActivationRecord
+from interpedia.store.writer import _ACT_COLUMNS, _activation_row
+
+
+def append_activations(session: Session, feature_id: int, creator_id: str | None, acts: Sequence[ActivationRecord],
+                       token_ids: dict[str, int]) -> int:
+    """Add examples to a feature, skipping any identical to one already stored; returns how many were added."""
+    existing = {bytes(d) for d in session.scalars(select(Activation.data).where(Activation.feature_id == feature_id))}
+    rows = []
+    for act in acts:
+        row = _activation_row(feature_id, creator_id, act, token_ids)
+        blob = row[_ACT_COLUMNS.index("data")]
+        if blob in existing:
+            continue
+        existing.add(blob)
+        rows.append(dict(zip(_ACT_COLUMNS, row, strict=True)))
+    if rows:
+        session.execute(Activation.__table__.insert(), rows)
+    return len(rows)

@@ -1,0 +1,10 @@
+"""The Neuronpedia webapp API under /api."""
+
+from fastapi import APIRouter
+
+from interpedia.web.api import catalogue, features, uploads
+
+router = APIRouter(prefix="/api")
+router.include_router(features.router)
+router.include_router(catalogue.router)
+router.include_router(uploads.router)

@@ -1,0 +1,69 @@
+"""Feature and activation reads: ``/api/feature/...``, ``/api/features``, ``/api/activation/get``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from interpedia.db.tables import Feature
+from interpedia.store.catalogue import get_model, get_source
+from interpedia.store.errors import NotFound
+from interpedia.store.features import (
+    dumps,
+    feature_json,
+    features_offset,
+    get_feature_row,
+    list_activations,
+    parse_index,
+)
+from interpedia.web.deps import OptionalUser, SessionDep
+from interpedia.web.schemas import ActivationGetBody, FeatureRef, FeaturesOffsetBody
+
+router = APIRouter(tags=["features"])
+
+
+def _json(doc: Any) -> Response:
+    return Response(dumps(doc), media_type="application/json")
+
+
+@router.get("/feature/{modelId}/{layer}/{index}", summary="A feature with its examples and explanations")
+def get_feature(modelId: str, layer: str, index: str, session: SessionDep, user: OptionalUser) -> Response:
+    """The whole dashboard of ``/{modelId}/{layer}/{index}``; 404 when any part is unknown."""
+    model, source, feature = get_feature_row(session, modelId, layer, index)
+    return _json(feature_json(session, model, source, feature))
+
+
+@router.post("/features", summary="Several features in one call (order preserved)")
+def get_features(body: Annotated[list[FeatureRef], Body(max_length=1000)], session: SessionDep,
+                 user: OptionalUser) -> Response:
+    """Each requested feature that exists, in request order; unknown ones are left out."""
+    out = []
+    for ref in body:
+        try:
+            model, source, feature = get_feature_row(session, ref.modelId, ref.layer, ref.index)
+        except NotFound:
+            continue
+        out.append(feature_json(session, model, source, feature, max_acts=ref.maxActsToReturn,
+                                with_catalogue=False))
+    return _json(out)
+
+
+@router.post("/features-offset", summary="A page of a source's features")
+def get_features_offset(body: FeaturesOffsetBody, session: SessionDep, user: OptionalUser) -> Response:
+    """Features of a source from ``offset`` on, by index, with explanations (20 per page)."""
+    return _json(features_offset(session, body.modelId, body.layer, body.offset))
+
+
+@router.post("/activation/get", summary="All examples of a feature")
+def get_activations(body: ActivationGetBody, session: SessionDep, user: OptionalUser) -> Response:
+    """Every stored example of the feature, largest first."""
+    idx = parse_index(body.index)
+    get_model(session, body.modelId)
+    source = get_source(session, body.modelId, body.source)
+    feature = session.scalar(select(Feature).where(Feature.source_id == source.id, Feature.index == idx))
+    if feature is None:
+        raise NotFound(f"feature {body.modelId}/{body.source}/{idx} not found", field="index")
+    return _json(list_activations(session, body.modelId, body.source, feature))

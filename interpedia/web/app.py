@@ -1,0 +1,92 @@
+"""The FastAPI application: /api (Neuronpedia webapp API), later /v1 and the pages."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from interpedia import __version__
+from interpedia.config import Settings, get_settings
+from interpedia.db import make_engine, make_sessionmaker
+from interpedia.web.errors import BodyTooLarge, error_response, install_error_handlers
+
+log = logging.getLogger(__name__)
+
+
+class BodyLimitMiddleware:
+    """Answer 413 for bodies over the configured size, whether or not Content-Length says so."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings  # read per request, so a changed limit applies at once
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.settings.max_body_bytes
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except BodyTooLarge:
+            await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(413, f"request body is larger than {self.settings.max_body_bytes} bytes "
+                                       "(INTERPEDIA_MAX_BODY_BYTES)")
+        await response(scope, receive, send)
+
+
+class TrailingSlashMiddleware:
+    """Serve ``/api/steer/`` as ``/api/steer``: the official client appends a slash to some paths."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if len(path) > 1 and path.endswith("/") and (path.startswith("/api/") or path.startswith("/v1/")):
+                scope = dict(scope, path=path.rstrip("/"), raw_path=path.rstrip("/").encode())
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app on the given (or the environment's) settings."""
+    settings = settings or get_settings()
+    app = FastAPI(title="interpedia", version=__version__,
+                  description="Neuronpedia-compatible API: features, activations, explanations, models, sources.")
+    engine = make_engine(settings.database_url)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    install_error_handlers(app)
+
+    from interpedia.web.api import router as api_router
+
+    app.include_router(api_router)
+
+    @app.get("/health", include_in_schema=False)
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    app.add_middleware(TrailingSlashMiddleware)
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
+    return app

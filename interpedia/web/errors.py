@@ -1,0 +1,96 @@
+"""One JSON error shape for every 4xx/5xx: ``{"error", "message", "status", "field"}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from interpedia.ingest.validate import BadInput
+from interpedia.store.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error to answer with; raise it from handlers."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+class BodyTooLarge(Exception):
+    """The request body went over INTERPEDIA_MAX_BODY_BYTES while it was being read."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+def error_response(status: int, message: str, field: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    """The JSON error body every route uses."""
+    body = {"error": message, "message": message, "status": status, "field": field}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _loc_to_field(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if item in ("body", "query", "path", "header"):
+            continue
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error kind to the one JSON shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.field)
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
+        return error_response(413, f"request body is larger than {exc.limit} bytes (INTERPEDIA_MAX_BODY_BYTES)")
+
+    @app.exception_handler(StoreError)
+    async def _store_error(_: Request, exc: StoreError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.field)
+
+    @app.exception_handler(BadInput)
+    async def _bad_input(_: Request, exc: BadInput) -> JSONResponse:
+        return error_response(422, str(exc), exc.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        field = _loc_to_field(tuple(first.get("loc", ())))
+        msg = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+        if first.get("type") == "json_invalid":
+            msg = "request body is not valid JSON"
+        extra = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        return error_response(422, f"{field}: {msg}{extra}" if field else msg + extra, field or None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "error"
+        if exc.status_code == 404 and message == "Not Found":
+            message = "not found"
+        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(500, "internal server error")
