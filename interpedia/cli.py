@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from interpedia.autointerp import commands as autointerp_commands
 from interpedia.config import Settings, get_settings
 
 
@@ -120,6 +121,11 @@ def serve(host: str, port: int) -> None:
     migrate(settings.database_url_direct)
     click.echo(f"interpedia on http://{host}:{port} (database {settings.database_url.split('@')[-1]})")
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+
+
+# explain, score, embed (autointerp and explanation search) live in interpedia.autointerp.commands.
+for _command in (autointerp_commands.explain, autointerp_commands.score, autointerp_commands.embed):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     )
     env: str = Field(default="development", description="development or production.")
     session_secret: str = Field(default="", description="Signs session cookies; required in production.")
+    session_max_age_days: int = Field(default=30, description="How long a web sign-in lasts.")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, description="Largest accepted request body (413 above).")
     import_batch_features: int = Field(default=256, description="Features per import transaction.")
     public_base_url: str = Field(default="http://127.0.0.1:8000", description="Used in share and list URLs.")
@@ -29,6 +30,39 @@ class Settings(BaseSettings):
     llm_base_url: str = Field(default="", description="OpenAI-compatible chat endpoint for autointerp.")
     llm_api_key: str = Field(default="", description="API key for the LLM endpoint.")
     llm_model: str = Field(default="", description="Model name sent to the LLM endpoint.")
+    llm_timeout_s: float = Field(default=60.0, description="Seconds one LLM request may take.")
+    llm_max_retries: int = Field(default=4, description="Retries on 429, 5xx, timeouts and connection errors.")
+    llm_concurrency: int = Field(default=4, description="LLM requests in flight at once (per process).")
+    embedding_base_url: str = Field(
+        default="", description="OpenAI-compatible /embeddings endpoint; empty uses the local all-MiniLM-L6-v2."
+    )
+    embedding_api_key: str = Field(default="", description="API key for the embeddings endpoint.")
+    embedding_model: str = Field(default="text-embedding-3-small", description="Model name for the endpoint.")
+    embed_on_import: bool = Field(default=True, description="Embed new explanations as they are imported.")
+    vector_ef_search: int = Field(default=100, description="pgvector hnsw.ef_search per search query.")
+    vector_iterative_scan: str = Field(
+        default="relaxed_order", description="pgvector hnsw.iterative_scan: off, relaxed_order or strict_order."
+    )
+    vector_hnsw_m: int = Field(default=16, description="HNSW m when `interpedia embed --reindex` builds.")
+    vector_hnsw_ef_construction: int = Field(default=100, description="HNSW ef_construction for --reindex.")
+    vector_maintenance_work_mem: str = Field(default="1GB", description="maintenance_work_mem for index builds.")
+    inference_device: str = Field(default="cpu", description="Device live inference runs models on (cpu, cuda).")
+    inference_dtype: str = Field(default="float32", description="Model dtype for live inference.")
+    inference_models: dict[str, str] = Field(
+        default_factory=dict,
+        description="Model id -> weights (TransformerLens dir, HF dir or pretrained name), JSON; else found from "
+                    "generate runs or the model's tlens_id.",
+    )
+    inference_token_limit: int = Field(default=1024, description="Most tokens in one inference prompt (BOS included).")
+    inference_tokenize_limit: int = Field(default=10000, description="Most tokens /v1/tokenize returns.")
+    inference_max_models: int = Field(default=2, description="Models kept loaded for inference.")
+    inference_max_saes: int = Field(default=32, description="SAEs kept loaded for inference.")
+    inference_max_batch_prompts: int = Field(default=16, description="Most prompts in one -batch inference request.")
+    inference_max_top_k: int = Field(default=100, description="Largest top_k of /v1/activation/topk-by-token.")
+    inference_max_results: int = Field(default=1000, description="Largest num_results of /v1/activation/all.")
+    inference_catalogue_ttl_s: float = Field(default=30.0, description="Seconds inference caches catalogue lookups.")
+    steer_max_tokens: int = Field(default=256, description="Most tokens one steering request may generate.")
+    steer_max_strength: float = Field(default=1000.0, description="Largest absolute steering strength accepted.")
     log_level: str = Field(default="INFO", description="Logging level.")
 
     @model_validator(mode="after")

@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from interpedia.db.vector import EmbeddingVector
+
 # SQLite only autoincrements INTEGER PRIMARY KEY; Postgres wants BIGINT for 10^9 activations.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 JsonList = JSON(none_as_null=True)
@@ -368,8 +370,8 @@ class Explanation(Base):
     score_v2: Mapped[float | None] = mapped_column(Float)
     type_name: Mapped[str | None] = mapped_column(String(100))
     explanation_model_name: Mapped[str | None] = mapped_column(String(200))
-    # float32 little-endian; the vector index (issue: semantic search) is built from it.
-    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # float32 little-endian bytes in Python; vector(384) with an HNSW index on Postgres (interpedia.db.vector).
+    embedding: Mapped[bytes | None] = mapped_column(EmbeddingVector)
     umap_x: Mapped[float | None] = mapped_column(Float)
     umap_y: Mapped[float | None] = mapped_column(Float)
     umap_cluster: Mapped[int | None] = mapped_column(Integer)
@@ -543,3 +545,16 @@ class ImportedBatch(Base):
 
 Index("ix_explanations_type", Explanation.type_name)
 Index("ix_activations_feature_max", Activation.feature_id, Activation.max_value)
+
+
+class GenerateRun(Base):
+    """One ``interpedia generate`` run: its ``run.json`` (settings, versions, timings, dead features)."""
+
+    __tablename__ = "generate_runs"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[str | None] = mapped_column(String(64))
+    source_name: Mapped[str | None] = mapped_column(String(200))
+    run: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = _created()
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now, onupdate=_now)

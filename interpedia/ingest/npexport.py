@@ -90,10 +90,20 @@ def is_np_export(path: Path) -> bool:
     return path.is_dir() and (bool(find_source_dirs(path)) or (path / "config").is_dir())
 
 
+def display_name(path: Path) -> str:
+    """How errors name a file of the layout: ``gpt2-small/6-res-jb/features/batch-0.jsonl.gz``.
+
+    An export holds many sources, so the model and source directories are part of the name.
+    """
+    if path.parent.name == "config":
+        return f"config/{path.name}"
+    depth = 4 if path.parent.name in ("features", "activations", "explanations") else 3
+    return "/".join(path.parts[-depth:])
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) of a ``.jsonl`` or ``.jsonl.gz`` file, with errors naming file and line."""
-    name = f"{path.parent.name}/{path.name}" if path.parent.name in ("features", "activations",
-                                                                       "explanations", "config") else path.name
+    name = display_name(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
@@ -230,7 +240,7 @@ def _batched_files(directory: Path) -> list[Path]:
 
 
 def _feature_batches(file: Path, target: SourceTarget, size: int) -> Iterator[list[FeatureRecord]]:
-    name = f"features/{file.name}"
+    name = display_name(file)
     batch: list[FeatureRecord] = []
     for lineno, row in iter_jsonl(file):
         idx = _check_owner(row, target, name, lineno)
@@ -247,7 +257,7 @@ def _feature_batches(file: Path, target: SourceTarget, size: int) -> Iterator[li
 
 def _activation_batches(file: Path, target: SourceTarget, size: int, seen: set[int]) -> Iterator[list[FeatureRecord]]:
     """Examples grouped by feature; a batch closes only between features, so each is replaced whole."""
-    name = f"activations/{file.name}"
+    name = display_name(file)
     current: dict[int, FeatureRecord] = {}
     n_lines = 0
     last: int | None = None
@@ -286,7 +296,7 @@ def _activation_batches(file: Path, target: SourceTarget, size: int, seen: set[i
 
 
 def _explanation_batches(file: Path, target: SourceTarget, size: int, author_id: str) -> Iterator[list[FeatureRecord]]:
-    name = f"explanations/{file.name}"
+    name = display_name(file)
     current: dict[int, FeatureRecord] = {}
     n_lines = 0
     for lineno, row in iter_jsonl(file):
@@ -299,6 +309,9 @@ def _explanation_batches(file: Path, target: SourceTarget, size: int, author_id:
                 explanation_model_name=as_str(row.get("explanationModelName"), "explanationModelName",
                                               allow_none=True),
                 notes=as_str(row.get("notes"), "notes", allow_none=True), author_id=author_id, embedding=emb,
+                # Not in Neuronpedia's export, but in ours: without them import(export(x)) would lose scores.
+                score_v1=as_float(row.get("scoreV1") or 0.0, "scoreV1"),
+                score_v2=as_float(row.get("scoreV2"), "scoreV2", allow_none=True),
             )
         except BadInput as exc:
             raise BadInput(f"line {lineno}: {exc.reason}", file=name, feature=idx, field=exc.field) from None
@@ -322,8 +335,11 @@ def import_np_export(path: Path, importer: BatchImporter, *, batch_size: int = 2
         raise BadInput("no Neuronpedia export here (expected <modelId>/<sourceId>/source.jsonl or features/)",
                        file=str(path))
     for src_dir in src_dirs:
-        target = _target(src_dir)
-        source = importer.prepare_source(target)
+        try:
+            target = _target(src_dir)
+        except BadInput as exc:
+            raise exc.located(file=display_name(src_dir / "source.jsonl")) from None
+        source = importer.prepare_source(target, file="/".join(src_dir.parts[-2:]))
         with transaction(importer.factory) as session:
             _import_release(src_dir, session, target.model_id, source.set_name)
         seen: set[int] = set()
@@ -344,8 +360,9 @@ def import_np_export(path: Path, importer: BatchImporter, *, batch_size: int = 2
                 batches = _activation_batches(file, target, batch_size * 45, seen)
             else:
                 batches = _explanation_batches(file, target, batch_size * 4, importer.creator_id)
+            name = display_name(file)
             for part, records in enumerate(batches):
-                importer.write(source, Batch(key=f"{key}#{part}", records=records))
+                importer.write(source, Batch(key=f"{key}#{part}", records=records, file=name))
             # The whole file is done: mark it so a rerun does not even parse it.
-            importer.write(source, Batch(key=key, records=[]))
+            importer.write(source, Batch(key=key, records=[], file=name))
     return importer.summary

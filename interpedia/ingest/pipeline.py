@@ -38,10 +38,11 @@ class SourceTarget:
 
 @dataclass
 class Batch:
-    """Records that are written together; ``key`` identifies the batch across reruns."""
+    """Records that are written together; ``key`` identifies the batch across reruns, ``file`` names it in errors."""
 
     key: str
     records: list[FeatureRecord]
+    file: str | None = None
 
 
 @dataclass
@@ -89,8 +90,14 @@ class BatchImporter:
         with transaction(factory) as session:
             self.creator_id = ensure_user(session, creator_name, bot=creator_name == "bot").id
 
-    def prepare_source(self, target: SourceTarget) -> Source:
-        """Find or create the model, source set and source a batch is for."""
+    def prepare_source(self, target: SourceTarget, *, file: str | None = None) -> Source:
+        """Find or create the model, source set and source a batch is for; BadInput when their ids are invalid."""
+        try:
+            return self._prepare_source(target)
+        except StoreError as exc:
+            raise BadInput(exc.message, file=file, field=exc.field) from exc
+
+    def _prepare_source(self, target: SourceTarget) -> Source:
         with transaction(self.factory) as session:
             ensure_model(session, target.model_id, creator_id=self.creator_id, **target.model_fields)
             set_name = target.source_id.split("-", 1)[1].split("__", 1)[0] if "-" in target.source_id else ""
@@ -118,7 +125,7 @@ class BatchImporter:
         if self.is_done(source, batch.key):
             self.summary.skipped_batches += 1
             return None
-        check_indexes(batch.records, file=batch.key)
+        check_indexes(batch.records, file=batch.file or batch.key)
         try:
             # Vocabulary ids are handed out in their own short transaction; an unused id is harmless.
             with transaction(self.factory) as session:
@@ -133,8 +140,9 @@ class BatchImporter:
                                               n_activations=counts.activations,
                                               n_explanations=counts.explanations))
         except StoreError as exc:
-            raise BadInput(exc.message, file=batch.key, field=exc.field) from exc
-        self.summary.batches += 1
+            raise BadInput(exc.message, file=batch.file or batch.key, field=exc.field) from exc
+        if batch.records:  # an empty batch only marks a whole file as done
+            self.summary.batches += 1
         self.summary.counts.add(counts)
         return counts
 

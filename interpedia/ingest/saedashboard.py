@@ -62,11 +62,15 @@ def batch_files(path: Path) -> list[Path]:
 
 def parse_feature(raw: Any, *, file: str) -> FeatureRecord:
     """One SAEDashboard feature object to a record."""
+    obj = None
     try:
         obj = as_dict(raw, "features[]")
         index = as_int(obj.get("feature_index"), "feature_index", minimum=0)
     except BadInput as exc:
-        raise exc.located(file=file) from None
+        raw_index = obj.get("feature_index") if obj is not None else None
+        shown = raw_index if isinstance(raw_index, int) and not isinstance(raw_index, bool) else (
+            repr(raw_index) if isinstance(raw_index, str | float) else None)
+        raise exc.located(file=file, feature=shown) from None
     try:
         stats: dict[str, Any] = {}
         for key in _FLOAT_LISTS:
@@ -162,16 +166,19 @@ def iter_batches(path: Path, opts: DashboardOptions, importer: BatchImporter) ->
         doc = read_batch_file(file)
         if target is None:
             target = _target(doc, opts, settings, file.name)
-            source = importer.prepare_source(target)
+            # Parsed before the source is created, so that a bad first file leaves no empty source behind.
+            records = [parse_feature(f, file=file.name) for f in doc["features"]]
+            source = importer.prepare_source(target, file=file.name)
             done = skip_done(importer, source, [f"saedashboard/{f.name}:{f.stat().st_size}" for f in files])
             if key in done:
                 importer.summary.skipped_batches += 1
                 continue
-        records = [parse_feature(f, file=file.name) for f in doc["features"]]
-        yield target, Batch(key=key, records=records)
+        else:
+            records = [parse_feature(f, file=file.name) for f in doc["features"]]
+        yield target, Batch(key=key, records=records, file=file.name)
     dead = _dead_indexes(path)
     if dead and target is not None:
-        yield target, Batch(key=f"saedashboard/skipped_indexes.json:{len(dead)}",
+        yield target, Batch(key=f"saedashboard/skipped_indexes.json:{len(dead)}", file="skipped_indexes.json",
                             records=[FeatureRecord(index=i, stats={"max_act_approx": 0.0}, activations=[])
                                      for i in dead])
 
@@ -183,6 +190,6 @@ def import_saedashboard(path: Path, importer: BatchImporter, opts: DashboardOpti
     sources = {}
     for target, batch in iter_batches(path, opts, importer):
         if target.source_id not in sources:
-            sources[target.source_id] = importer.prepare_source(target)
+            sources[target.source_id] = importer.prepare_source(target, file=batch.file)
         importer.write(sources[target.source_id], batch)
     return importer.summary

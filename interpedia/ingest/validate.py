@@ -44,15 +44,32 @@ def _reject_constant(name: str) -> float:
     return float(name)
 
 
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", " ")
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    return value
+
+
 def loads(data: bytes | str, *, file: str | None = None) -> Any:
-    """Parse JSON; NaN/Infinity literals are parsed so that validation can say which field holds them."""
+    """Parse JSON; NaN/Infinity literals are parsed so that validation can say which field holds them.
+
+    NUL characters in strings become spaces, as Neuronpedia's importer does: Postgres text cannot hold them.
+    """
     try:
-        return orjson.loads(data)
+        out = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         try:
-            return json.loads(data, parse_constant=_reject_constant)
+            out = json.loads(data, parse_constant=_reject_constant)
         except json.JSONDecodeError:
             raise BadInput(f"malformed JSON: {exc}", file=file) from None
+    has_nul = "\\u0000" in data if isinstance(data, str) else b"\\u0000" in data
+    if has_nul:
+        out = _without_nul(out)
+    return out
 
 
 def as_int(value: Any, field: str, *, minimum: int | None = None) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import Activation
@@ -25,5 +25,5 @@ def append_activations(session: Session, feature_id: int, creator_id: str | None
         existing.add(blob)
         rows.append(dict(zip(_ACT_COLUMNS, row, strict=True)))
     if rows:
-        session.execute(Activation.__table__.insert(), rows)
+        session.execute(insert(Activation), rows)
     return len(rows)

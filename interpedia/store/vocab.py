@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import Model, VocabToken
@@ -22,15 +22,21 @@ def token_hash(token: str) -> bytes:
 
 
 class VocabCache:
-    """Process-wide id->string cache; vocabulary rows never change once written, so it never goes stale."""
+    """Process-wide id->string cache; vocabulary rows never change once written, so it never goes stale.
+
+    Ids are handed out per database, so the cache is keyed by database as well as by model: a process
+    that reads two databases (a copy, a test) must not decode one with the other's vocabulary.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_model: dict[str, dict[int, str]] = {}
+        self._by_model: dict[tuple[str, str], dict[int, str]] = {}
 
     def strings(self, session: Session, model_id: str, ids: Iterable[int]) -> dict[int, str]:
         """Strings for the given ids, loading any that are not cached yet."""
-        known = self._by_model.setdefault(model_id, {})
+        database = session.get_bind().engine.url.render_as_string(hide_password=False)
+        with self._lock:
+            known = self._by_model.setdefault((database, model_id), {})
         missing = sorted({int(i) for i in ids} - known.keys())
         for start in range(0, len(missing), _CHUNK):
             chunk = missing[start : start + _CHUNK]
@@ -100,5 +106,5 @@ def ensure_tokens(session: Session, model_id: str, tokens: Iterable[str]) -> dic
                     "token": tok.encode("utf-8", "surrogatepass"),
                 }
             )
-        session.execute(VocabToken.__table__.insert(), rows)
+        session.execute(insert(VocabToken), rows)
     return found

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from interpedia.db.codec import encode_activation
 from interpedia.db.tables import Activation, Explanation, Feature, Source, new_id
+from interpedia.db.vector import EMBEDDING_BYTES
 from interpedia.store.records import FEATURE_STAT_COLUMNS, ActivationRecord, FeatureRecord
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,9 @@ def all_tokens(records: Iterable[FeatureRecord]) -> set[str]:
 def write_features(session: Session, source: Source, records: Sequence[FeatureRecord], *,
                    creator_id: str | None, token_ids: dict[str, int]) -> WriteCounts:
     """Upsert the batch's features, replace their examples and add their new explanations."""
-    counts = WriteCounts(features=len(records))
+    # Records that carry only examples or explanations (the export's activation and explanation files)
+    # touch features another record wrote; counting them too would count one feature several times.
+    counts = WriteCounts(features=sum(1 for r in records if r.stats))
     if not records:
         return counts
     feature_ids = _upsert_features(session, source, records, creator_id)
@@ -148,8 +151,30 @@ def _copy_rows(session: Session, rows: list[tuple[Any, ...]]) -> None:
 
 
 def embedding_bytes(embedding: Sequence[float] | None) -> bytes | None:
-    """An embedding as stored (float32, little-endian)."""
-    return None if embedding is None else np.asarray(embedding, dtype="<f4").tobytes()
+    """An embedding as stored (float32, little-endian), or None unless it is 384 finite floats.
+
+    Other widths (Neuronpedia's exports carry 256-dim OpenAI embeddings) cannot share the index;
+    they are dropped and the text is embedded again (on import, or by ``interpedia embed --missing``).
+    """
+    if embedding is None:
+        return None
+    arr = np.asarray(embedding, dtype="<f4").reshape(-1)
+    return arr.tobytes() if arr.nbytes == EMBEDDING_BYTES and np.isfinite(arr).all() else None
+
+
+def _embed_missing(rows: list[dict[str, Any]]) -> None:
+    """Embed new explanations that came without a usable embedding (INTERPEDIA_EMBED_ON_IMPORT)."""
+    todo = [row for row in rows if row["embedding"] is None]
+    if not todo:
+        return
+    from interpedia.config import get_settings
+    from interpedia.search.embeddings import get_embedder, try_embed
+
+    settings = get_settings()
+    if not settings.embed_on_import:
+        return
+    for row, emb in zip(todo, try_embed(get_embedder(settings), [r["description"] for r in todo]), strict=True):
+        row["embedding"] = emb
 
 
 def _add_explanations(session: Session, records: Sequence[FeatureRecord], feature_ids: dict[int, int]) -> int:
@@ -182,6 +207,7 @@ def _add_explanations(session: Session, records: Sequence[FeatureRecord], featur
             row["id"] = exp.id
         rows.append(row)
     if rows:
+        _embed_missing(rows)
         stmt = _dialect_insert(session, Explanation.__table__).on_conflict_do_nothing(index_elements=["id"])
         for chunk in _chunks(rows):
             session.execute(stmt, [r if "id" in r else {**r, "id": new_id()} for r in chunk])

@@ -1,4 +1,4 @@
-"""The FastAPI application: /api (Neuronpedia webapp API), later /v1 and the pages."""
+"""The FastAPI application: /api (Neuronpedia webapp API), the web pages, later /v1."""
 
 from __future__ import annotations
 
@@ -68,8 +68,13 @@ class TrailingSlashMiddleware:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app on the given (or the environment's) settings."""
+ROLES = ("all", "inference")
+
+
+def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAPI:
+    """Build the app on the given (or the environment's) settings; ``role="inference"`` serves only /v1 inference."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     settings = settings or get_settings()
     app = FastAPI(title="interpedia", version=__version__,
                   description="Neuronpedia-compatible API: features, activations, explanations, models, sources.")
@@ -79,13 +84,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine)
     install_error_handlers(app)
 
-    from interpedia.web.api import router as api_router
+    from interpedia.web.v1.inference import router as inference_router
 
-    app.include_router(api_router)
+    app.include_router(inference_router)
 
     @app.get("/health", include_in_schema=False)
     def health() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__}
+        return {"status": "ok", "version": __version__, "role": role}
+
+    if role == "inference":
+        app.add_middleware(TrailingSlashMiddleware)
+        app.add_middleware(BodyLimitMiddleware, settings=settings)
+        return app
+
+    from interpedia.web.api import router as api_router
+    from interpedia.web.v1.autointerp import router as autointerp_router
+
+    app.include_router(api_router)
+    app.include_router(autointerp_router)
+
+    from interpedia.web import pages
+
+    pages.install(app, settings)  # last: its /{model}/... routes catch what nothing else claimed
 
     app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(BodyLimitMiddleware, settings=settings)

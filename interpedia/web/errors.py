@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from interpedia.ingest.validate import BadInput
@@ -41,6 +41,19 @@ def error_response(status: int, message: str, field: str | None = None,
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _respond(request: Request, status: int, message: str, field: str | None = None,
+             headers: dict[str, str] | None = None) -> Response:
+    # The pages install a hook that answers browsers on page URLs with an HTML error page.
+    hook = getattr(request.app.state, "html_errors", None)
+    if hook is not None:
+        page: Response | None = hook(request, status, message)
+        if page is not None:
+            if headers:
+                page.headers.update(headers)
+            return page
+    return error_response(status, message, field, headers=headers)
+
+
 def _loc_to_field(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     for item in loc:
@@ -57,23 +70,23 @@ def install_error_handlers(app: FastAPI) -> None:
     """Map every error kind to the one JSON shape."""
 
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.field)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        return _respond(request, exc.status, exc.message, exc.field)
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
         return error_response(413, f"request body is larger than {exc.limit} bytes (INTERPEDIA_MAX_BODY_BYTES)")
 
     @app.exception_handler(StoreError)
-    async def _store_error(_: Request, exc: StoreError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.field)
+    async def _store_error(request: Request, exc: StoreError) -> Response:
+        return _respond(request, exc.status, exc.message, exc.field)
 
     @app.exception_handler(BadInput)
     async def _bad_input(_: Request, exc: BadInput) -> JSONResponse:
         return error_response(422, str(exc), exc.field)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
         field = _loc_to_field(tuple(first.get("loc", ())))
@@ -81,16 +94,16 @@ def install_error_handlers(app: FastAPI) -> None:
         if first.get("type") == "json_invalid":
             msg = "request body is not valid JSON"
         extra = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-        return error_response(422, f"{field}: {msg}{extra}" if field else msg + extra, field or None)
+        return _respond(request, 422, f"{field}: {msg}{extra}" if field else msg + extra, field or None)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         message = exc.detail if isinstance(exc.detail, str) else "error"
         if exc.status_code == 404 and message == "Not Found":
             message = "not found"
-        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+        return _respond(request, exc.status_code, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error")
-        return error_response(500, "internal server error")
+        return _respond(request, 500, "internal server error")

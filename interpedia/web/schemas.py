@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, field_validator, StrictInt, StrictStr, model_validator
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 Finite = Annotated[float, Strict(), AllowInfNan(False)]
 FeatureIndex = Annotated[StrictInt | StrictStr, Field(description="Feature index (integer or numeric string).")]

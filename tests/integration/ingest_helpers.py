@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from interpedia.config import get_settings
 from interpedia.db.tables import Activation, Explanation, Feature, ImportedBatch, Model, Source, VocabToken
+
+# An explanation embedding as stored: 384 float32 values (other widths are dropped and re-embedded).
+EMBEDDING = [((i % 17) - 8) / 64 for i in range(384)]
+
+
+@pytest.fixture(autouse=True)
+def no_embedding_on_import(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Import tests do not load the sentence embedder (it has its own tests); import this name to use it."""
+    monkeypatch.setenv("INTERPEDIA_EMBED_ON_IMPORT", "false")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
 
 COUNTED = {"features": Feature, "activations": Activation, "explanations": Explanation,
            "imported_batches": ImportedBatch, "models": Model, "sources": Source}
@@ -59,7 +75,7 @@ def np_activation(model_id: str, layer: str, index: int, tokens: list[str], valu
 
 def np_feature(model_id: str, layer: str, index: int, **extra: Any) -> dict[str, Any]:
     """A feature ("Neuron") row of the Neuronpedia export layout."""
-    row = {"modelId": model_id, "layer": layer, "index": str(index), "sourceSetName": layer.split("-", 1)[1],
+    row = {"modelId": model_id, "layer": layer, "index": str(index), "sourceSetName": layer.split("-", 1)[-1],
            "creatorId": "someone", "createdAt": "2024-05-01T00:00:00.000Z", "maxActApprox": 2.5 + index,
            "hasVector": False, "vector": [], "frac_nonzero": 0.00123, "pos_str": ["Ġcat", "Ġdog"],
            "pos_values": [0.91234, 0.5], "neg_str": ["Ġthe"], "neg_values": [-0.33333],
@@ -111,7 +127,7 @@ def write_np_export(root: Path, *, model_id: str = "np-model", layer: str = "3-r
     write_jsonl(base / "activations" / "batch-0.jsonl.gz", acts)
     exps = [{"id": f"cexp{i:021d}", "modelId": model_id, "layer": layer, "index": str(i),
              "description": f"cats, sitting ({i})", "authorId": "someone", "typeName": "oai_token-act-pair",
-             "explanationModelName": "gpt-4o-mini", "notes": None, "embedding": [0.25, -0.5, 0.125, 1.0],
+             "explanationModelName": "gpt-4o-mini", "notes": None, "embedding": EMBEDDING,
              "createdAt": "2024-05-01T00:00:00.000Z"} for i in range(n_features)]
     write_jsonl(base / "explanations" / "batch-0.jsonl.gz", exps)
     return root

@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ingest_helpers import counts, np_activation, np_feature, write_jsonl, write_np_export
+from ingest_helpers import (
+    EMBEDDING,
+    counts,
+    no_embedding_on_import,  # noqa: F401  (autouse fixture)
+    np_activation,
+    np_feature,
+    write_jsonl,
+    write_np_export,
+)
 from sqlalchemy import select
 
 from interpedia.db.tables import ExplanationModelType, ExplanationScoreType, ExplanationType, SourceRelease, SourceSet
@@ -25,6 +33,7 @@ def test_export_layout_imports_and_comes_back(factory: Any, tmp_path: Path) -> N
     assert detect_format(root) == "np-export"
     summary = import_path(root, factory)
     assert summary.sources == ["3-res-np"]
+    assert (summary.counts.features, summary.counts.activations, summary.counts.explanations) == (4, 8, 4)
     assert counts(factory) | {"imported_batches": 0} == {"features": 4, "activations": 8, "explanations": 4,
                                                           "imported_batches": 0, "models": 1, "sources": 1}
 
@@ -60,7 +69,7 @@ def test_export_layout_imports_and_comes_back(factory: Any, tmp_path: Path) -> N
         from interpedia.db.tables import Explanation
 
         emb = session.scalar(select(Explanation.embedding).where(Explanation.id == exp["id"]))
-        assert np.frombuffer(emb, dtype="<f4").tolist() == [0.25, -0.5, 0.125, 1.0]
+        assert np.frombuffer(emb, dtype="<f4").tolist() == EMBEDDING
 
 
 def test_importing_the_export_twice_leaves_one_copy(factory: Any, tmp_path: Path) -> None:
@@ -101,8 +110,34 @@ def test_source_directory_alone_imports_with_many_batches(factory: Any, tmp_path
                      for _ in range(3)])
     summary = import_path(base, factory, batch_size=4)
     assert counts(factory)["features"] == 30 and counts(factory)["activations"] == 90
-    assert summary.counts.activations == 90
+    assert (summary.counts.features, summary.counts.activations) == (30, 90)
     doc = _doc(factory, "gpt2-small", "6-res-jb", 27)
     assert [a["values"] for a in doc["activations"]] == [[0.25, 28.0]] * 3
     import_path(base, factory, batch_size=4)
     assert counts(factory)["activations"] == 90
+
+
+def test_nul_characters_become_spaces(factory: Any, tmp_path: Path) -> None:
+    """As Neuronpedia's importer does; Postgres text cannot hold NUL, and both backends must agree."""
+    from ingest_helpers import read_jsonl
+
+    root = write_np_export(tmp_path / "export", n_features=2)
+    exps = root / "np-model" / "3-res-np" / "explanations" / "batch-0.jsonl.gz"
+    rows = read_jsonl(exps)
+    rows[0]["description"], rows[1]["notes"] = "cat\u0000s", "note\u0000"
+    write_jsonl(exps, rows)
+    acts = root / "np-model" / "3-res-np" / "activations" / "batch-0.jsonl.gz"
+    rows = read_jsonl(acts)
+    rows[0]["tokens"][0], rows[0]["dataSource"] = "\u0000", "web\u0000text"
+    write_jsonl(acts, rows)
+    feats = root / "np-model" / "3-res-np" / "features" / "batch-0.jsonl.gz"
+    rows = read_jsonl(feats)
+    rows[0]["pos_str"][0] = "Ġc\u0000at"
+    write_jsonl(feats, rows)
+    import_path(root, factory)
+    doc = _doc(factory, "np-model", "3-res-np", 0)
+    assert doc["explanations"][0]["description"] == "cat s"
+    assert doc["pos_str"][0] == "Ġc at"
+    top = doc["activations"][0]
+    assert top["tokens"][0] == " " and top["dataSource"] == "web text"
+    assert _doc(factory, "np-model", "3-res-np", 1)["explanations"][0]["notes"] == "note "

@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 from factories import make_feature, write_saedashboard_dir
-from ingest_helpers import counts
+from ingest_helpers import (
+    counts,
+    no_embedding_on_import,  # noqa: F401  (autouse fixture)
+)
 
 from interpedia.ingest import DashboardOptions, detect_format, import_path
 from interpedia.store.features import feature_json, get_feature_row

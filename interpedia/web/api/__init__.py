@@ -2,9 +2,11 @@
 
 from fastapi import APIRouter
 
-from interpedia.web.api import catalogue, features, uploads
+from interpedia.web.api import catalogue, explanation_search, explanations, features, uploads
 
 router = APIRouter(prefix="/api")
 router.include_router(features.router)
 router.include_router(catalogue.router)
 router.include_router(uploads.router)
+router.include_router(explanations.router)
+router.include_router(explanation_search.router)

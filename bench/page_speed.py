@@ -1,0 +1,231 @@
+"""Server time of the feature dashboard page on a database of 100,000 features, on SQLite and on Postgres.
+
+What is built, through the real importer (``interpedia.ingest.import_path``) from
+:mod:`bench.synthetic` Neuronpedia exports of ``gpt2-small/0-res-jb``:
+
+1. ``--n-features`` features (default 100,000) with every dashboard statistic (50-bin histograms,
+   10+10 logits, alignment lists) and 2 short examples each;
+2. then the first ``--n-full`` of them (default 2,000) imported again with full dashboards: 20 top
+   examples + 5 quantile intervals x 5 = 45 examples x 128 tokens (GPT-2-like 50k vocabulary, about
+   6% non-zero values), and two explanations each. The re-import replaces their examples.
+
+So the database holds 100k features and the measured pages are the full 45 x 128 ones. Giving
+every feature 45 x 128 examples (``--n-full 100000``) works too but the import then takes
+about half an hour per backend on a 2-core machine.
+
+How it is measured: in process, no network. The app (``create_app``) is wrapped in an ASGI timer
+that takes ``perf_counter`` when the request enters the app and when the last body byte is sent;
+that interval is the **server time** reported (routing, queries, decoding, rendering). Requests are
+made with Starlette's TestClient; its round trip is reported too (server time plus the client's
+own overhead). ``--requests`` pages (default 500) on features drawn at random (seeded) from the
+full ones, after ``--warmup`` requests (default 50), one at a time. The JSON twin of the same page
+is timed the same way.
+
+    .venv/bin/python bench/page_speed.py [--backends sqlite,postgres] [--n-features 100000] [--n-full 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import logging
+import os
+import random
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import log, pg_settings, postgres, setup_logging, table, write_results  # noqa: E402
+from synthetic import SyntheticConfig, build_vocab, write_np_export  # noqa: E402
+
+from interpedia.config import Settings, get_settings  # noqa: E402
+from interpedia.db import make_engine, make_sessionmaker, migrate  # noqa: E402
+from interpedia.ingest import import_path  # noqa: E402
+from interpedia.store.vocab import vocab_cache  # noqa: E402
+
+EXPECTED_EXAMPLES = 45
+
+
+def _configs(n_features: int, n_full: int) -> tuple[SyntheticConfig, SyntheticConfig]:
+    light = SyntheticConfig(n_features=n_features, n_top=2, n_quantiles=0, per_quantile=0, n_tokens=24,
+                            features_per_file=8192)
+    full = SyntheticConfig(n_features=n_full)  # 20 top + 5 x 5 interval samples, 128 tokens
+    return light, full
+
+
+def _write_explanations(cfg: SyntheticConfig, root: Path) -> None:
+    """Two explanations per full feature, in the export layout (so the page lists and sorts them)."""
+    rng = random.Random(7)
+    words = ["the", "cats", "legal text", "code", "numbers", "names", "Bible verses", "punctuation", "plurals"]
+    rows = []
+    for i in range(cfg.n_features):
+        for k in range(2):
+            rows.append({"id": f"cbench{i:09d}{k:010d}", "modelId": cfg.model_id, "layer": cfg.source_id,
+                         "index": str(i), "description": f"{rng.choice(words)} after {rng.choice(words)}",
+                         "authorId": "bench", "typeName": "oai_token-act-pair",
+                         "explanationModelName": "gpt-4o-mini", "notes": None, "scoreV1": rng.random(),
+                         "createdAt": "2024-05-01T00:00:00.000Z"})
+    path = root / cfg.model_id / cfg.source_id / "explanations" / "batch-0.jsonl.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(b"".join(orjson.dumps(r) + b"\n" for r in rows), mtime=0))
+
+
+def build_exports(work: Path, n_features: int, n_full: int) -> tuple[Path, Path]:
+    """Write (or reuse) the two exports under ``work``."""
+    light_cfg, full_cfg = _configs(n_features, n_full)
+    light, full = work / f"light-{n_features}", work / f"full-{n_full}"
+    vocab = None
+    for cfg, root in ((light_cfg, light), (full_cfg, full)):
+        if (root / ".done").exists():
+            continue
+        shutil.rmtree(root, ignore_errors=True)
+        vocab = vocab or build_vocab(cfg)  # same seed and vocab_size: the same vocabulary for both
+        t0 = time.perf_counter()
+        write_np_export(cfg, root, vocab=vocab)
+        if root is full:
+            _write_explanations(cfg, root)
+        (root / ".done").write_text("ok")
+        log.info("wrote %s in %.1fs", root, time.perf_counter() - t0)
+    return light, full
+
+
+class ServerTimer:
+    """ASGI wrapper: how long the app takes from receiving a request to sending the last body byte."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.samples: list[float] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Time one request."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def timed_send(message: Any) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self.samples.append(time.perf_counter() - start)
+
+        await self.app(scope, receive, timed_send)
+
+
+def _stats(samples: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in samples)
+    q = statistics.quantiles(ms, n=100, method="inclusive")
+    return {"p50_ms": round(q[49], 2), "p90_ms": round(q[89], 2), "p99_ms": round(q[98], 2),
+            "mean_ms": round(statistics.fmean(ms), 2), "max_ms": round(ms[-1], 2), "n": len(ms)}
+
+
+def measure(url: str, home: Path, n_full: int, requests: int, warmup: int, seed: int) -> dict[str, Any]:
+    """Time feature pages (HTML and JSON twin) on the database at ``url``."""
+    from fastapi.testclient import TestClient
+
+    from interpedia.web.app import create_app
+
+    vocab_cache.clear()
+    app = create_app(Settings(database_url=url, home=home))
+    timer = ServerTimer(app)
+    rng = random.Random(seed)
+    out: dict[str, Any] = {}
+    with TestClient(timer) as client:
+        for kind, suffix in (("html", ""), ("json", ".json")):
+            paths = [f"/gpt2-small/0-res-jb/{rng.randrange(n_full)}{suffix}" for _ in range(warmup + requests)]
+            round_trips: list[float] = []
+            for n, path in enumerate(paths):
+                t0 = time.perf_counter()
+                resp = client.get(path)
+                elapsed = time.perf_counter() - t0
+                if resp.status_code != 200:
+                    raise RuntimeError(f"{path}: {resp.status_code} {resp.text[:200]}")
+                if n == 0:
+                    examples = resp.text.count('<li class="ex">') if kind == "html" else \
+                        len(resp.json()["feature"]["activations"])
+                    if examples != EXPECTED_EXAMPLES:
+                        raise RuntimeError(f"{path} shows {examples} examples, expected {EXPECTED_EXAMPLES}")
+                    out[f"{kind}_bytes"] = len(resp.content)
+                if n >= warmup:
+                    round_trips.append(elapsed)
+            server = timer.samples[-requests:]
+            timer.samples.clear()
+            out[kind] = {"server": _stats(server), "testclient_round_trip": _stats(round_trips)}
+    return out
+
+
+def run_backend(name: str, url: str, light: Path, full: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Build the database on one backend and measure."""
+    migrate(url)
+    factory = make_sessionmaker(make_engine(url))
+    t0 = time.perf_counter()
+    s1 = import_path(light, factory)
+    t1 = time.perf_counter()
+    s2 = import_path(full, factory)
+    t2 = time.perf_counter()
+    log.info("%s: imported %s (%.0fs) and %s (%.0fs)", name, s1.describe(), t1 - t0, s2.describe(), t2 - t1)
+    result = measure(url, args.work / f"home-{name}", args.n_full, args.requests, args.warmup, args.seed)
+    result["import_seconds"] = {"light": round(t1 - t0, 1), "full": round(t2 - t1, 1)}
+    return result
+
+
+def main() -> None:
+    """Build the databases, measure, print the table and write ``bench/results/page_speed.json``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--n-features", type=int, default=100_000)
+    parser.add_argument("--n-full", type=int, default=2_000)
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/interpedia-page-speed"),
+                        help="where exports (kept and reused) and the SQLite file go")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args()
+    setup_logging(args.verbose)
+    # Pages are measured, not the sentence embedder: imported explanations keep no embedding.
+    os.environ["INTERPEDIA_EMBED_ON_IMPORT"] = "false"
+    get_settings.cache_clear()
+    for noisy in ("interpedia", "httpx", "httpx2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.n_full > args.n_features:
+        parser.error("--n-full must not exceed --n-features")
+    args.work.mkdir(parents=True, exist_ok=True)
+    light, full = build_exports(args.work, args.n_features, args.n_full)
+    results: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for backend in [b for b in args.backends.split(",") if b]:
+        if backend == "sqlite":
+            db = args.work / "page_speed.db"
+            for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+                p.unlink(missing_ok=True)
+            results["sqlite"] = run_backend("sqlite", f"sqlite:///{db}", light, full, args)
+            results["sqlite"]["db_bytes"] = os.path.getsize(db)
+        elif backend == "postgres":
+            with postgres() as cluster:
+                url = cluster.create_database("page_speed")
+                results["postgres"] = run_backend("postgres", url, light, full, args)
+                extra["postgres_settings"] = pg_settings(cluster)
+        else:
+            parser.error(f"unknown backend {backend!r}")
+    rows = []
+    for backend, res in results.items():
+        for kind in ("html", "json"):
+            s, rt = res[kind]["server"], res[kind]["testclient_round_trip"]
+            rows.append([backend, kind, s["p50_ms"], s["p90_ms"], s["p99_ms"], s["mean_ms"], rt["p50_ms"], rt["p99_ms"],
+                         res[f"{kind}_bytes"]])
+    print(f"Feature page, {EXPECTED_EXAMPLES} examples x 128 tokens, {args.n_features:,} features in the database, "
+          f"{args.requests} requests (server time = inside the ASGI app; round trip = TestClient)")
+    print(table(rows, ["backend", "page", "p50 ms", "p90 ms", "p99 ms", "mean ms", "rt p50", "rt p99", "bytes"]))
+    write_results("page_speed", {"parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                                 "targets": {"p50_ms": 20, "p99_ms": 60}, "results": results, **extra})
+
+
+if __name__ == "__main__":
+    main()

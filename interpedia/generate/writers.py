@@ -1,0 +1,234 @@
+"""Writers: SAEDashboard ``batch-N.json`` files, and the database through the foundation importer.
+
+Both take ``DashboardBlock``s as they are built, so nothing holds more than one block plus one output
+batch. Token windows are rendered once per prompt (a prompt is shown by many features).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from interpedia.generate.dashboards import DashboardBlock
+from interpedia.store.records import ActivationRecord, FeatureRecord
+
+log = logging.getLogger(__name__)
+
+_BATCH_RE = re.compile(r"^batch-\d+\.json$")
+_EMPTY_CORRELATIONS = ("correlated_neurons_indices", "correlated_neurons_l1", "correlated_neurons_pearson",
+                       "correlated_features_indices", "correlated_features_l1", "correlated_features_pearson")
+# SAEDashboard's key order (NeuronpediaDashboardFeature.to_dict) up to the per-run fields.
+_HEAD_KEYS = ("neuron_alignment_indices", "neuron_alignment_values", "neuron_alignment_l1", *_EMPTY_CORRELATIONS,
+              "neg_str", "neg_values", "pos_str", "pos_values", "frac_nonzero", "freq_hist_data_bar_values",
+              "freq_hist_data_bar_heights", "logits_hist_data_bar_heights", "logits_hist_data_bar_values")
+
+
+def _r(arr: Any, digits: int = 5) -> list[float]:
+    return np.round(np.asarray(arr, dtype=np.float64), digits).tolist()  # type: ignore[no-any-return]
+
+
+@dataclass
+class RenderContext:
+    """What every writer needs to turn ids into strings and label the output."""
+
+    tokens: np.ndarray  # [n_prompts, ctx] token ids
+    vocab: list[str]
+    window_start: int
+    dataset: str
+    hook_name: str
+    _windows: dict[int, list[str]] = field(default_factory=dict)
+
+    def window(self, prompt: int) -> list[str]:
+        """The shown token strings of one prompt (cached)."""
+        got = self._windows.get(prompt)
+        if got is None:
+            ids = self.tokens[prompt, self.window_start :]
+            got = [self.vocab[i] if 0 <= i < len(self.vocab) else "<|outofrange|>" for i in ids.tolist()]
+            self._windows[prompt] = got
+        return got
+
+    def strings(self, ids: Any) -> list[str]:
+        """Vocabulary strings of token ids."""
+        return [self.vocab[i] if 0 <= i < len(self.vocab) else "<|outofrange|>" for i in np.asarray(ids).tolist()]
+
+
+def feature_stats(block: DashboardBlock, row: int, ctx: RenderContext) -> dict[str, Any]:
+    """The feature-level statistics of one row, under SAEDashboard's / interpedia's column names."""
+    dec = block.decoder
+    return {
+        "neuron_alignment_indices": dec.align_ids[row].tolist(),
+        "neuron_alignment_values": _r(dec.align_vals[row]),
+        "neuron_alignment_l1": _r(dec.align_l1[row]),
+        **{name: [] for name in _EMPTY_CORRELATIONS},
+        "neg_str": ctx.strings(dec.neg_ids[row]),
+        "neg_values": _r(dec.neg_vals[row]),
+        "pos_str": ctx.strings(dec.pos_ids[row]),
+        "pos_values": _r(dec.pos_vals[row]),
+        "frac_nonzero": float(block.frac_nonzero[row]),
+        "freq_hist_data_bar_values": _r(block.freq_hist_values[row]),
+        "freq_hist_data_bar_heights": block.freq_hist_heights[row].tolist(),
+        "logits_hist_data_bar_heights": dec.logit_hist_heights[row].tolist(),
+        "logits_hist_data_bar_values": _r(dec.logit_hist_values[row]),
+        "decoder_weights_dist": [],
+        "topk_cos_sim_indices": dec.cos_ids[row].tolist(),
+        "topk_cos_sim_values": _r(dec.cos_vals[row]),
+    }
+
+
+class SaeDashboardWriter:
+    """``batch-N.json`` files in SAEDashboard's Neuronpedia format (reference/generation.md §1.5).
+
+    Beyond the format: ``topk_cos_sim_indices``/``topk_cos_sim_values`` per feature (decoder cosine
+    neighbours); ``correlated_*`` are left empty (not computed).
+    """
+
+    def __init__(self, out: Path, ctx: RenderContext, *, header: dict[str, Any], n_prompts: int,
+                 context_size: int, features_per_file: int) -> None:
+        self.out = out
+        self.ctx = ctx
+        self.header = header
+        self.n_prompts = n_prompts
+        self.context_size = context_size
+        self.per_file = features_per_file
+        self.pending: list[bytes] = []
+        self.files = 0
+        self.features = 0
+        out.mkdir(parents=True, exist_ok=True)
+        for old in out.iterdir():  # a rerun rewrites every file; stale numbering must not survive
+            if _BATCH_RE.match(old.name):
+                old.unlink()
+        self._fragments: dict[int, orjson.Fragment] = {}
+
+    def _tokens_fragment(self, prompt: int) -> orjson.Fragment:
+        frag = self._fragments.get(prompt)
+        if frag is None:
+            frag = orjson.Fragment(orjson.dumps(self.ctx.window(prompt)))
+            self._fragments[prompt] = frag
+        return frag
+
+    def write_block(self, block: DashboardBlock) -> None:
+        """Add a block's features; full files are written as they fill."""
+        for row, index in enumerate(block.index.tolist()):
+            lo, hi = int(block.ex_offsets[row]), int(block.ex_offsets[row + 1])
+            acts = [{"bin_min": round(float(block.ex_bin_min[e]), 5),
+                     "bin_max": round(float(block.ex_bin_max[e]), 5),
+                     "bin_contains": float(block.ex_bin_contains[e]),
+                     "tokens": self._tokens_fragment(int(block.ex_prompt[e])),
+                     "values": block.ex_values[e],
+                     "qualifying_token_index": int(block.ex_qualifying[e])} for e in range(lo, hi)]
+            stats = feature_stats(block, row, self.ctx)
+            doc = {"feature_index": index, **{k: stats[k] for k in _HEAD_KEYS},
+                   "n_prompts_total": self.n_prompts, "n_tokens_in_prompt": self.context_size,
+                   "dataset": self.ctx.dataset, "decoder_weights_dist": [], "activations": acts, "vector": [],
+                   "topk_cos_sim_indices": stats["topk_cos_sim_indices"],
+                   "topk_cos_sim_values": stats["topk_cos_sim_values"]}
+            self.pending.append(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
+            if len(self.pending) >= self.per_file:
+                self._flush()
+        if len(self._fragments) > 50_000:
+            self._fragments.clear()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        head = orjson.dumps(self.header)[:-1]  # the header object without its closing brace
+        data = head + b',"features":[' + b",".join(self.pending) + b"]}"
+        path = self.out / f"batch-{self.files}.json"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        self.features += len(self.pending)
+        self.files += 1
+        self.pending = []
+
+    def finish(self, dead: list[int], run_settings: dict[str, Any]) -> None:
+        """Write the last file, the dead features (``skipped_indexes.json``) and ``run_settings.json``."""
+        self._flush()
+        skipped = {"model_id": self.header["model_id"], "layer": str(self.header["layer"]),
+                   "sae_set": self.header["sae_set"], "log_sparsity": None, "skipped_indexes": dead}
+        (self.out / "skipped_indexes.json").write_text(json.dumps(skipped))
+        (self.out / "run_settings.json").write_text(json.dumps(run_settings, indent=2, default=str))
+
+
+def block_records(block: DashboardBlock, ctx: RenderContext) -> list[FeatureRecord]:
+    """A block as the store's records (what ``interpedia import`` would make of the same batch file)."""
+    out = []
+    for row, index in enumerate(block.index.tolist()):
+        lo, hi = int(block.ex_offsets[row]), int(block.ex_offsets[row + 1])
+        acts = [ActivationRecord(tokens=ctx.window(int(block.ex_prompt[e])), values=block.ex_values[e].tolist(),
+                                 bin_min=round(float(block.ex_bin_min[e]), 5),
+                                 bin_max=round(float(block.ex_bin_max[e]), 5),
+                                 bin_contains=float(block.ex_bin_contains[e]),
+                                 qualifying_token_index=int(block.ex_qualifying[e])) for e in range(lo, hi)]
+        stats = feature_stats(block, row, ctx)
+        stats["max_act_approx"] = max((a.max_value for a in acts), default=0.0)
+        stats["hook_name"] = ctx.hook_name
+        out.append(FeatureRecord(index=index, stats=stats, activations=acts))
+    return out
+
+
+class DatabaseWriter:
+    """Feeds blocks to the foundation ``BatchImporter`` (one transaction per batch, resumable)."""
+
+    def __init__(self, factory: Any, target: Any, ctx: RenderContext, *, run_key: str, creator: str,
+                 features_per_batch: int) -> None:
+        from interpedia.ingest.pipeline import BatchImporter
+
+        self.factory = factory
+        self.ctx = ctx
+        self.importer = BatchImporter(factory, creator_name=creator)
+        self.source = self.importer.prepare_source(target)
+        self.run_key = run_key
+        self.per_batch = features_per_batch
+        self.pending: list[FeatureRecord] = []
+        self.batches = 0
+
+    def write_block(self, block: DashboardBlock) -> None:
+        """Queue a block's records; full batches are written as they fill."""
+        self.pending.extend(block_records(block, self.ctx))
+        while len(self.pending) >= self.per_batch:
+            self._write(self.pending[: self.per_batch])
+            self.pending = self.pending[self.per_batch :]
+
+    def _write(self, records: list[FeatureRecord]) -> None:
+        from interpedia.ingest.pipeline import Batch
+
+        self.importer.write(self.source, Batch(key=f"generate/{self.run_key}/{self.batches}", records=records))
+        self.batches += 1
+
+    def finish(self, dead: list[int]) -> Any:
+        """Write what is left and stubs for dead features (no dashboard); returns the import summary."""
+        from interpedia.ingest.pipeline import Batch
+
+        if self.pending:
+            self._write(self.pending)
+            self.pending = []
+        if dead:
+            stubs = [FeatureRecord(index=i, stats={"max_act_approx": 0.0, "frac_nonzero": 0.0}, activations=[])
+                     for i in dead]
+            self.importer.write(self.source, Batch(key=f"generate/{self.run_key}/dead", records=stubs))
+        return self.importer.finish()
+
+
+def record_run(factory: Any, run_key: str, source: Any, run: dict[str, Any]) -> None:
+    """Keep ``run.json`` in the ``generate_runs`` table (one row per run; a resumed run updates it)."""
+    from interpedia.db.engine import transaction
+    from interpedia.db.tables import GenerateRun
+
+    with transaction(factory) as session:
+        row = session.get(GenerateRun, run_key)
+        if row is None:
+            row = GenerateRun(id=run_key)
+            session.add(row)
+        row.source_id = source.id
+        row.model_id = source.model_id
+        row.source_name = source.name
+        row.run = json.loads(json.dumps(run, default=str))

@@ -1,0 +1,306 @@
+"""The inference service: resolves catalogue names to warm models and SAEs and runs requests on them.
+
+One instance per app (``for_app``). Catalogue lookups are cached for ``INTERPEDIA_INFERENCE_CATALOGUE_TTL_S``
+seconds so a warm request touches no database; every model call holds that model's lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from sqlalchemy.orm import Session, sessionmaker
+
+from interpedia.config import Settings
+from interpedia.inference import activations as acts
+from interpedia.inference.errors import Invalid, NotFound
+from interpedia.inference.plans import ModelPlan, SaePlan, inference_sources, plan_model, plan_sae
+from interpedia.inference.registry import InferenceRegistry, LoadedModel, LoadedSource
+from interpedia.inference.steering import Direction, SteerSettings, check_directions, generate, render_chat
+from interpedia.store.catalogue import get_source_set
+from interpedia.store.vectors import get_vector_feature
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_COSSIM_RESULTS = 128
+
+
+@dataclass(frozen=True)
+class FeatureRef:
+    """A feature to steer with: an SAE latent (decoder row, or ``vector`` given) or a stored vector."""
+
+    source: str
+    index: int
+    strength: float
+    vector: list[float] | None = None
+
+
+class InferenceService:
+    """Live activations, top-k, steering, tokenize and decoder vectors over the catalogue's models."""
+
+    def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.registry = InferenceRegistry(max_models=settings.inference_max_models,
+                                          max_saes=settings.inference_max_saes, device=settings.inference_device)
+        self._plans: dict[tuple[str, ...], tuple[float, Any]] = {}
+        self._plans_lock = threading.Lock()
+
+    # --- resolution -----------------------------------------------------------------------------
+
+    def _cached(self, key: tuple[str, ...], make: Callable[[Session], T]) -> T:
+        now = time.monotonic()
+        with self._plans_lock:
+            hit = self._plans.get(key)
+            if hit is not None and hit[0] > now:
+                return hit[1]  # type: ignore[no-any-return]
+        with self.factory() as session:
+            value = make(session)
+        with self._plans_lock:
+            self._plans[key] = (now + self.settings.inference_catalogue_ttl_s, value)
+        return value
+
+    def forget(self) -> None:
+        """Drop cached catalogue lookups (after the catalogue changed)."""
+        with self._plans_lock:
+            self._plans.clear()
+
+    def model(self, model_id: str) -> LoadedModel:
+        """The warm model ``model_id``."""
+        plan: ModelPlan = self._cached(("model", model_id), lambda s: plan_model(s, self.settings, model_id))
+        return self.registry.model(plan)
+
+    def source(self, model_id: str, source_id: str) -> tuple[LoadedModel, LoadedSource]:
+        """The warm model and SAE of ``model_id/source_id``."""
+        model = self.model(model_id)
+        plan: SaePlan = self._cached(("sae", model_id, source_id), lambda s: plan_sae(s, model_id, source_id))
+        return model, self.registry.source(plan, model.plan.dtype)
+
+    def _limit(self, model: LoadedModel) -> int:
+        return acts.token_limit(model, self.settings.inference_token_limit)
+
+    def _prompt(self, model: LoadedModel, source: LoadedSource | None, text: str, field: str = "prompt",
+                limit: int | None = None) -> acts.Prompt:
+        return acts.tokenize(model, text, prepend_bos=acts.prepend_bos_for(model, source),
+                             limit=limit or self._limit(model), field=field)
+
+    # --- tokenize and activations ---------------------------------------------------------------
+
+    def tokenize(self, model_id: str, text: str, prepend_bos: bool | None = None) -> dict[str, Any]:
+        """Token ids and strings of ``text`` (BOS first unless ``prepend_bos`` is false)."""
+        model = self.model(model_id)
+        with model.lock:
+            bos = acts.prepend_bos_for(model, None) if prepend_bos is None else prepend_bos and model.bos_id is not None
+            prompt = acts.tokenize(model, text, prepend_bos=bos, limit=self.settings.inference_tokenize_limit,
+                                   field="text")
+            return {"tokens": prompt.ids, "token_strings": model.token_strings(prompt.ids),
+                    "prepend_bos": prompt.bos_prepended}
+
+    def _stored_vector(self, model_id: str, source: str, index: int) -> tuple[list[float], str] | None:
+        """``(vector, hook)`` of a vector stored as a feature (``/api/vector/new``), else None."""
+        def load(session: Session) -> tuple[list[float], str] | None:
+            feature = get_vector_feature(session, model_id, source, index)
+            return None if feature is None else (list(feature.vector or []), str(feature.hook_name or ""))
+
+        return self._cached(("vector", model_id, source, str(index)), load)
+
+    def activation_single(self, model_id: str, prompt: str, source: str, index: int) -> dict[str, Any]:
+        """One feature's values on ``prompt``, as its dashboard was computed (a stored vector: dot products)."""
+        stored = self._stored_vector(model_id, source, index)
+        if stored is not None:
+            return self.activation_vector(model_id, prompt, *stored)
+        model, src = self.source(model_id, source)
+        src.check_index(index)
+        with model.lock:
+            return acts.single_feature(model, src, self._prompt(model, src, prompt), index)
+
+    def activation_vector(self, model_id: str, prompt: str, vector: list[float], hook: str) -> dict[str, Any]:
+        """A vector's dot products with the activations at ``hook`` on ``prompt``."""
+        model = self.model(model_id)
+        with model.lock:
+            return acts.single_vector(model, self._prompt(model, None, prompt), vector, hook)
+
+    def topk_by_token(self, model_id: str, prompt: str, source: str, top_k: int, ignore_bos: bool) -> dict[str, Any]:
+        """The top features at each token of ``prompt``."""
+        if not 1 <= top_k <= self.settings.inference_max_top_k:
+            raise Invalid(f"top_k must be 1 to {self.settings.inference_max_top_k}", field="top_k")
+        model, src = self.source(model_id, source)
+        with model.lock:
+            return acts.topk_by_token(model, src, self._prompt(model, src, prompt), top_k, ignore_bos)
+
+    def activation_source(self, model_id: str, prompts: list[str], source: str) -> dict[str, Any]:
+        """Every positive activation of a source on each prompt (at most 4 prompts; a quarter of the limit each)."""
+        if not prompts:
+            raise Invalid("at least one prompt is required", field="prompts")
+        if len(prompts) > 4:
+            raise Invalid(f"at most 4 prompts at once, not {len(prompts)}", field="prompts")
+        model, src = self.source(model_id, source)
+        limit = self._limit(model) if len(prompts) == 1 else max(1, self._limit(model) // 4)
+        with model.lock:
+            return {"results": [acts.source_sparse(model, src, self._prompt(model, src, p, f"prompts[{n}]", limit))
+                                for n, p in enumerate(prompts)]}
+
+    def activation_all(self, model_id: str, prompt: str, source_set: str, selected: list[str], sort_by: list[int],
+                       ignore_bos: bool, num_results: int) -> dict[str, Any]:
+        """The top features across sources of a set on ``prompt``."""
+        if not 1 <= num_results <= self.settings.inference_max_results:
+            raise Invalid(f"num_results must be 1 to {self.settings.inference_max_results}", field="num_results")
+        names = selected or self._cached(("set", model_id, source_set),
+                                         lambda s: self._set_sources(s, model_id, source_set))
+        if not names:
+            raise NotFound(f"source set {model_id}/{source_set} has no source with SAE weights", field="source_set")
+        model = self.model(model_id)
+        sources = []
+        for name in dict.fromkeys(names):
+            if name.split("-", 1)[-1].split("__")[0] != source_set:
+                raise Invalid(f"source {name!r} is not in source set {source_set!r}", field="selected_sources")
+            sources.append(self.source(model_id, name)[1])
+        with model.lock:
+            prompt_ = self._prompt(model, sources[0], prompt)
+            return acts.all_sources(model, sources, prompt_, sort_by=sort_by, ignore_bos=ignore_bos,
+                                    num_results=num_results)
+
+    @staticmethod
+    def _set_sources(session: Session, model_id: str, source_set: str) -> list[str]:
+        get_source_set(session, model_id, source_set)
+        return [s.name for s in inference_sources(session, model_id, source_set)]
+
+    # --- steering -------------------------------------------------------------------------------
+
+    def directions(self, model_id: str, features: list[FeatureRef]) -> list[Direction]:
+        """Steering directions of features: stored vectors, given vectors, or SAE decoder rows."""
+        out = []
+        for n, f in enumerate(features):
+            self._check_strength(f.strength, f"features[{n}].strength")
+            stored = self._stored_vector(model_id, f.source, f.index)
+            if stored is not None:
+                out.append(Direction(stored[1], torch.tensor(stored[0], dtype=torch.float32), f.strength))
+                continue
+            _, src = self.source(model_id, f.source)
+            src.check_index(f.index)
+            if f.vector is not None:
+                vector = torch.tensor(f.vector, dtype=torch.float32)
+                if vector.shape[0] != src.d_in:
+                    raise Invalid(f"steering_vector has {vector.shape[0]} values; {f.source} has width {src.d_in}",
+                                  field=f"features[{n}].steering_vector")
+            else:
+                vector = src.decoder_rows([f.index])[0]
+            out.append(Direction(src.hook_name, vector, f.strength))
+        return out
+
+    def vector_directions(self, vectors: list[tuple[list[float], float, str]]) -> list[Direction]:
+        """Directions of raw ``(vector, strength, hook)`` triples."""
+        for n, (_, strength, _) in enumerate(vectors):
+            self._check_strength(strength, f"vectors[{n}].strength")
+        return [Direction(hook, torch.tensor(vec, dtype=torch.float32), strength) for vec, strength, hook in vectors]
+
+    def _check_strength(self, strength: float, field: str) -> None:
+        limit = self.settings.steer_max_strength
+        if not math.isfinite(strength) or abs(strength) > limit:
+            raise Invalid(f"strength must be a finite number from -{limit:g} to {limit:g}, not {strength}", field=field)
+
+    def _check_settings(self, model: LoadedModel, prompt_len: int, settings: SteerSettings) -> None:
+        if not 1 <= settings.n_tokens <= self.settings.steer_max_tokens:
+            raise Invalid(f"the number of tokens to generate must be 1 to {self.settings.steer_max_tokens}",
+                          field="n_tokens")
+        for name in ("temperature", "strength_multiplier", "freq_penalty"):
+            if not math.isfinite(getattr(settings, name)):
+                raise Invalid(f"{name} must be a finite number", field=name)
+        if settings.temperature < 0:
+            raise Invalid("temperature must not be negative", field="temperature")
+        if model.bounded_by_ctx and prompt_len + settings.n_tokens > model.n_ctx:
+            raise Invalid(f"the prompt ({prompt_len} tokens) plus {settings.n_tokens} new tokens exceed the model's "
+                          f"context of {model.n_ctx} tokens", field="n_tokens")
+
+    def steer_completion(self, model_id: str, prompt: str, directions: list[Direction], types: list[str],
+                         settings: SteerSettings) -> dict[str, Any]:
+        """``{outputs: [{type, output, logprobs?}]}``, one per requested type, in request order."""
+        model = self.model(model_id)
+        with model.lock:
+            check_directions(model, directions, settings)
+            ids = self._prompt(model, None, prompt).ids
+            self._check_settings(model, len(ids), settings)
+            outputs = []
+            for kind in types:
+                gen = generate(model, ids, directions if kind == "STEERED" else [], settings)
+                item: dict[str, Any] = {"type": kind, "output": gen.text}
+                if gen.logprobs is not None:
+                    item["logprobs"] = gen.logprobs
+                outputs.append(item)
+        return {"outputs": outputs}
+
+    def steer_chat(self, model_id: str, messages: list[dict[str, str]], directions: list[Direction], types: list[str],
+                   settings: SteerSettings) -> dict[str, Any]:
+        """``{input: {chat_template, raw}, outputs: [{chat_template, raw, type, logprobs?}]}``."""
+        model = self.model(model_id)
+        with model.lock:
+            check_directions(model, directions, settings)
+            raw = render_chat(model, messages)
+            ids = acts.tokenize(model, raw, prepend_bos=False, limit=self._limit(model), field="prompt").ids
+            self._check_settings(model, len(ids), settings)
+            outputs = []
+            for kind in types:
+                gen = generate(model, ids, directions if kind == "STEERED" else [], settings, mask_special=True)
+                item: dict[str, Any] = {"chat_template": [*messages, {"role": "assistant", "content": gen.text}],
+                                        "raw": raw + gen.text, "type": kind}
+                if gen.logprobs is not None:
+                    item["logprobs"] = gen.logprobs
+                outputs.append(item)
+        return {"input": {"chat_template": messages, "raw": raw}, "outputs": outputs}
+
+    # --- decoder vectors ------------------------------------------------------------------------
+
+    def sae_vector(self, model_id: str, source: str, index: int) -> dict[str, Any]:
+        """The feature's trained decoder row and the hook it writes to."""
+        model, src = self.source(model_id, source)
+        src.check_index(index)
+        with model.lock:
+            return {"vector": [float(v) for v in src.decoder_rows([index])[0].tolist()], "hookName": src.hook_name}
+
+    def topk_by_decoder_cossim(self, model_id: str, source: str, num_results: int, index: int | None = None,
+                               vector: list[float] | None = None) -> dict[str, Any]:
+        """Features of the source whose decoder rows point most nearly along a feature's (or a vector)."""
+        if (index is None) == (vector is None):
+            raise Invalid("give exactly one of feature and vector", field="feature")
+        if num_results < 1:
+            raise Invalid("num_results must be at least 1", field="num_results")
+        model, src = self.source(model_id, source)
+        with model.lock:
+            unit = src.unit_decoder()
+            if index is not None:
+                query = unit[src.check_index(index)]
+            else:
+                query = torch.tensor(vector, dtype=torch.float32)
+                if query.shape[0] != src.d_in or not bool(torch.isfinite(query).all()) or float(query.norm()) == 0:
+                    raise Invalid(f"vector must be {src.d_in} finite values, not all zero", field="vector")
+                query = query / query.norm()
+            sims = unit @ query
+            if index is not None:
+                sims[index] = -math.inf  # the feature itself is not its own neighbour
+            k = min(num_results, MAX_COSSIM_RESULTS, src.d_sae - (1 if index is not None else 0))
+            top = torch.topk(sims, k=max(k, 0))
+        out: dict[str, Any] = {"topk_decoder_cossim_features": [
+            {"feature": {"model": model_id, "source": source, "index": int(i)}, "cosine_similarity": float(v)}
+            for v, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]}
+        if index is not None:
+            out["feature"] = {"model": model_id, "source": source, "index": index}
+        return out
+
+
+_lock = threading.Lock()
+
+
+def for_app(state: Any) -> InferenceService:
+    """The app's service (``app.state``), created on first use so an app without models never imports torch."""
+    with _lock:
+        service = getattr(state, "inference", None)
+        if service is None:
+            service = InferenceService(state.settings, state.sessionmaker)
+            state.inference = service
+        return service  # type: ignore[no-any-return]

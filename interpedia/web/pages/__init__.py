@@ -1,0 +1,38 @@
+"""The web pages: Jinja2 templates and static JS/CSS, each page with a JSON twin.
+
+``install(app)`` mounts ``/static`` and adds the page routes; call it after every other router (the
+page routes also refuse ``/api``, ``/v1`` and ``/static`` paths themselves, see ``PageRoute``).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+
+from interpedia.config import Settings
+from interpedia.web.pages.render import STATIC, Renderer, is_page_path, split_json, wants_json
+from interpedia.web.pages.session import SessionManager
+
+__all__ = ["install"]
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Add the pages, their static files, the session cookie manager and HTML error pages to ``app``."""
+    from interpedia.web.pages import forms, routes
+
+    pages = Renderer(settings)
+    app.state.pages = pages
+    app.state.web_sessions = SessionManager(settings)
+
+    def html_errors(request: Request, status: int, message: str) -> Response | None:
+        path = request.url.path
+        last = path.rstrip("/").rsplit("/", 1)[-1]
+        if not is_page_path(path) or wants_json(request, split_json(last)[1]):
+            return None
+        return pages.error(request, status, message)
+
+    app.state.html_errors = html_errors
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(forms.router)  # before routes: /model/new must win over /{model}/{layer}
+    app.include_router(routes.router)

@@ -1,0 +1,236 @@
+"""What the feature dashboard shows, built from the feature document (``feature_json``).
+
+Token strips are built here as HTML strings rather than in a template loop: a page has about
+45 examples x 128 tokens, and a per-token template call would dominate the server time. Every token
+string passes through :func:`markupsafe.escape` (cached per distinct token); values are floats
+written with ``repr``; classes come from fixed tables. Nothing else reaches the HTML.
+
+Context windows: every strip holds all its tokens; those outside the 16- and 5-token windows around
+the max token are wrapped in ``<span class="x16">`` / ``<span class="x5">`` so CSS can hide them
+when the reader switches context size, without any per-token script.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from markupsafe import Markup, escape
+
+from interpedia.web.pages.charts import histogram_svg
+
+# Tokens shown around the max token for each context size: most before it (what a causal model saw).
+WINDOWS = {5: (3, 1), 16: (11, 4)}
+LEVELS = 10
+
+
+def _byte_decoder() -> dict[str, int]:
+    # GPT-2's byte-level BPE writes each byte as a printable character; this is the inverse map.
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(printable, chars, strict=True)}
+
+
+_BYTES = _byte_decoder()
+_MARKERS = str.maketrans({"Ġ": " ", "Ċ": "\n", "ĉ": "\t", "▁": " "})
+_CONTROL = {c: chr(0x2400 + c) for c in range(32) if chr(c) not in "\n\t"} | {0x7F: "\u2421"}
+
+
+@lru_cache(maxsize=1 << 18)
+def display_token(token: str) -> str:
+    """How a raw tokenizer string reads: ``Ġcat`` -> `` cat``, ``Ċ`` -> newline, ``âĢĻ`` -> ``’``."""
+    if len(token) == 6 and token.startswith("<0x") and token.endswith(">"):  # SentencePiece byte token
+        try:
+            return chr(int(token[3:5], 16)).translate(_CONTROL)
+        except ValueError:
+            pass
+    text: str | None = None
+    if token and all(c in _BYTES for c in token):
+        try:
+            text = bytes(_BYTES[c] for c in token).decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+    if text is None:
+        # Not byte-level BPE (or a partial UTF-8 sequence): undo only the common space/newline markers.
+        text = token.translate(_MARKERS)
+    return text.translate(_CONTROL)
+
+
+@lru_cache(maxsize=1 << 18)
+def _token_html(token: str) -> tuple[str, bool]:
+    """Escaped display text of a token, and whether it ends a line."""
+    text = display_token(token)
+    newline = "\n" in text
+    return str(escape(text.replace("\n", "↵"))), newline
+
+
+@lru_cache(maxsize=1 << 18)
+def _plain_span(token: str) -> str:
+    html, newline = _token_html(token)
+    return f'<span class="t">{html}</span>' + ('<br class="br">' if newline else "")
+
+
+def _level(value: float, inv_scale: float) -> int:  # 1..10
+    return min(LEVELS, max(1, math.ceil(abs(value) * inv_scale * LEVELS - 1e-9)))
+
+
+def _window(center: int, n: int, before: int, after: int) -> tuple[int, int]:
+    """``[lo, hi)`` of ``before + 1 + after`` tokens around ``center``, slid inwards at either end."""
+    lo, hi = center - before, center + after + 1
+    if lo < 0:
+        lo, hi = 0, hi - lo
+    if hi > n:
+        lo, hi = max(0, lo - (hi - n)), n
+    return lo, hi
+
+
+def token_strip(tokens: list[str], values: list[float], center: int, inv_scale: float) -> Markup:
+    """One example as token spans coloured by value, with the context-window wrappers."""
+    spans = list(map(_plain_span, tokens))
+    for i in [i for i, v in enumerate(values) if v]:
+        value = values[i]
+        html, newline = _token_html(tokens[i])
+        level = min(LEVELS, max(1, math.ceil(abs(value) * inv_scale * LEVELS - 1e-9)))
+        spans[i] = (f'<span class="t {"p" if value > 0 else "n"}{level}" data-v="{value!r}">{html}</span>'
+                    + ('<br class="br">' if newline else ""))
+    n = len(spans)
+    if not n:
+        return Markup("")
+    center = min(max(center, 0), n - 1)
+    spans[center] = spans[center].replace('<span class="t', '<span class="t m', 1)  # the max token
+    lo5, hi5 = _window(center, n, *WINDOWS[5])
+    lo16, hi16 = _window(center, n, *WINDOWS[16])
+    # Wrap the runs outside each window by editing the boundary spans, then join once. Windows nest:
+    # [x16 ... lo16) [x5 ... lo5) core [hi5 ... x5) [hi16 ... x16)
+    if lo16 > 0:
+        spans[0] = '<span class="el e16">…</span><span class="x16">' + spans[0]
+        spans[lo16 - 1] += "</span>"
+    if lo5 > lo16:
+        spans[lo16] = '<span class="el e5">…</span><span class="x5">' + spans[lo16]
+        spans[lo5 - 1] += "</span>"
+    if hi16 > hi5:
+        spans[hi5] = '<span class="x5">' + spans[hi5]
+        spans[hi16 - 1] += '</span><span class="el e5">…</span>'
+    if n > hi16:
+        spans[hi16] = '<span class="x16">' + spans[hi16]
+        spans[n - 1] += '</span><span class="el e16">…</span>'
+    return Markup("".join(spans))
+
+
+@dataclass
+class Example:
+    """One example row of the activations list."""
+
+    max_value: float
+    strip: Markup
+
+
+@dataclass
+class Group:
+    """Examples under one heading: the top activations or one quantile interval."""
+
+    title: str
+    examples: list[Example] = field(default_factory=list)
+    bin_min: float | None = None
+    bin_max: float | None = None
+    contains: float | None = None
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".") or "0"
+
+
+def _contains(frac: float | None) -> str:
+    return "?" if frac is None else f"{frac * 100:.3g}%"
+
+
+def activation_groups(doc: dict[str, Any]) -> list[Group]:
+    """Top activations first, then quantile groups ("Interval a–b (Contains x%)") from the highest down."""
+    acts = doc.get("activations") or []
+    scale = doc.get("maxActApprox") or 0.0
+    if not scale or scale <= 0:
+        scale = max((abs(a.get("maxValue") or 0.0) for a in acts), default=0.0)
+    inv_scale = 1.0 / scale if scale > 0 else 1.0
+    top = Group(title="Top Activations")
+    intervals: dict[tuple[float, float, float | None], Group] = {}
+    for act in acts:
+        example = Example(max_value=act.get("maxValue") or 0.0,
+                          strip=token_strip(act["tokens"], act["values"], act.get("maxValueTokenIndex") or 0,
+                                            inv_scale))
+        bin_min, bin_max = act.get("binMin"), act.get("binMax")
+        if bin_min is None or bin_max is None or bin_min < 0:
+            top.examples.append(example)
+            continue
+        key = (bin_min, bin_max, act.get("binContains"))
+        group = intervals.get(key)
+        if group is None:
+            group = intervals[key] = Group(
+                title=f"Interval {_fmt(bin_min)}–{_fmt(bin_max)} (Contains {_contains(key[2])})",
+                bin_min=bin_min, bin_max=bin_max, contains=key[2])
+        group.examples.append(example)
+    groups = [top] if top.examples else []
+    groups += sorted(intervals.values(), key=lambda g: (-(g.bin_max or 0.0), -(g.bin_min or 0.0)))
+    return groups
+
+
+@dataclass
+class Logit:
+    """One token of the logit lens with its colour level."""
+
+    text: str
+    value: float
+    cls: str
+
+
+def logits(doc: dict[str, Any]) -> tuple[list[Logit], list[Logit]]:
+    """Negative and positive logits, coloured on one scale (the largest magnitude of either list)."""
+    neg = list(zip(doc.get("neg_str") or [], doc.get("neg_values") or [], strict=False))
+    pos = list(zip(doc.get("pos_str") or [], doc.get("pos_values") or [], strict=False))
+    top = max((abs(v) for _, v in neg + pos if v is not None), default=0.0)
+    inv = 1.0 / top if top > 0 else 1.0
+
+    def build(rows: list[tuple[str, float]], kind: str) -> list[Logit]:
+        return [Logit(display_token(s), v, f"{kind}{_level(v, inv)}") for s, v in rows if v is not None]
+
+    return build(neg, "n"), build(pos, "p")
+
+
+def similar(doc: dict[str, Any]) -> list[tuple[int, float]]:
+    """Features by decoder cosine similarity, without the feature itself."""
+    me = int(doc["index"])
+    pairs = zip(doc.get("topkCosSimIndices") or [], doc.get("topkCosSimValues") or [], strict=False)
+    return [(int(i), float(v)) for i, v in pairs if i is not None and v is not None and int(i) != me]
+
+
+def alignment(doc: dict[str, Any]) -> list[tuple[int, float, float | None]]:
+    """Neuron alignment rows: neuron index, value, share of the L1 norm."""
+    idx = doc.get("neuron_alignment_indices") or []
+    val = doc.get("neuron_alignment_values") or []
+    l1 = doc.get("neuron_alignment_l1") or []
+    return [(int(i), float(v), (float(l1[n]) if n < len(l1) and l1[n] is not None else None))
+            for n, (i, v) in enumerate(zip(idx, val, strict=False)) if i is not None and v is not None]
+
+
+def dashboard_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """Everything the feature template needs beyond the feature document."""
+    neg, pos = logits(doc)
+    return {
+        "groups": activation_groups(doc),
+        "neg_logits": neg, "pos_logits": pos,
+        "similar": similar(doc),
+        "alignment": alignment(doc),
+        "act_hist": histogram_svg(doc.get("freq_hist_data_bar_values"), doc.get("freq_hist_data_bar_heights"),
+                                  label="Activation frequency histogram"),
+        "logit_hist": histogram_svg(doc.get("logits_hist_data_bar_values"),
+                                    doc.get("logits_hist_data_bar_heights"), label="Logit effect histogram",
+                                    signed=True),
+        "dead": not (doc.get("maxActApprox") or 0) > 0,
+    }

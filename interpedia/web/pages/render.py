@@ -1,0 +1,148 @@
+"""Turning page data into responses: HTML through Jinja2 (autoescaped) or the page's JSON twin.
+
+Every page handler builds one plain dict, the page's data. A browser gets it rendered as HTML; a
+client that asks for ``Accept: application/json`` (without ``text/html``), or puts ``.json`` after
+the URL's last segment, gets the same dict as JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+from sqlalchemy.orm import Session
+
+from interpedia import __version__
+from interpedia.config import Settings
+from interpedia.store.features import dumps
+from interpedia.web.pages.session import CSRF_FIELD, current_user, manager
+
+HERE = Path(__file__).parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+
+# Pages never need inline script or style: everything is in /static (and SVG attributes).
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+       "base-uri 'none'; form-action 'self'; frame-ancestors 'self'")
+HTML_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "same-origin"}
+JSON_SUFFIX = ".json"
+# First path segments that belong to other parts of the app, never to a model id.
+NOT_PAGES = frozenset({"api", "v1", "static", "docs", "redoc", "openapi.json", "health"})
+
+
+def split_json(segment: str) -> tuple[str, bool]:
+    """``'14.json'`` -> ``('14', True)``; any other segment comes back unchanged with False."""
+    if segment.endswith(JSON_SUFFIX) and len(segment) > len(JSON_SUFFIX):
+        return segment[: -len(JSON_SUFFIX)], True
+    return segment, False
+
+
+def wants_json(request: Request, suffix: bool = False) -> bool:
+    """True for the JSON twin: a ``.json`` suffix, or an Accept header asking for JSON and not HTML."""
+    if suffix:
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def is_page_path(path: str) -> bool:
+    """True when ``path`` is served by the pages (so errors there may be HTML)."""
+    first = path.lstrip("/").split("/", 1)[0]
+    return first not in NOT_PAGES
+
+
+def _static_versions() -> dict[str, str]:
+    out = {}
+    for path in STATIC.rglob("*"):
+        if path.is_file():
+            out[path.relative_to(STATIC).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+    return out
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    """A number for people: fixed decimals without trailing zeros; '–' for none."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    text = f"{float(value):.{digits}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _pct(value: Any) -> str:
+    """A fraction as a percentage with three significant digits."""
+    if value is None:
+        return "–"
+    return f"{float(value) * 100:.3g}%"
+
+
+def _href(value: Any) -> str:
+    """An external link only when it is http(s); anything else (``javascript:``...) becomes ``#``."""
+    text = str(value or "").strip()
+    return text if text.lower().startswith(("http://", "https://")) else "#"
+
+
+def page_url(*parts: Any) -> str:
+    """A path from segments, each percent-encoded."""
+    return "/" + "/".join(quote(str(p), safe="") for p in parts)
+
+
+class Renderer:
+    """The app's template environment and response helpers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
+                               auto_reload=settings.env == "development", trim_blocks=True, lstrip_blocks=True)
+        versions = _static_versions()
+        self.env.globals.update(
+            static=lambda name: f"/static/{name}?v={versions.get(name, __version__)}",
+            url=page_url, version=__version__, csrf_field=CSRF_FIELD,
+        )
+        self.env.filters.update(num=_num, pct=_pct, href=_href)
+
+    def html(self, request: Request, db: Session | None, template: str, data: dict[str, Any], *,
+             status: int = 200, **view: Any) -> HTMLResponse:
+        """Render ``template`` with the page data, the signed-in user and a CSRF token getter."""
+        user = current_user(request, db) if db is not None else None
+        sess = manager(request).load(request)
+        body = self.env.get_template(template).render(data=data, user=user, csrf=sess.token, path=request.url.path,
+                                                     **view)
+        response = HTMLResponse(body, status_code=status, headers=HTML_HEADERS)
+        manager(request).save(request, response)
+        return response
+
+    def error(self, request: Request, status: int, message: str) -> HTMLResponse:
+        """An HTML error page (the JSON error shape stays for the API and the JSON twins)."""
+        body = self.env.get_template("error.html").render(
+            data={"status": status, "message": message}, user=None, csrf=lambda: "", path=request.url.path)
+        return HTMLResponse(body, status_code=status, headers=HTML_HEADERS)
+
+
+def json_page(data: Any, status: int = 200) -> Response:
+    """The JSON twin of a page."""
+    return Response(dumps(data), status_code=status, media_type="application/json")
+
+
+def redirect(request: Request, url: str, status: int = 303) -> RedirectResponse:
+    """A redirect that also saves a changed session (sign-in, sign-out)."""
+    response = RedirectResponse(url, status_code=status)
+    manager(request).save(request, response)
+    return response
+
+
+def renderer(request: Request) -> Renderer:
+    """The app's renderer."""
+    return request.app.state.pages  # type: ignore[no-any-return]
+
+
+def markup(html: str) -> Markup:
+    """Mark HTML built by this package (from escaped parts only) as safe for the templates."""
+    return Markup(html)

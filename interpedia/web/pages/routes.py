@@ -1,0 +1,156 @@
+"""Browsing pages: home, model, source set / source (feature browser), the feature dashboard, random, jump.
+
+Handlers are thin: they resolve the URL to rows (store), build the page's data (a plain dict, served
+as is by the JSON twin) and hand it to the renderer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.routing import APIRoute
+from fastapi.responses import Response
+from sqlalchemy import select
+from starlette.routing import Match
+from starlette.types import Scope
+
+from interpedia.db.tables import SourceSet
+from interpedia.store.catalogue import get_model, get_source, list_sources
+from interpedia.store.errors import Invalid, NotFound
+from interpedia.store.features import feature_json, get_feature_row, model_json, parse_index, source_json, \
+    source_set_json
+from interpedia.web.deps import SessionDep
+from interpedia.web.pages import queries
+from interpedia.web.pages.dashboard import dashboard_view
+from interpedia.web.pages.render import NOT_PAGES, page_url, json_page, redirect, renderer, split_json, wants_json
+
+PAGE_SIZE = 50
+CONTEXT_CHOICES = ("5", "16", "full")
+
+
+class PageRoute(APIRoute):
+    """A page route that never claims ``/api/...``, ``/v1/...``, ``/static/...`` and the like.
+
+    The ``/{model}/...`` patterns would otherwise match them; this keeps the pages safe whatever
+    order routers are included in.
+    """
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """No match for paths whose first segment belongs to another part of the app."""
+        if scope["type"] == "http" and scope["path"].lstrip("/").split("/", 1)[0] in NOT_PAGES:
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+
+@router.get("/")
+@router.get("/index.json")
+def home(request: Request, session: SessionDep) -> Response:
+    """Models and their source sets, with feature counts."""
+    data = {"page": "home", "models": queries.catalogue(session)}
+    if wants_json(request, request.url.path == "/index.json"):
+        return json_page(data)
+    return renderer(request).html(request, session, "home.html", data)
+
+
+@router.get("/jump")
+def jump(request: Request, model: str = "", source: str = "", index: str = "") -> Response:
+    """The jump-to-feature box: redirect to ``/{model}/{source}/{index}``."""
+    if not model.strip() or not source.strip():
+        raise Invalid("choose a model and a source", field="source" if model.strip() else "model")
+    idx = parse_index(index.strip())
+    return redirect(request, page_url(model.strip(), source.strip(), idx), status=302)
+
+
+@router.get("/random/{model_id}")
+def random_feature(request: Request, session: SessionDep, model_id: str, source: str | None = None) -> Response:
+    """A random live feature of the model (or of ``?source=``)."""
+    model_id, as_json = split_json(model_id)
+    get_model(session, model_id)
+    if source is not None:
+        get_source(session, model_id, source)
+    picked = queries.random_feature(session, model_id, source)
+    if picked is None:
+        raise NotFound(f"model {model_id!r} has no features yet", field="modelId")
+    url = page_url(model_id, picked[0], picked[1])
+    if wants_json(request, as_json):
+        return json_page({"page": "random", "modelId": model_id, "layer": picked[0], "index": str(picked[1]),
+                          "url": url})
+    return redirect(request, url, status=302)
+
+
+@router.get("/{model_id}")
+def model_page(request: Request, session: SessionDep, model_id: str) -> Response:
+    """A model: its source sets and sources with feature counts, and a jump-to-feature box."""
+    model_id, as_json = split_json(model_id)
+    model = get_model(session, model_id)
+    data = {"page": "model", "model": queries.model_doc(session, model)}
+    if wants_json(request, as_json):
+        return json_page(data)
+    return renderer(request).html(request, session, "model.html", data)
+
+
+@router.get("/{model_id}/{layer}")
+def source_page(request: Request, session: SessionDep, model_id: str, layer: str,
+                offset: Annotated[int, Query(ge=0)] = 0,
+                limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE, source: str | None = None) -> Response:
+    """A source set (``/gpt2-small/res-jb``) or a source (``/gpt2-small/6-res-jb``) with its feature browser."""
+    layer, as_json = split_json(layer)
+    model = get_model(session, model_id)
+    set_row = session.scalar(select(SourceSet).where(SourceSet.model_id == model.id, SourceSet.name == layer))
+    data: dict[str, Any]
+    if set_row is not None:
+        set_doc = queries.source_set_doc(session, set_row)
+        names = [s["id"] for s in set_doc["sources"]]
+        if source is not None and source not in names:
+            raise NotFound(f"source {model.id}/{source} is not in source set {layer}", field="source")
+        chosen = source or next((s["id"] for s in set_doc["sources"] if s["featureCount"]), None) \
+            or (names[0] if names else None)
+        browser = None
+        if chosen is not None:
+            src_row = next(s for s in list_sources(session, set_row) if s.name == chosen)
+            browser = {"source": chosen, **queries.browse(session, src_row, offset, limit)}
+        data = {"page": "sourceSet", "model": model_json(model), "sourceSet": set_doc, "browser": browser}
+        template = "source_set.html"
+    else:
+        src = get_source(session, model.id, layer)
+        src_set = session.get(SourceSet, src.set_id)
+        browser = {"source": src.name, **queries.browse(session, src, offset, limit)}
+        data = {"page": "source", "model": model_json(model),
+                "sourceSet": source_set_json(src_set) if src_set else None,
+                "source": {**source_json(src), "featureCount": browser["total"]},
+                "evals": queries.evals(session, src.id), "browser": browser}
+        template = "source.html"
+    if wants_json(request, as_json):
+        return json_page(data)
+    return renderer(request).html(request, session, template, data)
+
+
+@router.get("/{model_id}/{layer}/{index}")
+def feature_page(request: Request, session: SessionDep, model_id: str, layer: str, index: str) -> Response:
+    """The feature dashboard."""
+    index, as_json = split_json(index)
+    model, source, feature = get_feature_row(session, model_id, layer, index)
+    doc = feature_json(session, model, source, feature)
+    prev, nxt = queries.neighbours(session, source.id, feature.index)
+    navigation = {
+        "prev": None if prev is None else page_url(model.id, source.name, prev),
+        "next": None if nxt is None else page_url(model.id, source.name, nxt),
+        "random": f"{page_url('random', model.id)}?{urlencode({'source': source.name})}",
+    }
+    data = {"page": "feature", "feature": doc, "navigation": navigation}
+    if wants_json(request, as_json):
+        return json_page(data)
+    set_doc = doc.get("sourceSet") or {}
+    default_range = set_doc.get("defaultRange", 1)
+    context = CONTEXT_CHOICES[default_range] if isinstance(default_range, int) and 0 <= default_range < 3 else "16"
+    page_data = {"modelId": model.id, "layer": source.name, "index": str(feature.index),
+                 "maxActApprox": doc.get("maxActApprox"),
+                 "inferenceEnabled": bool(source.inference_enabled and model.inference_enabled)}
+    return renderer(request).html(request, session, "feature.html", data, view=dashboard_view(doc),
+                                  context=context, show_breaks=set_doc.get("defaultShowBreaks", True),
+                                  page_data=page_data)

@@ -1,0 +1,174 @@
+"""Web sign-in: a signed cookie that remembers which API key a browser signed in with, and CSRF tokens.
+
+The cookie holds ``{"k": api key row id or null, "c": csrf token}``, signed with the session secret
+(itsdangerous), so it cannot be forged; the key itself never leaves the database (only its hash is
+stored there). Revoking the key signs every browser that used it out at once. Each form carries the
+cookie's CSRF token in a hidden field and a POST must send it back; a request that authenticates with
+the ``x-api-key`` header instead needs no token, since a browser cannot add that header cross-site.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request, Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from interpedia.config import Settings
+from interpedia.db.tables import ApiKey, User
+from interpedia.store.users import hash_key, user_for_api_key
+from interpedia.web.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+COOKIE = "interpedia_session"
+CSRF_FIELD = "csrf_token"
+_SALT = "interpedia.web.session"
+
+
+def session_secret(settings: Settings) -> str:
+    """The configured secret; in development an empty one is generated once and kept under INTERPEDIA_HOME."""
+    if settings.session_secret:
+        return settings.session_secret
+    if settings.env == "production":  # Settings refuses this already; keep the rule next to its use too.
+        raise RuntimeError("INTERPEDIA_SESSION_SECRET must be set in production")
+    path = Path(settings.home) / "session_secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    # O_EXCL: two servers starting at once must agree on one secret.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret + "\n")
+    log.info("generated a development session secret in %s", path)
+    return secret
+
+
+@dataclass
+class WebSession:
+    """The browser's session: which key it signed in with and its CSRF token."""
+
+    key_id: str | None = None
+    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    dirty: bool = False
+    fresh: bool = False
+    user: User | None = None
+    user_loaded: bool = False
+
+    def token(self) -> str:
+        """The CSRF token for a form; a new session is saved (cookie set) only once a form needs it."""
+        if self.fresh:
+            self.dirty = True
+        return self.csrf
+
+    def sign_in(self, key_id: str, user: User) -> None:
+        """Remember the key; a fresh CSRF token stops a token planted before sign-in from being reused."""
+        self.key_id, self.csrf, self.user, self.user_loaded, self.dirty = key_id, secrets.token_urlsafe(32), \
+            user, True, True
+
+    def sign_out(self) -> None:
+        """Forget the key (and rotate the CSRF token)."""
+        self.key_id, self.csrf, self.user, self.user_loaded, self.dirty = None, secrets.token_urlsafe(32), \
+            None, True, True
+
+
+class SessionManager:
+    """Reads and writes the session cookie for one app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.serializer = URLSafeTimedSerializer(session_secret(settings), salt=_SALT)
+        self.max_age = settings.session_max_age_days * 86400
+        self.secure = settings.public_base_url.startswith("https://")
+
+    def load(self, request: Request) -> WebSession:
+        """The request's session (parsed once per request); a missing or bad cookie gives a new one."""
+        cached = getattr(request.state, "web_session", None)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        raw = request.cookies.get(COOKIE)
+        sess: WebSession | None = None
+        if raw:
+            try:
+                data: Any = self.serializer.loads(raw, max_age=self.max_age)
+                if isinstance(data, dict) and isinstance(data.get("c"), str) and len(data["c"]) >= 20:
+                    key_id = data.get("k")
+                    sess = WebSession(key_id=key_id if isinstance(key_id, str) else None, csrf=data["c"])
+            except BadSignature:
+                sess = None
+        if sess is None:
+            sess = WebSession(fresh=True)
+        request.state.web_session = sess
+        return sess
+
+    def save(self, request: Request, response: Response) -> None:
+        """Write the cookie when the session changed during the request."""
+        sess = getattr(request.state, "web_session", None)
+        if sess is None or not sess.dirty:
+            return
+        response.set_cookie(COOKIE, self.serializer.dumps({"k": sess.key_id, "c": sess.csrf}),
+                            max_age=self.max_age, httponly=True, samesite="lax", secure=self.secure, path="/")
+
+
+def manager(request: Request) -> SessionManager:
+    """The app's session manager."""
+    return request.app.state.web_sessions  # type: ignore[no-any-return]
+
+
+def api_key_row(session: Session, key: str) -> ApiKey | None:
+    """The live API key row for a clear-text key."""
+    return session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None)))
+
+
+def header_user(request: Request, session: Session) -> User | None:
+    """The owner of the request's ``x-api-key`` header; 401 for a wrong key, None without one."""
+    key = request.headers.get("x-api-key")
+    if not key:
+        return None
+    user = user_for_api_key(session, key)
+    if user is None:
+        raise ApiError(401, "invalid or revoked API key (header x-api-key)")
+    session.commit()
+    return user
+
+
+def current_user(request: Request, session: Session) -> User | None:
+    """Who is asking: the ``x-api-key`` header's owner, else the signed-in browser's user, else None."""
+    user = header_user(request, session)
+    if user is not None:
+        return user
+    sess = manager(request).load(request)
+    if sess.user_loaded:
+        return sess.user
+    sess.user_loaded = True
+    if sess.key_id:
+        row = session.get(ApiKey, sess.key_id)
+        if row is None or row.revoked_at is not None:
+            sess.sign_out()  # the key was revoked: sign the browser out
+        else:
+            sess.user = session.get(User, row.user_id)
+    return sess.user
+
+
+def check_csrf(request: Request, session: Session, token: Any) -> None:
+    """403 unless the form's token matches the cookie's (requests signed by ``x-api-key`` need none)."""
+    if header_user(request, session) is not None:
+        return
+    sess = manager(request).load(request)
+    if sess.fresh:
+        raise ApiError(403, "no session cookie: load the form again (cookies must be enabled)")
+    if not isinstance(token, str) or not hmac.compare_digest(token.encode(), sess.csrf.encode()):
+        raise ApiError(403, "the form's security token is missing or stale: load the form again", field=CSRF_FIELD)

@@ -1,0 +1,340 @@
+"""The inference server API (Neuronpedia's ``apps/inference``, spec 1.9.0) under ``/v1``.
+
+Responses use the snake_case names and strict types the official ``neuronpedia-inference-client`` parses
+(``max_value_index`` is an integer, ``tokens_is_special`` is present); requests are accepted in snake_case
+and camelCase. ``X-SECRET-KEY`` is required when ``INTERPEDIA_SECRET`` is set. Models load on first use
+(``interpedia.inference``), so this module imports no torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
+from pydantic.alias_generators import to_camel
+
+from interpedia.store.features import dumps, parse_index
+from interpedia.web.deps import SettingsDep
+from interpedia.web.errors import ApiError
+from interpedia.web.v1.deps import require_secret
+
+if TYPE_CHECKING:
+    from interpedia.inference.service import InferenceService
+
+router = APIRouter(prefix="/v1", tags=["inference"], dependencies=[Depends(require_secret)])
+
+Finite = Annotated[float, AllowInfNan(False)]
+Index = StrictStr | StrictInt
+SteerMethod = Literal["SIMPLE_ADDITIVE", "ORTHOGONAL_DECOMP", "PROJECTION_CAP"]
+SteerType = Literal["STEERED", "DEFAULT"]
+Prompts = Annotated[list[StrictStr], Field(min_length=1)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class SingleBody(_In):
+    """``/activation/single``: a feature (``source`` + ``index``) or a ``vector`` at a ``hook``."""
+
+    prompt: StrictStr
+    model: StrictStr
+    source: StrictStr | None = None
+    index: Index | None = None
+    vector: list[Finite] | None = None
+    hook: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SingleBody:
+        if (self.source is not None and self.index is not None) == (self.vector is not None and self.hook is not None):
+            raise ValueError("give exactly one of source with index, or vector with hook")
+        return self
+
+
+class SingleBatchBody(SingleBody):
+    """``/activation/single-batch``."""
+
+    prompt: StrictStr = ""
+    prompts: Prompts
+
+
+class AllBody(_In):
+    """``/activation/all``."""
+
+    prompt: StrictStr
+    model: StrictStr
+    source_set: StrictStr
+    selected_sources: list[StrictStr] = []
+    sort_by_token_indexes: list[StrictInt] = []
+    ignore_bos: StrictBool = True
+    num_results: StrictInt = 25
+
+
+class AllBatchBody(AllBody):
+    """``/activation/all-batch``."""
+
+    prompt: StrictStr = ""
+    prompts: Prompts
+
+
+class TopkBody(_In):
+    """``/activation/topk-by-token``."""
+
+    prompt: StrictStr
+    model: StrictStr
+    source: StrictStr
+    top_k: StrictInt = 5
+    ignore_bos: StrictBool = True
+
+
+class TopkBatchBody(TopkBody):
+    """``/activation/topk-by-token-batch``."""
+
+    prompt: StrictStr = ""
+    prompts: Prompts
+
+
+class SourceBody(_In):
+    """``/activation/source``."""
+
+    prompts: Prompts
+    model: StrictStr
+    source: StrictStr
+
+
+class SteerFeatureIn(_In):
+    """A feature to steer with."""
+
+    model: StrictStr
+    source: StrictStr
+    index: Index
+    strength: Finite
+    steering_vector: list[Finite] | None = None
+
+
+class SteerVectorIn(_In):
+    """A raw vector to steer with."""
+
+    steering_vector: Annotated[list[Finite], Field(min_length=1)]
+    strength: Finite
+    hook: StrictStr
+
+
+class ChatMessage(_In):
+    """One chat message."""
+
+    role: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    content: StrictStr
+
+
+class _SteerBody(_In):
+    model: StrictStr
+    steer_method: SteerMethod = "SIMPLE_ADDITIVE"
+    normalize_steering: StrictBool = False
+    types: Annotated[list[SteerType], Field(min_length=1, max_length=2)] = ["STEERED", "DEFAULT"]
+    features: list[SteerFeatureIn] | None = None
+    vectors: list[SteerVectorIn] | None = None
+    n_completion_tokens: Annotated[StrictInt, Field(ge=1)]
+    temperature: Annotated[Finite, Field(ge=0)]
+    strength_multiplier: Finite = 1.0
+    freq_penalty: Finite = 0.0
+    seed: Finite = 0
+    stream: StrictBool = False
+    n_logprobs: Annotated[StrictInt, Field(ge=0, le=10)] = 0
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> _SteerBody:
+        if (self.features is None) == (self.vectors is None):
+            raise ValueError("exactly one of features or vectors must be provided")
+        if self.stream:
+            raise ValueError("stream: true is not supported (the official client cannot read server-sent events); "
+                             "send stream: false")
+        if len(set(self.types)) != len(self.types):
+            raise ValueError("types lists the same type twice")
+        return self
+
+
+class SteerCompletionBody(_SteerBody):
+    """``/steer/completion``."""
+
+    prompt: StrictStr
+
+
+class SteerChatBody(_SteerBody):
+    """``/steer/completion-chat``."""
+
+    prompt: Annotated[list[ChatMessage], Field(min_length=1, max_length=200)]
+    steer_special_tokens: StrictBool = True
+    is_assistant_axis: StrictBool = False
+
+
+class TokenizeBody(_In):
+    """``/tokenize``."""
+
+    model: StrictStr
+    text: StrictStr
+    prepend_bos: StrictBool | None = None
+
+
+class SaeVectorBody(_In):
+    """``/util/sae-vector``."""
+
+    model: StrictStr
+    source: StrictStr
+    index: Index
+
+
+class NPFeatureIn(_In):
+    """A feature address."""
+
+    model: StrictStr
+    source: StrictStr
+    index: Index
+
+
+class CossimBody(_In):
+    """``/util/sae-topk-by-decoder-cossim``."""
+
+    feature: NPFeatureIn | None = None
+    vector: list[Finite] | None = None
+    model: StrictStr
+    source: StrictStr
+    num_results: Annotated[StrictInt, Field(ge=1)]
+
+
+def _json(doc: Any) -> Response:
+    return Response(dumps(doc), media_type="application/json")
+
+
+def service(request: Request) -> InferenceService:
+    """The app's inference service (torch is imported here, on the first inference request)."""
+    from interpedia.inference.service import for_app
+
+    return for_app(request.app.state)
+
+
+Service = Annotated[Any, Depends(service)]  # an InferenceService; Any keeps torch out of route signatures
+
+
+def _check_batch(prompts: list[str], settings: Any) -> None:
+    if len(prompts) > settings.inference_max_batch_prompts:
+        raise ApiError(422, f"at most {settings.inference_max_batch_prompts} prompts per request "
+                            "(INTERPEDIA_INFERENCE_MAX_BATCH_PROMPTS)", "prompts")
+
+
+def _single(svc: InferenceService, body: SingleBody, prompt: str) -> dict[str, Any]:
+    if body.vector is not None and body.hook is not None:
+        return svc.activation_vector(body.model, prompt, body.vector, body.hook)
+    return svc.activation_single(body.model, prompt, str(body.source), parse_index(body.index))
+
+
+@router.post("/activation/single", summary="Activations of one SAE latent, or of a vector at a hook")
+def activation_single(body: SingleBody, svc: Service) -> Response:
+    """Values at every token (BOS dropped for a latent), with the tokens and which are special."""
+    return _json(_single(svc, body, body.prompt))
+
+
+@router.post("/activation/single-batch", summary="activation/single for several prompts")
+def activation_single_batch(body: SingleBatchBody, svc: Service, settings: SettingsDep) -> Response:
+    """``{results: [...]}`` in prompt order."""
+    _check_batch(body.prompts, settings)
+    return _json({"results": [_single(svc, body, p) for p in body.prompts]})
+
+
+def _all(svc: InferenceService, body: AllBody, prompt: str) -> dict[str, Any]:
+    return svc.activation_all(body.model, prompt, body.source_set, body.selected_sources, body.sort_by_token_indexes,
+                              body.ignore_bos, body.num_results)
+
+
+@router.post("/activation/all", summary="Top features of a prompt across the sources of a set")
+def activation_all(body: AllBody, svc: Service) -> Response:
+    """The features with the highest max activation (or sum at ``sort_by_token_indexes``)."""
+    return _json(_all(svc, body, body.prompt))
+
+
+@router.post("/activation/all-batch", summary="activation/all for several prompts")
+def activation_all_batch(body: AllBatchBody, svc: Service, settings: SettingsDep) -> Response:
+    """``{results: [...]}`` in prompt order."""
+    _check_batch(body.prompts, settings)
+    return _json({"results": [_all(svc, body, p) for p in body.prompts]})
+
+
+@router.post("/activation/topk-by-token", summary="Top features at each token of a prompt")
+def activation_topk_by_token(body: TopkBody, svc: Service) -> Response:
+    """Per token: position, string, whether special, and the ``top_k`` most active features."""
+    return _json(svc.topk_by_token(body.model, body.prompt, body.source, body.top_k, body.ignore_bos))
+
+
+@router.post("/activation/topk-by-token-batch", summary="activation/topk-by-token for several prompts")
+def activation_topk_by_token_batch(body: TopkBatchBody, svc: Service, settings: SettingsDep) -> Response:
+    """``{results: [...]}`` in prompt order."""
+    _check_batch(body.prompts, settings)
+    return _json({"results": [svc.topk_by_token(body.model, p, body.source, body.top_k, body.ignore_bos)
+                              for p in body.prompts]})
+
+
+@router.post("/activation/source", summary="Every active feature of a source, per prompt (sparse)")
+def activation_source(body: SourceBody, svc: Service) -> Response:
+    """``{results: [{tokens, activeFeatures: {index: [[token, value], ...]}}]}``."""
+    return _json(svc.activation_source(body.model, body.prompts, body.source))
+
+
+def _steer_parts(svc: InferenceService, body: _SteerBody) -> tuple[list[Any], Any]:
+    from interpedia.inference.service import FeatureRef
+    from interpedia.inference.steering import SteerSettings
+
+    if body.features is not None:
+        for n, f in enumerate(body.features):
+            if f.model != body.model:
+                raise ApiError(422, f"feature {n} is of model {f.model!r}, not {body.model!r}", f"features[{n}].model")
+        directions = svc.directions(body.model, [FeatureRef(f.source, parse_index(f.index), f.strength,
+                                                            f.steering_vector) for f in body.features])
+    else:
+        directions = svc.vector_directions([(v.steering_vector, v.strength, v.hook) for v in body.vectors or []])
+    settings = SteerSettings(method=body.steer_method, normalize=body.normalize_steering,
+                             strength_multiplier=body.strength_multiplier, n_tokens=body.n_completion_tokens,
+                             temperature=body.temperature, freq_penalty=body.freq_penalty, seed=int(body.seed),
+                             n_logprobs=body.n_logprobs,
+                             steer_special_tokens=getattr(body, "steer_special_tokens", True))
+    return directions, settings
+
+
+@router.post("/steer/completion", summary="Complete a prompt with and without steering")
+def steer_completion(body: SteerCompletionBody, svc: Service) -> Response:
+    """``{outputs: [{type, output, logprobs?}]}``, one per requested type."""
+    directions, settings = _steer_parts(svc, body)
+    return _json(svc.steer_completion(body.model, body.prompt, directions, list(body.types), settings))
+
+
+@router.post("/steer/completion-chat", summary="Continue a chat with and without steering")
+def steer_completion_chat(body: SteerChatBody, svc: Service) -> Response:
+    """``{input: {chat_template, raw}, outputs: [{chat_template, raw, type}]}``; 422 without a chat template."""
+    if body.is_assistant_axis:
+        raise ApiError(422, "is_assistant_axis (persona monitoring) is not supported by this server",
+                       "is_assistant_axis")
+    directions, settings = _steer_parts(svc, body)
+    messages = [{"role": m.role, "content": m.content} for m in body.prompt]
+    return _json(svc.steer_chat(body.model, messages, directions, list(body.types), settings))
+
+
+@router.post("/tokenize", summary="Split text into the model's tokens")
+def tokenize(body: TokenizeBody, svc: Service) -> Response:
+    """``{tokens, token_strings, prepend_bos}``."""
+    return _json(svc.tokenize(body.model, body.text, body.prepend_bos))
+
+
+@router.post("/util/sae-vector", summary="An SAE latent's decoder vector")
+def util_sae_vector(body: SaeVectorBody, svc: Service) -> Response:
+    """``{vector, hookName}``: the trained decoder row and the hook it writes to."""
+    return _json(svc.sae_vector(body.model, body.source, parse_index(body.index)))
+
+
+@router.post("/util/sae-topk-by-decoder-cossim", summary="Latents of the same SAE nearest by decoder cosine")
+def util_topk_by_decoder_cossim(body: CossimBody, svc: Service) -> Response:
+    """The ``num_results`` (at most 128) other latents whose decoder rows are nearest the feature's (or vector)."""
+    if body.feature is not None and (body.feature.model != body.model or body.feature.source != body.source):
+        raise ApiError(422, "feature must be of the same model and source as the request", "feature")
+    index = parse_index(body.feature.index) if body.feature is not None else None
+    return _json(svc.topk_by_decoder_cossim(body.model, body.source, body.num_results, index, body.vector))
