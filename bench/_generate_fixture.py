@@ -83,9 +83,9 @@ def build_fixture(work: Path, *, n_prompts: int = 800, d_sae: int = 4096, ctx: i
         return dict(json.loads(marker.read_text()))
     import torch
     from datasets import Dataset
-    from safetensors.torch import save_file
     from sae_lens import StandardSAE, StandardSAEConfig
     from sae_lens.saes.sae import SAEMetadata
+    from safetensors.torch import save_file
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformers import PreTrainedTokenizerFast

@@ -6,9 +6,10 @@ through Neuronpedia's own import method (bench/npbaseline.py) into its Prisma sc
 ``VACUUM ANALYZE`` both are measured with ``pg_table_size`` (heap + TOAST + free-space/visibility
 maps), ``pg_indexes_size`` and ``pg_total_relation_size``. Our total includes ``vocab_tokens``: the
 token strings have to live somewhere. The features tables are reported too, per feature, but are not
-part of the per-activation figures.
+part of the per-activation figures. Unless ``--no-prototypes`` is given, the storage prototypes of
+bench/prototypes.py are built from the same rows and measured the same way (cumulative steps).
 
-    .venv/bin/python bench/activation_storage.py [--small] [--n-features N] [--workdir DIR]
+    .venv/bin/python bench/activation_storage.py [--small] [--n-features N] [--no-prototypes] [--workdir DIR]
 """
 
 from __future__ import annotations

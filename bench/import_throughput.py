@@ -10,10 +10,13 @@ included), several times each:
 
 Both Postgres methods run on the same throwaway cluster in the same process, interleaved, each after a
 ``CHECKPOINT``; schema creation and migrations are outside the timings. Medians are reported, and the
-ratio of interpedia's Postgres throughput to Neuronpedia's. ``--profile`` adds one cProfile'd
-interpedia Postgres import and reports where its time goes.
+ratio of interpedia's Postgres throughput to Neuronpedia's, by wall time and by CPU seconds (client
+process plus the Postgres cluster's processes, read from /proc): on a shared machine the wall times
+include waiting for a CPU. ``--prototype`` adds the importer with bench/prototypes.py's fast path
+(``fastpath-*``) and with its batch-at-a-time variant (``columnar-*``); ``--profile`` adds one
+cProfile'd import of each and reports where the time goes.
 
-    .venv/bin/python bench/import_throughput.py [--small] [--n-features N] [--reps R] [--profile]
+    .venv/bin/python bench/import_throughput.py [--small] [--n-features N] [--reps R] [--prototype] [--profile]
 """
 
 from __future__ import annotations

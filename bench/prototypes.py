@@ -31,8 +31,8 @@ import logging
 import math
 import struct
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import chain
 from contextlib import ExitStack, contextmanager
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 from unittest import mock

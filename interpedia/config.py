@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     vector_maintenance_work_mem: str = Field(default="1GB", description="maintenance_work_mem for index builds.")
     inference_device: str = Field(default="cpu", description="Device live inference runs models on (cpu, cuda).")
     inference_dtype: str = Field(default="float32", description="Model dtype for live inference.")
+    inference_torch_threads: int = Field(
+        default=0, description="torch CPU threads for live inference (0: torch's default); 1 suits small models."
+    )
     inference_models: dict[str, str] = Field(
         default_factory=dict,
         description="Model id -> weights (TransformerLens dir, HF dir or pretrained name), JSON; else found from "

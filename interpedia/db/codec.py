@@ -2,14 +2,15 @@
 
 A real SAE set has millions of features x ~45 examples x 128 tokens, so the row layout decides the
 database size. Neuronpedia keeps ``tokens text[]`` and ``values float8[]``; we keep token ids into a
-per-model vocabulary (2 bytes each below 65,536 distinct strings) and only the non-zero values as
-float32, which is the precision the SAE computed them in.
+per-model vocabulary and only the non-zero values as float32, which is the precision the SAE computed
+them in. Vocabulary ids are handed out most-frequent first, so most ids fit a one- or two-byte varint.
 
 Layout (little-endian)::
 
-    u8      flags: 1 = ids are u32 (else u16), 2 = values dense (else sparse), 4 = positions u16 (else u8)
+    u8      flags: 1 = ids are u32 (else u16), 2 = values dense (else sparse), 4 = positions u16 (else u8),
+                   8 = ids are LEB128 varints (used when shorter than the fixed width)
     varint  n_tokens
-    ids     n_tokens x (u16 | u32)
+    ids     n_tokens x (u16 | u32), or n_tokens varints
     dense:  n_tokens x f32
     sparse: varint nnz, nnz x (u8 | u16) positions, nnz x f32 values
 
@@ -26,6 +27,8 @@ import numpy.typing as npt
 _IDS_U32 = 1
 _DENSE = 2
 _POS_U16 = 4
+_IDS_VARINT = 8
+_KNOWN_FLAGS = _IDS_U32 | _DENSE | _POS_U16 | _IDS_VARINT
 
 
 class CodecError(ValueError):
@@ -59,6 +62,39 @@ def _get_varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
+def varint_encode(values: npt.NDArray[np.int64]) -> bytes:
+    """LEB128 varints of non-negative integers, vectorised."""
+    vals = values.astype(np.uint64)
+    lengths = np.ones(vals.shape[0], dtype=np.int64)
+    for k in range(1, 5):
+        lengths += vals >= (1 << (7 * k))
+    shifts = (7 * np.arange(5, dtype=np.uint64))[None, :]
+    groups = ((vals[:, None] >> shifts) & 0x7F).astype(np.uint8)
+    cols = np.arange(5)[None, :]
+    groups[cols < (lengths[:, None] - 1)] |= 0x80
+    return groups[cols < lengths[:, None]].tobytes()
+
+
+def varint_decode(buf: bytes, pos: int, count: int) -> tuple[npt.NDArray[np.int64], int]:
+    """``count`` varints from ``buf`` at ``pos``; returns them and the position after the last one."""
+    if count == 0:
+        return np.zeros(0, dtype=np.int64), pos
+    raw = np.frombuffer(buf, dtype=np.uint8, count=min(len(buf) - pos, 5 * count), offset=pos)
+    ends = np.flatnonzero(raw < 0x80)[:count]
+    if len(ends) < count:
+        raise CodecError("truncated token ids")
+    used = int(ends[-1]) + 1
+    chunk = raw[:used].astype(np.int64)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    group = np.repeat(np.arange(count), ends - starts + 1)
+    offset = np.arange(used) - starts[group]
+    if int(offset.max()) > 4:
+        raise CodecError("varint too long")
+    # Each varint has at most 5 groups of 7 bits (< 2**35), exact in the float64 weights of bincount.
+    parts = (chunk & 0x7F) << (7 * offset)
+    return np.bincount(group, weights=parts, minlength=count).astype(np.int64), pos + used
+
+
 def encode_activation(token_ids: Sequence[int] | npt.NDArray[np.integer], values: Sequence[float]) -> bytes:
     """Pack token ids and their values (same length) into one blob."""
     ids = np.asarray(token_ids, dtype=np.int64)
@@ -79,9 +115,13 @@ def encode_activation(token_ids: Sequence[int] | npt.NDArray[np.integer], values
         flags |= _DENSE
     elif pos_u16:
         flags |= _POS_U16
+    fixed = ids.astype("<u4" if flags & _IDS_U32 else "<u2").tobytes()
+    varints = varint_encode(ids)
+    if len(varints) < len(fixed):
+        flags = (flags & ~_IDS_U32) | _IDS_VARINT
     out = bytearray([flags])
     _put_varint(out, n)
-    out += ids.astype("<u4" if flags & _IDS_U32 else "<u2").tobytes()
+    out += varints if flags & _IDS_VARINT else fixed
     if flags & _DENSE:
         out += vals.astype("<f4").tobytes()
     else:
@@ -96,15 +136,18 @@ def decode_activation(blob: bytes) -> tuple[npt.NDArray[np.int64], list[float]]:
     if not blob:
         raise CodecError("empty activation blob")
     flags = blob[0]
-    if flags & ~(_IDS_U32 | _DENSE | _POS_U16):
+    if flags & ~_KNOWN_FLAGS:
         raise CodecError(f"unknown flags {flags:#x}")
     n, pos = _get_varint(blob, 1)
-    id_width = 4 if flags & _IDS_U32 else 2
-    end = pos + n * id_width
-    if end > len(blob):
-        raise CodecError("truncated token ids")
-    ids = np.frombuffer(blob, dtype="<u4" if id_width == 4 else "<u2", count=n, offset=pos).astype(np.int64)
-    pos = end
+    if flags & _IDS_VARINT:
+        ids, pos = varint_decode(blob, pos, n)
+    else:
+        id_width = 4 if flags & _IDS_U32 else 2
+        end = pos + n * id_width
+        if end > len(blob):
+            raise CodecError("truncated token ids")
+        ids = np.frombuffer(blob, dtype="<u4" if id_width == 4 else "<u2", count=n, offset=pos).astype(np.int64)
+        pos = end
     values = np.zeros(n, dtype=np.float32)
     if flags & _DENSE:
         end = pos + 4 * n

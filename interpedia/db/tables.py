@@ -209,14 +209,14 @@ class VocabToken(Base):
     """One token string of a model's vocabulary; activations store these ids instead of strings.
 
     The string is kept as UTF-8 bytes so that any token (NUL bytes included) round-trips on both
-    SQLite and Postgres; uniqueness is on a hash because a btree cannot index a 10 KB token.
+    SQLite and Postgres. Ids are handed out most-frequent first under a lock on the model row, and
+    readers hold the whole vocabulary in memory (:mod:`interpedia.store.vocab`), so no index on the
+    string is needed.
     """
 
     __tablename__ = "vocab_tokens"
-    __table_args__ = (UniqueConstraint("model_id", "token_hash"),)
     model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
     token_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    token_hash: Mapped[bytes] = mapped_column(LargeBinary(16))
     token: Mapped[bytes] = mapped_column(LargeBinary)
 
 
@@ -270,28 +270,27 @@ class Activation(Base):
     """One example context of a feature, stored compactly.
 
     ``data`` holds the token ids (into ``vocab_tokens``) and the values, packed by
-    :mod:`interpedia.db.codec`; the scalar columns are what lists and sorting need.
+    :mod:`interpedia.db.codec`; the other columns are what ordering and quantile groups need. Scalars
+    are float32 (``REAL``), the precision the values themselves have. ``creator_id`` is NULL for the
+    examples of a feature's own dashboard and names the user for examples added to it later. Rare
+    fields (DFA, loss values, logit contributions, attention pattern, data source) live in ``extras``.
     """
 
     __tablename__ = "activations"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"))
+    feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"), index=True)
     creator_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     data: Mapped[bytes] = mapped_column(LargeBinary)
-    max_value: Mapped[float] = mapped_column(Float)
-    max_value_token_index: Mapped[int] = mapped_column(Integer)
-    min_value: Mapped[float] = mapped_column(Float)
-    bin_min: Mapped[float | None] = mapped_column(Float)
-    bin_max: Mapped[float | None] = mapped_column(Float)
-    bin_contains: Mapped[float | None] = mapped_column(Float)
+    max_value: Mapped[float] = mapped_column(Float(24))
+    bin_min: Mapped[float | None] = mapped_column(Float(24))
+    bin_max: Mapped[float | None] = mapped_column(Float(24))
+    bin_contains: Mapped[float | None] = mapped_column(Float(24))
     qualifying_token_index: Mapped[int | None] = mapped_column(Integer)
-    dfa_target_index: Mapped[int | None] = mapped_column(Integer)
-    dfa_max_value: Mapped[float | None] = mapped_column(Float)
-    # Rare per-token extras (dfaValues, lossValues, logitContributions, z-pattern) as compact JSON.
     extras: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
-    data_source: Mapped[str | None] = mapped_column(String(200))
-    data_index: Mapped[str | None] = mapped_column(String(200))
-    created_at: Mapped[dt.datetime] = _created()
+
+    def extra(self, key: str, default: Any = None) -> Any:
+        """One of the rare fields kept in ``extras`` (``dfaTargetIndex``, ``dataSource``...)."""
+        return (self.extras or {}).get(key, default)
 
 
 # --- explanations and scores --------------------------------------------------------------------
@@ -544,7 +543,6 @@ class ImportedBatch(Base):
 
 
 Index("ix_explanations_type", Explanation.type_name)
-Index("ix_activations_feature_max", Activation.feature_id, Activation.max_value)
 
 
 class GenerateRun(Base):

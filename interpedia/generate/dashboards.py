@@ -25,6 +25,7 @@ import torch
 
 from interpedia.generate.decoder import DecoderBlock, DecoderStats, histogram_rows, linspace_rows
 from interpedia.generate.state import FeatureState, ShardResult, interleave
+from interpedia.generate.threads import single_threaded
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +102,11 @@ class DashboardBuilder:
         offset = 0
         for shard in self.shards:
             lo, hi = int(shard.crow[start]), int(shard.crow[end])
-            crow = torch.from_numpy(np.asarray(shard.crow[start : end + 1], dtype=np.int64))
+            crow = torch.from_numpy(np.array(shard.crow[start : end + 1], dtype=np.int64))
             counts.append(crow[1:] - crow[:-1])
             starts.append(crow[:-1] - lo + offset)
-            toks.append(torch.from_numpy(np.asarray(shard.tok[lo:hi], dtype=np.int64)) + shard.token_offset)
-            vals.append(torch.from_numpy(np.asarray(shard.val[lo:hi], dtype=np.float32)))
+            toks.append(torch.from_numpy(np.array(shard.tok[lo:hi], dtype=np.int64)) + shard.token_offset)
+            vals.append(torch.from_numpy(np.array(shard.val[lo:hi], dtype=np.float32)))
             offset += hi - lo
         cnt = torch.stack(counts)
         index = interleave(cnt, torch.stack(starts))
@@ -113,10 +114,14 @@ class DashboardBuilder:
 
     def block(self, start: int, end: int) -> DashboardBlock:
         """Dashboards of the live features in ``[start, end)``."""
+        decoder = self.decoder.block(start, end)  # GEMMs: every thread
+        with single_threaded():
+            return self._block(start, end, decoder)
+
+    def _block(self, start: int, end: int, dec: DecoderBlock) -> DashboardBlock:
         n = end - start
         cnt, tok, val = self._gather(start, end)
         feat = torch.repeat_interleave(torch.arange(n), cnt)
-        seg_start = torch.cumsum(cnt, 0) - cnt
         top_val = self.state.top_val[start:end]
         top_pos = self.state.top_pos[start:end]
         max_act = top_val[:, 0]
@@ -125,17 +130,21 @@ class DashboardBuilder:
         hist_values, hist_heights = histogram_rows(val, feat, n, min_act, max_act, self.bins)
 
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + start)
-        disp = (tok % self.ctx) >= self.ws
+        bounds = linspace_rows(torch.zeros(n), max_act, self.n_q + 1)  # [n, n_q + 1]
+        # Only values >= max / n_q can fall in an upper interval or be excluded from the lowest one: a small
+        # part of the entries in practice, so everything interval-related works on that part alone.
+        high = val >= bounds[:, 1][feat]
+        h_feat, h_tok, h_val = feat[high], tok[high], val[high]
+        h_disp = (h_tok % self.ctx) >= self.ws
         groups = [self._top_group(top_val, top_pos, max_act)]
-        bounds = linspace_rows(torch.zeros(n), max_act, self.n_q + 1)
-        for i in range(self.n_q - 1, -1, -1):
-            groups.append(self._interval(i, bounds, feat, tok, val, cnt, seg_start, disp, gen))
+        for i in range(self.n_q - 1, 0, -1):
+            groups.append(self._upper_interval(i, bounds, h_feat, h_tok, h_val, h_disp, cnt, gen))
+        groups.append(self._lowest_interval(bounds, h_feat, h_tok, h_val, h_disp, cnt, gen))
         ex = self._assemble(groups, n)
         ex_values = self._example_values(ex["feat"], ex["pos"], feat, tok, val, n)
 
         live = (cnt > 0).numpy()
         keep_rows = np.nonzero(live)[0]
-        dec = self.decoder.block(start, end)
         keep_t = torch.from_numpy(keep_rows)
         dec = DecoderBlock(*(getattr(dec, f)[keep_t] for f in DecoderBlock.__dataclass_fields__))
         ex_feat = ex["feat"].numpy()
@@ -158,63 +167,73 @@ class DashboardBuilder:
                 "bin_min": torch.full((k,), -1.0, dtype=torch.float64), "bin_max": max_act.double()[rows],
                 "bin_contains": torch.full((k,), -1.0, dtype=torch.float64)}
 
-    def _interval(self, i: int, bounds: torch.Tensor, feat: torch.Tensor, tok: torch.Tensor, val: torch.Tensor,
-                  cnt: torch.Tensor, seg_start: torch.Tensor, disp: torch.Tensor, gen: torch.Generator
-                  ) -> dict[str, torch.Tensor]:
-        n = cnt.shape[0]
-        lower, upper = bounds[:, i], bounds[:, i + 1]
-        inside = (val >= lower[feat]) & (val <= upper[feat])
-        contains = torch.bincount(feat[inside], minlength=n)
-        members = inside & disp
-        n_members = torch.bincount(feat[members], minlength=n)
-        n_zero = torch.zeros(n, dtype=torch.int64)
-        if i == 0:  # zeros lie in [0, max / n_q]: every position where the feature did not fire
-            contains = contains + (self.n_total - cnt)
-            n_disp_nz = torch.bincount(feat[disp], minlength=n)
-            n_zero = self.n_disp - n_disp_nz
-        live = cnt > 0
-        total = torch.where(live, n_members + n_zero, 0)
-        picks = sample_without_replacement(total, self.n_samples, gen)  # [n, s], -1 = none
+    def _picks(self, counts: torch.Tensor, live: torch.Tensor, gen: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row, rank) of the sampled members: ``min(samples, count)`` distinct ranks per live row."""
+        picks = sample_without_replacement(torch.where(live, counts, 0), self.n_samples, gen)
         row, col = torch.nonzero(picks >= 0, as_tuple=True)
-        j = picks[row, col]
-        pos = torch.empty_like(j)
-        value = torch.zeros(j.shape[0])
-        from_entries = j < n_members[row]
-        if bool(from_entries.any()):
-            prefix = torch.cumsum(members.long(), 0)
-            base = torch.cumsum(n_members, 0) - n_members
-            r, jj = row[from_entries], j[from_entries]
-            e = torch.searchsorted(prefix, base[r] + jj + 1)
-            pos[from_entries] = tok[e]
-            value[from_entries] = val[e]
-        if bool((~from_entries).any()):
-            r, z = row[~from_entries], j[~from_entries] - n_members[row[~from_entries]]
-            pos[~from_entries] = self._zero_position(r, z, feat, tok, disp, n)
+        return row, picks[row, col]
+
+    def _group(self, row: torch.Tensor, pos: torch.Tensor, value: torch.Tensor, lower: torch.Tensor,
+               upper: torch.Tensor, contains: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"feat": row, "pos": pos, "value": value, "bin_min": lower.double()[row],
                 "bin_max": upper.double()[row], "bin_contains": (contains.double() / self.n_total)[row]}
 
-    def _zero_position(self, rows: torch.Tensor, ranks: torch.Tensor, feat: torch.Tensor, tok: torch.Tensor,
-                       disp: torch.Tensor, n: int) -> torch.Tensor:
-        """Global position of the ``ranks``-th shown position where feature ``rows`` is zero."""
-        d_feat, d_tok = feat[disp], tok[disp]
-        u = (d_tok // self.ctx) * self.width + (d_tok % self.ctx - self.ws)  # index among shown positions
-        n_per = torch.bincount(d_feat, minlength=n)
-        first = torch.cumsum(n_per, 0) - n_per
-        gap = u - (torch.arange(u.shape[0]) - first[d_feat])  # non-decreasing within a feature
-        key = d_feat * self.n_disp + gap
-        k = torch.searchsorted(key, rows * self.n_disp + ranks, right=True) - first[rows]
-        shown = ranks + k
-        return (shown // self.width) * self.ctx + shown % self.width + self.ws
+    def _upper_interval(self, i: int, bounds: torch.Tensor, h_feat: torch.Tensor, h_tok: torch.Tensor,
+                        h_val: torch.Tensor, h_disp: torch.Tensor, cnt: torch.Tensor, gen: torch.Generator
+                        ) -> dict[str, torch.Tensor]:
+        """Interval ``i >= 1``: ``[bounds[i], bounds[i + 1]]``, closed; members are stored entries."""
+        n = cnt.shape[0]
+        lower, upper = bounds[:, i], bounds[:, i + 1]
+        inside = (h_val >= lower[h_feat]) & (h_val <= upper[h_feat])
+        contains = torch.bincount(h_feat[inside], minlength=n)
+        members = torch.nonzero(inside & h_disp).squeeze(1)  # feature-major, positions ascending
+        n_members = torch.bincount(h_feat[members], minlength=n)
+        row, rank = self._picks(n_members, cnt > 0, gen)
+        entry = members[(torch.cumsum(n_members, 0) - n_members)[row] + rank]
+        return self._group(row, h_tok[entry], h_val[entry], lower, upper, contains)
+
+    def _lowest_interval(self, bounds: torch.Tensor, h_feat: torch.Tensor, h_tok: torch.Tensor,
+                         h_val: torch.Tensor, h_disp: torch.Tensor, cnt: torch.Tensor, gen: torch.Generator
+                         ) -> dict[str, torch.Tensor]:
+        """Interval 0, ``[0, max / n_q]``: every position whose value is not above it, zeros included.
+
+        Members are never listed: the r-th shown position not above the interval is found from the
+        (few) positions above it, through the gaps between them.
+        """
+        n = cnt.shape[0]
+        upper = bounds[:, 1]
+        above = h_val > upper[h_feat]
+        contains = self.n_total - torch.bincount(h_feat[above], minlength=n)
+        shown_above = above & h_disp
+        a_feat, a_tok = h_feat[shown_above], h_tok[shown_above]
+        n_above = torch.bincount(a_feat, minlength=n)
+        row, rank = self._picks(self.n_disp - n_above, cnt > 0, gen)
+        u = (a_tok // self.ctx) * self.width + (a_tok % self.ctx - self.ws)  # index among shown positions
+        first = torch.cumsum(n_above, 0) - n_above
+        gap = u - (torch.arange(u.shape[0]) - first[a_feat])  # non-decreasing within a feature
+        key = a_feat * self.n_disp + gap
+        shown = rank + torch.searchsorted(key, row * self.n_disp + rank, right=True) - first[row]
+        pos = (shown // self.width) * self.ctx + shown % self.width + self.ws
+        return self._group(row, pos, torch.zeros(row.shape[0]), bounds[:, 0], upper, contains)
 
     @staticmethod
     def _assemble(groups: list[dict[str, torch.Tensor]], n: int) -> dict[str, torch.Tensor]:
-        """All examples, by feature, then group (top first, intervals high to low), then value descending."""
-        cat = {key: torch.cat([g[key] for g in groups]) for key in groups[0]}
-        group_id = torch.cat([torch.full((g["feat"].shape[0],), gi) for gi, g in enumerate(groups)])
-        order = torch.argsort(-cat["value"], stable=True)
-        order = order[torch.argsort(group_id[order], stable=True)]
-        order = order[torch.argsort(cat["feat"][order], stable=True)]
-        return {key: t[order] for key, t in cat.items()}
+        """All examples ordered by feature, then group (top first, intervals high to low).
+
+        Every group lists its examples by feature already, so the order is computed, not sorted.
+        """
+        sizes = torch.stack([torch.bincount(g["feat"], minlength=n) for g in groups], 1)  # [n, G]
+        dest_start = (torch.cumsum(sizes.reshape(-1), 0) - sizes.reshape(-1)).reshape(sizes.shape)
+        total = int(sizes.sum())
+        out = {key: torch.empty(total, dtype=groups[0][key].dtype) for key in groups[0]}
+        for gi, g in enumerate(groups):
+            row = g["feat"]
+            group_start = torch.cumsum(sizes[:, gi], 0) - sizes[:, gi]
+            dest = dest_start[row, gi] + torch.arange(row.shape[0]) - group_start[row]
+            for key in out:
+                out[key][dest] = g[key].to(out[key].dtype)
+        return out
 
     def _example_values(self, ex_feat: torch.Tensor, ex_pos: torch.Tensor, feat: torch.Tensor, tok: torch.Tensor,
                         val: torch.Tensor, n: int) -> np.ndarray:

@@ -62,15 +62,20 @@ def histogram_rows(values: torch.Tensor, rows: torch.Tensor, n_rows: int, lo: to
 
 
 def dense_histogram_rows(x: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Histogram of each row of ``x`` [n, m] over its own [min, max] (see :func:`histogram_rows`)."""
+    """Histogram of each row of ``x`` [n, m] over its own [min, max] (see :func:`histogram_rows`).
+
+    ``x`` is overwritten (the bin arithmetic runs in place: these are the largest arrays of the stage).
+    """
     lo, hi = x.min(1).values, x.max(1).values
     wlo, whi = lo.clone(), hi.clone()
     same = wlo == whi
     wlo[same] -= 1
     whi[same] += 1
-    b = ((x - wlo[:, None]) * bins / (whi - wlo)[:, None]).long().clamp_(0, bins - 1)
-    heights = torch.zeros(x.shape[0], bins, dtype=torch.int64, device=x.device)
-    heights.scatter_add_(1, b, torch.ones_like(b))
+    n = x.shape[0]
+    # histc's arithmetic, in its order: (x - lo) * bins / (hi - lo), truncated, the top edge in the last bin
+    b = x.sub_(wlo[:, None]).mul_(bins).div_((whi - wlo)[:, None]).clamp_(0, bins - 1)
+    b.add_(torch.arange(n, device=x.device, dtype=x.dtype)[:, None] * bins)
+    heights = torch.bincount(b.reshape(-1).long(), minlength=n * bins).reshape(n, bins)
     return bin_centres(lo, hi, bins), heights
 
 
@@ -113,9 +118,9 @@ class DecoderStats:
         k = min(self.n_logits, logits.shape[1])
         pos = torch.topk(logits, k, dim=1)
         neg = torch.topk(logits, k, dim=1, largest=False)
-        centres, heights = dense_histogram_rows(logits, self.bins)
+        centres, heights = dense_histogram_rows(logits, self.bins)  # overwrites logits
         sims = dirs @ self.dirs.T  # [n, F]
-        sims[torch.arange(n), torch.arange(start, end)] = -float("inf")
+        sims[torch.arange(n, device=sims.device), torch.arange(start, end, device=sims.device)] = -float("inf")
         cos = torch.topk(sims, min(self.n_cos_sim, max(0, sims.shape[1] - 1)), dim=1)
         # SAEDashboard's neuron alignment: the largest signed entries of the (folded, unit) decoder row.
         align = torch.topk(dirs, min(3, dirs.shape[1]), dim=1)

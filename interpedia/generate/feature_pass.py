@@ -19,6 +19,7 @@ import torch
 from interpedia.generate.model import HookedModel
 from interpedia.generate.sae import LoadedSae
 from interpedia.generate.state import FeatureState, ShardResult, interleave
+from interpedia.generate.threads import single_threaded
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +73,14 @@ class FeaturePass:
             end = min(start + self.batch_size, spec.end)
             toks = torch.from_numpy(np.asarray(self.tokens[start:end], dtype=np.int64)).to(self.device)
             feat, tok, val = self.encode_minibatch(toks)
-            state.update(feat, tok + start * ctx, val)
-            offset = (start - spec.start) * ctx
-            pieces.append((feat.cpu(), (tok + offset).to(torch.int32).cpu(), val.cpu()))
+            with single_threaded():
+                state.update(feat, tok + start * ctx, val)
+                offset = (start - spec.start) * ctx
+                pieces.append((feat.cpu(), (tok + offset).to(torch.int32).cpu(), val.cpu()))
             if progress is not None:
                 progress((end - start) * ctx)
-        crow, tok_arr, val_arr = self._to_csr(pieces)
+        with single_threaded():
+            crow, tok_arr, val_arr = self._to_csr(pieces)
         return ShardResult(shard=spec.shard, prompt_start=spec.start, prompt_end=spec.end, context_size=ctx,
                            state=state.to("cpu"), crow=crow, tok=tok_arr, val=val_arr)
 
@@ -104,6 +107,7 @@ def merge_states(results: list[FeatureState]) -> FeatureState:
     if not results:
         raise ValueError("no shard states to merge")
     merged = FeatureState(results[0].count.clone(), results[0].top_val.clone(), results[0].top_pos.clone())
-    for later in results[1:]:
-        merged.merge(later)
+    with single_threaded():
+        for later in results[1:]:
+            merged.merge(later)
     return merged

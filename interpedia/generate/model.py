@@ -74,6 +74,8 @@ class HookedModel:
         cfg = HookedTransformerConfig(**kwargs)
         model = HookedTransformer(cfg)  # no tokenizer: generation tokenizes itself (see tokens.py)
         state = load_file(str(path / TL_WEIGHTS), device="cpu")
+        # Attention masks are buffers the model builds itself (TransformerLens 2 and 3 store them differently).
+        state = {k: v for k, v in state.items() if not k.endswith((".mask", ".IGNORE"))}
         missing, unexpected = model.load_state_dict(state, strict=False)
         # Only non-persistent buffers (attention masks) may be missing; anything else is a wrong file.
         real_missing = [k for k in missing if not k.endswith((".mask", ".IGNORE"))]
@@ -149,6 +151,7 @@ class HookedModel:
             captured.append(act)
             raise _Captured
 
+        self._enable_hook(hook_name)
         layer = layer_of(hook_name)
         stop = None if layer is None else layer + 1
         try:
@@ -160,6 +163,16 @@ class HookedModel:
             raise ValueError(f"hook {hook_name!r} did not fire; is it a hook of this model?")
         act = captured[0]
         return act.reshape(act.shape[0] * act.shape[1], -1)
+
+    def _enable_hook(self, hook_name: str) -> None:
+        """Refuse unknown hooks; switch on the optional ones (as SAEDashboard does for ``hook_mlp_in``)."""
+        if hook_name not in self.model.hook_dict:
+            raise ValueError(f"hook {hook_name!r} is not a hook of this model (e.g. blocks.0.hook_resid_pre)")
+        switches = {"hook_mlp_in": "set_use_hook_mlp_in", "hook_attn_in": "set_use_attn_in",
+                    "_input": "set_use_split_qkv_input", "attn.hook_result": "set_use_attn_result"}
+        for marker, method in switches.items():
+            if marker in hook_name and hasattr(self.model, method):
+                getattr(self.model, method)(True)
 
     def unembed(self) -> torch.Tensor:
         """``W_U`` [d_model, d_vocab] as stored (no LayerNorm, no bias)."""

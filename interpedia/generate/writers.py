@@ -55,32 +55,48 @@ class RenderContext:
             self._windows[prompt] = got
         return got
 
-    def strings(self, ids: Any) -> list[str]:
-        """Vocabulary strings of token ids."""
-        return [self.vocab[i] if 0 <= i < len(self.vocab) else "<|outofrange|>" for i in np.asarray(ids).tolist()]
+    def string_rows(self, ids: Any) -> list[list[str]]:
+        """Vocabulary strings of a matrix of token ids, row by row."""
+        vocab, n = self.vocab, len(self.vocab)
+        return [[vocab[i] if 0 <= i < n else "<|outofrange|>" for i in row] for row in np.asarray(ids).tolist()]
 
 
-def feature_stats(block: DashboardBlock, row: int, ctx: RenderContext) -> dict[str, Any]:
-    """The feature-level statistics of one row, under SAEDashboard's / interpedia's column names."""
-    dec = block.decoder
-    return {
-        "neuron_alignment_indices": dec.align_ids[row].tolist(),
-        "neuron_alignment_values": _r(dec.align_vals[row]),
-        "neuron_alignment_l1": _r(dec.align_l1[row]),
-        **{name: [] for name in _EMPTY_CORRELATIONS},
-        "neg_str": ctx.strings(dec.neg_ids[row]),
-        "neg_values": _r(dec.neg_vals[row]),
-        "pos_str": ctx.strings(dec.pos_ids[row]),
-        "pos_values": _r(dec.pos_vals[row]),
-        "frac_nonzero": float(block.frac_nonzero[row]),
-        "freq_hist_data_bar_values": _r(block.freq_hist_values[row]),
-        "freq_hist_data_bar_heights": block.freq_hist_heights[row].tolist(),
-        "logits_hist_data_bar_heights": dec.logit_hist_heights[row].tolist(),
-        "logits_hist_data_bar_values": _r(dec.logit_hist_values[row]),
-        "decoder_weights_dist": [],
-        "topk_cos_sim_indices": dec.cos_ids[row].tolist(),
-        "topk_cos_sim_values": _r(dec.cos_vals[row]),
-    }
+class BlockColumns:
+    """A block's columns as Python lists, converted once per block (not once per feature)."""
+
+    def __init__(self, block: DashboardBlock, ctx: RenderContext) -> None:
+        dec = block.decoder
+        self.index = block.index.tolist()
+        self.offsets = block.ex_offsets.tolist()
+        self.prompt = block.ex_prompt.tolist()
+        self.qualifying = block.ex_qualifying.tolist()
+        self.bin_min = _r(block.ex_bin_min)
+        self.bin_max = _r(block.ex_bin_max)
+        self.bin_contains = block.ex_bin_contains.tolist()
+        self.values = block.ex_values
+        self.stats = {
+            "neuron_alignment_indices": dec.align_ids.tolist(),
+            "neuron_alignment_values": _r(dec.align_vals),
+            "neuron_alignment_l1": _r(dec.align_l1),
+            "neg_str": ctx.string_rows(dec.neg_ids),
+            "neg_values": _r(dec.neg_vals),
+            "pos_str": ctx.string_rows(dec.pos_ids),
+            "pos_values": _r(dec.pos_vals),
+            "frac_nonzero": block.frac_nonzero.tolist(),
+            "freq_hist_data_bar_values": _r(block.freq_hist_values),
+            "freq_hist_data_bar_heights": block.freq_hist_heights.tolist(),
+            "logits_hist_data_bar_heights": dec.logit_hist_heights.tolist(),
+            "logits_hist_data_bar_values": _r(dec.logit_hist_values),
+            "topk_cos_sim_indices": dec.cos_ids.tolist(),
+            "topk_cos_sim_values": _r(dec.cos_vals),
+        }
+
+    def feature_stats(self, row: int) -> dict[str, Any]:
+        """The statistics of one feature, under SAEDashboard's / interpedia's column names."""
+        out = {name: column[row] for name, column in self.stats.items()}
+        out.update({name: [] for name in _EMPTY_CORRELATIONS})
+        out["decoder_weights_dist"] = []
+        return out
 
 
 class SaeDashboardWriter:
@@ -116,15 +132,14 @@ class SaeDashboardWriter:
 
     def write_block(self, block: DashboardBlock) -> None:
         """Add a block's features; full files are written as they fill."""
-        for row, index in enumerate(block.index.tolist()):
-            lo, hi = int(block.ex_offsets[row]), int(block.ex_offsets[row + 1])
-            acts = [{"bin_min": round(float(block.ex_bin_min[e]), 5),
-                     "bin_max": round(float(block.ex_bin_max[e]), 5),
-                     "bin_contains": float(block.ex_bin_contains[e]),
-                     "tokens": self._tokens_fragment(int(block.ex_prompt[e])),
-                     "values": block.ex_values[e],
-                     "qualifying_token_index": int(block.ex_qualifying[e])} for e in range(lo, hi)]
-            stats = feature_stats(block, row, self.ctx)
+        cols = BlockColumns(block, self.ctx)
+        frag = self._tokens_fragment
+        for row, index in enumerate(cols.index):
+            acts = [{"bin_min": cols.bin_min[e], "bin_max": cols.bin_max[e], "bin_contains": cols.bin_contains[e],
+                     "tokens": frag(cols.prompt[e]), "values": cols.values[e],
+                     "qualifying_token_index": cols.qualifying[e]}
+                    for e in range(cols.offsets[row], cols.offsets[row + 1])]
+            stats = cols.feature_stats(row)
             doc = {"feature_index": index, **{k: stats[k] for k in _HEAD_KEYS},
                    "n_prompts_total": self.n_prompts, "n_tokens_in_prompt": self.context_size,
                    "dataset": self.ctx.dataset, "decoder_weights_dist": [], "activations": acts, "vector": [],
@@ -160,15 +175,14 @@ class SaeDashboardWriter:
 
 def block_records(block: DashboardBlock, ctx: RenderContext) -> list[FeatureRecord]:
     """A block as the store's records (what ``interpedia import`` would make of the same batch file)."""
+    cols = BlockColumns(block, ctx)
     out = []
-    for row, index in enumerate(block.index.tolist()):
-        lo, hi = int(block.ex_offsets[row]), int(block.ex_offsets[row + 1])
-        acts = [ActivationRecord(tokens=ctx.window(int(block.ex_prompt[e])), values=block.ex_values[e].tolist(),
-                                 bin_min=round(float(block.ex_bin_min[e]), 5),
-                                 bin_max=round(float(block.ex_bin_max[e]), 5),
-                                 bin_contains=float(block.ex_bin_contains[e]),
-                                 qualifying_token_index=int(block.ex_qualifying[e])) for e in range(lo, hi)]
-        stats = feature_stats(block, row, ctx)
+    for row, index in enumerate(cols.index):
+        acts = [ActivationRecord(tokens=ctx.window(cols.prompt[e]), values=cols.values[e].tolist(),
+                                 bin_min=cols.bin_min[e], bin_max=cols.bin_max[e],
+                                 bin_contains=cols.bin_contains[e], qualifying_token_index=cols.qualifying[e])
+                for e in range(cols.offsets[row], cols.offsets[row + 1])]
+        stats = cols.feature_stats(row)
         stats["max_act_approx"] = max((a.max_value for a in acts), default=0.0)
         stats["hook_name"] = ctx.hook_name
         out.append(FeatureRecord(index=index, stats=stats, activations=acts))

@@ -82,6 +82,7 @@ def _max(values: list[float]) -> tuple[float, int]:
     return values[best], best
 
 
+@torch.inference_mode()
 def single_feature(model: LoadedModel, source: LoadedSource, prompt: Prompt, index: int) -> dict[str, Any]:
     """Values of one feature at every token (BOS dropped), with the tokens and which are special."""
     source.check_index(index)
@@ -97,6 +98,7 @@ def single_feature(model: LoadedModel, source: LoadedSource, prompt: Prompt, ind
             "tokens": model.token_strings(ids), "tokens_is_special": _is_special(model, ids)}
 
 
+@torch.inference_mode()
 def single_vector(model: LoadedModel, prompt: Prompt, vector: list[float], hook: str) -> dict[str, Any]:
     """Dot products of a vector with the activations at ``hook``, at every token."""
     x = model.hook_activations(prompt.ids, [hook])[hook].float()
@@ -108,6 +110,7 @@ def single_vector(model: LoadedModel, prompt: Prompt, vector: list[float], hook:
             "tokens": model.token_strings(prompt.ids), "tokens_is_special": _is_special(model, prompt.ids)}
 
 
+@torch.inference_mode()
 def topk_by_token(model: LoadedModel, source: LoadedSource, prompt: Prompt, top_k: int,
                   ignore_bos: bool) -> dict[str, Any]:
     """The ``top_k`` most active features (positive only) at each token; BOS left out with ``ignore_bos``."""
@@ -127,6 +130,7 @@ def topk_by_token(model: LoadedModel, source: LoadedSource, prompt: Prompt, top_
     return {"results": results, "tokens": tokens}
 
 
+@torch.inference_mode()
 def source_sparse(model: LoadedModel, source: LoadedSource, prompt: Prompt) -> dict[str, Any]:
     """Every positive activation of the source: ``{feature: [[token, value], ...]}`` (BOS position left out)."""
     dense = _dense(model, source, prompt, None)
@@ -141,6 +145,7 @@ def source_sparse(model: LoadedModel, source: LoadedSource, prompt: Prompt) -> d
     return {"tokens": model.token_strings(prompt.ids), "activeFeatures": active}
 
 
+@torch.inference_mode()
 def all_sources(model: LoadedModel, sources: list[LoadedSource], prompt: Prompt, *, sort_by: list[int],
                 ignore_bos: bool, num_results: int) -> dict[str, Any]:
     """The ``num_results`` features of ``sources`` with the highest max (or sum at ``sort_by``) activation."""

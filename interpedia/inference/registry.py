@@ -73,6 +73,9 @@ class LoadedModel:
     def hook_activations(self, ids: list[int], hook_names: list[str]) -> dict[str, torch.Tensor]:
         """Activations [pos, d] at each hook for one sequence; the forward pass stops after the last one."""
         wanted = set(hook_names)
+        unknown = sorted(wanted - set(self.model.hook_dict))
+        if unknown:
+            raise Invalid(f"hook {unknown[0]!r} is not a hook of model {self.model_id}", field="hook")
         captured: dict[str, torch.Tensor] = {}
 
         def capture(act: torch.Tensor, hook: Any) -> None:
@@ -90,7 +93,7 @@ class LoadedModel:
             pass
         missing = wanted - captured.keys()
         if missing:
-            raise Invalid(f"hook {sorted(missing)[0]!r} is not a hook of model {self.model_id}", field="hook")
+            raise Invalid(f"hook {sorted(missing)[0]!r} did not fire on model {self.model_id}", field="hook")
         return {name: act[0].reshape(act.shape[1], -1) for name, act in captured.items()}
 
 

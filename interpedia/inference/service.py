@@ -47,6 +47,8 @@ class InferenceService:
     def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
         self.settings = settings
         self.factory = factory
+        if settings.inference_torch_threads > 0:
+            torch.set_num_threads(settings.inference_torch_threads)
         self.registry = InferenceRegistry(max_models=settings.inference_max_models,
                                           max_saes=settings.inference_max_saes, device=settings.inference_device)
         self._plans: dict[tuple[str, ...], tuple[float, Any]] = {}
@@ -82,6 +84,15 @@ class InferenceService:
         plan: SaePlan = self._cached(("sae", model_id, source_id), lambda s: plan_sae(s, model_id, source_id))
         return model, self.registry.source(plan, model.plan.dtype)
 
+    def weights_id(self, model_id: str, sae_sources: list[str] | None = None) -> list[str]:
+        """What weights answer for this model and these SAE sources (part of result cache keys); loads nothing."""
+        plan: ModelPlan = self._cached(("model", model_id), lambda s: plan_model(s, self.settings, model_id))
+        out = [f"model:{plan.spec}:{plan.dtype}"]
+        for name in sorted(set(sae_sources or [])):
+            sae: SaePlan = self._cached(("sae", model_id, name), lambda s, n=name: plan_sae(s, model_id, n))
+            out.append(f"sae:{name}:{sae.spec}:{sae.fold_decoder_norm}:{sae.prepend_bos}")
+        return out
+
     def _limit(self, model: LoadedModel) -> int:
         return acts.token_limit(model, self.settings.inference_token_limit)
 
@@ -102,7 +113,7 @@ class InferenceService:
             return {"tokens": prompt.ids, "token_strings": model.token_strings(prompt.ids),
                     "prepend_bos": prompt.bos_prepended}
 
-    def _stored_vector(self, model_id: str, source: str, index: int) -> tuple[list[float], str] | None:
+    def stored_vector(self, model_id: str, source: str, index: int) -> tuple[list[float], str] | None:
         """``(vector, hook)`` of a vector stored as a feature (``/api/vector/new``), else None."""
         def load(session: Session) -> tuple[list[float], str] | None:
             feature = get_vector_feature(session, model_id, source, index)
@@ -112,7 +123,7 @@ class InferenceService:
 
     def activation_single(self, model_id: str, prompt: str, source: str, index: int) -> dict[str, Any]:
         """One feature's values on ``prompt``, as its dashboard was computed (a stored vector: dot products)."""
-        stored = self._stored_vector(model_id, source, index)
+        stored = self.stored_vector(model_id, source, index)
         if stored is not None:
             return self.activation_vector(model_id, prompt, *stored)
         model, src = self.source(model_id, source)
@@ -178,7 +189,7 @@ class InferenceService:
         out = []
         for n, f in enumerate(features):
             self._check_strength(f.strength, f"features[{n}].strength")
-            stored = self._stored_vector(model_id, f.source, f.index)
+            stored = self.stored_vector(model_id, f.source, f.index)
             if stored is not None:
                 out.append(Direction(stored[1], torch.tensor(stored[0], dtype=torch.float32), f.strength))
                 continue

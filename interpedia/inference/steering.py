@@ -148,7 +148,9 @@ def generate(model: LoadedModel, prompt_ids: list[int], directions: list[Directi
             if mask_special and not settings.steer_special_tokens:
                 state["mask"] = torch.tensor([0.0 if i in model.special_ids else 1.0 for i in feed], device=device)
             tokens = torch.tensor([feed], dtype=torch.long, device=device)
-            logits = (tm(tokens, past_kv_cache=cache) if cache is not None else tm(tokens))[0, -1].float().cpu()
+            # The mask is given because TransformerLens builds one from a tokenizer, which this model lacks.
+            logits = (tm(tokens, past_kv_cache=cache, attention_mask=torch.ones_like(tokens)) if cache is not None
+                      else tm(tokens))[0, -1].float().cpu()
             adjusted = logits - settings.freq_penalty * counts if settings.freq_penalty else logits
             if settings.temperature <= 0:
                 tok = int(torch.argmax(adjusted))

@@ -26,7 +26,7 @@ from interpedia.db.tables import (
     SourceSet,
 )
 from interpedia.ingest.npexport import CONFIG_TABLES
-from interpedia.store.features import iso
+from interpedia.store.features import activation_doc, iso
 from interpedia.store.records import NP_FEATURE_NAMES
 from interpedia.store.vocab import vocab_cache
 
@@ -101,19 +101,10 @@ def _activation_rows(session: Session, model_id: str, source: Source, feats: lis
     vocab_cache.strings(session, model_id, {int(i) for ids, _ in decoded for i in ids})
     rows = []
     for act, (ids, values) in zip(acts, decoded, strict=True):
-        extras = act.extras or {}
-        row = {
-            "id": str(act.id), "modelId": model_id, "layer": source.name, "index": str(index_of[act.feature_id]),
-            "tokens": vocab_cache.decode(session, model_id, ids), "values": values,
-            "maxValue": act.max_value, "maxValueTokenIndex": act.max_value_token_index, "minValue": act.min_value,
-            "dfaValues": extras.get("dfaValues", []), "dfaTargetIndex": act.dfa_target_index,
-            "dfaMaxValue": act.dfa_max_value, "zIndices": [extras.get("zKIndices", []), extras.get("zQIndices", [])],
-            "zValues": extras.get("zValues", []), "lossValues": extras.get("lossValues", []),
-            "logitContributions": extras.get("logitContributions"), "binMin": act.bin_min, "binMax": act.bin_max,
-            "binContains": act.bin_contains, "qualifyingTokenIndex": act.qualifying_token_index,
-            "dataSource": act.data_source, "dataIndex": act.data_index, "creatorId": act.creator_id,
-            "createdAt": iso(act.created_at),
-        }
+        row = activation_doc(model_id, source.name, index_of[act.feature_id], act,
+                             vocab_cache.decode(session, model_id, ids), values)
+        # The export layout stores the attention pattern as zIndices = [zKIndices, zQIndices].
+        row["zIndices"] = [row.pop("zKIndices"), row.pop("zQIndices")]
         rows.append(row)
     return rows
 

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from interpedia.db.tables import Activation
 from interpedia.store.records import ActivationRecord
-from interpedia.store.writer import _ACT_COLUMNS, _activation_row
+from interpedia.store.writer import ACT_COLUMNS, activation_row
 
 
 def append_activations(session: Session, feature_id: int, creator_id: str | None, acts: Sequence[ActivationRecord],
@@ -18,12 +18,12 @@ def append_activations(session: Session, feature_id: int, creator_id: str | None
     existing = {bytes(d) for d in session.scalars(select(Activation.data).where(Activation.feature_id == feature_id))}
     rows = []
     for act in acts:
-        row = _activation_row(feature_id, creator_id, act, token_ids)
-        blob = row[_ACT_COLUMNS.index("data")]
+        row = activation_row(feature_id, creator_id, act, token_ids)
+        blob = row[ACT_COLUMNS.index("data")]
         if blob in existing:
             continue
         existing.add(blob)
-        rows.append(dict(zip(_ACT_COLUMNS, row, strict=True)))
+        rows.append(dict(zip(ACT_COLUMNS, row, strict=True)))
     if rows:
         session.execute(insert(Activation), rows)
     return len(rows)

@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
@@ -96,28 +97,44 @@ def _bin_contains(value: float | None) -> float | None:
     return value if value is not None and 0.0 <= value <= 1.0 else None
 
 
+def f32(value: float | None) -> float | None:
+    """A float32 column value as the shortest decimal that round-trips it (REAL 0.1234 -> 0.1234)."""
+    return None if value is None else float(str(np.float32(value)))
+
+
+def activation_doc(model_id: str, source_name: str, index: int, act: Activation | Row[Any], tokens: list[str],
+                   values: list[float]) -> dict[str, Any]:
+    """An example as a row of Neuronpedia's ``Activation`` table (what exports carry)."""
+    extras = act.extras or {}
+    max_value = max(values) if values else 0.0
+    return {
+        "id": str(act.id), "modelId": model_id, "layer": source_name, "index": str(index),
+        "tokens": tokens, "values": values, "maxValue": max_value,
+        "maxValueTokenIndex": values.index(max_value) if values else 0, "minValue": min(values) if values else 0.0,
+        "binMin": f32(act.bin_min), "binMax": f32(act.bin_max), "binContains": f32(act.bin_contains),
+        "qualifyingTokenIndex": act.qualifying_token_index, "dfaValues": extras.get("dfaValues", []),
+        "dfaTargetIndex": extras.get("dfaTargetIndex"), "dfaMaxValue": extras.get("dfaMaxValue"),
+        "lossValues": extras.get("lossValues", []), "logitContributions": extras.get("logitContributions"),
+        "zQIndices": extras.get("zQIndices", []), "zKIndices": extras.get("zKIndices", []),
+        "zValues": extras.get("zValues", []), "creatorId": act.creator_id, "dataSource": extras.get("dataSource"),
+        "dataIndex": extras.get("dataIndex"),
+    }
+
+
 def activation_json(session: Session, model_id: str, source_name: str, index: int, act: Activation,
                     decoded: tuple[Any, list[float]] | None = None) -> dict[str, Any]:
-    """One stored example, decoded into token strings and values."""
+    """One stored example as the API returns it, decoded into token strings and values."""
     ids, values = decoded if decoded is not None else decode_activation(act.data)
     return _activation_doc(model_id, source_name, index, act, vocab_cache.decode(session, model_id, ids), values)
 
 
 def _activation_doc(model_id: str, source_name: str, index: int, act: Activation | Row[Any], tokens: list[str],
                     values: list[float]) -> dict[str, Any]:
-    extras = act.extras or {}
-    return {
-        "id": str(act.id), "modelId": model_id, "layer": source_name, "source": source_name, "index": str(index),
-        "tokens": tokens, "values": values,
-        "maxValue": act.max_value, "maxValueTokenIndex": act.max_value_token_index, "minValue": act.min_value,
-        "binMin": act.bin_min, "binMax": act.bin_max, "binContains": _bin_contains(act.bin_contains),
-        "qualifyingTokenIndex": act.qualifying_token_index, "dfaValues": extras.get("dfaValues", []),
-        "dfaTargetIndex": act.dfa_target_index, "dfaMaxValue": act.dfa_max_value,
-        "lossValues": extras.get("lossValues", []), "logitContributions": extras.get("logitContributions"),
-        "zQIndices": extras.get("zQIndices", []), "zKIndices": extras.get("zKIndices", []),
-        "zValues": extras.get("zValues", []), "creatorId": act.creator_id, "dataSource": act.data_source,
-        "dataIndex": act.data_index, "createdAt": iso(act.created_at),
-    }
+    doc = activation_doc(model_id, source_name, index, act, tokens, values)
+    # The official client reads each activation's source, and accepts only null or 0..1 in binContains.
+    doc["source"] = source_name
+    doc["binContains"] = _bin_contains(doc["binContains"])
+    return doc
 
 
 def list_activations(session: Session, model_id: str, source_name: str, feature: Feature,
@@ -137,7 +154,8 @@ def list_activations(session: Session, model_id: str, source_name: str, feature:
         all_ids.update(ids)
     # One vocabulary lookup for the whole feature (a per-example lookup costs a pass over the cache each).
     table = vocab_cache.strings(session, model_id, all_ids)
-    return [_activation_doc(model_id, source_name, feature.index, act, [table[i] for i in ids], values)
+    token_of = table.__getitem__
+    return [_activation_doc(model_id, source_name, feature.index, act, list(map(token_of, ids)), values)
             for act, ids, (_, values) in zip(acts, id_lists, decoded, strict=True)]
 
 
@@ -182,12 +200,17 @@ def list_explanations(session: Session, model_id: str, source_name: str,
 def get_feature_row(session: Session, model_id: str, source_name: str, index: Any) -> tuple[Model, Source, Feature]:
     """Resolve ``/{model}/{source}/{index}`` to rows, or NotFound naming the missing part."""
     idx = parse_index(index)
-    model = get_model(session, model_id)
-    source = get_source(session, model_id, source_name)
-    feature = session.scalar(select(Feature).where(Feature.source_id == source.id, Feature.index == idx))
-    if feature is None:
-        raise NotFound(f"feature {model_id}/{source_name}/{idx} not found", field="index")
-    return model, source, feature
+    # One joined query on the common path; the step-by-step lookups only to name what is missing.
+    found = session.execute(
+        select(Model, Source, Feature).join(Source, Source.model_id == Model.id)
+        .join(Feature, Feature.source_id == Source.id)
+        .where(Model.id == model_id, Source.name == source_name, Feature.index == idx)
+    ).first()
+    if found is not None:
+        return found[0], found[1], found[2]
+    get_model(session, model_id)
+    get_source(session, model_id, source_name)
+    raise NotFound(f"feature {model_id}/{source_name}/{idx} not found", field="index")
 
 
 def feature_json(session: Session, model: Model, source: Source, feature: Feature, *,

@@ -33,15 +33,21 @@ def find_output(session: Session, key: str) -> SteerOutput | None:
                           .order_by(SteerOutput.created_at, SteerOutput.id).limit(1))
 
 
+def _text(value: str) -> str:
+    # Postgres text cannot hold NUL, which a byte-level model can generate; U+FFFD is what a decoder shows for it.
+    return value.replace("\x00", "\ufffd")
+
+
 def save_output(session: Session, key: str, *, kind: str, model_id: str, settings: dict[str, Any], input_text: str,
                 output_text: str, features: list[dict[str, Any]], logprobs: Any, creator_id: str | None,
                 input_chat: Any = None, output_chat: Any = None, default_id: str | None = None) -> SteerOutput:
     """Store one output."""
     row = SteerOutput(
         cache_key=key, type=kind, model_id=model_id, steer_special_tokens=bool(settings.get("steer_special_tokens")),
-        input_text=input_text, output_text=output_text,
+        input_text=_text(input_text), output_text=_text(output_text),
         input_text_chat_template=json.dumps(input_chat) if input_chat is not None else None,
-        output_text_chat_template=json.dumps(output_chat) if output_chat is not None else None,
+        output_text_chat_template=json.dumps(output_chat).replace("\\u0000", "\\ufffd")
+        if output_chat is not None else None,
         temperature=settings["temperature"], num_tokens=settings["n_tokens"], freq_penalty=settings["freq_penalty"],
         seed=settings["seed"], strength_multiplier=settings["strength_multiplier"],
         steer_method=settings["steer_method"], features=features if kind == "STEERED" else [],

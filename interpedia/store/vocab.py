@@ -1,110 +1,130 @@
-"""Per-model token vocabularies: token strings become small integer ids in stored activations."""
+"""Per-model token vocabularies: token strings become small integer ids in stored activations.
+
+Ids never change once handed out, so each process keeps every model's vocabulary in memory (both
+directions) and only reads rows above the highest id it knows. New tokens get ids under a lock on the
+model row, most frequent first, so that the codec's varints stay short.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import threading
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import Model, VocabToken
 
-_CHUNK = 500
+
+@dataclass
+class _Vocab:
+    ids: dict[str, int] = field(default_factory=dict)
+    strings: list[str | None] = field(default_factory=list)
+
+    def add(self, token_id: int, token: str) -> None:
+        if token_id >= len(self.strings):
+            self.strings.extend([None] * (token_id + 1 - len(self.strings)))
+        self.strings[token_id] = token
+        self.ids[token] = token_id
 
 
-def token_hash(token: str) -> bytes:
-    """The 16-byte key under which a token string is unique within a model."""
-    return hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+def _decode(raw: bytes) -> str:
+    return bytes(raw).decode("utf-8", "surrogatepass")
 
 
 class VocabCache:
-    """Process-wide id->string cache; vocabulary rows never change once written, so it never goes stale.
-
-    Ids are handed out per database, so the cache is keyed by database as well as by model: a process
-    that reads two databases (a copy, a test) must not decode one with the other's vocabulary.
-    """
+    """Process-wide vocabularies, keyed by database and model (a process may read several databases)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_model: dict[tuple[str, str], dict[int, str]] = {}
+        self._vocabs: dict[tuple[str, str], _Vocab] = {}
 
-    def strings(self, session: Session, model_id: str, ids: Iterable[int]) -> dict[int, str]:
-        """Strings for the given ids, loading any that are not cached yet."""
+    def _get(self, session: Session, model_id: str) -> _Vocab:
         database = session.get_bind().engine.url.render_as_string(hide_password=False)
         with self._lock:
-            known = self._by_model.setdefault((database, model_id), {})
-        missing = sorted({int(i) for i in ids} - known.keys())
-        for start in range(0, len(missing), _CHUNK):
-            chunk = missing[start : start + _CHUNK]
-            rows = session.execute(
-                select(VocabToken.token_id, VocabToken.token).where(
-                    VocabToken.model_id == model_id, VocabToken.token_id.in_(chunk)
-                )
-            ).all()
-            with self._lock:
-                for tid, raw in rows:
-                    known[tid] = bytes(raw).decode("utf-8", "surrogatepass")
-        return known
+            return self._vocabs.setdefault((database, model_id), _Vocab())
+
+    def refresh(self, session: Session, model_id: str) -> _Vocab:
+        """Load rows this process has not seen yet (ids are dense, so those above the highest known)."""
+        vocab = self._get(session, model_id)
+        rows = session.execute(select(VocabToken.token_id, VocabToken.token).where(
+            VocabToken.model_id == model_id, VocabToken.token_id >= len(vocab.strings)))
+        with self._lock:
+            for tid, raw in rows:
+                vocab.add(tid, _decode(raw))
+        return vocab
+
+    def strings(self, session: Session, model_id: str, ids: Iterable[int]) -> list[str | None]:
+        """The id -> string table of the model, loaded far enough to cover ``ids``."""
+        vocab = self._get(session, model_id)
+        top = max(ids, default=-1)
+        if top >= len(vocab.strings) or (top >= 0 and vocab.strings[top] is None):
+            vocab = self.refresh(session, model_id)
+        return vocab.strings
 
     def decode(self, session: Session, model_id: str, ids: npt.NDArray[np.int64]) -> list[str]:
         """Token ids back to their strings."""
-        table = self.strings(session, model_id, ids.tolist())
-        return [table[i] for i in ids.tolist()]
+        id_list = ids.tolist()
+        table = self.strings(session, model_id, id_list)
+        return [table[i] for i in id_list]  # type: ignore[misc]
 
     def clear(self) -> None:
         """Forget everything (tests that drop databases)."""
         with self._lock:
-            self._by_model.clear()
+            self._vocabs.clear()
 
 
 vocab_cache = VocabCache()
 
 
-def ensure_tokens(session: Session, model_id: str, tokens: Iterable[str]) -> dict[str, int]:
+def ensure_tokens(session: Session, model_id: str, tokens: Iterable[str] | Counter[str]) -> dict[str, int]:
     """Ids for the given token strings, adding unseen ones to the model's vocabulary.
 
-    Call it in its own short transaction: on Postgres the model row is locked so that concurrent
-    importers of the same model do not hand out the same id twice.
+    Pass a Counter to have new tokens numbered most frequent first. Call it in its own short
+    transaction: the model row is locked so that concurrent importers of the same model do not hand
+    out the same id twice, and the cache learns the new ids only once that transaction commits.
     """
-    wanted = {t: token_hash(t) for t in set(tokens)}
-    if not wanted:
+    counts = tokens if isinstance(tokens, Counter) else Counter(set(tokens))
+    if not counts:
         return {}
+    vocab = vocab_cache._get(session, model_id)
+    known = vocab.ids
+    if all(t in known for t in counts):
+        return known
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(Model.id).where(Model.id == model_id).with_for_update())
     else:
-        # Take SQLite's write lock now, so the max-id read below cannot race another writer.
+        # Take SQLite's write lock now, so the read of the newest ids below cannot race another writer.
         session.execute(update(Model).where(Model.id == model_id).values(id=Model.id))
-    by_hash = {h: t for t, h in wanted.items()}
-    found: dict[str, int] = {}
-    hashes = list(by_hash)
-    for start in range(0, len(hashes), _CHUNK):
-        chunk = hashes[start : start + _CHUNK]
-        for tid, h in session.execute(
-            select(VocabToken.token_id, VocabToken.token_hash).where(
-                VocabToken.model_id == model_id, VocabToken.token_hash.in_(chunk)
-            )
-        ):
-            found[by_hash[bytes(h)]] = tid
-    new = [t for t in wanted if t not in found]
-    if new:
-        next_id = session.scalar(
-            select(func.coalesce(func.max(VocabToken.token_id), -1)).where(VocabToken.model_id == model_id)
-        )
-        start_id = int(next_id if next_id is not None else -1) + 1
-        rows = []
-        for offset, tok in enumerate(sorted(new)):
-            found[tok] = start_id + offset
-            rows.append(
-                {
-                    "model_id": model_id,
-                    "token_id": start_id + offset,
-                    "token_hash": wanted[tok],
-                    "token": tok.encode("utf-8", "surrogatepass"),
-                }
-            )
-        session.execute(insert(VocabToken), rows)
-    return found
+    vocab = vocab_cache.refresh(session, model_id)
+    new = sorted((t for t in counts if t not in vocab.ids), key=lambda t: (-counts[t], t))
+    if not new:
+        return vocab.ids
+    start = len(vocab.strings)
+    pending = {tok: start + n for n, tok in enumerate(new)}
+    rows = [(model_id, tid, tok.encode("utf-8", "surrogatepass")) for tok, tid in pending.items()]
+    if session.get_bind().dialect.name == "postgresql":
+        raw = session.connection().connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur, cur.copy("COPY vocab_tokens (model_id, token_id, token) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        session.execute(insert(VocabToken), [{"model_id": m, "token_id": t, "token": b} for m, t, b in rows])
+
+    def _learn(_session: Session) -> None:
+        with vocab_cache._lock:
+            for tok, tid in pending.items():
+                vocab.add(tid, tok)
+
+    def _forget(_session: Session) -> None:
+        if event.contains(_session, "after_commit", _learn):
+            event.remove(_session, "after_commit", _learn)
+
+    event.listen(session, "after_commit", _learn, once=True)
+    event.listen(session, "after_soft_rollback", _forget, once=True)
+    return {**vocab.ids, **pending}

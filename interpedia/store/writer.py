@@ -8,13 +8,14 @@ deduplicated by id (when the input has ids) or by (feature, text, type, model).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -25,10 +26,9 @@ from interpedia.store.records import FEATURE_STAT_COLUMNS, ActivationRecord, Fea
 
 log = logging.getLogger(__name__)
 
-_ACT_COLUMNS = (
-    "feature_id", "creator_id", "data", "max_value", "max_value_token_index", "min_value", "bin_min",
-    "bin_max", "bin_contains", "qualifying_token_index", "dfa_target_index", "dfa_max_value", "extras",
-    "data_source", "data_index",
+ACT_COLUMNS = (
+    "feature_id", "creator_id", "data", "max_value", "bin_min", "bin_max", "bin_contains",
+    "qualifying_token_index", "extras",
 )
 _CHUNK = 500
 
@@ -58,9 +58,9 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]
         yield items[start : start + size]
 
 
-def all_tokens(records: Iterable[FeatureRecord]) -> set[str]:
-    """Every token string the batch's examples use (to register in the vocabulary first)."""
-    out: set[str] = set()
+def all_tokens(records: Iterable[FeatureRecord]) -> Counter[str]:
+    """Every token string the batch's examples use, with counts (new ones get ids most frequent first)."""
+    out: Counter[str] = Counter()
     for rec in records:
         for act in rec.activations or ():
             out.update(act.tokens)
@@ -76,7 +76,7 @@ def write_features(session: Session, source: Source, records: Sequence[FeatureRe
     if not records:
         return counts
     feature_ids = _upsert_features(session, source, records, creator_id)
-    counts.activations = _replace_activations(session, records, feature_ids, creator_id, token_ids)
+    counts.activations = _replace_activations(session, records, feature_ids, token_ids)
     counts.explanations = _add_explanations(session, records, feature_ids)
     return counts
 
@@ -107,24 +107,33 @@ def _upsert_features(session: Session, source: Source, records: Sequence[Feature
     return ids
 
 
-def _activation_row(feature_id: int, creator_id: str | None, act: ActivationRecord,
-                    token_ids: dict[str, int]) -> tuple[Any, ...]:
-    ids = np.fromiter((token_ids[t] for t in act.tokens), dtype=np.int64, count=len(act.tokens))
-    return (
-        feature_id, creator_id, encode_activation(ids, act.values), act.max_value, act.max_value_token_index,
-        act.min_value, act.bin_min, act.bin_max, act.bin_contains, act.qualifying_token_index,
-        act.dfa_target_index, act.dfa_max_value, act.extras, act.data_source, act.data_index,
-    )
+def activation_extras(act: ActivationRecord) -> dict[str, Any] | None:
+    """The rare fields of an example, kept together in the ``extras`` column (None when all are empty)."""
+    extras = dict(act.extras or {})
+    for key, value in (("dfaTargetIndex", act.dfa_target_index), ("dfaMaxValue", act.dfa_max_value),
+                       ("dataSource", act.data_source), ("dataIndex", act.data_index)):
+        if value is not None:
+            extras[key] = value
+    return extras or None
+
+
+def activation_row(feature_id: int, creator_id: str | None, act: ActivationRecord,
+                   token_ids: dict[str, int]) -> tuple[Any, ...]:
+    """The ``activations`` row of one example, in ``ACT_COLUMNS`` order."""
+    ids = np.fromiter(map(token_ids.__getitem__, act.tokens), dtype=np.int64, count=len(act.tokens))
+    return (feature_id, creator_id, encode_activation(ids, act.values), act.max_value, act.bin_min, act.bin_max,
+            act.bin_contains, act.qualifying_token_index, activation_extras(act))
 
 
 def _replace_activations(session: Session, records: Sequence[FeatureRecord], feature_ids: dict[int, int],
-                         creator_id: str | None, token_ids: dict[str, int]) -> int:
+                         token_ids: dict[str, int]) -> int:
+    # A dashboard's own examples have no creator of their own (the feature's creator made them); examples
+    # users added later (creator set) survive a re-import.
     replaced = [feature_ids[r.index] for r in records if r.activations is not None]
-    creator_match = Activation.creator_id.is_(None) if creator_id is None else Activation.creator_id == creator_id
     for chunk in _chunks(replaced):
-        session.execute(delete(Activation).where(Activation.feature_id.in_(chunk), creator_match))
+        session.execute(delete(Activation).where(Activation.feature_id.in_(chunk), Activation.creator_id.is_(None)))
     rows = [
-        _activation_row(feature_ids[rec.index], creator_id, act, token_ids)
+        activation_row(feature_ids[rec.index], None, act, token_ids)
         for rec in records
         for act in rec.activations or ()
     ]
@@ -133,17 +142,18 @@ def _replace_activations(session: Session, records: Sequence[FeatureRecord], fea
     if session.get_bind().dialect.name == "postgresql":
         _copy_rows(session, rows)
     else:
-        dicts = [dict(zip(_ACT_COLUMNS, row, strict=True)) for row in rows]
+        dicts = [dict(zip(ACT_COLUMNS, row, strict=True)) for row in rows]
         for chunk in _chunks(dicts, 2000):
-            session.execute(Activation.__table__.insert(), list(chunk))
+            session.execute(insert(Activation), list(chunk))
     return len(rows)
 
 
 def _copy_rows(session: Session, rows: list[tuple[Any, ...]]) -> None:
     """Postgres COPY: the fastest way in, and still inside the batch's transaction."""
     raw = session.connection().connection.driver_connection
-    extras_at = _ACT_COLUMNS.index("extras")
-    with raw.cursor() as cur, cur.copy(f"COPY activations ({', '.join(_ACT_COLUMNS)}) FROM STDIN") as copy:
+    assert raw is not None
+    extras_at = ACT_COLUMNS.index("extras")
+    with raw.cursor() as cur, cur.copy(f"COPY activations ({', '.join(ACT_COLUMNS)}) FROM STDIN") as copy:
         for row in rows:
             if row[extras_at] is not None:
                 row = (*row[:extras_at], orjson.dumps(row[extras_at]).decode(), *row[extras_at + 1 :])

@@ -95,9 +95,26 @@ def test_malformed_blob_raises_codec_error(damage, dense: bool) -> None:  # type
 
 
 def test_sparse_position_out_of_range_raises_codec_error() -> None:
-    blob = bytearray(encode_activation([1, 2, 3, 4, 5, 6, 7, 8], [0.0] * 7 + [1.0]))
+    # ids that need three varint bytes each, so the fixed u16 layout is chosen
+    blob = bytearray(encode_activation([20000 + i for i in range(8)], [0.0] * 7 + [1.0]))
     # layout: flags, n=8, 8 x u16 ids, nnz=1, one u8 position, one f32
     assert blob[0] == 0 and len(blob) == 1 + 1 + 16 + 1 + 1 + 4
     blob[19] = 200
     with pytest.raises(CodecError):
         decode_activation(bytes(blob))
+
+
+def test_small_ids_use_varints_and_round_trip() -> None:
+    ids = [0, 5, 127, 128, 300, 16383, 16384, 70000] * 16
+    values = [0.0] * 127 + [2.5]
+    blob = encode_activation(ids, values)
+    assert blob[0] & 8, "small ids should be stored as varints"
+    back_ids, back_values = decode_activation(blob)
+    assert back_ids.tolist() == ids and back_values == values
+    assert len(blob) < 1 + 2 + 2 * len(ids)
+
+
+def test_truncated_varint_ids_raise_codec_error() -> None:
+    blob = encode_activation([5] * 10, [0.0] * 9 + [1.0])
+    with pytest.raises(CodecError):
+        decode_activation(blob[:6])

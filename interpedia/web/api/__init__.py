@@ -2,7 +2,16 @@
 
 from fastapi import APIRouter
 
-from interpedia.web.api import catalogue, explanation_search, explanations, features, uploads
+from interpedia.web.api import (
+    catalogue,
+    explanation_search,
+    explanations,
+    features,
+    inference,
+    steer,
+    uploads,
+    vectors,
+)
 
 router = APIRouter(prefix="/api")
 router.include_router(features.router)
@@ -10,3 +19,6 @@ router.include_router(catalogue.router)
 router.include_router(uploads.router)
 router.include_router(explanations.router)
 router.include_router(explanation_search.router)
+router.include_router(inference.router)
+router.include_router(steer.router)
+router.include_router(vectors.router)

@@ -64,18 +64,36 @@ def display_token(token: str) -> str:
     return text.translate(_CONTROL)
 
 
-@lru_cache(maxsize=1 << 18)
-def _token_html(token: str) -> tuple[str, bool]:
-    """Escaped display text of a token, and whether it ends a line."""
+class _TokenCache(dict[str, Any]):
+    """token string -> rendered piece, built on first use. A plain dict: a hit is one C-level lookup
+    (``functools.lru_cache`` bookkeeping costs several times that, and a page looks up ~6,000 tokens).
+    Bounded by dropping everything when full; vocabularies are far smaller than the bound."""
+
+    def __init__(self, build: Any, limit: int = 1 << 19) -> None:
+        super().__init__()
+        self.build, self.limit = build, limit
+
+    def __missing__(self, token: str) -> Any:
+        value = self.build(token)
+        if len(self) >= self.limit:
+            self.clear()
+        self[token] = value
+        return value
+
+
+def _build_token_html(token: str) -> tuple[str, bool]:
     text = display_token(token)
-    newline = "\n" in text
-    return str(escape(text.replace("\n", "↵"))), newline
+    return str(escape(text.replace("\n", "↵"))), "\n" in text
 
 
-@lru_cache(maxsize=1 << 18)
-def _plain_span(token: str) -> str:
-    html, newline = _token_html(token)
+def _build_plain_span(token: str) -> str:
+    html, newline = _token_html[token]
     return f'<span class="t">{html}</span>' + ('<br class="br">' if newline else "")
+
+
+# Escaped display text of a token and whether it ends a line; the span of a zero-valued token.
+_token_html = _TokenCache(_build_token_html)
+_plain_span = _TokenCache(_build_plain_span)
 
 
 def _level(value: float, inv_scale: float) -> int:  # 1..10
@@ -94,10 +112,10 @@ def _window(center: int, n: int, before: int, after: int) -> tuple[int, int]:
 
 def token_strip(tokens: list[str], values: list[float], center: int, inv_scale: float) -> Markup:
     """One example as token spans coloured by value, with the context-window wrappers."""
-    spans = list(map(_plain_span, tokens))
+    spans = list(map(_plain_span.__getitem__, tokens))
     for i in [i for i, v in enumerate(values) if v]:
         value = values[i]
-        html, newline = _token_html(tokens[i])
+        html, newline = _token_html[tokens[i]]
         level = min(LEVELS, max(1, math.ceil(abs(value) * inv_scale * LEVELS - 1e-9)))
         spans[i] = (f'<span class="t {"p" if value > 0 else "n"}{level}" data-v="{value!r}">{html}</span>'
                     + ('<br class="br">' if newline else ""))

@@ -37,8 +37,10 @@ Field = Annotated[str, Form()]
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths: ``/x`` yes, ``//evil.example`` and ``https://...`` no."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only same-site paths: ``/x`` yes, ``//evil.example``, ``https://...`` and ``/\\t/evil`` no."""
+    # Browsers drop tabs and newlines from URLs and read '\\' as '/', so those could make '//host'.
+    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(ord(c) < 0x21 or ord(c) == 0x7F for c in target)):
         return "/"
     return target
 

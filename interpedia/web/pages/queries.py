@@ -77,13 +77,13 @@ def browse(session: Session, source: Source, offset: int, limit: int) -> dict[st
     if rows:
         for fid, description in session.execute(
             select(Explanation.feature_id, Explanation.description)
-            .where(Explanation.feature_id.in_([r.id for r in rows]))
+            .where(Explanation.feature_id.in_([r[0] for r in rows]))
             .order_by(Explanation.feature_id, Explanation.score_v2.desc().nulls_last(),
                       Explanation.score_v1.desc(), Explanation.created_at)
         ):
             best.setdefault(fid, description)
-    features = [{"index": str(r.index), "maxActApprox": r.max_act_approx, "frac_nonzero": r.frac_nonzero,
-                 "explanation": best.get(r.id)} for r in rows]
+    features = [{"index": str(index), "maxActApprox": max_act, "frac_nonzero": density,
+                 "explanation": best.get(fid)} for fid, index, max_act, density in rows]
     return {"offset": offset, "limit": limit, "total": total, "features": features}
 
 
@@ -124,7 +124,8 @@ def random_feature(session: Session, model_id: str, source_name: str | None = No
         row = session.execute(select(Feature.source_id, Feature.index).where(*cond)
                               .order_by(Feature.id).limit(1)).first()
         if row is not None:
-            return names[row.source_id], row.index
+            source_id, index = row  # (not row.index: that is tuple.index)
+            return names[source_id], int(index)
     return None
 
 

@@ -16,7 +16,6 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from interpedia import __version__
@@ -142,7 +141,3 @@ def renderer(request: Request) -> Renderer:
     """The app's renderer."""
     return request.app.state.pages  # type: ignore[no-any-return]
 
-
-def markup(html: str) -> Markup:
-    """Mark HTML built by this package (from escaped parts only) as safe for the templates."""
-    return Markup(html)

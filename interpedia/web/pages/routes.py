@@ -10,8 +10,8 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
-from fastapi.routing import APIRoute
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from sqlalchemy import select
 from starlette.routing import Match
 from starlette.types import Scope
@@ -19,12 +19,18 @@ from starlette.types import Scope
 from interpedia.db.tables import SourceSet
 from interpedia.store.catalogue import get_model, get_source, list_sources
 from interpedia.store.errors import Invalid, NotFound
-from interpedia.store.features import feature_json, get_feature_row, model_json, parse_index, source_json, \
-    source_set_json
+from interpedia.store.features import (
+    feature_json,
+    get_feature_row,
+    model_json,
+    parse_index,
+    source_json,
+    source_set_json,
+)
 from interpedia.web.deps import SessionDep
 from interpedia.web.pages import queries
 from interpedia.web.pages.dashboard import dashboard_view
-from interpedia.web.pages.render import NOT_PAGES, page_url, json_page, redirect, renderer, split_json, wants_json
+from interpedia.web.pages.render import NOT_PAGES, json_page, page_url, redirect, renderer, split_json, wants_json
 
 PAGE_SIZE = 50
 CONTEXT_CHOICES = ("5", "16", "full")

@@ -231,11 +231,9 @@ def upgrade() -> None:
     op.create_table('vocab_tokens',
     sa.Column('model_id', sa.String(length=64), nullable=False),
     sa.Column('token_id', sa.Integer(), autoincrement=False, nullable=False),
-    sa.Column('token_hash', sa.LargeBinary(length=16), nullable=False),
     sa.Column('token', sa.LargeBinary(), nullable=False),
     sa.ForeignKeyConstraint(['model_id'], ['models.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('model_id', 'token_id'),
-    sa.UniqueConstraint('model_id', 'token_hash')
+    sa.PrimaryKeyConstraint('model_id', 'token_id')
     )
     op.create_table('sources',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -343,25 +341,18 @@ def upgrade() -> None:
     sa.Column('feature_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('creator_id', sa.String(length=32), nullable=True),
     sa.Column('data', sa.LargeBinary(), nullable=False),
-    sa.Column('max_value', sa.Float(), nullable=False),
-    sa.Column('max_value_token_index', sa.Integer(), nullable=False),
-    sa.Column('min_value', sa.Float(), nullable=False),
-    sa.Column('bin_min', sa.Float(), nullable=True),
-    sa.Column('bin_max', sa.Float(), nullable=True),
-    sa.Column('bin_contains', sa.Float(), nullable=True),
+    sa.Column('max_value', sa.Float(precision=24), nullable=False),
+    sa.Column('bin_min', sa.Float(precision=24), nullable=True),
+    sa.Column('bin_max', sa.Float(precision=24), nullable=True),
+    sa.Column('bin_contains', sa.Float(precision=24), nullable=True),
     sa.Column('qualifying_token_index', sa.Integer(), nullable=True),
-    sa.Column('dfa_target_index', sa.Integer(), nullable=True),
-    sa.Column('dfa_max_value', sa.Float(), nullable=True),
     sa.Column('extras', sa.JSON(none_as_null=True), nullable=True),
-    sa.Column('data_source', sa.String(length=200), nullable=True),
-    sa.Column('data_index', sa.String(length=200), nullable=True),
-    sa.Column('created_at', sa.DateTime(), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.ForeignKeyConstraint(['creator_id'], ['users.id'], ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['feature_id'], ['features.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('activations', schema=None) as batch_op:
-        batch_op.create_index('ix_activations_feature_max', ['feature_id', 'max_value'], unique=False)
+        batch_op.create_index(batch_op.f('ix_activations_feature_id'), ['feature_id'], unique=False)
 
     op.create_table('bookmarks',
     sa.Column('user_id', sa.String(length=32), nullable=False),
@@ -476,7 +467,7 @@ def downgrade() -> None:
     op.drop_table('comments')
     op.drop_table('bookmarks')
     with op.batch_alter_table('activations', schema=None) as batch_op:
-        batch_op.drop_index('ix_activations_feature_max')
+        batch_op.drop_index(batch_op.f('ix_activations_feature_id'))
 
     op.drop_table('activations')
     op.drop_table('imported_batches')
