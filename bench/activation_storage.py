@@ -6,10 +6,9 @@ through Neuronpedia's own import method (bench/npbaseline.py) into its Prisma sc
 ``VACUUM ANALYZE`` both are measured with ``pg_table_size`` (heap + TOAST + free-space/visibility
 maps), ``pg_indexes_size`` and ``pg_total_relation_size``. Our total includes ``vocab_tokens``: the
 token strings have to live somewhere. The features tables are reported too, per feature, but are not
-part of the per-activation figures. Unless ``--no-prototypes`` is given, the storage prototypes of
-bench/prototypes.py are built from the same rows and measured the same way (cumulative steps).
+part of the per-activation figures.
 
-    .venv/bin/python bench/activation_storage.py [--small] [--n-features N] [--no-prototypes] [--workdir DIR]
+    .venv/bin/python bench/activation_storage.py [--small] [--n-features N] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import npbaseline  # noqa: E402
-import prototypes  # noqa: E402
 from _common import (  # noqa: E402
     command_line,
     pg_settings,
@@ -135,8 +133,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n-features", type=int, default=None, help="features to generate (default 2000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=None, help="where to write the export (default: temp)")
-    parser.add_argument("--no-prototypes", action="store_true",
-                        help="skip measuring the storage prototypes of bench/prototypes.py")
     parser.add_argument("--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -170,13 +166,6 @@ def main(argv: list[str] | None = None) -> int:
             with psycopg.connect(theirs_dsn) as conn:
                 theirs = {t: relation_sizes(conn, f'"{t}"') for t in ("Activation", "Neuron")}
                 theirs_cols = column_stats_theirs(conn)
-            proto: dict[str, Any] | None = None
-            if not args.no_prototypes:
-                log.info("building the storage prototypes")
-                proto = prototypes.build_storage_prototypes(pg.dsn("ours"), batch_rows=256 * cfg.acts_per_feature)
-                vacuum_analyze(pg.dsn("ours"), list(proto["tables"].values()))
-                with psycopg.connect(pg.dsn("ours")) as conn:
-                    proto["sizes"] = {k: relation_sizes(conn, t) for k, t in proto["tables"].items()}
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -207,20 +196,6 @@ def main(argv: list[str] | None = None) -> int:
         "load_seconds": {"ours": round(ours_load["seconds"], 2), "neuronpedia": round(theirs_load["seconds"], 2)},
         "postgres": settings,
     }
-    proto_rows: list[list[Any]] = []
-    if proto is not None:
-        variants: dict[str, Any] = {}
-        steps = [(label, proto["sizes"][label], vocab) for label in prototypes.STEPS]
-        steps.append(("+ vocabulary in 4096-token chunks", proto["sizes"][list(prototypes.STEPS)[-1]],
-                      proto["sizes"]["vocab chunks"]))
-        for label, a, v in steps:
-            fig = {k: per(n, a[k] + v[k]) for k in ("data", "indexes", "total")}
-            fig["activations_table_total"] = per(n, a["total"])
-            fig["vocab_total"] = per(n, v["total"])
-            fig["ratio_total"] = round(theirs_fig["total"] / (a["total"] + v["total"]), 2)
-            variants[label] = fig
-            proto_rows.append([label, fig["data"], fig["indexes"], fig["total"], fig["ratio_total"]])
-        figures["prototypes"] = {"cumulative_steps": variants, **{k: v for k, v in proto.items() if k != "tables"}}
     write_results("activation_storage", {"parameters": params, "figures": figures})
 
     bpa = figures["bytes_per_activation"]
@@ -238,10 +213,6 @@ def main(argv: list[str] | None = None) -> int:
           f"Postgres {settings['server_version']}")
     print("bytes per activation (after VACUUM ANALYZE; data = heap + TOAST + maps)")
     print(table(rows, ["", "data", "indexes", "total"]))
-    if proto_rows:
-        print("prototypes, cumulative (bench/prototypes.py; same rows; vocabulary included), bytes per activation")
-        print(table([["current", *rows[0][1:], ratio["total"]], *proto_rows],
-                    ["", "data", "indexes", "total", "ratio NP/ours"]))
     verdict = "meets" if figures["meets_target"] else "MISSES"
     print(f"target: ours <= 1/{TARGET_RATIO:g} of Neuronpedia's total -> {verdict} (ratio {ratio['total']})")
     return 0

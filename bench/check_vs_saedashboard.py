@@ -85,7 +85,7 @@ def compare(ours: dict[int, dict[str, Any]], theirs: dict[int, dict[str, Any]]) 
         # values under 5e-4 read as 0 at SAEDashboard's 3 decimals, so count at that precision
         n_visible = sum(1 for t in ip_top if round(t[0], 3) > 0)
         check("top-k count", n_visible == len(sd_top), f"{index}: {n_visible} vs {len(sd_top)}")
-        check("top-k values", all(abs(a[0] - b[0]) <= TOL["top_values"] for a, b in zip(ip_top, sd_top)),
+        check("top-k values", all(abs(a[0] - b[0]) <= TOL["top_values"] for a, b in zip(ip_top, sd_top, strict=False)),
               f"{index}: {[a[0] for a in ip_top[:n]]} vs {[b[0] for b in sd_top[:n]]}")
         untied = [i for i in range(n) if all(abs(sd_top[i][0] - sd_top[j][0]) > 1e-3 for j in range(n) if j != i)]
         check("top-k examples (same prompt and token)", all(ip_top[i][1:] == sd_top[i][1:] for i in untied),
@@ -94,9 +94,9 @@ def compare(ours: dict[int, dict[str, Any]], theirs: dict[int, dict[str, Any]]) 
               f"{index}: {ip_top[0][0]} vs {sd_top[0][0]}")
         check("logit lens tokens", ip["pos_str"] == sd["pos_str"] and ip["neg_str"] == sd["neg_str"],
               f"{index}: {ip['pos_str'][:3]} vs {sd['pos_str'][:3]}")
-        check("logit lens values", all(abs(a - b) <= TOL["logit_values"] for a, b in
-                                       zip(ip["pos_values"] + ip["neg_values"], sd["pos_values"] + sd["neg_values"])),
-              f"{index}")
+        ip_logits, sd_logits = ip["pos_values"] + ip["neg_values"], sd["pos_values"] + sd["neg_values"]
+        check("logit lens values", all(abs(a - b) <= TOL["logit_values"]
+                                       for a, b in zip(ip_logits, sd_logits, strict=True)), f"{index}")
         check("neuron alignment", ip["neuron_alignment_indices"] == sd["neuron_alignment_indices"], f"{index}")
         sd_int = [a for a in sd["activations"] if a["bin_min"] != -1]
         ip_int = [a for a in ip["activations"] if a["bin_min"] != -1]
@@ -104,12 +104,11 @@ def compare(ours: dict[int, dict[str, Any]], theirs: dict[int, dict[str, Any]]) 
         ip_bins = sorted({(a["bin_min"], a["bin_max"], a["bin_contains"]) for a in ip_int})
         check("interval bounds and bin_contains", len(sd_bins) == len(ip_bins) and all(
             abs(a[0] - b[0]) <= TOL["bin_bounds"] and abs(a[1] - b[1]) <= TOL["bin_bounds"]
-            and abs(a[2] - b[2]) <= TOL["bin_contains"] for a, b in zip(ip_bins, sd_bins)),
+            and abs(a[2] - b[2]) <= TOL["bin_contains"] for a, b in zip(ip_bins, sd_bins, strict=False)),
             f"{index}: {ip_bins} vs {sd_bins}")
         check("interval example counts", len(ip_int) == len(sd_int), f"{index}: {len(ip_int)} vs {len(sd_int)}")
-        check("activation histogram bins", all(abs(a - b) <= TOL["hist_values"] for a, b in
-                                               zip(ip["freq_hist_data_bar_values"], sd["freq_hist_data_bar_values"])),
-              f"{index}")
+        bars = zip(ip["freq_hist_data_bar_values"], sd["freq_hist_data_bar_values"], strict=False)
+        check("activation histogram bins", all(abs(a - b) <= TOL["hist_values"] for a, b in bars), f"{index}")
         check("activation histogram heights (total)",
               sum(ip["freq_hist_data_bar_heights"]) == sum(sd["freq_hist_data_bar_heights"]), f"{index}")
     return res

@@ -143,7 +143,7 @@ def main() -> None:
     print(table(rows, ["what", "seconds", "note"]))
     print()
     print(table([[k, f"{v:.2f}x"] for k, v in ratios.items()], ["ratio", "value"]))
-    print(f"\ntargets: >= 30x faster than SAEDashboard; pass <= 1.5x floor; peak RSS <= SAEDashboard's")
+    print("\ntargets: >= 30x faster than SAEDashboard; pass <= 1.5x floor; peak RSS <= SAEDashboard's")
     write_results("generate_vs_saedashboard", {
         "parameters": {"n_tokens": fx["n_tokens"], **fx["params"], "repeats": args.repeats,
                        "sd_repeats": args.sd_repeats, "sd_batches": args.sd_batches},

@@ -12,11 +12,10 @@ Both Postgres methods run on the same throwaway cluster in the same process, int
 ``CHECKPOINT``; schema creation and migrations are outside the timings. Medians are reported, and the
 ratio of interpedia's Postgres throughput to Neuronpedia's, by wall time and by CPU seconds (client
 process plus the Postgres cluster's processes, read from /proc): on a shared machine the wall times
-include waiting for a CPU. ``--prototype`` adds the importer with bench/prototypes.py's fast path
-(``fastpath-*``) and with its batch-at-a-time variant (``columnar-*``); ``--profile`` adds one
-cProfile'd import of each and reports where the time goes.
+include waiting for a CPU, so the load average is sampled around every run and reported. ``--profile``
+adds one cProfile'd interpedia Postgres import and reports where the time goes.
 
-    .venv/bin/python bench/import_throughput.py [--small] [--n-features N] [--reps R] [--prototype] [--profile]
+    .venv/bin/python bench/import_throughput.py [--small] [--n-features N] [--reps R] [--profile]
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import npbaseline  # noqa: E402
-import prototypes  # noqa: E402
 from _common import (  # noqa: E402
     RESULTS_DIR,
     command_line,
@@ -62,7 +60,6 @@ log = logging.getLogger("bench.import_throughput")
 
 TARGET_RATIO = 5.0
 METHODS = ("interpedia-sqlite", "interpedia-postgres", "neuronpedia-postgres")
-PROTO_METHODS = ("fastpath-postgres", "columnar-sqlite", "columnar-postgres")
 # Functions whose cumulative time tells where an interpedia import goes (name -> label).
 _PHASES = {
     "iter_jsonl": "read + gunzip + orjson.loads (iter_jsonl)",
@@ -223,8 +220,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite runs")
     parser.add_argument("--profile", action="store_true", help="add one cProfile'd interpedia Postgres import")
-    parser.add_argument("--prototype", action="store_true",
-                        help="also time the importer with bench/prototypes.py's fast path swapped in")
     parser.add_argument("--workdir", type=Path, default=None, help="where to write the export (default: temp)")
     parser.add_argument("--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -238,14 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps or (2 if args.small else 3)
     cfg = SyntheticConfig(n_features=n_features, seed=args.seed)
     params = {"small": args.small, "n_features": n_features, "reps": reps, "batch_size": args.batch_size,
-              "seed": args.seed, "sqlite": not args.no_sqlite, "profile": args.profile, "prototype": args.prototype,
+              "seed": args.seed, "sqlite": not args.no_sqlite, "profile": args.profile,
               "neuronpedia_chunk_lines": npbaseline.CHUNK_LINES, "neuronpedia_work_mem": npbaseline.WORK_MEM,
               "synthetic": cfg.to_dict()}
     log.info("command: %s", command_line())
     log.info("parameters: %s", params)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="interpedia-bench-"))
-    methods = [m for m in METHODS + (PROTO_METHODS if args.prototype else ())
-               if not (args.no_sqlite and m.endswith("-sqlite"))]
+    methods = [m for m in METHODS if not (args.no_sqlite and m.endswith("-sqlite"))]
     runs: dict[str, list[Timing]] = {m: [] for m in methods}
     profiled: dict[str, Any] | None = None
     try:
@@ -260,12 +254,6 @@ def main(argv: list[str] | None = None) -> int:
                         timing = run_ours_sqlite(workdir, export, rep, args.batch_size)
                     elif method == "interpedia-postgres":
                         timing = run_ours_postgres(pg, export, rep, args.batch_size)
-                    elif method.startswith(("fastpath-", "columnar-")):
-                        with prototypes.fast_import(columnar=method.startswith("columnar-")):
-                            if method.endswith("-sqlite"):
-                                timing = run_ours_sqlite(workdir, export, rep, args.batch_size)
-                            else:
-                                timing = run_ours_postgres(pg, export, rep, args.batch_size)
                     else:
                         timing = run_theirs(pg, export, rep)
                     if (timing.features, timing.activations) != (export.n_features, export.n_activations):
@@ -281,14 +269,6 @@ def main(argv: list[str] | None = None) -> int:
                 timing = run_ours_postgres(pg, export, reps, args.batch_size, profile=profile)
                 profiled = profile_summary(profile, timing.wall)
                 (RESULTS_DIR / "import_throughput_profile.txt").write_text(profiled["top_tottime"])
-                if args.prototype:
-                    profile = cProfile.Profile()
-                    with prototypes.fast_import(columnar=True):
-                        timing = run_ours_postgres(pg, export, reps + 1, args.batch_size, profile=profile)
-                    profiled_proto = profile_summary(profile, timing.wall)
-                    (RESULTS_DIR / "import_throughput_profile_prototype.txt").write_text(
-                        profiled_proto["top_tottime"])
-                    profiled["prototype"] = {k: v for k, v in profiled_proto.items() if k != "top_tottime"}
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -309,7 +289,6 @@ def main(argv: list[str] | None = None) -> int:
         }
     theirs = results["neuronpedia-postgres"]["median_wall_seconds"]
     ratios = {m: round(theirs / results[m]["median_wall_seconds"], 2) for m in methods if m != "neuronpedia-postgres"}
-    best = max((m for m in ratios if m.endswith("-postgres")), key=lambda m: ratios[m])
     theirs_cpu = results["neuronpedia-postgres"]["median_total_cpu_seconds"]
     cpu_ratios = {m: round(theirs_cpu / results[m]["median_total_cpu_seconds"], 2)
                   for m in methods if m.endswith("-postgres") and m != "neuronpedia-postgres"}
@@ -318,8 +297,6 @@ def main(argv: list[str] | None = None) -> int:
         "methods": results, "ratio_throughput_ours_over_neuronpedia": ratios,
         "ratio_total_cpu_neuronpedia_over_ours": cpu_ratios, "target_ratio": TARGET_RATIO,
         "meets_target": ratios["interpedia-postgres"] >= TARGET_RATIO,
-        "prototype_meets_target": max(ratios.get("fastpath-postgres", 0.0),
-                                      ratios.get("columnar-postgres", 0.0)) >= TARGET_RATIO,
         "postgres": settings, "load_average_after": os.getloadavg(),
     }
     if profiled is not None:
@@ -340,19 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "meets" if figures["meets_target"] else "MISSES"
     print(f"target: interpedia-postgres >= {TARGET_RATIO:g}x Neuronpedia's throughput -> {verdict} "
           f"({ratios['interpedia-postgres']}x)")
-    if "columnar-postgres" in ratios:
-        verdict = "meets" if figures["prototype_meets_target"] else "MISSES"
-        print(f"prototypes (bench/prototypes.py): {verdict} the target; best Postgres method: {best} "
-              f"({ratios[best]}x wall, {cpu_ratios.get(best)}x cpu)")
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cpus "
           "(wall times include waiting for a CPU; cpu = client + Postgres server CPU seconds)")
     if profiled is not None:
-        for label, prof in (("interpedia-postgres", profiled), ("columnar-postgres", profiled.get("prototype"))):
-            if not prof:
-                continue
-            print(f"profile of one {label} import ({prof['wall_seconds']}s under cProfile), cumulative seconds:")
-            for phase, secs in sorted(prof["phases_cumulative_seconds"].items(), key=lambda kv: -kv[1]):
-                print(f"  {secs:8.3f}  {phase}")
+        print(f"profile of one interpedia-postgres import ({profiled['wall_seconds']}s under cProfile), "
+              "cumulative seconds:")
+        for phase, secs in sorted(profiled["phases_cumulative_seconds"].items(), key=lambda kv: -kv[1]):
+            print(f"  {secs:8.3f}  {phase}")
     return 0
 
 

@@ -121,7 +121,8 @@ def export_cmd(out: Path, model_id: str | None, sources: tuple[str, ...]) -> Non
 @click.option("--work-dir", type=click.Path(path_type=Path),
               help="Where finished shards are kept for resume (default: OUT/.interpedia-work or INTERPEDIA_HOME).")
 @click.option("--keep-work", is_flag=True, help="Keep the shards after a successful run.")
-@click.option("--ray", is_flag=True, help="Run shards on Ray workers (one per GPU; local cluster unless --ray-address).")
+@click.option("--ray", is_flag=True, help="Run shards on Ray workers (one per GPU; a local cluster unless "
+              "--ray-address).")
 @click.option("--ray-workers", type=click.IntRange(min=1), help="Ray workers (default: one per GPU or CPU).")
 @click.option("--ray-address", help="Address of a running Ray cluster.")
 @click.option("--creator", default="bot", show_default=True, help="User that owns the imported data (--into-db).")
@@ -199,6 +200,15 @@ def serve(host: str, port: int, role: str) -> None:
 # explain, score, embed (autointerp and explanation search) live in interpedia.autointerp.commands.
 for _command in (autointerp_commands.explain, autointerp_commands.score, autointerp_commands.embed):
     main.add_command(_command)
+
+
+def _register_subcommands() -> None:
+    from interpedia.demo.cli import demo_cmd
+
+    main.add_command(demo_cmd)
+
+
+_register_subcommands()
 
 
 if __name__ == "__main__":

@@ -126,10 +126,11 @@ def build_tiny(root: Path) -> Tiny:
     return Tiny(root=root, model=model_dir, saes=saes, jsonl=jsonl, txt_dir=txt_dir)
 
 
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
-    """One set of tiny inputs for the whole test session."""
-    import torch
+_TINY: list[Tiny] = []
 
-    torch.set_num_threads(2)
-    return build_tiny(tmp_path_factory.mktemp("tiny-generate"))
+
+def tiny_inputs(factory: pytest.TempPathFactory) -> Tiny:
+    """One set of tiny inputs for the whole test session (each test module wraps this in a fixture)."""
+    if not _TINY:
+        _TINY.append(build_tiny(factory.mktemp("tiny-generate")))
+    return _TINY[0]

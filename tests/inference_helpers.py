@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,9 @@ def make_model_dir(out: Path, d_vocab: int, *, seed: int = 0) -> Path:
               "act_fn": "gelu", "d_vocab": d_vocab, "normalization_type": "LN", "model_name": "tiny-inf",
               "seed": seed}
     torch.manual_seed(seed)
-    model = HookedTransformer(HookedTransformerConfig(device="cpu", **kwargs))
+    with warnings.catch_warnings():  # TransformerLens 3 deprecates HookedTransformer; it is still what loads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = HookedTransformer(HookedTransformerConfig(device="cpu", **kwargs))
     with torch.no_grad():  # a larger unembedding makes sampling depend visibly on the residual stream
         model.W_U.mul_(8.0)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))

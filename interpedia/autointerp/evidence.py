@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -93,9 +94,8 @@ def split_examples(examples: Sequence[Example], n_top: int = 20, n_negatives: in
     return Evidence(examples=tuple(pos), negatives=tuple(neg))
 
 
-def _examples(docs: Sequence[dict[str, object]]) -> list[Example]:
-    return [Example(tuple(d["tokens"]), tuple(float(v) for v in d["values"]))  # type: ignore[arg-type, union-attr]
-            for d in docs]
+def _examples(docs: Sequence[dict[str, Any]]) -> list[Example]:
+    return [Example(tuple(d["tokens"]), tuple(float(v) for v in d["values"])) for d in docs]
 
 
 def load_evidence(session: Session, feature: Feature, *, n_top: int = 20, n_negatives: int = 0) -> Evidence:

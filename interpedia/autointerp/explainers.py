@@ -168,14 +168,16 @@ def eleuther_prompt(examples: Sequence[Example], threshold: float = 0.6) -> list
 
 def top_tokens_label(ev: Evidence) -> str:
     """A readable label from the tokens a feature fires on and (when known) the tokens it promotes."""
-    weights: Counter[str] = Counter()
+    weights: dict[str, float] = {}
     for ex in ev.examples:
         if ex.tokens:
-            weights[shown_token(ex.tokens[ex.max_index])] += ex.max_value
+            token = shown_token(ex.tokens[ex.max_index])
+            weights[token] = weights.get(token, 0.0) + ex.max_value
     if not weights:
         return ""
     total = sum(weights.values())
-    fired = [t for t, w in weights.most_common(3) if w >= 0.1 * total] or [weights.most_common(1)[0][0]]
+    ranked = sorted(weights.items(), key=lambda kv: -kv[1])
+    fired = [t for t, w in ranked[:3] if w >= 0.1 * total] or [ranked[0][0]]
     label = ", ".join(f'"{t}"' for t in fired)
     promoted = [shown_token(t) for t, v in ev.top_logits[:3] if v > 0]
     if promoted:

@@ -20,6 +20,7 @@ Values come back as the shortest decimal that round-trips the float32, so ``0.12
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -129,6 +130,116 @@ def encode_activation(token_ids: Sequence[int] | npt.NDArray[np.integer], values
         out += nonzero.astype("<u2" if pos_u16 else "u1").tobytes()
         out += vals[nonzero].astype("<f4").tobytes()
     return bytes(out)
+
+
+def _segment_sums(x: npt.NDArray[Any], offsets: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Sums of ``x`` over the segments ``offsets[i]:offsets[i + 1]`` (empty segments sum to 0)."""
+    acc = np.zeros(len(x) + 1, dtype=np.int64)
+    np.cumsum(x, out=acc[1:])
+    return acc[offsets[1:]] - acc[offsets[:-1]]  # type: ignore[no-any-return]
+
+
+def _varint_lengths(values: npt.NDArray[np.int64], groups: int = 5) -> npt.NDArray[np.int64]:
+    out = np.ones(len(values), dtype=np.int64)
+    for k in range(1, groups):
+        out += values >= (1 << (7 * k))
+    return out
+
+
+def _put_varints(buf: npt.NDArray[np.uint8], at: npt.NDArray[np.int64], values: npt.NDArray[np.int64],
+                 lengths: npt.NDArray[np.int64]) -> None:
+    for j in range(int(lengths.max(initial=0))):
+        m = lengths > j
+        byte = (values[m] >> (7 * j)) & 0x7F
+        byte |= (lengths[m] - 1 > j) << 7
+        buf[at[m] + j] = byte
+
+
+def encode_activations(token_ids: npt.NDArray[np.integer], values: npt.NDArray[np.floating],
+                       offsets: npt.NDArray[np.integer]) -> list[bytes]:
+    """:func:`encode_activation` of many examples at once, byte for byte the same.
+
+    ``token_ids`` and ``values`` are the examples concatenated; example ``i`` is
+    ``offsets[i]:offsets[i + 1]``. One numpy pass over the whole batch instead of a dozen small
+    array operations per example.
+    """
+    ids = np.asarray(token_ids, dtype=np.int64)
+    offs = np.asarray(offsets, dtype=np.int64)
+    if ids.shape != np.shape(values) or offs.ndim != 1 or len(offs) == 0 or offs[0] != 0 or offs[-1] != len(ids):
+        raise ValueError("token ids and values must have the same length, cut by offsets from 0 to that length")
+    lens = np.diff(offs)
+    if (lens < 0).any():
+        raise ValueError("offsets must not decrease")
+    if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= 1 << 32):
+        raise ValueError("token ids must be in [0, 2**32)")
+    odd = (lens == 0) | (lens > 1 << 16)
+    if odd.any():  # empty or very long examples: rare enough to go one by one
+        out: list[bytes] = []
+        for start, end in zip(offs[:-1].tolist(), offs[1:].tolist(), strict=True):
+            out.append(encode_activation(ids[start:end], np.asarray(values[start:end])))
+        return out
+    n_rows, n = len(lens), len(ids)
+    if n_rows == 0:
+        return []
+    v32 = np.asarray(values, dtype=np.float32)
+    row = np.repeat(np.arange(n_rows), lens)
+    at_in_row = np.arange(n) - offs[row]
+    nonzero = v32 != 0
+    nnz = _segment_sums(nonzero, offs)
+    wide = _segment_sums(ids >= 1 << 16, offs) > 0
+    tok_varint = _varint_lengths(ids)
+    use_varint = _segment_sums(tok_varint, offs) < lens * np.where(wide, 4, 2)
+    pos_u16 = lens > 256
+    pos_width = np.where(pos_u16, 2, 1)
+    dense = nnz * (pos_width + 4) + 5 >= lens * 4
+    flags = (np.where(wide & ~use_varint, _IDS_U32, 0) | np.where(dense, _DENSE, 0)
+             | np.where(~dense & pos_u16, _POS_U16, 0) | np.where(use_varint, _IDS_VARINT, 0))
+    # Bytes each token's id takes, and where it goes inside its example's id section.
+    tok_width = np.where(use_varint[row], tok_varint, np.where(wide[row], 4, 2))
+    ends = np.cumsum(tok_width)
+    tok_at = ends - tok_width
+    tok_at -= tok_at[offs[:-1]][row]
+    ids_len = _segment_sums(tok_width, offs)
+    n_len = _varint_lengths(lens, 3)
+    nnz_len = _varint_lengths(nnz, 3)
+    vals_len = np.where(dense, 4 * lens, nnz_len + nnz * (pos_width + 4))
+    total = 1 + n_len + ids_len + vals_len
+    start = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(total, out=start[1:])
+    buf = np.zeros(int(start[-1]), dtype=np.uint8)
+    buf[start[:-1]] = flags
+    _put_varints(buf, start[:-1] + 1, lens, n_len)
+    ids_at = start[:-1] + 1 + n_len
+    dest = ids_at[row] + tok_at
+    var_tok = use_varint[row]
+    for j in range(int(tok_width.max())):
+        m = tok_width > j
+        shifted_var = (ids[m] >> (7 * j)) & 0x7F | ((tok_width[m] - 1 > j) << 7)
+        shifted_fixed = (ids[m] >> (8 * j)) & 0xFF
+        buf[dest[m] + j] = np.where(var_tok[m], shifted_var, shifted_fixed)
+    vals_at = ids_at + ids_len
+    v_bytes = v32.astype("<f4").view(np.uint8).reshape(n, 4)
+    four = np.arange(4)
+    in_dense = dense[row]
+    if in_dense.any():
+        buf[(vals_at[row] + 4 * at_in_row)[in_dense][:, None] + four] = v_bytes[in_dense]
+    sparse_nz = nonzero & ~in_dense
+    if (~dense).any():
+        sparse_rows = np.flatnonzero(~dense)
+        _put_varints(buf, vals_at[sparse_rows], nnz[sparse_rows], nnz_len[sparse_rows])
+        rank = np.cumsum(nonzero) - nonzero
+        rank -= rank[offs[:-1]][row]
+        r, k, width = row[sparse_nz], rank[sparse_nz], pos_width[row[sparse_nz]]
+        pos_at = vals_at[r] + nnz_len[r] + k * width
+        pos = at_in_row[sparse_nz]
+        buf[pos_at] = pos & 0xFF
+        wide_pos = width == 2
+        buf[pos_at[wide_pos] + 1] = pos[wide_pos] >> 8
+        val_at = vals_at[r] + nnz_len[r] + nnz[r] * width + 4 * k
+        buf[val_at[:, None] + four] = v_bytes[sparse_nz]
+    raw = buf.tobytes()
+    bounds = start.tolist()
+    return [raw[bounds[i] : bounds[i + 1]] for i in range(n_rows)]
 
 
 def decode_activation(blob: bytes) -> tuple[npt.NDArray[np.int64], list[float]]:

@@ -92,6 +92,18 @@ class DemoBuilder:
         log.info("demo: %s built in %.1fs", name, stats["seconds"])
         return out
 
+    def build_pretrained(self, model: str = PRETRAINED_MODEL, sae: str = PRETRAINED_SAE) -> dict[str, Any]:
+        """The hub path: dashboards for a pretrained model and SAELens SAE (names, or local stand-ins) on the corpus."""
+        cfg = self.cfg
+        corpus_dir = self._step("corpus", {"corpus": cfg.corpus, "seed": cfg.seed, "max": cfg.max_documents},
+                                self._build_corpus)
+        self._step("pretrained-dashboards", {"model": model, "sae": sae, "n_prompts": cfg.n_prompts,
+                                             "db": self._db_marker()},
+                   lambda d: self._build_dashboards(corpus_dir / "corpus.txt", Path(model) if Path(model).exists()
+                                                    else model, Path(sae) if Path(sae).exists() else sae, d,
+                                                    catalogue=False))
+        return self.report
+
     def build(self) -> dict[str, Any]:
         """Build everything (or confirm it is built) and return a report of each step."""
         cfg = self.cfg
@@ -157,7 +169,8 @@ class DemoBuilder:
         """Changes when the database is another one, so dashboards are regenerated into it."""
         return str(self.factory.kw["bind"].url.render_as_string(hide_password=True))
 
-    def _build_dashboards(self, corpus: Path, model_dir: Path, sae_dir: Path, out: Path) -> dict[str, Any]:
+    def _build_dashboards(self, corpus: Path, model_dir: Path | str, sae_dir: Path | str, out: Path, *,
+                          catalogue: bool = True) -> dict[str, Any]:
         from interpedia.generate import GenerateConfig, GenerateRun
 
         dataset = out / "dataset.jsonl"
@@ -167,7 +180,9 @@ class DemoBuilder:
                 fh.write(json.dumps({"text": doc}) + "\n")
         gen = GenerateConfig(model=str(model_dir), sae=str(sae_dir), dataset=str(dataset), into_db=True,
                              context_size=self.cfg.lm.n_ctx, n_prompts=self.cfg.n_prompts,
-                             model_id=self.cfg.model_id, source_set=self.cfg.source_set, layer=str(self.cfg.layer),
+                             model_id=self.cfg.model_id if catalogue else None,
+                             source_set=self.cfg.source_set if catalogue else None,
+                             layer=str(self.cfg.layer) if catalogue else None,
                              work_dir=str(out / "work"), seed=self.cfg.seed)
         result = GenerateRun(gen, factory=self.factory).run()
         run = result.run

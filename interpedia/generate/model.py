@@ -61,6 +61,8 @@ class HookedModel:
             warnings.simplefilter("ignore", DeprecationWarning)
             if (path / TL_CONFIG).exists():
                 return cls._load_local(path, device=device, dtype=dtype)
+            if (path / "config.json").exists():
+                return cls._load_hf_dir(path, device=device, dtype=dtype)
             return cls._load_pretrained(spec, device=device, dtype=dtype)
 
     @classmethod
@@ -86,17 +88,29 @@ class HookedModel:
         return cls(model, tokenizer, name=str(kwargs.get("model_name") or path.name), source="local-dir")
 
     @classmethod
-    def _load_pretrained(cls, spec: str, *, device: str, dtype: str) -> HookedModel:
+    def _load_hf_dir(cls, path: Path, *, device: str, dtype: str) -> HookedModel:
+        """A Hugging Face model directory, converted by TransformerLens (which accepts paths here)."""
         from transformer_lens import HookedTransformer
-        from transformers import AutoTokenizer
+        from transformer_lens import loading_from_pretrained as loading
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        is_dir = (Path(spec) / "config.json").exists()
-        tokenizer = AutoTokenizer.from_pretrained(spec) if is_dir else None
-        model = HookedTransformer.from_pretrained_no_processing(
-            spec, device=device, dtype=TORCH_DTYPES[dtype], tokenizer=tokenizer)
-        tokenizer = tokenizer if tokenizer is not None else model.tokenizer
-        name = Path(spec).name if is_dir else spec
-        return cls(model, tokenizer, name=name, source="hf-dir" if is_dir else "pretrained")
+        torch_dtype = TORCH_DTYPES[dtype]
+        cfg = loading.get_pretrained_model_config(str(path), device=device, dtype=torch_dtype, fold_ln=False)
+        hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+        state = loading.get_pretrained_state_dict(str(path), cfg, hf_model=hf_model, dtype=torch_dtype)
+        model = HookedTransformer(cfg)
+        model.load_and_process_state_dict(state, fold_ln=False, center_writing_weights=False,
+                                          center_unembed=False, fold_value_biases=False,
+                                          refactor_factored_attn_matrices=False)
+        return cls(model, AutoTokenizer.from_pretrained(str(path)), name=path.name, source="hf-dir")
+
+    @classmethod
+    def _load_pretrained(cls, spec: str, *, device: str, dtype: str) -> HookedModel:
+        """A TransformerLens pretrained name (needs the hub or a populated cache)."""
+        from transformer_lens import HookedTransformer
+
+        model = HookedTransformer.from_pretrained_no_processing(spec, device=device, dtype=TORCH_DTYPES[dtype])
+        return cls(model, model.tokenizer, name=spec, source="pretrained")
 
     # --- facts ---------------------------------------------------------------------------------
 

@@ -77,7 +77,7 @@ class RayRunner:
             threads = max(1, int(resources.get("CPU", 1)) // n_workers)
             actor = ray.remote(num_gpus=1 if gpu else 0, num_cpus=1)(ShardWorker)
             tokens_ref = ray.put(self.tokens)
-            workers = [actor.remote(self.cfg.to_dict(), tokens_ref, self.hook_name, self.ignore_ids, threads)
+            workers: list[Any] = [actor.remote(self.cfg.to_dict(), tokens_ref, self.hook_name, self.ignore_ids, threads)
                        for _ in range(n_workers)]
             pool = ActorPool(workers)
             for result in pool.map_unordered(lambda w, spec: w.run.remote(spec), shards):

@@ -113,7 +113,7 @@ class GenerateRun:
         tokens, token_meta = self._tokens(model, work)
         self._timed("tokenize_seconds", started)
 
-        from interpedia.generate.feature_pass import FeaturePass, merge_states, plan_shards
+        from interpedia.generate.feature_pass import FeaturePass, plan_shards
 
         ignore_ids = model.special_token_ids() if cfg.exclude_bos else None
         window_start = 1 if (cfg.prepend_bos and cfg.exclude_bos) else 0
@@ -151,8 +151,8 @@ class GenerateRun:
             raise InterruptedError(f"stopped after {self.stop_after_shards} shards (as asked)")
 
         started = time.perf_counter()
-        results = [store.load(s.shard) for s in shards]
-        state = merge_states([r.state for r in results])
+        state = store.merged_state([s.shard for s in shards])
+        results = [store.load(s.shard, with_state=False) for s in shards]
         self._timed("merge_seconds", started)
         names = catalogue_names(cfg, sae, model, hook_name)
         written, dead, db_source = self._write(model, sae, state, results, tokens, hook_name, window_start,
@@ -243,7 +243,8 @@ class GenerateRun:
             source_fields={"hook_name": hook_name, "num_prompts": n_prompts,
                            "num_tokens_in_prompt": self.cfg.context_size, "dataset": self.cfg.dataset,
                            "saelens_config": sae.cfg_dict(), "weights_path": self.cfg.sae if is_dir else None,
-                           "saelens_release": None if is_dir else release, "saelens_sae_id": None if is_dir else sae_id})
+                           "saelens_release": None if is_dir else release,
+                           "saelens_sae_id": None if is_dir else sae_id})
 
     def _record(self, model: HookedModel, sae: LoadedSae, hook_name: str, names: tuple[str, str, str],
                 fingerprint: str, token_meta: dict[str, Any], n_prompts: int, window_start: int,

@@ -194,14 +194,26 @@ class ShardStore:
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
 
-    def load(self, shard: int) -> ShardResult:
-        """A saved shard, its sparse arrays memory-mapped."""
+    def load(self, shard: int, *, with_state: bool = True) -> ShardResult:
+        """A saved shard, its sparse arrays memory-mapped (its state only when asked: d_sae x k each)."""
         path = self.path(shard)
         meta: dict[str, Any] = json.loads((path / "meta.json").read_text())
-        arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in self.FILES}
+        names = self.FILES if with_state else ("crow", "tok", "val")
+        arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in names}
+        state = FeatureState.from_numpy(arrays) if with_state else None
         return ShardResult(shard=meta["shard"], prompt_start=meta["prompt_start"], prompt_end=meta["prompt_end"],
-                           context_size=meta["context_size"], state=FeatureState.from_numpy(arrays),
+                           context_size=meta["context_size"], state=state,  # type: ignore[arg-type]
                            crow=arrays["crow"], tok=arrays["tok"], val=arrays["val"])
+
+    def merged_state(self, shards: list[int]) -> FeatureState:
+        """The states of ``shards`` merged in order, one shard in memory at a time."""
+        from interpedia.generate.threads import single_threaded
+
+        merged = self.load(shards[0]).state
+        with single_threaded():
+            for shard in shards[1:]:
+                merged.merge(self.load(shard).state)
+        return merged
 
     def clear(self) -> None:
         """Remove every shard (a fresh start)."""

@@ -122,33 +122,34 @@ class TokenSource:
         sep = self.tokenizer.eos_token_id
         rows: list[list[int]] = []
         skipped = 0
-        stream: list[int] = []
-        batch: list[str] = []
+        stream: list[int] = []  # concatenated documents not yet cut into rows
 
-        def take(docs: list[str]) -> bool:
+        def take(docs: list[str]) -> None:
             nonlocal skipped, stream
             for ids in self.tokenizer(docs, add_special_tokens=False)["input_ids"]:
-                if self.concat:
-                    stream.extend(ids)
-                    if sep is not None:
-                        stream.append(int(sep))
-                    while len(stream) >= body and len(rows) < self.n_prompts:
-                        rows.append(head + stream[:body])
-                        stream = stream[body:]
-                elif len(ids) >= body:
-                    rows.append(head + ids[:body])
-                else:
-                    skipped += 1
-                if len(rows) >= self.n_prompts:
-                    return True
-            return False
+                if not self.concat:
+                    if len(ids) >= body:
+                        rows.append(head + ids[:body])
+                    else:
+                        skipped += 1
+                    continue
+                stream.extend(ids)
+                if sep is not None:
+                    stream.append(int(sep))
+                cut = 0
+                while len(stream) - cut >= body and len(rows) < self.n_prompts:
+                    rows.append(head + stream[cut : cut + body])
+                    cut += body
+                stream = stream[cut:]
 
+        batch: list[str] = []
         for text in texts:
             batch.append(text)
             if len(batch) == 256:
-                if take(batch):
-                    break
+                take(batch)
                 batch = []
+                if len(rows) >= self.n_prompts:
+                    break
         else:
             take(batch)
         return TokenRows(np.asarray(rows[: self.n_prompts], dtype=np.int32).reshape(-1, self.context_size),

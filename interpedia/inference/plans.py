@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
@@ -52,14 +52,7 @@ class SaePlan:
     origin: str  # "generate-run" or "catalogue"
 
 
-def _has_runs_table(session: Session) -> bool:
-    # generate_runs arrives with the generator's migration; a database without it has no recorded runs.
-    return bool(inspect(session.connection()).has_table(GenerateRun.__tablename__))
-
-
 def _latest_run(session: Session, *conditions: Any) -> dict[str, Any] | None:
-    if not _has_runs_table(session):
-        return None
     row = session.scalar(select(GenerateRun).where(*conditions)
                          .order_by(GenerateRun.updated_at.desc(), GenerateRun.created_at.desc()).limit(1))
     return dict(row.run) if row is not None and isinstance(row.run, dict) else None

@@ -81,15 +81,17 @@ class InferenceService:
     def source(self, model_id: str, source_id: str) -> tuple[LoadedModel, LoadedSource]:
         """The warm model and SAE of ``model_id/source_id``."""
         model = self.model(model_id)
-        plan: SaePlan = self._cached(("sae", model_id, source_id), lambda s: plan_sae(s, model_id, source_id))
-        return model, self.registry.source(plan, model.plan.dtype)
+        return model, self.registry.source(self._sae_plan(model_id, source_id), model.plan.dtype)
+
+    def _sae_plan(self, model_id: str, source_id: str) -> SaePlan:
+        return self._cached(("sae", model_id, source_id), lambda s: plan_sae(s, model_id, source_id))
 
     def weights_id(self, model_id: str, sae_sources: list[str] | None = None) -> list[str]:
         """What weights answer for this model and these SAE sources (part of result cache keys); loads nothing."""
         plan: ModelPlan = self._cached(("model", model_id), lambda s: plan_model(s, self.settings, model_id))
         out = [f"model:{plan.spec}:{plan.dtype}"]
         for name in sorted(set(sae_sources or [])):
-            sae: SaePlan = self._cached(("sae", model_id, name), lambda s, n=name: plan_sae(s, model_id, n))
+            sae = self._sae_plan(model_id, name)
             out.append(f"sae:{name}:{sae.spec}:{sae.fold_decoder_norm}:{sae.prepend_bos}")
         return out
 

@@ -36,7 +36,10 @@ class EmbeddingError(Exception):
 class Embedder(Protocol):
     """Anything that turns texts into unit vectors of EMBEDDING_DIM floats."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """What produced the vectors (recorded as the embedding scorer's model)."""
+        ...
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         """One unit vector per text, [len(texts), EMBEDDING_DIM] float32."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
@@ -202,7 +202,8 @@ _indexes_lock = threading.Lock()
 
 def memory_index(session: Session) -> MemoryIndex:
     """The process-wide in-memory index of this session's (SQLite) database, brought up to date."""
-    key = session.get_bind().url.render_as_string(hide_password=False)
+    bind = session.get_bind()
+    key = (bind.engine if isinstance(bind, Connection) else bind).url.render_as_string(hide_password=False)
     with _indexes_lock:
         index = _indexes.setdefault(key, MemoryIndex())
     index.sync(session)

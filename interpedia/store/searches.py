@@ -31,7 +31,7 @@ def save_result(session: Session, key: str, *, kind: str, query: str, model_id: 
     """Cache a result (a concurrent identical search that saved first wins)."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(SavedSearch.__table__).values(
+    stmt = insert(SavedSearch).values(
         id=new_id(), cache_key=key, kind=kind, query=query[:100_000].replace("\x00", "\ufffd"), model_id=model_id,
         source_set=source_set, params=params, result=result).on_conflict_do_nothing(index_elements=["cache_key"])
     session.execute(stmt)

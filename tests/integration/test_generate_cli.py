@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
-from generate_helpers import CTX, Tiny, tiny  # noqa: E402, F401
+from generate_helpers import CTX, Tiny, tiny_inputs  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from interpedia.cli import main  # noqa: E402
@@ -19,6 +19,10 @@ from interpedia.db.tables import Activation, Feature, GenerateRun  # noqa: E402
 from interpedia.ingest import import_path  # noqa: E402
 
 N_PROMPTS = 24
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+    return tiny_inputs(tmp_path_factory)
 
 
 def _generate(tiny: Tiny, *extra: str) -> Any:

@@ -11,9 +11,14 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("ray")
 
-from generate_helpers import CTX, Tiny, tiny  # noqa: E402, F401
+from generate_helpers import CTX, Tiny, tiny_inputs  # noqa: E402
 
 from interpedia.generate import GenerateConfig, GenerateRun  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+    return tiny_inputs(tmp_path_factory)
 
 
 def _features(out: Path) -> list[dict[str, Any]]:

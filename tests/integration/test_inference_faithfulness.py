@@ -10,7 +10,7 @@ from inference_helpers import GEN_CTX, MODEL_ID, TinyInference, register
 from inference_helpers import tiny_inf as tiny_inf  # noqa: F401  (session fixture)
 from sqlalchemy import select
 
-from interpedia.db.tables import Activation, Feature, GenerateRun, Source
+from interpedia.db.tables import Activation, Feature, Source
 from interpedia.store.features import list_activations
 
 ARCHS = ("standard", "gated", "jumprelu", "topk")
@@ -20,8 +20,6 @@ def _generate(factory: Any, tiny: TinyInference, arch: str, tmp_path: Any, fold:
     from interpedia.generate import GenerateConfig
     from interpedia.generate import GenerateRun as Run
 
-    # generate_runs comes with the generator's migration; until it lands, make the table here.
-    GenerateRun.__table__.create(factory.kw["bind"], checkfirst=True)
     set_name = f"gen{arch}{'f' if fold else 'u'}"
     cfg = GenerateConfig(model=str(tiny.model), sae=str(tiny.saes[arch]), dataset=str(tiny.dataset), into_db=True,
                          context_size=GEN_CTX, n_prompts=len(tiny.docs), concat=False, model_id=MODEL_ID,

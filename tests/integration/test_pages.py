@@ -222,6 +222,7 @@ def test_forms_take_an_api_key_header_and_answer_json(client: Any, site: dict[st
     assert bad.status_code == 422 and bad.json()["field"] == "name"
     assert client.post("/model/new", data={"id": "x2", "layers": "1"}, headers=JSON).status_code == 401
     assert client.get("/sae/new.json", headers={"x-api-key": api_key}).json()["models"]
+    assert client.get("/signin.json", headers={"x-api-key": api_key}).json()["user"] == {"name": "tester"}
     # Sign-in only ever redirects within the site.
     for target in ("//evil.example", "/\t/evil.example", "https://evil.example", "/\\evil.example"):
         signed = client.post("/signin", data={"api_key": api_key, "next": target}, headers=headers)

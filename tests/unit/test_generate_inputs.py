@@ -10,11 +10,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from generate_helpers import ARCHITECTURES, CTX, HOOK, Tiny, tiny  # noqa: E402, F401
+from generate_helpers import ARCHITECTURES, CTX, HOOK, Tiny, tiny_inputs  # noqa: E402
 
 from interpedia.generate.model import HookedModel, layer_of  # noqa: E402
 from interpedia.generate.sae import LoadedSae  # noqa: E402
 from interpedia.generate.tokens import TokenSource  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+    return tiny_inputs(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +114,8 @@ def test_input_ids_rows_are_used_as_they_are(model: HookedModel, tmp_path: Path,
     assert plain.n_prompts == 4 and plain.skipped_short == 1 and (plain.tokens[:, 0] == [5, 6, 7, 8]).all()
     with_bos = TokenSource(str(tmp_path / "ids"), model.tokenizer, context_size=CTX, n_prompts=10,
                            prepend_bos=True).rows()
-    assert (with_bos.tokens[:, 0] == model.tokenizer.bos_token_id).all() and (with_bos.tokens[:, 1] == [5, 6, 7, 8]).all()
+    assert (with_bos.tokens[:, 0] == model.tokenizer.bos_token_id).all()
+    assert (with_bos.tokens[:, 1] == [5, 6, 7, 8]).all()
 
 
 def test_unusable_dataset_is_refused(model: HookedModel, tmp_path: Path) -> None:
@@ -117,3 +123,20 @@ def test_unusable_dataset_is_refused(model: HookedModel, tmp_path: Path) -> None
     bad.write_text('{"body": "no text field"}\n')
     with pytest.raises(ValueError, match="text"):
         TokenSource(str(bad), model.tokenizer, context_size=CTX, n_prompts=2, prepend_bos=True).rows()
+
+
+def test_hugging_face_model_directory_loads(tiny: Tiny, tmp_path: Path) -> None:
+    """A plain HF directory (config.json + weights) is converted by TransformerLens, weights unprocessed."""
+    from generate_helpers import corpus, make_tokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = make_tokenizer(tmp_path, corpus(20))
+    hf = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=32, n_ctx=32, n_embd=32, n_layer=2, n_head=4))
+    hf.eval().save_pretrained(str(tmp_path))
+    model = HookedModel.load(str(tmp_path))
+    assert model.source == "hf-dir" and model.cfg.n_layers == 2
+    toks = torch.randint(0, len(tok), (2, 12))
+    with torch.no_grad():
+        expected = hf(toks, output_hidden_states=True).hidden_states[1]
+    torch.testing.assert_close(model.activations(toks, "blocks.1.hook_resid_pre"), expected.reshape(24, -1),
+                               rtol=1e-4, atol=1e-4)

@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from generate_helpers import ARCHITECTURES, CTX, HOOK, Tiny, tiny  # noqa: E402, F401
+from generate_helpers import ARCHITECTURES, CTX, HOOK, Tiny, tiny_inputs  # noqa: E402
 
 from interpedia.generate import GenerateConfig, GenerateRun  # noqa: E402
 from interpedia.generate.feature_pass import FeaturePass, merge_states, plan_shards  # noqa: E402
@@ -21,6 +21,10 @@ from interpedia.generate.tokens import TokenSource  # noqa: E402
 
 N_PROMPTS = 48
 TOP_K = 6
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+    return tiny_inputs(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

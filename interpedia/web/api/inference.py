@@ -112,7 +112,7 @@ def _dense_enough(facts: dict[str, Any] | None, threshold: float | None) -> bool
     if threshold is None:
         return True
     density = (facts or {}).get("frac_nonzero")
-    return bool(density) and density <= threshold
+    return density is not None and 0 < density <= threshold
 
 
 @router.post("/activation/new", summary="A feature's activations on your text")

@@ -1,0 +1,53 @@
+"""``interpedia demo``: build the embedded demo (cached) and serve it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+
+@click.command("demo")
+@click.option("--serve/--no-serve", default=True, show_default=True, help="Serve the demo when it is built.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--corpus", type=click.Path(exists=True, path_type=Path),
+              help="Your own text: a .txt or .jsonl file (text field), or a directory of them.")
+@click.option("--toy", is_flag=True, help="The same pipeline at test size (seconds).")
+@click.option("--pretrained", is_flag=True, help="gpt2-small and SAELens gpt2-small-res-jb layer 0 (needs the hub).")
+@click.option("--pretrained-model", default=None, hidden=True, help="Stand-in for gpt2-small (a local directory).")
+@click.option("--pretrained-sae", default=None, hidden=True, help="Stand-in for the SAELens SAE (a local directory).")
+def demo_cmd(serve: bool, host: str, port: int, corpus: Path | None, toy: bool, pretrained: bool,
+             pretrained_model: str | None, pretrained_sae: str | None) -> None:
+    """Build the demo: real text, a tiny model and SAE trained on CPU, dashboards for every feature."""
+    from interpedia.config import get_settings
+    from interpedia.db import make_engine, make_sessionmaker, migrate
+    from interpedia.demo.builder import PRETRAINED_MODEL, PRETRAINED_SAE, DemoBuilder, DemoConfig
+
+    settings = get_settings()
+    migrate(settings.database_url_direct)
+    factory = make_sessionmaker(make_engine(settings.database_url))
+    corpus_arg = str(corpus.resolve()) if corpus else None
+    cfg = DemoConfig.toy(corpus_arg) if toy else DemoConfig(corpus=corpus_arg)
+    started = time.perf_counter()
+    builder = DemoBuilder(cfg, settings.home, factory)
+    if pretrained:
+        report = builder.build_pretrained(pretrained_model or PRETRAINED_MODEL, pretrained_sae or PRETRAINED_SAE)
+    else:
+        report = builder.build()
+    for step, stats in report.items():
+        shown = {k: v for k, v in stats.items() if k != "config"}
+        click.echo(f"  {step}: {shown}")
+    sae = report.get("sae", {})
+    if sae:
+        click.echo(f"SAE: L0 {sae.get('l0', 0):.1f}, explained variance {sae.get('explained_variance', 0):.3f}")
+    click.echo(f"demo ready in {time.perf_counter() - started:.0f}s (artefacts in {settings.home / 'demo'})")
+    if serve:
+        import uvicorn
+
+        from interpedia.web.app import create_app
+
+        where = f"http://{host}:{port}/{cfg.model_id}/{cfg.source_id}" if not pretrained else f"http://{host}:{port}/"
+        click.echo(f"serving on {where}")
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())

@@ -1,0 +1,53 @@
+"""The demo pipeline at toy size: corpus -> tokenizer -> model -> SAE -> generate --into-db -> pages."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interpedia.demo.builder import DemoBuilder, DemoConfig
+
+pytestmark = pytest.mark.slow
+
+SENTENCES = [
+    "In the beginning God created the heaven and the earth.",
+    "The list.append method adds an item to the end of the list.",
+    "And the LORD spake unto Moses, saying, Speak unto the children of Israel.",
+    "Use a dictionary when you need to map keys to values in Python.",
+    "And it came to pass, when the king heard the words of the book of the law.",
+    "The import statement loads a module and binds its name in the local namespace.",
+]
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A small English corpus (user-supplied corpus path, as `--corpus` takes)."""
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n\n".join(" ".join(SENTENCES[(i + j) % 6] for j in range(4)) for i in range(300)))
+    return path
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_toy_demo_builds_serves_and_caches(corpus: Path, tmp_path: Path, factory: Any, client: Any) -> None:
+    cfg = DemoConfig.toy(str(corpus))
+    report = DemoBuilder(cfg, tmp_path / "home", factory).build()
+    assert report["sae"]["l0"] > 0 and report["dashboards"]["features_written"] > 0
+    assert (tmp_path / "home/demo/model/tl_config.json").exists()
+    assert (tmp_path / "home/demo/sae/cfg.json").exists()
+    # the dashboards are in the database and served like any other source
+    page = client.post("/api/features-offset", json={"modelId": cfg.model_id, "layer": cfg.source_id, "offset": 0})
+    assert page.status_code == 200 and page.json()
+    live = [f for f in page.json() if (f["maxActApprox"] or 0) > 0]
+    doc = client.get(f"/api/feature/{cfg.model_id}/{cfg.source_id}/{live[0]['index']}").json()
+    assert doc["activations"] and doc["pos_str"]
+    # a second build reuses every cached step
+    started = time.perf_counter()
+    DemoBuilder(cfg, tmp_path / "home", factory).build()
+    assert time.perf_counter() - started < 10
+    # The hub path (--pretrained) takes names (gpt2-small, gpt2-small-res-jb/...); local directories stand in.
+    home = tmp_path / "home"
+    report = DemoBuilder(cfg, home, factory).build_pretrained(str(home / "demo/model"), str(home / "demo/sae"))
+    assert report["pretrained-dashboards"]["features_written"] > 0
