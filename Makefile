@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/install-system.sh
 .PHONY: demo test install system serve lint clean
 
 demo: install
-	$(BIN)/interpedia serve --host 127.0.0.1 --port 8000
+	$(BIN)/interpedia demo --host 127.0.0.1 --port 8000
 
 test: install
 	$(BIN)/python -m pytest tests

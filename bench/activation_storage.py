@@ -9,6 +9,9 @@ token strings have to live somewhere. The features tables are reported too, per 
 part of the per-activation figures.
 
     .venv/bin/python bench/activation_storage.py [--small] [--n-features N] [--workdir DIR]
+
+Results go to bench/results/activation_storage.json (default or --small size), or
+activation_storage_<N>.json for other sizes.
 """
 
 from __future__ import annotations
@@ -196,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         "load_seconds": {"ours": round(ours_load["seconds"], 2), "neuronpedia": round(theirs_load["seconds"], 2)},
         "postgres": settings,
     }
-    write_results("activation_storage", {"parameters": params, "figures": figures})
+    # The default size keeps the plain name; other sizes get their own file, so that both can be kept.
+    name = "activation_storage" if n_features in (200, 2000) else f"activation_storage_{n_features}"
+    write_results(name, {"parameters": params, "figures": figures})
 
     bpa = figures["bytes_per_activation"]
     rows = [

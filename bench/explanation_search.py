@@ -338,6 +338,7 @@ def main() -> None:
                         help="synthetic vectors: around real embeddings (default), topic clusters on a 48-dim "
                              "subspace, or isotropic noise (the worst case)")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--tag", default="", help="suffix of the result file name (e.g. 1m)")
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
     setup_logging()
@@ -349,6 +350,7 @@ def main() -> None:
     if not args.skip_postgres:
         result["postgres"] = bench_postgres(args.pg_n, args.queries, efs, args.vectors, args.real)
     name = "explanation_search" + ("" if args.vectors == "calibrated" else f"_{args.vectors}")
+    name += f"_{args.tag}" if args.tag else ""
     write_results(name, result)
     if "sqlite" in result:
         s = result["sqlite"]

@@ -5,7 +5,8 @@ TopK SAE (2,048 latents, k 16) at ``blocks.1.hook_resid_pre`` — the demo's sha
 when ``INTERPEDIA_HOME/demo`` holds them, else the same shapes untrained):
 
 1. **bare forward**: ``HookedTransformer(tokens)`` — the whole model, logits out — in this process, one prompt
-   at a time, with the same torch thread count as the server;
+   at a time, with the same torch thread count as the server; and, for reference, the same request's work
+   without HTTP (``InferenceService.activation_single`` called in this process);
 2. **activation/single** and **topk-by-token** (top 10): ``POST /v1/activation/...`` to a real server
    (``interpedia serve --role inference`` in a subprocess), one request at a time over a keep-alive connection;
    the latency is the client's round trip (HTTP, JSON, validation, tokenizing, forward to the hook, SAE);
@@ -14,7 +15,7 @@ when ``INTERPEDIA_HOME/demo`` holds them, else the same shapes untrained):
 The overhead ratio is p50(endpoint) / p50(bare forward); the target is <= 1.5x. The server stops the forward
 at the SAE's hook (layer 1 of 2), which is less work than the full forward it is compared with.
 
-    .venv/bin/python bench/inference_latency.py [--requests 400] [--threads 1] [--seconds 10]
+    .venv/bin/python bench/inference_latency.py [--requests 400] [--rounds 8] [--threads 1] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -69,9 +70,9 @@ def build_inputs(root: Path) -> tuple[Path, Path, list[str], str]:
         corpus = demo / "corpus" / "corpus.txt"
     else:
         import torch
-        from safetensors.torch import save_file
         from sae_lens import SAE, TopKSAEConfig
         from sae_lens.saes.sae import SAEMetadata
+        from safetensors.torch import save_file
         from transformer_lens import HookedTransformer, HookedTransformerConfig
 
         from interpedia.demo.lm import LMConfig, tl_config_kwargs
@@ -110,23 +111,54 @@ def build_inputs(root: Path) -> tuple[Path, Path, list[str], str]:
     return model_dir, sae_dir, prompts, origin
 
 
-def bare_forward(model_dir: Path, prompts: list[str], n: int) -> list[float]:
-    """Seconds of one full forward pass per prompt (tokenized beforehand, as a model call sees them)."""
-    import torch
+class BareForward:
+    """One full forward pass per prompt (tokenized beforehand, as a model call sees them), in this process."""
 
-    from interpedia.generate.model import HookedModel
+    def __init__(self, model_dir: Path, prompts: list[str]) -> None:
+        import torch
 
-    hooked = HookedModel.load(str(model_dir))
-    tok = hooked.tokenizer
-    rows = [torch.tensor([[tok.bos_token_id, *tok(p, add_special_tokens=False)["input_ids"]]]) for p in prompts]
-    times = []
-    with torch.inference_mode():
-        for i in range(n + 20):
+        from interpedia.generate.model import HookedModel
+
+        self.hooked = HookedModel.load(str(model_dir))
+        tok = self.hooked.tokenizer
+        self.rows = [torch.tensor([[tok.bos_token_id, *tok(p, add_special_tokens=False)["input_ids"]]])
+                     for p in prompts]
+
+    def times(self, n: int, warmup: int = 10) -> list[float]:
+        """Seconds of ``n`` forward passes after ``warmup`` untimed ones."""
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for i in range(n + warmup):
+                started = time.perf_counter()
+                self.hooked.model(self.rows[i % len(self.rows)])
+                if i >= warmup:
+                    out.append(time.perf_counter() - started)
+        return out
+
+
+class InProcess:
+    """``InferenceService.activation_single`` called directly: the model work of a request, without HTTP."""
+
+    def __init__(self, url: str, threads: int) -> None:
+        from interpedia.config import Settings
+        from interpedia.db import make_engine, make_sessionmaker
+        from interpedia.inference.service import InferenceService
+
+        settings = Settings(database_url=url, inference_torch_threads=threads)
+        self.service = InferenceService(settings, make_sessionmaker(make_engine(url)))
+
+    def times(self, bodies: list[dict[str, Any]], n: int, warmup: int = 10) -> list[float]:
+        """Seconds of ``n`` calls after ``warmup`` untimed ones."""
+        out = []
+        for i in range(n + warmup):
+            b = bodies[i % len(bodies)]
             started = time.perf_counter()
-            hooked.model(rows[i % len(rows)])
-            if i >= 20:
-                times.append(time.perf_counter() - started)
-    return times
+            self.service.activation_single(b["model"], b["prompt"], b["source"], int(b["index"]))
+            if i >= warmup:
+                out.append(time.perf_counter() - started)
+        return out
 
 
 def _free_port() -> int:
@@ -135,7 +167,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(root: Path, model_dir: Path, sae_dir: Path, threads: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(root: Path, model_dir: Path, sae_dir: Path, threads: int) -> tuple[subprocess.Popen[bytes], str, str]:
     """``interpedia serve --role inference`` on a fresh SQLite catalogue holding the model and its SAE."""
     from interpedia.db import make_engine, make_sessionmaker, migrate, transaction
     from interpedia.store.catalogue import ensure_model, ensure_source
@@ -160,28 +192,25 @@ def start_server(root: Path, model_dir: Path, sae_dir: Path, threads: int) -> tu
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return proc, base
+                return proc, base, url
         except httpx.HTTPError:
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("the inference server did not start")
 
 
-def endpoint_latency(base: str, path: str, bodies: list[dict[str, Any]], n: int) -> list[float]:
-    """Round-trip seconds of ``n`` requests, one at a time, after 20 warm-up requests."""
-    import httpx
-
+def endpoint_latency(http: Any, path: str, bodies: list[dict[str, Any]], n: int, warmup: int = 10) -> list[float]:
+    """Round-trip seconds of ``n`` requests, one at a time, after ``warmup`` untimed ones."""
     times = []
-    with httpx.Client(base_url=base, timeout=60) as http:
-        for i in range(n + 20):
-            body = bodies[i % len(bodies)]
-            started = time.perf_counter()
-            r = http.post(path, json=body)
-            elapsed = time.perf_counter() - started
-            if r.status_code != 200:
-                raise RuntimeError(f"{path}: {r.status_code} {r.text[:300]}")
-            if i >= 20:
-                times.append(elapsed)
+    for i in range(n + warmup):
+        body = bodies[i % len(bodies)]
+        started = time.perf_counter()
+        r = http.post(path, json=body)
+        elapsed = time.perf_counter() - started
+        if r.status_code != 200:
+            raise RuntimeError(f"{path}: {r.status_code} {r.text[:300]}")
+        if i >= warmup:
+            times.append(elapsed)
     return times
 
 
@@ -222,6 +251,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (server and bare forward alike)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients for throughput")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the throughput run")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved measurement rounds")
     args = parser.parse_args()
     setup_logging()
     import logging
@@ -236,13 +266,24 @@ def main() -> None:
         single = [{"model": MODEL_ID, "prompt": p, "source": SOURCE, "index": str(7 * i % 2048)}
                   for i, p in enumerate(prompts)]
         topk = [{"model": MODEL_ID, "prompt": p, "source": SOURCE, "top_k": 10, "ignore_bos": True} for p in prompts]
-        proc, base = start_server(root, model_dir, sae_dir, args.threads)
+        proc, base, url = start_server(root, model_dir, sae_dir, args.threads)
+        bare_model = BareForward(model_dir, prompts)
+        service = InProcess(url, args.threads)
+        bare: list[float] = []
+        in_process: list[float] = []
+        s_times: list[float] = []
+        t_times: list[float] = []
+        import httpx
+
         try:
-            s_times = endpoint_latency(base, "/v1/activation/single", single, args.requests)
-            t_times = endpoint_latency(base, "/v1/activation/topk-by-token", topk, args.requests)
-            bare = bare_forward(model_dir, prompts, args.requests)  # after the server runs: same warm machine
-            s_times += endpoint_latency(base, "/v1/activation/single", single, args.requests // 2)
-            bare += bare_forward(model_dir, prompts, args.requests // 2)
+            # Interleaved rounds, so that the three see the same machine (other load comes and goes).
+            per_round = max(1, args.requests // args.rounds)
+            with httpx.Client(base_url=base, timeout=60) as http:
+                for _ in range(args.rounds):
+                    bare += bare_model.times(per_round)
+                    in_process += service.times(single, per_round)
+                    s_times += endpoint_latency(http, "/v1/activation/single", single, per_round)
+                    t_times += endpoint_latency(http, "/v1/activation/topk-by-token", topk, per_round)
             tput = throughput(base, single, args.clients, args.seconds)
         finally:
             proc.send_signal(signal.SIGINT)
@@ -250,7 +291,9 @@ def main() -> None:
     rows = []
     figures: dict[str, Any] = {}
     bare_p50 = _pct(bare, 50)
-    for name, times in (("bare forward (full model)", bare), ("activation/single (HTTP)", s_times),
+    for name, times in (("bare forward (full model)", bare),
+                        ("activation/single (service call, no HTTP)", in_process),
+                        ("activation/single (HTTP)", s_times),
                         ("topk-by-token (HTTP)", t_times)):
         p50, p99 = _pct(times, 50), _pct(times, 99)
         ratio = p50 / bare_p50

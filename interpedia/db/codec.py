@@ -139,20 +139,32 @@ def _segment_sums(x: npt.NDArray[Any], offsets: npt.NDArray[np.int64]) -> npt.ND
     return acc[offsets[1:]] - acc[offsets[:-1]]  # type: ignore[no-any-return]
 
 
-def _varint_lengths(values: npt.NDArray[np.int64], groups: int = 5) -> npt.NDArray[np.int64]:
+def _varint_lengths(values: npt.NDArray[Any], groups: int = 5) -> npt.NDArray[np.int64]:
     out = np.ones(len(values), dtype=np.int64)
     for k in range(1, groups):
         out += values >= (1 << (7 * k))
     return out
 
 
-def _put_varints(buf: npt.NDArray[np.uint8], at: npt.NDArray[np.int64], values: npt.NDArray[np.int64],
-                 lengths: npt.NDArray[np.int64]) -> None:
-    for j in range(int(lengths.max(initial=0))):
-        m = lengths > j
-        byte = (values[m] >> (7 * j)) & 0x7F
-        byte |= (lengths[m] - 1 > j) << 7
-        buf[at[m] + j] = byte
+def _varint_stream(values: npt.NDArray[Any], lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
+    """The LEB128 varints of ``values`` back to back (``lengths`` from :func:`_varint_lengths`)."""
+    out = np.empty(int(lengths.sum()), dtype=np.uint8)
+    at = np.cumsum(lengths) - lengths
+    v = values.astype(np.uint32)
+    todo = np.arange(len(v))
+    group = 0
+    while len(todo):  # group k of every value that has one; most ranked ids have only one or two
+        more = lengths[todo] > group + 1
+        out[at[todo] + group] = ((v[todo] >> (7 * group)) & 0x7F) | (more.astype(np.uint32) << 7)
+        todo = todo[more]
+        group += 1
+    return out
+
+
+def _fixed_stream(ids: npt.NDArray[np.int64], widths: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
+    """Little-endian u16/u32 ids back to back, each in its own width (2 or 4)."""
+    as_bytes = ids.astype("<u4").view(np.uint8).reshape(-1, 4)
+    return as_bytes[np.arange(4)[None, :] < widths[:, None]]  # type: ignore[no-any-return]
 
 
 def encode_activations(token_ids: npt.NDArray[np.integer], values: npt.NDArray[np.floating],
@@ -160,8 +172,8 @@ def encode_activations(token_ids: npt.NDArray[np.integer], values: npt.NDArray[n
     """:func:`encode_activation` of many examples at once, byte for byte the same.
 
     ``token_ids`` and ``values`` are the examples concatenated; example ``i`` is
-    ``offsets[i]:offsets[i + 1]``. One numpy pass over the whole batch instead of a dozen small
-    array operations per example.
+    ``offsets[i]:offsets[i + 1]``. Each part of the layout (ids, positions, values) is built for the
+    whole batch by numpy, so the per-example work left is joining slices.
     """
     ids = np.asarray(token_ids, dtype=np.int64)
     offs = np.asarray(offsets, dtype=np.int64)
@@ -172,74 +184,85 @@ def encode_activations(token_ids: npt.NDArray[np.integer], values: npt.NDArray[n
         raise ValueError("offsets must not decrease")
     if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= 1 << 32):
         raise ValueError("token ids must be in [0, 2**32)")
-    odd = (lens == 0) | (lens > 1 << 16)
-    if odd.any():  # empty or very long examples: rare enough to go one by one
-        out: list[bytes] = []
-        for start, end in zip(offs[:-1].tolist(), offs[1:].tolist(), strict=True):
-            out.append(encode_activation(ids[start:end], np.asarray(values[start:end])))
-        return out
-    n_rows, n = len(lens), len(ids)
+    if ((lens == 0) | (lens > 1 << 16)).any():  # empty or very long examples: rare enough to go one by one
+        return [encode_activation(ids[a:b], np.asarray(values[a:b]))
+                for a, b in zip(offs[:-1].tolist(), offs[1:].tolist(), strict=True)]
+    n_rows = len(lens)
     if n_rows == 0:
         return []
     v32 = np.asarray(values, dtype=np.float32)
-    row = np.repeat(np.arange(n_rows), lens)
-    at_in_row = np.arange(n) - offs[row]
     nonzero = v32 != 0
     nnz = _segment_sums(nonzero, offs)
     wide = _segment_sums(ids >= 1 << 16, offs) > 0
     tok_varint = _varint_lengths(ids)
-    use_varint = _segment_sums(tok_varint, offs) < lens * np.where(wide, 4, 2)
+    varint_len = _segment_sums(tok_varint, offs)
+    fixed_len = lens * np.where(wide, 4, 2)
+    use_varint = varint_len < fixed_len
     pos_u16 = lens > 256
-    pos_width = np.where(pos_u16, 2, 1)
-    dense = nnz * (pos_width + 4) + 5 >= lens * 4
+    dense = nnz * (np.where(pos_u16, 2, 1) + 4) + 5 >= lens * 4
     flags = (np.where(wide & ~use_varint, _IDS_U32, 0) | np.where(dense, _DENSE, 0)
              | np.where(~dense & pos_u16, _POS_U16, 0) | np.where(use_varint, _IDS_VARINT, 0))
-    # Bytes each token's id takes, and where it goes inside its example's id section.
-    tok_width = np.where(use_varint[row], tok_varint, np.where(wide[row], 4, 2))
-    ends = np.cumsum(tok_width)
-    tok_at = ends - tok_width
-    tok_at -= tok_at[offs[:-1]][row]
-    ids_len = _segment_sums(tok_width, offs)
-    n_len = _varint_lengths(lens, 3)
-    nnz_len = _varint_lengths(nnz, 3)
-    vals_len = np.where(dense, 4 * lens, nnz_len + nnz * (pos_width + 4))
-    total = 1 + n_len + ids_len + vals_len
-    start = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(total, out=start[1:])
-    buf = np.zeros(int(start[-1]), dtype=np.uint8)
-    buf[start[:-1]] = flags
-    _put_varints(buf, start[:-1] + 1, lens, n_len)
-    ids_at = start[:-1] + 1 + n_len
-    dest = ids_at[row] + tok_at
-    var_tok = use_varint[row]
-    for j in range(int(tok_width.max())):
-        m = tok_width > j
-        shifted_var = (ids[m] >> (7 * j)) & 0x7F | ((tok_width[m] - 1 > j) << 7)
-        shifted_fixed = (ids[m] >> (8 * j)) & 0xFF
-        buf[dest[m] + j] = np.where(var_tok[m], shifted_var, shifted_fixed)
-    vals_at = ids_at + ids_len
-    v_bytes = v32.astype("<f4").view(np.uint8).reshape(n, 4)
-    four = np.arange(4)
-    in_dense = dense[row]
-    if in_dense.any():
-        buf[(vals_at[row] + 4 * at_in_row)[in_dense][:, None] + four] = v_bytes[in_dense]
+
+    # Id sections of all examples back to back.
+    if use_varint.all():
+        id_stream = _varint_stream(ids, tok_varint)
+    elif not use_varint.any():
+        id_stream = _fixed_stream(ids, np.repeat(np.where(wide, 4, 2), lens))
+    else:
+        row = np.repeat(np.arange(n_rows), lens)
+        var_tok = use_varint[row]
+        width = np.where(var_tok, tok_varint, np.where(wide[row], 4, 2))
+        var_bytes = _varint_stream(ids[var_tok], tok_varint[var_tok])
+        fixed_bytes = _fixed_stream(ids[~var_tok], width[~var_tok])
+        id_stream = np.empty(int(width.sum()), dtype=np.uint8)
+        is_var_byte = np.repeat(var_tok, width)
+        id_stream[is_var_byte] = var_bytes
+        id_stream[~is_var_byte] = fixed_bytes
+    id_bounds = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.where(use_varint, varint_len, fixed_len), out=id_bounds[1:])
+
+    # Value sections: dense examples' values, or sparse examples' positions and non-zero values.
+    v_bytes = v32.astype("<f4").view(np.uint8).reshape(-1, 4)
+    in_dense = np.repeat(dense, lens)
+    dense_stream = v_bytes[in_dense].tobytes()
+    dense_bounds = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.where(dense, 4 * lens, 0), out=dense_bounds[1:])
     sparse_nz = nonzero & ~in_dense
-    if (~dense).any():
-        sparse_rows = np.flatnonzero(~dense)
-        _put_varints(buf, vals_at[sparse_rows], nnz[sparse_rows], nnz_len[sparse_rows])
-        rank = np.cumsum(nonzero) - nonzero
-        rank -= rank[offs[:-1]][row]
-        r, k, width = row[sparse_nz], rank[sparse_nz], pos_width[row[sparse_nz]]
-        pos_at = vals_at[r] + nnz_len[r] + k * width
-        pos = at_in_row[sparse_nz]
-        buf[pos_at] = pos & 0xFF
-        wide_pos = width == 2
-        buf[pos_at[wide_pos] + 1] = pos[wide_pos] >> 8
-        val_at = vals_at[r] + nnz_len[r] + nnz[r] * width + 4 * k
-        buf[val_at[:, None] + four] = v_bytes[sparse_nz]
-    raw = buf.tobytes()
-    bounds = start.tolist()
-    return [raw[bounds[i] : bounds[i + 1]] for i in range(n_rows)]
+    sparse_stream = v_bytes[sparse_nz].tobytes()
+    sparse_counts = np.where(dense, 0, nnz)
+    sparse_bounds = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(4 * sparse_counts, out=sparse_bounds[1:])
+    at_in_row = np.arange(len(ids)) - np.repeat(offs[:-1], lens)
+    positions = at_in_row[sparse_nz]
+    pos_width = np.repeat(np.where(pos_u16, 2, 1), sparse_counts)
+    pos_stream = _fixed_stream(positions, pos_width).tobytes() if pos_u16.any() else \
+        positions.astype(np.uint8).tobytes()
+    pos_bounds = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(sparse_counts * np.where(pos_u16, 2, 1), out=pos_bounds[1:])
+
+    ids_raw = id_stream.tobytes()
+    heads: dict[tuple[int, int], bytes] = {}
+    counts: dict[int, bytes] = {}
+    out = []
+    for flag, n, k, i0, i1, d0, d1, p0, p1, s0, s1 in zip(
+            flags.tolist(), lens.tolist(), nnz.tolist(), id_bounds[:-1].tolist(), id_bounds[1:].tolist(),
+            dense_bounds[:-1].tolist(), dense_bounds[1:].tolist(), pos_bounds[:-1].tolist(),
+            pos_bounds[1:].tolist(), sparse_bounds[:-1].tolist(), sparse_bounds[1:].tolist(), strict=True):
+        head = heads.get((flag, n))
+        if head is None:
+            buf = bytearray([flag])
+            _put_varint(buf, n)
+            head = heads[(flag, n)] = bytes(buf)
+        if flag & _DENSE:
+            out.append(b"".join((head, ids_raw[i0:i1], dense_stream[d0:d1])))
+        else:
+            count = counts.get(k)
+            if count is None:
+                buf = bytearray()
+                _put_varint(buf, k)
+                count = counts[k] = bytes(buf)
+            out.append(b"".join((head, ids_raw[i0:i1], count, pos_stream[p0:p1], sparse_stream[s0:s1])))
+    return out
 
 
 def decode_activation(blob: bytes) -> tuple[npt.NDArray[np.int64], list[float]]:

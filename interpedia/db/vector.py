@@ -61,4 +61,4 @@ class EmbeddingVector(TypeDecorator[bytes]):
 
 def vector_literal(vec: Any) -> str:
     """pgvector's text form of a vector (``[0.1,0.2,...]``), for a ``CAST(:q AS vector)`` parameter."""
-    return "[" + ",".join(f"{x:.8g}" for x in to_float32(vec).tolist()) + "]"
+    return "[" + ",".join(f"{x:.9g}" for x in to_float32(vec).tolist()) + "]"

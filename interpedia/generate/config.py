@@ -17,6 +17,9 @@ _PASS_FIELDS = (
     "prepend_bos", "exclude_bos", "concat", "top_k", "dtype", "fold_decoder_norm", "shard_prompts",
 )
 
+# Settings that change how a run executes but not what it writes.
+_TRANSIENT_FIELDS = ("out", "into_db", "work_dir", "device", "batch_size", "ray", "ray_workers", "ray_address")
+
 
 @dataclass(frozen=True)
 class GenerateConfig:
@@ -89,6 +92,15 @@ class GenerateConfig:
     def with_(self, **changes: Any) -> GenerateConfig:
         """A copy with some settings changed."""
         return replace(self, **changes)
+
+    def output_key(self, fingerprint: str) -> str:
+        """Identifies a run's output: the pass fingerprint plus every setting that changes what is written.
+
+        Database batches and the ``generate_runs`` row are keyed by it, so a rerun of the same run skips
+        what it already imported, and a rerun with, say, another seed writes its own dashboards.
+        """
+        doc = {k: v for k, v in self.to_dict().items() if k not in _TRANSIENT_FIELDS}
+        return hashlib.sha256(json.dumps([fingerprint, doc], sort_keys=True).encode()).hexdigest()[:32]
 
     def fingerprint(self, inputs: dict[str, Any] | None = None) -> str:
         """A hash of what shards depend on: the pass settings plus the identity of the input files."""

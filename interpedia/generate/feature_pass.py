@@ -10,6 +10,7 @@ activation block; the shard's positive activations (8 bytes each) are kept until
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ import torch
 from interpedia.generate.model import HookedModel
 from interpedia.generate.sae import LoadedSae
 from interpedia.generate.state import FeatureState, ShardResult, interleave
-from interpedia.generate.threads import single_threaded
+from interpedia.generate.threads import ThreadTuner, single_threaded
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class FeaturePass:
     """Runs shards of the token stream through the model and SAE, producing mergeable shard results."""
 
     def __init__(self, model: HookedModel, sae: LoadedSae, tokens: np.ndarray, *, hook_name: str, top_k: int,
-                 batch_size: int, ignore_ids: list[int] | None) -> None:
+                 batch_size: int, ignore_ids: list[int] | None, tune_threads: bool = True) -> None:
         self.model = model
         self.sae = sae
         self.tokens = tokens
@@ -55,6 +56,8 @@ class FeaturePass:
         self.device = model.device
         self.ignore_ids = (torch.tensor(sorted(set(ignore_ids)), device=self.device)
                            if ignore_ids else None)
+        self.max_threads = torch.get_num_threads()
+        self.tuner = ThreadTuner(self.max_threads, enabled=tune_threads and self.device.type == "cpu")
 
     def encode_minibatch(self, toks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sparse activations (feature, row-major token index within ``toks``, value) of one minibatch."""
@@ -72,7 +75,14 @@ class FeaturePass:
         for start in range(spec.start, spec.end, self.batch_size):
             end = min(start + self.batch_size, spec.end)
             toks = torch.from_numpy(np.asarray(self.tokens[start:end], dtype=np.int64)).to(self.device)
-            feat, tok, val = self.encode_minibatch(toks)
+            threads = self.tuner.next()
+            torch.set_num_threads(threads)
+            started = time.perf_counter()
+            try:
+                feat, tok, val = self.encode_minibatch(toks)
+            finally:
+                torch.set_num_threads(self.max_threads)
+            self.tuner.record(threads, (time.perf_counter() - started) / toks.numel())
             with single_threaded():
                 state.update(feat, tok + start * ctx, val)
                 offset = (start - spec.start) * ctx

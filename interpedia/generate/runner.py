@@ -64,6 +64,7 @@ class GenerateRun:
         self.progress = progress
         self.stop_after_shards = stop_after_shards  # tests: simulate a kill after this many new shards
         self.timings: dict[str, float] = {}
+        self.threads: dict[str, Any] = {}
 
     # --- stages ----------------------------------------------------------------------------------
 
@@ -145,6 +146,8 @@ class GenerateRun:
                                        batch_size=cfg.batch_size, ignore_ids=ignore_ids)
             for spec in todo:
                 save(feature_pass.run_shard(spec, progress=bar.update))
+            self.threads = {"max": feature_pass.max_threads, "chosen": feature_pass.tuner.choice,
+                            "minibatches_by_threads": feature_pass.tuner.used}
         bar.close()
         self._timed("pass_seconds", started)
         if self.stop_after_shards is not None and len(store.done()) < len(shards):
@@ -155,8 +158,13 @@ class GenerateRun:
         results = [store.load(s.shard, with_state=False) for s in shards]
         self._timed("merge_seconds", started)
         names = catalogue_names(cfg, sae, model, hook_name)
-        written, dead, db_source = self._write(model, sae, state, results, tokens, hook_name, window_start,
-                                                names, fingerprint)
+        max_threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads.get("chosen", max_threads))  # what the pass found fastest
+        try:
+            written, dead, db_source = self._write(model, sae, state, results, tokens, hook_name, window_start,
+                                                    names, fingerprint)
+        finally:
+            torch.set_num_threads(max_threads)
         self.timings["generate_seconds"] = round(time.perf_counter() - t_all - self.timings["load_seconds"], 4)
         self.timings["total_seconds"] = round(time.perf_counter() - t_all, 4)
         run = self._record(model, sae, hook_name, names, fingerprint, token_meta, len(tokens), window_start,
@@ -164,7 +172,7 @@ class GenerateRun:
         if db_source is not None:
             from interpedia.generate.writers import record_run
 
-            record_run(self.factory, fingerprint, db_source, run)
+            record_run(self.factory, run["output_key"], db_source, run)
         if cfg.out:
             (Path(cfg.out) / "run.json").write_text(json.dumps(run, indent=2, default=str))
         if not self.keep_work:
@@ -200,7 +208,8 @@ class GenerateRun:
             if self.factory is None:
                 raise ValueError("into_db needs a database session factory")
             db = DatabaseWriter(self.factory, self._target(model, sae, hook_name, names, len(tokens)), ctx,
-                                run_key=fingerprint, creator=cfg.creator, features_per_batch=cfg.features_per_file)
+                                run_key=cfg.output_key(fingerprint), creator=cfg.creator,
+                                features_per_batch=cfg.features_per_file)
             writers.append(db)
         written = 0
         build_started = time.perf_counter()
@@ -267,6 +276,7 @@ class GenerateRun:
             "generator": "interpedia generate",
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "fingerprint": fingerprint,
+            "output_key": cfg.output_key(fingerprint),
             "config": cfg.to_dict(),
             "catalogue": {"model_id": model_id, "source_id": f"{layer}-{source_set}", "layer": layer,
                           "source_set": source_set},
@@ -301,6 +311,7 @@ class GenerateRun:
             "tokens_in_this_run": new_tokens,
             "shards": {"total": -(-n_prompts // cfg.shard_prompts), "resumed": resumed},
             "ray": cluster,
+            "cpu_threads": self.threads or None,
             "features_written": written,
             "dead_features": dead,
             "n_dead_features": len(dead),

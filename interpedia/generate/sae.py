@@ -118,11 +118,11 @@ class LoadedSae:
 
 
 def _sparse_from_dense_ft(acts: torch.Tensor, ignore: torch.Tensor | None) -> SparseActs:
-    """Positive entries of feature-major acts [F, T]; ignored token columns are zeroed first."""
+    """Non-zero entries of non-negative feature-major acts [F, T]; ignored token columns are zeroed first."""
     n_feat, n_tok = acts.shape
     if ignore is not None and bool(ignore.any()):
         acts[:, ignore] = 0
-    flat = torch.nonzero(acts.view(-1) > 0).squeeze(1)
+    flat = torch.nonzero(acts.view(-1)).squeeze(1)
     feat = torch.div(flat, n_tok, rounding_mode="floor")
     tok = flat - feat * n_tok
     return SparseActs(feat=feat, tok=tok, val=acts.view(-1)[flat].float(), n_tokens=n_tok)
@@ -222,7 +222,8 @@ class _GenericEncoder:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, ignore: torch.Tensor | None) -> SparseActs:
-        acts = self.loaded.dense(x).T.contiguous()
+        # Only positive activations are statistics here (as in SAEDashboard's histograms and density).
+        acts = self.loaded.dense(x).T.contiguous().relu_()
         return _sparse_from_dense_ft(acts, ignore)
 
 

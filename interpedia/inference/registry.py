@@ -8,6 +8,7 @@ tokenizer are never shared by two requests at a time, and their results cannot m
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -28,6 +29,19 @@ V = TypeVar("V")
 
 class _Captured(Exception):
     """Raised from the last capture hook to stop the forward pass."""
+
+
+_RESIDUAL_RE = re.compile(r"^blocks\.(\d+)\.hook_resid_(pre|post)$")
+
+
+def _residual_stop(hook_name: str, n_layers: int) -> int | None:
+    """``stop_at_layer`` whose returned residual is the hook's activation (resid_pre/post hooks), else None."""
+    match = _RESIDUAL_RE.match(hook_name)
+    if match is None:
+        return None
+    layer = int(match.group(1))
+    stop = layer if match.group(2) == "pre" else layer + 1
+    return stop if layer < n_layers else None
 
 
 class LoadedModel:
@@ -83,9 +97,17 @@ class LoadedModel:
             if len(captured) == len(wanted):
                 raise _Captured
 
+        tokens = torch.tensor([ids], dtype=torch.long, device=self.hooked.device)
+        if len(wanted) == 1:
+            (name,) = wanted
+            stop = _residual_stop(name, self.model.cfg.n_layers)
+            if stop is not None:
+                # The residual stream at a block boundary is what the forward pass returns when it stops
+                # there: the same tensor the hook sees, without the cost of adding and removing hooks.
+                act = self.model(tokens, stop_at_layer=stop)
+                return {name: act[0].reshape(act.shape[1], -1)}
         layers = [layer_of(h) for h in hook_names]
         stop = None if any(x is None for x in layers) else max(x for x in layers if x is not None) + 1
-        tokens = torch.tensor([ids], dtype=torch.long, device=self.hooked.device)
         try:
             self.model.run_with_hooks(tokens, fwd_hooks=[(h, capture) for h in wanted], stop_at_layer=stop,
                                       return_type=None)

@@ -17,6 +17,7 @@ import logging
 import re
 import zlib
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,10 @@ from interpedia.db.tables import (
     ExplanationScoreModel,
     ExplanationScoreType,
     ExplanationType,
+    Source,
     SourceRelease,
 )
+from interpedia.ingest import columnar
 from interpedia.ingest.pipeline import Batch, BatchImporter, ImportSummary, SourceTarget, skip_done
 from interpedia.ingest.validate import (
     BadInput,
@@ -46,8 +49,10 @@ from interpedia.ingest.validate import (
     as_str_list,
     explanation_record,
     loads,
+    without_nul,
 )
-from interpedia.store.records import NP_FEATURE_NAMES, FeatureRecord
+from interpedia.store.records import NP_FEATURE_NAMES, ActivationRecord, FeatureRecord
+from interpedia.store.writer import activation_extras
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +169,7 @@ def _target(src_dir: Path) -> SourceTarget:
     source_row = _read_one(src_dir / "source.jsonl") or {}
     model_id = model_row.get("id") or source_row.get("modelId") or src_dir.parent.name
     source_id = source_row.get("id") or src_dir.name
-    from interpedia.db.tables import Model, Source, SourceSet
+    from interpedia.db.tables import Model, SourceSet
 
     model_fields = _fields_for(Model, model_row)
     model_fields.pop("id", None)
@@ -255,6 +260,28 @@ def _feature_batches(file: Path, target: SourceTarget, size: int) -> Iterator[li
         yield batch
 
 
+def np_activation(row: dict[str, Any]) -> ActivationRecord:
+    """One ``Activation`` row of the export as a record, validated."""
+    z = row.get("zIndices")
+    z_k, z_q = (z[0], z[1]) if isinstance(z, list) and len(z) == 2 else (row.get("zKIndices"), row.get("zQIndices"))
+    return activation_record(
+        row.get("tokens"), row.get("values"), prefix="activation",
+        bin_min=row.get("binMin"), bin_max=row.get("binMax"), bin_contains=row.get("binContains"),
+        qualifying_token_index=row.get("qualifyingTokenIndex"), dfa_target_index=row.get("dfaTargetIndex"),
+        dfa_max_value=row.get("dfaMaxValue"), dfaValues=row.get("dfaValues"),
+        lossValues=row.get("lossValues"), zKIndices=z_k, zQIndices=z_q, zValues=row.get("zValues"),
+        logitContributions=row.get("logitContributions"), data_source=row.get("dataSource"),
+        data_index=row.get("dataIndex"),
+    )
+
+
+def _rare_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """What the fast reader takes from the validating code for a row with rare fields."""
+    act = np_activation(without_nul(row))
+    return {"bin_min": act.bin_min, "bin_max": act.bin_max, "bin_contains": act.bin_contains,
+            "qualifying_token_index": act.qualifying_token_index, "extras": activation_extras(act)}
+
+
 def _activation_batches(file: Path, target: SourceTarget, size: int, seen: set[int]) -> Iterator[list[FeatureRecord]]:
     """Examples grouped by feature; a batch closes only between features, so each is replaced whole."""
     name = display_name(file)
@@ -271,18 +298,7 @@ def _activation_batches(file: Path, target: SourceTarget, size: int, seen: set[i
                            "each feature's examples together", file=name, feature=idx)
         last = idx
         try:
-            z = row.get("zIndices")
-            z_k, z_q = (z[0], z[1]) if isinstance(z, list) and len(z) == 2 else (row.get("zKIndices"),
-                                                                                  row.get("zQIndices"))
-            act = activation_record(
-                row.get("tokens"), row.get("values"), prefix="activation",
-                bin_min=row.get("binMin"), bin_max=row.get("binMax"), bin_contains=row.get("binContains"),
-                qualifying_token_index=row.get("qualifyingTokenIndex"), dfa_target_index=row.get("dfaTargetIndex"),
-                dfa_max_value=row.get("dfaMaxValue"), dfaValues=row.get("dfaValues"),
-                lossValues=row.get("lossValues"), zKIndices=z_k, zQIndices=z_q, zValues=row.get("zValues"),
-                logitContributions=row.get("logitContributions"), data_source=row.get("dataSource"),
-                data_index=row.get("dataIndex"),
-            )
+            act = np_activation(row)
         except BadInput as exc:
             raise BadInput(f"line {lineno}: {exc.reason}", file=name, feature=idx, field=exc.field) from None
         if idx not in current:
@@ -293,6 +309,32 @@ def _activation_batches(file: Path, target: SourceTarget, size: int, seen: set[i
         n_lines += 1
     if current:
         yield list(current.values())
+
+
+def _import_activation_file(importer: BatchImporter, source: Source, target: SourceTarget, file: Path, key: str,
+                            size: int, seen: set[int]) -> None:
+    """Write an activation file batch by batch: Arrow's reader when it takes the file, else the validating one.
+
+    Both cut the file into the same batches, so a rerun after a crash (or after the fast reader gave
+    up halfway) skips what was written, whichever reader wrote it.
+    """
+    name = display_name(file)
+    before = set(seen)
+    written = 0
+    try:
+        with closing(columnar.prefetched(columnar.np_activation_batches(
+                file, target.model_id, target.source_id, size, seen, _rare_fields))) as batches:
+            for records, columns in batches:
+                importer.write(source, Batch(key=f"{key}#{written}", records=records, file=name, columns=columns))
+                written += 1
+        return
+    except columnar.NotFast as exc:
+        log.debug("%s: reading with the validating reader (%s)", name, exc)
+    seen.clear()
+    seen.update(before)
+    for part, records in enumerate(_activation_batches(file, target, size, seen)):
+        if part >= written:
+            importer.write(source, Batch(key=f"{key}#{part}", records=records, file=name))
 
 
 def _explanation_batches(file: Path, target: SourceTarget, size: int, author_id: str) -> Iterator[list[FeatureRecord]]:
@@ -354,15 +396,14 @@ def import_np_export(path: Path, importer: BatchImporter, *, batch_size: int = 2
             if key in done:
                 importer.summary.skipped_batches += 1
                 continue
-            if kind == "features":
-                batches = _feature_batches(file, target, batch_size)
-            elif kind == "activations":
-                batches = _activation_batches(file, target, batch_size * 45, seen)
-            else:
-                batches = _explanation_batches(file, target, batch_size * 4, importer.creator_id)
             name = display_name(file)
-            for part, records in enumerate(batches):
-                importer.write(source, Batch(key=f"{key}#{part}", records=records, file=name))
+            if kind == "activations":
+                _import_activation_file(importer, source, target, file, key, batch_size * 45, seen)
+            else:
+                batches = _feature_batches(file, target, batch_size) if kind == "features" else \
+                    _explanation_batches(file, target, batch_size * 4, importer.creator_id)
+                for part, records in enumerate(batches):
+                    importer.write(source, Batch(key=f"{key}#{part}", records=records, file=name))
             # The whole file is done: mark it so a rerun does not even parse it.
             importer.write(source, Batch(key=key, records=[], file=name))
     return importer.summary

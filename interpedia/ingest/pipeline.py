@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -17,10 +18,10 @@ from interpedia.db.tables import ImportedBatch, Source
 from interpedia.ingest.validate import BadInput
 from interpedia.store.catalogue import ensure_model, ensure_source, ensure_source_set
 from interpedia.store.errors import StoreError
-from interpedia.store.records import FeatureRecord
+from interpedia.store.records import ActivationColumns, FeatureRecord
 from interpedia.store.users import ensure_user
 from interpedia.store.vocab import ensure_tokens
-from interpedia.store.writer import WriteCounts, all_tokens, write_features
+from interpedia.store.writer import WriteCounts, activation_columns, all_tokens, write_features
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,15 @@ class SourceTarget:
 
 @dataclass
 class Batch:
-    """Records that are written together; ``key`` identifies the batch across reruns, ``file`` names it in errors."""
+    """Records that are written together; ``key`` identifies the batch across reruns, ``file`` names it in errors.
+
+    ``columns`` holds examples a fast reader produced in columns; each of their features has a record.
+    """
 
     key: str
     records: list[FeatureRecord]
     file: str | None = None
+    columns: ActivationColumns | None = None
 
 
 @dataclass
@@ -77,6 +82,18 @@ def check_indexes(records: Iterable[FeatureRecord], *, file: str | None) -> None
         if rec.index in seen:
             raise BadInput(f"duplicate feature index {rec.index}", file=file, feature=rec.index, field="index")
         seen.add(rec.index)
+
+
+def _in_columns(batch: Batch) -> tuple[list[FeatureRecord], ActivationColumns | None]:
+    """The batch with its examples in columns: each token is looked up once, and encoding is one numpy pass."""
+    if batch.columns is not None:
+        return batch.records, batch.columns
+    columns = activation_columns(batch.records)
+    if columns is None:
+        return batch.records, None
+    # An empty list still replaces the feature's stored examples; the columns add the new ones.
+    records = [replace(r, activations=[]) if r.activations else r for r in batch.records]
+    return records, columns
 
 
 class BatchImporter:
@@ -126,13 +143,17 @@ class BatchImporter:
             self.summary.skipped_batches += 1
             return None
         check_indexes(batch.records, file=batch.file or batch.key)
+        records, columns = _in_columns(batch)
         try:
             # Vocabulary ids are handed out in their own short transaction; an unused id is harmless.
             with transaction(self.factory) as session:
-                token_ids = ensure_tokens(session, source.model_id, all_tokens(batch.records))
+                tokens = columns.token_counts() if columns is not None else Counter[str]()
+                if any(r.activations for r in records):
+                    tokens.update(all_tokens(records))
+                token_ids = ensure_tokens(session, source.model_id, tokens)
             with transaction(self.factory) as session:
-                counts = write_features(session, source, batch.records, creator_id=self.creator_id,
-                                        token_ids=token_ids)
+                counts = write_features(session, source, records, creator_id=self.creator_id,
+                                        token_ids=token_ids, columns=columns)
                 key = _batch_key(source.id, batch.key)
                 existing = session.get(ImportedBatch, key)
                 if existing is None:

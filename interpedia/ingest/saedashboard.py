@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from interpedia.ingest import columnar
 from interpedia.ingest.pipeline import Batch, BatchImporter, ImportSummary, SourceTarget, skip_done
 from interpedia.ingest.validate import (
     BadInput,
@@ -24,19 +26,15 @@ from interpedia.ingest.validate import (
     as_str_list,
     loads,
 )
-from interpedia.store.records import FeatureRecord
+from interpedia.store.records import ActivationRecord, FeatureRecord
+from interpedia.store.writer import activation_extras
 
 log = logging.getLogger(__name__)
 
 BATCH_RE = re.compile(r"^batch-(\d+)\.json$")
 
-_FLOAT_LISTS = (
-    "neuron_alignment_values", "neuron_alignment_l1", "correlated_neurons_l1", "correlated_neurons_pearson",
-    "correlated_features_l1", "correlated_features_pearson", "neg_values", "pos_values",
-    "freq_hist_data_bar_values", "freq_hist_data_bar_heights", "logits_hist_data_bar_heights",
-    "logits_hist_data_bar_values", "decoder_weights_dist",
-)
-_INT_LISTS = ("neuron_alignment_indices", "correlated_neurons_indices", "correlated_features_indices")
+_FLOAT_LISTS = columnar.SD_FLOAT_LISTS
+_INT_LISTS = columnar.SD_INT_LISTS
 
 
 @dataclass
@@ -90,18 +88,7 @@ def parse_feature(raw: Any, *, file: str) -> FeatureRecord:
         acts_raw = obj.get("activations", [])
         if not isinstance(acts_raw, list):
             raise BadInput("expected a list", field="activations")
-        acts = []
-        for pos, act in enumerate(acts_raw):
-            act = as_dict(act, f"activations[{pos}]")
-            dfa = act.get("dfa_values") or None
-            acts.append(activation_record(
-                act.get("tokens"), act.get("values"), prefix=f"activations[{pos}]",
-                bin_min=act.get("bin_min"), bin_max=act.get("bin_max"), bin_contains=act.get("bin_contains"),
-                qualifying_token_index=act.get("qualifying_token_index"),
-                dfa_target_index=act.get("dfa_targetIndex") if dfa else None,
-                dfa_max_value=act.get("dfa_maxValue") if dfa else None, dfaValues=dfa,
-                lossValues=act.get("loss_values") or None, logitContributions=act.get("logit_contributions"),
-            ))
+        acts = [_activation(act, pos) for pos, act in enumerate(acts_raw)]
     except BadInput as exc:
         raise exc.located(file=file, feature=index) from None
     # Neuronpedia's maxActApprox: the largest value over the feature's examples (0 marks a dead feature).
@@ -109,13 +96,44 @@ def parse_feature(raw: Any, *, file: str) -> FeatureRecord:
     return FeatureRecord(index=index, stats=stats, activations=acts)
 
 
-def read_batch_file(path: Path) -> dict[str, Any]:
+def _activation(raw: Any, pos: int) -> ActivationRecord:
+    act = as_dict(raw, f"activations[{pos}]")
+    dfa = act.get("dfa_values") or None
+    return activation_record(
+        act.get("tokens"), act.get("values"), prefix=f"activations[{pos}]",
+        bin_min=act.get("bin_min"), bin_max=act.get("bin_max"), bin_contains=act.get("bin_contains"),
+        qualifying_token_index=act.get("qualifying_token_index"),
+        dfa_target_index=act.get("dfa_targetIndex") if dfa else None,
+        dfa_max_value=act.get("dfa_maxValue") if dfa else None, dfaValues=dfa,
+        lossValues=act.get("loss_values") or None, logitContributions=act.get("logit_contributions"),
+    )
+
+
+def _rare_fields(raw: dict[str, Any], pos: int) -> dict[str, Any]:
+    """What the fast reader takes from the validating code for an example with rare fields."""
+    act = _activation(raw, pos)
+    return {"bin_min": act.bin_min, "bin_max": act.bin_max, "bin_contains": act.bin_contains,
+            "qualifying_token_index": act.qualifying_token_index, "extras": activation_extras(act)}
+
+
+def read_batch_file(path: Path, data: bytes | None = None) -> dict[str, Any]:
     """Parse one batch file, with errors naming it."""
-    data = loads(path.read_bytes(), file=path.name)
-    doc = as_dict(data, "batch")
+    doc = as_dict(loads(path.read_bytes() if data is None else data, file=path.name), "batch")
     if not isinstance(doc.get("features"), list):
         raise BadInput("expected a 'features' list", file=path.name, field="features")
     return doc
+
+
+def read_batch(path: Path, data: bytes, doc: dict[str, Any] | None = None) -> Batch:
+    """One batch file as a batch: Arrow's reader when it takes the file, else the validating one."""
+    key = f"saedashboard/{path.name}:{len(data)}"
+    try:
+        records, columns = columnar.saedashboard_batch(data, _rare_fields)
+        return Batch(key=key, records=records, file=path.name, columns=columns)
+    except columnar.NotFast as exc:
+        log.debug("%s: reading with the validating reader (%s)", path.name, exc)
+    doc = doc if doc is not None else read_batch_file(path, data)
+    return Batch(key=key, records=[parse_feature(f, file=path.name) for f in doc["features"]], file=path.name)
 
 
 def _target(doc: dict[str, Any], opts: DashboardOptions, settings: dict[str, Any], file: str) -> SourceTarget:
@@ -151,33 +169,42 @@ def _dead_indexes(path: Path) -> list[int]:
 
 
 def iter_batches(path: Path, opts: DashboardOptions, importer: BatchImporter) -> Iterator[tuple[SourceTarget, Batch]]:
-    """Batches of a SAEDashboard directory, one per file; files already imported are not parsed again."""
+    """Batches of a SAEDashboard directory, one per file; files already imported are not parsed again.
+
+    After the first file, files are read by a background thread while the previous batch is written.
+    """
     settings_file = path / "run_settings.json"
     settings = as_dict(loads(settings_file.read_bytes(), file=settings_file.name), "run_settings") \
         if settings_file.exists() else {}
     files = batch_files(path)
-    target: SourceTarget | None = None
-    done: set[str] = set()
-    for file in tqdm(files, desc=f"import {path.name}", unit="file", disable=None):
-        key = f"saedashboard/{file.name}:{file.stat().st_size}"
-        if target is not None and key in done:
+    if not files:
+        return
+    keys = {f: f"saedashboard/{f.name}:{f.stat().st_size}" for f in files}
+    with tqdm(total=len(files), desc=f"import {path.name}", unit="file", disable=None) as progress:
+        # Only the first file's header is read: it names the model and source of them all.
+        data = files[0].read_bytes()
+        doc = read_batch_file(files[0], data)
+        target = _target(doc, opts, settings, files[0].name)
+        # Parsed before the source is created, so that a bad first file leaves no empty source behind.
+        first = read_batch(files[0], data, doc)
+        del doc, data
+        source = importer.prepare_source(target, file=files[0].name)
+        done = skip_done(importer, source, list(keys.values()))
+        rest = files[1:]
+        progress.update(1)
+        if first.key in done:
             importer.summary.skipped_batches += 1
-            continue
-        doc = read_batch_file(file)
-        if target is None:
-            target = _target(doc, opts, settings, file.name)
-            # Parsed before the source is created, so that a bad first file leaves no empty source behind.
-            records = [parse_feature(f, file=file.name) for f in doc["features"]]
-            source = importer.prepare_source(target, file=file.name)
-            done = skip_done(importer, source, [f"saedashboard/{f.name}:{f.stat().st_size}" for f in files])
-            if key in done:
-                importer.summary.skipped_batches += 1
-                continue
         else:
-            records = [parse_feature(f, file=file.name) for f in doc["features"]]
-        yield target, Batch(key=key, records=records, file=file.name)
+            yield target, first
+        todo = [f for f in rest if keys[f] not in done]
+        importer.summary.skipped_batches += len(rest) - len(todo)
+        progress.update(len(rest) - len(todo))
+        with closing(columnar.prefetched(read_batch(f, f.read_bytes()) for f in todo)) as batches:
+            for batch in batches:
+                progress.update(1)
+                yield target, batch
     dead = _dead_indexes(path)
-    if dead and target is not None:
+    if dead:
         yield target, Batch(key=f"saedashboard/skipped_indexes.json:{len(dead)}", file="skipped_indexes.json",
                             records=[FeatureRecord(index=i, stats={"max_act_approx": 0.0}, activations=[])
                                      for i in dead])

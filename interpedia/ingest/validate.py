@@ -44,13 +44,14 @@ def _reject_constant(name: str) -> float:
     return float(name)
 
 
-def _without_nul(value: Any) -> Any:
+def without_nul(value: Any) -> Any:
+    """The value with NUL characters in its strings (keys included) turned into spaces."""
     if isinstance(value, str):
         return value.replace("\x00", " ")
     if isinstance(value, list):
-        return [_without_nul(v) for v in value]
+        return [without_nul(v) for v in value]
     if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
     return value
 
 
@@ -68,7 +69,7 @@ def loads(data: bytes | str, *, file: str | None = None) -> Any:
             raise BadInput(f"malformed JSON: {exc}", file=file) from None
     has_nul = "\\u0000" in data if isinstance(data, str) else b"\\u0000" in data
     if has_nul:
-        out = _without_nul(out)
+        out = without_nul(out)
     return out
 
 
@@ -112,12 +113,31 @@ def as_str(value: Any, field: str, *, allow_none: bool = False, max_len: int = 1
     return value
 
 
+_NUMBER_TYPES = frozenset((int, float))
+
+
 def as_float_list(value: Any, field: str, *, allow_none: bool = True) -> list[float] | None:
-    """A list of finite numbers (checked in bulk with numpy)."""
+    """A list of finite numbers."""
     if value is None:
         if allow_none:
             return None
         raise BadInput("is required", field=field)
+    if type(value) is list:
+        # The common case in C loops: item types in one pass, finiteness from the sum (a NaN or an
+        # infinity makes it non-finite; a sum that overflows only sends us to the exact check below).
+        types = set(map(type, value))
+        if types <= _NUMBER_TYPES:
+            try:
+                finite = math.isfinite(sum(value))
+            except OverflowError:
+                finite = False
+            if finite:
+                return value if float in types else [float(v) for v in value]
+    return _checked_float_list(value, field)
+
+
+def _checked_float_list(value: Any, field: str) -> list[float]:
+    """as_float_list's item-by-item check, which says what is wrong and where."""
     if not isinstance(value, list):
         raise BadInput(f"expected a list of numbers, got {_show(value)}", field=field)
     if not value:
@@ -136,6 +156,8 @@ def as_int_list(value: Any, field: str) -> list[int] | None:
     """A list of integers."""
     if value is None:
         return None
+    if type(value) is list and (not value or set(map(type, value)) == {int}):
+        return value
     if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
         raise BadInput("expected a list of integers", field=field)
     return value
@@ -143,6 +165,8 @@ def as_int_list(value: Any, field: str) -> list[int] | None:
 
 def as_str_list(value: Any, field: str, *, max_len: int = 100_000) -> list[str]:
     """A list of strings."""
+    if type(value) is list and (not value or (set(map(type, value)) == {str} and max(map(len, value)) <= max_len)):
+        return value
     if not isinstance(value, list):
         raise BadInput(f"expected a list of strings, got {_show(value)}", field=field)
     for pos, item in enumerate(value):
@@ -181,26 +205,31 @@ def activation_record(tokens: Any, values: Any, *, prefix: str = "activations", 
     for name in ("qualifying_token_index", "dfa_target_index"):
         if fields.get(name) is not None:
             setattr(rec, name, as_int(fields[name], f"{prefix}.{name}"))
-    extras: dict[str, Any] = {}
-    for key in ("dfaValues", "lossValues"):
-        arr = as_float_list(fields.get(key), f"{prefix}.{key}")
-        if arr:
-            extras[key] = arr
-    for key in ("zQIndices", "zKIndices"):
-        ints = as_int_list(fields.get(key), f"{prefix}.{key}")
-        if ints:
-            extras[key] = ints
-    zvals = as_float_list(fields.get("zValues"), f"{prefix}.zValues")
-    if zvals:
-        extras["zValues"] = zvals
-    if fields.get("logitContributions") not in (None, "", [], {}):
-        extras["logitContributions"] = fields["logitContributions"]
-    rec.extras = extras or None
+    rec.extras = activation_rare_fields(fields, prefix)
     if fields.get("data_source") is not None:
         rec.data_source = as_str(fields["data_source"], f"{prefix}.dataSource")
     if fields.get("data_index") is not None:
         rec.data_index = str(fields["data_index"])
     return rec
+
+
+_RARE_LISTS = (("dfaValues", as_float_list), ("lossValues", as_float_list), ("zQIndices", as_int_list),
+               ("zKIndices", as_int_list), ("zValues", as_float_list))
+
+
+def activation_rare_fields(fields: dict[str, Any], prefix: str = "activations") -> dict[str, Any] | None:
+    """An example's DFA values, loss values, attention pattern and logit contributions, checked (None if none)."""
+    extras: dict[str, Any] = {}
+    for key, check in _RARE_LISTS:
+        value = fields.get(key)
+        if value is None or (type(value) is list and not value):
+            continue
+        checked = check(value, f"{prefix}.{key}")
+        if checked:
+            extras[key] = checked
+    if fields.get("logitContributions") not in (None, "", [], {}):
+        extras["logitContributions"] = fields["logitContributions"]
+    return extras or None
 
 
 def explanation_record(description: Any, *, field: str = "explanations.description",

@@ -102,7 +102,7 @@ class MemoryIndex:
         cap = len(self._vecs)
         if need <= cap:
             return
-        new_cap = max(need, 2 * cap, 1024)
+        new_cap = max(need, cap + cap // 2, 1024)
         vecs = np.zeros((new_cap, EMBEDDING_DIM), dtype=np.float32)
         vecs[:cap] = self._vecs
         sources = np.full(new_cap, -1, dtype=np.int64)
@@ -140,6 +140,8 @@ class MemoryIndex:
     def _reload(self, session: Session) -> None:
         seq = self._last_seq(session)
         self._clear()
+        expected = session.execute(text("SELECT count(*) FROM explanations WHERE embedding IS NOT NULL")).scalar()
+        self._grow(int(expected or 0) + 1024)  # one allocation, not a doubling (memory ~ 1.5 KB per row)
         rows = session.execute(text("SELECT e.id, f.source_id, e.embedding FROM explanations e "
                                     "JOIN features f ON f.id = e.feature_id WHERE e.embedding IS NOT NULL"))
         for eid, source_id, blob in rows:

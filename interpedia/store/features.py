@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -154,9 +154,12 @@ def list_activations(session: Session, model_id: str, source_name: str, feature:
         all_ids.update(ids)
     # One vocabulary lookup for the whole feature (a per-example lookup costs a pass over the cache each).
     table = vocab_cache.strings(session, model_id, all_ids)
-    token_of = table.__getitem__
+    token_of = cast(Callable[[int], str], table.__getitem__)  # ids below the table's end all have strings
     return [_activation_doc(model_id, source_name, feature.index, act, list(map(token_of, ids)), values)
             for act, ids, (_, values) in zip(acts, id_lists, decoded, strict=True)]
+
+
+_EXPLANATION_COLUMNS = [c for c in Explanation.__table__.columns if c.key != "embedding"]
 
 
 def list_explanations(session: Session, model_id: str, source_name: str,
@@ -166,15 +169,17 @@ def list_explanations(session: Session, model_id: str, source_name: str,
     if not features:
         return out
     by_id = {f.id: f for f in features}
+    # Named columns, not the entity: the embedding column is large (and a pgvector value to parse on Postgres).
     rows = list(session.execute(
-        select(Explanation, User.name).outerjoin(User, User.id == Explanation.author_id)
+        select(*_EXPLANATION_COLUMNS, User.name.label("author_name"))
+        .outerjoin(User, User.id == Explanation.author_id)
         .where(Explanation.feature_id.in_(list(by_id)))
         .order_by(Explanation.score_v2.desc().nulls_last(), Explanation.score_v1.desc(), Explanation.created_at)
     ))
     scores: dict[str, list[dict[str, Any]]] = defaultdict(list)
     if rows:
-        for score in session.scalars(select(ExplanationScore).where(
-                ExplanationScore.explanation_id.in_([e.id for e, _ in rows]))):
+        for score in session.execute(select(*ExplanationScore.__table__.columns).where(
+                ExplanationScore.explanation_id.in_([e.id for e in rows]))):
             scores[score.explanation_id].append({
                 "id": score.id, "value": score.value, "explanationId": score.explanation_id,
                 "explanationScoreTypeName": score.explanation_score_type_name,
@@ -182,7 +187,8 @@ def list_explanations(session: Session, model_id: str, source_name: str,
                 "initiatedByUserId": score.initiated_by_user_id, "jsonDetails": score.json_details,
                 "createdAt": iso(score.created_at),
             })
-    for exp, author_name in rows:
+    for exp in rows:
+        author_name = exp.author_name
         feature = by_id[exp.feature_id]
         out[exp.feature_id].append({
             "id": exp.id, "modelId": model_id, "layer": source_name, "source": source_name,

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 # Feature columns an importer may set; anything else in a record is ignored by the writer.
 FEATURE_STAT_COLUMNS: tuple[str, ...] = (
@@ -71,6 +75,51 @@ class ActivationRecord:
     def min_value(self) -> float:
         """The smallest value (0 for an empty example)."""
         return min(self.values) if self.values else 0.0
+
+
+@dataclass
+class ActivationColumns:
+    """Many examples as columns: one row per example, the tokens of all of them back to back.
+
+    What the fast readers produce and the writer encodes: a batch costs a few arrays instead of a
+    string and a float object per token. Example ``i`` belongs to feature ``feature_index[i]`` and is
+    ``token_codes[offsets[i]:offsets[i + 1]]`` (positions in ``token_strings``, the distinct tokens)
+    with ``values`` at the same positions. The per-example lists hold what ``ActivationRecord`` holds.
+    """
+
+    feature_index: npt.NDArray[np.int64]  # (rows,)
+    offsets: npt.NDArray[np.int64]  # (rows + 1,), offsets[0] == 0, offsets[-1] == tokens
+    token_codes: npt.NDArray[np.int64]  # (tokens,), each < len(token_strings)
+    token_strings: list[str]  # (distinct tokens,)
+    values: npt.NDArray[np.float64]  # (tokens,)
+    bin_min: list[float | None]  # (rows,)
+    bin_max: list[float | None]  # (rows,)
+    bin_contains: list[float | None]  # (rows,)
+    qualifying_token_index: list[int | None]  # (rows,)
+    extras: list[dict[str, Any] | None]  # (rows,) the rare fields, as ``activation_extras`` makes them
+
+    def __len__(self) -> int:
+        return len(self.feature_index)
+
+    def token_counts(self) -> Counter[str]:
+        """How often each distinct token occurs (new tokens get ids most frequent first)."""
+        counts = np.bincount(self.token_codes, minlength=len(self.token_strings)).tolist()
+        out: Counter[str] = Counter()
+        if len(set(self.token_strings)) == len(self.token_strings):
+            out.update(dict(zip(self.token_strings, counts, strict=True)))
+        else:
+            for token, n in zip(self.token_strings, counts, strict=True):
+                out[token] += n
+        return out
+
+    def max_values(self) -> npt.NDArray[np.float64]:
+        """The largest value of each example (0 for an empty one)."""
+        lens = np.diff(self.offsets)
+        out = np.zeros(len(lens), dtype=np.float64)
+        filled = lens > 0
+        if filled.any():
+            out[filled] = np.maximum.reduceat(self.values, self.offsets[:-1][filled])
+        return out
 
 
 @dataclass

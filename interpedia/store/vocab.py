@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import Model, VocabToken
@@ -93,7 +93,7 @@ def ensure_tokens(session: Session, model_id: str, tokens: Iterable[str] | Count
         return {}
     vocab = vocab_cache._get(session, model_id)
     known = vocab.ids
-    if all(t in known for t in counts):
+    if known.keys() >= counts.keys():
         return known
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(Model.id).where(Model.id == model_id).with_for_update())
@@ -101,11 +101,14 @@ def ensure_tokens(session: Session, model_id: str, tokens: Iterable[str] | Count
         # Take SQLite's write lock now, so the read of the newest ids below cannot race another writer.
         session.execute(update(Model).where(Model.id == model_id).values(id=Model.id))
     vocab = vocab_cache.refresh(session, model_id)
-    new = sorted((t for t in counts if t not in vocab.ids), key=lambda t: (-counts[t], t))
+    new = sorted(counts.keys() - vocab.ids.keys())
     if not new:
         return vocab.ids
+    # Most frequent first, ties by the token (a stable sort of the sorted tokens by count).
+    by_count = np.argsort(-np.fromiter(map(counts.__getitem__, new), dtype=np.int64, count=len(new)), kind="stable")
+    new = [new[i] for i in by_count.tolist()]
     start = len(vocab.strings)
-    pending = {tok: start + n for n, tok in enumerate(new)}
+    pending = dict(zip(new, range(start, start + len(new)), strict=True))
     rows = [(model_id, tid, tok.encode("utf-8", "surrogatepass")) for tok, tid in pending.items()]
     if session.get_bind().dialect.name == "postgresql":
         raw = session.connection().connection.driver_connection
@@ -114,10 +117,15 @@ def ensure_tokens(session: Session, model_id: str, tokens: Iterable[str] | Count
             for row in rows:
                 copy.write_row(row)
     else:
-        session.execute(insert(VocabToken), [{"model_id": m, "token_id": t, "token": b} for m, t, b in rows])
+        session.connection().exec_driver_sql(
+            "INSERT INTO vocab_tokens (model_id, token_id, token) VALUES (?, ?, ?)", rows)
 
     def _learn(_session: Session) -> None:
         with vocab_cache._lock:
+            if len(vocab.strings) == start:  # nobody else learned ids above ours meanwhile: add them in bulk
+                vocab.strings.extend(new)
+                vocab.ids.update(pending)
+                return
             for tok, tid in pending.items():
                 vocab.add(tid, tok)
 

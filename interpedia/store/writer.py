@@ -7,22 +7,24 @@ deduplicated by id (when the input has ids) or by (feature, text, type, model).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy import delete, insert, select
+from sqlalchemy import JSON, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from interpedia.db.codec import encode_activation
+from interpedia.db.codec import encode_activation, encode_activations
 from interpedia.db.tables import Activation, Explanation, Feature, Source, new_id
 from interpedia.db.vector import EMBEDDING_BYTES
-from interpedia.store.records import FEATURE_STAT_COLUMNS, ActivationRecord, FeatureRecord
+from interpedia.store.records import FEATURE_STAT_COLUMNS, ActivationColumns, ActivationRecord, FeatureRecord
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,8 @@ ACT_COLUMNS = (
     "qualifying_token_index", "extras",
 )
 _CHUNK = 500
+_STAT_COLUMNS = frozenset(FEATURE_STAT_COLUMNS)
+_JSON_COLUMNS = frozenset(c.name for c in Feature.__table__.columns if isinstance(c.type, JSON))
 
 
 @dataclass
@@ -60,46 +64,81 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]
 
 def all_tokens(records: Iterable[FeatureRecord]) -> Counter[str]:
     """Every token string the batch's examples use, with counts (new ones get ids most frequent first)."""
-    out: Counter[str] = Counter()
-    for rec in records:
-        for act in rec.activations or ():
-            out.update(act.tokens)
-    return out
+    columns = activation_columns(list(records))
+    return columns.token_counts() if columns is not None else Counter()
+
+
+def activation_columns(records: Sequence[FeatureRecord]) -> ActivationColumns | None:
+    """The examples of the records as columns (None when they have none), each token looked up once."""
+    pairs = [(rec.index, act) for rec in records for act in rec.activations or ()]
+    if not pairs:
+        return None
+    acts = [act for _, act in pairs]
+    lens = np.fromiter(map(len, (a.tokens for a in acts)), dtype=np.int64, count=len(acts))
+    if any(len(a.values) != n for a, n in zip(acts, lens.tolist(), strict=True)):
+        raise ValueError("an example has a different number of tokens and values")
+    offsets = np.zeros(len(acts) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    n_tokens = int(offsets[-1])
+    flat = list(chain.from_iterable(a.tokens for a in acts))
+    position: dict[str, int] = dict.fromkeys(flat, 0)
+    strings = list(position)
+    position.update(zip(strings, range(len(strings)), strict=True))
+    codes = np.fromiter(map(position.__getitem__, flat), dtype=np.int64, count=n_tokens)
+    values = np.fromiter(chain.from_iterable(a.values for a in acts), dtype=np.float64, count=n_tokens)
+    return ActivationColumns(
+        feature_index=np.fromiter((i for i, _ in pairs), dtype=np.int64, count=len(pairs)), offsets=offsets,
+        token_codes=codes, token_strings=strings, values=values, bin_min=[a.bin_min for a in acts],
+        bin_max=[a.bin_max for a in acts], bin_contains=[a.bin_contains for a in acts],
+        qualifying_token_index=[a.qualifying_token_index for a in acts], extras=[activation_extras(a) for a in acts])
 
 
 def write_features(session: Session, source: Source, records: Sequence[FeatureRecord], *,
-                   creator_id: str | None, token_ids: dict[str, int]) -> WriteCounts:
-    """Upsert the batch's features, replace their examples and add their new explanations."""
+                   creator_id: str | None, token_ids: dict[str, int],
+                   columns: ActivationColumns | None = None) -> WriteCounts:
+    """Upsert the batch's features, replace their examples and add their new explanations.
+
+    ``columns`` carries examples already in columns (the fast readers'); their features must be
+    among ``records``, and their stored examples are replaced like those of records with a list.
+    """
     # Records that carry only examples or explanations (the export's activation and explanation files)
     # touch features another record wrote; counting them too would count one feature several times.
     counts = WriteCounts(features=sum(1 for r in records if r.stats))
     if not records:
         return counts
     feature_ids = _upsert_features(session, source, records, creator_id)
-    counts.activations = _replace_activations(session, records, feature_ids, token_ids)
+    counts.activations = _replace_activations(session, records, feature_ids, token_ids, columns)
     counts.explanations = _add_explanations(session, records, feature_ids)
     return counts
 
 
+def _json_list(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
 def _upsert_features(session: Session, source: Source, records: Sequence[FeatureRecord],
                      creator_id: str | None) -> dict[int, int]:
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    postgres = session.get_bind().dialect.name == "postgresql"
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    created = now if postgres else now.strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLAlchemy stores it in SQLite
+    # Plain driver statements with JSON serialised by orjson: the ORM's per-value json.dumps and
+    # parameter processing cost more than the database's own work on a dashboard row.
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for rec in records:
-        stats = {k: v for k, v in rec.stats.items() if k in FEATURE_STAT_COLUMNS}
-        row = {"source_id": source.id, "index": rec.index, "creator_id": creator_id, **stats}
-        groups.setdefault(tuple(sorted(stats)), []).append(row)
-    for cols, rows in groups.items():
-        stmt = _dialect_insert(session, Feature.__table__)
-        update_cols = {c: stmt.excluded[c] for c in cols}
-        if update_cols:
-            stmt = stmt.on_conflict_do_update(index_elements=["source_id", "index"], set_=update_cols)
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=["source_id", "index"])
-        for chunk in _chunks(rows):
-            session.execute(stmt, list(chunk))
+        cols = tuple(sorted(k for k in rec.stats if k in _STAT_COLUMNS))
+        stats = tuple(_json_list(rec.stats[c]) if c in _JSON_COLUMNS else rec.stats[c] for c in cols)
+        groups.setdefault(cols, []).append((source.id, rec.index, creator_id, created, *stats))
+    for cols, params in groups.items():
+        names = ", ".join(f'"{name}"' for name in ("source_id", "index", "creator_id", "created_at", *cols))
+        marks = ", ".join(["%s" if postgres else "?"] * (4 + len(cols)))
+        update = ", ".join(f'"{c}" = excluded."{c}"' for c in cols)
+        conflict = f"DO UPDATE SET {update}" if update else "DO NOTHING"
+        sql = f'INSERT INTO features ({names}) VALUES ({marks}) ON CONFLICT (source_id, "index") {conflict}'
+        for chunk in _chunks(params, 2000):
+            session.connection().exec_driver_sql(sql, list(chunk))
     ids: dict[int, int] = {}
     indexes = [r.index for r in records]
-    for chunk in _chunks(indexes):
+    for chunk in _chunks(indexes, 5000):
         for fid, idx in session.execute(
             select(Feature.id, Feature.index).where(Feature.source_id == source.id, Feature.index.in_(chunk))
         ):
@@ -125,38 +164,46 @@ def activation_row(feature_id: int, creator_id: str | None, act: ActivationRecor
             act.bin_contains, act.qualifying_token_index, activation_extras(act))
 
 
+def _column_rows(columns: ActivationColumns, feature_ids: dict[int, int],
+                 token_ids: dict[str, int]) -> Iterator[tuple[Any, ...]]:
+    """``activations`` rows (``ACT_COLUMNS`` order, extras as JSON text) of examples in columns."""
+    id_of_code = np.fromiter(map(token_ids.__getitem__, columns.token_strings), dtype=np.int64,
+                             count=len(columns.token_strings))
+    blobs = encode_activations(id_of_code[columns.token_codes], columns.values, columns.offsets)
+    fids = list(map(feature_ids.__getitem__, columns.feature_index.tolist()))
+    extras = [None if e is None else orjson.dumps(e).decode() for e in columns.extras]
+    return zip(fids, repeat(None), blobs, columns.max_values().tolist(), columns.bin_min, columns.bin_max,
+               columns.bin_contains, columns.qualifying_token_index, extras)
+
+
 def _replace_activations(session: Session, records: Sequence[FeatureRecord], feature_ids: dict[int, int],
-                         token_ids: dict[str, int]) -> int:
+                         token_ids: dict[str, int], columns: ActivationColumns | None) -> int:
     # A dashboard's own examples have no creator of their own (the feature's creator made them); examples
     # users added later (creator set) survive a re-import.
-    replaced = [feature_ids[r.index] for r in records if r.activations is not None]
-    for chunk in _chunks(replaced):
+    replaced = {feature_ids[r.index] for r in records if r.activations is not None}
+    if columns is not None:
+        replaced.update(map(feature_ids.__getitem__, np.unique(columns.feature_index).tolist()))
+    for chunk in _chunks(sorted(replaced), 5000):
         session.execute(delete(Activation).where(Activation.feature_id.in_(chunk), Activation.creator_id.is_(None)))
-    rows = [
-        activation_row(feature_ids[rec.index], None, act, token_ids)
-        for rec in records
-        for act in rec.activations or ()
-    ]
-    if not rows:
+    parts = [c for c in (activation_columns(records), columns) if c is not None and len(c)]
+    if not parts:
         return 0
+    rows = chain.from_iterable(_column_rows(c, feature_ids, token_ids) for c in parts)
     if session.get_bind().dialect.name == "postgresql":
         _copy_rows(session, rows)
     else:
-        dicts = [dict(zip(ACT_COLUMNS, row, strict=True)) for row in rows]
-        for chunk in _chunks(dicts, 2000):
-            session.execute(insert(Activation), list(chunk))
-    return len(rows)
+        marks = ", ".join("?" * len(ACT_COLUMNS))
+        session.connection().exec_driver_sql(f"INSERT INTO activations ({', '.join(ACT_COLUMNS)}) VALUES ({marks})",
+                                             list(rows))
+    return sum(len(c) for c in parts)
 
 
-def _copy_rows(session: Session, rows: list[tuple[Any, ...]]) -> None:
+def _copy_rows(session: Session, rows: Iterable[tuple[Any, ...]]) -> None:
     """Postgres COPY: the fastest way in, and still inside the batch's transaction."""
     raw = session.connection().connection.driver_connection
     assert raw is not None
-    extras_at = ACT_COLUMNS.index("extras")
     with raw.cursor() as cur, cur.copy(f"COPY activations ({', '.join(ACT_COLUMNS)}) FROM STDIN") as copy:
         for row in rows:
-            if row[extras_at] is not None:
-                row = (*row[:extras_at], orjson.dumps(row[extras_at]).decode(), *row[extras_at + 1 :])
             copy.write_row(row)
 
 

@@ -42,7 +42,7 @@ def test_generate_into_db_then_the_api_serves_the_dashboard(tiny: Tiny, settings
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     with factory() as session:
         n_features = session.scalar(select(func.count()).select_from(Feature))
-        row = session.get(GenerateRun, run["fingerprint"])
+        row = session.get(GenerateRun, run["output_key"])
         assert row is not None and row.run["features_written"] == run["features_written"]
         assert row.source_name == "1-res-gen" and row.run["dead_features"] == run["dead_features"]
         assert session.scalar(select(func.count()).select_from(Activation)) > 0

@@ -192,3 +192,45 @@ def test_feature_ids_in_scope_are_respected_after_feature_deletion(client: Any, 
         session.execute(Feature.__table__.delete().where(Feature.index == 0))
     descriptions = [r["description"] for r in search(client, "search-all", query="religious scripture")["results"]]
     assert TOPICS[0] not in descriptions and "the LORD God of Israel" not in descriptions
+
+
+def test_migration_keeps_384_dim_embeddings_and_drops_others(backend: str, tmp_path: Path,
+                                                             request: pytest.FixtureRequest) -> None:
+    from alembic import command
+
+    from interpedia.db import migrate
+    from interpedia.db.engine import alembic_config
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    else:
+        url = request.getfixturevalue("pg_cluster").create_database(f"mig{abs(hash(str(tmp_path))) % 10**8}")
+    migrate(url, "0002")
+    keep = np.arange(384, dtype="<f4") / 384
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO models (id, display_name, layers, visibility, inference_enabled, instruct, "
+                          "thinking, updated_at) VALUES ('m', 'm', 1, 'PUBLIC', false, false, false, "
+                          "CURRENT_TIMESTAMP)"))
+        conn.execute(text("INSERT INTO source_sets (model_id, name, description, visibility, has_dashboards, "
+                          "allow_inference_search, default_range, default_show_breaks, show_dfa, show_correlated, "
+                          "show_head_attribution, show_umap, urls) VALUES ('m', 's', '', 'PUBLIC', true, false, 1, "
+                          "true, false, false, false, false, '[]')"))
+        conn.execute(text("INSERT INTO sources (model_id, name, set_id, set_name, visibility, has_dashboards, "
+                          "inference_enabled, has_umap, has_umap_log_sparsity, has_umap_clusters) VALUES "
+                          "('m', '0-s', 1, 's', 'PUBLIC', true, false, false, false, false)"))
+        conn.execute(text("INSERT INTO features (id, source_id, \"index\", has_vector) VALUES (1, 1, 0, false)"))
+        for eid, blob in (("keep", keep.tobytes()), ("drop", np.ones(256, dtype="<f4").tobytes())):
+            conn.execute(text("INSERT INTO explanations (id, feature_id, description, score_v1, embedding, "
+                              "updated_at) VALUES (:id, 1, 'x', 0, :e, CURRENT_TIMESTAMP)"), {"id": eid, "e": blob})
+    engine.dispose()
+    migrate(url)
+    factory = make_sessionmaker(make_engine(url))
+    with factory() as session:
+        got = dict(session.execute(select(Explanation.id, Explanation.embedding)).all())
+    diff = np.frombuffer(got["keep"], dtype="<f4") - keep
+    assert got["drop"] is None and not diff.any(), (np.flatnonzero(diff), diff[diff != 0])
+    command.downgrade(alembic_config(url), "0002")
+    with make_engine(url).connect() as conn:
+        blob = conn.execute(text("SELECT embedding FROM explanations WHERE id = 'keep'")).scalar()
+    assert np.array_equal(np.frombuffer(bytes(blob), dtype="<f4"), keep)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from interpedia.db.codec import CodecError, decode_activation, encode_activation
+from interpedia.db.codec import CodecError, decode_activation, encode_activation, encode_activations
 
 
 def _roundtrip(ids: list[int] | np.ndarray, values: list[float]) -> tuple[list[int], list[float]]:
@@ -118,3 +118,31 @@ def test_truncated_varint_ids_raise_codec_error() -> None:
     blob = encode_activation([5] * 10, [0.0] * 9 + [1.0])
     with pytest.raises(CodecError):
         decode_activation(blob[:6])
+
+
+@pytest.mark.parametrize("top_id", [3, 200, 20_000, 70_000, 4_294_967_295])
+@pytest.mark.parametrize("density", [0.0, 0.04, 0.5, 1.0])
+def test_batch_encoder_matches_one_at_a_time(top_id: int, density: float) -> None:
+    """encode_activations writes exactly what encode_activation writes, example by example."""
+    rng = np.random.default_rng(top_id + int(density * 100))
+    lens = np.concatenate([rng.integers(1, 300, 60), [128] * 20, [1, 256, 257, 65_536]])
+    offsets = np.concatenate([[0], np.cumsum(lens)])
+    ids = rng.integers(0, top_id + 1, int(offsets[-1]))
+    values = np.where(rng.random(len(ids)) < density, rng.normal(0, 3, len(ids)).round(4), 0.0)
+    blobs = encode_activations(ids, values, offsets)
+    assert len(blobs) == len(lens)
+    for n, (start, end) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
+        assert blobs[n] == encode_activation(ids[start:end], values[start:end].tolist()), n
+
+
+def test_batch_encoder_handles_empty_and_very_long_examples() -> None:
+    lens = [3, 0, 70_000, 2]
+    offsets = np.concatenate([[0], np.cumsum(lens)])
+    ids = np.arange(offsets[-1]) % 1000
+    values = np.zeros(len(ids))
+    values[::97] = 1.5
+    blobs = encode_activations(ids, values, offsets)
+    assert [decode_activation(b)[0].tolist() for b in blobs] == [ids[a:b].tolist() for a, b in
+                                                                 zip(offsets[:-1], offsets[1:], strict=True)]
+    with pytest.raises(ValueError):
+        encode_activations(ids[:-1], values, offsets)

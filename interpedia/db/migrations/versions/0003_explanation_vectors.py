@@ -32,7 +32,7 @@ _BATCH = 2000
 
 
 def _literal(blob: bytes) -> str:
-    return "[" + ",".join(f"{x:.8g}" for x in np.frombuffer(blob, dtype="<f4").tolist()) + "]"
+    return "[" + ",".join(f"{x:.9g}" for x in np.frombuffer(blob, dtype="<f4").tolist()) + "]"
 
 
 def _upgrade_postgres() -> None:
@@ -72,6 +72,11 @@ def _upgrade_sqlite() -> None:
     op.execute(f"""CREATE TRIGGER trg_explanations_embedding_delete AFTER DELETE ON explanations
                    WHEN OLD.embedding IS NOT NULL
                    BEGIN INSERT INTO {CHANGES} (explanation_id) VALUES (OLD.id); END""")
+    # The log keeps itself short: every 10,000th entry drops those more than 100,000 back (an index that
+    # far behind reloads everything anyway).
+    op.execute(f"""CREATE TRIGGER trg_explanation_embedding_changes_prune AFTER INSERT ON {CHANGES}
+                   WHEN NEW.seq % 10000 = 0
+                   BEGIN DELETE FROM {CHANGES} WHERE seq <= NEW.seq - 100000; END""")
 
 
 def upgrade() -> None:
@@ -89,6 +94,7 @@ def downgrade() -> None:
     if bind.dialect.name != "postgresql":
         for kind in ("insert", "update", "delete"):
             op.execute(f"DROP TRIGGER IF EXISTS trg_explanations_embedding_{kind}")
+        op.execute("DROP TRIGGER IF EXISTS trg_explanation_embedding_changes_prune")
         op.execute(f"DROP TABLE IF EXISTS {CHANGES}")
         return
     op.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
