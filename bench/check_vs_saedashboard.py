@@ -119,21 +119,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=1, help="SAEDashboard batch files (128 features each)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "interpedia-bench-generate")
+    parser.add_argument("--from-bench", action="store_true",
+                        help="compare the outputs the timing bench left in --work (every feature) instead")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     setup_logging(args.verbose)
-    sd_python = ensure_saedashboard_venv()
     fx = build_fixture(args.work / "fixture")
-    sd_out = args.work / "check-saedashboard"
-    ip_out = args.work / "check-interpedia"
-    for path in (sd_out, ip_out):
-        shutil.rmtree(path, ignore_errors=True)
-    sd, _ = run_json([str(sd_python), str(BENCH_DIR / "_saedashboard_side.py"), "--model", fx["model"], "--sae",
-                      fx["sae"], "--tokens", fx["tokens"], "--out", str(sd_out), "--end-batch", str(args.batches - 1)])
-    run_json([str(ROOT / ".venv" / "bin" / "interpedia"), "generate", "--model", fx["model"], "--sae", fx["sae"],
-              "--dataset", fx["dataset"], "--out", str(ip_out), "--context-size", "128", "--n-prompts",
-              str(fx["params"]["n_prompts"]), "--no-progress"])
-    theirs = _features(Path(sd["out_dir"]))
+    if args.from_bench:
+        sd_dir = next((args.work / "out-saedashboard").glob("*/"))
+        ip_out = args.work / "out-interpedia"
+    else:
+        sd_python = ensure_saedashboard_venv()
+        sd_out = args.work / "check-saedashboard"
+        ip_out = args.work / "check-interpedia"
+        for path in (sd_out, ip_out):
+            shutil.rmtree(path, ignore_errors=True)
+        sd, _ = run_json([str(sd_python), str(BENCH_DIR / "_saedashboard_side.py"), "--model", fx["model"], "--sae",
+                          fx["sae"], "--tokens", fx["tokens"], "--out", str(sd_out), "--end-batch",
+                          str(args.batches - 1)])
+        run_json([str(ROOT / ".venv" / "bin" / "interpedia"), "generate", "--model", fx["model"], "--sae",
+                  fx["sae"], "--dataset", fx["dataset"], "--out", str(ip_out), "--context-size", "128",
+                  "--n-prompts", str(fx["params"]["n_prompts"]), "--no-progress"])
+        sd_dir = Path(sd["out_dir"])
+    theirs = _features(sd_dir)
     ours = _features(ip_out)
     res = compare(ours, theirs)
     print(f"\n{len(theirs)} features compared ({fx['n_tokens']:,} tokens, same rows for both tools)\n")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -55,13 +56,15 @@ def run_interpedia(fx: dict[str, Any], out: Path) -> dict[str, Any]:
             "generate_seconds": run["timings"]["generate_seconds"], "timings": run["timings"],
             "peak_rss_mb": run["peak_rss_mb"], "features_written": run["features_written"],
             "dead": run["n_dead_features"], "tokens_per_second": run["tokens_per_second"],
-            "json_mb": round(sum(p.stat().st_size for p in out.glob("batch-*.json")) / 2**20, 1)}
+            "json_mb": round(sum(p.stat().st_size for p in out.glob("batch-*.json")) / 2**20, 1),
+            "cpu_threads": run.get("cpu_threads"), "load_average_1m_after": round(os.getloadavg()[0], 2)}
 
 
 def run_floor(fx: dict[str, Any]) -> dict[str, Any]:
     """Forward to the hook + encode, nothing else."""
     out, _ = run_json([str(MAIN_PYTHON), str(BENCH_DIR / "_generate_floor.py"), "--model", fx["model"],
                        "--sae", fx["sae"], "--tokens", fx["tokens"]])
+    out["load_average_1m_after"] = round(os.getloadavg()[0], 2)
     return out
 
 
@@ -74,6 +77,7 @@ def run_saedashboard(python: Path, fx: dict[str, Any], out: Path, batches: int |
         cmd += ["--end-batch", str(batches - 1)]
     result, wall = run_json(cmd)
     result["process_seconds"] = round(wall, 3)
+    result["load_average_1m_after"] = round(os.getloadavg()[0], 2)
     n_batches = -(-fx["params"]["d_sae"] // 128)
     result["batches_run"] = batches or n_batches
     result["batches_total"] = n_batches
@@ -87,12 +91,18 @@ def main() -> None:
     parser.add_argument("--sd-repeats", type=int, default=1, help="SAEDashboard runs (each takes minutes)")
     parser.add_argument("--sd-batches", type=int, default=None,
                         help="time only the first N SAEDashboard batch files and scale to all (quick runs)")
+    parser.add_argument("--sd-result", type=Path, default=None,
+                        help="reuse the SAEDashboard runs of an earlier results file (same fixture) instead of "
+                             "running it again; its figures are then from that run, not this one")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "interpedia-bench-generate")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     setup_logging(args.verbose)
-    sd_python = ensure_saedashboard_venv()
     fx = build_fixture(args.work / "fixture")
+    sd_python = ensure_saedashboard_venv() if args.sd_result is None else None
+    previous = json.loads(args.sd_result.read_text()) if args.sd_result else None
+    if previous is not None:
+        args.sd_repeats = 0
     log.info("fixture: %s tokens, d_sae %s (%s)", fx["n_tokens"], fx["params"]["d_sae"], args.work)
 
     ip_runs, floor_runs, sd_runs = [], [], []
@@ -102,9 +112,12 @@ def main() -> None:
             log.info("floor: %s", floor_runs[-1])
             ip_runs.append(run_interpedia(fx, args.work / "out-interpedia"))
             log.info("interpedia: %s", {k: v for k, v in ip_runs[-1].items() if k != "timings"})
-        if i < args.sd_repeats:
+        if i < args.sd_repeats and sd_python is not None:
             sd_runs.append(run_saedashboard(sd_python, fx, args.work / "out-saedashboard", args.sd_batches))
             log.info("saedashboard: %s", sd_runs[-1])
+    if previous is not None:
+        sd_runs = previous["saedashboard"]
+        log.info("saedashboard: reusing %d run(s) from %s", len(sd_runs), args.sd_result)
 
     scale = sd_runs[0]["batches_total"] / sd_runs[0]["batches_run"]
     sd_run = median([r["run_seconds"] for r in sd_runs]) * scale
@@ -139,14 +152,16 @@ def main() -> None:
     }
     print(f"\n{fx['n_tokens']:,} tokens, d_sae {fx['params']['d_sae']}, {ip_runs[0]['features_written']} features "
           f"written ({ip_runs[0]['dead']} dead); medians of {args.repeats} (interpedia, floor) and "
-          f"{args.sd_repeats} (SAEDashboard) runs\n")
+          f"{len(sd_runs)} (SAEDashboard{', from ' + str(args.sd_result) if previous else ''}) runs\n")
     print(table(rows, ["what", "seconds", "note"]))
     print()
     print(table([[k, f"{v:.2f}x"] for k, v in ratios.items()], ["ratio", "value"]))
     print("\ntargets: >= 30x faster than SAEDashboard; pass <= 1.5x floor; peak RSS <= SAEDashboard's")
     write_results("generate_vs_saedashboard", {
         "parameters": {"n_tokens": fx["n_tokens"], **fx["params"], "repeats": args.repeats,
-                       "sd_repeats": args.sd_repeats, "sd_batches": args.sd_batches},
+                       "sd_repeats": len(sd_runs), "sd_batches": args.sd_batches,
+                       "sd_result_reused_from": str(args.sd_result) if previous else None,
+                       "load_average": list(os.getloadavg())},
         "saedashboard": sd_runs, "interpedia": ip_runs, "floor": floor_runs,
         "medians": {"saedashboard_run": sd_run, "saedashboard_process": sd_process, "interpedia_pass": ip_pass,
                     "interpedia_generate": ip_gen, "interpedia_process": ip_process, "floor": floor,

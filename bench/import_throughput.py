@@ -13,9 +13,11 @@ Both Postgres methods run on the same throwaway cluster in the same process, int
 ratio of interpedia's Postgres throughput to Neuronpedia's, by wall time and by CPU seconds (client
 process plus the Postgres cluster's processes, read from /proc): on a shared machine the wall times
 include waiting for a CPU, so the load average is sampled around every run and reported. ``--profile``
-adds one cProfile'd interpedia Postgres import and reports where the time goes.
+adds one cProfile'd interpedia Postgres import and reports where the time goes. ``--saedashboard``
+also times importing the same features from SAEDashboard ``batch-N.json`` files (no Neuronpedia
+counterpart: its flow converts them to the export layout first).
 
-    .venv/bin/python bench/import_throughput.py [--small] [--n-features N] [--reps R] [--profile]
+    .venv/bin/python bench/import_throughput.py [--small] [--n-features N] [--reps R] [--saedashboard] [--profile]
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from _common import (  # noqa: E402
     write_results,
 )
 from pgcluster import PostgresCluster  # noqa: E402
-from synthetic import ExportInfo, SyntheticConfig, build_vocab, write_np_export  # noqa: E402
+from synthetic import ExportInfo, SyntheticConfig, build_vocab, write_np_export, write_saedashboard  # noqa: E402
 
 from interpedia.db import make_engine, make_sessionmaker, migrate  # noqa: E402
 from interpedia.ingest import import_path  # noqa: E402
@@ -60,22 +62,20 @@ log = logging.getLogger("bench.import_throughput")
 
 TARGET_RATIO = 5.0
 METHODS = ("interpedia-sqlite", "interpedia-postgres", "neuronpedia-postgres")
+# With --saedashboard: the same features as SAEDashboard batch-N.json files (Neuronpedia has no importer
+# for these: its flow converts them to the export layout first), so these have no Neuronpedia ratio.
+SD_METHODS = ("interpedia-sqlite-saedashboard", "interpedia-postgres-saedashboard")
 # Functions whose cumulative time tells where an interpedia import goes (name -> label).
 _PHASES = {
-    "iter_jsonl": "read + gunzip + orjson.loads (iter_jsonl)",
-    "activation_record": "validate examples (activation_record)",
+    "_np_tables": "read + gunzip + parse activation files (Arrow, _np_tables)",
+    "_np_batch": "check examples + columns (_np_batch)",
+    "iter_jsonl": "read + gunzip + orjson.loads (iter_jsonl: features, validating reader)",
     "feature_stats": "validate feature rows (feature_stats)",
     "ensure_tokens": "vocabulary step (ensure_tokens)",
-    "all_tokens": "collect batch tokens (all_tokens)",
     "write_features": "write batch (write_features)",
     "_upsert_features": "  upsert features",
     "_replace_activations": "  replace activations",
-    "_activation_row": "    build rows (_activation_row)",
-    "fast_activation_row": "    build rows (_activation_row)",
-    "columnar_replace_activations": "  replace activations",
-    "encode_many": "      encode_activation",
-    "_bulk_ok": "validate examples, in bulk (_bulk_ok)",
-    "encode_activation": "      encode_activation",
+    "encode_activations": "    encode_activations",
     "_copy_rows": "    COPY rows (_copy_rows)",
     "commit": "commit",
 }
@@ -120,10 +120,17 @@ def server_cpu_seconds() -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+# One-minute load averages sampled around every timed run: on a shared machine they say how much of
+# the wall time was waiting for a CPU.
+_LOAD: list[float] = []
+
+
 def _timed(fn: Callable[[], None]) -> tuple[float, float, float]:
+    _LOAD.append(os.getloadavg()[0])
     server0, cpu0, wall0 = server_cpu_seconds(), time.process_time(), time.perf_counter()
     fn()
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    _LOAD.append(os.getloadavg()[0])
     return wall, cpu, server_cpu_seconds() - server0
 
 
@@ -137,7 +144,7 @@ def _count(dsn: str, sql: str) -> int:
         return int(row[0]) if row else 0
 
 
-def run_ours_sqlite(workdir: Path, export: ExportInfo, rep: int, batch_size: int) -> Timing:
+def run_ours_sqlite(workdir: Path, path: Path, rep: int, batch_size: int) -> Timing:
     """One import into a fresh SQLite file."""
     db = workdir / f"ours-{rep}.db"
     for suffix in ("", "-wal", "-shm"):
@@ -148,7 +155,7 @@ def run_ours_sqlite(workdir: Path, export: ExportInfo, rep: int, batch_size: int
     engine = make_engine(url)
     try:
         factory = make_sessionmaker(engine)
-        wall, cpu, _ = _timed(lambda: import_path(export.root, factory, batch_size=batch_size))
+        wall, cpu, _ = _timed(lambda: import_path(path, factory, batch_size=batch_size))
         with engine.connect() as conn:
             n_acts = conn.exec_driver_sql("SELECT count(*) FROM activations").scalar_one()
             n_feats = conn.exec_driver_sql("SELECT count(*) FROM features").scalar_one()
@@ -159,7 +166,7 @@ def run_ours_sqlite(workdir: Path, export: ExportInfo, rep: int, batch_size: int
     return Timing(wall, cpu, int(n_feats), int(n_acts))
 
 
-def run_ours_postgres(pg: PostgresCluster, export: ExportInfo, rep: int, batch_size: int,
+def run_ours_postgres(pg: PostgresCluster, path: Path, rep: int, batch_size: int,
                       profile: cProfile.Profile | None = None) -> Timing:
     """One import into a fresh database cloned from the migrated template."""
     name = f"ours_{rep}"
@@ -172,7 +179,7 @@ def run_ours_postgres(pg: PostgresCluster, export: ExportInfo, rep: int, batch_s
         if profile is not None:
             profile.enable()
         try:
-            wall, cpu, server = _timed(lambda: import_path(export.root, factory, batch_size=batch_size))
+            wall, cpu, server = _timed(lambda: import_path(path, factory, batch_size=batch_size))
         finally:
             if profile is not None:
                 profile.disable()
@@ -219,6 +226,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=256, help="interpedia import batch size (features)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite runs")
+    parser.add_argument("--saedashboard", action="store_true",
+                        help="also import the same features from SAEDashboard batch-N.json files")
     parser.add_argument("--profile", action="store_true", help="add one cProfile'd interpedia Postgres import")
     parser.add_argument("--workdir", type=Path, default=None, help="where to write the export (default: temp)")
     parser.add_argument("--verbose", action="store_true")
@@ -239,21 +248,27 @@ def main(argv: list[str] | None = None) -> int:
     log.info("command: %s", command_line())
     log.info("parameters: %s", params)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="interpedia-bench-"))
-    methods = [m for m in METHODS if not (args.no_sqlite and m.endswith("-sqlite"))]
+    methods = [m for m in METHODS + (SD_METHODS if args.saedashboard else ())
+               if not (args.no_sqlite and "-sqlite" in m)]
     runs: dict[str, list[Timing]] = {m: [] for m in methods}
     profiled: dict[str, Any] | None = None
     try:
-        export = write_np_export(cfg, workdir / "np-export", vocab=build_vocab(cfg))
+        vocab = build_vocab(cfg)
+        export = write_np_export(cfg, workdir / "np-export", vocab=vocab)
+        sd_dir = workdir / "saedashboard"
+        if args.saedashboard:
+            write_saedashboard(cfg, sd_dir, vocab=vocab)
         with postgres() as pg:
             _SERVER[:] = [pg]
             settings = pg_settings(pg)
             migrate(pg.create_database("ours_template"))
             for rep in range(reps):
                 for method in methods:
-                    if method == "interpedia-sqlite":
-                        timing = run_ours_sqlite(workdir, export, rep, args.batch_size)
-                    elif method == "interpedia-postgres":
-                        timing = run_ours_postgres(pg, export, rep, args.batch_size)
+                    path = sd_dir if method.endswith("-saedashboard") else export.root
+                    if method.startswith("interpedia-sqlite"):
+                        timing = run_ours_sqlite(workdir, path, rep, args.batch_size)
+                    elif method.startswith("interpedia-postgres"):
+                        timing = run_ours_postgres(pg, path, rep, args.batch_size)
                     else:
                         timing = run_theirs(pg, export, rep)
                     if (timing.features, timing.activations) != (export.n_features, export.n_activations):
@@ -261,12 +276,12 @@ def main(argv: list[str] | None = None) -> int:
                                   timing.features, timing.activations, export.n_features, export.n_activations)
                         return 1
                     runs[method].append(timing)
-                    log.info("rep %d %-22s %6.2fs wall %6.2fs client cpu %6.2fs server cpu %8.0f activations/s",
+                    log.info("rep %d %-32s %6.2fs wall %6.2fs client cpu %6.2fs server cpu %8.0f activations/s",
                              rep, method, timing.wall, timing.cpu, timing.server_cpu, timing.activations / timing.wall)
             if args.profile:
                 RESULTS_DIR.mkdir(parents=True, exist_ok=True)
                 profile = cProfile.Profile()
-                timing = run_ours_postgres(pg, export, reps, args.batch_size, profile=profile)
+                timing = run_ours_postgres(pg, export.root, reps, args.batch_size, profile=profile)
                 profiled = profile_summary(profile, timing.wall)
                 (RESULTS_DIR / "import_throughput_profile.txt").write_text(profiled["top_tottime"])
     finally:
@@ -288,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
             "activations_per_second": round(export.n_activations / wall, 1),
         }
     theirs = results["neuronpedia-postgres"]["median_wall_seconds"]
-    ratios = {m: round(theirs / results[m]["median_wall_seconds"], 2) for m in methods if m != "neuronpedia-postgres"}
+    ratios = {m: round(theirs / results[m]["median_wall_seconds"], 2) for m in methods
+              if m != "neuronpedia-postgres" and m not in SD_METHODS}
     theirs_cpu = results["neuronpedia-postgres"]["median_total_cpu_seconds"]
     cpu_ratios = {m: round(theirs_cpu / results[m]["median_total_cpu_seconds"], 2)
                   for m in methods if m.endswith("-postgres") and m != "neuronpedia-postgres"}
@@ -298,15 +314,18 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_total_cpu_neuronpedia_over_ours": cpu_ratios, "target_ratio": TARGET_RATIO,
         "meets_target": ratios["interpedia-postgres"] >= TARGET_RATIO,
         "postgres": settings, "load_average_after": os.getloadavg(),
+        "load_average_1min_during_runs": {"min": min(_LOAD), "median": round(median(_LOAD), 2), "max": max(_LOAD),
+                                          "samples": len(_LOAD)},
     }
     if profiled is not None:
         figures["profile"] = {k: v for k, v in profiled.items() if k != "top_tottime"}
     write_results("import_throughput", {"parameters": params, "figures": figures})
 
     rows = [[m, results[m]["median_wall_seconds"], results[m]["median_client_cpu_seconds"],
-             results[m]["median_server_cpu_seconds"] if m.endswith("-postgres") else "-",
+             results[m]["median_server_cpu_seconds"] if "-postgres" in m else "-",
              results[m]["features_per_second"], results[m]["activations_per_second"],
-             ratios.get(m, 1.0), cpu_ratios.get(m, 1.0 if m == "neuronpedia-postgres" else "-")] for m in methods]
+             ratios.get(m, 1.0 if m == "neuronpedia-postgres" else "-"),
+             cpu_ratios.get(m, 1.0 if m == "neuronpedia-postgres" else "-")] for m in methods]
     print(f"command: {command_line()}")
     print(f"parameters: {export.n_features} features, {export.n_activations} activations x {cfg.n_tokens} tokens "
           f"({export.gz_bytes / 1e6:.1f} MB gz), {reps} repetitions, interpedia batch size {args.batch_size}, "
@@ -317,8 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "meets" if figures["meets_target"] else "MISSES"
     print(f"target: interpedia-postgres >= {TARGET_RATIO:g}x Neuronpedia's throughput -> {verdict} "
           f"({ratios['interpedia-postgres']}x)")
-    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cpus "
-          "(wall times include waiting for a CPU; cpu = client + Postgres server CPU seconds)")
+    print(f"load average (1 min) around the timed runs: min {min(_LOAD):.2f}, median {median(_LOAD):.2f}, "
+          f"max {max(_LOAD):.2f} on {os.cpu_count()} cpus (wall times include waiting for a CPU; "
+          "cpu = client + Postgres server CPU seconds)")
     if profiled is not None:
         print(f"profile of one interpedia-postgres import ({profiled['wall_seconds']}s under cProfile), "
               "cumulative seconds:")

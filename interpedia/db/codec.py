@@ -96,7 +96,8 @@ def varint_decode(buf: bytes, pos: int, count: int) -> tuple[npt.NDArray[np.int6
     return np.bincount(group, weights=parts, minlength=count).astype(np.int64), pos + used
 
 
-def encode_activation(token_ids: Sequence[int] | npt.NDArray[np.integer], values: Sequence[float]) -> bytes:
+def encode_activation(token_ids: Sequence[int] | npt.NDArray[np.integer],
+                      values: Sequence[float] | npt.NDArray[np.floating]) -> bytes:
     """Pack token ids and their values (same length) into one blob."""
     ids = np.asarray(token_ids, dtype=np.int64)
     vals = np.asarray(values, dtype=np.float32)

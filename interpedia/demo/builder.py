@@ -120,6 +120,8 @@ class DemoBuilder:
                              lambda d: self._build_sae(rows_dir, model_dir, d))
         self._step("dashboards", {"sae": self.report["sae"], "n_prompts": cfg.n_prompts, "db": self._db_marker()},
                    lambda d: self._build_dashboards(corpus, model_dir, sae_dir, d))
+        self._step("explanations", {"dashboards": self.report["dashboards"], "db": self._db_marker()},
+                   lambda d: self._build_explanations(cfg.model_id, cfg.source_id))
         return self.report
 
     # --- steps -----------------------------------------------------------------------------------
@@ -164,6 +166,14 @@ class DemoBuilder:
         model = HookedModel.load(str(model_dir))
         rows = np.load(rows_dir / "rows.npy")
         return train_sae(model.model, rows, self.cfg.sae, out)
+
+    def _build_explanations(self, model_id: str, source_id: str) -> dict[str, Any]:
+        """Readable labels for every live feature with no LLM (offline explainer), embedded for search."""
+        from interpedia.autointerp.runner import explain_source
+        from interpedia.config import get_settings
+
+        summary = explain_source(self.factory, get_settings(), model_id, source_id, type_name="interpedia_top-tokens")
+        return {"written": summary.done, "failed": summary.failed}
 
     def _db_marker(self) -> str:
         """Changes when the database is another one, so dashboards are regenerated into it."""

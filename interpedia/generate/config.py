@@ -54,7 +54,7 @@ class GenerateConfig:
     dtype: str = "float32"
     batch_size: int = 32
     shard_prompts: int = 256
-    finalize_block_entries: int = 16_000_000
+    finalize_block_entries: int = 8_000_000
     # output and catalogue
     features_per_file: int = 128
     model_id: str | None = None

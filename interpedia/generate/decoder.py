@@ -15,7 +15,7 @@ import torch
 from interpedia.generate.model import HookedModel
 from interpedia.generate.sae import LoadedSae
 
-_SLICE_ELEMENTS = 4_000_000  # rows x width of one slice's logits / cosine temporaries (32 MB as int64)
+_SLICE_ELEMENTS = 8_000_000  # rows x width of one slice's logits / cosine temporaries (64 MB as int64)
 
 
 @dataclass

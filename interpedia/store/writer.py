@@ -198,11 +198,22 @@ def _replace_activations(session: Session, records: Sequence[FeatureRecord], fea
     return sum(len(c) for c in parts)
 
 
+# Binary COPY types of ACT_COLUMNS (the server reads each field with its column's own binary input:
+# text for varchar and json, float4 for real).
+_COPY_TYPES = ("int8", "text", "bytea", "float4", "float4", "float4", "float4", "int4", "text")
+
+
 def _copy_rows(session: Session, rows: Iterable[tuple[Any, ...]]) -> None:
-    """Postgres COPY: the fastest way in, and still inside the batch's transaction."""
+    """Postgres binary COPY, inside the batch's transaction.
+
+    Binary, because text COPY escapes every blob byte as two hex digits, which costs both sides
+    more than the rest of the row.
+    """
     raw = session.connection().connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cur, cur.copy(f"COPY activations ({', '.join(ACT_COLUMNS)}) FROM STDIN") as copy:
+    with raw.cursor() as cur, cur.copy(
+            f"COPY activations ({', '.join(ACT_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(list(_COPY_TYPES))
         for row in rows:
             copy.write_row(row)
 

@@ -56,9 +56,10 @@ def _respond(request: Request, status: int, message: str, field: str | None = No
 
 def _loc_to_field(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
+    # The first element says where the field was (body, query...); a field may itself be called "query".
+    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+        loc = loc[1:]
     for item in loc:
-        if item in ("body", "query", "path", "header"):
-            continue
         if isinstance(item, int):
             parts.append(f"[{item}]")
         else:

@@ -58,7 +58,7 @@ def page(browser: Any) -> Iterator[Any]:
     """A fresh browser context and page; JS errors and dialogs fail the test that caused them."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    page.set_default_timeout(10_000)
+    page.set_default_timeout(30_000)  # generous: CI machines may be busy
     errors: list[str] = []
     dialogs: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

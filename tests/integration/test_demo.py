@@ -43,6 +43,9 @@ def test_toy_demo_builds_serves_and_caches(corpus: Path, tmp_path: Path, factory
     live = [f for f in page.json() if (f["maxActApprox"] or 0) > 0]
     doc = client.get(f"/api/feature/{cfg.model_id}/{cfg.source_id}/{live[0]['index']}").json()
     assert doc["activations"] and doc["pos_str"]
+    # every live feature has a readable label (offline explainer, no LLM needed)
+    assert report["explanations"]["written"] >= len(live)
+    assert doc["explanations"] and doc["explanations"][0]["typeName"] == "interpedia_top-tokens"
     # a second build reuses every cached step
     started = time.perf_counter()
     DemoBuilder(cfg, tmp_path / "home", factory).build()

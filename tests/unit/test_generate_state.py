@@ -105,3 +105,23 @@ def test_linspace_rows_and_histograms_match_torch() -> None:
     _, heights = dense_histogram_rows(x.clone(), 50)
     for i in range(3):
         assert torch.equal(heights[i], torch.histc(x[i], bins=50).long())
+
+
+def test_thread_tuner_picks_the_faster_count_and_rechecks() -> None:
+    from interpedia.generate.threads import ThreadTuner
+
+    tuner = ThreadTuner(2, recheck=10)
+    cost = {2: 4.0, 1: 1.0}  # a busy machine: one thread is faster
+    seen = []
+    for _ in range(30):
+        n = tuner.next()
+        seen.append(n)
+        tuner.record(n, cost[n] if len(seen) > 1 else 100.0)  # the first, warming-up minibatch is slow
+    assert seen[:4] == [2, 1, 2, 1] and set(seen[4:10]) == {1}
+    assert tuner.choice == 1 and seen[10:14] == [2, 1, 2, 1]  # re-checked every 10 minibatches
+    cost = {2: 0.5, 1: 1.0}  # the machine went quiet
+    for _ in range(10):
+        n = tuner.next()
+        tuner.record(n, cost[n])
+    assert tuner.choice == 2
+    assert ThreadTuner(2, enabled=False).next() == 2 and ThreadTuner(1).candidates == [1]
