@@ -27,6 +27,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import setup_logging, table, write_results  # noqa: E402
@@ -83,11 +85,14 @@ def compare(ours: dict[int, dict[str, Any]], theirs: dict[int, dict[str, Any]]) 
         ip_top = _top(ip)
         n = min(len(sd_top), len(ip_top))
         # values under 5e-4 read as 0 at SAEDashboard's 3 decimals, so count at that precision
-        n_visible = sum(1 for t in ip_top if round(t[0], 3) > 0)
+        n_visible = sum(1 for t in ip_top if np.round(t[0], 3) > 0)
         check("top-k count", n_visible == len(sd_top), f"{index}: {n_visible} vs {len(sd_top)}")
         check("top-k values", all(abs(a[0] - b[0]) <= TOL["top_values"] for a, b in zip(ip_top, sd_top, strict=False)),
               f"{index}: {[a[0] for a in ip_top[:n]]} vs {[b[0] for b in sd_top[:n]]}")
-        untied = [i for i in range(n) if all(abs(sd_top[i][0] - sd_top[j][0]) > 1e-3 for j in range(n) if j != i)]
+        # examples are comparable where their value is not tied (within rounding) with another one; the last
+        # rank is left out, as it may tie with the (unseen) next one
+        untied = [i for i in range(n - 1)
+                  if all(abs(sd_top[i][0] - sd_top[j][0]) > 1e-3 for j in range(n) if j != i)]
         check("top-k examples (same prompt and token)", all(ip_top[i][1:] == sd_top[i][1:] for i in untied),
               f"{index}: first differing example")
         check("max activation", abs(ip_top[0][0] - sd_top[0][0]) <= TOL["top_values"],

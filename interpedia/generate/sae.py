@@ -117,15 +117,33 @@ class LoadedSae:
 # --- encoders ---------------------------------------------------------------------------------------
 
 
+class _Scratch:
+    """Reused output buffers: a fresh 64 MB tensor per minibatch costs more in page faults than the GEMM
+    spends filling it (measured: 47 ms into a reused buffer, 69-84 ms into a new one)."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
+        """A contiguous [rows, cols] tensor (contents undefined) backed by a buffer kept between calls."""
+        buf = self.buffers.get(name)
+        if buf is None or buf.numel() < rows * cols or buf.dtype != like.dtype or buf.device != like.device:
+            buf = torch.empty(rows * cols, dtype=like.dtype, device=like.device)
+            self.buffers[name] = buf
+        return buf[: rows * cols].view(rows, cols)
+
+
 def _sparse_from_dense_ft(acts: torch.Tensor, ignore: torch.Tensor | None) -> SparseActs:
-    """Non-zero entries of non-negative feature-major acts [F, T]; ignored token columns are zeroed first."""
+    """Non-zero entries of non-negative feature-major acts [F, T], minus those at ignored tokens."""
     n_feat, n_tok = acts.shape
-    if ignore is not None and bool(ignore.any()):
-        acts[:, ignore] = 0
     flat = torch.nonzero(acts.view(-1)).squeeze(1)
     feat = torch.div(flat, n_tok, rounding_mode="floor")
     tok = flat - feat * n_tok
-    return SparseActs(feat=feat, tok=tok, val=acts.view(-1)[flat].float(), n_tokens=n_tok)
+    val = torch.take(acts, flat).float()
+    if ignore is not None:
+        keep = ~ignore[tok]
+        feat, tok, val = feat[keep], tok[keep], val[keep]
+    return SparseActs(feat=feat, tok=tok, val=val, n_tokens=n_tok)
 
 
 class _StandardEncoder:
@@ -136,9 +154,11 @@ class _StandardEncoder:
         sae = loaded.sae
         self.w_t = sae.W_enc.detach().T.contiguous()  # [F, d_in]
         self.b = sae.b_enc.detach()[:, None]
+        self.scratch = _Scratch()
 
-    def pre(self, sae_in: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self.b, self.w_t, sae_in.T)
+    def pre(self, sae_in: torch.Tensor, name: str = "pre") -> torch.Tensor:
+        out = self.scratch.get(name, self.w_t.shape[0], sae_in.shape[0], sae_in)
+        return torch.addmm(self.b, self.w_t, sae_in.T, out=out)
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, ignore: torch.Tensor | None) -> SparseActs:
@@ -172,12 +192,15 @@ class _GatedEncoder:
         self.w_mag_t = (w * sae.r_mag.detach().exp()).T.contiguous()
         self.b_gate = sae.b_gate.detach()[:, None]
         self.b_mag = sae.b_mag.detach()[:, None]
+        self.scratch = _Scratch()
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, ignore: torch.Tensor | None) -> SparseActs:
         sae_in = self.loaded.sae.process_sae_in(x)
-        gate = torch.addmm(self.b_gate, self.w_gate_t, sae_in.T)
-        acts = torch.addmm(self.b_mag, self.w_mag_t, sae_in.T).relu_()
+        n_feat, n_tok = self.w_gate_t.shape[0], sae_in.shape[0]
+        gate = torch.addmm(self.b_gate, self.w_gate_t, sae_in.T, out=self.scratch.get("gate", n_feat, n_tok, sae_in))
+        acts = torch.addmm(self.b_mag, self.w_mag_t, sae_in.T,
+                           out=self.scratch.get("mag", n_feat, n_tok, sae_in)).relu_()
         acts.masked_fill_(gate <= 0, 0)
         return _sparse_from_dense_ft(acts, ignore)
 
@@ -192,13 +215,16 @@ class _TopKEncoder:
         self.w = sae.W_enc.detach()
         self.b = sae.b_enc.detach()
         self.rescale = sae.W_dec.detach().norm(dim=-1) if sae.cfg.rescale_acts_by_decoder_norm else None
+        self.scratch = _Scratch()
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, ignore: torch.Tensor | None) -> SparseActs:
         sae_in = self.loaded.sae.process_sae_in(x)
-        pre = sae_in @ self.w + self.b  # [T, F], the same expression SAELens evaluates
+        # [T, F]: SAELens's expression (sae_in @ W_enc + b_enc), evaluated into a reused buffer
+        pre = torch.mm(sae_in, self.w, out=self.scratch.get("pre", sae_in.shape[0], self.w.shape[1], sae_in))
+        pre += self.b
         if self.rescale is not None:
-            pre = pre * self.rescale
+            pre *= self.rescale
         top = torch.topk(pre, k=self.k, dim=-1)
         n_tok = pre.shape[0]
         val = top.values.relu().float().reshape(-1)
