@@ -236,7 +236,9 @@ def feature_json(session: Session, model: Model, source: Source, feature: Featur
         doc["source"] = source_json(source)
         doc["sourceSet"] = source_set_json(set_row) if set_row else None
         doc["lists"] = []
-        doc["comments"] = []
+        from interpedia.store.comments import feature_comments  # here: comments imports this module
+
+        doc["comments"] = feature_comments(session, feature.id)
         creator = session.get(User, feature.creator_id) if feature.creator_id else None
         doc["creator"] = {"id": creator.id, "name": creator.name} if creator else None
     doc["activations"] = list_activations(session, model.id, source.name, feature, max_acts)

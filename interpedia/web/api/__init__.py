@@ -4,10 +4,12 @@ from fastapi import APIRouter
 
 from interpedia.web.api import (
     catalogue,
+    community,
     explanation_search,
     explanations,
     features,
     inference,
+    lists,
     steer,
     uploads,
     vectors,
@@ -22,3 +24,5 @@ router.include_router(explanation_search.router)
 router.include_router(inference.router)
 router.include_router(steer.router)
 router.include_router(vectors.router)
+router.include_router(lists.router)
+router.include_router(community.router)

@@ -1,0 +1,112 @@
+"""Comments on features and on lists: add, delete (owner or admin), list in posting order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from interpedia.db.tables import Comment, Feature, FeatureList, Source, User
+from interpedia.store.errors import Forbidden, Invalid, NotFound
+from interpedia.store.features import iso
+
+# Neuronpedia caps nothing explicitly; a comment is a remark, not a document, and this keeps one
+# request from writing megabytes that every later page view would have to send.
+MAX_COMMENT_CHARS = 5000
+
+
+def clean_text(text: Any) -> str:
+    """The comment text stripped of surrounding space; Invalid when empty, too long or not a string."""
+    if not isinstance(text, str):
+        raise Invalid("text must be a string", field="text")
+    cleaned = text.strip()
+    if not cleaned:
+        raise Invalid("a comment needs some text", field="text")
+    if len(cleaned) > MAX_COMMENT_CHARS:
+        raise Invalid(f"a comment is at most {MAX_COMMENT_CHARS:,} characters (this one has {len(cleaned):,})",
+                      field="text")
+    return cleaned
+
+
+def add_feature_comment(session: Session, user: User, feature: Feature, text: Any) -> Comment:
+    """Add ``user``'s comment to a feature."""
+    row = Comment(user_id=user.id, feature_id=feature.id, text=clean_text(text))
+    session.add(row)
+    session.flush()
+    return row
+
+
+def add_list_comment(session: Session, user: User, list_id: str, text: Any) -> Comment:
+    """Add ``user``'s comment to a list; NotFound when the list does not exist."""
+    cleaned = clean_text(text)
+    if session.get(FeatureList, list_id) is None:
+        raise NotFound(f"list {list_id!r} not found", field="listId")
+    row = Comment(user_id=user.id, list_id=list_id, text=cleaned)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def can_delete(comment_user_id: str, user: User | None) -> bool:
+    """Owners delete their own comments; admins delete anyone's."""
+    return user is not None and (user.admin or user.id == comment_user_id)
+
+
+def delete_comment(session: Session, user: User, comment_id: str, *, list_only: bool = False) -> Comment:
+    """Delete a comment; NotFound when missing, Forbidden unless ``user`` wrote it or is an admin."""
+    row = session.get(Comment, comment_id) if isinstance(comment_id, str) else None
+    if row is None or (list_only and row.list_id is None):
+        raise NotFound(f"comment {comment_id!r} not found", field="commentId")
+    if not can_delete(row.user_id, user):
+        raise Forbidden("only the comment's author or an admin can delete it", field="commentId")
+    session.delete(row)
+    session.flush()
+    return row
+
+
+def _addresses(session: Session, feature_ids: set[int]) -> dict[int, tuple[str, str, int]]:
+    if not feature_ids:
+        return {}
+    rows = session.execute(select(Feature.id, Source.model_id, Source.name, Feature.index)
+                           .join(Source, Source.id == Feature.source_id).where(Feature.id.in_(feature_ids)))
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def _docs(session: Session, rows: list[Comment], viewer: User | None) -> list[dict[str, Any]]:
+    if not rows:
+        return []
+    names = dict(session.execute(select(User.id, User.name).where(User.id.in_({r.user_id for r in rows}))).all())
+    where = _addresses(session, {r.feature_id for r in rows if r.feature_id is not None})
+    return [_doc(r, names.get(r.user_id), where.get(r.feature_id) if r.feature_id else None, viewer) for r in rows]
+
+
+def _doc(row: Comment, user_name: str | None, address: tuple[str, str, int] | None,
+         viewer: User | None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"id": row.id, "text": row.text, "userId": row.user_id,
+                           "user": {"id": row.user_id, "name": user_name}, "createdAt": iso(row.created_at),
+                           "canDelete": can_delete(row.user_id, viewer)}
+    if address is not None:
+        doc.update(modelId=address[0], layer=address[1], index=str(address[2]))
+    if row.list_id is not None:
+        doc["listId"] = row.list_id
+    return doc
+
+
+def comment_json(session: Session, row: Comment, viewer: User | None = None) -> dict[str, Any]:
+    """A comment as the API shows it (Neuronpedia's field names), with ``canDelete`` for ``viewer``."""
+    return _docs(session, [row], viewer)[0]
+
+
+def feature_comments(session: Session, feature_id: int, viewer: User | None = None) -> list[dict[str, Any]]:
+    """A feature's comments, oldest first."""
+    rows = list(session.scalars(select(Comment).where(Comment.feature_id == feature_id)
+                                .order_by(Comment.created_at, Comment.id)))
+    return _docs(session, rows, viewer)
+
+
+def list_comments(session: Session, list_id: str, viewer: User | None = None) -> list[dict[str, Any]]:
+    """A list's comments, oldest first."""
+    rows = list(session.scalars(select(Comment).where(Comment.list_id == list_id)
+                                .order_by(Comment.created_at, Comment.id)))
+    return _docs(session, rows, viewer)
