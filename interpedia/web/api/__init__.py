@@ -9,7 +9,6 @@ from interpedia.web.api import (
     explanations,
     features,
     inference,
-    lists,
     steer,
     uploads,
     vectors,
@@ -24,5 +23,4 @@ router.include_router(explanation_search.router)
 router.include_router(inference.router)
 router.include_router(steer.router)
 router.include_router(vectors.router)
-router.include_router(lists.router)
 router.include_router(community.router)
