@@ -19,7 +19,7 @@ __all__ = ["install"]
 
 def install(app: FastAPI, settings: Settings) -> None:
     """Add the pages, their static files, the session cookie manager and HTML error pages to ``app``."""
-    from interpedia.web.pages import forms, routes
+    from interpedia.web.pages import community, forms, routes
 
     pages = Renderer(settings)
     app.state.pages = pages
@@ -35,4 +35,5 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.state.html_errors = html_errors
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(forms.router)  # before routes: /model/new must win over /{model}/{layer}
+    app.include_router(community.router)  # before routes: /account/bookmarks is not a model
     app.include_router(routes.router)

@@ -18,6 +18,7 @@ from starlette.types import Scope
 
 from interpedia.db.tables import SourceSet
 from interpedia.store.catalogue import get_model, get_source, list_sources
+from interpedia.store.community import feature_community
 from interpedia.store.errors import Invalid, NotFound
 from interpedia.store.features import (
     feature_json,
@@ -31,6 +32,7 @@ from interpedia.web.deps import SessionDep
 from interpedia.web.pages import queries
 from interpedia.web.pages.dashboard import dashboard_view
 from interpedia.web.pages.render import NOT_PAGES, json_page, page_url, redirect, renderer, split_json, wants_json
+from interpedia.web.pages.session import current_user
 
 PAGE_SIZE = 50
 CONTEXT_CHOICES = ("5", "16", "full")
@@ -149,6 +151,8 @@ def feature_page(request: Request, session: SessionDep, model_id: str, layer: st
         "random": f"{page_url('random', model.id)}?{urlencode({'source': source.name})}",
     }
     data = {"page": "feature", "feature": doc, "navigation": navigation}
+    data["community"] = feature_community(session, feature, [e["id"] for e in doc["explanations"]],
+                                          current_user(request, session))
     if wants_json(request, as_json):
         return json_page(data)
     set_doc = doc.get("sourceSet") or {}
