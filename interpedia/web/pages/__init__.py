@@ -19,7 +19,16 @@ __all__ = ["install"]
 
 def install(app: FastAPI, settings: Settings) -> None:
     """Add the pages, their static files, the session cookie manager and HTML error pages to ``app``."""
-    from interpedia.web.pages import community, forms, routes
+    from interpedia.web.pages import (
+        account,
+        community,
+        explanation_search,
+        forms,
+        inference_pages,
+        lists,
+        routes,
+        steer_pages,
+    )
 
     pages = Renderer(settings)
     app.state.pages = pages
@@ -35,5 +44,10 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.state.html_errors = html_errors
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(forms.router)  # before routes: /model/new must win over /{model}/{layer}
+    app.include_router(account.router)  # before routes: /signup, /account are not models
+    app.include_router(lists.router)  # before routes: /list/{id} is not /{model}/{layer}
+    app.include_router(explanation_search.router)  # before routes: /search-explanations is not a model
     app.include_router(community.router)  # before routes: /account/bookmarks is not a model
+    app.include_router(inference_pages.router)  # before routes: /search is not a model
+    app.include_router(steer_pages.router)  # before routes: /{model}/steer is not a source
     app.include_router(routes.router)

@@ -30,7 +30,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 # First path segments the site uses itself: a model with one of these ids could never be reached.
 RESERVED_IDS = frozenset({"api", "v1", "static", "docs", "redoc", "health", "signin", "signout", "model", "sae",
                           "random", "jump", "index.json", "favicon.ico", "robots.txt", "search", "steer", "list",
-                          "user", "account", "admin"})
+                          "user", "account", "admin", "search-explanations"})
 MAX_LAYERS = 127
 
 Field = Annotated[str, Form()]

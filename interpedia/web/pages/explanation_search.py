@@ -1,0 +1,155 @@
+"""The ``/search-explanations`` page: explanations found by meaning, across everything, a model (some of its
+sources) or a release, 20 per page, each with its cosine similarity and a link to its feature.
+
+The search itself is :func:`interpedia.search.query.search_explanations`, the API's code path. The
+embedder is the process-wide one from :func:`get_embedder`: the local model is loaded once and stays
+in memory, and showing the empty form starts loading it in the background so the first query does
+not pay for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from interpedia.config import Settings
+from interpedia.db.tables import Explanation, SourceRelease
+from interpedia.search.embeddings import EmbeddingError, LocalEmbedder, get_embedder
+from interpedia.search.index import MAX_CANDIDATES
+from interpedia.search.query import MAX_QUERY, MIN_QUERY, PAGE_SIZE, SearchScope, search_explanations
+from interpedia.store.catalogue import list_models
+from interpedia.store.errors import StoreError
+from interpedia.web.deps import SessionDep, SettingsDep
+from interpedia.web.errors import error_response
+from interpedia.web.pages.render import json_page, renderer, wants_json
+from interpedia.web.pages.routes import PageRoute
+from interpedia.web.pages.session import current_user
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+PATH = "/search-explanations"
+MAX_SOURCES = 100
+_warming = threading.Lock()
+_warm_started: set[int] = set()
+
+
+def warm_embedder(settings: Settings) -> None:
+    """Start loading the local embedding model in a background thread (once per process and embedder)."""
+    embedder = get_embedder(settings)
+    if not isinstance(embedder, LocalEmbedder) or embedder._model is not None:
+        return  # a remote endpoint has nothing to load; a loaded model is already warm
+    with _warming:
+        if id(embedder) in _warm_started:
+            return
+        _warm_started.add(id(embedder))
+
+    def load() -> None:
+        try:
+            embedder.embed(["warm up"])
+        except Exception as exc:  # noqa: BLE001 - a query will report the reason to the user
+            log.warning("could not preload the embedding model: %s", exc)
+
+    threading.Thread(target=load, name="embedder-warmup", daemon=True).start()
+
+
+def _split_sources(values: list[str]) -> tuple[str, ...]:
+    """``?sources=a&sources=b`` and ``?sources=a,b`` both give ``('a', 'b')``, blanks dropped, order kept."""
+    out: list[str] = []
+    for value in values:
+        for name in value.split(","):
+            name = name.strip()
+            if name and name not in out:
+                out.append(name)
+    return tuple(out)
+
+
+def _scope(model_id: str, release: str, sources: tuple[str, ...]) -> SearchScope:
+    if model_id and release:
+        raise StoreError("search either a model or a release, not both", field="releaseName")
+    if sources and not model_id:
+        raise StoreError("sources belong to a model: choose the model too", field="modelId")
+    if len(sources) > MAX_SOURCES:
+        raise StoreError(f"at most {MAX_SOURCES} sources", field="sources")
+    return SearchScope(model_id=model_id or None, source_names=sources, release=release or None)
+
+
+def _choices(session: Session) -> dict[str, list[str]]:
+    """The models and releases the scope selectors offer (visible ones only)."""
+    releases = session.scalars(select(SourceRelease.name).where(SourceRelease.visibility != "PRIVATE")
+                               .order_by(SourceRelease.name))
+    return {"models": [m.id for m in list_models(session)], "releases": list(releases)}
+
+
+def _page_link(params: dict[str, Any], offset: int) -> str:
+    query = {k: v for k, v in params.items() if v not in ("", None, ())}
+    if query.get("sources"):
+        query["sources"] = ",".join(query["sources"])
+    query["offset"] = offset
+    return f"{PATH}?{urlencode(query)}"
+
+
+def _empty_reason(session: Session) -> str | None:
+    """Why a search found nothing, when the reason is that no explanation has an embedding yet."""
+    if session.scalar(select(Explanation.id).where(Explanation.embedding.is_not(None)).limit(1)) is not None:
+        return None
+    if session.scalar(select(Explanation.id).limit(1)) is None:
+        return "There are no explanations yet: run `interpedia explain --source MODEL/SOURCE` to make some."
+    return ("No explanation has an embedding yet, so none can be found by meaning: run "
+            "`interpedia embed --missing`.")
+
+
+@router.get(PATH)
+@router.get(PATH + ".json")
+def search_page(request: Request, session: SessionDep, settings: SettingsDep, q: str = "",
+                modelId: str = "", releaseName: str = "",
+                sources: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+                offset: Annotated[int, Query(ge=0, le=MAX_CANDIDATES - PAGE_SIZE)] = 0) -> Response:
+    """Search explanations by meaning; without ``q`` the page shows the empty form."""
+    as_json = wants_json(request, request.url.path.endswith(".json"))
+    q, model_id, release = q.strip(), modelId.strip(), releaseName.strip()
+    source_names = _split_sources(sources)
+    params = {"q": q, "modelId": model_id, "releaseName": release, "sources": source_names}
+    data: dict[str, Any] = {"page": "searchExplanations",
+                            "request": {**params, "sources": list(source_names), "offset": offset},
+                            "search": None, "error": None, "notice": None}
+    status = 200
+    if q:
+        try:
+            if len(q) > MAX_QUERY or len(q) < MIN_QUERY:  # checked here too: the form echoes the field
+                raise StoreError(f"a query has {MIN_QUERY} to {MAX_QUERY} characters", field="q")
+            scope = _scope(model_id, release, source_names)
+            doc = search_explanations(session, settings, get_embedder(settings), query=q, scope=scope,
+                                      offset=offset, user=current_user(request, session), request=data["request"])
+        except StoreError as exc:
+            status = exc.status if exc.status != 422 else 400
+            # The form's names: the search code calls the query 'query' and the sources 'layers' (the API's).
+            field = {"query": "q", "layers": "sources"}.get(exc.field or "", exc.field)
+            data["error"] = {"message": exc.message, "field": field}
+        except EmbeddingError as exc:
+            status = 503
+            data["error"] = {"message": f"Explanation search is unavailable: {exc}", "field": None}
+        else:
+            data["search"] = doc
+            if not doc["results"] and offset == 0:
+                data["notice"] = _empty_reason(session)
+    if as_json:
+        if data["error"]:
+            return error_response(status, data["error"]["message"], data["error"]["field"])
+        return json_page(data)
+    if not q:
+        warm_embedder(settings)
+    search = data["search"]
+    links = {"prev": _page_link(params, max(0, offset - PAGE_SIZE)) if search and offset > 0 else None,
+             "next": _page_link(params, search["nextOffset"]) if search and search["hasMore"] else None}
+    return renderer(request).html(request, session, "search_explanations.html", data, status=status,
+                                  choices=_choices(session), links=links, min_query=MIN_QUERY,
+                                  max_query=MAX_QUERY, page_size=PAGE_SIZE)
