@@ -9,6 +9,23 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+# Per-hour limits of neuronpedia.org's middleware for the routes it limits (reference/neuronpedia.md).
+DEFAULT_RATE_LIMITS: dict[str, int] = {
+    "/api/activation/new": 1000,
+    "/api/explanation/search*": 200,
+    "/api/explanation/score": 120,
+    "/api/steer*": 240,
+    "/api/search-topk-by-token": 500,
+    "/api/search-all": 1600,
+    "/api/graph/generate": 30,
+    "/api/lens/prompt": 240,
+    "/api/lens/share": 30,
+    "/api/model/new": 5,
+    "/api/nla/explain": 120,
+    "/api/nla/completion": 240,
+}
+
+
 class Settings(BaseSettings):
     """Runtime settings, read from the environment (prefix ``INTERPEDIA_``) or a settings file."""
 
@@ -23,6 +40,7 @@ class Settings(BaseSettings):
     session_secret: str = Field(default="", description="Signs session cookies; required in production.")
     session_max_age_days: int = Field(default=30, description="How long a web sign-in lasts.")
     max_body_bytes: int = Field(default=64 * 1024 * 1024, description="Largest accepted request body (413 above).")
+    list_max_features: int = Field(default=1000, ge=1, description="Most features one list may hold.")
     import_batch_features: int = Field(default=256, description="Features per import transaction.")
     public_base_url: str = Field(default="http://127.0.0.1:8000", description="Used in share and list URLs.")
     default_creator: str = Field(default="bot", description="User that owns imported data.")
@@ -67,6 +85,22 @@ class Settings(BaseSettings):
     steer_max_tokens: int = Field(default=256, description="Most tokens one steering request may generate.")
     steer_max_strength: float = Field(default=1000.0, description="Largest absolute steering strength accepted.")
     log_level: str = Field(default="INFO", description="Logging level.")
+    rate_limit_enabled: bool = Field(default=True, description="Apply the per-route rate limits below.")
+    rate_limits: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_RATE_LIMITS),
+        description="Route (exact path, or prefix ending in *) -> requests per window per API key (or per IP "
+                    "without a key), JSON; the defaults are the routes and per-hour limits neuronpedia.org uses.",
+    )
+    rate_limit_window_s: float = Field(default=3600.0, description="The rate-limit window in seconds.")
+    trust_forwarded_for: bool = Field(
+        default=False, description="Take the caller's IP from X-Forwarded-For (only behind your own proxy)."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed to call the API from a browser, JSON list; none: CORS off."
+    )
+    frame_ancestors: str = Field(
+        default="'self'", description="CSP frame-ancestors: who may embed pages in a frame ('none', 'self', URLs)."
+    )
 
     @model_validator(mode="after")
     def _resolve(self) -> Settings:
@@ -85,7 +119,20 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
+SETTINGS_FILE = "settings.env"
+
+
+def settings_file(home: Path) -> Path:
+    """The settings file (``INTERPEDIA_*=value`` lines) that ``interpedia init`` writes: ``HOME/settings.env``."""
+    return Path(home).expanduser() / SETTINGS_FILE
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
-    return Settings()
+    """The process-wide settings: environment first, then ``settings.env`` under home (cached; tests call
+    ``get_settings.cache_clear()``)."""
+    settings = Settings()
+    path = settings_file(settings.home)
+    if path.is_file():
+        settings = Settings(_env_file=path)  # type: ignore[call-arg]  # environment variables still win
+    return settings

@@ -12,6 +12,7 @@ from interpedia import __version__
 from interpedia.config import Settings, get_settings
 from interpedia.db import make_engine, make_sessionmaker
 from interpedia.web.errors import BodyTooLarge, error_response, install_error_handlers
+from interpedia.web.security import install_security
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +34,33 @@ class BodyLimitMiddleware:
             await self._reject(scope, receive, send)
             return
         seen = 0
+        exceeded = False
+        replaced = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    exceeded = True
                     raise BodyTooLarge(limit)
             return message
 
+        async def checked_send(message: Message) -> None:
+            # FastAPI turns an error while it parses the body into its own 400; answer 413 instead.
+            nonlocal replaced
+            if exceeded and message["type"] == "http.response.start":
+                replaced = True
+                await self._reject(scope, receive, send)
+            if not replaced:
+                await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, limited_receive, checked_send)
         except BodyTooLarge:
-            await self._reject(scope, receive, send)
+            if not replaced:
+                await self._reject(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(413, f"request body is larger than {self.settings.max_body_bytes} bytes "
@@ -95,6 +109,7 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
     if role == "inference":
         app.add_middleware(TrailingSlashMiddleware)
         app.add_middleware(BodyLimitMiddleware, settings=settings)
+        install_security(app, settings)
         return app
 
     from interpedia.web.api import router as api_router
@@ -109,4 +124,5 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
 
     app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(BodyLimitMiddleware, settings=settings)
+    install_security(app, settings)  # last: rate limits, CORS and headers wrap everything above
     return app

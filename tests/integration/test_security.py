@@ -1,0 +1,221 @@
+"""HTTP hardening: security headers, rate limits, body limits, CORS, CSRF on every form, key comparison."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from interpedia.config import DEFAULT_RATE_LIMITS, Settings
+from interpedia.web.app import create_app
+from interpedia.web.security import RateLimiter
+
+HTML = {"accept": "text/html"}
+ERROR_KEYS = {"error", "message", "status", "field"}
+
+
+def _client(settings: Settings, **overrides: Any) -> TestClient:
+    return TestClient(create_app(settings.model_copy(update=overrides)))
+
+
+@pytest.fixture
+def plain(settings: Settings) -> Iterator[TestClient]:
+    """A client on the default settings."""
+    with _client(settings) as client:
+        yield client
+
+
+def _assert_error(resp: Any, status: int) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == ERROR_KEYS and body["status"] == status and body["error"]
+    return body  # type: ignore[no-any-return]
+
+
+def _assert_hardened(resp: Any) -> None:
+    assert resp.headers["x-content-type-options"] == "nosniff"
+    assert resp.headers["referrer-policy"] == "same-origin"
+    assert resp.headers["x-frame-options"] == "SAMEORIGIN"
+    csp = resp.headers["content-security-policy"]
+    assert "frame-ancestors 'self'" in csp
+    script = re.search(r"(script-src|default-src) ([^;]*)", csp)
+    assert script and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+
+
+def test_security_headers_on_every_kind_of_response(plain: TestClient) -> None:
+    responses = {
+        "page": plain.get("/", headers=HTML),
+        "json api": plain.post("/api/model/list"),
+        "page 404": plain.get("/no-such-model", headers=HTML),
+        "api 404": plain.get("/api/feature/none/0-x/1"),
+        "422": plain.post("/api/model/new", content=b"{not json", headers={"content-type": "application/json",
+                                                                            "x-api-key": "sk-np-wrong"}),
+        "static": plain.get("/static/app.css"),
+        "health": plain.get("/health"),
+    }
+    for name, resp in responses.items():
+        assert resp.status_code < 500, name
+        _assert_hardened(resp)
+    page_csp = responses["page"].headers["content-security-policy"]
+    assert "script-src 'self'" in page_csp and "object-src 'none'" in page_csp
+    assert responses["json api"].headers["content-security-policy"].startswith("default-src 'none'")
+
+
+def test_frame_ancestors_is_configurable(settings: Settings) -> None:
+    with _client(settings, frame_ancestors="'none'") as client:
+        resp = client.get("/", headers=HTML)
+    assert "frame-ancestors 'none'" in resp.headers["content-security-policy"]
+    assert resp.headers["x-frame-options"] == "DENY"
+
+
+def test_default_rate_limits_are_neuronpedias_routes() -> None:
+    assert DEFAULT_RATE_LIMITS["/api/model/new"] == 5
+    assert DEFAULT_RATE_LIMITS["/api/explanation/search*"] == 200
+    assert DEFAULT_RATE_LIMITS["/api/steer*"] == 240
+    limiter = RateLimiter(DEFAULT_RATE_LIMITS, 3600)
+    for path, pattern in [("/api/explanation/search-all", "/api/explanation/search*"), ("/api/steer-chat/",
+                          "/api/steer*"), ("/api/activation/new", "/api/activation/new")]:
+        rule = limiter.rule_for(path)
+        assert rule is not None and rule.pattern == pattern
+    assert limiter.rule_for("/api/feature/m/0-x/1") is None
+    assert limiter.rule_for("/api/activation/new-ish") is None
+
+
+def test_default_limit_on_model_new_answers_429_with_retry_after(plain: TestClient, api_key: str) -> None:
+    headers = {"x-api-key": api_key}
+    for n in range(5):
+        resp = plain.post("/api/model/new", json={"id": f"m{n}", "layers": 1}, headers=headers)
+        assert resp.status_code == 200, resp.text
+    resp = plain.post("/api/model/new", json={"id": "m5", "layers": 1}, headers=headers)
+    body = _assert_error(resp, 429)
+    assert "/api/model/new" in body["error"]
+    retry = int(resp.headers["retry-after"])
+    assert 3600 / 5 - 5 <= retry <= 3600 / 5 + 1  # one request comes back every 720 s
+    _assert_hardened(resp)
+    # Another caller (no key: its IP) still has its own budget; unlimited routes are untouched.
+    _assert_error(plain.post("/api/model/new", json={"id": "m6", "layers": 1}), 401)
+    assert plain.post("/api/model/list").status_code == 200
+
+
+def test_limits_are_per_key_and_per_ip_and_configurable(settings: Settings, api_key: str) -> None:
+    rules = {"/api/model/list": 3}
+    with _client(settings, rate_limits=rules, trust_forwarded_for=True) as client:
+        ip_a = {"x-forwarded-for": "203.0.113.7"}
+        assert [client.post("/api/model/list", headers=ip_a).status_code for _ in range(4)] == [200, 200, 200, 429]
+        # The same IP with a key is counted by key, and another IP has its own bucket.
+        assert client.post("/api/model/list", headers={**ip_a, "x-api-key": api_key}).status_code == 200
+        assert client.post("/api/model/list", headers={"x-forwarded-for": "198.51.100.2"}).status_code == 200
+        # Trailing slashes do not dodge the limit.
+        assert client.post("/api/model/list/", headers=ip_a).status_code == 429
+    with _client(settings, rate_limits=rules) as client:
+        # Without trust in the proxy header, a forged X-Forwarded-For changes nothing.
+        codes = [client.post("/api/model/list", headers={"x-forwarded-for": f"10.0.0.{n}"}).status_code
+                 for n in range(4)]
+        assert codes == [200, 200, 200, 429]
+    with _client(settings, rate_limits=rules, rate_limit_enabled=False) as client:
+        assert {client.post("/api/model/list").status_code for _ in range(5)} == {200}
+
+
+def test_bucket_refills_over_time() -> None:
+    limiter = RateLimiter({"/x": 2}, 10.0)
+    rule = limiter.rule_for("/x")
+    assert rule is not None
+    assert limiter.hit(rule, "a", now=0.0) == 0.0
+    assert limiter.hit(rule, "a", now=0.0) == 0.0
+    assert limiter.hit(rule, "a", now=0.0) == pytest.approx(5.0)
+    assert limiter.hit(rule, "a", now=5.0) == 0.0
+    assert limiter.hit(rule, "b", now=5.0) == 0.0
+
+
+def test_oversized_bodies_get_413_in_the_error_shape(settings: Settings) -> None:
+    with _client(settings, max_body_bytes=1000) as client:
+        big = b'{"x": "' + b"a" * 5000 + b'"}'
+        resp = client.post("/api/feature/upload-batch", content=big, headers={"content-type": "application/json"})
+        body = _assert_error(resp, 413)
+        assert "INTERPEDIA_MAX_BODY_BYTES" in body["error"]
+        _assert_hardened(resp)
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the limit must hold while reading
+            for _ in range(10):
+                yield b"a" * 500
+
+        _assert_error(client.post("/api/explanation/new", content=chunks(),
+                                  headers={"content-type": "application/json"}), 413)
+
+
+def test_cors_is_off_by_default(plain: TestClient) -> None:
+    resp = plain.post("/api/model/list", headers={"origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in resp.headers
+    pre = plain.options("/api/model/list", headers={"origin": "https://evil.example",
+                                                    "access-control-request-method": "POST"})
+    assert "access-control-allow-origin" not in pre.headers
+
+
+def test_cors_allows_only_configured_origins(settings: Settings) -> None:
+    with _client(settings, cors_origins=["https://lab.example"]) as client:
+        ok = client.post("/api/model/list", headers={"origin": "https://lab.example"})
+        assert ok.headers["access-control-allow-origin"] == "https://lab.example"
+        pre = client.options("/api/model/list", headers={"origin": "https://lab.example",
+                                                         "access-control-request-method": "POST",
+                                                         "access-control-request-headers": "x-api-key"})
+        assert pre.status_code == 200 and "x-api-key" in pre.headers["access-control-allow-headers"].lower()
+        other = client.post("/api/model/list", headers={"origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+def _fill(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x", path)
+
+
+def _all_routes(routes: list[Any]) -> Iterator[Any]:
+    # FastAPI keeps included routers as nested branches; walk them (duck-typed across FastAPI versions).
+    for route in routes:
+        nested = getattr(route, "effective_candidates", None)
+        if callable(nested):
+            yield from _all_routes(nested())
+        elif hasattr(route, "routes") and not hasattr(route, "methods"):
+            yield from _all_routes(list(route.routes))
+        else:
+            yield route
+
+
+def test_every_form_post_needs_the_csrf_token(plain: TestClient, api_key: str) -> None:
+    form_posts = sorted({r.path for r in _all_routes(plain.app.routes)  # type: ignore[attr-defined]
+                         if "POST" in (getattr(r, "methods", None) or ())
+                         and not str(getattr(r, "path", "")).startswith(("/api", "/v1"))})
+    assert {"/signin", "/signout", "/model/new"} <= set(form_posts)
+    # A signed-in browser (session cookie set), posting each form without its token, or with a wrong one.
+    form = plain.get("/signin", headers=HTML)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None
+    signed = plain.post("/signin", data={"api_key": api_key, "csrf_token": token.group(1)}, headers=HTML,
+                        follow_redirects=False)
+    assert signed.status_code == 303
+    for path in form_posts:
+        for extra in ({}, {"csrf_token": "forged-token-forged-token"}):
+            resp = plain.post(_fill(path), data={"name": "x", "id": "x", "layers": "1", **extra},
+                              headers={"accept": "application/json"}, follow_redirects=False)
+            assert resp.status_code == 403, f"{path} accepted a form post without its CSRF token ({resp.status_code})"
+
+
+def test_api_keys_are_compared_in_constant_time(plain: TestClient, api_key: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import hmac
+
+    from interpedia.store import users
+
+    calls: list[tuple[Any, Any]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(users.hmac, "compare_digest", spy)
+    assert plain.post("/api/model/list", headers={"x-api-key": api_key}).status_code == 200
+    assert calls, "the API key was not compared with hmac.compare_digest"
+    # The database holds only the SHA-256 hash, never the key itself.
+    assert all(api_key not in (a, b) for a, b in calls)
