@@ -204,8 +204,10 @@ for _command in (autointerp_commands.explain, autointerp_commands.score, autoint
 
 def _register_subcommands() -> None:
     from interpedia.demo.cli import demo_cmd
+    from interpedia.setup_db import init_cmd
 
     main.add_command(demo_cmd)
+    main.add_command(init_cmd)
 
 
 _register_subcommands()
