@@ -1,4 +1,4 @@
-"""Users and API keys. Keys are shown once and stored only as SHA-256 hashes."""
+"""Users, passwords (argon2id) and API keys. Keys are shown once and stored only as SHA-256 hashes."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import hmac
 import re
 import secrets
 
-from sqlalchemy import select
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import ApiKey, User
+from interpedia.store.errors import Conflict, Invalid, NotFound
 
 USER_NAME_RE = re.compile(r"^[a-zA-Z0-9-.]{1,39}$")
 KEY_PREFIX = "sk-np-"
@@ -73,3 +76,80 @@ def revoke_api_key(session: Session, user: User, key_id: str) -> bool:
         return False
     row.revoked_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     return True
+
+
+# --- passwords and roles --------------------------------------------------------------------------
+
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024  # argon2 hashes any length; the bound only stops megabyte "passwords" costing CPU
+
+_hasher = PasswordHasher()
+# Verified against when the user is unknown, so a wrong name costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("interpedia-no-such-user")
+
+
+def hash_password(password: str) -> str:
+    """The argon2id hash of ``password``."""
+    return _hasher.hash(password)
+
+
+def check_password_rules(password: str) -> None:
+    """Raise :class:`Invalid` for a password that is too short or too long."""
+    if len(password) < MIN_PASSWORD:
+        raise Invalid(f"the password must be at least {MIN_PASSWORD} characters", field="password")
+    if len(password) > MAX_PASSWORD:
+        raise Invalid(f"the password must be at most {MAX_PASSWORD} characters", field="password")
+
+
+def create_account(session: Session, name: str, password: str, *, email: str | None = None) -> User:
+    """A new local account; 422 for a bad name or password, 409 when the name is taken."""
+    if not USER_NAME_RE.match(name):
+        raise Invalid("the user name must be 1-39 letters, digits, '-' or '.'", field="name")
+    check_password_rules(password)
+    if email is not None and (len(email) > 320 or "@" not in email):
+        raise Invalid("the email address is not valid", field="email")
+    # Names are unique ignoring case, so 'Alice' cannot pose as 'alice'.
+    if session.scalar(select(User.id).where(func.lower(User.name) == name.lower())) is not None:
+        raise Conflict(f"the user name {name!r} is taken", field="name")
+    user = User(name=name, email=email, password_hash=hash_password(password))
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, name: str, password: str) -> User | None:
+    """The user when ``password`` is theirs, else None (taking as long whether or not the name exists)."""
+    user = get_user_by_name(session, name) if USER_NAME_RE.match(name) else None
+    stored = user.password_hash if user is not None and user.password_hash else None
+    try:
+        _hasher.verify(stored or _DUMMY_HASH, password[:MAX_PASSWORD])
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return None
+    if user is None or stored is None:
+        return None
+    if _hasher.check_needs_rehash(stored):
+        user.password_hash = hash_password(password)
+    return user
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    """Give ``user`` a new password (rules checked)."""
+    check_password_rules(password)
+    user.password_hash = hash_password(password)
+    session.flush()
+
+
+def set_admin(session: Session, name: str, admin: bool = True) -> User:
+    """Grant (or take away) the admin role; 404 for an unknown user."""
+    user = get_user_by_name(session, name)
+    if user is None:
+        raise NotFound(f"no user called {name!r}", field="name")
+    user.admin = admin
+    session.flush()
+    return user
+
+
+def can_modify(user: User | None, owner_id: str | None) -> bool:
+    """True when ``user`` owns the content or is an admin (admins can remove anything)."""
+    return user is not None and (user.admin or (owner_id is not None and user.id == owner_id))
+

@@ -9,6 +9,7 @@ from interpedia.web.api import (
     explanations,
     features,
     inference,
+    lists,
     steer,
     uploads,
     vectors,
@@ -23,4 +24,5 @@ router.include_router(explanation_search.router)
 router.include_router(inference.router)
 router.include_router(steer.router)
 router.include_router(vectors.router)
+router.include_router(lists.router)
 router.include_router(community.router)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.routing import Match
 from starlette.types import Scope
 
@@ -28,6 +29,7 @@ from interpedia.store.features import (
     source_json,
     source_set_json,
 )
+from interpedia.store.lists import lists_with_feature
 from interpedia.web.deps import SessionDep
 from interpedia.web.pages import queries
 from interpedia.web.pages.dashboard import dashboard_view
@@ -163,4 +165,10 @@ def feature_page(request: Request, session: SessionDep, model_id: str, layer: st
                  "inferenceEnabled": bool(source.inference_enabled and model.inference_enabled)}
     return renderer(request).html(request, session, "feature.html", data, view=dashboard_view(doc),
                                   context=context, show_breaks=set_doc.get("defaultShowBreaks", True),
-                                  page_data=page_data)
+                                  page_data=page_data, my_lists=_my_lists(request, session, feature.id))
+
+
+def _my_lists(request: Request, session: Session, feature_id: int) -> list[dict[str, Any]]:
+    """The signed-in user's lists for the feature page's "add to list" (empty when signed out)."""
+    user = current_user(request, session)
+    return lists_with_feature(session, user, feature_id) if user is not None else []

@@ -1,14 +1,18 @@
 """Web sign-in: a signed cookie that remembers which API key a browser signed in with, and CSRF tokens.
 
-The cookie holds ``{"k": api key row id or null, "c": csrf token}``, signed with the session secret
-(itsdangerous), so it cannot be forged; the key itself never leaves the database (only its hash is
-stored there). Revoking the key signs every browser that used it out at once. Each form carries the
+The cookie holds ``{"k": api key row id or null, "u": user id or null, "p": password fingerprint,
+"c": csrf token}``, signed with the session secret (itsdangerous), so it cannot be forged. A browser
+signs in either with an API key (the key itself never leaves the database, only its hash is stored
+there; revoking the key signs every browser that used it out at once) or with a name and password
+(``u``; the fingerprint of the password hash is kept so that changing the password signs every
+browser out). Each form carries the
 cookie's CSRF token in a hidden field and a POST must send it back; a request that authenticates with
 the ``x-api-key`` header instead needs no token, since a browser cannot add that header cross-site.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import os
@@ -63,6 +67,8 @@ class WebSession:
     """The browser's session: which key it signed in with and its CSRF token."""
 
     key_id: str | None = None
+    user_id: str | None = None
+    pw_print: str | None = None
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     dirty: bool = False
     fresh: bool = False
@@ -77,13 +83,23 @@ class WebSession:
 
     def sign_in(self, key_id: str, user: User) -> None:
         """Remember the key; a fresh CSRF token stops a token planted before sign-in from being reused."""
-        self.key_id, self.csrf, self.user, self.user_loaded, self.dirty = key_id, secrets.token_urlsafe(32), \
-            user, True, True
+        self.key_id, self.user_id, self.pw_print = key_id, None, None
+        self.csrf, self.user, self.user_loaded, self.dirty = secrets.token_urlsafe(32), user, True, True
+
+    def sign_in_password(self, user: User) -> None:
+        """Remember a user who signed in with their password (and rotate the CSRF token)."""
+        self.key_id, self.user_id, self.pw_print = None, user.id, password_print(user)
+        self.csrf, self.user, self.user_loaded, self.dirty = secrets.token_urlsafe(32), user, True, True
 
     def sign_out(self) -> None:
-        """Forget the key (and rotate the CSRF token)."""
-        self.key_id, self.csrf, self.user, self.user_loaded, self.dirty = None, secrets.token_urlsafe(32), \
-            None, True, True
+        """Forget the key or user (and rotate the CSRF token)."""
+        self.key_id, self.user_id, self.pw_print = None, None, None
+        self.csrf, self.user, self.user_loaded, self.dirty = secrets.token_urlsafe(32), None, True, True
+
+
+def password_print(user: User) -> str:
+    """A short fingerprint of the user's password hash: a new password makes old cookies stale."""
+    return hashlib.sha256((user.password_hash or "").encode()).hexdigest()[:16]
 
 
 class SessionManager:
@@ -105,8 +121,10 @@ class SessionManager:
             try:
                 data: Any = self.serializer.loads(raw, max_age=self.max_age)
                 if isinstance(data, dict) and isinstance(data.get("c"), str) and len(data["c"]) >= 20:
-                    key_id = data.get("k")
-                    sess = WebSession(key_id=key_id if isinstance(key_id, str) else None, csrf=data["c"])
+                    key_id, user_id, pw_print = data.get("k"), data.get("u"), data.get("p")
+                    sess = WebSession(key_id=key_id if isinstance(key_id, str) else None,
+                                      user_id=user_id if isinstance(user_id, str) else None,
+                                      pw_print=pw_print if isinstance(pw_print, str) else None, csrf=data["c"])
             except BadSignature:
                 sess = None
         if sess is None:
@@ -119,7 +137,8 @@ class SessionManager:
         sess = getattr(request.state, "web_session", None)
         if sess is None or not sess.dirty:
             return
-        response.set_cookie(COOKIE, self.serializer.dumps({"k": sess.key_id, "c": sess.csrf}),
+        response.set_cookie(COOKIE, self.serializer.dumps({"k": sess.key_id, "u": sess.user_id,
+                                                           "p": sess.pw_print, "c": sess.csrf}),
                             max_age=self.max_age, httponly=True, samesite="lax", secure=self.secure, path="/")
 
 
@@ -160,6 +179,13 @@ def current_user(request: Request, session: Session) -> User | None:
             sess.sign_out()  # the key was revoked: sign the browser out
         else:
             sess.user = session.get(User, row.user_id)
+    elif sess.user_id:
+        user = session.get(User, sess.user_id)
+        if user is None or not user.password_hash or not hmac.compare_digest(password_print(user),
+                                                                               sess.pw_print or ""):
+            sess.sign_out()  # the user is gone or changed their password
+        else:
+            sess.user = user
     return sess.user
 
 

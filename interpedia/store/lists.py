@@ -1,0 +1,276 @@
+"""Feature lists: a user's named lists of features, each member with the owner's note.
+
+Every write checks the whole request before touching a row: an unknown feature, a list that would
+grow past its limit or somebody else's list is an error and nothing is written. Only the owner edits
+a list; an admin may also remove features from it or delete it (admins can remove anything).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy.orm import Session
+
+from interpedia.db.community import FeatureList, ListFeature
+from interpedia.db.tables import Feature, Model, Source, User
+from interpedia.store.errors import Forbidden, Invalid, NotFound, StoreError
+from interpedia.store.features import iso, list_activations, list_explanations, parse_index
+from interpedia.store.users import can_modify
+
+log = logging.getLogger(__name__)
+
+MAX_NAME = 200
+MAX_DESCRIPTION = 10_000
+MAX_TEST_TEXT = 2_000
+MAX_ADD_PER_CALL = 100  # neuronpedia.org's limit for /api/list/add-features
+DETAIL_ACTIVATIONS = 3  # top examples per feature in a list's details, as neuronpedia.org sends
+DETAIL_ACTIVATION_FEATURES = 300  # beyond this many members, details carry no examples (one query each)
+_CHUNK = 500  # (source, index) pairs per lookup query
+
+
+class TooMany(StoreError):
+    """More features than one call or one list may hold."""
+
+    status = 400
+
+
+@dataclass(frozen=True)
+class FeatureRef:
+    """A feature named by a request: model id, source id (``layer``) and index, with an optional note."""
+
+    model_id: str
+    layer: str
+    index: int
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A request's feature found in the database."""
+
+    ref: FeatureRef
+    feature_id: int
+
+
+def list_url(base_url: str, list_id: str) -> str:
+    """The list's page."""
+    return f"{base_url.rstrip('/')}/list/{list_id}"
+
+
+def list_json(lst: FeatureList, owner_name: str | None = None, base_url: str | None = None) -> dict[str, Any]:
+    """A list row as neuronpedia.org returns it (plus ``url`` when ``base_url`` is given)."""
+    doc: dict[str, Any] = {
+        "id": lst.id, "name": lst.name, "description": lst.description, "defaultTestText": lst.default_test_text,
+        "userId": lst.user_id, "createdAt": iso(lst.created_at), "updatedAt": iso(lst.updated_at),
+    }
+    if owner_name is not None:
+        doc["user"] = {"name": owner_name}
+    if base_url is not None:
+        doc["url"] = list_url(base_url, lst.id)
+    return doc
+
+
+def member_json(row: ListFeature, model_id: str, layer: str, index: int) -> dict[str, Any]:
+    """A list membership (neuronpedia.org's ``ListsOnNeurons`` row)."""
+    return {"modelId": model_id, "layer": layer, "index": str(index), "listId": row.list_id,
+            "description": row.description, "addedAt": iso(row.added_at), "userId": row.user_id}
+
+
+def check_text(value: str | None, field: str, limit: int, *, required: bool = False) -> str | None:
+    """Trim-free validation of a free-text field: a length limit, and non-blank when required."""
+    if value is None:
+        if required:
+            raise Invalid(f"{field} is required", field=field)
+        return None
+    if required and not value.strip():
+        raise Invalid(f"{field} must not be empty", field=field)
+    if len(value) > limit:
+        raise Invalid(f"{field} must be at most {limit:,} characters", field=field)
+    return value
+
+
+def resolve_features(session: Session, refs: Sequence[FeatureRef], field: str) -> list[Resolved]:
+    """Find every requested feature; NotFound names the first unknown one (``field[i]``)."""
+    sources: dict[tuple[str, str], int] = {}
+    for i, ref in enumerate(refs):
+        key = (ref.model_id, ref.layer)
+        if key in sources:
+            continue
+        src_id = session.scalar(select(Source.id).join(Model, Model.id == Source.model_id)
+                                .where(Model.id == ref.model_id, Source.name == ref.layer))
+        if src_id is None:
+            raise NotFound(f"source {ref.model_id}/{ref.layer} not found", field=f"{field}[{i}]")
+        sources[key] = src_id
+    wanted = [(sources[(r.model_id, r.layer)], r.index) for r in refs]
+    found: dict[tuple[int, int], int] = {}
+    unique = list(dict.fromkeys(wanted))
+    for start in range(0, len(unique), _CHUNK):
+        chunk = unique[start:start + _CHUNK]
+        for fid, sid, idx in session.execute(select(Feature.id, Feature.source_id, Feature.index)
+                                             .where(tuple_(Feature.source_id, Feature.index).in_(chunk))):
+            found[(sid, idx)] = fid
+    out = []
+    for i, (ref, key) in enumerate(zip(refs, wanted, strict=True)):
+        if key not in found:
+            raise NotFound(f"feature {ref.model_id}/{ref.layer}/{ref.index} not found", field=f"{field}[{i}]")
+        out.append(Resolved(ref, found[key]))
+    return out
+
+
+def get_list(session: Session, list_id: Any) -> FeatureList:
+    """The list, or NotFound."""
+    lst = session.get(FeatureList, list_id) if isinstance(list_id, str) and len(list_id) <= 32 else None
+    if lst is None:
+        raise NotFound(f"list {list_id!r} not found", field="listId")
+    return lst
+
+
+def list_for_change(session: Session, list_id: Any, user: User, *, removal: bool = False) -> FeatureList:
+    """The list when ``user`` may change it: its owner, or an admin for removals; else 403."""
+    lst = get_list(session, list_id)
+    allowed = can_modify(user, lst.user_id) if removal else user.id == lst.user_id
+    if not allowed:
+        raise Forbidden("this list belongs to someone else", field="listId")
+    return lst
+
+
+def count_members(session: Session, list_id: str) -> int:
+    """How many features the list holds."""
+    return int(session.scalar(select(func.count()).select_from(ListFeature)
+                              .where(ListFeature.list_id == list_id)) or 0)
+
+
+def create_list(session: Session, user: User, name: str, description: str | None = "",
+                test_text: str | None = None) -> FeatureList:
+    """A new, empty list owned by ``user``."""
+    check_text(name, "name", MAX_NAME, required=True)
+    check_text(description, "description", MAX_DESCRIPTION)
+    check_text(test_text, "testText", MAX_TEST_TEXT)
+    if test_text is not None and not test_text.strip():
+        raise Invalid("testText must not be empty", field="testText")
+    lst = FeatureList(name=name.strip(), description=description or "", default_test_text=test_text,
+                      user_id=user.id)
+    session.add(lst)
+    session.flush()
+    return lst
+
+
+def add_features(session: Session, lst: FeatureList, user: User, refs: Sequence[FeatureRef], *, max_features: int,
+                 field: str = "featuresToAdd") -> list[dict[str, Any]]:
+    """Add features (already-present ones are left as they are); returns the memberships added."""
+    for i, ref in enumerate(refs):
+        check_text(ref.description, f"{field}[{i}].description", MAX_DESCRIPTION)
+    resolved = resolve_features(session, refs, field)
+    present = set(session.scalars(select(ListFeature.feature_id).where(ListFeature.list_id == lst.id)))
+    new: dict[int, Resolved] = {}
+    for item in resolved:
+        if item.feature_id not in present and item.feature_id not in new:
+            new[item.feature_id] = item
+    if len(present) + len(new) > max_features:
+        raise TooMany(f"a list holds at most {max_features:,} features (INTERPEDIA_LIST_MAX_FEATURES); this one "
+                      f"has {len(present):,} and {len(new):,} would be added", field=field)
+    rows = []
+    for item in new.values():
+        row = ListFeature(list_id=lst.id, feature_id=item.feature_id, description=item.ref.description or "",
+                          user_id=user.id)
+        session.add(row)
+        rows.append((row, item.ref))
+    session.flush()
+    lst.updated_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return [member_json(row, ref.model_id, ref.layer, ref.index) for row, ref in rows]
+
+
+def _membership(session: Session, lst: FeatureList, model_id: str, layer: str, index: Any) -> ListFeature:
+    ref = FeatureRef(model_id, layer, parse_index(index))
+    feature_id = resolve_features(session, [ref], "feature")[0].feature_id
+    row = session.get(ListFeature, (lst.id, feature_id))
+    if row is None:
+        raise NotFound(f"feature {model_id}/{layer}/{ref.index} is not in this list", field="index")
+    return row
+
+
+def remove_feature(session: Session, lst: FeatureList, model_id: str, layer: str, index: Any) -> dict[str, Any]:
+    """Take a feature out of the list; returns the removed membership."""
+    row = _membership(session, lst, model_id, layer, index)
+    doc = member_json(row, model_id, layer, parse_index(index))
+    session.delete(row)
+    session.flush()
+    return doc
+
+
+def edit_feature(session: Session, lst: FeatureList, model_id: str, layer: str, index: Any,
+                 description: str | None) -> dict[str, Any]:
+    """Change the note on one of the list's features; returns the membership."""
+    check_text(description, "description", MAX_DESCRIPTION)
+    row = _membership(session, lst, model_id, layer, index)
+    row.description = description or ""
+    session.flush()
+    return member_json(row, model_id, layer, parse_index(index))
+
+
+def update_list(session: Session, lst: FeatureList, name: str, description: str | None,
+                test_text: str | None) -> FeatureList:
+    """Rename the list, change its description and its shared test text (empty text: none)."""
+    check_text(name, "name", MAX_NAME, required=True)
+    check_text(description, "description", MAX_DESCRIPTION)
+    check_text(test_text, "defaultTestText", MAX_TEST_TEXT)
+    lst.name, lst.description = name.strip(), description or ""
+    lst.default_test_text = test_text if test_text and test_text.strip() else None
+    session.flush()
+    return lst
+
+
+def delete_list(session: Session, lst: FeatureList) -> None:
+    """Delete the list and its memberships."""
+    session.execute(delete(ListFeature).where(ListFeature.list_id == lst.id))
+    session.delete(lst)
+    session.flush()
+
+
+def user_lists(session: Session, user: User) -> list[FeatureList]:
+    """The user's lists, oldest first (as neuronpedia.org orders them)."""
+    return list(session.scalars(select(FeatureList).where(FeatureList.user_id == user.id)
+                                .order_by(FeatureList.created_at, FeatureList.id)))
+
+
+def lists_with_feature(session: Session, user: User, feature_id: int) -> list[dict[str, Any]]:
+    """The user's lists, each saying whether it already holds the feature (the feature page's menu)."""
+    member = set(session.scalars(select(ListFeature.list_id).join(FeatureList, FeatureList.id == ListFeature.list_id)
+                                 .where(FeatureList.user_id == user.id, ListFeature.feature_id == feature_id)))
+    return [{"id": lst.id, "name": lst.name, "hasFeature": lst.id in member} for lst in user_lists(session, user)]
+
+
+def list_details(session: Session, lst: FeatureList, base_url: str) -> dict[str, Any]:
+    """The list with its features, each with explanations (and its top examples for the first 300)."""
+    owner = session.get(User, lst.user_id)
+    rows = session.execute(
+        select(ListFeature, Feature, Source.name, Source.model_id, Source.inference_enabled,
+               Model.inference_enabled)
+        .join(Feature, Feature.id == ListFeature.feature_id).join(Source, Source.id == Feature.source_id)
+        .join(Model, Model.id == Source.model_id)
+        .where(ListFeature.list_id == lst.id).order_by(ListFeature.added_at, Feature.source_id, Feature.index)
+    ).all()
+    by_source: dict[tuple[str, str], list[Feature]] = defaultdict(list)
+    for _, feat, src_name, model_id, _, _ in rows:
+        by_source[(model_id, src_name)].append(feat)
+    explanations: dict[int, list[dict[str, Any]]] = {}
+    for (model_id, src_name), feats in by_source.items():
+        explanations.update(list_explanations(session, model_id, src_name, feats))
+    neurons = []
+    for n, (member, feat, src_name, model_id, src_live, model_live) in enumerate(rows):
+        acts = (list_activations(session, model_id, src_name, feat, DETAIL_ACTIVATIONS)
+                if n < DETAIL_ACTIVATION_FEATURES else [])
+        neurons.append({
+            **member_json(member, model_id, src_name, feat.index),
+            "neuron": {"modelId": model_id, "layer": src_name, "index": str(feat.index),
+                       "maxActApprox": feat.max_act_approx, "frac_nonzero": feat.frac_nonzero,
+                       "inferenceEnabled": bool(src_live and model_live),
+                       "explanations": explanations.get(feat.id, []), "activations": acts},
+        })
+    return {**list_json(lst, owner.name if owner else None, base_url), "neurons": neurons, "activations": []}
