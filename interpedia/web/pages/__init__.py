@@ -47,6 +47,10 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(account.router)  # before routes: /signup, /account are not models
     app.include_router(lists.router)  # before routes: /list/{id} is not /{model}/{layer}
     app.include_router(explanation_search.router)  # before routes: /search-explanations is not a model
+    from interpedia.web.pages import autointerp_pane
+
+    autointerp_pane.install(pages.env, settings)  # the feature page's explanations pane
+    app.include_router(autointerp_pane.router)  # POST /explanation/explain, /explanation/{id}/score
     app.include_router(community.router)  # before routes: /account/bookmarks is not a model
     app.include_router(inference_pages.router)  # before routes: /search is not a model
     app.include_router(steer_pages.router)  # before routes: /{model}/steer is not a source
