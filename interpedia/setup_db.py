@@ -222,9 +222,10 @@ def init_cmd(database_url: str | None, direct_url: str | None, home: Path | None
              ef_construction: int) -> None:
     """Set up a team Postgres database: check it, migrate it, index it and write settings.env (safe to rerun)."""
     try:
+        asked = not database_url
         if not database_url:
             database_url = click.prompt("Pooled PostgreSQL URL (postgresql://user:password@host/db)", hide_input=True)
-        if not direct_url:
+        if not direct_url and asked:  # given --database-url alone, the same URL serves both (no pooler)
             direct_url = click.prompt("Direct (non-pooled) URL, for migrations", default=database_url,
                                       show_default=False, hide_input=True)
     except click.Abort:
