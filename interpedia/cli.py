@@ -203,10 +203,13 @@ for _command in (autointerp_commands.explain, autointerp_commands.score, autoint
 
 
 def _register_subcommands() -> None:
+    from interpedia.analysis.commands import import_eval_cmd, umap_cmd
     from interpedia.demo.cli import demo_cmd
     from interpedia.setup_db import init_cmd
 
     main.add_command(demo_cmd)
+    main.add_command(umap_cmd)
+    main.add_command(import_eval_cmd)
     main.add_command(init_cmd)
 
 

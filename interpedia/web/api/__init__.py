@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from interpedia.web.api import (
+    analysis,
     catalogue,
     community,
     explanation_search,
@@ -16,6 +17,7 @@ from interpedia.web.api import (
 )
 
 router = APIRouter(prefix="/api")
+router.include_router(analysis.router)
 router.include_router(features.router)
 router.include_router(catalogue.router)
 router.include_router(uploads.router)

@@ -43,6 +43,9 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     app.state.html_errors = html_errors
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    from interpedia.web.pages import analysis as analysis_pages
+
+    app.include_router(analysis_pages.router)  # before routes: /sae-bench is not a model
     app.include_router(forms.router)  # before routes: /model/new must win over /{model}/{layer}
     app.include_router(account.router)  # before routes: /signup, /account are not models
     app.include_router(lists.router)  # before routes: /list/{id} is not /{model}/{layer}

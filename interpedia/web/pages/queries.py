@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from interpedia.db.tables import Eval, EvalType, Explanation, Feature, Model, Source, SourceSet
+from interpedia.db.tables import Explanation, Feature, Model, Source, SourceSet
 from interpedia.store.catalogue import count_features, list_models, list_source_sets, list_sources
-from interpedia.store.features import iso, model_json, source_json, source_set_json
+from interpedia.store.features import model_json, source_json, source_set_json
 
 
 def _sources_doc(sources: list[Source], counts: dict[int, int]) -> list[dict[str, Any]]:
@@ -130,10 +130,7 @@ def random_feature(session: Session, model_id: str, source_name: str | None = No
 
 
 def evals(session: Session, source_id: int) -> list[dict[str, Any]]:
-    """The source's eval results (SAEBench), with their type's display name."""
-    rows = session.execute(
-        select(Eval, EvalType.display_name, EvalType.description).join(EvalType, EvalType.name == Eval.type_name)
-        .where(Eval.source_id == source_id).order_by(Eval.type_name)
-    ).all()
-    return [{"id": e.id, "typeName": e.type_name, "displayName": name or e.type_name, "description": desc,
-             "output": e.output, "createdAt": iso(e.created_at)} for e, name, desc in rows]
+    """The source's eval results (SAEBench), with their type's display name and metrics by category."""
+    from interpedia.analysis.queries import source_evals
+
+    return source_evals(session, source_id)
