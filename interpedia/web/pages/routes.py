@@ -33,6 +33,7 @@ from interpedia.store.lists import lists_with_feature
 from interpedia.web.deps import SessionDep
 from interpedia.web.pages import queries
 from interpedia.web.pages.dashboard import dashboard_view
+from interpedia.web.pages.live import inference_availability
 from interpedia.web.pages.render import NOT_PAGES, json_page, page_url, redirect, renderer, split_json, wants_json
 from interpedia.web.pages.session import current_user
 
@@ -160,12 +161,13 @@ def feature_page(request: Request, session: SessionDep, model_id: str, layer: st
     set_doc = doc.get("sourceSet") or {}
     default_range = set_doc.get("defaultRange", 1)
     context = CONTEXT_CHOICES[default_range] if isinstance(default_range, int) and 0 <= default_range < 3 else "16"
+    live = inference_availability(session, request.app.state.settings, model, source)
     page_data = {"modelId": model.id, "layer": source.name, "index": str(feature.index),
                  "maxActApprox": doc.get("maxActApprox"),
-                 "inferenceEnabled": bool(source.inference_enabled and model.inference_enabled)}
+                 "inferenceEnabled": live["available"]}
     return renderer(request).html(request, session, "feature.html", data, view=dashboard_view(doc),
                                   context=context, show_breaks=set_doc.get("defaultShowBreaks", True),
-                                  page_data=page_data, my_lists=_my_lists(request, session, feature.id))
+                                  page_data=page_data, live=live, my_lists=_my_lists(request, session, feature.id))
 
 
 def _my_lists(request: Request, session: Session, feature_id: int) -> list[dict[str, Any]]:

@@ -1,0 +1,201 @@
+"""The steering pages: ``/{model}/steer`` (pick features and strengths, default vs steered side by side) and
+``/steer/{id}`` (a saved result, the share link).
+
+The form posts to ``/{model}/steer`` (CSRF-checked), which runs the webapp API's own handler (``/api/steer``
+or ``/api/steer-chat``, so outputs are cached and saved exactly as the API does) and redirects to the
+saved result's share page. ``/steer`` redirects to the first model that has SAEs. Chat steering is offered
+when the model's tokenizer has a chat template; otherwise the page says why it is missing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from interpedia.config import Settings
+from interpedia.db.tables import Model, Source
+from interpedia.store.catalogue import get_model, list_models
+from interpedia.store.errors import NotFound
+from interpedia.store.steering import load_shared
+from interpedia.web.deps import SessionDep, SettingsDep
+from interpedia.web.errors import error_response
+from interpedia.web.pages.inference_pages import FormError, call_api
+from interpedia.web.pages.live import has_chat_template, model_availability
+from interpedia.web.pages.render import json_page, page_url, redirect, renderer, split_json, wants_json
+from interpedia.web.pages.routes import PageRoute
+from interpedia.web.pages.session import check_csrf, current_user
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+METHODS = ("SIMPLE_ADDITIVE", "ORTHOGONAL_DECOMP", "PROJECTION_CAP")
+DEFAULTS: dict[str, Any] = {"mode": "completion", "prompt": "", "temperature": 0.5, "n_tokens": 32, "seed": 16,
+                            "strength_multiplier": 1.0, "freq_penalty": 0.0, "steer_method": "SIMPLE_ADDITIVE",
+                            "steer_special_tokens": True}
+BLANK_ROWS = 2
+FormList = Annotated[list[str], Form()]
+FormText = Annotated[str, Form()]
+
+
+def _model_context(session: Session, settings: Settings, model: Model) -> dict[str, Any]:
+    status = model_availability(session, settings, model)
+    sources = [s.name for s in session.scalars(select(Source).where(Source.model_id == model.id)
+                                               .order_by(Source.layer_num, Source.name))]
+    chat = has_chat_template(status.get("spec"), model) if status["available"] else False
+    return {"modelId": model.id, "displayName": model.display_name or model.id, "sources": sources,
+            "available": status["available"], "reason": status["reason"], "chat": chat,
+            "chatNote": None if chat else f"Chat steering is not offered: model {model.id} has no chat template."}
+
+
+def _number(raw: str, name: str, kind: type) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        word = "a whole number" if kind is int else "a number"
+        raise FormError(422, f"{name} must be {word}, not {raw!r}", name) from None
+
+
+def _features(model_id: str, sources: list[str], indexes: list[str], strengths: list[str]) -> list[dict[str, Any]]:
+    """Feature rows of the form; rows without an index are blank and skipped."""
+    out = []
+    for n, raw_index in enumerate(indexes):
+        raw_index = raw_index.strip()
+        if not raw_index:
+            continue
+        source = sources[n].strip() if n < len(sources) else ""
+        if not source:
+            raise FormError(422, f"feature {n + 1}: choose an SAE", "source")
+        if not raw_index.isdigit():
+            raise FormError(422, f"feature {n + 1}: the index must be a whole number >= 0, not {raw_index!r}",
+                            "index")
+        raw_strength = strengths[n].strip() if n < len(strengths) else ""
+        if not raw_strength:
+            raise FormError(422, f"feature {n + 1}: give a strength", "strength")
+        out.append({"modelId": model_id, "layer": source, "index": int(raw_index),
+                    "strength": _number(raw_strength, f"feature {n + 1} strength", float)})
+    if not out:
+        raise FormError(422, "pick at least one feature to steer with (an SAE and an index)", "index")
+    return out
+
+
+def _prefill(request: Request) -> list[dict[str, Any]]:
+    """Features named in the query (``?source=&index=&strength=``), e.g. from a feature page's link."""
+    q = request.query_params
+    rows = []
+    for n, index in enumerate(q.getlist("index")):
+        sources, strengths = q.getlist("source"), q.getlist("strength")
+        rows.append({"layer": sources[n] if n < len(sources) else "", "index": index,
+                     "strength": strengths[n] if n < len(strengths) else "10"})
+    return rows
+
+
+def _render(request: Request, session: Session, ctx: dict[str, Any], form: dict[str, Any],
+            features: list[dict[str, Any]], result: dict[str, Any] | None, error: FormError | None,
+            as_json: bool) -> Response:
+    data = {"page": "steer", "model": ctx, "form": form, "features": features, "result": result,
+            "error": None if error is None else {"message": error.message, "field": error.field}}
+    if as_json:
+        if error is not None:
+            return error_response(error.status, error.message, error.field)
+        return json_page(data)
+    rows = [*features, *({"layer": "", "index": "", "strength": ""} for _ in range(BLANK_ROWS))]
+    return renderer(request).html(request, session, "steer.html", data, status=200 if error is None else error.status,
+                                  rows=rows, methods=METHODS)
+
+
+@router.get("/steer")
+def steer_default(request: Request, session: SessionDep) -> Response:
+    """The first model that has SAEs (neuronpedia.org sends ``/steer`` to its default model)."""
+    for model in list_models(session):
+        if session.scalar(select(Source.id).where(Source.model_id == model.id).limit(1)) is not None:
+            return redirect(request, page_url(model.id, "steer"), status=302)
+    raise NotFound("no model with SAEs to steer yet: import or generate some first", field="modelId")
+
+
+@router.get("/steer/{output_id}")
+def steer_shared(request: Request, session: SessionDep, settings: SettingsDep, output_id: str) -> Response:
+    """A saved steering result (the share link): both outputs, the features and every setting."""
+    output_id, as_json = split_json(output_id)
+    doc = load_shared(session, output_id)
+    model = get_model(session, doc["modelId"])
+    ctx = _model_context(session, settings, model)
+    prompt = doc.get("prompt") or ""
+    if doc["isChat"]:
+        messages = doc.get("steeredChatMessages") or doc.get("defaultChatMessages") or []
+        prompt = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+    form = {**DEFAULTS, **{k: v for k, v in doc["settings"].items() if v is not None},
+            "mode": "chat" if doc["isChat"] else "completion", "prompt": prompt}
+    result = {"id": doc["id"], "shareUrl": page_url("steer", doc["id"]), "isChat": doc["isChat"],
+              "DEFAULT": doc.get("DEFAULT"), "STEERED": doc.get("STEERED"), "createdAt": doc.get("createdAt")}
+    return _render(request, session, ctx, form, list(doc["features"]), result, None,
+                   wants_json(request, as_json))
+
+
+@router.get("/{model_id}/steer")
+@router.get("/{model_id}/steer.json")
+def steer_page(request: Request, session: SessionDep, settings: SettingsDep, model_id: str) -> Response:
+    """The steering form for a model."""
+    model = get_model(session, model_id)
+    ctx = _model_context(session, settings, model)
+    mode = request.query_params.get("mode", "completion")
+    form = {**DEFAULTS, "mode": mode if mode == "chat" and ctx["chat"] else "completion",
+            "prompt": request.query_params.get("prompt", "")}
+    return _render(request, session, ctx, form, _prefill(request), None, None,
+                   wants_json(request, request.url.path.endswith(".json")))
+
+
+@router.post("/{model_id}/steer")
+def steer_run(request: Request, session: SessionDep, settings: SettingsDep, model_id: str,
+              csrf_token: FormText = "", mode: FormText = "completion", prompt: FormText = "",
+              source: FormList = [], index: FormList = [], strength: FormList = [],  # noqa: B006 (FastAPI copies)
+              temperature: FormText = "0.5", n_tokens: FormText = "32", seed: FormText = "16",
+              strength_multiplier: FormText = "1", freq_penalty: FormText = "0",
+              steer_method: FormText = "SIMPLE_ADDITIVE", steer_special_tokens: FormList = []) -> Response:  # noqa: B006
+    """Run the steering form and redirect to the saved result (``/steer/{id}``)."""
+    from interpedia.web.api.steer import SteerBody, SteerChatBody, steer, steer_chat
+    from interpedia.web.v1.inference import service
+
+    as_json = wants_json(request)
+    check_csrf(request, session, csrf_token)
+    model = get_model(session, model_id)
+    ctx = _model_context(session, settings, model)
+    form: dict[str, Any] = {**DEFAULTS, "mode": mode, "prompt": prompt, "temperature": temperature,
+                            "n_tokens": n_tokens, "seed": seed, "strength_multiplier": strength_multiplier,
+                            "freq_penalty": freq_penalty, "steer_method": steer_method,
+                            "steer_special_tokens": (steer_special_tokens or ["true"])[-1] == "true"}
+    shown = [{"layer": s, "index": i, "strength": st} for s, i, st in zip(source, index, strength, strict=False)
+             if i.strip()]
+    try:
+        if not ctx["available"]:
+            raise FormError(503, ctx["reason"], "modelId")
+        if mode not in ("completion", "chat"):
+            raise FormError(422, "mode must be completion or chat", "mode")
+        if mode == "chat" and not ctx["chat"]:
+            raise FormError(422, ctx["chatNote"], "mode")
+        if not prompt.strip():
+            raise FormError(422, "type a prompt to complete" if mode == "completion" else "type a chat message",
+                            "prompt")
+        feats = _features(model.id, source, index, strength)
+        body: dict[str, Any] = {
+            "modelId": model.id, "features": feats, "steer_method": steer_method,
+            "temperature": _number(temperature, "temperature", float),
+            "n_tokens": _number(n_tokens, "n_tokens", int), "seed": _number(seed, "seed", float),
+            "strength_multiplier": _number(strength_multiplier, "strength_multiplier", float),
+            "freq_penalty": _number(freq_penalty, "freq_penalty", float)}
+        deps = {"session": session, "svc": service(request), "settings": settings,
+                "user": current_user(request, session)}
+        if mode == "chat":
+            chat = [{"role": "user", "content": prompt}]
+            body.update(defaultChatMessages=chat, steeredChatMessages=chat,
+                        steer_special_tokens=form["steer_special_tokens"])
+            doc = call_api(steer_chat, SteerChatBody, body, **deps)
+        else:
+            doc = call_api(steer, SteerBody, {**body, "prompt": prompt}, **deps)
+    except FormError as exc:
+        return _render(request, session, ctx, form, shown, None, exc, as_json)
+    if as_json:
+        return json_page(doc)
+    return redirect(request, page_url("steer", doc["id"]), status=303)
