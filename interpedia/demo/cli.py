@@ -1,11 +1,52 @@
-"""``interpedia demo``: build the embedded demo (cached) and serve it."""
+"""``interpedia demo``: build the embedded demo (cached) and serve it, with live inference on."""
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from interpedia.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def enable_inference(factory: sessionmaker[Session]) -> list[str]:
+    """Switch live inference on for every source whose dashboards ``interpedia generate`` wrote here, and for
+    their models: the weights that run recorded are on this machine. Returns ``model/source`` ids."""
+    from sqlalchemy import select
+
+    from interpedia.db import transaction
+    from interpedia.db.tables import GenerateRun, Model, Source
+
+    enabled = []
+    with transaction(factory) as session:
+        source_ids = {sid for sid in session.scalars(select(GenerateRun.source_id)) if sid is not None}
+        for source in session.scalars(select(Source).where(Source.id.in_(source_ids))):
+            model = session.get(Model, source.model_id)
+            if model is None:
+                continue
+            model.inference_enabled = True
+            source.inference_enabled = True
+            enabled.append(f"{model.id}/{source.name}")
+    return sorted(enabled)
+
+
+def serving_settings(settings: Settings) -> Settings:
+    """The demo's settings for serving: when torch threads are not configured, half the cores (at most 4), so
+    one live-inference request leaves CPU for the web server and other requests."""
+    if settings.inference_torch_threads > 0:
+        return settings
+    threads = max(1, min(4, (os.cpu_count() or 2) // 2))
+    update: dict[str, Any] = {"inference_torch_threads": threads}
+    return settings.model_copy(update=update)
 
 
 @click.command("demo")
@@ -43,10 +84,15 @@ def demo_cmd(serve: bool, host: str, port: int, corpus: Path | None, toy: bool, 
     if sae:
         click.echo(f"SAE: L0 {sae.get('l0', 0):.1f}, explained variance {sae.get('explained_variance', 0):.3f}")
     click.echo(f"demo ready in {time.perf_counter() - started:.0f}s (artefacts in {settings.home / 'demo'})")
+    live = enable_inference(factory)
+    click.echo(f"live inference on for {', '.join(live) or 'nothing (no generate run recorded)'}")
     if serve:
         import uvicorn
 
         from interpedia.web.app import create_app
+
+        settings = serving_settings(settings)
+        log.info("live inference uses %d torch threads", settings.inference_torch_threads)
 
         where = f"http://{host}:{port}/{cfg.model_id}/{cfg.source_id}" if not pretrained else f"http://{host}:{port}/"
         click.echo(f"serving on {where}")

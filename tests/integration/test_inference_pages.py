@@ -292,3 +292,29 @@ def test_steer_page_of_a_model_without_weights(client: Any, live: TinyInference,
     assert re.search(r'<fieldset class="plain"\s+disabled>', page.text)
     r = client.post(f"/{MODEL_ID}/steer", data=_steer_form(_csrf(page.text)))
     assert r.status_code == 503 and "switched off" in r.text
+
+
+# --- the demo serves with inference on --------------------------------------------------------------------------
+
+
+def test_demo_switches_inference_on_for_generated_sources(client: Any, live: TinyInference, factory: Any,
+                                                           settings: Any) -> None:
+    from interpedia.db.tables import GenerateRun
+    from interpedia.demo.cli import enable_inference, serving_settings
+
+    with transaction(factory) as session:
+        session.get(Model, MODEL_ID).inference_enabled = False
+        src = session.query(Source).filter(Source.model_id == MODEL_ID, Source.name == SOURCE).one()
+        src.inference_enabled = False
+        other = session.query(Source).filter(Source.model_id == MODEL_ID, Source.name == "1-res-topk").one()
+        other.inference_enabled = False
+        session.add(GenerateRun(id="run-1", source_id=src.id, model_id=MODEL_ID, source_name=SOURCE,
+                                run={"config": {"model": str(live.model), "sae": str(live.saes["standard"])}}))
+    assert 'data-available="false"' in client.get(f"/{MODEL_ID}/{SOURCE}/12", headers=HTML).text
+    assert enable_inference(factory) == [f"{MODEL_ID}/{SOURCE}"]
+    assert 'data-available="true"' in client.get(f"/{MODEL_ID}/{SOURCE}/12", headers=HTML).text
+    with factory() as session:  # a source without a generate run here stays as it was
+        assert not session.query(Source).filter(Source.name == "1-res-topk").one().inference_enabled
+    threads = serving_settings(settings).inference_torch_threads
+    assert 1 <= threads <= 4 and settings.inference_torch_threads == 0
+    assert serving_settings(settings.model_copy(update={"inference_torch_threads": 7})).inference_torch_threads == 7
