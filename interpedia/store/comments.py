@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from interpedia.db.tables import Comment, Feature, FeatureList, Source, User
 from interpedia.store.errors import Forbidden, Invalid, NotFound
 from interpedia.store.features import iso
+from interpedia.store.users import can_modify
 
 # Neuronpedia caps nothing explicitly; a comment is a remark, not a document, and this keeps one
 # request from writing megabytes that every later page view would have to send.
@@ -50,7 +51,7 @@ def add_list_comment(session: Session, user: User, list_id: str, text: Any) -> C
 
 def can_delete(comment_user_id: str, user: User | None) -> bool:
     """Owners delete their own comments; admins delete anyone's."""
-    return user is not None and (user.admin or user.id == comment_user_id)
+    return can_modify(user, comment_user_id)
 
 
 def delete_comment(session: Session, user: User, comment_id: str, *, list_only: bool = False) -> Comment:

@@ -257,3 +257,24 @@ def test_others_cannot_delete_from_the_page_and_bookmarks_need_sign_in(client: A
     resp = client.post("/comment/delete", data={"commentId": made["id"], "csrf_token": token}, headers=JSON)
     _error(resp, 403)
     assert _count(factory, Comment) == 1
+
+
+def test_list_page_shows_comments_and_posts_them(client: Any, site: dict[str, Any], factory: Any) -> None:
+    list_url = f"/list/{site['list']}"
+    assert "to comment" in client.get(list_url, headers=HTML).text
+    client.post("/api/list/comment/new", json={"listId": site["list"], "text": HOSTILE}, headers=_k(site["other"]))
+    token = _sign_in(client, site["key"])
+    resp = client.post("/comment/new", data={"listId": site["list"], "text": "second", "csrf_token": token},
+                       headers=HTML, follow_redirects=False)
+    assert resp.status_code == 303 and resp.headers["location"] == list_url + "#comments"
+    html = client.get(list_url, headers=HTML).text
+    assert "&lt;script&gt;alert(&#39;c&#39;)" in html and "second" in html and "(2)" in html
+    assert f'name="listId" value="{site["list"]}"' in html
+    assert html.count('action="/comment/delete"') == 1  # only tester's own comment
+    twin = client.get(list_url + ".json").json()["community"]["comments"]
+    assert [c["user"]["name"] for c in twin] == ["other", "tester"]
+    mine = twin[1]["id"]
+    resp = client.post("/comment/delete", data={"commentId": mine, "csrf_token": token}, headers=HTML,
+                       follow_redirects=False)
+    assert resp.headers["location"] == list_url + "#comments"
+    assert _count(factory, Comment) == 1

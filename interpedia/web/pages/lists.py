@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from interpedia.db import transaction
 from interpedia.db.tables import User
 from interpedia.store import lists as store
+from interpedia.store.community import list_community
 from interpedia.store.features import parse_index
 from interpedia.store.users import can_modify
 from interpedia.web.deps import SessionDep
@@ -83,7 +84,8 @@ def list_page(request: Request, session: SessionDep, list_id: str) -> Response:
     doc = store.list_details(session, lst, base)
     live_note = _live_note(doc["neurons"], lst.default_test_text)
     data = {"page": "list", "list": doc, "canEdit": user is not None and user.id == lst.user_id,
-            "canRemove": can_modify(user, lst.user_id), "liveNote": live_note}
+            "canRemove": can_modify(user, lst.user_id), "liveNote": live_note,
+            "community": list_community(session, lst.id, user)}
     if wants_json(request, as_json):
         return json_page(data)
     strips = {i: _top_strip(n["neuron"]) for i, n in enumerate(doc["neurons"])}
