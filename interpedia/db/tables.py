@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    REAL,
     Boolean,
     DateTime,
     Float,
@@ -246,10 +247,10 @@ class Activation(Base):
     feature_id: Mapped[int] = mapped_column(ForeignKey("features.id", ondelete="CASCADE"), index=True)
     creator_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     data: Mapped[bytes] = mapped_column(LargeBinary)
-    max_value: Mapped[float] = mapped_column(Float(24))
-    bin_min: Mapped[float | None] = mapped_column(Float(24))
-    bin_max: Mapped[float | None] = mapped_column(Float(24))
-    bin_contains: Mapped[float | None] = mapped_column(Float(24))
+    max_value: Mapped[float] = mapped_column(REAL)
+    bin_min: Mapped[float | None] = mapped_column(REAL)
+    bin_max: Mapped[float | None] = mapped_column(REAL)
+    bin_contains: Mapped[float | None] = mapped_column(REAL)
     qualifying_token_index: Mapped[int | None] = mapped_column(Integer)
     extras: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
