@@ -101,7 +101,8 @@ def _render(request: Request, session: Session, ctx: dict[str, Any], form: dict[
         if error is not None:
             return error_response(error.status, error.message, error.field)
         return json_page(data)
-    rows = [*features, *({"layer": "", "index": "", "strength": ""} for _ in range(BLANK_ROWS))]
+    blank_source = features[0]["layer"] if features else ""
+    rows = [*features, *({"layer": blank_source, "index": "", "strength": ""} for _ in range(BLANK_ROWS))]
     return renderer(request).html(request, session, "steer.html", data, status=200 if error is None else error.status,
                                   rows=rows, methods=METHODS)
 
