@@ -165,7 +165,8 @@ def bookmark_delete(body: FeatureRef, session: SessionDep, user: CommunityUser) 
     return _json({"modelId": model.id, "layer": source.name, "index": str(feature.index), "bookmarked": False})
 
 
-@router.api_route("/user/bookmarks", methods=["GET", "POST"], summary="Your bookmarks")
+@router.get("/user/bookmarks", summary="Your bookmarks", operation_id="user_bookmarks_get")
+@router.post("/user/bookmarks", summary="Your bookmarks", operation_id="user_bookmarks_post")
 def bookmarks_list(session: SessionDep, user: CommunityUser) -> Response:
     """The caller's bookmarked features, newest first."""
     return _json({"bookmarks": user_bookmarks(session, user)})
