@@ -21,7 +21,8 @@ def clean_text(text: Any) -> str:
     """The comment text stripped of surrounding space; Invalid when empty, too long or not a string."""
     if not isinstance(text, str):
         raise Invalid("text must be a string", field="text")
-    cleaned = text.strip()
+    # NUL becomes a space, as the importers do: Postgres text cannot hold it.
+    cleaned = text.replace("\x00", " ").strip()
     if not cleaned:
         raise Invalid("a comment needs some text", field="text")
     if len(cleaned) > MAX_COMMENT_CHARS:

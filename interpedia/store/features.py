@@ -34,6 +34,9 @@ def iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="milliseconds") + "Z"
 
 
+MAX_INDEX = 2**31 - 1
+
+
 def parse_index(index: Any) -> int:
     """A feature index from a URL or body: a non-negative integer."""
     try:
@@ -42,6 +45,8 @@ def parse_index(index: Any) -> int:
         raise Invalid(f"feature index {index!r} is not an integer", field="index") from None
     if value < 0:
         raise Invalid(f"feature index {value} is negative", field="index")
+    if value > MAX_INDEX:  # the column is a 32-bit integer: Postgres refuses larger parameters outright
+        raise Invalid(f"feature index {value} is larger than {MAX_INDEX}", field="index")
     return value
 
 
