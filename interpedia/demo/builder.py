@@ -1,6 +1,6 @@
 """Builds the demo end to end, each step cached under ``INTERPEDIA_HOME/demo`` (the second run takes seconds).
 
-corpus -> tokenizer -> token rows -> model -> SAE -> ``interpedia generate --into-db`` -> explanations.
+corpus -> tokenizer -> token rows -> model -> SAE -> ``interpedia generate --into-db`` -> explanations -> UMAP.
 Every step records the settings it was built with; a step reruns only when those change.
 """
 
@@ -122,6 +122,8 @@ class DemoBuilder:
                    lambda d: self._build_dashboards(corpus, model_dir, sae_dir, d))
         self._step("explanations", {"dashboards": self.report["dashboards"], "db": self._db_marker()},
                    lambda d: self._build_explanations(cfg.model_id, cfg.source_id))
+        self._step("umap", {"dashboards": self.report["dashboards"], "seed": cfg.seed, "db": self._db_marker()},
+                   lambda d: self._build_umap(cfg.model_id, cfg.source_id, sae_dir))
         return self.report
 
     # --- steps -----------------------------------------------------------------------------------
@@ -174,6 +176,13 @@ class DemoBuilder:
 
         summary = explain_source(self.factory, get_settings(), model_id, source_id, type_name="interpedia_top-tokens")
         return {"written": summary.done, "failed": summary.failed}
+
+    def _build_umap(self, model_id: str, source_id: str, sae_dir: Path) -> dict[str, Any]:
+        """The source page's map: UMAP of the SAE's decoder directions, clusters and log sparsity."""
+        from interpedia.analysis.umap_layout import UmapConfig, run_umap
+
+        summary = run_umap(self.factory, model_id, source_id, sae=str(sae_dir), cfg=UmapConfig(seed=self.cfg.seed))
+        return {"features": summary.features, "clusters": summary.clusters, "noise": summary.noise}
 
     def _db_marker(self) -> str:
         """Changes when the database is another one, so dashboards are regenerated into it."""

@@ -46,6 +46,11 @@ def test_toy_demo_builds_serves_and_caches(corpus: Path, tmp_path: Path, factory
     # every live feature has a readable label (offline explainer, no LLM needed)
     assert report["explanations"]["written"] >= len(live)
     assert doc["explanations"] and doc["explanations"][0]["typeName"] == "interpedia_top-tokens"
+    # the source page's UMAP map covers every feature, labelled with those explanations
+    assert report["umap"]["features"] == cfg.sae.d_sae
+    points = client.post("/api/umap", json={"modelId": cfg.model_id, "layers": [cfg.source_id]}).json()
+    assert len(points[cfg.source_id]) == cfg.sae.d_sae
+    assert sum(1 for p in points[cfg.source_id] if p["description"]) >= len(live)
     # a second build reuses every cached step
     started = time.perf_counter()
     DemoBuilder(cfg, tmp_path / "home", factory).build()

@@ -1,0 +1,88 @@
+"""The UMAP map on the source page and the /sae-bench table in a real browser."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from analysis_helpers import MODEL, N_FEATURES, build_site, core_eval, run_cli
+from e2e_helpers import artifact
+
+from interpedia.config import Settings
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def mapped(settings: Settings, factory: Any, tmp_path: Path) -> None:
+    """Two sources, the first with a UMAP map and a few explanations; both with a core eval."""
+    build_site(factory, tmp_path)
+    result = run_cli("umap", "--source", f"{MODEL}/0-res-test", "--n-neighbors", "8", "--clusterer", "kmeans",
+                     "--n-clusters", "4")
+    assert result.exit_code == 0, result.output
+    other = core_eval(sae_lens_id="blocks.1.hook_resid_pre")
+    other["eval_result_metrics"]["sparsity"]["l0"] = 5.25
+    for name, doc, source in (("a.json", core_eval(), "0-res-test"), ("b.json", other, "1-res-test")):
+        (tmp_path / name).write_text(json.dumps(doc))
+        done = run_cli("import-eval", str(tmp_path / name), "--model", MODEL, "--source", source)
+        assert done.exit_code == 0, done.output
+
+
+def test_umap_scatter_hover_search_and_click(page: Any, live_server: str, mapped: None) -> None:
+    page.goto(f"{live_server}/{MODEL}/0-res-test")
+    page.wait_for_selector('#umap[data-ready="true"]')
+    circles = page.locator("#umap svg circle")
+    assert circles.count() == N_FEATURES
+    assert page.locator("#umap .umap-count").inner_text() == f"{N_FEATURES} features"
+
+    # The search box highlights the features whose explanation matches (and draws them on top).
+    page.fill("#umap-search", "cat")
+    assert page.locator("#umap svg circle.match").count() == 2
+    assert page.locator("#umap .umap-count").inner_text() == f"2 of {N_FEATURES} match"
+    matched = sorted(int(i) for i in page.locator("#umap svg circle.match").evaluate_all(
+        "els => els.map(e => e.getAttribute('data-index'))"))
+    assert matched == [0, 5]
+
+    # Hover shows the index and the explanation.
+    page.hover('#umap svg circle[data-index="5"]')
+    tip = page.locator("#umap .umap-tip")
+    tip.wait_for(state="visible")
+    assert "#5" in tip.inner_text() and "cats and kittens" in tip.inner_text()
+    page.locator("#umap").screenshot(path=str(artifact("umap-map.png")))
+
+    # Colour by log sparsity recolours without errors; clearing the search shows every point again.
+    page.select_option("#umap select.umap-colour", "sparsity")
+    page.fill("#umap-search", "")
+    assert page.locator("#umap svg circle.match").count() == 0
+
+    # Click opens the feature.
+    page.fill("#umap-search", "brackets")
+    page.click('#umap svg circle[data-index="7"]')
+    page.wait_for_url(f"{live_server}/{MODEL}/0-res-test/7")
+
+
+def test_sae_bench_sorts_and_plots(page: Any, live_server: str, mapped: None) -> None:
+    page.goto(f"{live_server}/sae-bench")
+
+    def first_source() -> str:
+        return page.locator("#bench-table tbody tr").first.locator("td").first.inner_text().split("\n")[0]
+
+    assert page.locator("#bench-table tbody tr").count() == 2
+    assert first_source() == f"{MODEL}/0-res-test"
+    page.click('#bench-table button.sort[data-key="sparsity.l0"]')
+    assert first_source() == f"{MODEL}/1-res-test", "ascending L0: 5.25 before 13.2"
+    assert page.locator('#bench-table th[aria-sort="ascending"]').count() == 1
+    page.click('#bench-table button.sort[data-key="sparsity.l0"]')
+    assert first_source() == f"{MODEL}/0-res-test"
+    assert page.locator('#bench-table th[aria-sort="descending"]').count() == 1
+
+    assert page.locator("#plot circle.bench-point").count() == 2
+    page.select_option("#plot-x", "sparsity.l0")
+    page.select_option("#plot-y", "reconstruction_quality.explained_variance")
+    page.click("#plot-form button[type=submit]")
+    page.wait_for_url("**/sae-bench?*x=sparsity.l0*")
+    assert "Explained Variance" in page.locator("#plot h2").inner_text()
+    assert page.locator("#plot circle.bench-point").count() == 2
+    page.screenshot(path=str(artifact("sae-bench.png")), full_page=True)
