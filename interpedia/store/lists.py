@@ -116,10 +116,10 @@ def resolve_features(session: Session, refs: Sequence[FeatureRef], field: str) -
                                              .where(tuple_(Feature.source_id, Feature.index).in_(chunk))):
             found[(sid, idx)] = fid
     out = []
-    for i, (ref, key) in enumerate(zip(refs, wanted, strict=True)):
-        if key not in found:
+    for i, (ref, pair) in enumerate(zip(refs, wanted, strict=True)):
+        if pair not in found:
             raise NotFound(f"feature {ref.model_id}/{ref.layer}/{ref.index} not found", field=f"{field}[{i}]")
-        out.append(Resolved(ref, found[key]))
+        out.append(Resolved(ref, found[pair]))
     return out
 
 

@@ -224,7 +224,7 @@ def test_pages_add_from_feature_page_and_show_the_list(client: Any, site: None, 
     assert 'id="live-note"' in page.text and "Live activations are off" in page.text  # no inference here
     twin = client.get(f"/list/{lid.group(1)}.json").json()
     assert twin["canEdit"] and [n["index"] for n in twin["list"]["neurons"]] == ["4", "6"]
-    assert twin["liveNote"].startswith("Live activations are off")
+    assert twin["liveNote"].startswith("Live activations are off") and "inference_enabled" in twin["liveNote"]
 
     no_token = client.post("/list/add", data={"listId": lid.group(1), "modelId": M, "layer": S, "index": "7"},
                            headers=HTML)

@@ -15,9 +15,11 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from interpedia.config import Settings
 from interpedia.db import transaction
 from interpedia.db.tables import User
 from interpedia.store import lists as store
+from interpedia.store.catalogue import get_model, get_source
 from interpedia.store.community import list_community
 from interpedia.store.features import parse_index
 from interpedia.store.users import can_modify
@@ -25,6 +27,7 @@ from interpedia.web.deps import SessionDep
 from interpedia.web.errors import ApiError
 from interpedia.web.pages.dashboard import token_strip
 from interpedia.web.pages.forms import _safe_next
+from interpedia.web.pages.live import inference_availability
 from interpedia.web.pages.render import json_page, page_url, redirect, renderer, split_json, wants_json
 from interpedia.web.pages.routes import PageRoute
 from interpedia.web.pages.session import check_csrf, current_user
@@ -49,13 +52,25 @@ def _done(request: Request, url: str, doc: Any, status: int = 200) -> Response:
     return redirect(request, url)
 
 
-def _live_note(neurons: list[dict[str, Any]], test_text: str | None) -> str | None:
+def _mark_live(session: Session, settings: Settings, neurons: list[dict[str, Any]]) -> str | None:
+    """Set each feature's ``inferenceEnabled`` from what this server can run; the first reason why not."""
+    status: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in neurons:
+        neuron = item["neuron"]
+        key = (neuron["modelId"], neuron["layer"])
+        if key not in status:
+            status[key] = inference_availability(session, settings, get_model(session, key[0]),
+                                                 get_source(session, *key))
+        neuron["inferenceEnabled"] = status[key]["available"]
+    return next((s["reason"] for s in status.values() if not s["available"]), None)
+
+
+def _live_note(neurons: list[dict[str, Any]], test_text: str | None, reason: str | None) -> str | None:
     """Why the shared test text is not run live, or None when it is."""
     if not neurons:
         return "Add features to this list to test text on them."
     if not any(n["neuron"]["inferenceEnabled"] for n in neurons):
-        return ("Live activations are off: none of these features' SAEs is loaded for inference on this server "
-                "(enable inference for the model and SAE to test text here).")
+        return f"Live activations are off for these features. {reason or ''}".strip()
     if not test_text:
         return "This list has no test text yet; its owner can set one below."
     return None
@@ -82,7 +97,8 @@ def list_page(request: Request, session: SessionDep, list_id: str) -> Response:
     user = current_user(request, session)
     base = str(request.base_url).rstrip("/")
     doc = store.list_details(session, lst, base)
-    live_note = _live_note(doc["neurons"], lst.default_test_text)
+    reason = _mark_live(session, request.app.state.settings, doc["neurons"])
+    live_note = _live_note(doc["neurons"], lst.default_test_text, reason)
     data = {"page": "list", "list": doc, "canEdit": user is not None and user.id == lst.user_id,
             "canRemove": can_modify(user, lst.user_id), "liveNote": live_note,
             "community": list_community(session, lst.id, user)}
