@@ -3,7 +3,7 @@
 What is built (defaults: Postgres, 1,000,000 features across 40 sources; ``--backend sqlite`` defaults
 to 100,000): a Neuronpedia export (reference/neuronpedia.md §7.1) of ``gpt2-small`` with sources
 ``0-res-scale`` .. ``39-res-scale``, written under ``--work`` and imported with
-``interpedia.ingest.import_path`` (the code ``interpedia import`` runs):
+``interpedia.ingest.import_path`` (the code ``interpedia import`` runs, called per source directory):
 
 - every feature has a full dashboard row (50-bin histograms, 10+10 logits, alignment lists) and one
   explanation with a synthetic, normalised 384-dim embedding (topic clusters on a low-rank subspace,
@@ -68,6 +68,7 @@ from interpedia.config import Settings  # noqa: E402
 from interpedia.db import make_engine, make_sessionmaker, migrate  # noqa: E402
 from interpedia.ingest import import_path  # noqa: E402
 from interpedia.search.index import HNSW_INDEX  # noqa: E402
+from interpedia.store.writer import WriteCounts  # noqa: E402
 from interpedia.store.vocab import vocab_cache  # noqa: E402
 
 log = logging.getLogger("bench.scale")
@@ -404,15 +405,22 @@ def build_and_measure(run: Run, args: argparse.Namespace, url: str, info: dict[s
     vocab_cache.clear()
     engine = make_engine(url)
     factory = make_sessionmaker(engine)
+    # One import per source directory (what `interpedia import` does for the whole tree, in the same
+    # order), so that progress is on record if the run is cut short.
+    c = WriteCounts()
     t0 = time.perf_counter()
-    summary = import_path(args.work / "input", factory)
-    seconds = time.perf_counter() - t0
+    for n, source_id in enumerate(source_ids(args.sources), 1):
+        summary = import_path(args.work / "input" / MODEL / source_id, factory)
+        c.add(summary.counts)
+        seconds = time.perf_counter() - t0
+        figures = {"seconds": round(seconds, 1), "sources_done": n, "features": c.features,
+                   "activations": c.activations, "explanations": c.explanations,
+                   "features_per_s": round(c.features / seconds, 1),
+                   "activations_per_s": round(c.activations / seconds, 1),
+                   "load_average_1min": round(os.getloadavg()[0], 2)}
+        run.record("import" if n == args.sources else "import_progress", figures)
+        log.info("imported %d/%d sources: %s", n, args.sources, figures)
     engine.dispose()
-    c = summary.counts
-    log.info("import: %s", summary.describe())
-    run.record("import", {"seconds": round(seconds, 1), "features": c.features, "activations": c.activations,
-                          "explanations": c.explanations, "features_per_s": round(c.features / seconds, 1),
-                          "activations_per_s": round(c.activations / seconds, 1)})
     if (c.features, c.activations, c.explanations) != (info["features"], info["activations"], info["explanations"]):
         raise RuntimeError(f"imported {c.features}/{c.activations}/{c.explanations}, expected "
                            f"{info['features']}/{info['activations']}/{info['explanations']}")

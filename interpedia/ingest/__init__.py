@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from interpedia.ingest.exporter import ExportSummary, export_np
 from interpedia.ingest.npexport import import_np_export, is_np_export
-from interpedia.ingest.pipeline import BatchImporter, ImportSummary
+from interpedia.ingest.pipeline import BatchImporter, ImportSummary, fewer_collections
 from interpedia.ingest.saedashboard import DashboardOptions, import_saedashboard, is_saedashboard_dir
 from interpedia.ingest.validate import BadInput
 
@@ -35,9 +35,10 @@ def import_path(path: Path, factory: sessionmaker[Session], *, options: Dashboar
     """Import a directory in whichever format it is in."""
     opts = options or DashboardOptions()
     fmt = detect_format(path)
-    importer = BatchImporter(factory, creator_name=opts.creator_name, force=force)
-    if fmt == "saedashboard":
-        import_saedashboard(path, importer, opts)
-    else:
-        import_np_export(path, importer, batch_size=batch_size)
-    return importer.finish()
+    with fewer_collections():
+        importer = BatchImporter(factory, creator_name=opts.creator_name, force=force)
+        if fmt == "saedashboard":
+            import_saedashboard(path, importer, opts)
+        else:
+            import_np_export(path, importer, batch_size=batch_size)
+        return importer.finish()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -67,6 +69,24 @@ class ImportSummary:
         return (f"{c.features} features, {c.activations} activations, {c.explanations} new explanations in "
                 f"{self.batches} batches ({self.skipped_batches} already imported) in {self.seconds:.1f}s "
                 f"({rate:.0f} features/s)")
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector less often while a bulk import runs.
+
+    An import allocates millions of short-lived objects (parsed rows, statistics lists), and every
+    few thousand allocations the collector walks the young objects, every few hundred thousand the
+    whole heap: about a tenth of an import's CPU time (measured with py-spy). Import code makes
+    few reference cycles, so collecting ~100x less often costs little memory. Reference counting
+    still frees everything else at once.
+    """
+    old = gc.get_threshold()
+    gc.set_threshold(max(old[0], 100_000), max(old[1], 50), max(old[2], 100))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 def _batch_key(source_pk: int, key: str) -> str:
