@@ -263,6 +263,12 @@ def test_others_cannot_delete_from_the_page_and_bookmarks_need_sign_in(client: A
     resp = client.post("/comment/delete", data={"commentId": made["id"], "csrf_token": token}, headers=JSON)
     _error(resp, 403)
     assert _count(factory, Comment) == 1
+    # An admin sees the delete button on anyone's comment and may use it.
+    token = _sign_in(client, site["admin"])
+    assert 'action="/comment/delete"' in client.get(PAGE, headers=HTML).text
+    resp = client.post("/comment/delete", data={"commentId": made["id"], "csrf_token": token}, headers=JSON)
+    assert resp.status_code == 200 and resp.json()["deleted"] == made["id"]
+    assert _count(factory, Comment) == 0
 
 
 def test_list_page_shows_comments_and_posts_them(client: Any, site: dict[str, Any], factory: Any) -> None:
