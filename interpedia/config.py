@@ -23,6 +23,9 @@ DEFAULT_RATE_LIMITS: dict[str, int] = {
     "/api/model/new": 5,
     "/api/nla/explain": 120,
     "/api/nla/completion": 240,
+    # Ours, not neuronpedia.org's (it signs in through OAuth): password guessing and mass sign-up, per IP.
+    "/signin/password": 300,
+    "/signup": 100,
 }
 
 

@@ -142,3 +142,17 @@ def test_cli_creates_users_and_grants_admin(settings: Any, factory: Any) -> None
     assert weak.exit_code != 0 and "at least 8" in weak.output
     with transaction(factory) as session:
         assert get_user_by_name(session, "x1") is None
+
+
+def test_password_sign_in_is_rate_limited_per_ip(settings: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from interpedia.web.app import create_app
+
+    limited = settings.model_copy(update={"rate_limits": {"/signin/password": 3}})
+    with TestClient(create_app(limited)) as client:
+        token = _csrf(client.get("/signin", headers=HTML).text)
+        answers = [client.post("/signin/password", data={"name": "x", "password": "guess number one",
+                                                         "csrf_token": token}, headers=JSON).status_code
+                   for _ in range(4)]
+    assert answers == [401, 401, 401, 429]

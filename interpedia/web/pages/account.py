@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from interpedia.db.community import FeatureList, ListFeature
 from interpedia.db.tables import ApiKey, User
 from interpedia.store.errors import StoreError
+from interpedia.store.features import iso
 from interpedia.store.users import (
     authenticate,
     create_account,
@@ -42,12 +43,12 @@ MAX_LABEL = 100
 def user_json(user: User) -> dict[str, Any]:
     """The public part of a user."""
     return {"id": user.id, "name": user.name, "admin": user.admin, "bot": user.bot,
-            "createdAt": user.created_at}
+            "createdAt": iso(user.created_at)}
 
 
 def _key_json(row: ApiKey) -> dict[str, Any]:
-    return {"id": row.id, "prefix": row.prefix, "label": row.label, "createdAt": row.created_at,
-            "lastUsedAt": row.last_used_at, "revokedAt": row.revoked_at}
+    return {"id": row.id, "prefix": row.prefix, "label": row.label, "createdAt": iso(row.created_at),
+            "lastUsedAt": iso(row.last_used_at), "revokedAt": iso(row.revoked_at)}
 
 
 def _owned_lists(session: Session, user: User) -> list[dict[str, Any]]:
