@@ -86,3 +86,40 @@ def test_sae_bench_sorts_and_plots(page: Any, live_server: str, mapped: None) ->
     assert "Explained Variance" in page.locator("#plot h2").inner_text()
     assert page.locator("#plot circle.bench-point").count() == 2
     page.screenshot(path=str(artifact("sae-bench.png")), full_page=True)
+
+
+def test_feature_page_neighbours_with_explanations_and_in_another_source(page: Any, live_server: str,
+                                                                        mapped: None, factory: Any) -> None:
+    import numpy as np
+    from sqlalchemy import select
+
+    from interpedia.analysis.decoder import load_directions
+    from interpedia.db import transaction
+    from interpedia.db.tables import Feature, Source
+
+    with transaction(factory) as session:  # what generate stores: the feature itself first, then neighbours
+        src = session.scalar(select(Source).where(Source.name == "0-res-test"))
+        feat = session.scalar(select(Feature).where(Feature.source_id == src.id, Feature.index == 7))
+        feat.topk_cos_sim_indices, feat.topk_cos_sim_values = [7, 5, 0, 2], [1.0, 0.61, 0.42, 0.3]
+        weights0 = src.weights_path
+        weights1 = session.scalar(select(Source.weights_path).where(Source.name == "1-res-test"))
+
+    page.goto(f"{live_server}/{MODEL}/0-res-test/7")
+    rows = page.locator("#similar-same tbody tr")
+    assert rows.count() == 3
+    page.wait_for_function("document.querySelector('#similar-same tbody tr .desc').textContent !== ''")
+    assert rows.nth(0).inner_text().split("\t")[:2] == ["0-res-test/5", "cats and kittens"]
+    assert "the word cat" in rows.nth(1).inner_text()
+
+    page.locator("#similar .cossim-other").wait_for(state="visible")
+    page.select_option("#cossim-target", "1-res-test")
+    other = page.locator("#similar-other tbody tr")
+    other.first.wait_for()
+    assert other.count() == 10
+    d0, d1 = load_directions(weights0), load_directions(weights1)
+    best = int(np.argmax(d1 @ d0[7]))
+    link = other.first.locator("a")
+    assert link.inner_text() == f"1-res-test/{best}"
+    assert link.get_attribute("href") == f"/{MODEL}/1-res-test/{best}"
+    link.click()
+    page.wait_for_url(f"{live_server}/{MODEL}/1-res-test/{best}")
