@@ -70,7 +70,7 @@ def test_sign_in_comment_bookmark_vote_and_see_them_after_reload(page: Any, live
     page.screenshot(path=str(artifact("feature-community.png")), full_page=True)
 
     # My bookmarks lists the feature with its top explanation; removing it there empties the page.
-    page.click("#my-bookmarks")
+    page.click("#nav-bookmarks")
     page.wait_for_url(re.compile(r"/account/bookmarks$"))
     row = page.locator("#bookmarks tr.bookmark")
     assert row.count() == 1 and "cats on mats" in row.inner_text()
