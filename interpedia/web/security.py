@@ -1,4 +1,4 @@
-"""HTTP hardening: rate limits, security headers, CORS and the database-down answer (503).
+"""HTTP hardening: rate limits, security headers, CORS, and database errors as 503/422/409 (never a bare 500).
 
 Everything here is plain ASGI middleware or an exception handler, installed by ``install_security``
 (``create_app`` calls it last, so these layers wrap every route, error pages and 413s included).
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.datastructures import MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
@@ -220,21 +220,32 @@ def _is_connection_error(exc: DBAPIError) -> bool:
     return name in {"InterfaceError", "AdminShutdown", "OperationalError", "ConnectionTimeout"}
 
 
-def _install_db_unavailable(app: FastAPI) -> None:
+def _install_db_errors(app: FastAPI) -> None:
     async def _db_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, DataError):
+            # Postgres refuses what SQLite stores: integers beyond 64 bits, NUL characters in text.
+            return error_response(422, "a value in the request is out of range or not allowed in text "
+                                       "(such as a NUL character)")
+        if isinstance(exc, IntegrityError):
+            return error_response(409, "the request conflicts with data that exists (or was just written)")
         if isinstance(exc, DBAPIError) and not _is_connection_error(exc):
             log.exception("database error")
             return error_response(500, "internal server error")
         log.warning("database unavailable on %s: %s", request.url.path, str(exc).splitlines()[0][:200])
         return error_response(503, DB_DOWN_MESSAGE, headers={"Retry-After": str(DB_RETRY_AFTER_S)})
 
+    async def _bad_text(_: Request, exc: Exception) -> Response:
+        # An unpaired surrogate (legal as a JSON escape) cannot be encoded for the database driver.
+        return error_response(422, "the request holds text that is not valid Unicode (an unpaired surrogate)")
+
     app.add_exception_handler(DBAPIError, _db_error)
     app.add_exception_handler(PoolTimeoutError, _db_error)
+    app.add_exception_handler(UnicodeEncodeError, _bad_text)
 
 
 def install_security(app: FastAPI, settings: Settings) -> None:
     """Wrap ``app`` in rate limits, CORS (only when origins are configured) and security headers."""
-    _install_db_unavailable(app)
+    _install_db_errors(app)
     if settings.rate_limit_enabled and settings.rate_limits:
         app.add_middleware(RateLimitMiddleware, settings=settings)
     if settings.cors_origins:

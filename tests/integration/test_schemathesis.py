@@ -40,6 +40,23 @@ def _operations(schema: Any) -> list[Any]:
     return ops
 
 
+def _first_server_error(op: Any, headers: dict[str, str]) -> str | None:
+    """Fuzz one operation; the first 5xx found, described with its curl command, or None."""
+    seen: list[str] = []
+
+    @given(case=op.as_strategy())
+    @hsettings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+               suppress_health_check=list(HealthCheck), print_blob=False)
+    def run(case: Any) -> None:
+        response = case.call(headers=headers)
+        if response.status_code >= 500 and not seen:
+            seen.append(f"{op.method.upper()} {op.path} -> {response.status_code} {response.text[:300]}\n"
+                        f"    {case.as_curl_command(headers=headers)}")
+
+    run()
+    return seen[0] if seen else None
+
+
 def test_no_generated_request_gets_a_server_error(settings: Settings, factory: Any, api_key: str,
                                                   tmp_path: Path) -> None:
     import_path(write_saedashboard_dir(tmp_path / "dash", n_features=6, model_id="fuzz-model", sae_set="res-fz"),
@@ -50,22 +67,6 @@ def test_no_generated_request_gets_a_server_error(settings: Settings, factory: A
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = _operations(schema)
     assert len(operations) >= 30, "the OpenAPI document lost its operations"
-    failures: list[str] = []
     headers = {"x-api-key": api_key}
-
-    for op in operations:
-        seen: list[str] = []
-
-        @given(case=op.as_strategy())
-        @hsettings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                   suppress_health_check=list(HealthCheck), print_blob=False)
-        def run(case: Any) -> None:
-            response = case.call(headers=headers)
-            if response.status_code >= 500 and len(seen) < 1:
-                seen.append(f"{op.method.upper()} {op.path} -> {response.status_code} {response.text[:300]}\n"
-                            f"    {case.as_curl_command(headers=headers)}")
-
-        run()
-        failures.extend(seen)
-
+    failures = [f for f in (_first_server_error(op, headers) for op in operations) if f]
     assert not failures, "server errors:\n" + "\n".join(failures)
