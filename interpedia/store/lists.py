@@ -18,9 +18,9 @@ from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from interpedia.db.community import FeatureList, ListFeature
-from interpedia.db.tables import Feature, Model, Source, User
+from interpedia.db.tables import Activation, Feature, Model, Source, User
 from interpedia.store.errors import Forbidden, Invalid, NotFound, StoreError
-from interpedia.store.features import iso, list_activations, list_explanations, parse_index
+from interpedia.store.features import activation_json, iso, list_explanations, parse_index
 from interpedia.store.users import can_modify
 
 log = logging.getLogger(__name__)
@@ -262,10 +262,11 @@ def list_details(session: Session, lst: FeatureList, base_url: str) -> dict[str,
     explanations: dict[int, list[dict[str, Any]]] = {}
     for (model_id, src_name), feats in by_source.items():
         explanations.update(list_explanations(session, model_id, src_name, feats))
+    examples = _top_examples(session, [(feat, src_name, model_id) for _, feat, src_name, model_id, _, _
+                                       in rows[:DETAIL_ACTIVATION_FEATURES]])
     neurons = []
-    for n, (member, feat, src_name, model_id, src_live, model_live) in enumerate(rows):
-        acts = (list_activations(session, model_id, src_name, feat, DETAIL_ACTIVATIONS)
-                if n < DETAIL_ACTIVATION_FEATURES else [])
+    for member, feat, src_name, model_id, src_live, model_live in rows:
+        acts = examples.get(feat.id, [])
         neurons.append({
             **member_json(member, model_id, src_name, feat.index),
             "neuron": {"modelId": model_id, "layer": src_name, "index": str(feat.index),
@@ -274,3 +275,22 @@ def list_details(session: Session, lst: FeatureList, base_url: str) -> dict[str,
                        "explanations": explanations.get(feat.id, []), "activations": acts},
         })
     return {**list_json(lst, owner.name if owner else None, base_url), "neurons": neurons, "activations": []}
+
+
+def _top_examples(session: Session, features: Sequence[tuple[Feature, str, str]]) -> dict[int, list[dict[str, Any]]]:
+    """The top examples of many features in one query per chunk (a window function ranks them per feature)."""
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    where = {feat.id: (feat, src_name, model_id) for feat, src_name, model_id in features}
+    ids = list(where)
+    for start in range(0, len(ids), _CHUNK):
+        rank = func.row_number().over(partition_by=Activation.feature_id,
+                                      order_by=(Activation.max_value.desc(), Activation.id)).label("rank")
+        ranked = (select(Activation.id, rank).where(Activation.feature_id.in_(ids[start:start + _CHUNK]))
+                  .subquery())
+        acts = session.scalars(select(Activation).join(ranked, ranked.c.id == Activation.id)
+                               .where(ranked.c.rank <= DETAIL_ACTIVATIONS)
+                               .order_by(Activation.feature_id, Activation.max_value.desc(), Activation.id))
+        for act in acts:
+            feat, src_name, model_id = where[act.feature_id]
+            out[act.feature_id].append(activation_json(session, model_id, src_name, feat.index, act))
+    return out

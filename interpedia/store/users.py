@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import re
@@ -84,8 +85,13 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # argon2 hashes any length; the bound only stops megabyte "passwords" costing CPU
 
 _hasher = PasswordHasher()
-# Verified against when the user is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("interpedia-no-such-user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    # Verified against when the user is unknown, so a wrong name costs as long as a wrong password.
+    # Made on first use, not at import: one argon2 hash costs tens of milliseconds of CPU.
+    return _hasher.hash("interpedia-no-such-user")
 
 
 def hash_password(password: str) -> str:
@@ -122,7 +128,7 @@ def authenticate(session: Session, name: str, password: str) -> User | None:
     user = get_user_by_name(session, name) if USER_NAME_RE.match(name) else None
     stored = user.password_hash if user is not None and user.password_hash else None
     try:
-        _hasher.verify(stored or _DUMMY_HASH, password[:MAX_PASSWORD])
+        _hasher.verify(stored or _dummy_hash(), password[:MAX_PASSWORD])
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return None
     if user is None or stored is None:
