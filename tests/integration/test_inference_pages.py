@@ -67,6 +67,8 @@ def test_feature_page_has_a_live_test_box(client: Any, live: TinyInference) -> N
     assert 'id="test-text"' in html and 'data-available="true"' in html and "/static/inference.js" in html
     assert 'id="test-unavailable"' not in html
     assert '"inferenceEnabled": true' in html  # page data for the scripts
+    assert f'href="/{MODEL_ID}/steer?source={SOURCE}&amp;index=12&amp;strength=10"' in html  # steer with it
+    assert f'href="/search?modelId={MODEL_ID}&amp;sourceSet=res-standard"' in html
     # What the box's script posts, and what it shows.
     r = client.post("/api/activation/new", json={"feature": {"modelId": MODEL_ID, "source": SOURCE, "index": "12"},
                                                   "customText": "the dog ran"})
