@@ -234,3 +234,34 @@ def test_pages_add_from_feature_page_and_show_the_list(client: Any, site: None, 
     assert unknown.status_code == 404 and set(unknown.json()) == ERROR_KEYS
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(ListFeature)) == 2
+
+
+def test_page_forms_refuse_other_users_and_let_admins_remove(client: Any, site: None, api_key: str,
+                                                              factory: Any) -> None:
+    lid = client.post("/api/list/new-with-features", json={"name": "owned", "features": [
+        {"modelId": M, "layer": S, "index": i} for i in (1, 2)]}, headers={"x-api-key": api_key}).json()["id"]
+    mallory = _key(factory, "mallory")["x-api-key"]
+    form = client.get("/signin", headers=HTML)
+    client.post("/signin", data={"api_key": mallory, "csrf_token": _csrf(form.text)}, headers=HTML)
+    page = client.get(f"/list/{lid}", headers=HTML)
+    assert 'id="list-update-form"' not in page.text and 'class="inline remove-feature"' not in page.text
+    token = _csrf(page.text)
+    json_accept = {"accept": "application/json"}
+    for path, data in (("update", {"name": "pwned"}), ("edit-feature", {"modelId": M, "layer": S, "index": "1",
+                                                                        "description": "pwned"}),
+                       ("remove", {"modelId": M, "layer": S, "index": "1"}), ("delete", {})):
+        resp = client.post(f"/list/{lid}/{path}", data={**data, "csrf_token": token}, headers=json_accept)
+        assert resp.status_code == 403 and set(resp.json()) == ERROR_KEYS, path
+    resp = client.post("/list/add", data={"listId": lid, "modelId": M, "layer": S, "index": "3",
+                                          "csrf_token": token}, headers=json_accept)
+    assert resp.status_code == 403
+    assert _counts(factory) == (1, 2)
+
+    root = _key(factory, "root", admin=True)["x-api-key"]
+    form = client.get("/signin", headers=HTML)
+    client.post("/signin", data={"api_key": root, "csrf_token": _csrf(form.text)}, headers=HTML)
+    page = client.get(f"/list/{lid}", headers=HTML)
+    assert 'class="inline remove-feature"' in page.text and 'id="list-update-form"' not in page.text
+    gone = client.post(f"/list/{lid}/delete", data={"csrf_token": _csrf(page.text)}, headers=HTML,
+                       follow_redirects=False)
+    assert gone.status_code == 303 and _counts(factory) == (0, 0)
