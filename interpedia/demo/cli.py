@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,28 @@ def enable_inference(factory: sessionmaker[Session]) -> list[str]:
             source.inference_enabled = True
             enabled.append(f"{model.id}/{source.name}")
     return sorted(enabled)
+
+
+def warm_inference(app: Any, enabled: list[str]) -> threading.Thread:
+    """Load the demo's model and SAEs in the background once the server is up, so the first live request
+    does not wait for torch and the weights to load. Failures are logged: the pages still say why."""
+    from interpedia.inference.service import for_app
+
+    def load() -> None:
+        started = time.perf_counter()
+        try:
+            service = for_app(app.state)
+            for pair in enabled:
+                model_id, source_id = pair.split("/", 1)
+                service.source(model_id, source_id)
+        except Exception:  # a demo that cannot load its weights still serves its dashboards
+            log.exception("live inference could not warm up")
+            return
+        log.info("live inference warm in %.1fs (%s)", time.perf_counter() - started, ", ".join(enabled))
+
+    thread = threading.Thread(target=load, name="inference-warmup", daemon=True)
+    thread.start()
+    return thread
 
 
 def serving_settings(settings: Settings) -> Settings:
@@ -96,4 +119,10 @@ def demo_cmd(serve: bool, host: str, port: int, corpus: Path | None, toy: bool, 
 
         where = f"http://{host}:{port}/{cfg.model_id}/{cfg.source_id}" if not pretrained else f"http://{host}:{port}/"
         click.echo(f"serving on {where}")
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+        if live:
+            base = f"http://{host}:{port}"
+            click.echo(f"live pages: {base}/search, {base}/search-topk-by-token, {base}/{live[0].split('/')[0]}/steer")
+        app = create_app(settings)
+        if live:
+            warm_inference(app, live)
+        uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower())

@@ -320,3 +320,16 @@ def test_demo_switches_inference_on_for_generated_sources(client: Any, live: Tin
     threads = serving_settings(settings).inference_torch_threads
     assert 1 <= threads <= 4 and settings.inference_torch_threads == 0
     assert serving_settings(settings.model_copy(update={"inference_torch_threads": 7})).inference_torch_threads == 7
+
+
+def test_demo_warms_inference_in_the_background(app: Any, live: TinyInference,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    from interpedia.demo.cli import warm_inference
+
+    with caplog.at_level("INFO", logger="interpedia.demo.cli"):
+        warm_inference(app, [f"{MODEL_ID}/{SOURCE}"]).join(timeout=120)
+    assert "live inference warm in" in caplog.text
+    assert app.state.inference.registry.warm()["sources"] == [f"{MODEL_ID}/{SOURCE}"]  # before any request
+    with caplog.at_level("INFO", logger="interpedia.demo.cli"):
+        warm_inference(app, [f"{MODEL_ID}/9-res-none"]).join(timeout=120)
+    assert "live inference could not warm up" in caplog.text  # logged, never raised into the server
