@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from e2e_helpers import artifact
 from inference_helpers import MODEL_ID, TinyInference, register
 from inference_helpers import tiny_inf as tiny_inf  # noqa: F401  (session fixture)
 
@@ -74,6 +75,7 @@ def test_sign_up_make_a_list_from_the_feature_page_and_test_it_live(page: Any, l
     page.wait_for_selector("#live-status:has-text('Ran the test text'), #live-status:has-text('from the live')",
                            timeout=120_000)
     assert "from the live model" in page.locator("#live-status").inner_text()
+    page.screenshot(path=str(artifact("list-page.png")), full_page=True)
     for item in page.locator(".list-item").all():
         tokens = item.locator(".live-result .t")
         assert tokens.count() >= 6

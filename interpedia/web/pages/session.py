@@ -148,8 +148,10 @@ def manager(request: Request) -> SessionManager:
 
 
 def api_key_row(session: Session, key: str) -> ApiKey | None:
-    """The live API key row for a clear-text key."""
-    return session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None)))
+    """The live API key row for a clear-text key; the hash comparison is constant-time."""
+    digest = hash_key(key)
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
+    return row if row is not None and hmac.compare_digest(row.key_hash, digest) else None
 
 
 def header_user(request: Request, session: Session) -> User | None:
