@@ -168,3 +168,19 @@ def test_failing_llm_stores_nothing_and_the_page_says_why(failing_llm: FakeLLM, 
     twin = client.post("/explanation/explain", data=data, headers={"accept": "application/json"})
     assert twin.status_code == 502 and "nothing was stored" in twin.json()["message"]
     assert client.get(PAGE + ".json").status_code == 200
+
+
+def test_add_an_explanation_by_hand(client: Any, factory: Any, imported: None) -> None:
+    csrf = sign_in(client, factory, "dora")
+    data = {"modelId": "tiny-test", "layer": "0-res-test", "index": "3", "csrf_token": csrf}
+    resp = client.post("/explanation/add", data={**data, "explanation": "  words about cats  "}, headers=HTML,
+                       follow_redirects=False)
+    assert resp.status_code == 303 and "#explanation-" in resp.headers["location"]
+    assert "words about cats" in _pane(client.get(PAGE, headers=HTML).text)
+    with factory() as session:
+        exp = session.scalar(select(Explanation))
+        assert exp is not None and exp.description == "words about cats" and exp.author_id is not None
+        assert exp.embedding is not None  # searchable at once
+    empty = client.post("/explanation/add", data={**data, "explanation": "   "}, headers={"accept": "application/json"})
+    assert empty.status_code == 422 and empty.json()["field"] == "explanation"
+    assert count(factory, Explanation) == 1

@@ -1,8 +1,8 @@
 """The feature page's explanations pane: explanations with their scores (type, value, scorer model, details),
 and for a signed-in user the forms that explain the feature or score an explanation.
 
-The forms post to ``/explanation/explain`` and ``/explanation/{id}/score`` and run the same code as
-``/api/explanation/generate`` and ``/api/explanation/score``. When no LLM is configured, or the user may
+The forms post to ``/explanation/explain``, ``/explanation/add`` and ``/explanation/{id}/score`` and run
+the same code as ``/api/explanation/generate``, ``/new`` and ``/score``. When no LLM is configured, or the user may
 not spend the server's LLM credits, the LLM choices are disabled and a sentence says why; the offline
 explainer and the embedding scorer need no LLM and stay available. When the LLM fails, nothing is
 stored, the browser goes back to the feature page and the pane shows the failure until a later call
@@ -28,7 +28,14 @@ from interpedia.autointerp.scorers import SCORERS
 from interpedia.autointerp.service import generate_explanation, score_explanation
 from interpedia.config import Settings
 from interpedia.db.tables import Feature, Source, User
-from interpedia.store.explanations import explanation_json, get_explanation, score_json
+from interpedia.search.embeddings import get_embedder, try_embed
+from interpedia.store.explanations import (
+    add_explanation,
+    check_description,
+    explanation_json,
+    get_explanation,
+    score_json,
+)
 from interpedia.store.features import get_feature_row
 from interpedia.web.deps import SessionDep, SettingsDep
 from interpedia.web.errors import ApiError
@@ -147,6 +154,24 @@ def explain_form(request: Request, session: SessionDep, settings: SettingsDep, m
         return _llm_failed(request, settings, exc, url)
     if EXPLAINERS[exp.type_name or OFFLINE_TYPE].needs_llm:
         _clear_failure(settings)
+    if wants_json(request):
+        return json_page({"explanation": explanation_json(session, exp), "url": url})
+    return redirect(request, f"{url}#explanation-{exp.id}")
+
+
+@router.post("/explanation/add")
+def add_form(request: Request, session: SessionDep, settings: SettingsDep, modelId: Field = "", layer: Field = "",
+             index: Field = "", explanation: Field = "", csrf_token: Field = "") -> Response:
+    """Add an explanation written by hand (``/api/explanation/new``'s form twin), embedded for search."""
+    user = _signed_in(request, session, csrf_token)
+    model, source, feature = get_feature_row(session, modelId, layer, index)
+    text = check_description(explanation)
+    embedding = try_embed(get_embedder(settings), [text])[0]
+    session.rollback()  # the embedder may take a while: no transaction stays open meanwhile
+    with session.begin():
+        exp = add_explanation(session, feature, text, type_name=None, model_name=None, author_id=user.id,
+                              triggered_by=user.id, embedding=embedding)
+    url = page_url(model.id, source.name, feature.index)
     if wants_json(request):
         return json_page({"explanation": explanation_json(session, exp), "url": url})
     return redirect(request, f"{url}#explanation-{exp.id}")
