@@ -13,11 +13,15 @@ Both Postgres methods run on the same throwaway cluster in the same process, int
 ratio of interpedia's Postgres throughput to Neuronpedia's, by wall time and by CPU seconds (client
 process plus the Postgres cluster's processes, read from /proc): on a shared machine the wall times
 include waiting for a CPU, so the load average is sampled around every run and reported. ``--profile``
-adds one cProfile'd interpedia Postgres import and reports where the time goes. ``--saedashboard``
+adds one cProfile'd interpedia Postgres import and reports where the time goes. ``--before DIR``
+adds ``interpedia-before-postgres``: the same import by the code checked out in DIR (e.g. ``git
+worktree add /tmp/before <commit>``), run in a child process that times itself, so that the
+speed-up of a change is measured in the same run as the rest. ``--saedashboard``
 also times importing the same features from SAEDashboard ``batch-N.json`` files (no Neuronpedia
 counterpart: its flow converts them to the export layout first).
 
     .venv/bin/python bench/import_throughput.py [--small] [--n-features N] [--reps R] [--saedashboard] [--profile]
+        [--before DIR]
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
 import logging
 import os
 import pstats
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -191,6 +197,38 @@ def run_ours_postgres(pg: PostgresCluster, path: Path, rep: int, batch_size: int
     return timing
 
 
+_BEFORE_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+from interpedia.db import make_engine, make_sessionmaker
+from interpedia.ingest import import_path
+engine = make_engine(sys.argv[1])
+factory = make_sessionmaker(engine)
+cpu0, wall0 = time.process_time(), time.perf_counter()
+import_path(Path(sys.argv[2]), factory, batch_size=int(sys.argv[3]))
+print(json.dumps({"wall": time.perf_counter() - wall0, "cpu": time.process_time() - cpu0}))
+"""
+
+
+def run_before(pg: PostgresCluster, before: Path, path: Path, rep: int, batch_size: int) -> Timing:
+    """One import by the earlier code in ``before``, in a child process timing only the import itself."""
+    name = f"before_{rep}"
+    pg.psql(f'CREATE DATABASE "{name}" TEMPLATE ours_template')
+    _checkpoint(pg)
+    env = {**os.environ, "PYTHONPATH": str(before)}
+    _LOAD.append(os.getloadavg()[0])
+    server0 = server_cpu_seconds()
+    out = subprocess.run([sys.executable, "-c", _BEFORE_SCRIPT, pg.url(name), str(path), str(batch_size)],
+                         env=env, cwd=before, capture_output=True, text=True, check=True)
+    server = server_cpu_seconds() - server0
+    _LOAD.append(os.getloadavg()[0])
+    own = json.loads(out.stdout.strip().splitlines()[-1])
+    timing = Timing(own["wall"], own["cpu"], _count(pg.dsn(name), "SELECT count(*) FROM features"),
+                    _count(pg.dsn(name), "SELECT count(*) FROM activations"), server)
+    pg.psql(f'DROP DATABASE "{name}"')
+    return timing
+
+
 def run_theirs(pg: PostgresCluster, export: ExportInfo, rep: int) -> Timing:
     """One import with Neuronpedia's method into a fresh database with its schema."""
     name = f"theirs_{rep}"
@@ -229,6 +267,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--saedashboard", action="store_true",
                         help="also import the same features from SAEDashboard batch-N.json files")
     parser.add_argument("--profile", action="store_true", help="add one cProfile'd interpedia Postgres import")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="a checkout of earlier code: also time its Postgres import (interpedia-before-postgres)")
     parser.add_argument("--workdir", type=Path, default=None, help="where to write the export (default: temp)")
     parser.add_argument("--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -243,13 +283,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SyntheticConfig(n_features=n_features, seed=args.seed)
     params = {"small": args.small, "n_features": n_features, "reps": reps, "batch_size": args.batch_size,
               "seed": args.seed, "sqlite": not args.no_sqlite, "profile": args.profile,
+              "before": str(args.before) if args.before else None,
               "neuronpedia_chunk_lines": npbaseline.CHUNK_LINES, "neuronpedia_work_mem": npbaseline.WORK_MEM,
               "synthetic": cfg.to_dict()}
     log.info("command: %s", command_line())
     log.info("parameters: %s", params)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="interpedia-bench-"))
     methods = [m for m in METHODS + (SD_METHODS if args.saedashboard else ())
-               if not (args.no_sqlite and "-sqlite" in m)]
+               + (("interpedia-before-postgres",) if args.before else ()) if not (args.no_sqlite and "-sqlite" in m)]
     runs: dict[str, list[Timing]] = {m: [] for m in methods}
     profiled: dict[str, Any] | None = None
     try:
@@ -265,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
             for rep in range(reps):
                 for method in methods:
                     path = sd_dir if method.endswith("-saedashboard") else export.root
-                    if method.startswith("interpedia-sqlite"):
+                    if method == "interpedia-before-postgres":
+                        timing = run_before(pg, args.before, path, rep, args.batch_size)
+                    elif method.startswith("interpedia-sqlite"):
                         timing = run_ours_sqlite(workdir, path, rep, args.batch_size)
                     elif method.startswith("interpedia-postgres"):
                         timing = run_ours_postgres(pg, path, rep, args.batch_size)
@@ -308,7 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     theirs_cpu = results["neuronpedia-postgres"]["median_total_cpu_seconds"]
     cpu_ratios = {m: round(theirs_cpu / results[m]["median_total_cpu_seconds"], 2)
                   for m in methods if m.endswith("-postgres") and m != "neuronpedia-postgres"}
+    speedup: dict[str, float] = {}
+    if args.before:
+        before, after = results["interpedia-before-postgres"], results["interpedia-postgres"]
+        speedup = {"wall": round(before["median_wall_seconds"] / after["median_wall_seconds"], 2),
+                   "total_cpu": round(before["median_total_cpu_seconds"] / after["median_total_cpu_seconds"], 2)}
     figures = {
+        "speedup_over_before": speedup,
         "n_features": export.n_features, "n_activations": export.n_activations, "export": export.to_dict(),
         "methods": results, "ratio_throughput_ours_over_neuronpedia": ratios,
         "ratio_total_cpu_neuronpedia_over_ours": cpu_ratios, "target_ratio": TARGET_RATIO,
@@ -339,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average (1 min) around the timed runs: min {min(_LOAD):.2f}, median {median(_LOAD):.2f}, "
           f"max {max(_LOAD):.2f} on {os.cpu_count()} cpus (wall times include waiting for a CPU; "
           "cpu = client + Postgres server CPU seconds)")
+    if speedup:
+        print(f"interpedia-postgres over interpedia-before-postgres ({args.before}): {speedup['wall']}x wall, "
+              f"{speedup['total_cpu']}x total cpu")
     if profiled is not None:
         print(f"profile of one interpedia-postgres import ({profiled['wall_seconds']}s under cProfile), "
               "cumulative seconds:")
