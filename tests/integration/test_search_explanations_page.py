@@ -190,3 +190,17 @@ def test_unavailable_embeddings_say_why(corpus: None, settings: Any, monkeypatch
         twin = broken.get("/search-explanations.json", params={"q": "religious scripture"})
         assert twin.status_code == 503 and "unavailable" in twin.json()["message"]
         assert broken.get("/search-explanations").status_code == 200
+
+
+def test_search_boxes_on_model_source_set_and_source_pages(client: Any, corpus: None) -> None:
+    for path, hidden in (("/tiny-test", {"modelId": "tiny-test"}),
+                         ("/tiny-test/res-test", {"modelId": "tiny-test", "sources": "0-res-test,1-res-test"}),
+                         ("/tiny-test/1-res-test", {"modelId": "tiny-test", "sources": "1-res-test"})):
+        page = client.get(path, headers={"accept": "text/html"}).text
+        box = re.search(r'<section class="pane" id="search-explanations-box">.*?</section>', page, flags=re.S)
+        assert box, path
+        fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', box.group(0)))
+        assert fields == hidden, path
+        twin = client.get("/search-explanations.json", params={**fields, "q": "religious scripture"}).json()
+        layers = {r["layer"] for r in twin["search"]["results"]}
+        assert layers <= set(fields.get("sources", "0-res-test,1-res-test").split(",")) and layers, path
