@@ -59,7 +59,7 @@ def load_directions(spec: str) -> np.ndarray:
 
     try:
         sae = LoadedSae.load(spec, fold=False)
-    except (ValueError, FileNotFoundError, OSError) as exc:
+    except Exception as exc:  # SAELens and the hub raise many kinds; the user needs the message, not the type
         raise Invalid(f"cannot load SAE {spec!r}: {exc}", field="sae") from None
     return _unit_rows(sae.decoder_directions().numpy())
 
@@ -73,14 +73,16 @@ class DirectionCache:
         self._lock = threading.Lock()
 
     def get(self, spec: str) -> np.ndarray:
-        """The directions of ``spec``, loaded on first use."""
+        """The directions of ``spec``, loaded on first use (and again when its weights file changes)."""
+        weights = Path(spec) / WEIGHTS_FILE
+        key = f"{spec}@{weights.stat().st_mtime_ns}" if weights.is_file() else spec
         with self._lock:
-            if spec in self._items:
-                self._items.move_to_end(spec)
-                return self._items[spec]
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
         directions = load_directions(spec)
         with self._lock:
-            self._items[spec] = directions
+            self._items[key] = directions
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
         log.info("decoder directions of %s loaded: %s", spec, directions.shape)
