@@ -8,7 +8,6 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 # Per-hour limits of neuronpedia.org's middleware for the routes it limits (reference/neuronpedia.md).
 DEFAULT_RATE_LIMITS: dict[str, int] = {
     "/api/activation/new": 1000,

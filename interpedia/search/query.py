@@ -9,13 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
 from interpedia.db.tables import Explanation, Feature, Model, Source, SourceRelease, SourceSet, User
 from interpedia.search.embeddings import Embedder
 from interpedia.search.index import MAX_CANDIDATES, search_vectors
+from interpedia.store.access import listed_condition
 from interpedia.store.catalogue import get_model
 from interpedia.store.errors import Invalid, NotFound
 from interpedia.store.features import feature_stats_json, iso, list_activations
@@ -40,7 +41,14 @@ def _visible_sources(session: Session, scope: SearchScope, user: User | None) ->
     admin = user is not None and user.admin
     stmt = select(Source).join(Model, Model.id == Source.model_id)
     if not admin:
-        stmt = stmt.where(Source.visibility != "PRIVATE", Model.visibility != "PRIVATE")
+        uid = user.id if user is not None else None
+        # Private rows are searched for their creator only.
+        stmt = stmt.where(or_(Source.visibility != "PRIVATE", Source.creator_id == uid),
+                          or_(Model.visibility != "PRIVATE", Model.creator_id == uid))
+    if scope.model_id is None and scope.release is None:
+        # Search across everything lists only what is listed: unlisted rows are found through their URL alone.
+        stmt = stmt.where(listed_condition(Model.visibility, Model.creator_id),
+                          listed_condition(Source.visibility, Source.creator_id))
     if scope.release is not None:
         if session.get(SourceRelease, scope.release) is None:
             raise NotFound(f"release {scope.release!r} not found", field="releaseName")
@@ -49,7 +57,7 @@ def _visible_sources(session: Session, scope: SearchScope, user: User | None) ->
             stmt = stmt.where(SourceSet.visibility != "PRIVATE")
     if scope.model_id is not None:
         model = get_model(session, scope.model_id)
-        if model.visibility == "PRIVATE" and not admin:
+        if model.visibility == "PRIVATE" and not admin and (user is None or model.creator_id != user.id):
             raise NotFound(f"model {scope.model_id!r} not found", field="modelId")
         stmt = stmt.where(Source.model_id == scope.model_id)
     if scope.source_names:

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import Feature, Model, Source, SourceSet
+from interpedia.store.access import current_viewer, listed_condition, may_see
 from interpedia.store.errors import Conflict, Invalid, NotFound
 
 # /api/model/new's rule for new ids; imported ids may also carry upper case and '_'.
@@ -41,14 +42,15 @@ def check_id(value: str, what: str, pattern: re.Pattern[str] = ID_RE, max_len: i
 def get_model(session: Session, model_id: str) -> Model:
     """The model, or NotFound."""
     model = session.get(Model, model_id)
-    if model is None:
+    if model is None or not may_see((model.visibility,), (model.creator_id,)):
         raise NotFound(f"model {model_id!r} not found", field="modelId")
     return model
 
 
 def list_models(session: Session) -> list[Model]:
     """Every visible model, by id."""
-    return list(session.scalars(select(Model).where(Model.visibility != "PRIVATE").order_by(Model.id)))
+    return list(session.scalars(select(Model).where(listed_condition(Model.visibility, Model.creator_id))
+                                .order_by(Model.id)))
 
 
 def create_model(session: Session, model_id: str, *, layers: int, display_name: str | None = None,
@@ -111,21 +113,33 @@ def ensure_source_set(session: Session, model_id: str, name: str, **fields: Any)
 
 def list_source_sets(session: Session, model_id: str) -> list[SourceSet]:
     """The model's visible source sets."""
-    return list(session.scalars(select(SourceSet).where(SourceSet.model_id == model_id,
-                                                        SourceSet.visibility != "PRIVATE").order_by(SourceSet.name)))
+    return list(session.scalars(select(SourceSet).where(
+        SourceSet.model_id == model_id, listed_condition(SourceSet.visibility, SourceSet.creator_id))
+        .order_by(SourceSet.name)))
 
 
 def get_source(session: Session, model_id: str, source_id: str) -> Source:
     """The source (SAE) ``source_id`` of a model, or NotFound."""
     row = session.scalar(select(Source).where(Source.model_id == model_id, Source.name == source_id))
-    if row is None:
+    if row is None or not source_visible(session, row):
         raise NotFound(f"source {model_id}/{source_id} not found", field="source")
     return row
 
 
+def source_visible(session: Session, row: Source, model: Model | None = None) -> bool:
+    """Whether the current viewer may open the source (its model, set and itself all count)."""
+    if current_viewer() is None:
+        return True
+    model = model or session.get(Model, row.model_id)
+    set_row = session.get(SourceSet, row.set_id)
+    chain = [r for r in (model, set_row, row) if r is not None]
+    return may_see(tuple(r.visibility for r in chain), tuple(r.creator_id for r in chain))
+
+
 def list_sources(session: Session, set_row: SourceSet) -> list[Source]:
     """Sources of a set, by layer then name."""
-    rows = list(session.scalars(select(Source).where(Source.set_id == set_row.id)))
+    rows = list(session.scalars(select(Source).where(Source.set_id == set_row.id,
+                                                     listed_condition(Source.visibility, Source.creator_id))))
     return sorted(rows, key=lambda s: (s.layer_num if s.layer_num is not None else 1 << 30, s.name))
 
 

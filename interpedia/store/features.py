@@ -23,7 +23,7 @@ from interpedia.db.tables import (
     SourceSet,
     User,
 )
-from interpedia.store.catalogue import get_model, get_source
+from interpedia.store.catalogue import get_model, get_source, source_visible
 from interpedia.store.errors import Invalid, NotFound
 from interpedia.store.records import NP_FEATURE_NAMES
 from interpedia.store.vocab import vocab_cache
@@ -217,7 +217,7 @@ def get_feature_row(session: Session, model_id: str, source_name: str, index: An
         .join(Feature, Feature.source_id == Source.id)
         .where(Model.id == model_id, Source.name == source_name, Feature.index == idx)
     ).first()
-    if found is not None:
+    if found is not None and source_visible(session, found[1], found[0]):
         return found[0], found[1], found[2]
     get_model(session, model_id)
     get_source(session, model_id, source_name)

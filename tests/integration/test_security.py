@@ -219,3 +219,121 @@ def test_api_keys_are_compared_in_constant_time(plain: TestClient, api_key: str,
     assert calls, "the API key was not compared with hmac.compare_digest"
     # The database holds only the SHA-256 hash, never the key itself.
     assert all(api_key not in (a, b) for a, b in calls)
+
+
+# --- private and unlisted models and sources ------------------------------------------------------------
+
+
+@pytest.fixture
+def catalogue(settings: Settings, factory: Any, tmp_path: Any) -> dict[str, str]:
+    """pub-m (public, with a private source 1-res-a), priv-m (private) and unl-m (unlisted); keys of their users."""
+    from factories import write_saedashboard_dir
+    from sqlalchemy import select
+
+    from interpedia.db import transaction
+    from interpedia.db.tables import Model, Source, SourceSet
+    from interpedia.ingest import import_path
+    from interpedia.store.records import ExplanationRecord, FeatureRecord
+    from interpedia.store.users import create_api_key, ensure_user
+    from interpedia.store.writer import write_features
+
+    for model, layer in [("pub-m", 0), ("pub-m", 1), ("priv-m", 0), ("unl-m", 0)]:
+        import_path(write_saedashboard_dir(tmp_path / f"{model}-{layer}", n_features=3, model_id=model, layer=layer,
+                                           sae_set="res-a"), factory)
+    with transaction(factory) as session:
+        owner = ensure_user(session, "owner")
+        keys = {"owner": create_api_key(session, owner), "stranger": create_api_key(session, ensure_user(
+            session, "stranger")), "admin": create_api_key(session, ensure_user(session, "boss", admin=True))}
+        priv = session.get(Model, "priv-m")
+        assert priv is not None
+        priv.visibility, priv.creator_id = "PRIVATE", owner.id
+        unl = session.get(Model, "unl-m")
+        assert unl is not None
+        unl.visibility = "UNLISTED"
+        hidden = session.scalar(select(Source).where(Source.model_id == "pub-m", Source.name == "1-res-a"))
+        assert hidden is not None
+        hidden.visibility, hidden.creator_id = "PRIVATE", owner.id
+        session.flush()
+        for source in session.scalars(select(Source)):
+            write_features(session, source, [FeatureRecord(index=0, explanations=[ExplanationRecord(
+                description=f"secret laboratory plans {source.model_id} {source.name}")])],
+                creator_id=None, token_ids={})
+        assert session.scalar(select(SourceSet).where(SourceSet.model_id == "pub-m")) is not None
+    return keys
+
+
+HIDDEN_URLS = [
+    ("GET", "/priv-m", None), ("GET", "/priv-m.json", None), ("GET", "/priv-m/res-a.json", None),
+    ("GET", "/priv-m/0-res-a", None), ("GET", "/priv-m/0-res-a/1", None), ("GET", "/priv-m/0-res-a/1.json", None),
+    ("GET", "/pub-m/1-res-a", None), ("GET", "/pub-m/1-res-a/1", None), ("GET", "/pub-m/1-res-a/1.json", None),
+    ("GET", "/random/priv-m.json", None),
+    ("GET", "/api/feature/priv-m/0-res-a/1", None), ("GET", "/api/feature/pub-m/1-res-a/1", None),
+    ("POST", "/api/model/get", {"id": "priv-m"}),
+    ("POST", "/api/features-offset", {"modelId": "pub-m", "layer": "1-res-a"}),
+    ("POST", "/api/explanation/search-model", {"modelId": "priv-m", "query": "secret laboratory plans"}),
+]
+
+
+def _call(client: TestClient, method: str, url: str, body: Any, key: str | None) -> Any:
+    headers = {"accept": "application/json", **({"x-api-key": key} if key else {})}
+    return client.request(method, url, json=body, headers=headers)
+
+
+def _listed(client: TestClient, key: str | None) -> dict[str, set[str]]:
+    headers = {"x-api-key": key} if key else {}
+    models = {m["id"] for m in client.post("/api/model/list", headers=headers).json()}
+    home = client.get("/index.json", headers=headers).json()["models"]
+    home_sources = {s["id"] for m in home for st in m["sourceSets"] for s in st["sources"]}
+    pub = client.get("/pub-m/res-a.json", headers=headers).json()
+    found = client.post("/api/explanation/search-all", json={"query": "secret laboratory plans"},
+                        headers=headers).json()["results"]
+    return {"models": models, "home_models": {m["id"] for m in home},
+            "home_sources": {f"{m['id']}/{s}" for m in home for s in home_sources if s},
+            "set_sources": {s["id"] for s in pub["sourceSet"]["sources"]},
+            "search": {f"{r['modelId']}/{r['layer']}" for r in found}}
+
+
+def test_private_rows_are_not_found_by_others(plain: TestClient, catalogue: dict[str, str]) -> None:
+    for key in (None, catalogue["stranger"]):
+        for method, url, body in HIDDEN_URLS:
+            resp = _call(plain, method, url, body, key)
+            assert resp.status_code == 404, f"{method} {url} as {key and 'stranger' or 'anonymous'}: {resp.text[:200]}"
+    # The batch lookup leaves out what it cannot show, as it does for features that do not exist.
+    batch = [{"modelId": "pub-m", "layer": "1-res-a", "index": 1}, {"modelId": "pub-m", "layer": "0-res-a", "index": 1}]
+    assert [f["layer"] for f in _call(plain, "POST", "/api/features", batch, None).json()] == ["0-res-a"]
+    assert len(_call(plain, "POST", "/api/features", batch, catalogue["owner"]).json()) == 2
+    # Nothing in the answers names what is hidden.
+    assert "priv-m" not in plain.get("/index.json").text
+    for who in ("owner", "admin"):
+        for method, url, body in HIDDEN_URLS:
+            resp = _call(plain, method, url, body, catalogue[who])
+            assert resp.status_code in (200, 302), f"{method} {url} as {who}: {resp.status_code} {resp.text[:200]}"
+
+
+def test_lists_and_search_leave_out_private_and_unlisted(plain: TestClient, catalogue: dict[str, str]) -> None:
+    anon = _listed(plain, None)
+    assert anon["models"] == anon["home_models"] == {"pub-m"}
+    assert anon["set_sources"] == {"0-res-a"}
+    assert anon["search"] == {"pub-m/0-res-a"}
+    assert _listed(plain, catalogue["stranger"]) == anon
+    owner = _listed(plain, catalogue["owner"])
+    assert owner["models"] == {"pub-m", "priv-m"} and owner["set_sources"] == {"0-res-a", "1-res-a"}
+    assert {"priv-m/0-res-a", "pub-m/1-res-a"} <= owner["search"] and "unl-m/0-res-a" not in owner["search"]
+    assert _listed(plain, catalogue["admin"])["models"] == {"pub-m", "priv-m", "unl-m"}
+
+
+def test_unlisted_rows_open_by_their_url(plain: TestClient, catalogue: dict[str, str]) -> None:
+    assert plain.get("/unl-m/0-res-a/1.json").status_code == 200
+    assert plain.get("/api/feature/unl-m/0-res-a/1").status_code == 200
+    assert plain.get("/unl-m", headers=HTML).status_code == 200
+    found = plain.post("/api/explanation/search-model", json={"modelId": "unl-m", "query": "secret laboratory plans"})
+    assert found.status_code == 200 and found.json()["results"]
+
+
+def test_signed_in_browser_sees_its_own_private_model(plain: TestClient, catalogue: dict[str, str]) -> None:
+    assert plain.get("/priv-m/0-res-a/1", headers=HTML).status_code == 404
+    form = plain.get("/signin", headers=HTML)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None
+    plain.post("/signin", data={"api_key": catalogue["owner"], "csrf_token": token.group(1)}, headers=HTML)
+    assert plain.get("/priv-m/0-res-a/1", headers=HTML).status_code == 200

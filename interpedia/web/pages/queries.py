@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import Explanation, Feature, Model, Source, SourceSet
+from interpedia.store.access import listed_condition
 from interpedia.store.catalogue import count_features, list_models, list_source_sets, list_sources
 from interpedia.store.features import model_json, source_json, source_set_json
 
@@ -44,11 +45,11 @@ def catalogue(session: Session) -> list[dict[str, Any]]:
     """Every visible model with its source sets and feature counts (the home page)."""
     models = list_models(session)
     sets: dict[str, list[SourceSet]] = defaultdict(list)
-    for row in session.scalars(select(SourceSet).where(SourceSet.visibility != "PRIVATE")
+    for row in session.scalars(select(SourceSet).where(listed_condition(SourceSet.visibility, SourceSet.creator_id))
                                .order_by(SourceSet.model_id, SourceSet.name)):
         sets[row.model_id].append(row)
     by_set: dict[int, list[Source]] = defaultdict(list)
-    for src in session.scalars(select(Source)):
+    for src in session.scalars(select(Source).where(listed_condition(Source.visibility, Source.creator_id))):
         by_set[src.set_id].append(src)
     counts = dict(session.execute(select(Feature.source_id, func.count()).group_by(Feature.source_id)).all())
     out = []
