@@ -65,7 +65,7 @@ def load_directions(spec: str) -> np.ndarray:
 
 
 class DirectionCache:
-    """A few sources' decoder directions kept in memory (one web worker answers many cossim calls)."""
+    """A few local SAEs' decoder directions kept in memory (one web worker answers many cossim calls)."""
 
     def __init__(self, capacity: int = 4) -> None:
         self.capacity = capacity
@@ -74,6 +74,10 @@ class DirectionCache:
 
     def get(self, spec: str) -> np.ndarray:
         """The directions of ``spec``, loaded on first use (and again when its weights file changes)."""
+        if not Path(spec).is_dir():
+            # A web request must not start a hub download: only SAEs already on this machine are read here.
+            raise Invalid(f"the SAE {spec!r} is not a directory on this server; /api/cossim reads local SAELens "
+                          "directories (see the source's weights_path)", field="source")
         weights = Path(spec) / WEIGHTS_FILE
         key = f"{spec}@{weights.stat().st_mtime_ns}" if weights.is_file() else spec
         with self._lock:

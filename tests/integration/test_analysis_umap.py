@@ -135,3 +135,14 @@ def test_api_cossim_bad_requests(site: Any, client: Any, change: dict[str, Any],
     resp = client.post("/api/cossim", json=body)
     assert resp.status_code == status, resp.text
     assert resp.json()["field"] == field
+
+
+def test_api_cossim_reads_only_local_saes(site: Any, factory: Any, client: Any) -> None:
+    from interpedia.db import transaction
+
+    with transaction(factory) as session:  # a source known only by its SAELens release: no hub download here
+        src = session.scalar(select(Source).where(Source.name == "1-res-test"))
+        src.weights_path, src.saelens_release, src.saelens_sae_id = None, "gpt2-small-res-jb", "blocks.1.hook_resid_pre"
+    resp = client.post("/api/cossim", json={"modelId": MODEL, "source": "0-res-test", "index": 1,
+                                            "targetModelId": MODEL, "targetSourceId": "1-res-test"})
+    assert resp.status_code == 422 and "not a directory on this server" in resp.json()["message"]
