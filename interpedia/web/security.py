@@ -126,7 +126,7 @@ class RateLimiter:
         self.rules = [_Rule(p.rstrip("/") if not p.endswith("*") else p, int(n)) for p, n in ordered if int(n) > 0]
         self.window_s = float(window_s)
         self.buckets: dict[tuple[str, str], _Bucket] = {}
-        self._last_sweep = time.monotonic()
+        self._last_sweep = float("-inf")
 
     def rule_for(self, path: str) -> _Rule | None:
         """The rule limiting ``path`` (trailing slash ignored), or None."""
@@ -136,6 +136,7 @@ class RateLimiter:
     def hit(self, rule: _Rule, caller: str, now: float | None = None) -> float:
         """Spend one request; 0.0 when allowed, else the seconds until the next one would be."""
         now = time.monotonic() if now is None else now
+        self._sweep(now)  # first: it may drop this caller's bucket, which must not lose the hit below
         rate = rule.limit / self.window_s
         key = (rule.pattern, caller)
         bucket = self.buckets.get(key)
@@ -144,7 +145,6 @@ class RateLimiter:
         else:
             bucket.tokens = min(float(rule.limit), bucket.tokens + (now - bucket.stamp) * rate)
             bucket.stamp = now
-        self._sweep(now)
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
             return 0.0

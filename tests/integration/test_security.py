@@ -128,6 +128,11 @@ def test_bucket_refills_over_time() -> None:
     assert limiter.hit(rule, "a", now=0.0) == pytest.approx(5.0)
     assert limiter.hit(rule, "a", now=5.0) == 0.0
     assert limiter.hit(rule, "b", now=5.0) == 0.0
+    # Long idle buckets are swept away, and the request that triggers the sweep still counts.
+    assert limiter.hit(rule, "a", now=1000.0) == 0.0
+    assert limiter.hit(rule, "a", now=1000.0) == 0.0
+    assert limiter.hit(rule, "a", now=1000.0) > 0
+    assert ("/x", "b") not in limiter.buckets
 
 
 def test_oversized_bodies_get_413_in_the_error_shape(settings: Settings) -> None:
