@@ -16,6 +16,14 @@ from interpedia.store.errors import Conflict, Invalid, NotFound
 NEW_MODEL_ID_RE = re.compile(r"^[a-z][a-z0-9.-]*[a-z0-9]$")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*-[A-Za-z0-9][A-Za-z0-9._-]*$")
+# First path segments the site serves itself: a model with one of these ids would be unreachable at /{model}.
+# tests/integration/test_reserved_ids.py checks this covers every literal top-level route of the app.
+RESERVED_MODEL_IDS = frozenset({
+    "api", "v1", "static", "docs", "redoc", "openapi.json", "health", "signin", "signout", "signup", "model", "sae",
+    "random", "jump", "index.json", "favicon.ico", "robots.txt", "search", "search-explanations",
+    "search-topk-by-token", "steer", "list", "user", "account", "admin", "sae-bench", "umap", "comment", "bookmark",
+    "explanation", "vector",
+})
 
 
 def source_set_name_of(source_id: str) -> str:
@@ -62,6 +70,8 @@ def create_model(session: Session, model_id: str, *, layers: int, display_name: 
                           "starting with a letter", field="id")
     else:
         check_id(model_id, "modelId")
+    if model_id.lower() in RESERVED_MODEL_IDS:
+        raise Invalid(f"model id {model_id!r} is a path the site uses itself; choose another id", field="id")
     if not isinstance(layers, int) or isinstance(layers, bool) or not 0 <= layers <= 1000:
         raise Invalid("layers must be an integer from 0 to 1000", field="layers")
     if session.get(Model, model_id) is not None:

@@ -15,7 +15,14 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import User
-from interpedia.store.catalogue import create_model, create_source_set, ensure_source, get_model, list_models
+from interpedia.store.catalogue import (
+    RESERVED_MODEL_IDS,
+    create_model,
+    create_source_set,
+    ensure_source,
+    get_model,
+    list_models,
+)
 from interpedia.store.errors import StoreError
 from interpedia.store.features import model_json
 from interpedia.web.deps import SessionDep
@@ -28,9 +35,7 @@ from interpedia.web.pages.session import api_key_row, check_csrf, current_user, 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 # First path segments the site uses itself: a model with one of these ids could never be reached.
-RESERVED_IDS = frozenset({"api", "v1", "static", "docs", "redoc", "health", "signin", "signout", "model", "sae",
-                          "random", "jump", "index.json", "favicon.ico", "robots.txt", "search", "steer", "list",
-                          "user", "account", "admin", "search-explanations"})
+RESERVED_IDS = RESERVED_MODEL_IDS
 MAX_LAYERS = 127
 
 Field = Annotated[str, Form()]
