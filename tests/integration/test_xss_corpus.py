@@ -87,7 +87,9 @@ def assert_json(resp: Any) -> Any:
     """A JSON answer (never a 5xx) that holds no NUL and parses."""
     assert resp.status_code < 500, (resp.url, resp.status_code, resp.text[:500])
     assert resp.headers["content-type"].startswith("application/json"), resp.url
-    assert "\\u0000" not in resp.text and "\x00" not in resp.text, resp.url
+    for bad in ("\\u0000", "\x00"):
+        at = resp.text.find(bad)
+        assert at < 0, (resp.url, resp.text[max(0, at - 200): at + 50])
     return resp.json()
 
 
@@ -171,3 +173,23 @@ def test_nul_in_queries_and_api_writes_follows_the_rule(client: Any, corpus: Non
     page = client.get(f"/{MODEL}/{LAYER}/1", headers=HTML)
     assert_inert(page, (f"by hand nul byte {SCRIPT}",))
     json.dumps(assert_json(client.get(f"/{MODEL}/{LAYER}/1.json")))
+
+
+def test_api_uploads_follow_the_same_rules(client: Any, corpus: None, api_key: str) -> None:
+    h = {"x-api-key": api_key}
+    assert client.post("/api/model/new", json={"id": "up-model", "layers": 4, "displayName": f"up {NUL} {SCRIPT}"},
+                       headers=h).status_code < 300
+    assert client.post("/api/source-set/new", json={"name": "res-up", "modelId": "up-model",
+                                                    "description": f"{IMG} {NUL}"}, headers=h).status_code < 300
+    body = {"modelId": "up-model", "source": "3-res-up", "features": [{
+        "index": 0, "density": 0.01, "topLogits": [{"token": SCRIPT, "value": 1.0}, {"token": NUL, "value": 0.5}],
+        "explanations": [{"text": f"uploaded {NUL} {IMG}", "methodName": "manual"}],
+        "activations": [{"tokens": [SCRIPT, NUL, RTL, BIG], "values": [0, 1.5, 0.25, 0.1]}]}]}
+    resp = client.post("/api/feature/upload-batch", json=body, headers=h)
+    assert resp.status_code == 200, resp.text
+    doc = assert_json(client.get("/api/feature/up-model/3-res-up/0"))
+    assert doc["activations"][0]["tokens"] == [SCRIPT, "nul byte", RTL, BIG]
+    assert doc["pos_str"] == [SCRIPT, "nul byte"]
+    assert [e["description"] for e in doc["explanations"]] == [f"uploaded nul byte {IMG}"]
+    for path in ("/up-model", "/up-model/res-up", "/up-model/3-res-up", "/up-model/3-res-up/0", "/"):
+        assert_inert(client.get(path, headers=HTML))

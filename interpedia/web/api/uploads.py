@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from interpedia.db.nul import without_nul
 from interpedia.ingest.uploads import feature_record, upload_activations, upload_features
 from interpedia.store.features import parse_index
 from interpedia.store.records import ActivationRecord
@@ -19,12 +20,14 @@ router = APIRouter(tags=["uploads"])
 def feature_upload_batch(body: FeatureUploadBody, request: Request, user: RequiredUser,
                          settings: SettingsDep) -> dict[str, Any]:
     """Create or replace dashboards (examples, logits, density, explanations) in one transaction."""
+    # The NUL rule (interpedia.db.nul): these texts reach the database through bulk inserts, past the ORM.
     records = [
         feature_record(
-            f.index, [a.model_dump() for a in f.activations], density=f.density,
-            top_logits=[t.model_dump() for t in f.topLogits] if f.topLogits is not None else None,
-            bottom_logits=[t.model_dump() for t in f.bottomLogits] if f.bottomLogits is not None else None,
-            explanations=[e.model_dump() for e in f.explanations or []], author_id=user.id,
+            f.index, without_nul([a.model_dump() for a in f.activations]), density=f.density,
+            top_logits=without_nul([t.model_dump() for t in f.topLogits]) if f.topLogits is not None else None,
+            bottom_logits=(without_nul([t.model_dump() for t in f.bottomLogits])
+                           if f.bottomLogits is not None else None),
+            explanations=without_nul([e.model_dump() for e in f.explanations or []]), author_id=user.id,
         )
         for f in body.features
     ]
@@ -41,8 +44,8 @@ def feature_upload_batch(body: FeatureUploadBody, request: Request, user: Requir
 @router.post("/activation/upload-batch", summary="Add examples to one of your features")
 def activation_upload_batch(body: ActivationUploadBody, request: Request, user: RequiredUser) -> dict[str, Any]:
     """Append examples to a feature you created (duplicates are skipped)."""
-    acts = [ActivationRecord(tokens=a.tokens, values=a.values, bin_max=a.quantileMax, bin_min=a.quantileMin,
-                             bin_contains=a.quantileFraction) for a in body.activations]
+    acts = [ActivationRecord(tokens=without_nul(a.tokens), values=a.values, bin_max=a.quantileMax,
+                             bin_min=a.quantileMin, bin_contains=a.quantileFraction) for a in body.activations]
     added = upload_activations(request.app.state.sessionmaker, user, body.modelId, body.source,
                                parse_index(body.index), acts)
     return {"message": f"added {added} activations", "added": added, "skipped": len(acts) - added}
