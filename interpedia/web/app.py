@@ -82,6 +82,27 @@ class TrailingSlashMiddleware:
         await self.app(scope, receive, send)
 
 
+class HeadAsGetMiddleware:
+    """Answer HEAD like GET without the body (RFC 9110): link checkers and uptime probes send HEAD."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app(dict(scope, method="GET"), receive, headers_only)
+
+
 ROLES = ("all", "inference")
 
 
@@ -108,6 +129,7 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
 
     if role == "inference":
         app.add_middleware(TrailingSlashMiddleware)
+        app.add_middleware(HeadAsGetMiddleware)
         app.add_middleware(BodyLimitMiddleware, settings=settings)
         install_security(app, settings)
         return app
@@ -123,6 +145,7 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
     pages.install(app, settings)  # last: its /{model}/... routes catch what nothing else claimed
 
     app.add_middleware(TrailingSlashMiddleware)
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     install_security(app, settings)  # last: rate limits, CORS and headers wrap everything above
     return app
