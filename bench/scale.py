@@ -30,6 +30,8 @@ time is reported separately. Then, against ``interpedia serve`` started as a sub
 - explanation search ``POST /api/explanation/search-all`` with ``--search-queries`` varied queries one
   at a time (the query is embedded by the local all-MiniLM-L6-v2 in the server): p50/p95.
 
+The server runs with ``INTERPEDIA_RATE_LIMIT_ENABLED=false``: all the load comes from one address.
+
 Results (written after every phase, so an interrupted run keeps what it measured):
 ``bench/results/scale_<backend>_<features>.json``.
 
@@ -68,8 +70,8 @@ from interpedia.config import Settings  # noqa: E402
 from interpedia.db import make_engine, make_sessionmaker, migrate  # noqa: E402
 from interpedia.ingest import import_path  # noqa: E402
 from interpedia.search.index import HNSW_INDEX  # noqa: E402
-from interpedia.store.writer import WriteCounts  # noqa: E402
 from interpedia.store.vocab import vocab_cache  # noqa: E402
+from interpedia.store.writer import WriteCounts  # noqa: E402
 
 log = logging.getLogger("bench.scale")
 
@@ -203,7 +205,9 @@ class Server:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "INTERPEDIA_DATABASE_URL": url, "INTERPEDIA_HOME": str(home),
-               "INTERPEDIA_LOG_LEVEL": "WARNING", "INTERPEDIA_EMBED_ON_IMPORT": "false"}
+               "INTERPEDIA_LOG_LEVEL": "WARNING", "INTERPEDIA_EMBED_ON_IMPORT": "false",
+               # Latency is measured here, not the per-IP limits (every request comes from 127.0.0.1).
+               "INTERPEDIA_RATE_LIMIT_ENABLED": "false"}
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([str(ROOT / ".venv/bin/interpedia"), "serve", "--port", str(self.port)],
                                      env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -277,6 +281,9 @@ def run_wrk(server: Server, work: Path, sources: list[str], counts: list[int], c
                 "requests_per_s": round(res["requests"] / (res["duration_us"] / 1e6), 1),
                 "p50_ms": round(res["p50_us"] / 1000, 2), "p99_ms": round(res["p99_us"] / 1000, 2),
                 "load_average_1min": [round(load0, 2), round(os.getloadavg()[0], 2)]})
+    failed = sum(v for k, v in res.items() if k.startswith("errors_"))
+    if failed:
+        log.warning("feature API: %d of %d requests failed or answered non-2xx", failed, res["requests"])
     return res
 
 
@@ -327,9 +334,11 @@ def measure_search(server: Server, n: int, seed: int) -> dict[str, Any]:
         query = f"{rng.choice(_QUERIES)} {rng.choice(_WORDS)}" if k % 2 else rng.choice(_QUERIES)
         calls.append(("POST", "/api/explanation/search-all", {"query": query}))
     with httpx.Client(base_url=server.base, timeout=120) as client:
-        res = time_requests(client, calls, warmup=5)
         probe = client.post("/api/explanation/search-all", json={"query": _QUERIES[0]}).json()
-    res["results_per_query"] = len(probe.get("results", []))
+        if not probe.get("results"):
+            raise RuntimeError(f"explanation search found nothing: {str(probe)[:300]}")
+        res = time_requests(client, calls, warmup=5)
+    res["results_per_query"] = len(probe["results"])
     return res
 
 
@@ -399,6 +408,9 @@ def _db_bytes(url: str, backend: str, sqlite_path: Path | None) -> dict[str, int
 def build_and_measure(run: Run, args: argparse.Namespace, url: str, info: dict[str, Any],
                       sqlite_path: Path | None) -> None:
     """Import, size, then the three latency measurements."""
+    if args.measure_only:
+        measure(run, args, url, info, n_sources=args.sources)
+        return
     migrate(url)
     if args.backend == "postgres":
         _drop_hnsw(url)
@@ -420,26 +432,40 @@ def build_and_measure(run: Run, args: argparse.Namespace, url: str, info: dict[s
                    "load_average_1min": round(os.getloadavg()[0], 2)}
         run.record("import" if n == args.sources else "import_progress", figures)
         log.info("imported %d/%d sources: %s", n, args.sources, figures)
+        if args.import_budget and seconds > args.import_budget and n < args.sources:
+            # Measure what is there rather than nothing: the table then names the size reached.
+            log.warning("import budget spent: measuring the %d sources imported", n)
+            run.record("import_cut_short", {"sources_imported": n, "features": c.features,
+                                            "activations": c.activations, "seconds": round(seconds, 1)})
+            break
     engine.dispose()
-    if (c.features, c.activations, c.explanations) != (info["features"], info["activations"], info["explanations"]):
-        raise RuntimeError(f"imported {c.features}/{c.activations}/{c.explanations}, expected "
-                           f"{info['features']}/{info['activations']}/{info['explanations']}")
+    n_sources = n
+    want = (sum(info["per_source"][:n_sources]), EXAMPLES * sum(info["per_source_with_activations"][:n_sources]),
+            sum(info["per_source"][:n_sources]))
+    if (c.features, c.activations, c.explanations) != want:
+        raise RuntimeError(f"imported {c.features}/{c.activations}/{c.explanations}, expected {want}")
     run.record("database_bytes", _db_bytes(url, args.backend, sqlite_path))
-    sources = source_ids(args.sources)
+    measure(run, args, url, info, n_sources=n_sources)
+
+
+def measure(run: Run, args: argparse.Namespace, url: str, info: dict[str, Any], *, n_sources: int) -> None:
+    """Feature API under load, pages, (the HNSW build,) explanation search, on the first ``n_sources`` sources."""
+    sources = source_ids(n_sources)
     server = Server(url, args.work / "home", args.work / "server.log")
     try:
         server.wait()
-        run.record("feature_api", run_wrk(server, args.work, sources, info["per_source"], args.connections,
+        run.record("feature_api", run_wrk(server, args.work, sources, info["per_source"][:n_sources], args.connections,
                                           args.duration, args.seed))
         log.info("feature API: %s", run.doc["figures"]["feature_api"])
-        run.record("page", measure_pages(server, sources, info["per_source"], info["per_source_with_activations"],
-                                         args.page_requests, args.seed))
+        run.record("page", measure_pages(server, sources, info["per_source"][:n_sources],
+                                         info["per_source_with_activations"][:n_sources], args.page_requests,
+                                         args.seed))
         log.info("page: %s", run.doc["figures"]["page"])
         if args.backend == "postgres":
             # Built after the API figures so that a run cut short still has them.
             build_s = _build_hnsw(url, args.hnsw_work_mem)
             run.record("hnsw_build_seconds", round(build_s, 1))
-            run.record("database_bytes_with_hnsw", _db_bytes(url, args.backend, sqlite_path))
+            run.record("database_bytes_with_hnsw", _db_bytes(url, args.backend, None))
             log.info("HNSW index built in %.0fs", build_s)
         run.record("explanation_search", measure_search(server, args.search_queries, args.seed))
         log.info("search: %s", run.doc["figures"]["explanation_search"])
@@ -452,7 +478,12 @@ def print_table(run: Run) -> None:
     f, p = run.doc["figures"], run.doc["parameters"]
     imp, api, page = f.get("import", {}), f.get("feature_api", {}), f.get("page", {})
     size = f.get("database_bytes_with_hnsw", f.get("database_bytes", {})).get("database")
-    rows = [[p["backend"], f"{p['features']:,}", f"{p['with_activations']:,}", imp.get("seconds", "-"),
+    cut = f.get("import_cut_short")
+    if cut:
+        imp = {**f.get("import_progress", {}), "seconds": f"{cut['seconds']} (cut short)"}
+    n_feat = cut["features"] if cut else p["features"]
+    n_act = cut["activations"] // EXAMPLES if cut else p["with_activations"]
+    rows = [[p["backend"], f"{n_feat:,}", f"{n_act:,}", imp.get("seconds", "-"),
              f.get("hnsw_build_seconds", "-"), f"{size / 1e9:.2f}" if size else "-", api.get("p50_ms", "-"),
              api.get("p99_ms", "-"), api.get("requests_per_s", "-"),
              page.get("with_examples", {}).get("p50_ms", "-"), page.get("without_examples", {}).get("p50_ms", "-"),
@@ -476,8 +507,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--page-requests", type=int, default=200)
     parser.add_argument("--search-queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--import-budget", type=float, default=0.0,
+                        help="seconds after which no further source is imported and the rest is measured on "
+                             "what was imported (0: import everything)")
+    parser.add_argument("--measure-only", action="store_true",
+                        help="SQLite: measure the database a previous run left in --work (its import figures kept)")
     parser.add_argument("--hnsw-work-mem", default="4GB", help="maintenance_work_mem for the HNSW build")
-    parser.add_argument("--work", type=Path, default=None, help="input and SQLite file (default /tmp/interpedia-scale-*)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="input and SQLite file (default /tmp/interpedia-scale-N)")
     parser.add_argument("--keep", action="store_true", help="keep the generated input for reruns")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -503,15 +540,26 @@ def main(argv: list[str] | None = None) -> int:
     get_settings.cache_clear()
     params = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     run = Run(ROOT / "bench" / "results" / f"scale_{args.backend}_{args.features}.json", params)
+    if args.measure_only:
+        if args.backend != "sqlite":
+            raise SystemExit("--measure-only needs --backend sqlite (the Postgres cluster is not kept)")
+        previous = orjson.loads(run.path.read_bytes())
+        run.doc["figures"] = {k: v for k, v in previous["figures"].items()
+                              if k in ("input", "import", "import_progress", "database_bytes")}
+        run.doc["import_command"] = previous["command"]
     args.work.mkdir(parents=True, exist_ok=True)
     try:
-        info = write_input(args.work / "input", args.features, args.with_activations, args.sources, args.pool,
-                           args.seed)
-        run.record("input", info)
+        if args.measure_only:
+            info = run.doc["figures"]["input"]
+        else:
+            info = write_input(args.work / "input", args.features, args.with_activations, args.sources, args.pool,
+                               args.seed)
+            run.record("input", info)
         if args.backend == "sqlite":
             db = args.work / "scale.db"
             for p in args.work.glob("scale.db*"):
-                p.unlink()
+                if not args.measure_only:
+                    p.unlink()
             build_and_measure(run, args, f"sqlite:///{db}", info, db)
         else:
             with postgres() as cluster:
