@@ -80,6 +80,7 @@ def _generate_batches(factory: Any) -> int:
         return int(session.scalar(select(func.count()).select_from(ImportedBatch)) or 0)
 
 
+@pytest.mark.slow
 def test_generate_into_db_killed_mid_write_then_rerun_leaves_exactly_one_copy(
         database_url: str, factory: Any, tiny: Tiny, wide_sae: Path, tmp_path: Path) -> None:
     # The reference: the same run, uninterrupted, into its own SQLite database.
