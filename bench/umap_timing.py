@@ -39,7 +39,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="2048x128,24576x768", help="comma list of FEATURESxWIDTH")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    import umap  # noqa: F401  (numba's first-import compile is not part of a map's cost)
+    # numba compiles UMAP's kernels on first use (minutes on a busy machine): do that before timing
+    t0 = time.perf_counter()
+    embed(np.random.default_rng(0).normal(size=(64, 16)).astype(np.float32), UmapConfig())
+    print(json.dumps({"warmup_compile_s": round(time.perf_counter() - t0, 1)}), flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes.split(","):
