@@ -47,6 +47,9 @@ def test_umap_command_stores_coordinates_clusters_and_log_sparsity(site: Any, fa
     html = client.get(f"/{MODEL}/0-res-test").text
     assert 'id="umap"' in html and "/static/umap.js" in html
     assert 'id="umap"' not in client.get(f"/{MODEL}/1-res-test").text
+    set_page = client.get(f"/{MODEL}/res-test?source=0-res-test").text  # the source set's page shows it too
+    assert f'id="umap" data-model="{MODEL}" data-layer="0-res-test"' in set_page
+    assert 'id="umap"' not in client.get(f"/{MODEL}/res-test?source=1-res-test").text
 
 
 def test_api_umap_returns_points_with_explanations(site: Any, client: Any) -> None:
