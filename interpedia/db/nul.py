@@ -32,11 +32,12 @@ def without_nul(value: Any) -> Any:
 
 
 def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
+    t = type(value)
+    if t is str:
         return "\x00" in value
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    if isinstance(value, dict):
+    if t is list:  # numeric arrays are common: recurse only into the elements that can hold text
+        return any(("\x00" in v) if type(v) is str else (type(v) in (list, dict) and _has_nul(v)) for v in value)
+    if t is dict:
         return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
     return False
 
@@ -54,14 +55,23 @@ def _nul_to_space(session: Session, flush_context: UOWTransaction, instances: An
 
 
 def _clean_params(params: Any) -> Any:
+    """The parameters with the NUL rule applied; the same object when no value holds a NUL (the usual case)."""
     if isinstance(params, dict):
-        if any(isinstance(v, (str, list)) and _has_nul(v) for v in params.values()):
-            return {k: without_nul(v) if isinstance(v, (str, list)) else v for k, v in params.items()}
+        values: Any = params.values()
+    elif isinstance(params, (list, tuple)):
+        values = params
+    else:
         return params
-    if isinstance(params, (list, tuple)):
-        if any(isinstance(v, (str, list)) and _has_nul(v) for v in params):
-            return type(params)(without_nul(v) if isinstance(v, (str, list)) else v for v in params)
-    return params
+    # Hot path (every statement): exact type checks, and only str and list values can hold text.
+    for v in values:
+        t = type(v)
+        if (t is str and "\x00" in v) or (t is list and _has_nul(v)):
+            break
+    else:
+        return params
+    if isinstance(params, dict):
+        return {k: without_nul(v) if isinstance(v, (str, list)) else v for k, v in params.items()}
+    return type(params)(without_nul(v) if isinstance(v, (str, list)) else v for v in params)
 
 
 @event.listens_for(Engine, "before_cursor_execute", retval=True)
