@@ -179,6 +179,48 @@ def apikey_create(user_name: str, admin: bool, label: str | None) -> None:
     click.echo(key)
 
 
+@main.group()
+def user() -> None:
+    """Local accounts: create one, grant or take away the admin role."""
+
+
+@user.command("create")
+@click.argument("name")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="The password (asked for when not given).")
+@click.option("--admin", is_flag=True, help="Make the user an admin.")
+def user_create(name: str, password: str, admin: bool) -> None:
+    """Create a local account that can sign in on the web with its password."""
+    from interpedia.db import transaction
+    from interpedia.store.errors import StoreError
+    from interpedia.store.users import create_account
+
+    try:
+        with transaction(_factory(get_settings())) as session:
+            account = create_account(session, name, password)
+            account.admin = admin
+    except StoreError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"created user {name}{' (admin)' if admin else ''}")
+
+
+@user.command("admin")
+@click.argument("name")
+@click.option("--remove", is_flag=True, help="Take the admin role away instead.")
+def user_admin(name: str, remove: bool) -> None:
+    """Make a user an admin (admins can remove anyone's content)."""
+    from interpedia.db import transaction
+    from interpedia.store.errors import StoreError
+    from interpedia.store.users import set_admin
+
+    try:
+        with transaction(_factory(get_settings())) as session:
+            set_admin(session, name, not remove)
+    except StoreError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"{name} is {'no longer ' if remove else ''}an admin")
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
