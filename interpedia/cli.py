@@ -98,6 +98,9 @@ def export_cmd(out: Path, model_id: str | None, sources: tuple[str, ...]) -> Non
 @click.option("--concat/--no-concat", default=True, show_default=True,
               help="Join text documents into full prompts; --no-concat: one document per prompt, shorter skipped.")
 @click.option("--top-k", default=20, show_default=True, type=click.IntRange(min=1), help="Top examples per feature.")
+@click.option("--all-positions", "distinct_prompts", flag_value=False, default=True,
+              help="Top examples over all positions, so one prompt may appear several times (SAEDashboard's "
+              "choice); default: distinct prompts, each at its maximum.")
 @click.option("--n-quantiles", default=5, show_default=True, type=click.IntRange(min=1), help="Activation intervals.")
 @click.option("--quantile-samples", default=5, show_default=True, type=click.IntRange(min=0),
               help="Examples per interval.")

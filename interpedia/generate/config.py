@@ -14,7 +14,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 # of these is not reused on resume. Output-only settings (seed, writers, file layout) are left out.
 _PASS_FIELDS = (
     "model", "sae", "dataset", "dataset_split", "text_field", "hook_name", "context_size", "n_prompts",
-    "prepend_bos", "exclude_bos", "concat", "top_k", "dtype", "fold_decoder_norm", "shard_prompts",
+    "prepend_bos", "exclude_bos", "concat", "top_k", "distinct_prompts", "dtype", "fold_decoder_norm",
+    "shard_prompts",
 )
 
 # Settings that change how a run executes but not what it writes.
@@ -40,6 +41,8 @@ class GenerateConfig:
     text_field: str = "text"
     # statistics
     top_k: int = 20
+    # top examples are distinct prompts (each at its maximum); False: any positions, as SAEDashboard
+    distinct_prompts: bool = True
     n_quantiles: int = 5
     quantile_samples: int = 5
     n_logits: int = 10

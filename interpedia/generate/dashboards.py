@@ -10,7 +10,8 @@ feature block. Everything is bulk tensor work over the block's entries:
   ``quantile_samples`` examples per interval are drawn uniformly without replacement (Floyd's algorithm,
   seeded), among positions that can be shown (the window below); the lowest interval's zeros are
   sampled without listing them, through the gaps between non-zero positions.
-- top examples: the exact running top-k of the pass (positive values only; no overlap suppression).
+- top examples: the exact running top-k of the pass (positive values only): distinct prompts at their maxima,
+  or any positions with ``distinct_prompts=False``.
 - every example carries the feature's values over its whole prompt (positions ``window_start..ctx-1``).
 """
 

@@ -19,7 +19,7 @@ import torch
 
 from interpedia.generate.model import HookedModel
 from interpedia.generate.sae import LoadedSae
-from interpedia.generate.state import FeatureState, ShardResult, interleave
+from interpedia.generate.state import FeatureState, ShardResult, interleave, prompt_maxima
 from interpedia.generate.threads import ThreadTuner, single_threaded
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,14 @@ class FeaturePass:
     """Runs shards of the token stream through the model and SAE, producing mergeable shard results."""
 
     def __init__(self, model: HookedModel, sae: LoadedSae, tokens: np.ndarray, *, hook_name: str, top_k: int,
-                 batch_size: int, ignore_ids: list[int] | None, tune_threads: bool = True) -> None:
+                 batch_size: int, ignore_ids: list[int] | None, tune_threads: bool = True,
+                 distinct_prompts: bool = True) -> None:
         self.model = model
         self.sae = sae
         self.tokens = tokens
         self.hook_name = hook_name
         self.top_k = top_k
+        self.distinct_prompts = distinct_prompts
         self.batch_size = batch_size
         self.context_size = int(tokens.shape[1])
         self.encode = sae.encoder()
@@ -84,7 +86,11 @@ class FeaturePass:
                 torch.set_num_threads(self.max_threads)
             self.tuner.record(threads, (time.perf_counter() - started) / toks.numel())
             with single_threaded():
-                state.update(feat, tok + start * ctx, val)
+                top = None
+                if self.distinct_prompts:
+                    f_top, t_top, v_top = prompt_maxima(feat, tok, val, ctx)
+                    top = (f_top, t_top + start * ctx, v_top)
+                state.update(feat, tok + start * ctx, val, top=top)
                 offset = (start - spec.start) * ctx
                 pieces.append((feat.cpu(), (tok + offset).to(torch.int32).cpu(), val.cpu()))
             if progress is not None:

@@ -39,6 +39,7 @@ class ShardWorker:
         model = HookedModel.load(cfg.model, device=cfg.device, dtype=cfg.dtype)
         sae = LoadedSae.load(cfg.sae, device=cfg.device, dtype=cfg.dtype, fold=cfg.fold_decoder_norm)
         self.feature_pass = FeaturePass(model, sae, tokens, hook_name=hook_name, top_k=cfg.top_k,
+                                        distinct_prompts=cfg.distinct_prompts,
                                         batch_size=cfg.batch_size, ignore_ids=ignore_ids)
 
     def run(self, spec: ShardSpec) -> ShardResult:

@@ -143,6 +143,7 @@ class GenerateRun:
             cluster = RayRunner(cfg, tokens, hook_name=hook_name, ignore_ids=ignore_ids).run(todo, save)
         elif todo:
             feature_pass = FeaturePass(model, sae, tokens, hook_name=hook_name, top_k=cfg.top_k,
+                                       distinct_prompts=cfg.distinct_prompts,
                                        batch_size=cfg.batch_size, ignore_ids=ignore_ids)
             for spec in todo:
                 save(feature_pass.run_shard(spec, progress=bar.update))

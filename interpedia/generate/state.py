@@ -51,10 +51,14 @@ class FeatureState:
         """Top-k size."""
         return int(self.top_val.shape[1])
 
-    def update(self, feat: torch.Tensor, pos: torch.Tensor, val: torch.Tensor) -> None:
-        """Add entries (feature-major, positions ascending within a feature and after all seen so far)."""
+    def update(self, feat: torch.Tensor, pos: torch.Tensor, val: torch.Tensor,
+               top: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Add entries (feature-major, positions ascending within a feature and after all seen so far).
+
+        ``top``, when given, is the subset of the entries that may become top examples (one per prompt).
+        """
         self.count += torch.bincount(feat, minlength=self.count.shape[0])
-        self._merge_topk(feat, pos, val)
+        self._merge_topk(*(top if top is not None else (feat, pos, val)))
 
     def merge(self, later: FeatureState) -> None:
         """Fold in the state of a later stretch of tokens (its positions all come after this state's)."""
@@ -219,3 +223,25 @@ class ShardStore:
         """Remove every shard (a fresh start)."""
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
+
+
+def prompt_maxima(feat: torch.Tensor, tok: torch.Tensor, val: torch.Tensor, context_size: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One entry per (feature, prompt): the prompt's largest value, at its first position on ties.
+
+    Examples are whole prompts, so two top entries from one prompt would show the same tokens twice; keeping
+    each prompt's maximum makes the top examples distinct prompts. Order stays feature-major, ascending.
+    """
+    if feat.numel() == 0:
+        return feat, tok, val
+    row = torch.div(tok, context_size, rounding_mode="floor")
+    n_rows = int(row.max()) + 1
+    key = feat.to(torch.int64) * n_rows + row
+    uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
+    best = torch.full((uniq.numel(),), float("-inf"), dtype=val.dtype, device=val.device)
+    best.scatter_reduce_(0, inverse, val, reduce="amax")
+    index = torch.arange(val.numel(), device=val.device)
+    candidate = torch.where(val == best[inverse], index, torch.full_like(index, val.numel()))
+    first = torch.full((uniq.numel(),), val.numel(), dtype=index.dtype, device=val.device)
+    first.scatter_reduce_(0, inverse, candidate, reduce="amin")
+    return feat[first], tok[first], val[first]

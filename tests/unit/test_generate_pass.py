@@ -45,17 +45,29 @@ def _dense_acts(fp: FeaturePass, tokens: np.ndarray, n_feat: int) -> torch.Tenso
     return out
 
 
-def test_topk_and_counts_equal_brute_force(loaded: tuple[HookedModel, LoadedSae, np.ndarray]) -> None:
+@pytest.mark.parametrize("distinct", [True, False], ids=["distinct-prompts", "all-positions"])
+def test_topk_and_counts_equal_brute_force(loaded: tuple[HookedModel, LoadedSae, np.ndarray], distinct: bool) -> None:
     model, sae, tokens = loaded
     fp = FeaturePass(model, sae, tokens, hook_name=HOOK, top_k=TOP_K, batch_size=5,
-                     ignore_ids=model.special_token_ids())
+                     ignore_ids=model.special_token_ids(), distinct_prompts=distinct)
     results = [fp.run_shard(spec) for spec in plan_shards(len(tokens), 13)]
     state = merge_states([r.state for r in results])
     dense = _dense_acts(fp, tokens, sae.d_sae)
     assert bool((dense[0 :: CTX] == 0).all())  # BOS positions are excluded
     assert torch.equal(state.count, (dense > 0).sum(0))
-    order = torch.argsort(-dense, dim=0, stable=True)[:TOP_K]  # ties: earlier position first
-    values = torch.gather(dense, 0, order)
+    if distinct:
+        # one example per prompt, at the prompt's maximum (first position on ties), prompts by descending value
+        per_prompt = dense.view(len(tokens), CTX, sae.d_sae)
+        prompt_max = per_prompt.max(dim=1).values
+        prompt_arg = per_prompt.argmax(dim=1)
+        rows = torch.argsort(-prompt_max, dim=0, stable=True)[:TOP_K]
+        values = torch.gather(prompt_max, 0, rows)
+        order = rows * CTX + torch.gather(prompt_arg, 0, rows)
+        assert len(set(state.top_pos[0][state.top_pos[0] >= 0].div(CTX, rounding_mode="floor").tolist())) == int(
+            (state.top_pos[0] >= 0).sum())
+    else:
+        order = torch.argsort(-dense, dim=0, stable=True)[:TOP_K]  # ties: earlier position first
+        values = torch.gather(dense, 0, order)
     live = values > 0
     assert torch.equal(state.top_val.T[live], values[live])
     assert torch.equal(state.top_pos.T[live], order[live])
@@ -105,7 +117,9 @@ def test_every_architecture_gives_dashboards_that_match_brute_force(tiny: Tiny, 
         assert f["frac_nonzero"] == pytest.approx(float(counts[index]) / n_total)
         acts = f["activations"]
         top = [a for a in acts if a["bin_min"] == -1]
-        assert len(top) == min(TOP_K, int(counts[index]))
+        # top examples are distinct prompts: as many as prompts the feature fires in, up to TOP_K
+        assert len(top) == min(TOP_K, int((col.view(-1, rows.shape[1]) > 0).any(1).sum()))
+        assert len({tuple(a["tokens"]) for a in top}) == len(top)
         assert top[0]["values"][top[0]["qualifying_token_index"]] == pytest.approx(float(col.max()), abs=1e-4)
         assert sum(f["freq_hist_data_bar_heights"]) == int(counts[index])
         assert len(f["freq_hist_data_bar_values"]) == 50 and len(f["pos_str"]) == 10
