@@ -144,7 +144,8 @@ def main() -> None:
                           str(args.batches - 1)])
         run_json([str(ROOT / ".venv" / "bin" / "interpedia"), "generate", "--model", fx["model"], "--sae",
                   fx["sae"], "--dataset", fx["dataset"], "--out", str(ip_out), "--context-size", "128",
-                  "--n-prompts", str(fx["params"]["n_prompts"]), "--no-progress"])
+                  "--n-prompts", str(fx["params"]["n_prompts"]), "--no-progress",
+                  "--all-positions"])  # SAEDashboard's top-k is over positions: compare like with like
         sd_dir = Path(sd["out_dir"])
     theirs = _features(sd_dir)
     ours = _features(ip_out)

@@ -49,7 +49,7 @@ def run_interpedia(fx: dict[str, Any], out: Path) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     cmd = [str(ROOT / ".venv" / "bin" / "interpedia"), "generate", "--model", fx["model"], "--sae", fx["sae"],
            "--dataset", fx["dataset"], "--out", str(out), "--context-size", "128", "--n-prompts",
-           str(fx["params"]["n_prompts"]), "--no-progress"]
+           str(fx["params"]["n_prompts"]), "--no-progress", "--all-positions"]  # the same work as SAEDashboard
     _, wall = run_json(cmd)
     run = json.loads((out / "run.json").read_text())
     return {"process_seconds": round(wall, 3), "pass_seconds": run["pass_seconds"],
