@@ -11,6 +11,8 @@ demo: install
 	$(BIN)/interpedia demo --host 127.0.0.1 --port 8000
 
 test: install
+	$(BIN)/python -m ruff check interpedia tests bench
+	$(BIN)/python -m ruff format --check interpedia tests bench
 	$(BIN)/python -m pytest tests
 
 install: system $(STAMP)

@@ -30,8 +30,11 @@ log = logging.getLogger("bench")
 
 def setup_logging(verbose: bool = False) -> None:
     """Log to stderr; stdout is kept for the result table."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for noisy in ("alembic", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -50,8 +53,11 @@ def command_line() -> str:
 def environment() -> dict[str, Any]:
     """Where the figures were measured."""
     return {
-        "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-        "platform": platform.platform(), "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -74,8 +80,10 @@ def table(rows: list[list[Any]], headers: list[str]) -> str:
     """A plain fixed-width text table."""
     cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.rjust(w) if n else c.ljust(w) for n, (c, w) in enumerate(zip(r, widths, strict=True)))
-             for r in cells]
+    lines = [
+        "  ".join(c.rjust(w) if n else c.ljust(w) for n, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -94,6 +102,14 @@ def postgres() -> Iterator[PostgresCluster]:
 
 def pg_settings(cluster: PostgresCluster) -> dict[str, str]:
     """The server settings that matter for the figures."""
-    names = ("server_version", "shared_buffers", "work_mem", "maintenance_work_mem", "fsync", "synchronous_commit",
-             "full_page_writes", "default_toast_compression")
+    names = (
+        "server_version",
+        "shared_buffers",
+        "work_mem",
+        "maintenance_work_mem",
+        "fsync",
+        "synchronous_commit",
+        "full_page_writes",
+        "default_toast_compression",
+    )
     return {n: cluster.psql(f"SHOW {n}").strip() for n in names}

@@ -38,12 +38,10 @@ def ensure_saedashboard_venv() -> Path:
     if SD_PYTHON.exists() and _sd_importable():
         return SD_PYTHON
     log.info("building %s (sae-dashboard, TransformerLens 2.x; a few minutes, once)", SD_VENV)
-    subprocess.run([sys.executable if not MAIN_PYTHON.exists() else "python3", "-m", "venv", str(SD_VENV)],
-                   check=True)
+    subprocess.run([sys.executable if not MAIN_PYTHON.exists() else "python3", "-m", "venv", str(SD_VENV)], check=True)
     (SD_VENV / ".gitignore").write_text("*\n")
     pip = [str(SD_VENV / "bin" / "pip"), "install", "--quiet"]
-    subprocess.run([*pip, "torch==2.13.0", "transformer-lens", "sae-lens", "sae-dashboard", "pyarrow<22"],
-                   check=True)
+    subprocess.run([*pip, "torch==2.13.0", "transformer-lens", "sae-lens", "sae-dashboard", "pyarrow<22"], check=True)
     # decode-clt drags in torchvision/torchaudio builds that break transformers' imports (environment.md §1).
     subprocess.run([str(SD_VENV / "bin" / "pip"), "uninstall", "-y", "torchvision", "torchaudio"], check=False)
     if not _sd_importable():
@@ -72,8 +70,9 @@ def _corpus(max_chars: int) -> list[str]:
     return docs
 
 
-def build_fixture(work: Path, *, n_prompts: int = 800, d_sae: int = 4096, ctx: int = 128, seed: int = 0
-                  ) -> dict[str, Any]:
+def build_fixture(
+    work: Path, *, n_prompts: int = 800, d_sae: int = 4096, ctx: int = 128, seed: int = 0
+) -> dict[str, Any]:
     """Model dir, SAE dir, token rows (HF dataset with ``input_ids`` + ``tokens.npy``) under ``work``."""
     import numpy as np
 
@@ -97,16 +96,37 @@ def build_fixture(work: Path, *, n_prompts: int = 800, d_sae: int = 4096, ctx: i
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(docs, trainers.BpeTrainer(vocab_size=4096, special_tokens=["<|endoftext|>"],
-                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                                      show_progress=False))
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                     unk_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tok.train_from_iterator(
+        docs,
+        trainers.BpeTrainer(
+            vocab_size=4096,
+            special_tokens=["<|endoftext|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+    )
     model_dir = work / "model"
     hf_tok.save_pretrained(str(model_dir))
-    kwargs = {"n_layers": 2, "d_model": 128, "n_heads": 4, "d_head": 32, "d_mlp": 512, "n_ctx": ctx,
-              "d_vocab": len(hf_tok), "act_fn": "gelu", "normalization_type": "LN", "model_name": MODEL_NAME,
-              "seed": seed}
+    kwargs = {
+        "n_layers": 2,
+        "d_model": 128,
+        "n_heads": 4,
+        "d_head": 32,
+        "d_mlp": 512,
+        "n_ctx": ctx,
+        "d_vocab": len(hf_tok),
+        "act_fn": "gelu",
+        "normalization_type": "LN",
+        "model_name": MODEL_NAME,
+        "seed": seed,
+    }
     model = HookedTransformer(HookedTransformerConfig(device="cpu", **kwargs))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(model_dir / "model.safetensors"))
     (model_dir / "tl_config.json").write_text(json.dumps(kwargs))
@@ -130,15 +150,19 @@ def build_fixture(work: Path, *, n_prompts: int = 800, d_sae: int = 4096, ctx: i
         _, cache = model.run_with_cache(sample, names_filter=[HOOK], stop_at_layer=2)
         x = cache[HOOK].reshape(-1, kwargs["d_model"])
         d_in = kwargs["d_model"]
-        meta = SAEMetadata(model_name=MODEL_NAME, hook_name=HOOK, context_size=ctx, prepend_bos=True,
-                           dataset_path="local-python-docs")
+        meta = SAEMetadata(
+            model_name=MODEL_NAME, hook_name=HOOK, context_size=ctx, prepend_bos=True, dataset_path="local-python-docs"
+        )
         sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae, dtype="float32", device="cpu", metadata=meta))
         w_enc = torch.randn(d_in, d_sae) / d_in**0.5
         b_dec = x.mean(0)
         pre = (x - b_dec) @ w_enc
         rate = torch.exp(torch.empty(d_sae).uniform_(np.log(1e-4), np.log(5e-2)))
-        thresh = torch.quantile(pre, (1 - rate).clamp(max=1.0), dim=0).diagonal() if d_sae <= 512 else \
-            torch.stack([torch.quantile(pre[:, f], 1 - rate[f]) for f in range(d_sae)])
+        thresh = (
+            torch.quantile(pre, (1 - rate).clamp(max=1.0), dim=0).diagonal()
+            if d_sae <= 512
+            else torch.stack([torch.quantile(pre[:, f], 1 - rate[f]) for f in range(d_sae)])
+        )
         # just below the calibration quantile: a sample token sitting exactly at 0 would fire or not on float
         # noise (different GEMM layouts round differently), which no comparison of two tools can settle
         b_enc = -thresh - 1e-3
@@ -150,18 +174,31 @@ def build_fixture(work: Path, *, n_prompts: int = 800, d_sae: int = 4096, ctx: i
         sae.b_dec.copy_(b_dec)
     sae_dir = work / "sae"
     sae.save_model(str(sae_dir))
-    info = {"params": wanted, "model": str(model_dir), "sae": str(sae_dir), "dataset": str(work / "dataset"),
-            "tokens": str(work / "tokens.npy"), "n_tokens": int(rows.size), "hook": HOOK,
-            "build_seconds": round(time.perf_counter() - started, 1)}
+    info = {
+        "params": wanted,
+        "model": str(model_dir),
+        "sae": str(sae_dir),
+        "dataset": str(work / "dataset"),
+        "tokens": str(work / "tokens.npy"),
+        "n_tokens": int(rows.size),
+        "hook": HOOK,
+        "build_seconds": round(time.perf_counter() - started, 1),
+    }
     marker.write_text(json.dumps(info, indent=2))
     return info
 
 
-def run_json(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
-             timeout: float | None = None) -> tuple[dict[str, Any], float]:
+def run_json(
+    cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float | None = None
+) -> tuple[dict[str, Any], float]:
     """Run a command whose last stdout line is JSON; returns (that JSON, wall seconds of the whole process)."""
-    full_env = {**os.environ, "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-                **(env or {})}
+    full_env = {
+        **os.environ,
+        "TQDM_DISABLE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        **(env or {}),
+    }
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout)
     wall = time.perf_counter() - started

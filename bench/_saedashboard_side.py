@@ -33,8 +33,11 @@ def load_tokenizer(model_dir: Path) -> PreTrainedTokenizerFast:
     ``add_bos_token`` and ``name_or_path`` keep TransformerLens 2 from reloading it by name (environment.md §2).
     """
     config = json.loads((model_dir / "tokenizer_config.json").read_text())
-    names = {k: (v["content"] if isinstance(v, dict) else v) for k, v in config.items()
-             if k in ("bos_token", "eos_token", "unk_token", "pad_token")}
+    names = {
+        k: (v["content"] if isinstance(v, dict) else v)
+        for k, v in config.items()
+        if k in ("bos_token", "eos_token", "unk_token", "pad_token")
+    }
     tok = PreTrainedTokenizerFast(tokenizer_file=str(model_dir / "tokenizer.json"), add_bos_token=True, **names)
     tok.init_kwargs["name_or_path"] = str(model_dir)
     return tok
@@ -50,8 +53,9 @@ def local_runner(model_dir: Path, tokens: torch.Tensor) -> type[NeuronpediaRunne
             self.model = HookedSAETransformer(HookedTransformerConfig(device="cpu", **kwargs), tokenizer=tok)
             state = load_file(str(model_dir / "model.safetensors"))
             # attention masks are rebuilt by the model (TransformerLens 3 stores them empty)
-            self.model.load_state_dict({k: v for k, v in state.items() if not k.endswith((".mask", ".IGNORE"))},
-                                       strict=False)
+            self.model.load_state_dict(
+                {k: v for k, v in state.items() if not k.endswith((".mask", ".IGNORE"))}, strict=False
+            )
             self.model.eval()
             self.hook_name = self.sae.cfg.metadata.hook_name
 
@@ -80,11 +84,22 @@ def main() -> None:
     tokens = torch.from_numpy(np.load(args.tokens).astype(np.int64))
     runner_cls = local_runner(args.model, tokens)
     cfg = NeuronpediaRunnerConfig(
-        sae_set="res-bench", sae_path=args.sae, from_local_sae=True, outputs_dir=str(args.out),
-        np_set_name="res-bench", huggingface_dataset_path="local-python-docs", n_prompts_total=len(tokens),
-        n_tokens_in_prompt=tokens.shape[1], n_prompts_in_forward_pass=32,
-        n_features_at_a_time=args.features_per_batch, quantile_feature_batch_size=64,
-        end_batch=args.end_batch, prepend_bos=False, model_dtype="float32", sae_dtype="float32")
+        sae_set="res-bench",
+        sae_path=args.sae,
+        from_local_sae=True,
+        outputs_dir=str(args.out),
+        np_set_name="res-bench",
+        huggingface_dataset_path="local-python-docs",
+        n_prompts_total=len(tokens),
+        n_tokens_in_prompt=tokens.shape[1],
+        n_prompts_in_forward_pass=32,
+        n_features_at_a_time=args.features_per_batch,
+        quantile_feature_batch_size=64,
+        end_batch=args.end_batch,
+        prepend_bos=False,
+        model_dtype="float32",
+        sae_dtype="float32",
+    )
     devnull = open(os.devnull, "w")  # noqa: SIM115 - the runner prints per batch; keep stdout for the result
     real_stdout, sys.stdout = sys.stdout, devnull
     try:
@@ -95,9 +110,17 @@ def main() -> None:
         run_seconds = time.perf_counter() - run_started
     finally:
         sys.stdout = real_stdout
-    print(json.dumps({"run_seconds": round(run_seconds, 3), "load_seconds": round(load_seconds, 3),
-                      "out_dir": runner.cfg.outputs_dir, "torch_threads": torch.get_num_threads(),
-                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+    print(
+        json.dumps(
+            {
+                "run_seconds": round(run_seconds, 3),
+                "load_seconds": round(load_seconds, 3),
+                "out_dir": runner.cfg.outputs_dir,
+                "torch_threads": torch.get_num_threads(),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -103,8 +103,16 @@ def column_stats_ours(conn: psycopg.Connection[Any]) -> dict[str, float]:
                (SELECT count(*) FROM vocab_tokens), (SELECT avg(octet_length(token)) FROM vocab_tokens)
         FROM activations a""").fetchone()
     assert row is not None
-    keys = ("rows", "blob_bytes", "blob_stored", "row_stored", "creator_id_stored", "extras_stored",
-            "vocab_rows", "vocab_token_bytes")
+    keys = (
+        "rows",
+        "blob_bytes",
+        "blob_stored",
+        "row_stored",
+        "creator_id_stored",
+        "extras_stored",
+        "vocab_rows",
+        "vocab_token_bytes",
+    )
     return {k: round(float(v or 0), 2) for k, v in zip(keys, row, strict=True)}
 
 
@@ -119,8 +127,18 @@ def column_stats_theirs(conn: psycopg.Connection[Any]) -> dict[str, float]:
                count(*) FILTER (WHERE pg_column_compression("tokens") IS NOT NULL)
         FROM "Activation" t""").fetchone()
     assert row is not None
-    keys = ("rows", "row_stored", "tokens_stored", "tokens_raw", "values_stored", "values_raw", "id_stored",
-            "creator_id_stored", "rows_values_compressed", "rows_tokens_compressed")
+    keys = (
+        "rows",
+        "row_stored",
+        "tokens_stored",
+        "tokens_raw",
+        "values_stored",
+        "values_raw",
+        "id_stored",
+        "creator_id_stored",
+        "rows_values_compressed",
+        "rows_tokens_compressed",
+    )
     return {k: round(float(v or 0), 2) for k, v in zip(keys, row, strict=True)}
 
 
@@ -182,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     theirs_fig = {k: theirs["Activation"][k] for k in ("heap", "toast", "data", "indexes", "total")}
     ratio = {k: round(theirs_fig[k] / ours_fig[k], 2) if ours_fig[k] else None for k in ("data", "indexes", "total")}
     figures = {
-        "n_activations": n, "n_features": n_features, "export": export.to_dict(),
+        "n_activations": n,
+        "n_features": n_features,
+        "export": export.to_dict(),
         "bytes_per_activation": {
             "ours": {k: per(n, v) for k, v in ours_fig.items()},
             "ours_activations_table_only": {k: per(n, acts[k]) for k in ("heap", "toast", "data", "indexes", "total")},
@@ -192,8 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_neuronpedia_over_ours": ratio,
         "target_ratio": TARGET_RATIO,
         "meets_target": bool(ratio["total"] and ratio["total"] >= TARGET_RATIO),
-        "bytes_per_feature_row": {"ours_features": per(n_features, ours["features"]["total"]),
-                                  "neuronpedia_Neuron": per(n_features, theirs["Neuron"]["total"])},
+        "bytes_per_feature_row": {
+            "ours_features": per(n_features, ours["features"]["total"]),
+            "neuronpedia_Neuron": per(n_features, theirs["Neuron"]["total"]),
+        },
         "relations": {"ours": ours, "neuronpedia": theirs},
         "columns": {"ours": ours_cols, "neuronpedia": theirs_cols},
         "load_seconds": {"ours": round(ours_load["seconds"], 2), "neuronpedia": round(theirs_load["seconds"], 2)},
@@ -206,16 +228,26 @@ def main(argv: list[str] | None = None) -> int:
     bpa = figures["bytes_per_activation"]
     rows = [
         ["interpedia (activations + vocab_tokens)", bpa["ours"]["data"], bpa["ours"]["indexes"], bpa["ours"]["total"]],
-        ["  of which vocab_tokens", bpa["ours_vocab_tokens_share"]["data"], bpa["ours_vocab_tokens_share"]["indexes"],
-         bpa["ours_vocab_tokens_share"]["total"]],
-        ['Neuronpedia "Activation"', bpa["neuronpedia"]["data"], bpa["neuronpedia"]["indexes"],
-         bpa["neuronpedia"]["total"]],
+        [
+            "  of which vocab_tokens",
+            bpa["ours_vocab_tokens_share"]["data"],
+            bpa["ours_vocab_tokens_share"]["indexes"],
+            bpa["ours_vocab_tokens_share"]["total"],
+        ],
+        [
+            'Neuronpedia "Activation"',
+            bpa["neuronpedia"]["data"],
+            bpa["neuronpedia"]["indexes"],
+            bpa["neuronpedia"]["total"],
+        ],
         ["ratio Neuronpedia / interpedia", ratio["data"], ratio["indexes"], ratio["total"]],
     ]
     print(f"command: {command_line()}")
-    print(f"parameters: {n_features} features x {cfg.acts_per_feature} activations x {cfg.n_tokens} tokens = "
-          f"{n} activations; vocab {cfg.vocab_size} ({export.distinct_tokens} used); seed {args.seed}; "
-          f"Postgres {settings['server_version']}")
+    print(
+        f"parameters: {n_features} features x {cfg.acts_per_feature} activations x {cfg.n_tokens} tokens = "
+        f"{n} activations; vocab {cfg.vocab_size} ({export.distinct_tokens} used); seed {args.seed}; "
+        f"Postgres {settings['server_version']}"
+    )
     print("bytes per activation (after VACUUM ANALYZE; data = heap + TOAST + maps)")
     print(table(rows, ["", "data", "indexes", "total"]))
     verdict = "meets" if figures["meets_target"] else "MISSES"

@@ -62,8 +62,11 @@ def synthetic(n: int, seed: int, *, isotropic: bool = False, topics: int = 2000)
         for start in range(0, n, 100_000):
             m = min(100_000, n - start)
             topic = rng.integers(0, topics, m)
-            x[start : start + m] = (0.6 * centres[topic] + rng.standard_normal((m, 48), dtype=np.float32) @ basis
-                                    + 0.35 * rng.standard_normal((m, DIM), dtype=np.float32))
+            x[start : start + m] = (
+                0.6 * centres[topic]
+                + rng.standard_normal((m, 48), dtype=np.float32) @ basis
+                + 0.35 * rng.standard_normal((m, DIM), dtype=np.float32)
+            )
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x
 
@@ -102,12 +105,21 @@ def _ids(n: int) -> list[str]:
 
 def _percentiles(ms: list[float]) -> dict[str, float]:
     arr = np.asarray(ms)
-    return {"p50_ms": round(float(np.percentile(arr, 50)), 2), "p95_ms": round(float(np.percentile(arr, 95)), 2),
-            "mean_ms": round(float(arr.mean()), 2)}
+    return {
+        "p50_ms": round(float(np.percentile(arr, 50)), 2),
+        "p95_ms": round(float(np.percentile(arr, 95)), 2),
+        "mean_ms": round(float(arr.mean()), 2),
+    }
 
 
-def _measure(factory: Any, settings: Settings, queries: Vecs, truth: list[set[int]], source_ids: list[int] | None,
-             warmup: int = 20) -> dict[str, float]:
+def _measure(
+    factory: Any,
+    settings: Settings,
+    queries: Vecs,
+    truth: list[set[int]],
+    source_ids: list[int] | None,
+    warmup: int = 20,
+) -> dict[str, float]:
     found: list[set[int]] = []
     times: list[float] = []
     with factory() as session:
@@ -131,23 +143,35 @@ def _load_postgres(url: str, data: Vecs) -> None:
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn) as conn:
         register_vector(conn)
-        conn.execute("INSERT INTO models (id, display_name, layers, visibility, inference_enabled, instruct, "
-                     "thinking, updated_at) VALUES ('bench', 'bench', 8, 'PUBLIC', false, false, false, now())")
-        conn.execute("INSERT INTO source_sets (model_id, name, description, visibility, has_dashboards, "
-                     "allow_inference_search, default_range, default_show_breaks, show_dfa, show_correlated, "
-                     "show_head_attribution, show_umap, urls) VALUES ('bench', 'res', '', 'PUBLIC', true, false, 1, "
-                     "true, false, false, false, false, '[]')")
+        conn.execute(
+            "INSERT INTO models (id, display_name, layers, visibility, inference_enabled, instruct, "
+            "thinking, updated_at) VALUES ('bench', 'bench', 8, 'PUBLIC', false, false, false, now())"
+        )
+        conn.execute(
+            "INSERT INTO source_sets (model_id, name, description, visibility, has_dashboards, "
+            "allow_inference_search, default_range, default_show_breaks, show_dfa, show_correlated, "
+            "show_head_attribution, show_umap, urls) VALUES ('bench', 'res', '', 'PUBLIC', true, false, 1, "
+            "true, false, false, false, false, '[]')"
+        )
         for s in range(N_SOURCES):
-            conn.execute("INSERT INTO sources (model_id, name, set_id, set_name, visibility, has_dashboards, "
-                         "inference_enabled, has_umap, has_umap_log_sparsity, has_umap_clusters) VALUES "
-                         "('bench', %s, 1, 'res', 'PUBLIC', true, false, false, false, false)", (f"{s}-res",))
+            conn.execute(
+                "INSERT INTO sources (model_id, name, set_id, set_name, visibility, has_dashboards, "
+                "inference_enabled, has_umap, has_umap_log_sparsity, has_umap_clusters) VALUES "
+                "('bench', %s, 1, 'res', 'PUBLIC', true, false, false, false, false)",
+                (f"{s}-res",),
+            )
         conn.execute(f"DROP INDEX {HNSW_INDEX}")
         t0 = time.perf_counter()
         with conn.cursor() as cur, cur.copy("COPY features (id, source_id, index, has_vector) FROM STDIN") as copy:
             for i in range(n):
                 copy.write_row((i + 1, i % N_SOURCES + 1, i // N_SOURCES, False))
-        with conn.cursor() as cur, cur.copy("COPY explanations (id, feature_id, description, score_v1, embedding, "
-                                            "updated_at) FROM STDIN WITH (FORMAT BINARY)") as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY explanations (id, feature_id, description, score_v1, embedding, "
+                "updated_at) FROM STDIN WITH (FORMAT BINARY)"
+            ) as copy,
+        ):
             copy.set_types(["varchar", "int8", "text", "float8", "vector", "timestamp"])
             stamp = dt.datetime.now().replace(microsecond=0)
             for i, (eid, vec) in enumerate(zip(_ids(n), data, strict=True)):
@@ -230,8 +254,13 @@ def bench_postgres(n: int, n_queries: int, efs: list[int], kind: str, real: int)
         for ef in efs:
             settings.vector_ef_search = ef
             rows.append({"ef_search": ef, "filter": "none", **_measure(factory, settings, queries, truth, None)})
-            rows.append({"ef_search": ef, "filter": "1 of 8 sources",
-                         **_measure(factory, settings, queries, truth_filtered, [1])})
+            rows.append(
+                {
+                    "ef_search": ef,
+                    "filter": "1 of 8 sources",
+                    **_measure(factory, settings, queries, truth_filtered, [1]),
+                }
+            )
             log.info("%s", rows[-2:])
         out["rows"] = rows
         if real:
@@ -280,8 +309,14 @@ def _bench_real(cluster: Any, n: int, n_queries: int, efs: list[int]) -> dict[st
     for ef in efs:
         settings.vector_ef_search = ef
         rows.append({"ef_search": ef, **_measure(factory, settings, queries, truth, None)})
-    return {"n": len(data), "queries": n_queries, "embed_s": round(embed_s, 1),
-            "embed_per_s": round(len(sentences) / embed_s, 1), "build": build, "rows": rows}
+    return {
+        "n": len(data),
+        "queries": n_queries,
+        "embed_s": round(embed_s, 1),
+        "embed_per_s": round(len(sentences) / embed_s, 1),
+        "build": build,
+        "rows": rows,
+    }
 
 
 def bench_sqlite(n: int, n_queries: int, kind: str) -> dict[str, Any]:
@@ -295,20 +330,32 @@ def bench_sqlite(n: int, n_queries: int, kind: str) -> dict[str, Any]:
         migrate(url)
         t0 = time.perf_counter()
         con = sqlite3.connect(path)
-        con.execute("INSERT INTO models (id, display_name, layers, visibility, inference_enabled, instruct, thinking, "
-                    "updated_at) VALUES ('bench', 'bench', 1, 'PUBLIC', 0, 0, 0, CURRENT_TIMESTAMP)")
-        con.execute("INSERT INTO source_sets (model_id, name, description, visibility, has_dashboards, "
-                    "allow_inference_search, default_range, default_show_breaks, show_dfa, show_correlated, "
-                    "show_head_attribution, show_umap, urls) VALUES ('bench','res','','PUBLIC',1,0,1,1,0,0,0,0,'[]')")
-        con.execute("INSERT INTO sources (model_id, name, set_id, set_name, visibility, has_dashboards, "
-                    "inference_enabled, has_umap, has_umap_log_sparsity, has_umap_clusters) VALUES "
-                    "('bench', '0-res', 1, 'res', 'PUBLIC', 1, 0, 0, 0, 0)")
-        con.executemany("INSERT INTO features (id, source_id, \"index\", has_vector) VALUES (?, 1, ?, 0)",
-                        ((i + 1, i) for i in range(n)))
-        con.executemany("INSERT INTO explanations (id, feature_id, description, score_v1, embedding, updated_at) "
-                        "VALUES (?, ?, ?, 0, ?, CURRENT_TIMESTAMP)",
-                        ((eid, i + 1, f"synthetic explanation {i}", vec.astype("<f4").tobytes())
-                         for i, (eid, vec) in enumerate(zip(_ids(n), data, strict=True))))
+        con.execute(
+            "INSERT INTO models (id, display_name, layers, visibility, inference_enabled, instruct, thinking, "
+            "updated_at) VALUES ('bench', 'bench', 1, 'PUBLIC', 0, 0, 0, CURRENT_TIMESTAMP)"
+        )
+        con.execute(
+            "INSERT INTO source_sets (model_id, name, description, visibility, has_dashboards, "
+            "allow_inference_search, default_range, default_show_breaks, show_dfa, show_correlated, "
+            "show_head_attribution, show_umap, urls) VALUES ('bench','res','','PUBLIC',1,0,1,1,0,0,0,0,'[]')"
+        )
+        con.execute(
+            "INSERT INTO sources (model_id, name, set_id, set_name, visibility, has_dashboards, "
+            "inference_enabled, has_umap, has_umap_log_sparsity, has_umap_clusters) VALUES "
+            "('bench', '0-res', 1, 'res', 'PUBLIC', 1, 0, 0, 0, 0)"
+        )
+        con.executemany(
+            'INSERT INTO features (id, source_id, "index", has_vector) VALUES (?, 1, ?, 0)',
+            ((i + 1, i) for i in range(n)),
+        )
+        con.executemany(
+            "INSERT INTO explanations (id, feature_id, description, score_v1, embedding, updated_at) "
+            "VALUES (?, ?, ?, 0, ?, CURRENT_TIMESTAMP)",
+            (
+                (eid, i + 1, f"synthetic explanation {i}", vec.astype("<f4").tobytes())
+                for i, (eid, vec) in enumerate(zip(_ids(n), data, strict=True))
+            ),
+        )
         con.commit()
         con.close()
         load_s = time.perf_counter() - t0
@@ -323,8 +370,14 @@ def bench_sqlite(n: int, n_queries: int, kind: str) -> dict[str, Any]:
         with factory() as session:
             mem = memory_index(session).nbytes
         row = _measure(factory, settings, queries, truth, None)
-    return {"n": n, "queries": n_queries, "insert_s": round(load_s, 1), "index_load_s": round(index_load_s, 2),
-            "index_memory_mb": round(mem / 1e6, 1), **row}
+    return {
+        "n": n,
+        "queries": n_queries,
+        "insert_s": round(load_s, 1),
+        "index_load_s": round(index_load_s, 2),
+        "index_memory_mb": round(mem / 1e6, 1),
+        **row,
+    }
 
 
 def main() -> None:
@@ -334,9 +387,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--ef-search", default="40,100,200")
     parser.add_argument("--real", type=int, default=0, help="also measure N real MiniLM embeddings on Postgres")
-    parser.add_argument("--vectors", choices=["calibrated", "clustered", "isotropic"], default="calibrated",
-                        help="synthetic vectors: around real embeddings (default), topic clusters on a 48-dim "
-                             "subspace, or isotropic noise (the worst case)")
+    parser.add_argument(
+        "--vectors",
+        choices=["calibrated", "clustered", "isotropic"],
+        default="calibrated",
+        help="synthetic vectors: around real embeddings (default), topic clusters on a 48-dim "
+        "subspace, or isotropic noise (the worst case)",
+    )
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--tag", default="", help="suffix of the result file name (e.g. 1m)")
     parser.add_argument("--skip-postgres", action="store_true")
@@ -354,19 +411,33 @@ def main() -> None:
     write_results(name, result)
     if "sqlite" in result:
         s = result["sqlite"]
-        print(table([["sqlite (exact, in-process)", s["n"], "-", "none", s["recall_at_10"], s["p50_ms"], s["p95_ms"]]],
-                    ["backend", "n", "ef_search", "filter", "recall@10", "p50 ms", "p95 ms"]))
+        print(
+            table(
+                [["sqlite (exact, in-process)", s["n"], "-", "none", s["recall_at_10"], s["p50_ms"], s["p95_ms"]]],
+                ["backend", "n", "ef_search", "filter", "recall@10", "p50 ms", "p95 ms"],
+            )
+        )
     if "postgres" in result:
         pg = result["postgres"]
-        print(f"\npostgres HNSW (m=16, ef_construction=100) over {pg['n']} {pg['vectors']} vectors: "
-              f"build {pg['build']['build_s']}s, index {pg['build']['index_mb']} MB")
-        print(table([[r["ef_search"], r["filter"], r["recall_at_10"], r["p50_ms"], r["p95_ms"]] for r in pg["rows"]],
-                    ["ef_search", "filter", "recall@10", "p50 ms", "p95 ms"]))
+        print(
+            f"\npostgres HNSW (m=16, ef_construction=100) over {pg['n']} {pg['vectors']} vectors: "
+            f"build {pg['build']['build_s']}s, index {pg['build']['index_mb']} MB"
+        )
+        print(
+            table(
+                [[r["ef_search"], r["filter"], r["recall_at_10"], r["p50_ms"], r["p95_ms"]] for r in pg["rows"]],
+                ["ef_search", "filter", "recall@10", "p50 ms", "p95 ms"],
+            )
+        )
         if "real" in pg:
             real = pg["real"]
             print(f"\nreal all-MiniLM-L6-v2 embeddings ({real['n']} sentences, embedded at {real['embed_per_s']}/s):")
-            print(table([[r["ef_search"], r["recall_at_10"], r["p50_ms"], r["p95_ms"]] for r in real["rows"]],
-                        ["ef_search", "recall@10", "p50 ms", "p95 ms"]))
+            print(
+                table(
+                    [[r["ef_search"], r["recall_at_10"], r["p50_ms"], r["p95_ms"]] for r in real["rows"]],
+                    ["ef_search", "recall@10", "p50 ms", "p95 ms"],
+                )
+            )
 
 
 if __name__ == "__main__":

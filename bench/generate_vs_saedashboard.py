@@ -47,23 +47,55 @@ log = logging.getLogger("bench")
 def run_interpedia(fx: dict[str, Any], out: Path) -> dict[str, Any]:
     """``interpedia generate`` as a user runs it; returns run.json plus the whole-process wall time."""
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [str(ROOT / ".venv" / "bin" / "interpedia"), "generate", "--model", fx["model"], "--sae", fx["sae"],
-           "--dataset", fx["dataset"], "--out", str(out), "--context-size", "128", "--n-prompts",
-           str(fx["params"]["n_prompts"]), "--no-progress", "--all-positions"]  # the same work as SAEDashboard
+    cmd = [
+        str(ROOT / ".venv" / "bin" / "interpedia"),
+        "generate",
+        "--model",
+        fx["model"],
+        "--sae",
+        fx["sae"],
+        "--dataset",
+        fx["dataset"],
+        "--out",
+        str(out),
+        "--context-size",
+        "128",
+        "--n-prompts",
+        str(fx["params"]["n_prompts"]),
+        "--no-progress",
+        "--all-positions",
+    ]  # the same work as SAEDashboard
     _, wall = run_json(cmd)
     run = json.loads((out / "run.json").read_text())
-    return {"process_seconds": round(wall, 3), "pass_seconds": run["pass_seconds"],
-            "generate_seconds": run["timings"]["generate_seconds"], "timings": run["timings"],
-            "peak_rss_mb": run["peak_rss_mb"], "features_written": run["features_written"],
-            "dead": run["n_dead_features"], "tokens_per_second": run["tokens_per_second"],
-            "json_mb": round(sum(p.stat().st_size for p in out.glob("batch-*.json")) / 2**20, 1),
-            "cpu_threads": run.get("cpu_threads"), "load_average_1m_after": round(os.getloadavg()[0], 2)}
+    return {
+        "process_seconds": round(wall, 3),
+        "pass_seconds": run["pass_seconds"],
+        "generate_seconds": run["timings"]["generate_seconds"],
+        "timings": run["timings"],
+        "peak_rss_mb": run["peak_rss_mb"],
+        "features_written": run["features_written"],
+        "dead": run["n_dead_features"],
+        "tokens_per_second": run["tokens_per_second"],
+        "json_mb": round(sum(p.stat().st_size for p in out.glob("batch-*.json")) / 2**20, 1),
+        "cpu_threads": run.get("cpu_threads"),
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
+    }
 
 
 def run_floor(fx: dict[str, Any]) -> dict[str, Any]:
     """Forward to the hook + encode, nothing else."""
-    out, _ = run_json([str(MAIN_PYTHON), str(BENCH_DIR / "_generate_floor.py"), "--model", fx["model"],
-                       "--sae", fx["sae"], "--tokens", fx["tokens"]])
+    out, _ = run_json(
+        [
+            str(MAIN_PYTHON),
+            str(BENCH_DIR / "_generate_floor.py"),
+            "--model",
+            fx["model"],
+            "--sae",
+            fx["sae"],
+            "--tokens",
+            fx["tokens"],
+        ]
+    )
     out["load_average_1m_after"] = round(os.getloadavg()[0], 2)
     return out
 
@@ -71,8 +103,18 @@ def run_floor(fx: dict[str, Any]) -> dict[str, Any]:
 def run_saedashboard(python: Path, fx: dict[str, Any], out: Path, batches: int | None) -> dict[str, Any]:
     """SAEDashboard over every feature (or the first ``batches`` batch files, then scaled up)."""
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [str(python), str(BENCH_DIR / "_saedashboard_side.py"), "--model", fx["model"], "--sae", fx["sae"],
-           "--tokens", fx["tokens"], "--out", str(out)]
+    cmd = [
+        str(python),
+        str(BENCH_DIR / "_saedashboard_side.py"),
+        "--model",
+        fx["model"],
+        "--sae",
+        fx["sae"],
+        "--tokens",
+        fx["tokens"],
+        "--out",
+        str(out),
+    ]
     if batches:
         cmd += ["--end-batch", str(batches - 1)]
     result, wall = run_json(cmd)
@@ -89,11 +131,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="interpedia and floor runs (median reported)")
     parser.add_argument("--sd-repeats", type=int, default=1, help="SAEDashboard runs (each takes minutes)")
-    parser.add_argument("--sd-batches", type=int, default=None,
-                        help="time only the first N SAEDashboard batch files and scale to all (quick runs)")
-    parser.add_argument("--sd-result", type=Path, default=None,
-                        help="reuse the SAEDashboard runs of an earlier results file (same fixture) instead of "
-                             "running it again; its figures are then from that run, not this one")
+    parser.add_argument(
+        "--sd-batches",
+        type=int,
+        default=None,
+        help="time only the first N SAEDashboard batch files and scale to all (quick runs)",
+    )
+    parser.add_argument(
+        "--sd-result",
+        type=Path,
+        default=None,
+        help="reuse the SAEDashboard runs of an earlier results file (same fixture) instead of "
+        "running it again; its figures are then from that run, not this one",
+    )
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "interpedia-bench-generate")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
@@ -122,7 +172,8 @@ def main() -> None:
     scale = sd_runs[0]["batches_total"] / sd_runs[0]["batches_run"]
     sd_run = median([r["run_seconds"] for r in sd_runs]) * scale
     sd_process = median([r["process_seconds"] for r in sd_runs]) + median([r["run_seconds"] for r in sd_runs]) * (
-        scale - 1)
+        scale - 1
+    )
     sd_rss = max(r["peak_rss_mb"] for r in sd_runs)
     ip_pass = median([r["pass_seconds"] for r in ip_runs])
     ip_gen = median([r["generate_seconds"] for r in ip_runs])
@@ -150,24 +201,43 @@ def main() -> None:
         "generate_over_floor": ip_gen / floor,
         "peak_rss_interpedia_over_saedashboard": ip_rss / sd_rss,
     }
-    print(f"\n{fx['n_tokens']:,} tokens, d_sae {fx['params']['d_sae']}, {ip_runs[0]['features_written']} features "
-          f"written ({ip_runs[0]['dead']} dead); medians of {args.repeats} (interpedia, floor) and "
-          f"{len(sd_runs)} (SAEDashboard{', from ' + str(args.sd_result) if previous else ''}) runs\n")
+    print(
+        f"\n{fx['n_tokens']:,} tokens, d_sae {fx['params']['d_sae']}, {ip_runs[0]['features_written']} features "
+        f"written ({ip_runs[0]['dead']} dead); medians of {args.repeats} (interpedia, floor) and "
+        f"{len(sd_runs)} (SAEDashboard{', from ' + str(args.sd_result) if previous else ''}) runs\n"
+    )
     print(table(rows, ["what", "seconds", "note"]))
     print()
     print(table([[k, f"{v:.2f}x"] for k, v in ratios.items()], ["ratio", "value"]))
     print("\ntargets: >= 30x faster than SAEDashboard; pass <= 1.5x floor; peak RSS <= SAEDashboard's")
-    write_results("generate_vs_saedashboard", {
-        "parameters": {"n_tokens": fx["n_tokens"], **fx["params"], "repeats": args.repeats,
-                       "sd_repeats": len(sd_runs), "sd_batches": args.sd_batches,
-                       "sd_result_reused_from": str(args.sd_result) if previous else None,
-                       "load_average": list(os.getloadavg())},
-        "saedashboard": sd_runs, "interpedia": ip_runs, "floor": floor_runs,
-        "medians": {"saedashboard_run": sd_run, "saedashboard_process": sd_process, "interpedia_pass": ip_pass,
-                    "interpedia_generate": ip_gen, "interpedia_process": ip_process, "floor": floor,
-                    "floor_fused": floor_fused, "forward": forward},
-        "ratios": ratios,
-    })
+    write_results(
+        "generate_vs_saedashboard",
+        {
+            "parameters": {
+                "n_tokens": fx["n_tokens"],
+                **fx["params"],
+                "repeats": args.repeats,
+                "sd_repeats": len(sd_runs),
+                "sd_batches": args.sd_batches,
+                "sd_result_reused_from": str(args.sd_result) if previous else None,
+                "load_average": list(os.getloadavg()),
+            },
+            "saedashboard": sd_runs,
+            "interpedia": ip_runs,
+            "floor": floor_runs,
+            "medians": {
+                "saedashboard_run": sd_run,
+                "saedashboard_process": sd_process,
+                "interpedia_pass": ip_pass,
+                "interpedia_generate": ip_gen,
+                "interpedia_process": ip_process,
+                "floor": floor,
+                "floor_fused": floor_fused,
+                "forward": forward,
+            },
+            "ratios": ratios,
+        },
+    )
 
 
 if __name__ == "__main__":

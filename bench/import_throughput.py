@@ -172,8 +172,9 @@ def run_ours_sqlite(workdir: Path, path: Path, rep: int, batch_size: int) -> Tim
     return Timing(wall, cpu, int(n_feats), int(n_acts))
 
 
-def run_ours_postgres(pg: PostgresCluster, path: Path, rep: int, batch_size: int,
-                      profile: cProfile.Profile | None = None) -> Timing:
+def run_ours_postgres(
+    pg: PostgresCluster, path: Path, rep: int, batch_size: int, profile: cProfile.Profile | None = None
+) -> Timing:
     """One import into a fresh database cloned from the migrated template."""
     name = f"ours_{rep}"
     pg.psql(f'CREATE DATABASE "{name}" TEMPLATE ours_template')
@@ -191,8 +192,13 @@ def run_ours_postgres(pg: PostgresCluster, path: Path, rep: int, batch_size: int
                 profile.disable()
     finally:
         engine.dispose()
-    timing = Timing(wall, cpu, _count(pg.dsn(name), "SELECT count(*) FROM features"),
-                    _count(pg.dsn(name), "SELECT count(*) FROM activations"), server)
+    timing = Timing(
+        wall,
+        cpu,
+        _count(pg.dsn(name), "SELECT count(*) FROM features"),
+        _count(pg.dsn(name), "SELECT count(*) FROM activations"),
+        server,
+    )
     pg.psql(f'DROP DATABASE "{name}"')
     return timing
 
@@ -218,13 +224,24 @@ def run_before(pg: PostgresCluster, before: Path, path: Path, rep: int, batch_si
     env = {**os.environ, "PYTHONPATH": str(before)}
     _LOAD.append(os.getloadavg()[0])
     server0 = server_cpu_seconds()
-    out = subprocess.run([sys.executable, "-c", _BEFORE_SCRIPT, pg.url(name), str(path), str(batch_size)],
-                         env=env, cwd=before, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _BEFORE_SCRIPT, pg.url(name), str(path), str(batch_size)],
+        env=env,
+        cwd=before,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     server = server_cpu_seconds() - server0
     _LOAD.append(os.getloadavg()[0])
     own = json.loads(out.stdout.strip().splitlines()[-1])
-    timing = Timing(own["wall"], own["cpu"], _count(pg.dsn(name), "SELECT count(*) FROM features"),
-                    _count(pg.dsn(name), "SELECT count(*) FROM activations"), server)
+    timing = Timing(
+        own["wall"],
+        own["cpu"],
+        _count(pg.dsn(name), "SELECT count(*) FROM features"),
+        _count(pg.dsn(name), "SELECT count(*) FROM activations"),
+        server,
+    )
     pg.psql(f'DROP DATABASE "{name}"')
     return timing
 
@@ -237,8 +254,13 @@ def run_theirs(pg: PostgresCluster, export: ExportInfo, rep: int) -> Timing:
     npbaseline.create_schema(dsn)
     _checkpoint(pg)
     wall, cpu, server = _timed(lambda: npbaseline.import_source_dir(dsn, export.source_dir))
-    timing = Timing(wall, cpu, _count(dsn, 'SELECT count(*) FROM "Neuron"'),
-                    _count(dsn, 'SELECT count(*) FROM "Activation"'), server)
+    timing = Timing(
+        wall,
+        cpu,
+        _count(dsn, 'SELECT count(*) FROM "Neuron"'),
+        _count(dsn, 'SELECT count(*) FROM "Activation"'),
+        server,
+    )
     pg.psql(f'DROP DATABASE "{name}"')
     return timing
 
@@ -264,11 +286,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=256, help="interpedia import batch size (features)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite runs")
-    parser.add_argument("--saedashboard", action="store_true",
-                        help="also import the same features from SAEDashboard batch-N.json files")
+    parser.add_argument(
+        "--saedashboard", action="store_true", help="also import the same features from SAEDashboard batch-N.json files"
+    )
     parser.add_argument("--profile", action="store_true", help="add one cProfile'd interpedia Postgres import")
-    parser.add_argument("--before", type=Path, default=None,
-                        help="a checkout of earlier code: also time its Postgres import (interpedia-before-postgres)")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="a checkout of earlier code: also time its Postgres import (interpedia-before-postgres)",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="where to write the export (default: temp)")
     parser.add_argument("--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -281,16 +308,29 @@ def main(argv: list[str] | None = None) -> int:
     n_features = args.n_features or (200 if args.small else 1000)
     reps = args.reps or (2 if args.small else 3)
     cfg = SyntheticConfig(n_features=n_features, seed=args.seed)
-    params = {"small": args.small, "n_features": n_features, "reps": reps, "batch_size": args.batch_size,
-              "seed": args.seed, "sqlite": not args.no_sqlite, "profile": args.profile,
-              "before": str(args.before) if args.before else None,
-              "neuronpedia_chunk_lines": npbaseline.CHUNK_LINES, "neuronpedia_work_mem": npbaseline.WORK_MEM,
-              "synthetic": cfg.to_dict()}
+    params = {
+        "small": args.small,
+        "n_features": n_features,
+        "reps": reps,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "sqlite": not args.no_sqlite,
+        "profile": args.profile,
+        "before": str(args.before) if args.before else None,
+        "neuronpedia_chunk_lines": npbaseline.CHUNK_LINES,
+        "neuronpedia_work_mem": npbaseline.WORK_MEM,
+        "synthetic": cfg.to_dict(),
+    }
     log.info("command: %s", command_line())
     log.info("parameters: %s", params)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="interpedia-bench-"))
-    methods = [m for m in METHODS + (SD_METHODS if args.saedashboard else ())
-               + (("interpedia-before-postgres",) if args.before else ()) if not (args.no_sqlite and "-sqlite" in m)]
+    methods = [
+        m
+        for m in METHODS
+        + (SD_METHODS if args.saedashboard else ())
+        + (("interpedia-before-postgres",) if args.before else ())
+        if not (args.no_sqlite and "-sqlite" in m)
+    ]
     runs: dict[str, list[Timing]] = {m: [] for m in methods}
     profiled: dict[str, Any] | None = None
     try:
@@ -315,12 +355,25 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         timing = run_theirs(pg, export, rep)
                     if (timing.features, timing.activations) != (export.n_features, export.n_activations):
-                        log.error("%s imported %d features / %d activations, expected %d / %d", method,
-                                  timing.features, timing.activations, export.n_features, export.n_activations)
+                        log.error(
+                            "%s imported %d features / %d activations, expected %d / %d",
+                            method,
+                            timing.features,
+                            timing.activations,
+                            export.n_features,
+                            export.n_activations,
+                        )
                         return 1
                     runs[method].append(timing)
-                    log.info("rep %d %-32s %6.2fs wall %6.2fs client cpu %6.2fs server cpu %8.0f activations/s",
-                             rep, method, timing.wall, timing.cpu, timing.server_cpu, timing.activations / timing.wall)
+                    log.info(
+                        "rep %d %-32s %6.2fs wall %6.2fs client cpu %6.2fs server cpu %8.0f activations/s",
+                        rep,
+                        method,
+                        timing.wall,
+                        timing.cpu,
+                        timing.server_cpu,
+                        timing.activations / timing.wall,
+                    )
             if args.profile:
                 RESULTS_DIR.mkdir(parents=True, exist_ok=True)
                 profile = cProfile.Profile()
@@ -346,54 +399,102 @@ def main(argv: list[str] | None = None) -> int:
             "activations_per_second": round(export.n_activations / wall, 1),
         }
     theirs = results["neuronpedia-postgres"]["median_wall_seconds"]
-    ratios = {m: round(theirs / results[m]["median_wall_seconds"], 2) for m in methods
-              if m != "neuronpedia-postgres" and m not in SD_METHODS}
+    ratios = {
+        m: round(theirs / results[m]["median_wall_seconds"], 2)
+        for m in methods
+        if m != "neuronpedia-postgres" and m not in SD_METHODS
+    }
     theirs_cpu = results["neuronpedia-postgres"]["median_total_cpu_seconds"]
-    cpu_ratios = {m: round(theirs_cpu / results[m]["median_total_cpu_seconds"], 2)
-                  for m in methods if m.endswith("-postgres") and m != "neuronpedia-postgres"}
+    cpu_ratios = {
+        m: round(theirs_cpu / results[m]["median_total_cpu_seconds"], 2)
+        for m in methods
+        if m.endswith("-postgres") and m != "neuronpedia-postgres"
+    }
     speedup: dict[str, float] = {}
     if args.before:
         before, after = results["interpedia-before-postgres"], results["interpedia-postgres"]
-        speedup = {"wall": round(before["median_wall_seconds"] / after["median_wall_seconds"], 2),
-                   "total_cpu": round(before["median_total_cpu_seconds"] / after["median_total_cpu_seconds"], 2)}
+        speedup = {
+            "wall": round(before["median_wall_seconds"] / after["median_wall_seconds"], 2),
+            "total_cpu": round(before["median_total_cpu_seconds"] / after["median_total_cpu_seconds"], 2),
+        }
     figures = {
         "speedup_over_before": speedup,
-        "n_features": export.n_features, "n_activations": export.n_activations, "export": export.to_dict(),
-        "methods": results, "ratio_throughput_ours_over_neuronpedia": ratios,
-        "ratio_total_cpu_neuronpedia_over_ours": cpu_ratios, "target_ratio": TARGET_RATIO,
+        "n_features": export.n_features,
+        "n_activations": export.n_activations,
+        "export": export.to_dict(),
+        "methods": results,
+        "ratio_throughput_ours_over_neuronpedia": ratios,
+        "ratio_total_cpu_neuronpedia_over_ours": cpu_ratios,
+        "target_ratio": TARGET_RATIO,
         "meets_target": ratios["interpedia-postgres"] >= TARGET_RATIO,
-        "postgres": settings, "load_average_after": os.getloadavg(),
-        "load_average_1min_during_runs": {"min": min(_LOAD), "median": round(median(_LOAD), 2), "max": max(_LOAD),
-                                          "samples": len(_LOAD)},
+        "postgres": settings,
+        "load_average_after": os.getloadavg(),
+        "load_average_1min_during_runs": {
+            "min": min(_LOAD),
+            "median": round(median(_LOAD), 2),
+            "max": max(_LOAD),
+            "samples": len(_LOAD),
+        },
     }
     if profiled is not None:
         figures["profile"] = {k: v for k, v in profiled.items() if k != "top_tottime"}
     write_results("import_throughput", {"parameters": params, "figures": figures})
 
-    rows = [[m, results[m]["median_wall_seconds"], results[m]["median_client_cpu_seconds"],
-             results[m]["median_server_cpu_seconds"] if "-postgres" in m else "-",
-             results[m]["features_per_second"], results[m]["activations_per_second"],
-             ratios.get(m, 1.0 if m == "neuronpedia-postgres" else "-"),
-             cpu_ratios.get(m, 1.0 if m == "neuronpedia-postgres" else "-")] for m in methods]
+    rows = [
+        [
+            m,
+            results[m]["median_wall_seconds"],
+            results[m]["median_client_cpu_seconds"],
+            results[m]["median_server_cpu_seconds"] if "-postgres" in m else "-",
+            results[m]["features_per_second"],
+            results[m]["activations_per_second"],
+            ratios.get(m, 1.0 if m == "neuronpedia-postgres" else "-"),
+            cpu_ratios.get(m, 1.0 if m == "neuronpedia-postgres" else "-"),
+        ]
+        for m in methods
+    ]
     print(f"command: {command_line()}")
-    print(f"parameters: {export.n_features} features, {export.n_activations} activations x {cfg.n_tokens} tokens "
-          f"({export.gz_bytes / 1e6:.1f} MB gz), {reps} repetitions, interpedia batch size {args.batch_size}, "
-          f"Neuronpedia chunk {npbaseline.CHUNK_LINES} lines; Postgres {settings['server_version']}")
+    print(
+        f"parameters: {export.n_features} features, {export.n_activations} activations x {cfg.n_tokens} tokens "
+        f"({export.gz_bytes / 1e6:.1f} MB gz), {reps} repetitions, interpedia batch size {args.batch_size}, "
+        f"Neuronpedia chunk {npbaseline.CHUNK_LINES} lines; Postgres {settings['server_version']}"
+    )
     print("import throughput, medians (end to end, gz reading included)")
-    print(table(rows, ["method", "wall s", "client cpu s", "server cpu s", "features/s", "activations/s",
-                       "x NP (wall)", "x NP (cpu)"]))
+    print(
+        table(
+            rows,
+            [
+                "method",
+                "wall s",
+                "client cpu s",
+                "server cpu s",
+                "features/s",
+                "activations/s",
+                "x NP (wall)",
+                "x NP (cpu)",
+            ],
+        )
+    )
     verdict = "meets" if figures["meets_target"] else "MISSES"
-    print(f"target: interpedia-postgres >= {TARGET_RATIO:g}x Neuronpedia's throughput -> {verdict} "
-          f"({ratios['interpedia-postgres']}x)")
-    print(f"load average (1 min) around the timed runs: min {min(_LOAD):.2f}, median {median(_LOAD):.2f}, "
-          f"max {max(_LOAD):.2f} on {os.cpu_count()} cpus (wall times include waiting for a CPU; "
-          "cpu = client + Postgres server CPU seconds)")
+    print(
+        f"target: interpedia-postgres >= {TARGET_RATIO:g}x Neuronpedia's throughput -> {verdict} "
+        f"({ratios['interpedia-postgres']}x)"
+    )
+    print(
+        f"load average (1 min) around the timed runs: min {min(_LOAD):.2f}, median {median(_LOAD):.2f}, "
+        f"max {max(_LOAD):.2f} on {os.cpu_count()} cpus (wall times include waiting for a CPU; "
+        "cpu = client + Postgres server CPU seconds)"
+    )
     if speedup:
-        print(f"interpedia-postgres over interpedia-before-postgres ({args.before}): {speedup['wall']}x wall, "
-              f"{speedup['total_cpu']}x total cpu")
+        print(
+            f"interpedia-postgres over interpedia-before-postgres ({args.before}): {speedup['wall']}x wall, "
+            f"{speedup['total_cpu']}x total cpu"
+        )
     if profiled is not None:
-        print(f"profile of one interpedia-postgres import ({profiled['wall_seconds']}s under cProfile), "
-              "cumulative seconds:")
+        print(
+            f"profile of one interpedia-postgres import ({profiled['wall_seconds']}s under cProfile), "
+            "cumulative seconds:"
+        )
         for phase, secs in sorted(profiled["phases_cumulative_seconds"].items(), key=lambda kv: -kv[1]):
             print(f"  {secs:8.3f}  {phase}")
     return 0

@@ -86,10 +86,12 @@ def build_inputs(root: Path) -> tuple[Path, Path, list[str], str]:
         model = HookedTransformer(HookedTransformerConfig(device="cpu", **kwargs))
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(model_dir / "model.safetensors"))
         (model_dir / "tl_config.json").write_text(json.dumps(kwargs))
-        meta = SAEMetadata(model_name=MODEL_ID, hook_name=HOOK, context_size=128, prepend_bos=True,
-                           dataset_path="local")
-        sae = SAE.get_sae_class_for_architecture("topk")(TopKSAEConfig(k=16, d_in=128, d_sae=2048, dtype="float32",
-                                                                       device="cpu", metadata=meta))
+        meta = SAEMetadata(
+            model_name=MODEL_ID, hook_name=HOOK, context_size=128, prepend_bos=True, dataset_path="local"
+        )
+        sae = SAE.get_sae_class_for_architecture("topk")(
+            TopKSAEConfig(k=16, d_in=128, d_sae=2048, dtype="float32", device="cpu", metadata=meta)
+        )
         with torch.no_grad():
             sae.W_enc.normal_(0, 128**-0.5)
             sae.W_dec.copy_(sae.W_enc.T)
@@ -121,8 +123,9 @@ class BareForward:
 
         self.hooked = HookedModel.load(str(model_dir))
         tok = self.hooked.tokenizer
-        self.rows = [torch.tensor([[tok.bos_token_id, *tok(p, add_special_tokens=False)["input_ids"]]])
-                     for p in prompts]
+        self.rows = [
+            torch.tensor([[tok.bos_token_id, *tok(p, add_special_tokens=False)["input_ids"]]]) for p in prompts
+        ]
 
     def times(self, n: int, warmup: int = 10) -> list[float]:
         """Seconds of ``n`` forward passes after ``warmup`` untimed ones."""
@@ -180,11 +183,19 @@ def start_server(root: Path, model_dir: Path, sae_dir: Path, threads: int) -> tu
         ensure_source(session, MODEL_ID, SOURCE, weights_path=str(sae_dir), hook_name=HOOK)
     engine.dispose()
     port = _free_port()
-    env = {**os.environ, "INTERPEDIA_DATABASE_URL": url, "INTERPEDIA_HOME": str(root / "home"),
-           "INTERPEDIA_INFERENCE_TORCH_THREADS": str(threads), "INTERPEDIA_LOG_LEVEL": "WARNING",
-           "OMP_NUM_THREADS": str(threads)}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "interpedia"), "serve", "--role", "inference",
-                             "--port", str(port)], env=env, cwd=ROOT)
+    env = {
+        **os.environ,
+        "INTERPEDIA_DATABASE_URL": url,
+        "INTERPEDIA_HOME": str(root / "home"),
+        "INTERPEDIA_INFERENCE_TORCH_THREADS": str(threads),
+        "INTERPEDIA_LOG_LEVEL": "WARNING",
+        "OMP_NUM_THREADS": str(threads),
+    }
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "interpedia"), "serve", "--role", "inference", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+    )
     base = f"http://127.0.0.1:{port}"
     import httpx
 
@@ -240,9 +251,15 @@ def throughput(base: str, bodies: list[dict[str, Any]], clients: int, seconds: f
         w.join()
     elapsed = time.perf_counter() - started
     flat = [x for per in lat for x in per]
-    return {"clients": clients, "requests": len(flat), "errors": sum(errors), "seconds": round(elapsed, 2),
-            "requests_per_s": round(len(flat) / elapsed, 1), "p50_ms": round(_pct(flat, 50) * 1e3, 2),
-            "p99_ms": round(_pct(flat, 99) * 1e3, 2)}
+    return {
+        "clients": clients,
+        "requests": len(flat),
+        "errors": sum(errors),
+        "seconds": round(elapsed, 2),
+        "requests_per_s": round(len(flat) / elapsed, 1),
+        "p50_ms": round(_pct(flat, 50) * 1e3, 2),
+        "p99_ms": round(_pct(flat, 99) * 1e3, 2),
+    }
 
 
 def main() -> None:
@@ -263,8 +280,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ipbench-inference-") as tmp:
         root = Path(tmp)
         model_dir, sae_dir, prompts, origin = build_inputs(root)
-        single = [{"model": MODEL_ID, "prompt": p, "source": SOURCE, "index": str(7 * i % 2048)}
-                  for i, p in enumerate(prompts)]
+        single = [
+            {"model": MODEL_ID, "prompt": p, "source": SOURCE, "index": str(7 * i % 2048)}
+            for i, p in enumerate(prompts)
+        ]
         topk = [{"model": MODEL_ID, "prompt": p, "source": SOURCE, "top_k": 10, "ignore_bos": True} for p in prompts]
         proc, base, url = start_server(root, model_dir, sae_dir, args.threads)
         bare_model = BareForward(model_dir, prompts)
@@ -291,27 +310,44 @@ def main() -> None:
     rows = []
     figures: dict[str, Any] = {}
     bare_p50 = _pct(bare, 50)
-    for name, times in (("bare forward (full model)", bare),
-                        ("activation/single (service call, no HTTP)", in_process),
-                        ("activation/single (HTTP)", s_times),
-                        ("topk-by-token (HTTP)", t_times)):
+    for name, times in (
+        ("bare forward (full model)", bare),
+        ("activation/single (service call, no HTTP)", in_process),
+        ("activation/single (HTTP)", s_times),
+        ("topk-by-token (HTTP)", t_times),
+    ):
         p50, p99 = _pct(times, 50), _pct(times, 99)
         ratio = p50 / bare_p50
-        figures[name] = {"p50_ms": round(p50 * 1e3, 3), "p99_ms": round(p99 * 1e3, 3), "n": len(times),
-                         "ratio_to_bare_p50": round(ratio, 2)}
+        figures[name] = {
+            "p50_ms": round(p50 * 1e3, 3),
+            "p99_ms": round(p99 * 1e3, 3),
+            "n": len(times),
+            "ratio_to_bare_p50": round(ratio, 2),
+        }
         rows.append([name, f"{p50 * 1e3:.2f}", f"{p99 * 1e3:.2f}", f"{ratio:.2f}x"])
-    print(f"model: {origin}; prompts: 64 tokens; torch threads: {args.threads}; "
-          f"load average at start: {os.getloadavg()[0]:.1f}")
+    print(
+        f"model: {origin}; prompts: 64 tokens; torch threads: {args.threads}; "
+        f"load average at start: {os.getloadavg()[0]:.1f}"
+    )
     print(table(rows, ["measurement", "p50 ms", "p99 ms", "p50 / bare forward"]))
-    print(f"throughput, {tput['clients']} concurrent clients, activation/single: {tput['requests_per_s']} req/s "
-          f"(p50 {tput['p50_ms']} ms, p99 {tput['p99_ms']} ms, {tput['errors']} errors)")
+    print(
+        f"throughput, {tput['clients']} concurrent clients, activation/single: {tput['requests_per_s']} req/s "
+        f"(p50 {tput['p50_ms']} ms, p99 {tput['p99_ms']} ms, {tput['errors']} errors)"
+    )
     single_ratio = figures["activation/single (HTTP)"]["ratio_to_bare_p50"]
     topk_ratio = figures["topk-by-token (HTTP)"]["ratio_to_bare_p50"]
     print(f"overhead ratio: activation/single {single_ratio}x, topk-by-token {topk_ratio}x (target <= 1.5x)")
-    write_results("inference_latency", {"parameters": vars(args), "model": origin, "figures": figures,
-                                        "throughput": tput, "load_average": os.getloadavg(),
-                                        "overhead_ratio": {"activation_single": single_ratio,
-                                                           "topk_by_token": topk_ratio}})
+    write_results(
+        "inference_latency",
+        {
+            "parameters": vars(args),
+            "model": origin,
+            "figures": figures,
+            "throughput": tput,
+            "load_average": os.getloadavg(),
+            "overhead_ratio": {"activation_single": single_ratio, "topk_by_token": topk_ratio},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -189,8 +189,10 @@ def import_jsonl_string(dsn: str, table: str, jsonl: str) -> int:
         columns = conn.execute(_COLUMN_QUERY, (table, available)).fetchall()
         defs = ", ".join(f'"{name}" {dtype}' for name, dtype in columns)
         names = ", ".join(f'"{name}"' for name, _ in columns)
-        query = (f'INSERT INTO "{table}" ({names}) SELECT {names} FROM jsonb_to_recordset(%s::jsonb) '
-                 f"as t({defs}) ON CONFLICT DO NOTHING")
+        query = (
+            f'INSERT INTO "{table}" ({names}) SELECT {names} FROM jsonb_to_recordset(%s::jsonb) '
+            f"as t({defs}) ON CONFLICT DO NOTHING"
+        )
         lines = jsonl.strip().split("\n")
         for start in range(0, len(lines), CHUNK_LINES):
             conn.execute(query, ("[" + ",".join(lines[start : start + CHUNK_LINES]) + "]",))

@@ -56,8 +56,9 @@ EXPECTED_EXAMPLES = 45
 
 
 def _configs(n_features: int, n_full: int) -> tuple[SyntheticConfig, SyntheticConfig]:
-    light = SyntheticConfig(n_features=n_features, n_top=2, n_quantiles=0, per_quantile=0, n_tokens=24,
-                            features_per_file=8192)
+    light = SyntheticConfig(
+        n_features=n_features, n_top=2, n_quantiles=0, per_quantile=0, n_tokens=24, features_per_file=8192
+    )
     full = SyntheticConfig(n_features=n_full)  # 20 top + 5 x 5 interval samples, 128 tokens
     return light, full
 
@@ -69,11 +70,21 @@ def _write_explanations(cfg: SyntheticConfig, root: Path) -> None:
     rows = []
     for i in range(cfg.n_features):
         for k in range(2):
-            rows.append({"id": f"cbench{i:09d}{k:010d}", "modelId": cfg.model_id, "layer": cfg.source_id,
-                         "index": str(i), "description": f"{rng.choice(words)} after {rng.choice(words)}",
-                         "authorId": "bench", "typeName": "oai_token-act-pair",
-                         "explanationModelName": "gpt-4o-mini", "notes": None, "scoreV1": rng.random(),
-                         "createdAt": "2024-05-01T00:00:00.000Z"})
+            rows.append(
+                {
+                    "id": f"cbench{i:09d}{k:010d}",
+                    "modelId": cfg.model_id,
+                    "layer": cfg.source_id,
+                    "index": str(i),
+                    "description": f"{rng.choice(words)} after {rng.choice(words)}",
+                    "authorId": "bench",
+                    "typeName": "oai_token-act-pair",
+                    "explanationModelName": "gpt-4o-mini",
+                    "notes": None,
+                    "scoreV1": rng.random(),
+                    "createdAt": "2024-05-01T00:00:00.000Z",
+                }
+            )
     path = root / cfg.model_id / cfg.source_id / "explanations" / "batch-0.jsonl.gz"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(b"".join(orjson.dumps(r) + b"\n" for r in rows), mtime=0))
@@ -126,8 +137,14 @@ class ServerTimer:
 def _stats(samples: list[float]) -> dict[str, float]:
     ms = sorted(s * 1000 for s in samples)
     q = statistics.quantiles(ms, n=100, method="inclusive")
-    return {"p50_ms": round(q[49], 2), "p90_ms": round(q[89], 2), "p99_ms": round(q[98], 2),
-            "mean_ms": round(statistics.fmean(ms), 2), "max_ms": round(ms[-1], 2), "n": len(ms)}
+    return {
+        "p50_ms": round(q[49], 2),
+        "p90_ms": round(q[89], 2),
+        "p99_ms": round(q[98], 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+        "max_ms": round(ms[-1], 2),
+        "n": len(ms),
+    }
 
 
 def measure(url: str, home: Path, n_full: int, requests: int, warmup: int, seed: int) -> dict[str, Any]:
@@ -154,8 +171,11 @@ def measure(url: str, home: Path, n_full: int, requests: int, warmup: int, seed:
                 if resp.status_code != 200:
                     raise RuntimeError(f"{path}: {resp.status_code} {resp.text[:200]}")
                 if n == 0:
-                    examples = resp.text.count('<li class="ex">') if kind == "html" else \
-                        len(resp.json()["feature"]["activations"])
+                    examples = (
+                        resp.text.count('<li class="ex">')
+                        if kind == "html"
+                        else len(resp.json()["feature"]["activations"])
+                    )
                     if examples != EXPECTED_EXAMPLES:
                         raise RuntimeError(f"{path} shows {examples} examples, expected {EXPECTED_EXAMPLES}")
                     out[f"{kind}_bytes"] = len(resp.content)
@@ -165,9 +185,13 @@ def measure(url: str, home: Path, n_full: int, requests: int, warmup: int, seed:
             server, server_cpu = timer.samples[-requests:], timer.cpu_samples[-requests:]
             timer.samples.clear()
             timer.cpu_samples.clear()
-            out[kind] = {"server": _stats(server), "server_cpu": _stats(server_cpu),
-                         "testclient_round_trip": _stats(round_trips), "process_cpu": _stats(cpu),
-                         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+            out[kind] = {
+                "server": _stats(server),
+                "server_cpu": _stats(server_cpu),
+                "testclient_round_trip": _stats(round_trips),
+                "process_cpu": _stats(cpu),
+                "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            }
     return out
 
 
@@ -183,8 +207,12 @@ def run_backend(name: str, url: str, light: Path, full: Path, args: argparse.Nam
     log.info("%s: imported %s (%.0fs) and %s (%.0fs)", name, s1.describe(), t1 - t0, s2.describe(), t2 - t1)
     result = measure(url, args.work / f"home-{name}", args.n_full, args.requests, args.warmup, args.seed)
     result["import_seconds"] = {"light": round(t1 - t0, 1), "full": round(t2 - t1, 1)}
-    log.info("%s: html server p50 %.1f ms, p99 %.1f ms", name, result["html"]["server"]["p50_ms"],
-             result["html"]["server"]["p99_ms"])
+    log.info(
+        "%s: html server p50 %.1f ms, p99 %.1f ms",
+        name,
+        result["html"]["server"]["p50_ms"],
+        result["html"]["server"]["p99_ms"],
+    )
     return result
 
 
@@ -197,8 +225,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/interpedia-page-speed"),
-                        help="where exports (kept and reused) and the SQLite file go")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/interpedia-page-speed"),
+        help="where exports (kept and reused) and the SQLite file go",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     setup_logging(args.verbose)
@@ -231,17 +263,59 @@ def main() -> None:
     for backend, res in results.items():
         for kind in ("html", "json"):
             s, rt, cpu = res[kind]["server"], res[kind]["testclient_round_trip"], res[kind]["server_cpu"]
-            rows.append([backend, kind, s["p50_ms"], s["p90_ms"], s["p99_ms"], s["mean_ms"], rt["p50_ms"], rt["p99_ms"],
-                         cpu["p50_ms"], cpu["p99_ms"], res[f"{kind}_bytes"], max(res[kind]["load_average_1min"])])
-    print(f"Feature page, {EXPECTED_EXAMPLES} examples x 128 tokens, {args.n_features:,} features in the database, "
-          f"{args.requests} requests (server time = inside the ASGI app; round trip = TestClient)")
-    print(table(rows, ["backend", "page", "p50 ms", "p90 ms", "p99 ms", "mean ms", "rt p50", "rt p99", "cpu p50",
-                       "cpu p99", "bytes", "load"]))
-    print("cpu = the server's CPU time per request (process CPU while the app handles it; the client waits); "
-          f"load = 1-minute load average during the run, on {os.cpu_count()} CPUs (other work on the machine "
-          "inflates wall times)")
-    write_results("page_speed", {"parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                                 "targets": {"p50_ms": 20, "p99_ms": 60}, "results": results, **extra})
+            rows.append(
+                [
+                    backend,
+                    kind,
+                    s["p50_ms"],
+                    s["p90_ms"],
+                    s["p99_ms"],
+                    s["mean_ms"],
+                    rt["p50_ms"],
+                    rt["p99_ms"],
+                    cpu["p50_ms"],
+                    cpu["p99_ms"],
+                    res[f"{kind}_bytes"],
+                    max(res[kind]["load_average_1min"]),
+                ]
+            )
+    print(
+        f"Feature page, {EXPECTED_EXAMPLES} examples x 128 tokens, {args.n_features:,} features in the database, "
+        f"{args.requests} requests (server time = inside the ASGI app; round trip = TestClient)"
+    )
+    print(
+        table(
+            rows,
+            [
+                "backend",
+                "page",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "mean ms",
+                "rt p50",
+                "rt p99",
+                "cpu p50",
+                "cpu p99",
+                "bytes",
+                "load",
+            ],
+        )
+    )
+    print(
+        "cpu = the server's CPU time per request (process CPU while the app handles it; the client waits); "
+        f"load = 1-minute load average during the run, on {os.cpu_count()} CPUs (other work on the machine "
+        "inflates wall times)"
+    )
+    write_results(
+        "page_speed",
+        {
+            "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "targets": {"p50_ms": 20, "p99_ms": 60},
+            "results": results,
+            **extra,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -81,14 +81,56 @@ EXAMPLES = 45
 FEATURES_PER_FILE = 8192
 ACT_FEATURES_PER_FILE = 1024
 _IDX, _LAYER = b"@@IDX@@", b"@@LAYER@@"
-_WORDS = ("the", "legal", "code", "numbers", "names", "Bible verses", "punctuation", "plural nouns", "dates",
-          "French", "Python keywords", "closing brackets", "medical terms", "sports teams", "past tense verbs",
-          "URLs", "chemical names", "questions", "negation", "emotions", "cities", "currency", "HTML tags",
-          "math symbols", "first names", "prepositions", "song lyrics", "German words", "weather", "food")
-_QUERIES = ("words about the weather", "python code keywords", "legal contracts and law", "numbers in dates",
-            "names of cities in Europe", "closing brackets in source code", "emotional language",
-            "medical terminology", "sports results", "french text", "religious verses", "past tense verbs",
-            "currency amounts", "html markup", "mathematical notation", "song lyrics and poetry")
+_WORDS = (
+    "the",
+    "legal",
+    "code",
+    "numbers",
+    "names",
+    "Bible verses",
+    "punctuation",
+    "plural nouns",
+    "dates",
+    "French",
+    "Python keywords",
+    "closing brackets",
+    "medical terms",
+    "sports teams",
+    "past tense verbs",
+    "URLs",
+    "chemical names",
+    "questions",
+    "negation",
+    "emotions",
+    "cities",
+    "currency",
+    "HTML tags",
+    "math symbols",
+    "first names",
+    "prepositions",
+    "song lyrics",
+    "German words",
+    "weather",
+    "food",
+)
+_QUERIES = (
+    "words about the weather",
+    "python code keywords",
+    "legal contracts and law",
+    "numbers in dates",
+    "names of cities in Europe",
+    "closing brackets in source code",
+    "emotional language",
+    "medical terminology",
+    "sports results",
+    "french text",
+    "religious verses",
+    "past tense verbs",
+    "currency amounts",
+    "html markup",
+    "mathematical notation",
+    "song lyrics and poetry",
+)
 
 
 # --- input -------------------------------------------------------------------------------------------------
@@ -137,11 +179,20 @@ def _explanation_lines(layer: bytes, start: int, n: int, ordinal: int, rng: rand
     for k in range(n):
         index = start + k
         words = rng.sample(_WORDS, 3)
-        row = {"id": f"cscale{ordinal:04d}{index:09d}", "modelId": MODEL, "layer": layer.decode(),
-               "index": str(index), "description": f"{words[0]} and {words[1]} near {words[2]}",
-               "authorId": "bench", "typeName": "oai_token-act-pair", "explanationModelName": "gpt-4o-mini",
-               "notes": None, "scoreV1": round(rng.random(), 4), "createdAt": "2024-05-01T00:00:00.000Z",
-               "embedding": vecs[k]}
+        row = {
+            "id": f"cscale{ordinal:04d}{index:09d}",
+            "modelId": MODEL,
+            "layer": layer.decode(),
+            "index": str(index),
+            "description": f"{words[0]} and {words[1]} near {words[2]}",
+            "authorId": "bench",
+            "typeName": "oai_token-act-pair",
+            "explanationModelName": "gpt-4o-mini",
+            "notes": None,
+            "scoreV1": round(rng.random(), 4),
+            "createdAt": "2024-05-01T00:00:00.000Z",
+            "embedding": vecs[k],
+        }
         out.append(orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
     return out
 
@@ -171,20 +222,40 @@ def write_input(root: Path, n_features: int, with_acts: int, n_sources: int, poo
             (src / name).write_bytes(orjson.dumps(row) + b"\n")
         for part, start in enumerate(range(0, n, FEATURES_PER_FILE)):
             stop = min(n, start + FEATURES_PER_FILE)
-            gz_bytes += _write_gz(src / "features" / f"batch-{part}.jsonl.gz",
-                                  [_fill(neurons[i % len(neurons)], i, layer) for i in range(start, stop)])
-            gz_bytes += _write_gz(src / "explanations" / f"batch-{part}.jsonl.gz",
-                                  _explanation_lines(layer, start, stop - start, ordinal * 1000 + part, rng))
+            gz_bytes += _write_gz(
+                src / "features" / f"batch-{part}.jsonl.gz",
+                [_fill(neurons[i % len(neurons)], i, layer) for i in range(start, stop)],
+            )
+            gz_bytes += _write_gz(
+                src / "explanations" / f"batch-{part}.jsonl.gz",
+                _explanation_lines(layer, start, stop - start, ordinal * 1000 + part, rng),
+            )
         for part, start in enumerate(range(0, n_act, ACT_FEATURES_PER_FILE)):
             stop = min(n_act, start + ACT_FEATURES_PER_FILE)
-            gz_bytes += _write_gz(src / "activations" / f"batch-{part}.jsonl.gz",
-                                  [_fill(acts[i % len(acts)], i, layer) for i in range(start, stop)])
-        log.info("wrote %s: %d features, %d with examples (%.0fs so far, %.2f GB gz)", source_id, n, n_act,
-                 time.perf_counter() - t0, gz_bytes / 1e9)
-    info = {"features": n_features, "with_activations": with_acts, "sources": n_sources, "pool": len(neurons),
-            "activations": with_acts * EXAMPLES, "explanations": n_features, "gz_bytes": gz_bytes,
-            "per_source": counts, "per_source_with_activations": act_counts,
-            "seconds": round(time.perf_counter() - t0, 1)}
+            gz_bytes += _write_gz(
+                src / "activations" / f"batch-{part}.jsonl.gz",
+                [_fill(acts[i % len(acts)], i, layer) for i in range(start, stop)],
+            )
+        log.info(
+            "wrote %s: %d features, %d with examples (%.0fs so far, %.2f GB gz)",
+            source_id,
+            n,
+            n_act,
+            time.perf_counter() - t0,
+            gz_bytes / 1e9,
+        )
+    info = {
+        "features": n_features,
+        "with_activations": with_acts,
+        "sources": n_sources,
+        "pool": len(neurons),
+        "activations": with_acts * EXAMPLES,
+        "explanations": n_features,
+        "gz_bytes": gz_bytes,
+        "per_source": counts,
+        "per_source_with_activations": act_counts,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     marker.write_text(json.dumps(info))
     return info
 
@@ -204,13 +275,23 @@ class Server:
     def __init__(self, url: str, home: Path, log_path: Path) -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "INTERPEDIA_DATABASE_URL": url, "INTERPEDIA_HOME": str(home),
-               "INTERPEDIA_LOG_LEVEL": "WARNING", "INTERPEDIA_EMBED_ON_IMPORT": "false",
-               # Latency is measured here, not the per-IP limits (every request comes from 127.0.0.1).
-               "INTERPEDIA_RATE_LIMIT_ENABLED": "false"}
+        env = {
+            **os.environ,
+            "INTERPEDIA_DATABASE_URL": url,
+            "INTERPEDIA_HOME": str(home),
+            "INTERPEDIA_LOG_LEVEL": "WARNING",
+            "INTERPEDIA_EMBED_ON_IMPORT": "false",
+            # Latency is measured here, not the per-IP limits (every request comes from 127.0.0.1).
+            "INTERPEDIA_RATE_LIMIT_ENABLED": "false",
+        }
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([str(ROOT / ".venv/bin/interpedia"), "serve", "--port", str(self.port)],
-                                     env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [str(ROOT / ".venv/bin/interpedia"), "serve", "--port", str(self.port)],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
 
     def wait(self, timeout: float = 180.0) -> None:
         """Until the server answers."""
@@ -264,23 +345,47 @@ end
 """
 
 
-def run_wrk(server: Server, work: Path, sources: list[str], counts: list[int], connections: int, duration: int,
-            seed: int) -> dict[str, Any]:
+def run_wrk(
+    server: Server, work: Path, sources: list[str], counts: list[int], connections: int, duration: int, seed: int
+) -> dict[str, Any]:
     """Feature API under ``connections`` concurrent clients for ``duration`` seconds (wrk)."""
     script = work / "features.lua"
-    script.write_text(_LUA % {"sources": ", ".join(f'"{s}"' for s in sources),
-                              "counts": ", ".join(map(str, counts)), "seed": seed, "model": MODEL})
+    script.write_text(
+        _LUA
+        % {
+            "sources": ", ".join(f'"{s}"' for s in sources),
+            "counts": ", ".join(map(str, counts)),
+            "seed": seed,
+            "model": MODEL,
+        }
+    )
     threads = min(connections, 2)
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "30s", "-s", str(script),
-           server.base]
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(script),
+        server.base,
+    ]
     load0 = os.getloadavg()[0]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
     res: dict[str, Any] = json.loads(line.removeprefix("WRKJSON "))
-    res.update({"command": " ".join(cmd), "connections": connections, "threads": threads,
-                "requests_per_s": round(res["requests"] / (res["duration_us"] / 1e6), 1),
-                "p50_ms": round(res["p50_us"] / 1000, 2), "p99_ms": round(res["p99_us"] / 1000, 2),
-                "load_average_1min": [round(load0, 2), round(os.getloadavg()[0], 2)]})
+    res.update(
+        {
+            "command": " ".join(cmd),
+            "connections": connections,
+            "threads": threads,
+            "requests_per_s": round(res["requests"] / (res["duration_us"] / 1e6), 1),
+            "p50_ms": round(res["p50_us"] / 1000, 2),
+            "p99_ms": round(res["p99_us"] / 1000, 2),
+            "load_average_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
+        }
+    )
     failed = sum(v for k, v in res.items() if k.startswith("errors_"))
     if failed:
         log.warning("feature API: %d of %d requests failed or answered non-2xx", failed, res["requests"])
@@ -289,8 +394,13 @@ def run_wrk(server: Server, work: Path, sources: list[str], counts: list[int], c
 
 def _pcts(ms: list[float]) -> dict[str, float]:
     q = statistics.quantiles(sorted(ms), n=100, method="inclusive")
-    return {"p50_ms": round(q[49], 2), "p95_ms": round(q[94], 2), "p99_ms": round(q[98], 2),
-            "mean_ms": round(statistics.fmean(ms), 2), "n": len(ms)}
+    return {
+        "p50_ms": round(q[49], 2),
+        "p95_ms": round(q[94], 2),
+        "p99_ms": round(q[98], 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+        "n": len(ms),
+    }
 
 
 def time_requests(client: httpx.Client, calls: list[tuple[str, str, Any]], warmup: int) -> dict[str, Any]:
@@ -307,8 +417,9 @@ def time_requests(client: httpx.Client, calls: list[tuple[str, str, Any]], warmu
     return _pcts(ms)
 
 
-def measure_pages(server: Server, sources: list[str], counts: list[int], act_counts: list[int], n: int,
-                  seed: int) -> dict[str, Any]:
+def measure_pages(
+    server: Server, sources: list[str], counts: list[int], act_counts: list[int], n: int, seed: int
+) -> dict[str, Any]:
     """Browser page (HTML) p50 on features with examples and on features without."""
     rng = random.Random(seed)
     out: dict[str, Any] = {}
@@ -350,8 +461,14 @@ class Run:
 
     def __init__(self, path: Path, params: dict[str, Any]) -> None:
         self.path = path
-        self.doc: dict[str, Any] = {"benchmark": "scale", "command": command_line(), "environment": environment(),
-                                    "parameters": params, "figures": {}, "complete": False}
+        self.doc: dict[str, Any] = {
+            "benchmark": "scale",
+            "command": command_line(),
+            "environment": environment(),
+            "parameters": params,
+            "figures": {},
+            "complete": False,
+        }
 
     def record(self, key: str, value: Any) -> None:
         """Add one figure and rewrite the results file."""
@@ -397,16 +514,21 @@ def _db_bytes(url: str, backend: str, sqlite_path: Path | None) -> dict[str, int
     try:
         with engine.connect() as conn:
             total = int(conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar_one())
-            tables = {name: int(size) for name, size in conn.exec_driver_sql(
-                "SELECT relname, pg_total_relation_size(oid) FROM pg_class WHERE relkind = 'r' "
-                "AND relnamespace = 'public'::regnamespace ORDER BY 2 DESC LIMIT 6")}
+            tables = {
+                name: int(size)
+                for name, size in conn.exec_driver_sql(
+                    "SELECT relname, pg_total_relation_size(oid) FROM pg_class WHERE relkind = 'r' "
+                    "AND relnamespace = 'public'::regnamespace ORDER BY 2 DESC LIMIT 6"
+                )
+            }
     finally:
         engine.dispose()
     return {"database": total, **{f"table_{k}": v for k, v in tables.items()}}
 
 
-def build_and_measure(run: Run, args: argparse.Namespace, url: str, info: dict[str, Any],
-                      sqlite_path: Path | None) -> None:
+def build_and_measure(
+    run: Run, args: argparse.Namespace, url: str, info: dict[str, Any], sqlite_path: Path | None
+) -> None:
     """Import, size, then the three latency measurements."""
     if args.measure_only:
         measure(run, args, url, info, n_sources=args.sources)
@@ -425,23 +547,38 @@ def build_and_measure(run: Run, args: argparse.Namespace, url: str, info: dict[s
         summary = import_path(args.work / "input" / MODEL / source_id, factory)
         c.add(summary.counts)
         seconds = time.perf_counter() - t0
-        figures = {"seconds": round(seconds, 1), "sources_done": n, "features": c.features,
-                   "activations": c.activations, "explanations": c.explanations,
-                   "features_per_s": round(c.features / seconds, 1),
-                   "activations_per_s": round(c.activations / seconds, 1),
-                   "load_average_1min": round(os.getloadavg()[0], 2)}
+        figures = {
+            "seconds": round(seconds, 1),
+            "sources_done": n,
+            "features": c.features,
+            "activations": c.activations,
+            "explanations": c.explanations,
+            "features_per_s": round(c.features / seconds, 1),
+            "activations_per_s": round(c.activations / seconds, 1),
+            "load_average_1min": round(os.getloadavg()[0], 2),
+        }
         run.record("import" if n == args.sources else "import_progress", figures)
         log.info("imported %d/%d sources: %s", n, args.sources, figures)
         if args.import_budget and seconds > args.import_budget and n < args.sources:
             # Measure what is there rather than nothing: the table then names the size reached.
             log.warning("import budget spent: measuring the %d sources imported", n)
-            run.record("import_cut_short", {"sources_imported": n, "features": c.features,
-                                            "activations": c.activations, "seconds": round(seconds, 1)})
+            run.record(
+                "import_cut_short",
+                {
+                    "sources_imported": n,
+                    "features": c.features,
+                    "activations": c.activations,
+                    "seconds": round(seconds, 1),
+                },
+            )
             break
     engine.dispose()
     n_sources = n
-    want = (sum(info["per_source"][:n_sources]), EXAMPLES * sum(info["per_source_with_activations"][:n_sources]),
-            sum(info["per_source"][:n_sources]))
+    want = (
+        sum(info["per_source"][:n_sources]),
+        EXAMPLES * sum(info["per_source_with_activations"][:n_sources]),
+        sum(info["per_source"][:n_sources]),
+    )
     if (c.features, c.activations, c.explanations) != want:
         raise RuntimeError(f"imported {c.features}/{c.activations}/{c.explanations}, expected {want}")
     run.record("database_bytes", _db_bytes(url, args.backend, sqlite_path))
@@ -454,12 +591,24 @@ def measure(run: Run, args: argparse.Namespace, url: str, info: dict[str, Any], 
     server = Server(url, args.work / "home", args.work / "server.log")
     try:
         server.wait()
-        run.record("feature_api", run_wrk(server, args.work, sources, info["per_source"][:n_sources], args.connections,
-                                          args.duration, args.seed))
+        run.record(
+            "feature_api",
+            run_wrk(
+                server, args.work, sources, info["per_source"][:n_sources], args.connections, args.duration, args.seed
+            ),
+        )
         log.info("feature API: %s", run.doc["figures"]["feature_api"])
-        run.record("page", measure_pages(server, sources, info["per_source"][:n_sources],
-                                         info["per_source_with_activations"][:n_sources], args.page_requests,
-                                         args.seed))
+        run.record(
+            "page",
+            measure_pages(
+                server,
+                sources,
+                info["per_source"][:n_sources],
+                info["per_source_with_activations"][:n_sources],
+                args.page_requests,
+                args.seed,
+            ),
+        )
         log.info("page: %s", run.doc["figures"]["page"])
         if args.backend == "postgres":
             # Built after the API figures so that a run cut short still has them.
@@ -483,14 +632,42 @@ def print_table(run: Run) -> None:
         imp = {**f.get("import_progress", {}), "seconds": f"{cut['seconds']} (cut short)"}
     n_feat = cut["features"] if cut else p["features"]
     n_act = cut["activations"] // EXAMPLES if cut else p["with_activations"]
-    rows = [[p["backend"], f"{n_feat:,}", f"{n_act:,}", imp.get("seconds", "-"),
-             f.get("hnsw_build_seconds", "-"), f"{size / 1e9:.2f}" if size else "-", api.get("p50_ms", "-"),
-             api.get("p99_ms", "-"), api.get("requests_per_s", "-"),
-             page.get("with_examples", {}).get("p50_ms", "-"), page.get("without_examples", {}).get("p50_ms", "-"),
-             f.get("explanation_search", {}).get("p95_ms", "-")]]
+    rows = [
+        [
+            p["backend"],
+            f"{n_feat:,}",
+            f"{n_act:,}",
+            imp.get("seconds", "-"),
+            f.get("hnsw_build_seconds", "-"),
+            f"{size / 1e9:.2f}" if size else "-",
+            api.get("p50_ms", "-"),
+            api.get("p99_ms", "-"),
+            api.get("requests_per_s", "-"),
+            page.get("with_examples", {}).get("p50_ms", "-"),
+            page.get("without_examples", {}).get("p50_ms", "-"),
+            f.get("explanation_search", {}).get("p95_ms", "-"),
+        ]
+    ]
     print(f"command: {run.doc['command']}")
-    print(table(rows, ["backend", "features", "with examples", "import s", "hnsw s", "db GB", "api p50 ms",
-                       "api p99 ms", "api req/s", "page p50 ms (examples)", "page p50 ms (none)", "search p95 ms"]))
+    print(
+        table(
+            rows,
+            [
+                "backend",
+                "features",
+                "with examples",
+                "import s",
+                "hnsw s",
+                "db GB",
+                "api p50 ms",
+                "api p99 ms",
+                "api req/s",
+                "page p50 ms (examples)",
+                "page p50 ms (none)",
+                "search p95 ms",
+            ],
+        )
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -498,8 +675,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--features", type=int, default=None, help="default 1,000,000 (postgres) / 100,000 (sqlite)")
-    parser.add_argument("--with-activations", type=int, default=None,
-                        help="features with 45 x 128-token examples (default 20%% of --features)")
+    parser.add_argument(
+        "--with-activations",
+        type=int,
+        default=None,
+        help="features with 45 x 128-token examples (default 20%% of --features)",
+    )
     parser.add_argument("--sources", type=int, default=40)
     parser.add_argument("--pool", type=int, default=1000, help="distinct synthetic dashboards to draw from")
     parser.add_argument("--duration", type=int, default=60, help="seconds of wrk load")
@@ -507,14 +688,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--page-requests", type=int, default=200)
     parser.add_argument("--search-queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--import-budget", type=float, default=0.0,
-                        help="seconds after which no further source is imported and the rest is measured on "
-                             "what was imported (0: import everything)")
-    parser.add_argument("--measure-only", action="store_true",
-                        help="SQLite: measure the database a previous run left in --work (its import figures kept)")
+    parser.add_argument(
+        "--import-budget",
+        type=float,
+        default=0.0,
+        help="seconds after which no further source is imported and the rest is measured on "
+        "what was imported (0: import everything)",
+    )
+    parser.add_argument(
+        "--measure-only",
+        action="store_true",
+        help="SQLite: measure the database a previous run left in --work (its import figures kept)",
+    )
     parser.add_argument("--hnsw-work-mem", default="4GB", help="maintenance_work_mem for the HNSW build")
-    parser.add_argument("--work", type=Path, default=None,
-                        help="input and SQLite file (default /tmp/interpedia-scale-N)")
+    parser.add_argument(
+        "--work", type=Path, default=None, help="input and SQLite file (default /tmp/interpedia-scale-N)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generated input for reruns")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -544,16 +733,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.backend != "sqlite":
             raise SystemExit("--measure-only needs --backend sqlite (the Postgres cluster is not kept)")
         previous = orjson.loads(run.path.read_bytes())
-        run.doc["figures"] = {k: v for k, v in previous["figures"].items()
-                              if k in ("input", "import", "import_progress", "database_bytes")}
+        run.doc["figures"] = {
+            k: v
+            for k, v in previous["figures"].items()
+            if k in ("input", "import", "import_progress", "database_bytes")
+        }
         run.doc["import_command"] = previous["command"]
     args.work.mkdir(parents=True, exist_ok=True)
     try:
         if args.measure_only:
             info = run.doc["figures"]["input"]
         else:
-            info = write_input(args.work / "input", args.features, args.with_activations, args.sources, args.pool,
-                               args.seed)
+            info = write_input(
+                args.work / "input", args.features, args.with_activations, args.sources, args.pool, args.seed
+            )
             run.record("input", info)
         if args.backend == "sqlite":
             db = args.work / "scale.db"

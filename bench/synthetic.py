@@ -40,16 +40,84 @@ log = logging.getLogger(__name__)
 _ALPHABET36 = np.array(list(string.digits + string.ascii_lowercase))
 # English letter frequencies (a..z), for pseudo-words that look like BPE pieces.
 _LETTERS = np.array(list(string.ascii_lowercase))
-_LETTER_P = np.array([8.2, 1.5, 2.8, 4.3, 12.7, 2.2, 2.0, 6.1, 7.0, 0.15, 0.77, 4.0, 2.4, 6.7, 7.5, 1.9, 0.095,
-                      6.0, 6.3, 9.1, 2.8, 0.98, 2.4, 0.15, 2.0, 0.074])
+_LETTER_P = np.array(
+    [
+        8.2,
+        1.5,
+        2.8,
+        4.3,
+        12.7,
+        2.2,
+        2.0,
+        6.1,
+        7.0,
+        0.15,
+        0.77,
+        4.0,
+        2.4,
+        6.7,
+        7.5,
+        1.9,
+        0.095,
+        6.0,
+        6.3,
+        9.1,
+        2.8,
+        0.98,
+        2.4,
+        0.15,
+        2.0,
+        0.074,
+    ]
+)
 _LETTER_P = _LETTER_P / _LETTER_P.sum()
 # GPT-2's byte-to-unicode map turns each non-ASCII UTF-8 byte into one of these (2 UTF-8 bytes each).
 _HIGH_BYTES = np.array(list("âĢĻľĿĵãģĤĥĦħĨĩĪīĬĭĮįİıĲĳĴĶķĸĹĺĻļĽľĿŀŁłŃ"))
 # The most frequent GPT-2 tokens, in rank order; then specials that only need to exist.
-_FREQUENT = [",", "Ġthe", ".", "Ġof", "Ġand", "Ġto", "Ġa", "Ġin", "Ċ", "-", "Ġis", "'s", "Ġ(", ")", ":", "\"",
-             "Ġfor", "Ġthat", "ĊĊ", "Ġon"]
-_SPECIAL = _FREQUENT + ["<|endoftext|>", "Ġ", "ĠĠ", "ĠĠĠĠ", "ĉ", "âĢĻ", "âĢĵ", "âĢľ", ";", "Ġ\"", "Ġ$", "Ġ1",
-                        "Ġ2", "Ġ=", "Ġ{", "Ġ}", "Ġé", "æĹ¥", "ĠæĹ¥æľ¬", "Ā"]
+_FREQUENT = [
+    ",",
+    "Ġthe",
+    ".",
+    "Ġof",
+    "Ġand",
+    "Ġto",
+    "Ġa",
+    "Ġin",
+    "Ċ",
+    "-",
+    "Ġis",
+    "'s",
+    "Ġ(",
+    ")",
+    ":",
+    '"',
+    "Ġfor",
+    "Ġthat",
+    "ĊĊ",
+    "Ġon",
+]
+_SPECIAL = _FREQUENT + [
+    "<|endoftext|>",
+    "Ġ",
+    "ĠĠ",
+    "ĠĠĠĠ",
+    "ĉ",
+    "âĢĻ",
+    "âĢĵ",
+    "âĢľ",
+    ";",
+    'Ġ"',
+    "Ġ$",
+    "Ġ1",
+    "Ġ2",
+    "Ġ=",
+    "Ġ{",
+    "Ġ}",
+    "Ġé",
+    "æĹ¥",
+    "ĠæĹ¥æľ¬",
+    "Ā",
+]
 _CREATOR_ID = "clsxbench0000000000000000"
 _CREATED_AT = "2024-05-01T00:00:00.000Z"
 
@@ -130,11 +198,15 @@ class ExportInfo:
     def to_dict(self) -> dict[str, Any]:
         """Summary figures (JSON-able)."""
         return {
-            "root": str(self.root), "n_features": self.n_features, "n_activations": self.n_activations,
+            "root": str(self.root),
+            "n_features": self.n_features,
+            "n_activations": self.n_activations,
             "n_token_positions": self.n_token_positions,
             "nonzero_fraction": round(self.n_nonzero / max(self.n_token_positions, 1), 4),
             "mean_token_utf8_bytes": round(self.token_utf8_bytes / max(self.n_token_positions, 1), 3),
-            "distinct_tokens_used": self.distinct_tokens, "gz_bytes": self.gz_bytes, "files": self.files,
+            "distinct_tokens_used": self.distinct_tokens,
+            "gz_bytes": self.gz_bytes,
+            "files": self.files,
         }
 
 
@@ -185,8 +257,9 @@ def _round(values: npt.NDArray[np.float64], decimals: int) -> list[float]:
     return np.round(values, decimals).tolist()  # type: ignore[no-any-return]
 
 
-def _example(rng: np.random.Generator, cfg: SyntheticConfig, vocab: Vocab, triggers: npt.NDArray[np.int64],
-             peak: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], int]:
+def _example(
+    rng: np.random.Generator, cfg: SyntheticConfig, vocab: Vocab, triggers: npt.NDArray[np.int64], peak: float
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], int]:
     """Token ids, values and the peak position of one example."""
     n = cfg.n_tokens
     ids = vocab.sample(rng, (n,))
@@ -198,7 +271,7 @@ def _example(rng: np.random.Generator, cfg: SyntheticConfig, vocab: Vocab, trigg
     others = np.unique(np.clip(offsets, 0, n - 1))
     others = rng.permutation(others[others != peak_at])[: nnz - 1]
     values = np.zeros(n)
-    step = 10.0 ** -cfg.decimals
+    step = 10.0**-cfg.decimals
     values[others] = np.maximum(peak * rng.uniform(0.02, 0.9, len(others)), step)
     values[peak_at] = peak
     ids[peak_at] = triggers[rng.integers(0, len(triggers))]
@@ -228,41 +301,79 @@ def make_feature(cfg: SyntheticConfig, vocab: Vocab, index: int) -> SyntheticFea
     ids_list = _cuids(rng, len(peaks))
     acts: list[dict[str, Any]] = []
     for act_id, (peak, bin_min, bin_max, contains) in zip(ids_list, peaks, strict=True):
-        peak = max(float(np.round(peak, cfg.decimals)), 10.0 ** -cfg.decimals)
+        peak = max(float(np.round(peak, cfg.decimals)), 10.0**-cfg.decimals)
         ids, values, peak_at = _example(rng, cfg, vocab, triggers, peak)
         vals = values.tolist()
-        acts.append({
-            "id": act_id, "tokens": vocab.strings[ids].tolist(), "dataIndex": None, "index": str(index),
-            "layer": cfg.source_id, "modelId": cfg.model_id, "dataSource": None,
-            "maxValue": max(vals), "maxValueTokenIndex": vals.index(max(vals)), "minValue": min(vals),
-            "values": vals, "dfaValues": [], "dfaTargetIndex": None, "dfaMaxValue": None,
-            "zIndices": [[], []], "zValues": [], "creatorId": _CREATOR_ID, "createdAt": _CREATED_AT,
-            "lossValues": [], "logitContributions": None, "binMin": bin_min, "binMax": bin_max,
-            "binContains": contains, "qualifyingTokenIndex": peak_at,
-        })
+        acts.append(
+            {
+                "id": act_id,
+                "tokens": vocab.strings[ids].tolist(),
+                "dataIndex": None,
+                "index": str(index),
+                "layer": cfg.source_id,
+                "modelId": cfg.model_id,
+                "dataSource": None,
+                "maxValue": max(vals),
+                "maxValueTokenIndex": vals.index(max(vals)),
+                "minValue": min(vals),
+                "values": vals,
+                "dfaValues": [],
+                "dfaTargetIndex": None,
+                "dfaMaxValue": None,
+                "zIndices": [[], []],
+                "zValues": [],
+                "creatorId": _CREATOR_ID,
+                "createdAt": _CREATED_AT,
+                "lossValues": [],
+                "logitContributions": None,
+                "binMin": bin_min,
+                "binMax": bin_max,
+                "binContains": contains,
+                "qualifyingTokenIndex": peak_at,
+            }
+        )
     freq_heights, freq_values = _histogram(rng, max_act)
     logit_heights, logit_values = _histogram(rng, 1.0)
     pos = np.sort(rng.uniform(0.2, 1.2, 10))[::-1]
     neg = np.sort(-rng.uniform(0.2, 1.2, 10))
     neuron = {
-        "modelId": cfg.model_id, "layer": cfg.source_id, "index": str(index), "sourceSetName": cfg.source_set,
-        "creatorId": _CREATOR_ID, "createdAt": _CREATED_AT, "maxActApprox": max(a["maxValue"] for a in acts),
-        "hasVector": False, "vector": [], "vectorLabel": None, "vectorDefaultSteerStrength": 10,
-        "hookName": None, "topkCosSimIndices": [], "topkCosSimValues": [],
+        "modelId": cfg.model_id,
+        "layer": cfg.source_id,
+        "index": str(index),
+        "sourceSetName": cfg.source_set,
+        "creatorId": _CREATOR_ID,
+        "createdAt": _CREATED_AT,
+        "maxActApprox": max(a["maxValue"] for a in acts),
+        "hasVector": False,
+        "vector": [],
+        "vectorLabel": None,
+        "vectorDefaultSteerStrength": 10,
+        "hookName": None,
+        "topkCosSimIndices": [],
+        "topkCosSimValues": [],
         "neuron_alignment_indices": rng.integers(0, 768, 10).tolist(),
         "neuron_alignment_values": _round(rng.normal(0, 0.2, 10), 4),
         "neuron_alignment_l1": _round(rng.uniform(0, 0.05, 10), 4),
         "correlated_neurons_indices": rng.integers(0, 768, 10).tolist(),
         "correlated_neurons_pearson": _round(rng.uniform(0, 0.6, 10), 4),
         "correlated_neurons_l1": _round(rng.uniform(0, 0.05, 10), 4),
-        "correlated_features_indices": [], "correlated_features_pearson": [], "correlated_features_l1": [],
-        "neg_str": vocab.strings[vocab.sample(rng, (10,))].tolist(), "neg_values": _round(neg, 4),
-        "pos_str": vocab.strings[vocab.sample(rng, (10,))].tolist(), "pos_values": _round(pos, 4),
+        "correlated_features_indices": [],
+        "correlated_features_pearson": [],
+        "correlated_features_l1": [],
+        "neg_str": vocab.strings[vocab.sample(rng, (10,))].tolist(),
+        "neg_values": _round(neg, 4),
+        "pos_str": vocab.strings[vocab.sample(rng, (10,))].tolist(),
+        "pos_values": _round(pos, 4),
         "frac_nonzero": float(np.round(10 ** rng.uniform(-5, -2), 7)),
-        "freq_hist_data_bar_heights": freq_heights, "freq_hist_data_bar_values": freq_values,
-        "logits_hist_data_bar_heights": logit_heights, "logits_hist_data_bar_values": logit_values,
-        "decoder_weights_dist": [], "umap_cluster": None, "umap_log_feature_sparsity": None,
-        "umap_x": None, "umap_y": None,
+        "freq_hist_data_bar_heights": freq_heights,
+        "freq_hist_data_bar_values": freq_values,
+        "logits_hist_data_bar_heights": logit_heights,
+        "logits_hist_data_bar_values": logit_values,
+        "decoder_weights_dist": [],
+        "umap_cluster": None,
+        "umap_log_feature_sparsity": None,
+        "umap_x": None,
+        "umap_y": None,
     }
     return SyntheticFeature(index=index, neuron=neuron, activations=acts)
 
@@ -290,24 +401,62 @@ def catalogue_rows(cfg: SyntheticConfig) -> dict[str, dict[str, Any]]:
     """The ``model.jsonl``, ``sourceset.jsonl`` and ``source.jsonl`` rows."""
     return {
         "model.jsonl": {
-            "id": cfg.model_id, "displayNameShort": "GPT2-SM", "displayName": "GPT2-Small",
-            "creatorId": _CREATOR_ID, "tlensId": "gpt2-small", "dimension": 768, "visibility": "PUBLIC",
-            "inferenceEnabled": False, "instruct": False, "layers": 12, "neuronsPerLayer": 3072,
-            "owner": "OpenAI", "website": "https://openai.com", "createdAt": _CREATED_AT, "updatedAt": _CREATED_AT,
+            "id": cfg.model_id,
+            "displayNameShort": "GPT2-SM",
+            "displayName": "GPT2-Small",
+            "creatorId": _CREATOR_ID,
+            "tlensId": "gpt2-small",
+            "dimension": 768,
+            "visibility": "PUBLIC",
+            "inferenceEnabled": False,
+            "instruct": False,
+            "layers": 12,
+            "neuronsPerLayer": 3072,
+            "owner": "OpenAI",
+            "website": "https://openai.com",
+            "createdAt": _CREATED_AT,
+            "updatedAt": _CREATED_AT,
         },
         "sourceset.jsonl": {
-            "modelId": cfg.model_id, "name": cfg.source_set, "hasDashboards": True, "allowInferenceSearch": True,
-            "visibility": "PUBLIC", "description": "Synthetic residual SAEs (benchmark data)", "type": "res",
-            "creatorName": "bench", "urls": [], "creatorId": _CREATOR_ID, "releaseName": None,
-            "defaultRange": 1, "defaultShowBreaks": True, "showDfa": False, "showCorrelated": False,
-            "showHeadAttribution": False, "showUmap": False, "createdAt": _CREATED_AT,
+            "modelId": cfg.model_id,
+            "name": cfg.source_set,
+            "hasDashboards": True,
+            "allowInferenceSearch": True,
+            "visibility": "PUBLIC",
+            "description": "Synthetic residual SAEs (benchmark data)",
+            "type": "res",
+            "creatorName": "bench",
+            "urls": [],
+            "creatorId": _CREATOR_ID,
+            "releaseName": None,
+            "defaultRange": 1,
+            "defaultShowBreaks": True,
+            "showDfa": False,
+            "showCorrelated": False,
+            "showHeadAttribution": False,
+            "showUmap": False,
+            "createdAt": _CREATED_AT,
         },
         "source.jsonl": {
-            "id": cfg.source_id, "modelId": cfg.model_id, "hasDashboards": True, "inferenceEnabled": False,
-            "saelensConfig": None, "saelensRelease": None, "saelensSaeId": None, "hfRepoId": None,
-            "hfFolderId": None, "visibility": "PUBLIC", "setName": cfg.source_set, "creatorId": _CREATOR_ID,
-            "hasUmap": False, "hasUmapLogSparsity": False, "hasUmapClusters": False, "num_prompts": 24576,
-            "num_tokens_in_prompt": cfg.n_tokens, "dataset": "synthetic", "notes": None,
+            "id": cfg.source_id,
+            "modelId": cfg.model_id,
+            "hasDashboards": True,
+            "inferenceEnabled": False,
+            "saelensConfig": None,
+            "saelensRelease": None,
+            "saelensSaeId": None,
+            "hfRepoId": None,
+            "hfFolderId": None,
+            "visibility": "PUBLIC",
+            "setName": cfg.source_set,
+            "creatorId": _CREATOR_ID,
+            "hasUmap": False,
+            "hasUmapLogSparsity": False,
+            "hasUmapClusters": False,
+            "num_prompts": 24576,
+            "num_tokens_in_prompt": cfg.n_tokens,
+            "dataset": "synthetic",
+            "notes": None,
             "createdAt": _CREATED_AT,
         },
     }
@@ -348,15 +497,25 @@ def write_np_export(cfg: SyntheticConfig, root: Path, *, vocab: Vocab | None = N
             feats, acts = [], []
     if feats:
         flush(batch)
-    info = ExportInfo(root=root, source_dir=src_dir, n_features=cfg.n_features, n_activations=n_acts,
-                      n_token_positions=n_pos, n_nonzero=n_nz, token_utf8_bytes=n_bytes, distinct_tokens=len(used),
-                      gz_bytes=gz, files=files)
+    info = ExportInfo(
+        root=root,
+        source_dir=src_dir,
+        n_features=cfg.n_features,
+        n_activations=n_acts,
+        n_token_positions=n_pos,
+        n_nonzero=n_nz,
+        token_utf8_bytes=n_bytes,
+        distinct_tokens=len(used),
+        gz_bytes=gz,
+        files=files,
+    )
     log.info("wrote Neuronpedia export: %s", info.to_dict())
     return info
 
 
-def write_saedashboard(cfg: SyntheticConfig, out: Path, *, vocab: Vocab | None = None,
-                       features_per_file: int = 128) -> list[Path]:
+def write_saedashboard(
+    cfg: SyntheticConfig, out: Path, *, vocab: Vocab | None = None, features_per_file: int = 128
+) -> list[Path]:
     """Write the same features as SAEDashboard ``batch-N.json`` files (``neuronpedia-runner`` output)."""
     vocab = vocab or build_vocab(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -364,34 +523,64 @@ def write_saedashboard(cfg: SyntheticConfig, out: Path, *, vocab: Vocab | None =
     batch: list[dict[str, Any]] = []
 
     def flush() -> None:
-        doc = {"model_id": cfg.model_id, "layer": cfg.layer, "sae_set": cfg.source_set, "sae_id_suffix": None,
-               "features": batch}
+        doc = {
+            "model_id": cfg.model_id,
+            "layer": cfg.layer,
+            "sae_set": cfg.source_set,
+            "sae_id_suffix": None,
+            "features": batch,
+        }
         path = out / f"batch-{len(paths)}.json"
         path.write_bytes(orjson.dumps(doc))
         paths.append(path)
 
     for feat in iter_features(cfg, vocab):
         n = feat.neuron
-        stats = {k: v for k, v in n.items() if k.startswith(("neuron_", "correlated_", "pos_", "neg_", "freq_",
-                                                             "logits_", "decoder_", "frac_"))}
-        batch.append({
-            "feature_index": feat.index, **stats, "n_prompts_total": 24576, "n_tokens_in_prompt": cfg.n_tokens,
-            "dataset": "synthetic", "vector": [],
-            "activations": [
-                {"tokens": a["tokens"], "values": a["values"], "bin_min": a["binMin"], "bin_max": a["binMax"],
-                 "bin_contains": a["binContains"], "qualifying_token_index": a["qualifyingTokenIndex"],
-                 "dfa_values": [], "loss_values": [], "logit_contributions": None}
-                for a in feat.activations
-            ],
-        })
+        stats = {
+            k: v
+            for k, v in n.items()
+            if k.startswith(("neuron_", "correlated_", "pos_", "neg_", "freq_", "logits_", "decoder_", "frac_"))
+        }
+        batch.append(
+            {
+                "feature_index": feat.index,
+                **stats,
+                "n_prompts_total": 24576,
+                "n_tokens_in_prompt": cfg.n_tokens,
+                "dataset": "synthetic",
+                "vector": [],
+                "activations": [
+                    {
+                        "tokens": a["tokens"],
+                        "values": a["values"],
+                        "bin_min": a["binMin"],
+                        "bin_max": a["binMax"],
+                        "bin_contains": a["binContains"],
+                        "qualifying_token_index": a["qualifyingTokenIndex"],
+                        "dfa_values": [],
+                        "loss_values": [],
+                        "logit_contributions": None,
+                    }
+                    for a in feat.activations
+                ],
+            }
+        )
         if len(batch) == features_per_file:
             flush()
             batch = []
     if batch:
         flush()
-    (out / "skipped_indexes.json").write_bytes(orjson.dumps({
-        "model_id": cfg.model_id, "layer": str(cfg.layer), "sae_set": cfg.source_set, "log_sparsity": 1,
-        "skipped_indexes": []}))
+    (out / "skipped_indexes.json").write_bytes(
+        orjson.dumps(
+            {
+                "model_id": cfg.model_id,
+                "layer": str(cfg.layer),
+                "sae_set": cfg.source_set,
+                "log_sparsity": 1,
+                "skipped_indexes": [],
+            }
+        )
+    )
     return paths
 
 

@@ -55,9 +55,20 @@ def main() -> None:
             t2 = time.perf_counter()
             labels = cluster(points, UmapConfig())
             t3 = time.perf_counter()
-            print(json.dumps({"features": n, "d_in": d, "load_s": round(t1 - t0, 2), "umap_s": round(t2 - t1, 1),
-                              "hdbscan_s": round(t3 - t2, 2), "clusters": len(set(labels.tolist()) - {-1}),
-                              "outliers": int((labels == -1).sum())}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "features": n,
+                        "d_in": d,
+                        "load_s": round(t1 - t0, 2),
+                        "umap_s": round(t2 - t1, 1),
+                        "hdbscan_s": round(t3 - t2, 2),
+                        "clusters": len(set(labels.tolist()) - {-1}),
+                        "outliers": int((labels == -1).sum()),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ from interpedia.config import Settings, get_settings
 
 
 def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 def _factory(settings: Settings, *, migrate_first: bool = True):  # type: ignore[no-untyped-def]
@@ -54,8 +55,9 @@ def db_upgrade() -> None:
 @click.option("--layer", help="Layer number or name, when the files do not carry it (SAEDashboard).")
 @click.option("--creator", default="bot", show_default=True, help="User that owns the imported data.")
 @click.option("--force", is_flag=True, help="Re-import batches already recorded as done.")
-def import_cmd(path: Path, model_id: str | None, source_set: str | None, layer: str | None, creator: str,
-               force: bool) -> None:
+def import_cmd(
+    path: Path, model_id: str | None, source_set: str | None, layer: str | None, creator: str, force: bool
+) -> None:
     """Import a SAEDashboard output directory or a Neuronpedia export (format detected)."""
     from interpedia.ingest import BadInput, DashboardOptions, import_path
 
@@ -78,60 +80,103 @@ def export_cmd(out: Path, model_id: str | None, sources: tuple[str, ...]) -> Non
     from interpedia.ingest import export_np
 
     summary = export_np(_factory(get_settings()), out, model_id=model_id, source_ids=list(sources) or None)
-    click.echo(f"exported {summary.sources} sources, {summary.features} features, {summary.activations} "
-               f"activations, {summary.explanations} explanations to {out}")
+    click.echo(
+        f"exported {summary.sources} sources, {summary.features} features, {summary.activations} "
+        f"activations, {summary.explanations} explanations to {out}"
+    )
 
 
 @main.command("generate")
-@click.option("--model", required=True, help="TransformerLens model: a local directory (tl_config.json + "
-              "model.safetensors + tokenizer), a Hugging Face model directory, or a pretrained name.")
+@click.option(
+    "--model",
+    required=True,
+    help="TransformerLens model: a local directory (tl_config.json + "
+    "model.safetensors + tokenizer), a Hugging Face model directory, or a pretrained name.",
+)
 @click.option("--sae", required=True, help="SAELens SAE directory (cfg.json + sae_weights.safetensors) or RELEASE/ID.")
-@click.option("--dataset", required=True, help="Hugging Face dataset (save_to_disk directory or hub name) with a "
-              "text or input_ids column, a .jsonl file with a text field, or a directory of .txt files.")
+@click.option(
+    "--dataset",
+    required=True,
+    help="Hugging Face dataset (save_to_disk directory or hub name) with a "
+    "text or input_ids column, a .jsonl file with a text field, or a directory of .txt files.",
+)
 @click.option("--out", type=click.Path(path_type=Path), help="Write SAEDashboard batch-N.json files and run.json here.")
 @click.option("--into-db", is_flag=True, help="Import the dashboards into the configured database.")
 @click.option("--context-size", default=128, show_default=True, type=click.IntRange(min=2), help="Tokens per prompt.")
 @click.option("--n-prompts", default=24576, show_default=True, type=click.IntRange(min=1), help="Prompts to read.")
 @click.option("--prepend-bos/--no-prepend-bos", default=True, show_default=True, help="Start every prompt with BOS.")
-@click.option("--exclude-bos/--include-bos", default=True, show_default=True,
-              help="Zero activations at BOS/EOS/PAD tokens before any statistic (SAEDashboard's ignore set).")
-@click.option("--concat/--no-concat", default=True, show_default=True,
-              help="Join text documents into full prompts; --no-concat: one document per prompt, shorter skipped.")
+@click.option(
+    "--exclude-bos/--include-bos",
+    default=True,
+    show_default=True,
+    help="Zero activations at BOS/EOS/PAD tokens before any statistic (SAEDashboard's ignore set).",
+)
+@click.option(
+    "--concat/--no-concat",
+    default=True,
+    show_default=True,
+    help="Join text documents into full prompts; --no-concat: one document per prompt, shorter skipped.",
+)
 @click.option("--top-k", default=20, show_default=True, type=click.IntRange(min=1), help="Top examples per feature.")
-@click.option("--all-positions", "distinct_prompts", flag_value=False, default=True,
-              help="Top examples over all positions, so one prompt may appear several times (SAEDashboard's "
-              "choice); default: distinct prompts, each at its maximum.")
+@click.option(
+    "--all-positions",
+    "distinct_prompts",
+    flag_value=False,
+    default=True,
+    help="Top examples over all positions, so one prompt may appear several times (SAEDashboard's "
+    "choice); default: distinct prompts, each at its maximum.",
+)
 @click.option("--n-quantiles", default=5, show_default=True, type=click.IntRange(min=1), help="Activation intervals.")
-@click.option("--quantile-samples", default=5, show_default=True, type=click.IntRange(min=0),
-              help="Examples per interval.")
+@click.option(
+    "--quantile-samples", default=5, show_default=True, type=click.IntRange(min=0), help="Examples per interval."
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Prompts per forward.")
-@click.option("--shard-prompts", default=256, show_default=True, type=click.IntRange(min=1),
-              help="Prompts per shard (the unit of resume and of Ray work).")
+@click.option(
+    "--shard-prompts",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Prompts per shard (the unit of resume and of Ray work).",
+)
 @click.option("--hook", "hook_name", help="Hook to read (default: the SAE's hook_name).")
 @click.option("--model-id", help="Model id in the output (default: the SAE's metadata).")
 @click.option("--source-set", help="Source set name, e.g. res-jb (default: the SAE's metadata or <kind>-<arch>).")
 @click.option("--layer", help="Layer part of the source id (default: from the hook name).")
-@click.option("--features-per-file", default=128, show_default=True, type=click.IntRange(min=1),
-              help="Features per batch file / import transaction.")
+@click.option(
+    "--features-per-file",
+    default=128,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Features per batch file / import transaction.",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the interval sampling.")
-@click.option("--fold-decoder-norm/--no-fold-decoder-norm", default=True, show_default=True,
-              help="Report activations with decoder norms folded in (as SAEDashboard does).")
+@click.option(
+    "--fold-decoder-norm/--no-fold-decoder-norm",
+    default=True,
+    show_default=True,
+    help="Report activations with decoder norms folded in (as SAEDashboard does).",
+)
 @click.option("--fold-ln-final", is_flag=True, help="Fold the final LayerNorm scale into W_U for the logit lens.")
 @click.option("--split", "dataset_split", default="train", show_default=True, help="Dataset split.")
 @click.option("--text-field", default="text", show_default=True, help="Text column / JSONL field.")
-@click.option("--work-dir", type=click.Path(path_type=Path),
-              help="Where finished shards are kept for resume (default: OUT/.interpedia-work or INTERPEDIA_HOME).")
+@click.option(
+    "--work-dir",
+    type=click.Path(path_type=Path),
+    help="Where finished shards are kept for resume (default: OUT/.interpedia-work or INTERPEDIA_HOME).",
+)
 @click.option("--keep-work", is_flag=True, help="Keep the shards after a successful run.")
-@click.option("--ray", is_flag=True, help="Run shards on Ray workers (one per GPU; a local cluster unless "
-              "--ray-address).")
+@click.option(
+    "--ray", is_flag=True, help="Run shards on Ray workers (one per GPU; a local cluster unless --ray-address)."
+)
 @click.option("--ray-workers", type=click.IntRange(min=1), help="Ray workers (default: one per GPU or CPU).")
 @click.option("--ray-address", help="Address of a running Ray cluster.")
 @click.option("--creator", default="bot", show_default=True, help="User that owns the imported data (--into-db).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
-def generate_cmd(out: Path | None, into_db: bool, work_dir: Path | None, keep_work: bool, progress: bool | None,
-                 **options: object) -> None:
+def generate_cmd(
+    out: Path | None, into_db: bool, work_dir: Path | None, keep_work: bool, progress: bool | None, **options: object
+) -> None:
     """Generate feature dashboards for every feature of an SAE in one streaming pass."""
     from interpedia.generate import GenerateConfig, GenerateRun
 
@@ -141,8 +186,9 @@ def generate_cmd(out: Path | None, into_db: bool, work_dir: Path | None, keep_wo
     if work_dir is None and out is None:
         work_dir = settings.home / "generate"
     try:
-        cfg = GenerateConfig(out=str(out) if out else None, into_db=into_db,
-                             work_dir=str(work_dir) if work_dir else None, **options)  # type: ignore[arg-type]
+        cfg = GenerateConfig(
+            out=str(out) if out else None, into_db=into_db, work_dir=str(work_dir) if work_dir else None, **options
+        )  # type: ignore[arg-type]
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     factory = _factory(settings) if into_db else None
@@ -152,9 +198,11 @@ def generate_cmd(out: Path | None, into_db: bool, work_dir: Path | None, keep_wo
         raise click.ClickException(f"generate failed: {exc}") from None
     run = result.run
     where = ", ".join(filter(None, [str(out) if out else None, "the database" if into_db else None]))
-    click.echo(f"{run['catalogue']['model_id']}/{run['catalogue']['source_id']}: {result.features_written} "
-               f"dashboards, {len(result.dead)} dead features; pass {run['pass_seconds']:.1f}s "
-               f"({run['tokens_per_second'] or 0:,.0f} tok/s), total {run['timings']['total_seconds']:.1f}s -> {where}")
+    click.echo(
+        f"{run['catalogue']['model_id']}/{run['catalogue']['source_id']}: {result.features_written} "
+        f"dashboards, {len(result.dead)} dead features; pass {run['pass_seconds']:.1f}s "
+        f"({run['tokens_per_second'] or 0:,.0f} tok/s), total {run['timings']['total_seconds']:.1f}s -> {where}"
+    )
 
 
 @main.group()
@@ -189,8 +237,13 @@ def user() -> None:
 
 @user.command("create")
 @click.argument("name")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="The password (asked for when not given).")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="The password (asked for when not given).",
+)
 @click.option("--admin", is_flag=True, help="Make the user an admin.")
 def user_create(name: str, password: str, admin: bool) -> None:
     """Create a local account that can sign in on the web with its password."""
@@ -227,8 +280,13 @@ def user_admin(name: str, remove: bool) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--role", type=click.Choice(["all", "inference"]), default="all", show_default=True,
-              help="all: pages, /api and /v1; inference: only the /v1 inference API (scale-out).")
+@click.option(
+    "--role",
+    type=click.Choice(["all", "inference"]),
+    default="all",
+    show_default=True,
+    help="all: pages, /api and /v1; inference: only the /v1 inference API (scale-out).",
+)
 def serve(host: str, port: int, role: str) -> None:
     """Serve the web pages and the API."""
     import uvicorn

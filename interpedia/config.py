@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     inference_models: dict[str, str] = Field(
         default_factory=dict,
         description="Model id -> weights (TransformerLens dir, HF dir or pretrained name), JSON; else found from "
-                    "generate runs or the model's tlens_id.",
+        "generate runs or the model's tlens_id.",
     )
     inference_token_limit: int = Field(default=1024, description="Most tokens in one inference prompt (BOS included).")
     inference_tokenize_limit: int = Field(default=10000, description="Most tokens /v1/tokenize returns.")
@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     rate_limits: dict[str, int] = Field(
         default_factory=lambda: dict(DEFAULT_RATE_LIMITS),
         description="Route (exact path, or prefix ending in *) -> requests per window per API key (or per IP "
-                    "without a key), JSON; the defaults are the routes and per-hour limits neuronpedia.org uses.",
+        "without a key), JSON; the defaults are the routes and per-hour limits neuronpedia.org uses.",
     )
     rate_limit_window_s: float = Field(default=3600.0, description="The rate-limit window in seconds.")
     trust_forwarded_for: bool = Field(

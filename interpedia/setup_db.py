@@ -60,14 +60,16 @@ def normalize_url(url: str, what: str) -> str:
         raise InitError(f"the {what} URL is empty")
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            url = "postgresql+psycopg://" + url[len(prefix):]
+            url = "postgresql+psycopg://" + url[len(prefix) :]
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise InitError(f"the {what} URL is not a database URL: {exc}") from None
     if parsed.get_backend_name() != "postgresql":
-        raise InitError(f"the {what} URL must be a PostgreSQL URL (postgresql://user:password@host/db), "
-                        f"not {parsed.get_backend_name()}")
+        raise InitError(
+            f"the {what} URL must be a PostgreSQL URL (postgresql://user:password@host/db), "
+            f"not {parsed.get_backend_name()}"
+        )
     if parsed.get_driver_name() != "psycopg":
         parsed = parsed.set(drivername="postgresql+psycopg")
     parsed = parsed.difference_update_query(_FOREIGN_PARAMS)
@@ -112,20 +114,25 @@ def check_pgvector(url: str) -> tuple[str, list[str]]:
     engine = _engine(url)
     try:
         with engine.connect() as conn:
-            row = conn.execute(text("SELECT default_version, installed_version FROM pg_available_extensions "
-                                    "WHERE name = 'vector'")).first()
+            row = conn.execute(
+                text("SELECT default_version, installed_version FROM pg_available_extensions WHERE name = 'vector'")
+            ).first()
     finally:
         engine.dispose()
     if row is None:
-        raise InitError("the pgvector extension is not available on this server: install it (Debian: "
-                        "postgresql-15-pgvector; Neon and Cloud SQL ship it) and rerun interpedia init")
+        raise InitError(
+            "the pgvector extension is not available on this server: install it (Debian: "
+            "postgresql-15-pgvector; Neon and Cloud SQL ship it) and rerun interpedia init"
+        )
     version = str(row[1] or row[0])
     warnings: list[str] = []
     if _version_tuple(version) < MIN_PGVECTOR:
         raise InitError(f"pgvector {version} is too old: HNSW indexes need 0.5.0 or newer")
     if _version_tuple(version) < ITERATIVE_SCAN_PGVECTOR:
-        warnings.append(f"pgvector {version} has no hnsw.iterative_scan (0.8.0+): filtered explanation "
-                        "searches may return fewer results than asked for")
+        warnings.append(
+            f"pgvector {version} has no hnsw.iterative_scan (0.8.0+): filtered explanation "
+            "searches may return fewer results than asked for"
+        )
     return version, warnings
 
 
@@ -134,16 +141,22 @@ def ensure_vector_index(url: str, m: int, ef_construction: int) -> tuple[bool, l
     engine = _engine(url)
     try:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            options = conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = :n AND relkind = 'i'"),
-                                   {"n": HNSW_INDEX}).first()
+            options = conn.execute(
+                text("SELECT reloptions FROM pg_class WHERE relname = :n AND relkind = 'i'"), {"n": HNSW_INDEX}
+            ).first()
             if options is not None:
                 return False, list(options[0] or [])
             # CONCURRENTLY: a rerun against a live database does not block the servers' writes.
-            conn.execute(text(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {HNSW_INDEX} ON explanations "
-                              f"USING hnsw (embedding vector_cosine_ops) "
-                              f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)})"))
-            created = conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = :n"),
-                                   {"n": HNSW_INDEX}).first()
+            conn.execute(
+                text(
+                    f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {HNSW_INDEX} ON explanations "
+                    f"USING hnsw (embedding vector_cosine_ops) "
+                    f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)})"
+                )
+            )
+            created = conn.execute(
+                text("SELECT reloptions FROM pg_class WHERE relname = :n"), {"n": HNSW_INDEX}
+            ).first()
             return True, list(created[0] or []) if created is not None else []
     finally:
         engine.dispose()
@@ -173,8 +186,11 @@ def write_settings(path: Path, updates: dict[str, str]) -> None:
     current = _read_env_file(path)
     for key, value in updates.items():
         current[key] = _quote(value)
-    lines = ["# written by `interpedia init`; environment variables override these", "",
-             *(f"{key}={value}" for key, value in sorted(current.items()))]
+    lines = [
+        "# written by `interpedia init`; environment variables override these",
+        "",
+        *(f"{key}={value}" for key, value in sorted(current.items())),
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -202,13 +218,24 @@ def run_init(pooled_url: str, direct_url: str, home: Path, *, m: int = 16, ef_co
     created, options = ensure_vector_index(direct, m, ef_construction)
     path = settings_file(home)
     existing = _read_env_file(path)
-    updates = {"INTERPEDIA_DATABASE_URL": pooled, "INTERPEDIA_DATABASE_URL_DIRECT": direct,
-               "INTERPEDIA_VECTOR_HNSW_M": str(m), "INTERPEDIA_VECTOR_HNSW_EF_CONSTRUCTION": str(ef_construction)}
+    updates = {
+        "INTERPEDIA_DATABASE_URL": pooled,
+        "INTERPEDIA_DATABASE_URL_DIRECT": direct,
+        "INTERPEDIA_VECTOR_HNSW_M": str(m),
+        "INTERPEDIA_VECTOR_HNSW_EF_CONSTRUCTION": str(ef_construction),
+    }
     if not existing.get("INTERPEDIA_SESSION_SECRET"):
         updates["INTERPEDIA_SESSION_SECRET"] = secrets.token_urlsafe(48)
     write_settings(path, updates)
-    return InitReport(server_version=version, pgvector_version=pgvector, migrated=True, index_created=created,
-                      index_options=options, settings_path=path, warnings=warnings)
+    return InitReport(
+        server_version=version,
+        pgvector_version=pgvector,
+        migrated=True,
+        index_created=created,
+        index_options=options,
+        settings_path=path,
+        warnings=warnings,
+    )
 
 
 @click.command("init")
@@ -216,18 +243,19 @@ def run_init(pooled_url: str, direct_url: str, home: Path, *, m: int = 16, ef_co
 @click.option("--direct-url", help="Direct (non-pooled) URL for migrations; default: the pooled URL.")
 @click.option("--home", type=click.Path(path_type=Path), help="Where settings.env goes (default INTERPEDIA_HOME).")
 @click.option("--m", "m", type=click.IntRange(2, 100), default=16, show_default=True, help="HNSW m.")
-@click.option("--ef-construction", type=click.IntRange(4, 1000), default=100, show_default=True,
-              help="HNSW ef_construction.")
-def init_cmd(database_url: str | None, direct_url: str | None, home: Path | None, m: int,
-             ef_construction: int) -> None:
+@click.option(
+    "--ef-construction", type=click.IntRange(4, 1000), default=100, show_default=True, help="HNSW ef_construction."
+)
+def init_cmd(database_url: str | None, direct_url: str | None, home: Path | None, m: int, ef_construction: int) -> None:
     """Set up a team Postgres database: check it, migrate it, index it and write settings.env (safe to rerun)."""
     try:
         asked = not database_url
         if not database_url:
             database_url = click.prompt("Pooled PostgreSQL URL (postgresql://user:password@host/db)", hide_input=True)
         if not direct_url and asked:  # given --database-url alone, the same URL serves both (no pooler)
-            direct_url = click.prompt("Direct (non-pooled) URL, for migrations", default=database_url,
-                                      show_default=False, hide_input=True)
+            direct_url = click.prompt(
+                "Direct (non-pooled) URL, for migrations", default=database_url, show_default=False, hide_input=True
+            )
     except click.Abort:
         raise click.UsageError("no input: pass --database-url (and --direct-url) to run without prompts") from None
     home = (home or get_settings().home).expanduser()

@@ -39,12 +39,15 @@ def run_cli(*args: str) -> Any:
 def build_site(factory: Any, root: Path, *, record_weights: bool = True) -> Site:
     """Import 48-feature dashboards for ``0-res-test`` and ``1-res-test``, write their SAEs, label a few features."""
     for layer in (0, 1):
-        path = write_saedashboard_dir(root / f"sd{layer}", n_features=N_FEATURES, per_batch=24, layer=layer,
-                                      seed=layer, dead=(3,))
+        path = write_saedashboard_dir(
+            root / f"sd{layer}", n_features=N_FEATURES, per_batch=24, layer=layer, seed=layer, dead=(3,)
+        )
         result = run_cli("import", str(path))
         assert result.exit_code == 0, result.output
-    site = Site(sae0=make_sae_dir(root / "sae0", "standard", seed=1, d_sae=N_FEATURES),
-                sae1=make_sae_dir(root / "sae1", "standard", seed=2, d_sae=N_FEATURES))
+    site = Site(
+        sae0=make_sae_dir(root / "sae0", "standard", seed=1, d_sae=N_FEATURES),
+        sae1=make_sae_dir(root / "sae1", "standard", seed=2, d_sae=N_FEATURES),
+    )
     with transaction(factory) as session:
         src0 = session.scalar(select(Source).where(Source.name == "0-res-test"))
         src1 = session.scalar(select(Source).where(Source.name == "1-res-test"))

@@ -138,12 +138,20 @@ class FakeLLM:
 
     def chat_requests(self, model: str | None = None) -> list[dict[str, Any]]:
         """Chat requests received (for one model)."""
-        return [r for r in self.requests if r["path"].endswith("/chat/completions")
-                and (model is None or r["body"].get("model") == model)]
+        return [
+            r
+            for r in self.requests
+            if r["path"].endswith("/chat/completions") and (model is None or r["body"].get("model") == model)
+        ]
 
     @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None,
-              raw: bytes | None = None) -> None:
+    def _send(
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> None:
         data = raw if raw is not None else json.dumps(body).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "text/html" if raw is not None else "application/json")
@@ -160,9 +168,17 @@ class FakeLLM:
         if h.path.endswith("/embeddings"):
             texts = body.get("input") or []
             dims = 256 if body.get("model") == "embed-256" else int(body.get("dimensions") or 384)
-            self._send(h, 200, {"object": "list", "data": [
-                {"object": "embedding", "index": i, "embedding": hashed_embedding(t, dims)}
-                for i, t in enumerate(texts)]})
+            self._send(
+                h,
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {"object": "embedding", "index": i, "embedding": hashed_embedding(t, dims)}
+                        for i, t in enumerate(texts)
+                    ],
+                },
+            )
             return
         if not h.path.endswith("/chat/completions"):
             self._send(h, 404, {"error": {"message": "no such route"}})
@@ -194,8 +210,18 @@ class FakeLLM:
         content = {"empty": "", "nonsense": "I would rather not say."}.get(model)
         if content is None:
             content = good_reply(messages)
-        self._send(h, 200, {"id": "chatcmpl-test", "object": "chat.completion", "model": model, "choices": [
-            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}]})
+        self._send(
+            h,
+            200,
+            {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "model": model,
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                ],
+            },
+        )
 
 
 @pytest.fixture

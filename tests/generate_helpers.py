@@ -16,9 +16,11 @@ HOOK = "blocks.1.hook_resid_pre"
 D_MODEL = 32
 D_SAE = 96
 CTX = 16
-WORDS = ("the cat sat on a mat and the dog ran to the park while birds sang in old trees near a river "
-         "God said let there be light and there was light the king spoke unto his people def return import "
-         "class value list string number print open file read write data model layer token feature").split()
+WORDS = (
+    "the cat sat on a mat and the dog ran to the park while birds sang in old trees near a river "
+    "God said let there be light and there was light the king spoke unto his people def return import "
+    "class value list string number print open file read write data model layer token feature"
+).split()
 
 
 @dataclass
@@ -50,11 +52,20 @@ def make_tokenizer(out: Path, texts: list[str]) -> Any:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>"],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(texts, trainer)
-    hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                 unk_token="<|endoftext|>", pad_token="<|endoftext|>")
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+    )
     hf.save_pretrained(str(out))
     return hf
 
@@ -65,9 +76,19 @@ def make_model_dir(out: Path, d_vocab: int, *, seed: int = 0) -> Path:
     from safetensors.torch import save_file
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    kwargs = {"n_layers": 2, "d_model": D_MODEL, "n_ctx": CTX, "d_head": 8, "n_heads": 4, "d_mlp": 64,
-              "act_fn": "gelu", "d_vocab": d_vocab, "normalization_type": "LN", "model_name": "tiny-gen",
-              "seed": seed}
+    kwargs = {
+        "n_layers": 2,
+        "d_model": D_MODEL,
+        "n_ctx": CTX,
+        "d_head": 8,
+        "n_heads": 4,
+        "d_mlp": 64,
+        "act_fn": "gelu",
+        "d_vocab": d_vocab,
+        "normalization_type": "LN",
+        "model_name": "tiny-gen",
+        "seed": seed,
+    }
     torch.manual_seed(seed)
     model = HookedTransformer(HookedTransformerConfig(device="cpu", **kwargs))
     out.mkdir(parents=True, exist_ok=True)
@@ -76,18 +97,29 @@ def make_model_dir(out: Path, d_vocab: int, *, seed: int = 0) -> Path:
     return out
 
 
-def make_sae_dir(out: Path, arch: str, *, seed: int = 0, d_sae: int = D_SAE, hook: str = HOOK,
-                 neuronpedia_id: str | None = None) -> Path:
+def make_sae_dir(
+    out: Path, arch: str, *, seed: int = 0, d_sae: int = D_SAE, hook: str = HOOK, neuronpedia_id: str | None = None
+) -> Path:
     """A SAELens SAE of ``arch`` with random weights, biases set so features fire on ~2-30% of tokens."""
     import torch
     from sae_lens import SAE, GatedSAEConfig, JumpReLUSAEConfig, StandardSAEConfig, TopKSAEConfig
     from sae_lens.saes.sae import SAEMetadata
 
-    meta = SAEMetadata(model_name="tiny-gen", hook_name=hook, context_size=CTX, prepend_bos=True,
-                       dataset_path="local", neuronpedia_id=neuronpedia_id)
+    meta = SAEMetadata(
+        model_name="tiny-gen",
+        hook_name=hook,
+        context_size=CTX,
+        prepend_bos=True,
+        dataset_path="local",
+        neuronpedia_id=neuronpedia_id,
+    )
     common = {"d_in": D_MODEL, "d_sae": d_sae, "dtype": "float32", "device": "cpu", "metadata": meta}
-    cfgs = {"standard": StandardSAEConfig(**common), "gated": GatedSAEConfig(**common),
-            "jumprelu": JumpReLUSAEConfig(**common), "topk": TopKSAEConfig(k=8, **common)}
+    cfgs = {
+        "standard": StandardSAEConfig(**common),
+        "gated": GatedSAEConfig(**common),
+        "jumprelu": JumpReLUSAEConfig(**common),
+        "topk": TopKSAEConfig(k=8, **common),
+    }
     cls = SAE.get_sae_class_for_architecture(arch)
     sae = cls(cfgs[arch])
     gen = torch.Generator().manual_seed(seed)

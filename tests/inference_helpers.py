@@ -21,8 +21,10 @@ HOOK = "blocks.1.hook_resid_pre"
 D_MODEL = 32
 N_CTX = 128
 GEN_CTX = 24  # context of the generate run in the faithfulness test (BOS + 23 tokens)
-CHAT_TEMPLATE = ("{% for m in messages %}{{ '<|endoftext|>' if loop.first else '' }}{{ m['role'] }}: "
-                 "{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ '<|endoftext|>' if loop.first else '' }}{{ m['role'] }}: "
+    "{{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
+)
 
 
 @dataclass
@@ -44,9 +46,19 @@ def make_model_dir(out: Path, d_vocab: int, *, seed: int = 0) -> Path:
     from safetensors.torch import save_file
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    kwargs = {"n_layers": 2, "d_model": D_MODEL, "n_ctx": N_CTX, "d_head": 8, "n_heads": 4, "d_mlp": 64,
-              "act_fn": "gelu", "d_vocab": d_vocab, "normalization_type": "LN", "model_name": "tiny-inf",
-              "seed": seed}
+    kwargs = {
+        "n_layers": 2,
+        "d_model": D_MODEL,
+        "n_ctx": N_CTX,
+        "d_head": 8,
+        "n_heads": 4,
+        "d_mlp": 64,
+        "act_fn": "gelu",
+        "d_vocab": d_vocab,
+        "normalization_type": "LN",
+        "model_name": "tiny-inf",
+        "seed": seed,
+    }
     torch.manual_seed(seed)
     with warnings.catch_warnings():  # TransformerLens 3 deprecates HookedTransformer; it is still what loads
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -119,9 +131,22 @@ def register(factory: Any, tiny: TinyInference) -> None:
         for model_id, path in ((MODEL_ID, tiny.model), (PLAIN_MODEL_ID, tiny.plain_model)):
             ensure_model(session, model_id, layers=2, dimension=D_MODEL, tlens_id=str(path), inference_enabled=True)
         for arch, path in tiny.saes.items():
-            ensure_source(session, MODEL_ID, f"1-res-{arch}", weights_path=str(path), hook_name=HOOK,
-                          inference_enabled=True)
-        ensure_source(session, MODEL_ID, "0-res-standard", weights_path=str(tiny.layer0_sae),
-                      hook_name="blocks.0.hook_resid_post", inference_enabled=True)
-        ensure_source(session, PLAIN_MODEL_ID, "1-res-standard", weights_path=str(tiny.saes["standard"]),
-                      hook_name=HOOK, inference_enabled=True)
+            ensure_source(
+                session, MODEL_ID, f"1-res-{arch}", weights_path=str(path), hook_name=HOOK, inference_enabled=True
+            )
+        ensure_source(
+            session,
+            MODEL_ID,
+            "0-res-standard",
+            weights_path=str(tiny.layer0_sae),
+            hook_name="blocks.0.hook_resid_post",
+            inference_enabled=True,
+        )
+        ensure_source(
+            session,
+            PLAIN_MODEL_ID,
+            "1-res-standard",
+            weights_path=str(tiny.saes["standard"]),
+            hook_name=HOOK,
+            inference_enabled=True,
+        )

@@ -307,9 +307,7 @@ class PostgresCluster:
                 return
             last_error = f"{result.stdout}{result.stderr}\n--- server log ---\n{self._log_tail()}"
             # Stop anything half-started before retrying on another port.
-            self._run_server_tool(
-                ["pg_ctl", "stop", "-D", str(self.data_dir), "-m", "immediate"], check=False
-            )
+            self._run_server_tool(["pg_ctl", "stop", "-D", str(self.data_dir), "-m", "immediate"], check=False)
             if "already in use" not in last_error:
                 break
         raise RuntimeError(f"PostgreSQL did not start (port {self._port}):\n{last_error}")

@@ -40,22 +40,47 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _feature(model_id: str, layer: str, index: int, **extra: Any) -> dict[str, Any]:
-    row = {"modelId": model_id, "layer": layer, "index": str(index), "sourceSetName": layer.split("-", 1)[-1],
-           "creatorId": "someone", "createdAt": "2024-05-01T00:00:00.000Z", "maxActApprox": 2.5 + index,
-           "hasVector": False, "vector": [], "frac_nonzero": 0.00123,
-           "freq_hist_data_bar_heights": [3, 1], "freq_hist_data_bar_values": [0.25, 0.75],
-           "logits_hist_data_bar_heights": [1, 2], "logits_hist_data_bar_values": [-0.5, 0.5],
-           "topkCosSimIndices": [index, 1], "topkCosSimValues": [1.0, 0.4]}
+    row = {
+        "modelId": model_id,
+        "layer": layer,
+        "index": str(index),
+        "sourceSetName": layer.split("-", 1)[-1],
+        "creatorId": "someone",
+        "createdAt": "2024-05-01T00:00:00.000Z",
+        "maxActApprox": 2.5 + index,
+        "hasVector": False,
+        "vector": [],
+        "frac_nonzero": 0.00123,
+        "freq_hist_data_bar_heights": [3, 1],
+        "freq_hist_data_bar_values": [0.25, 0.75],
+        "logits_hist_data_bar_heights": [1, 2],
+        "logits_hist_data_bar_values": [-0.5, 0.5],
+        "topkCosSimIndices": [index, 1],
+        "topkCosSimValues": [1.0, 0.4],
+    }
     row.update(extra)
     return row
 
 
-def _activation(model_id: str, layer: str, index: int, tokens: list[str], values: list[float],
-                **extra: Any) -> dict[str, Any]:
-    row = {"modelId": model_id, "layer": layer, "index": str(index), "tokens": tokens, "values": values,
-           "maxValue": max(values), "maxValueTokenIndex": values.index(max(values)), "minValue": min(values),
-           "binMin": -1, "binMax": max(values), "binContains": -1, "qualifyingTokenIndex": 0,
-           "creatorId": "someone", "createdAt": "2024-05-01T00:00:00.000Z"}
+def _activation(
+    model_id: str, layer: str, index: int, tokens: list[str], values: list[float], **extra: Any
+) -> dict[str, Any]:
+    row = {
+        "modelId": model_id,
+        "layer": layer,
+        "index": str(index),
+        "tokens": tokens,
+        "values": values,
+        "maxValue": max(values),
+        "maxValueTokenIndex": values.index(max(values)),
+        "minValue": min(values),
+        "binMin": -1,
+        "binMax": max(values),
+        "binContains": -1,
+        "qualifyingTokenIndex": 0,
+        "creatorId": "someone",
+        "createdAt": "2024-05-01T00:00:00.000Z",
+    }
     row.update(extra)
     return row
 
@@ -63,34 +88,106 @@ def _activation(model_id: str, layer: str, index: int, tokens: list[str], values
 def write_corpus(root: Path) -> Path:
     """A Neuronpedia export whose every user-visible text field carries a payload."""
     base = root / MODEL / LAYER
-    _write_jsonl(base / "release.jsonl", [
-        {"name": "xss-release", "description": SCRIPT, "descriptionShort": IMG, "urls": [JS_URL],
-         "creatorName": SVG, "visibility": "PUBLIC", "featured": False, "createdAt": "2024-05-01T00:00:00.000Z"}])
-    _write_jsonl(base / "model.jsonl", [
-        {"id": MODEL, "displayName": f"Model {SCRIPT}", "displayNameShort": "X", "layers": 4, "dimension": 8,
-         "tlensId": MODEL, "visibility": "PUBLIC", "creatorId": "someone", "website": JS_URL, "owner": IMG,
-         "createdAt": "2024-05-01T00:00:00.000Z", "updatedAt": "2024-05-01T00:00:00.000Z"}])
-    _write_jsonl(base / "sourceset.jsonl", [
-        {"modelId": MODEL, "name": SET, "description": f"set {IMG}", "type": "sae", "creatorName": SVG,
-         "releaseName": "xss-release", "visibility": "PUBLIC", "createdAt": "2024-05-01T00:00:00.000Z"}])
-    _write_jsonl(base / "source.jsonl", [
-        {"id": LAYER, "modelId": MODEL, "setName": SET, "hookName": SCRIPT, "num_prompts": 10,
-         "num_tokens_in_prompt": 12, "dataset": f"{JS_URL} {NUL}", "visibility": "PUBLIC",
-         "createdAt": "2024-05-01T00:00:00.000Z"}])
-    feats = [_feature(MODEL, LAYER, i, pos_str=[SCRIPT, RTL, BIG], pos_values=[0.9, 0.5, 0.1],
-                        neg_str=[IMG, NUL], neg_values=[-0.5, -0.2]) for i in range(5)]
+    _write_jsonl(
+        base / "release.jsonl",
+        [
+            {
+                "name": "xss-release",
+                "description": SCRIPT,
+                "descriptionShort": IMG,
+                "urls": [JS_URL],
+                "creatorName": SVG,
+                "visibility": "PUBLIC",
+                "featured": False,
+                "createdAt": "2024-05-01T00:00:00.000Z",
+            }
+        ],
+    )
+    _write_jsonl(
+        base / "model.jsonl",
+        [
+            {
+                "id": MODEL,
+                "displayName": f"Model {SCRIPT}",
+                "displayNameShort": "X",
+                "layers": 4,
+                "dimension": 8,
+                "tlensId": MODEL,
+                "visibility": "PUBLIC",
+                "creatorId": "someone",
+                "website": JS_URL,
+                "owner": IMG,
+                "createdAt": "2024-05-01T00:00:00.000Z",
+                "updatedAt": "2024-05-01T00:00:00.000Z",
+            }
+        ],
+    )
+    _write_jsonl(
+        base / "sourceset.jsonl",
+        [
+            {
+                "modelId": MODEL,
+                "name": SET,
+                "description": f"set {IMG}",
+                "type": "sae",
+                "creatorName": SVG,
+                "releaseName": "xss-release",
+                "visibility": "PUBLIC",
+                "createdAt": "2024-05-01T00:00:00.000Z",
+            }
+        ],
+    )
+    _write_jsonl(
+        base / "source.jsonl",
+        [
+            {
+                "id": LAYER,
+                "modelId": MODEL,
+                "setName": SET,
+                "hookName": SCRIPT,
+                "num_prompts": 10,
+                "num_tokens_in_prompt": 12,
+                "dataset": f"{JS_URL} {NUL}",
+                "visibility": "PUBLIC",
+                "createdAt": "2024-05-01T00:00:00.000Z",
+            }
+        ],
+    )
+    feats = [
+        _feature(
+            MODEL,
+            LAYER,
+            i,
+            pos_str=[SCRIPT, RTL, BIG],
+            pos_values=[0.9, 0.5, 0.1],
+            neg_str=[IMG, NUL],
+            neg_values=[-0.5, -0.2],
+        )
+        for i in range(5)
+    ]
     _write_jsonl(base / "features" / "batch-0.jsonl.gz", feats)
     acts = []
     for i in range(5):
-        tokens = PAYLOADS[2 * i: 2 * i + 2] + ["Ġplain", "\n", SVG]
+        tokens = PAYLOADS[2 * i : 2 * i + 2] + ["Ġplain", "\n", SVG]
         acts.append(_activation(MODEL, LAYER, i, tokens, [1.0 + i, 2.0, 0.0, 0.5, 0.25]))
-        acts.append(_activation(MODEL, LAYER, i, [BIG, NUL, RTL], [0.5, 0.0, 1.0], binMin=0.1, binMax=1.0,
-                                  binContains=0.01))
+        acts.append(
+            _activation(MODEL, LAYER, i, [BIG, NUL, RTL], [0.5, 0.0, 1.0], binMin=0.1, binMax=1.0, binContains=0.01)
+        )
     _write_jsonl(base / "activations" / "batch-0.jsonl.gz", acts)
-    exps = [{"id": f"xexp{i:021d}", "modelId": MODEL, "layer": LAYER, "index": str(i), "description": text,
-             "authorId": "someone", "typeName": "oai_token-act-pair", "explanationModelName": SVG,
-             "notes": SCRIPT, "createdAt": "2024-05-01T00:00:00.000Z"} for i, text in EXPLANATIONS.items()]
+    exps = [
+        {
+            "id": f"xexp{i:021d}",
+            "modelId": MODEL,
+            "layer": LAYER,
+            "index": str(i),
+            "description": text,
+            "authorId": "someone",
+            "typeName": "oai_token-act-pair",
+            "explanationModelName": SVG,
+            "notes": SCRIPT,
+            "createdAt": "2024-05-01T00:00:00.000Z",
+        }
+        for i, text in EXPLANATIONS.items()
+    ]
     _write_jsonl(base / "explanations" / "batch-0.jsonl.gz", exps)  # no embeddings: computed on import
     return root
-
-

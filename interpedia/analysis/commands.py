@@ -30,25 +30,46 @@ def _split_source(value: str) -> tuple[str, str]:
 @click.option("--sae", help="SAELens SAE directory (default: where the source row says its weights are).")
 @click.option("--n-neighbors", default=15, show_default=True, type=click.IntRange(min=2), help="UMAP neighbourhood.")
 @click.option("--min-dist", default=0.1, show_default=True, type=click.FloatRange(min=0.0), help="UMAP min_dist.")
-@click.option("--clusterer", type=click.Choice(["hdbscan", "kmeans"]), default="hdbscan", show_default=True,
-              help="How clusters are found in the 2-D map (HDBSCAN labels outliers -1).")
+@click.option(
+    "--clusterer",
+    type=click.Choice(["hdbscan", "kmeans"]),
+    default="hdbscan",
+    show_default=True,
+    help="How clusters are found in the 2-D map (HDBSCAN labels outliers -1).",
+)
 @click.option("--n-clusters", type=click.IntRange(min=2), help="k-means clusters (default sqrt(features/2)).")
 @click.option("--min-cluster-size", type=click.IntRange(min=2), help="HDBSCAN (default max(5, features/100)).")
 @click.option("--seed", default=0, show_default=True, type=int, help="UMAP and k-means seed.")
-def umap_cmd(source: str, sae: str | None, n_neighbors: int, min_dist: float, clusterer: str,
-             n_clusters: int | None, min_cluster_size: int | None, seed: int) -> None:
+def umap_cmd(
+    source: str,
+    sae: str | None,
+    n_neighbors: int,
+    min_dist: float,
+    clusterer: str,
+    n_clusters: int | None,
+    min_cluster_size: int | None,
+    seed: int,
+) -> None:
     """Compute a UMAP map of a source's decoder directions, clusters and log sparsity; store them."""
     from interpedia.analysis.umap_layout import UmapConfig, run_umap
 
     model_id, source_id = _split_source(source)
-    cfg = UmapConfig(n_neighbors=n_neighbors, min_dist=min_dist, seed=seed, clusterer=clusterer,  # type: ignore[arg-type]
-                     n_clusters=n_clusters, min_cluster_size=min_cluster_size)
+    cfg = UmapConfig(
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        seed=seed,
+        clusterer=clusterer,  # type: ignore[arg-type]
+        n_clusters=n_clusters,
+        min_cluster_size=min_cluster_size,
+    )
     try:
         summary = run_umap(_factory(), model_id, source_id, sae=sae, cfg=cfg)
     except StoreError as exc:
         raise click.ClickException(f"umap failed: {exc.message}") from None
-    click.echo(f"{summary.model_id}/{summary.source_id}: UMAP of {summary.features} features, "
-               f"{summary.clusters} clusters ({summary.noise} outliers) in {summary.seconds:.1f}s")
+    click.echo(
+        f"{summary.model_id}/{summary.source_id}: UMAP of {summary.features} features, "
+        f"{summary.clusters} clusters ({summary.noise} outliers) in {summary.seconds:.1f}s"
+    )
 
 
 @click.command("import-eval")
@@ -64,5 +85,7 @@ def import_eval_cmd(files: tuple[Path, ...], model_id: str | None, source_id: st
     except StoreError as exc:
         raise click.ClickException(f"nothing imported: {exc.message}") from None
     for item in done:
-        click.echo(f"{item.path}: {item.type_name} eval -> {item.model_id}/{item.source_id}"
-                   f"{' (replaced the previous one)' if item.replaced else ''}")
+        click.echo(
+            f"{item.path}: {item.type_name} eval -> {item.model_id}/{item.source_id}"
+            f"{' (replaced the previous one)' if item.replaced else ''}"
+        )

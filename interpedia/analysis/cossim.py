@@ -34,8 +34,16 @@ def _query_vector(feature: Feature | None, directions: np.ndarray, index: int, w
     return directions[index]
 
 
-def topk_cossim(session: Session, cache: DirectionCache, model_id: str, source_id: str, index: int,
-                target_model_id: str, target_source_id: str, num_results: int = 10) -> dict[str, Any]:
+def topk_cossim(
+    session: Session,
+    cache: DirectionCache,
+    model_id: str,
+    source_id: str,
+    index: int,
+    target_model_id: str,
+    target_source_id: str,
+    num_results: int = 10,
+) -> dict[str, Any]:
     """Features of the target source whose decoder rows are nearest the feature's, most similar first.
 
     The shape is the inference server's ``/util/sae-topk-by-decoder-cossim`` answer, which
@@ -47,8 +55,10 @@ def topk_cossim(session: Session, cache: DirectionCache, model_id: str, source_i
     source = get_source(session, model_id, source_id)
     if target_model_id != model_id:
         get_model(session, target_model_id)
-        raise Invalid("cosine similarity is only defined between sources of the same model "
-                      f"({model_id} vs {target_model_id})", field="targetModelId")
+        raise Invalid(
+            f"cosine similarity is only defined between sources of the same model ({model_id} vs {target_model_id})",
+            field="targetModelId",
+        )
     target = get_source(session, target_model_id, target_source_id)
     feature = session.scalar(select(Feature).where(Feature.source_id == source.id, Feature.index == index))
     where = f"{model_id}/{source_id}/{index}"
@@ -60,8 +70,11 @@ def topk_cossim(session: Session, cache: DirectionCache, model_id: str, source_i
         query = _query_vector(None, cache.get(sae_spec(source)), index, where)
     target_dirs = cache.get(sae_spec(target))
     if target_dirs.shape[1] != query.shape[0]:
-        raise Invalid(f"{source_id} writes {query.shape[0]}-wide directions but {target_source_id} reads "
-                      f"{target_dirs.shape[1]}-wide ones", field="targetSourceId")
+        raise Invalid(
+            f"{source_id} writes {query.shape[0]}-wide directions but {target_source_id} reads "
+            f"{target_dirs.shape[1]}-wide ones",
+            field="targetSourceId",
+        )
     sims = target_dirs @ query
     if target.id == source.id:
         sims[index] = -np.inf  # a feature is not its own neighbour
@@ -71,6 +84,10 @@ def topk_cossim(session: Session, cache: DirectionCache, model_id: str, source_i
     return {
         "feature": {"model": model_id, "source": source_id, "index": index},
         "topk_decoder_cossim_features": [
-            {"feature": {"model": target_model_id, "source": target_source_id, "index": int(i)},
-             "cosine_similarity": float(sims[i])} for i in top],
+            {
+                "feature": {"model": target_model_id, "source": target_source_id, "index": int(i)},
+                "cosine_similarity": float(sims[i]),
+            }
+            for i in top
+        ],
     }

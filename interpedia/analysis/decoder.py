@@ -31,8 +31,11 @@ def sae_spec(source: Source, override: str | None = None) -> str:
         return source.weights_path
     if source.saelens_release and source.saelens_sae_id:
         return f"{source.saelens_release}/{source.saelens_sae_id}"
-    raise Invalid(f"source {source.model_id}/{source.name} has no SAE weights recorded (no weights_path or "
-                  "SAELens release); pass --sae DIR", field="source")
+    raise Invalid(
+        f"source {source.model_id}/{source.name} has no SAE weights recorded (no weights_path or "
+        "SAELens release); pass --sae DIR",
+        field="source",
+    )
 
 
 def _unit_rows(w: np.ndarray) -> np.ndarray:
@@ -76,8 +79,11 @@ class DirectionCache:
         """The directions of ``spec``, loaded on first use (and again when its weights file changes)."""
         if not Path(spec).is_dir():
             # A web request must not start a hub download: only SAEs already on this machine are read here.
-            raise Invalid(f"the SAE {spec!r} is not a directory on this server; /api/cossim reads local SAELens "
-                          "directories (see the source's weights_path)", field="source")
+            raise Invalid(
+                f"the SAE {spec!r} is not a directory on this server; /api/cossim reads local SAELens "
+                "directories (see the source's weights_path)",
+                field="source",
+            )
         weights = Path(spec) / WEIGHTS_FILE
         key = f"{spec}@{weights.stat().st_mtime_ns}" if weights.is_file() else spec
         with self._lock:

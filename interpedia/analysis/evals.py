@@ -43,7 +43,7 @@ def schemas() -> dict[str, dict[str, Any]]:
         raise RuntimeError("the sae-bench package is not installed (make install adds it with --no-deps)") from None
     out: dict[str, dict[str, Any]] = {}
     for path in sorted(Path(str(root)).rglob(f"{SCHEMA_PREFIX}*.json")):
-        out[path.stem[len(SCHEMA_PREFIX):]] = json.loads(path.read_text())
+        out[path.stem[len(SCHEMA_PREFIX) :]] = json.loads(path.read_text())
     if not out:
         raise RuntimeError(f"no {SCHEMA_PREFIX}*.json found in the installed sae-bench package")
     return out
@@ -65,12 +65,15 @@ def validate(doc: Any, *, name: str = "eval") -> str:
         raise EvalInvalid(f"{name}: an eval output is a JSON object, not {type(doc).__name__}", field="")
     type_id = doc.get("eval_type_id")
     if not isinstance(type_id, str) or not type_id:
-        raise EvalInvalid(f"{name}: eval_type_id is missing (one of {', '.join(sorted(schemas()))})",
-                          field="eval_type_id")
+        raise EvalInvalid(
+            f"{name}: eval_type_id is missing (one of {', '.join(sorted(schemas()))})", field="eval_type_id"
+        )
     schema = schemas().get(type_id)
     if schema is None:
-        raise EvalInvalid(f"{name}: unknown eval_type_id {type_id!r}; sae-bench ships schemas for "
-                          f"{', '.join(sorted(schemas()))}", field="eval_type_id")
+        raise EvalInvalid(
+            f"{name}: unknown eval_type_id {type_id!r}; sae-bench ships schemas for {', '.join(sorted(schemas()))}",
+            field="eval_type_id",
+        )
     error = best_match(Draft202012Validator(schema).iter_errors(doc))
     if error is None:
         _check_flat(doc, name)
@@ -89,12 +92,15 @@ def _check_flat(doc: dict[str, Any], name: str) -> None:
     """SAEBench's own rule, which the schemas do not spell out: each category holds plain values only."""
     for cat, metrics in (doc.get("eval_result_metrics") or {}).items():
         if not isinstance(metrics, dict):
-            raise EvalInvalid(f"{name}: eval_result_metrics.{cat} must be an object of metrics",
-                              field=f"eval_result_metrics.{cat}")
+            raise EvalInvalid(
+                f"{name}: eval_result_metrics.{cat} must be an object of metrics", field=f"eval_result_metrics.{cat}"
+            )
         for key, value in metrics.items():
             if isinstance(value, dict | list):
-                raise EvalInvalid(f"{name}: eval_result_metrics.{cat}.{key} must be a single value, not nested",
-                                  field=f"eval_result_metrics.{cat}.{key}")
+                raise EvalInvalid(
+                    f"{name}: eval_result_metrics.{cat}.{key} must be a single value, not nested",
+                    field=f"eval_result_metrics.{cat}.{key}",
+                )
 
 
 def _no_constants(token: str) -> Any:
@@ -110,17 +116,24 @@ def resolve_source(session: Session, doc: dict[str, Any], model_id: str | None, 
         return get_source(session, model_id, source_id)
     release, sae_id = doc.get("sae_lens_release_id"), doc.get("sae_lens_id")
     if not release or not sae_id:
-        raise Invalid("the eval names no SAELens release/id; say which source it is with --model and --source",
-                      field="sae_lens_id")
-    rows = list(session.scalars(select(Source).where(Source.saelens_release == release,
-                                                     Source.saelens_sae_id == sae_id)))
+        raise Invalid(
+            "the eval names no SAELens release/id; say which source it is with --model and --source",
+            field="sae_lens_id",
+        )
+    rows = list(
+        session.scalars(select(Source).where(Source.saelens_release == release, Source.saelens_sae_id == sae_id))
+    )
     if not rows:
-        raise NotFound(f"no source has SAELens release {release!r} and id {sae_id!r}; use --model and --source",
-                       field="sae_lens_id")
+        raise NotFound(
+            f"no source has SAELens release {release!r} and id {sae_id!r}; use --model and --source",
+            field="sae_lens_id",
+        )
     if len(rows) > 1:
         names = ", ".join(f"{r.model_id}/{r.name}" for r in rows)
-        raise Invalid(f"SAELens {release}/{sae_id} matches several sources ({names}); use --model and --source",
-                      field="sae_lens_id")
+        raise Invalid(
+            f"SAELens {release}/{sae_id} matches several sources ({names}); use --model and --source",
+            field="sae_lens_id",
+        )
     return rows[0]
 
 
@@ -156,8 +169,9 @@ def load_file(path: Path) -> Any:
         raise EvalInvalid(f"{path}: not valid JSON: {exc}", field="") from None
 
 
-def store_evals(session: Session, docs: list[tuple[str, dict[str, Any]]], model_id: str | None = None,
-                source_id: str | None = None) -> list[ImportedEval]:
+def store_evals(
+    session: Session, docs: list[tuple[str, dict[str, Any]]], model_id: str | None = None, source_id: str | None = None
+) -> list[ImportedEval]:
     """Validate then store ``(name, doc)`` pairs in the caller's transaction (one eval per source and type)."""
     checked = [(name, doc, validate(doc, name=name)) for name, doc in docs]
     targets = [resolve_source(session, doc, model_id, source_id) for _, doc, _ in checked]
@@ -172,20 +186,30 @@ def store_evals(session: Session, docs: list[tuple[str, dict[str, Any]]], model_
             session.add(row)
         row.output = {k: v for k, v in doc.items() if k != DETAILS}
         row.detailed_metrics = doc.get(DETAILS)
-        out.append(ImportedEval(path=name, type_name=type_id, model_id=source.model_id, source_id=source.name,
-                                replaced=replaced))
+        out.append(
+            ImportedEval(
+                path=name, type_name=type_id, model_id=source.model_id, source_id=source.name, replaced=replaced
+            )
+        )
     return out
 
 
-def import_evals(factory: sessionmaker[Session], paths: list[Path], *, model_id: str | None = None,
-                 source_id: str | None = None) -> list[ImportedEval]:
+def import_evals(
+    factory: sessionmaker[Session], paths: list[Path], *, model_id: str | None = None, source_id: str | None = None
+) -> list[ImportedEval]:
     """Import SAEBench eval output files: all of them, or (on any bad file) none."""
     docs = [(str(p), load_file(p)) for p in paths]
     with factory() as session, session.begin():
         result = store_evals(session, docs, model_id, source_id)
     for item in result:
-        log.info("eval %s (%s) -> %s/%s%s", item.path, item.type_name, item.model_id, item.source_id,
-                 " (replaced)" if item.replaced else "")
+        log.info(
+            "eval %s (%s) -> %s/%s%s",
+            item.path,
+            item.type_name,
+            item.model_id,
+            item.source_id,
+            " (replaced)" if item.replaced else "",
+        )
     return result
 
 
@@ -200,9 +224,15 @@ def metric_table(schema: dict[str, Any] | None, output: dict[str, Any]) -> list[
             continue
         cat_schema = cats_schema.get(cat, {})
         props = defs.get(cat_schema.get("$ref", "").rsplit("/", 1)[-1], {}).get("properties", {})
-        rows = [{"key": key, "title": props.get(key, {}).get("title", key),
-                 "description": props.get(key, {}).get("description", ""), "value": value,
-                 "default": bool(props.get(key, {}).get("ui_default_display"))}
-                for key, value in metrics.items()]
+        rows = [
+            {
+                "key": key,
+                "title": props.get(key, {}).get("title", key),
+                "description": props.get(key, {}).get("description", ""),
+                "value": value,
+                "default": bool(props.get(key, {}).get("ui_default_display")),
+            }
+            for key, value in metrics.items()
+        ]
         out.append({"key": cat, "title": cat_schema.get("title", cat), "metrics": rows})
     return out

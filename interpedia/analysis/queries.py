@@ -34,8 +34,14 @@ def umap_points(session: Session, model_id: str, layers: list[str]) -> dict[str,
     for layer in dict.fromkeys(layers):
         source = get_source(session, model_id, layer)
         rows = session.execute(
-            select(Feature.id, Feature.index, Feature.umap_x, Feature.umap_y, Feature.umap_cluster,
-                   Feature.umap_log_feature_sparsity)
+            select(
+                Feature.id,
+                Feature.index,
+                Feature.umap_x,
+                Feature.umap_y,
+                Feature.umap_cluster,
+                Feature.umap_log_feature_sparsity,
+            )
             .where(Feature.source_id == source.id, Feature.umap_x.is_not(None), Feature.umap_y.is_not(None))
             .order_by(Feature.index)
         ).all()
@@ -45,15 +51,28 @@ def umap_points(session: Session, model_id: str, layers: list[str]) -> dict[str,
                 select(Explanation.feature_id, Explanation.id, Explanation.description)
                 .join(Feature, Feature.id == Explanation.feature_id)
                 .where(Feature.source_id == source.id, Feature.umap_x.is_not(None))
-                .order_by(Explanation.feature_id, Explanation.score_v2.desc().nulls_last(),
-                          Explanation.score_v1.desc(), Explanation.created_at)
+                .order_by(
+                    Explanation.feature_id,
+                    Explanation.score_v2.desc().nulls_last(),
+                    Explanation.score_v1.desc(),
+                    Explanation.created_at,
+                )
             ):
                 best.setdefault(fid, (eid, description))
         out[layer] = [
-            {"id": best.get(fid, (None, None))[0], "modelId": model_id, "layer": layer, "index": str(index),
-             "description": best.get(fid, (None, None))[1], "umap_cluster": cluster, "umap_x": x, "umap_y": y,
-             "umap_log_feature_sparsity": log_sp}
-            for fid, index, x, y, cluster, log_sp in rows]
+            {
+                "id": best.get(fid, (None, None))[0],
+                "modelId": model_id,
+                "layer": layer,
+                "index": str(index),
+                "description": best.get(fid, (None, None))[1],
+                "umap_cluster": cluster,
+                "umap_x": x,
+                "umap_y": y,
+                "umap_log_feature_sparsity": log_sp,
+            }
+            for fid, index, x, y, cluster, log_sp in rows
+        ]
     return out
 
 
@@ -70,12 +89,26 @@ def _flat_metrics(output: dict[str, Any]) -> dict[str, float]:
 
 def source_evals(session: Session, source_id: int) -> list[dict[str, Any]]:
     """A source's evals with their metrics grouped by category (the source page's SAE evals pane)."""
-    rows = session.execute(select(Eval, EvalType).join(EvalType, EvalType.name == Eval.type_name)
-                           .where(Eval.source_id == source_id).order_by(Eval.type_name)).all()
-    return [{"id": e.id, "typeName": e.type_name, "displayName": t.display_name or e.type_name,
-             "description": t.description, "createdAt": iso(e.created_at), "output": e.output,
-             "saeLensRelease": e.output.get("sae_lens_release_id"), "saeLensId": e.output.get("sae_lens_id"),
-             "categories": metric_table(t.output_schema, e.output)} for e, t in rows]
+    rows = session.execute(
+        select(Eval, EvalType)
+        .join(EvalType, EvalType.name == Eval.type_name)
+        .where(Eval.source_id == source_id)
+        .order_by(Eval.type_name)
+    ).all()
+    return [
+        {
+            "id": e.id,
+            "typeName": e.type_name,
+            "displayName": t.display_name or e.type_name,
+            "description": t.description,
+            "createdAt": iso(e.created_at),
+            "output": e.output,
+            "saeLensRelease": e.output.get("sae_lens_release_id"),
+            "saeLensId": e.output.get("sae_lens_id"),
+            "categories": metric_table(t.output_schema, e.output),
+        }
+        for e, t in rows
+    ]
 
 
 def sae_bench(session: Session, type_name: str | None) -> dict[str, Any]:
@@ -90,18 +123,39 @@ def sae_bench(session: Session, type_name: str | None) -> dict[str, Any]:
     seen: dict[str, dict[str, Any]] = {}
     if type_name is not None:
         etype = next(t for t in types if t.name == type_name)
-        for e, src in session.execute(select(Eval, Source).join(Source, Source.id == Eval.source_id)
-                                      .where(Eval.type_name == type_name)
-                                      .order_by(Source.model_id, Source.layer_num, Source.name)):
-            rows.append({"modelId": src.model_id, "source": src.name, "setName": src.set_name,
-                         "saeLensRelease": e.output.get("sae_lens_release_id"),
-                         "saeLensId": e.output.get("sae_lens_id"), "metrics": _flat_metrics(e.output)})
+        for e, src in session.execute(
+            select(Eval, Source)
+            .join(Source, Source.id == Eval.source_id)
+            .where(Eval.type_name == type_name)
+            .order_by(Source.model_id, Source.layer_num, Source.name)
+        ):
+            rows.append(
+                {
+                    "modelId": src.model_id,
+                    "source": src.name,
+                    "setName": src.set_name,
+                    "saeLensRelease": e.output.get("sae_lens_release_id"),
+                    "saeLensId": e.output.get("sae_lens_id"),
+                    "metrics": _flat_metrics(e.output),
+                }
+            )
             for cat in metric_table(etype.output_schema, e.output):
                 for m in cat["metrics"]:
                     key = f"{cat['key']}.{m['key']}"
-                    seen.setdefault(key, {"key": key, "title": m["title"], "category": cat["title"],
-                                          "description": m["description"], "default": m["default"]})
+                    seen.setdefault(
+                        key,
+                        {
+                            "key": key,
+                            "title": m["title"],
+                            "category": cat["title"],
+                            "description": m["description"],
+                            "default": m["default"],
+                        },
+                    )
     columns = [c for c in seen.values() if any(c["key"] in r["metrics"] for r in rows)]
-    return {"types": [{"name": t.name, "displayName": t.display_name or t.name} for t in types],
-            "type": type_name, "columns": columns, "rows": rows}
-
+    return {
+        "types": [{"name": t.name, "displayName": t.display_name or t.name} for t in types],
+        "type": type_name,
+        "columns": columns,
+        "rows": rows,
+    }

@@ -81,10 +81,15 @@ def embed(directions: np.ndarray, cfg: UmapConfig) -> np.ndarray:
     n = directions.shape[0]
     if n < MIN_FEATURES:
         raise Invalid(f"a UMAP needs at least {MIN_FEATURES} features, the source has {n}", field="source")
-    reducer = umap.UMAP(n_neighbors=max(2, min(cfg.n_neighbors, n - 1)), min_dist=cfg.min_dist,
-                        metric=cfg.metric, random_state=cfg.seed, n_jobs=1,
-                        # spectral init needs a connected graph of more points than components
-                        init="spectral" if n > cfg.n_neighbors + 1 else "random")
+    reducer = umap.UMAP(
+        n_neighbors=max(2, min(cfg.n_neighbors, n - 1)),
+        min_dist=cfg.min_dist,
+        metric=cfg.metric,
+        random_state=cfg.seed,
+        n_jobs=1,
+        # spectral init needs a connected graph of more points than components
+        init="spectral" if n > cfg.n_neighbors + 1 else "random",
+    )
     return np.asarray(reducer.fit_transform(directions), dtype=np.float32)
 
 
@@ -95,50 +100,69 @@ def cluster(points: np.ndarray, cfg: UmapConfig) -> np.ndarray:
         from sklearn.cluster import KMeans
 
         k = cfg.n_clusters or max(2, round(math.sqrt(n / 2)))
-        return np.asarray(KMeans(n_clusters=min(k, n), n_init=4, random_state=cfg.seed).fit_predict(points),
-                          dtype=np.int64)
+        return np.asarray(
+            KMeans(n_clusters=min(k, n), n_init=4, random_state=cfg.seed).fit_predict(points), dtype=np.int64
+        )
     from sklearn.cluster import HDBSCAN
 
     size = cfg.min_cluster_size or max(5, n // 100)
     return np.asarray(HDBSCAN(min_cluster_size=min(size, n), copy=True).fit_predict(points), dtype=np.int64)
 
 
-def compute(directions: np.ndarray, indices: np.ndarray, densities: list[float | None],
-            cfg: UmapConfig) -> UmapResult:
+def compute(directions: np.ndarray, indices: np.ndarray, densities: list[float | None], cfg: UmapConfig) -> UmapResult:
     """Embed, cluster and compute log sparsity for the features ``indices`` (rows of ``directions``)."""
     points = embed(directions, cfg)
     labels = cluster(points, cfg)
-    return UmapResult(indices=indices, x=points[:, 0], y=points[:, 1], cluster=labels,
-                      log_sparsity=[log_sparsity(d) for d in densities])
+    return UmapResult(
+        indices=indices,
+        x=points[:, 0],
+        y=points[:, 1],
+        cluster=labels,
+        log_sparsity=[log_sparsity(d) for d in densities],
+    )
 
 
 def _features(session: Session, source: Source) -> tuple[np.ndarray, list[float | None]]:
-    rows = session.execute(select(Feature.index, Feature.frac_nonzero).where(Feature.source_id == source.id)
-                           .order_by(Feature.index)).all()
+    rows = session.execute(
+        select(Feature.index, Feature.frac_nonzero).where(Feature.source_id == source.id).order_by(Feature.index)
+    ).all()
     return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
 
 
 def store(session: Session, source: Source, result: UmapResult) -> None:
     """Write the map onto the source's features (batched executemany) and set the source's flags."""
-    params = [{"s": source.id, "i": int(i), "x": float(x), "y": float(y), "c": int(c), "l": ls}
-              for i, x, y, c, ls in zip(result.indices, result.x, result.y, result.cluster, result.log_sparsity,
-                                        strict=True)]
+    params = [
+        {"s": source.id, "i": int(i), "x": float(x), "y": float(y), "c": int(c), "l": ls}
+        for i, x, y, c, ls in zip(result.indices, result.x, result.y, result.cluster, result.log_sparsity, strict=True)
+    ]
     table = cast(Table, Feature.__table__)
     cols = table.c
-    stmt = (update(table)
-            .where(cols["source_id"] == bindparam("s"), cols["index"] == bindparam("i"))
-            .values(umap_x=bindparam("x"), umap_y=bindparam("y"), umap_cluster=bindparam("c"),
-                    umap_log_feature_sparsity=bindparam("l")))
+    stmt = (
+        update(table)
+        .where(cols["source_id"] == bindparam("s"), cols["index"] == bindparam("i"))
+        .values(
+            umap_x=bindparam("x"),
+            umap_y=bindparam("y"),
+            umap_cluster=bindparam("c"),
+            umap_log_feature_sparsity=bindparam("l"),
+        )
+    )
     for start in range(0, len(params), _WRITE_BATCH):
-        session.execute(stmt, params[start:start + _WRITE_BATCH])
+        session.execute(stmt, params[start : start + _WRITE_BATCH])
         log.info("umap: stored %d/%d features", min(start + _WRITE_BATCH, len(params)), len(params))
     source.has_umap = True
     source.has_umap_clusters = True
     source.has_umap_log_sparsity = any(v is not None for v in result.log_sparsity)
 
 
-def run_umap(factory: sessionmaker[Session], model_id: str, source_id: str, *, sae: str | None = None,
-             cfg: UmapConfig | None = None) -> UmapSummary:
+def run_umap(
+    factory: sessionmaker[Session],
+    model_id: str,
+    source_id: str,
+    *,
+    sae: str | None = None,
+    cfg: UmapConfig | None = None,
+) -> UmapSummary:
     """Compute and store the UMAP of a source's features from its SAE's decoder (``sae`` overrides the path)."""
     cfg = cfg or UmapConfig()
     started = time.perf_counter()
@@ -148,13 +172,17 @@ def run_umap(factory: sessionmaker[Session], model_id: str, source_id: str, *, s
         spec = sae_spec(source, sae)
         indices, densities = _features(session, source)
     if len(indices) == 0:
-        raise Invalid(f"source {model_id}/{source_id} has no features; import or generate dashboards first",
-                      field="source")
+        raise Invalid(
+            f"source {model_id}/{source_id} has no features; import or generate dashboards first", field="source"
+        )
     log.info("umap: loading decoder of %s/%s from %s", model_id, source_id, spec)
     directions = load_directions(spec)
     if int(indices.max()) >= directions.shape[0]:
-        raise Invalid(f"the SAE at {spec!r} has {directions.shape[0]} features but the source has feature "
-                      f"{int(indices.max())}: wrong SAE for this source?", field="sae")
+        raise Invalid(
+            f"the SAE at {spec!r} has {directions.shape[0]} features but the source has feature "
+            f"{int(indices.max())}: wrong SAE for this source?",
+            field="sae",
+        )
     log.info("umap: embedding %d features (d_in %d, %s)", len(indices), directions.shape[1], cfg)
     result = compute(directions[indices], indices, densities, cfg)
     log.info("umap: embedded in %.1fs; storing", time.perf_counter() - started)
@@ -164,6 +192,12 @@ def run_umap(factory: sessionmaker[Session], model_id: str, source_id: str, *, s
             source.weights_path = str(Path(sae).resolve())  # the next cossim/umap call finds the weights without --sae
         store(session, source, result)
     labels = set(result.cluster.tolist())
-    return UmapSummary(model_id=model_id, source_id=source_id, features=len(indices),
-                       clusters=len(labels - {-1}), noise=int((result.cluster == -1).sum()),
-                       seconds=round(time.perf_counter() - started, 2), config=asdict(cfg))
+    return UmapSummary(
+        model_id=model_id,
+        source_id=source_id,
+        features=len(indices),
+        clusters=len(labels - {-1}),
+        noise=int((result.cluster == -1).sum()),
+        seconds=round(time.perf_counter() - started, 2),
+        config=asdict(cfg),
+    )

@@ -33,8 +33,7 @@ def _bar(desc: str) -> Any:
 def _finish(summary: Any, aborted: Exception | None) -> None:
     click.echo(summary.describe())
     if aborted is not None:
-        raise click.ClickException(f"stopped: {aborted} (nothing was stored for the failed features; rerun to "
-                                   "resume)")
+        raise click.ClickException(f"stopped: {aborted} (nothing was stored for the failed features; rerun to resume)")
     if summary.failed:
         raise click.ClickException(f"{summary.failed} features failed and were not stored; rerun to retry them")
 
@@ -65,9 +64,14 @@ def _run(fn: Any, desc: str, unit: str, **kwargs: Any) -> None:
 @click.command()
 @click.option("--source", "source", required=True, help="MODEL/SOURCE, e.g. gpt2-small/6-res-jb.")
 @click.option("--features", "features", help="Feature indexes, e.g. 0-99,120 (default: all).")
-@click.option("--type", "type_name", default="interpedia_top-tokens", show_default=True,
-              help="Explanation type: oai_token-act-pair, np_max-act, np_max-act-logits, eleuther_acts_top20, "
-                   "or interpedia_top-tokens (offline, no LLM).")
+@click.option(
+    "--type",
+    "type_name",
+    default="interpedia_top-tokens",
+    show_default=True,
+    help="Explanation type: oai_token-act-pair, np_max-act, np_max-act-logits, eleuther_acts_top20, "
+    "or interpedia_top-tokens (offline, no LLM).",
+)
 @click.option("--model", "model_name", help="Explainer model sent to the LLM (default INTERPEDIA_LLM_MODEL).")
 def explain(source: str, features: str | None, type_name: str, model_name: str | None) -> None:
     """Explain the features of a source in batch; a rerun skips features already explained (resume)."""
@@ -79,19 +83,35 @@ def explain(source: str, features: str | None, type_name: str, model_name: str |
         indexes = parse_ranges(features)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--features") from None
-    _run(explain_source, f"explain {type_name}", "feat", factory=_factory(settings), settings=settings,
-         model_id=model_id, source_name=source_name, type_name=type_name, model_name=model_name, indexes=indexes)
+    _run(
+        explain_source,
+        f"explain {type_name}",
+        "feat",
+        factory=_factory(settings),
+        settings=settings,
+        model_id=model_id,
+        source_name=source_name,
+        type_name=type_name,
+        model_name=model_name,
+        indexes=indexes,
+    )
 
 
 @click.command()
 @click.option("--source", "source", required=True, help="MODEL/SOURCE, e.g. gpt2-small/6-res-jb.")
-@click.option("--scorer", "scorer_type", default="eleuther_embedding", show_default=True,
-              help="Score type: eleuther_fuzz, eleuther_recall, eleuther_embedding (no LLM) or recall_alt.")
+@click.option(
+    "--scorer",
+    "scorer_type",
+    default="eleuther_embedding",
+    show_default=True,
+    help="Score type: eleuther_fuzz, eleuther_recall, eleuther_embedding (no LLM) or recall_alt.",
+)
 @click.option("--features", "features", help="Feature indexes, e.g. 0-99,120 (default: all).")
 @click.option("--type", "explanation_type", help="Only explanations of this type.")
 @click.option("--model", "scorer_model", help="Scorer model sent to the LLM (default INTERPEDIA_LLM_MODEL).")
-def score(source: str, scorer_type: str, features: str | None, explanation_type: str | None,
-          scorer_model: str | None) -> None:
+def score(
+    source: str, scorer_type: str, features: str | None, explanation_type: str | None, scorer_model: str | None
+) -> None:
     """Score the explanations of a source in batch; a rerun skips explanations already scored."""
     from interpedia.autointerp.runner import parse_ranges, score_source
 
@@ -101,9 +121,19 @@ def score(source: str, scorer_type: str, features: str | None, explanation_type:
         indexes = parse_ranges(features)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--features") from None
-    _run(score_source, f"score {scorer_type}", "expl", factory=_factory(settings), settings=settings,
-         model_id=model_id, source_name=source_name, scorer_type=scorer_type, scorer_model=scorer_model,
-         explanation_type=explanation_type, indexes=indexes)
+    _run(
+        score_source,
+        f"score {scorer_type}",
+        "expl",
+        factory=_factory(settings),
+        settings=settings,
+        model_id=model_id,
+        source_name=source_name,
+        scorer_type=scorer_type,
+        scorer_model=scorer_model,
+        explanation_type=explanation_type,
+        indexes=indexes,
+    )
 
 
 @click.command()
@@ -113,8 +143,9 @@ def score(source: str, scorer_type: str, features: str | None, explanation_type:
 @click.option("--m", "m", type=int, help="HNSW m for --reindex (default INTERPEDIA_VECTOR_HNSW_M).")
 @click.option("--ef-construction", type=int, help="HNSW ef_construction for --reindex.")
 @click.option("--batch-size", default=256, show_default=True, type=int, help="Explanations per batch.")
-def embed(missing: bool, recompute_all: bool, reindex: bool, m: int | None, ef_construction: int | None,
-          batch_size: int) -> None:
+def embed(
+    missing: bool, recompute_all: bool, reindex: bool, m: int | None, ef_construction: int | None, batch_size: int
+) -> None:
     """Explanation embeddings and their vector index; with no flag, print their status."""
     from interpedia.search.embeddings import EmbeddingError, get_embedder
     from interpedia.search.maintenance import fill_embeddings, index_status, reindex_postgres
@@ -130,8 +161,14 @@ def embed(missing: bool, recompute_all: bool, reindex: bool, m: int | None, ef_c
             bar.refresh()
 
         try:
-            done = fill_embeddings(factory, get_embedder(settings), recompute_all=recompute_all,
-                                   batch_size=batch_size, progress=bar.update, total=total)
+            done = fill_embeddings(
+                factory,
+                get_embedder(settings),
+                recompute_all=recompute_all,
+                batch_size=batch_size,
+                progress=bar.update,
+                total=total,
+            )
         except EmbeddingError as exc:
             raise click.ClickException(str(exc)) from None
         finally:
@@ -142,6 +179,7 @@ def embed(missing: bool, recompute_all: bool, reindex: bool, m: int | None, ef_c
         if engine.dialect.name != "postgresql":
             click.echo("SQLite needs no index build: its in-process index is exact and loads on first search")
         else:
+
             def report(row: dict[str, Any]) -> None:
                 done_t, total_t = row.get("tuples_done") or 0, row.get("tuples_total") or 0
                 done_b, total_b = row.get("blocks_done") or 0, row.get("blocks_total") or 0

@@ -104,16 +104,23 @@ def load_evidence(session: Session, feature: Feature, *, n_top: int = 20, n_nega
     the same source, which are presumed silent for this one (dashboards rarely store zero examples)."""
     source = session.get(Source, feature.source_id)
     assert source is not None
-    split = split_examples(_examples(list_activations(session, source.model_id, source.name, feature)), n_top,
-                           n_negatives)
+    split = split_examples(
+        _examples(list_activations(session, source.model_id, source.name, feature)), n_top, n_negatives
+    )
     negatives = list(split.negatives)
     if len(negatives) < n_negatives:
-        negatives += borrowed_negatives(session, source, feature, n_negatives - len(negatives),
-                                        exclude={"".join(e.tokens) for e in split.examples})
+        negatives += borrowed_negatives(
+            session, source, feature, n_negatives - len(negatives), exclude={"".join(e.tokens) for e in split.examples}
+        )
     pos = tuple(zip(feature.pos_str or [], feature.pos_values or [], strict=False))
     neg = tuple(zip(feature.neg_str or [], feature.neg_values or [], strict=False))
-    return Evidence(examples=split.examples, negatives=tuple(negatives), top_logits=pos, bottom_logits=neg,
-                    label=f"{source.model_id}/{source.name}/{feature.index}")
+    return Evidence(
+        examples=split.examples,
+        negatives=tuple(negatives),
+        top_logits=pos,
+        bottom_logits=neg,
+        label=f"{source.model_id}/{source.name}/{feature.index}",
+    )
 
 
 def borrowed_negatives(session: Session, source: Source, feature: Feature, n: int, exclude: set[str]) -> list[Example]:
@@ -125,8 +132,9 @@ def borrowed_negatives(session: Session, source: Source, feature: Feature, n: in
     offsets = rng.sample(range(count), min(count, n * 3))
     out: list[Example] = []
     for off in offsets:
-        other = session.scalar(select(Feature).where(Feature.source_id == source.id).order_by(Feature.index)
-                               .offset(off).limit(1))
+        other = session.scalar(
+            select(Feature).where(Feature.source_id == source.id).order_by(Feature.index).offset(off).limit(1)
+        )
         if other is None or other.id == feature.id:
             continue
         has_acts = session.scalar(select(Activation.id).where(Activation.feature_id == other.id).limit(1))

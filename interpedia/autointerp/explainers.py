@@ -112,16 +112,20 @@ def _max_act_prompt(ev: Evidence, *, logits: bool) -> list[Message]:
     parts = ["Tokens where it fires most: " + ", ".join(f'"{t}"' for t, _ in tokens.most_common(10))]
     texts = []
     for n, ex in enumerate(examples, 1):
-        pieces = [f"[[{readable_token(t)}]]" if i == ex.max_index else readable_token(t)
-                  for i, t in enumerate(ex.tokens)]
+        pieces = [
+            f"[[{readable_token(t)}]]" if i == ex.max_index else readable_token(t) for i, t in enumerate(ex.tokens)
+        ]
         texts.append(f"{n}. " + "".join(pieces).replace("\n", "\\n"))
     parts.append("Texts it fires on most:\n" + "\n".join(texts))
     if logits and ev.top_logits:
-        parts.append("Tokens it makes more likely next: " + ", ".join(f'"{shown_token(t)}"'
-                                                                        for t, _ in ev.top_logits[:10]))
+        parts.append(
+            "Tokens it makes more likely next: " + ", ".join(f'"{shown_token(t)}"' for t, _ in ev.top_logits[:10])
+        )
     note = ", and the tokens it makes more likely to come next" if logits else ""
-    return [{"role": "system", "content": _MAX_ACT_SYSTEM.format(logits=note)},
-            {"role": "user", "content": "\n\n".join(parts)}]
+    return [
+        {"role": "system", "content": _MAX_ACT_SYSTEM.format(logits=note)},
+        {"role": "user", "content": "\n\n".join(parts)},
+    ]
 
 
 # --- eleuther_acts_top20 (Delphi's default explainer) ---------------------------------------------
@@ -188,21 +192,40 @@ def top_tokens_label(ev: Evidence) -> str:
 EXPLAINERS: dict[str, Explainer] = {
     e.name: e
     for e in (
-        Explainer("oai_token-act-pair", "OpenAI token/activation pairs",
-                  "An LLM reads top examples as token/activation pairs (automated interpretability).",
-                  prompt=_token_pair_prompt, parse=_clean_answer),
-        Explainer("np_max-act", "Neuronpedia max activations",
-                  "An LLM reads the max-activating tokens and texts.",
-                  prompt=lambda ev: _max_act_prompt(ev, logits=False), parse=_clean_answer),
-        Explainer("np_max-act-logits", "Neuronpedia max activations + logits",
-                  "An LLM reads the max-activating tokens, texts and top promoted logits.",
-                  prompt=lambda ev: _max_act_prompt(ev, logits=True), parse=_clean_answer),
-        Explainer("eleuther_acts_top20", "EleutherAI default explainer, top 20",
-                  "Delphi's default explainer over the top 20 distinct examples, tokens highlighted.",
-                  prompt=lambda ev: eleuther_prompt(ev.examples), parse=_parse_tagged),
-        Explainer(OFFLINE_TYPE, "Top tokens and logits (offline)",
-                  "No LLM: the tokens the feature fires on most and the tokens it promotes.",
-                  offline=top_tokens_label),
+        Explainer(
+            "oai_token-act-pair",
+            "OpenAI token/activation pairs",
+            "An LLM reads top examples as token/activation pairs (automated interpretability).",
+            prompt=_token_pair_prompt,
+            parse=_clean_answer,
+        ),
+        Explainer(
+            "np_max-act",
+            "Neuronpedia max activations",
+            "An LLM reads the max-activating tokens and texts.",
+            prompt=lambda ev: _max_act_prompt(ev, logits=False),
+            parse=_clean_answer,
+        ),
+        Explainer(
+            "np_max-act-logits",
+            "Neuronpedia max activations + logits",
+            "An LLM reads the max-activating tokens, texts and top promoted logits.",
+            prompt=lambda ev: _max_act_prompt(ev, logits=True),
+            parse=_clean_answer,
+        ),
+        Explainer(
+            "eleuther_acts_top20",
+            "EleutherAI default explainer, top 20",
+            "Delphi's default explainer over the top 20 distinct examples, tokens highlighted.",
+            prompt=lambda ev: eleuther_prompt(ev.examples),
+            parse=_parse_tagged,
+        ),
+        Explainer(
+            OFFLINE_TYPE,
+            "Top tokens and logits (offline)",
+            "No LLM: the tokens the feature fires on most and the tokens it promotes.",
+            offline=top_tokens_label,
+        ),
     )
 }
 

@@ -112,9 +112,14 @@ class LLMConfig:
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> LLMConfig:
         """The configuration the settings describe, with per-call overrides (a user's key, a model)."""
-        cfg = cls(base_url=settings.llm_base_url, api_key=settings.llm_api_key, model=settings.llm_model,
-                  timeout_s=settings.llm_timeout_s, max_retries=settings.llm_max_retries,
-                  concurrency=settings.llm_concurrency)
+        cfg = cls(
+            base_url=settings.llm_base_url,
+            api_key=settings.llm_api_key,
+            model=settings.llm_model,
+            timeout_s=settings.llm_timeout_s,
+            max_retries=settings.llm_max_retries,
+            concurrency=settings.llm_concurrency,
+        )
         return replace(cfg, **{k: v for k, v in overrides.items() if v})
 
 
@@ -156,8 +161,9 @@ def _classify(status: int, message: str) -> LLMError:
     if status == 429:
         return LLMRateLimited(f"the LLM endpoint is still rate-limiting after retries: {message}", upstream_status=429)
     if status >= 500:
-        return LLMUnavailable(f"the LLM endpoint failed (HTTP {status}) after retries: {message}",
-                              upstream_status=status)
+        return LLMUnavailable(
+            f"the LLM endpoint failed (HTTP {status}) after retries: {message}", upstream_status=status
+        )
     return LLMBadReply(f"the LLM endpoint answered HTTP {status}: {message}", upstream_status=status)
 
 
@@ -174,8 +180,9 @@ class ChatClient:
     def _http(self) -> httpx.Client:
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(timeout=httpx.Timeout(self.config.timeout_s, connect=10.0),
-                                            transport=self.transport)
+                self._client = httpx.Client(
+                    timeout=httpx.Timeout(self.config.timeout_s, connect=10.0), transport=self.transport
+                )
             return self._client
 
     def close(self) -> None:
@@ -192,8 +199,10 @@ class ChatClient:
 
     def _check(self) -> None:
         if not self.config.base_url:
-            raise LLMNotConfigured("no LLM endpoint is configured: set INTERPEDIA_LLM_BASE_URL (and "
-                                   "INTERPEDIA_LLM_API_KEY, INTERPEDIA_LLM_MODEL) to an OpenAI-compatible API")
+            raise LLMNotConfigured(
+                "no LLM endpoint is configured: set INTERPEDIA_LLM_BASE_URL (and "
+                "INTERPEDIA_LLM_API_KEY, INTERPEDIA_LLM_MODEL) to an OpenAI-compatible API"
+            )
         if not self.config.model:
             raise LLMNotConfigured("no LLM model is configured: set INTERPEDIA_LLM_MODEL or name one per request")
 
@@ -203,8 +212,9 @@ class ChatClient:
         base = min(self.config.backoff_max_s, self.config.backoff_base_s * (2**attempt))
         return base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not cryptography
 
-    def chat(self, messages: Sequence[Message], *, temperature: float | None = None,
-             max_tokens: int | None = None) -> str:
+    def chat(
+        self, messages: Sequence[Message], *, temperature: float | None = None, max_tokens: int | None = None
+    ) -> str:
         """The assistant's reply text, or an LLMError once retries are spent."""
         self._check()
         url = self.config.base_url.rstrip("/") + "/chat/completions"
@@ -212,7 +222,8 @@ class ChatClient:
         if self.config.api_key:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
         payload = {
-            "model": self.config.model, "messages": list(messages),
+            "model": self.config.model,
+            "messages": list(messages),
             "temperature": self.config.temperature if temperature is None else temperature,
             "max_tokens": max_tokens or self.config.max_tokens,
         }
@@ -260,8 +271,9 @@ class ChatClient:
         try:
             body = response.json()
         except ValueError:
-            return None, LLMBadReply(f"the LLM endpoint answered 200 with a body that is not JSON: "
-                                     f"{response.text[:200]!r}")
+            return None, LLMBadReply(
+                f"the LLM endpoint answered 200 with a body that is not JSON: {response.text[:200]!r}"
+            )
         if not isinstance(body, dict):
             return None, LLMBadReply(f"the LLM endpoint answered 200 with unexpected JSON: {str(body)[:200]}")
         if body.get("error"):
@@ -269,8 +281,11 @@ class ChatClient:
             err = body["error"]
             code = err.get("code") if isinstance(err, dict) else None
             status = int(code) if isinstance(code, int) or (isinstance(code, str) and code.isdigit()) else 0
-            error = _classify(status, _error_text(body)) if status else LLMBadReply(
-                f"the LLM endpoint answered 200 with an error: {_error_text(body)}")
+            error = (
+                _classify(status, _error_text(body))
+                if status
+                else LLMBadReply(f"the LLM endpoint answered 200 with an error: {_error_text(body)}")
+            )
             return None, error
         try:
             choice = body["choices"][0]

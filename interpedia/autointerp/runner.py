@@ -65,8 +65,10 @@ class RunSummary:
 
     def describe(self) -> str:
         """One line for the terminal."""
-        text = (f"{self.done} written, {self.skipped_existing} already there, {self.skipped_empty} without "
-                f"examples, {self.failed} failed")
+        text = (
+            f"{self.done} written, {self.skipped_existing} already there, {self.skipped_empty} without "
+            f"examples, {self.failed} failed"
+        )
         if self.errors:
             text += " (" + "; ".join(f"{n}x {msg}" for msg, n in self.errors.most_common(3)) + ")"
         return text
@@ -106,8 +108,9 @@ def _chunks(items: Sequence[Any], size: int, probe: bool = False) -> Iterator[Se
 def _source_features(session: Session, model_id: str, source_name: str, indexes: list[int] | None) -> list[int]:
     get_model(session, model_id)
     source = get_source(session, model_id, source_name)
-    rows = session.execute(select(Feature.id, Feature.index).where(Feature.source_id == source.id)
-                           .order_by(Feature.index)).all()
+    rows = session.execute(
+        select(Feature.id, Feature.index).where(Feature.source_id == source.id).order_by(Feature.index)
+    ).all()
     if indexes is None:
         return [fid for fid, _ in rows]
     wanted = set(indexes)
@@ -126,6 +129,7 @@ class _Pool:
                 return fn(item)
             except (LLMError, NotScorable) as exc:
                 return exc
+
         return list(self.executor.map(safe, items))
 
     def close(self) -> None:
@@ -137,10 +141,20 @@ def _record_failure(summary: RunSummary, exc: Exception) -> None:
     summary.errors[str(exc)[:160]] += 1
 
 
-def explain_source(factory: sessionmaker[Session], settings: Settings, model_id: str, source_name: str, *,
-                   type_name: str, model_name: str | None = None, indexes: list[int] | None = None,
-                   llm: ChatClient | None = None, chunk: int = 64, progress: Progress | None = None,
-                   total: Callable[[int], None] | None = None) -> RunSummary:
+def explain_source(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    model_id: str,
+    source_name: str,
+    *,
+    type_name: str,
+    model_name: str | None = None,
+    indexes: list[int] | None = None,
+    llm: ChatClient | None = None,
+    chunk: int = 64,
+    progress: Progress | None = None,
+    total: Callable[[int], None] | None = None,
+) -> RunSummary:
     """Explain every live feature of a source that lacks an explanation of this type and model."""
     explainer = get_explainer(type_name)
     model = explainer_model_name(explainer, settings, model_name)
@@ -162,13 +176,27 @@ def explain_source(factory: sessionmaker[Session], settings: Settings, model_id:
     return summary
 
 
-def _explain_chunk(factory: sessionmaker[Session], settings: Settings, explainer: Explainer, model: str,
-                   llm: ChatClient | None, ids: Sequence[int], summary: RunSummary, pool: _Pool) -> None:
+def _explain_chunk(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    explainer: Explainer,
+    model: str,
+    llm: ChatClient | None,
+    ids: Sequence[int],
+    summary: RunSummary,
+    pool: _Pool,
+) -> None:
     todo: list[tuple[int, Evidence]] = []
     with factory() as session:
-        done = set(session.scalars(select(Explanation.feature_id).where(
-            Explanation.feature_id.in_(list(ids)), Explanation.type_name == explainer.name,
-            Explanation.explanation_model_name == model)))
+        done = set(
+            session.scalars(
+                select(Explanation.feature_id).where(
+                    Explanation.feature_id.in_(list(ids)),
+                    Explanation.type_name == explainer.name,
+                    Explanation.explanation_model_name == model,
+                )
+            )
+        )
         for fid in ids:
             if fid in done:
                 summary.skipped_existing += 1
@@ -196,22 +224,46 @@ def _explain_chunk(factory: sessionmaker[Session], settings: Settings, explainer
     if good:
         embeddings = try_embed(get_embedder(settings), [text for _, text in good])
         with transaction(factory) as session:
-            ensure_explanation_catalogue(session, explainer.name, explainer.display_name, explainer.description,
-                                         model if explainer.needs_llm else None)
+            ensure_explanation_catalogue(
+                session,
+                explainer.name,
+                explainer.display_name,
+                explainer.description,
+                model if explainer.needs_llm else None,
+            )
             for (fid, text), emb in zip(good, embeddings, strict=True):
                 feature = session.get(Feature, fid)
                 assert feature is not None
-                add_explanation(session, feature, text, type_name=explainer.name, model_name=model,
-                                author_id=None, triggered_by=None, embedding=emb)
+                add_explanation(
+                    session,
+                    feature,
+                    text,
+                    type_name=explainer.name,
+                    model_name=model,
+                    author_id=None,
+                    triggered_by=None,
+                    embedding=emb,
+                )
         summary.done += len(good)
     if fatal is not None:
         raise RunAborted(fatal, summary)
 
 
-def score_source(factory: sessionmaker[Session], settings: Settings, model_id: str, source_name: str, *,
-                 scorer_type: str, scorer_model: str | None = None, explanation_type: str | None = None,
-                 indexes: list[int] | None = None, llm: ChatClient | None = None, chunk: int = 32,
-                 progress: Progress | None = None, total: Callable[[int], None] | None = None) -> RunSummary:
+def score_source(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    model_id: str,
+    source_name: str,
+    *,
+    scorer_type: str,
+    scorer_model: str | None = None,
+    explanation_type: str | None = None,
+    indexes: list[int] | None = None,
+    llm: ChatClient | None = None,
+    chunk: int = 32,
+    progress: Progress | None = None,
+    total: Callable[[int], None] | None = None,
+) -> RunSummary:
     """Score every explanation of a source (optionally of one type) that lacks this score."""
     scorer = get_scorer(scorer_type)
     model = scorer_model_name(scorer, settings, scorer_model)
@@ -239,13 +291,27 @@ def score_source(factory: sessionmaker[Session], settings: Settings, model_id: s
     return summary
 
 
-def _score_chunk(factory: sessionmaker[Session], settings: Settings, scorer: Scorer, model: str,
-                 llm: ChatClient | None, ids: Sequence[str], summary: RunSummary, pool: _Pool) -> None:
+def _score_chunk(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    scorer: Scorer,
+    model: str,
+    llm: ChatClient | None,
+    ids: Sequence[str],
+    summary: RunSummary,
+    pool: _Pool,
+) -> None:
     todo: list[tuple[str, str, Evidence]] = []
     with factory() as session:
-        done = set(session.scalars(select(ExplanationScore.explanation_id).where(
-            ExplanationScore.explanation_id.in_(list(ids)), ExplanationScore.explanation_score_type_name == scorer.name,
-            ExplanationScore.explanation_score_model_name == model)))
+        done = set(
+            session.scalars(
+                select(ExplanationScore.explanation_id).where(
+                    ExplanationScore.explanation_id.in_(list(ids)),
+                    ExplanationScore.explanation_score_type_name == scorer.name,
+                    ExplanationScore.explanation_score_model_name == model,
+                )
+            )
+        )
         for eid in ids:
             if eid in done:
                 summary.skipped_existing += 1
@@ -259,8 +325,9 @@ def _score_chunk(factory: sessionmaker[Session], settings: Settings, scorer: Sco
 
     def run(item: tuple[str, str, Evidence]) -> Any:
         eid, text, ev = item
-        return run_scorer(scorer, text, ev.examples, ev.negatives, llm=llm, embedder=embedder,
-                          seed=zlib.crc32(eid.encode()))
+        return run_scorer(
+            scorer, text, ev.examples, ev.negatives, llm=llm, embedder=embedder, seed=zlib.crc32(eid.encode())
+        )
 
     results = pool.map(run, todo) if todo else []
     fatal: LLMError | None = None
@@ -279,8 +346,15 @@ def _score_chunk(factory: sessionmaker[Session], settings: Settings, scorer: Sco
         with transaction(factory) as session:
             ensure_score_catalogue(session, scorer.name, scorer.display_name, scorer.description, model)
             for eid, res in good:
-                add_score(session, eid, res.value, type_name=scorer.name, model_name=model, user_id=None,
-                          details_json=res.details_json())
+                add_score(
+                    session,
+                    eid,
+                    res.value,
+                    type_name=scorer.name,
+                    model_name=model,
+                    user_id=None,
+                    details_json=res.details_json(),
+                )
         summary.done += len(good)
     if fatal is not None:
         raise RunAborted(fatal, summary)

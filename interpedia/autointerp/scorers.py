@@ -61,8 +61,17 @@ def balanced_accuracy(truth: Sequence[bool], pred: Sequence[bool]) -> dict[str, 
     tnr = tn / (tn + fp) if tn + fp else 0.0
     precision = tp / (tp + fp) if tp + fp else 0.0
     f1 = 2 * precision * tpr / (precision + tpr) if precision + tpr else 0.0
-    return {"balanced_accuracy": (tpr + tnr) / 2, "tp": tp, "fn": fn, "tn": tn, "fp": fp, "recall": tpr,
-            "specificity": tnr, "precision": precision, "f1": f1}
+    return {
+        "balanced_accuracy": (tpr + tnr) / 2,
+        "tp": tp,
+        "fn": fn,
+        "tn": tn,
+        "fp": fp,
+        "recall": tpr,
+        "specificity": tnr,
+        "precision": precision,
+        "f1": f1,
+    }
 
 
 def roc_auc(pos: Sequence[float], neg: Sequence[float]) -> float:
@@ -128,35 +137,47 @@ _FUZZ_SYSTEM = (
 )
 
 
-def _judge_batches(llm: ChatClient, system: str, explanation: str, texts: Sequence[str],
-                   rng: random.Random) -> list[bool]:
+def _judge_batches(
+    llm: ChatClient, system: str, explanation: str, texts: Sequence[str], rng: random.Random
+) -> list[bool]:
     order = list(range(len(texts)))
     rng.shuffle(order)
     verdict: dict[int, bool] = {}
     for start in range(0, len(order), _BATCH):
         batch = order[start : start + _BATCH]
         lines = [f"Example {n}: {texts[i]}" for n, i in enumerate(batch, 1)]
-        msgs: list[Message] = [{"role": "system", "content": system},
-                               {"role": "user", "content": f"Explanation: {explanation}\n\n" + "\n".join(lines)}]
+        msgs: list[Message] = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": f"Explanation: {explanation}\n\n" + "\n".join(lines)},
+        ]
         for i, v in zip(batch, parse_binary_list(llm.chat(msgs, max_tokens=100), len(batch)), strict=True):
             verdict[i] = v
     return [verdict[i] for i in range(len(texts))]
 
 
-def _classifier_result(examples: Sequence[Example], truth: Sequence[bool], preds: Sequence[bool],
-                       highlighted: Sequence[bool], method: str) -> ScoreResult:
+def _classifier_result(
+    examples: Sequence[Example], truth: Sequence[bool], preds: Sequence[bool], highlighted: Sequence[bool], method: str
+) -> ScoreResult:
     stats = balanced_accuracy(truth, preds)
     breakdown = [
-        {"str_tokens": [readable_token(t) for t in ex.tokens], "activations": list(ex.values),
-         "distance": int(ex.distance), "ground_truth": bool(t), "prediction": bool(p), "highlighted": bool(h),
-         "probability": 1.0 if p else 0.0, "correct": bool(t) == bool(p)}
+        {
+            "str_tokens": [readable_token(t) for t in ex.tokens],
+            "activations": list(ex.values),
+            "distance": int(ex.distance),
+            "ground_truth": bool(t),
+            "prediction": bool(p),
+            "highlighted": bool(h),
+            "probability": 1.0 if p else 0.0,
+            "correct": bool(t) == bool(p),
+        }
         for ex, t, p, h in zip(examples, truth, preds, highlighted, strict=True)
     ]
     return ScoreResult(stats["balanced_accuracy"], breakdown, {"method": method, **stats})
 
 
-def score_detection(explanation: str, pos: Sequence[Example], neg: Sequence[Example], llm: ChatClient,
-                    rng: random.Random) -> ScoreResult:
+def score_detection(
+    explanation: str, pos: Sequence[Example], neg: Sequence[Example], llm: ChatClient, rng: random.Random
+) -> ScoreResult:
     """Delphi's detection scorer: plain examples, a 0/1 verdict each; balanced accuracy."""
     _need_both(pos, neg)
     examples = [_window(e) for e in (*pos, *neg)]
@@ -165,8 +186,9 @@ def score_detection(explanation: str, pos: Sequence[Example], neg: Sequence[Exam
     return _classifier_result(examples, truth, preds, [False] * len(examples), "detection")
 
 
-def score_fuzz(explanation: str, pos: Sequence[Example], neg: Sequence[Example], llm: ChatClient,
-               rng: random.Random) -> ScoreResult:
+def score_fuzz(
+    explanation: str, pos: Sequence[Example], neg: Sequence[Example], llm: ChatClient, rng: random.Random
+) -> ScoreResult:
     """Delphi's fuzzing scorer: true marks on activating examples, random marks on the others."""
     _need_both(pos, neg)
     pos_w = [_window(e) for e in pos]
@@ -183,8 +205,9 @@ def score_fuzz(explanation: str, pos: Sequence[Example], neg: Sequence[Example],
     return _classifier_result(examples, truth, preds, [True] * len(examples), "fuzz")
 
 
-def score_embedding(explanation: str, pos: Sequence[Example], neg: Sequence[Example],
-                    embedder: Embedder) -> ScoreResult:
+def score_embedding(
+    explanation: str, pos: Sequence[Example], neg: Sequence[Example], embedder: Embedder
+) -> ScoreResult:
     """ROC-AUC of explanation-to-example cosine similarity (activating vs non-activating)."""
     _need_both(pos, neg)
     examples = [_window(e) for e in (*pos, *neg)]
@@ -192,11 +215,17 @@ def score_embedding(explanation: str, pos: Sequence[Example], neg: Sequence[Exam
     vecs = embedder.embed([explanation, *texts])
     sims = (vecs[1:] @ vecs[0]).astype(float).tolist()
     auc = roc_auc(sims[: len(pos)], sims[len(pos) :])
-    breakdown = [{"text": t, "distance": int(e.distance), "similarity": float(s)}
-                 for t, e, s in zip(texts, examples, sims, strict=True)]
-    details = {"method": "embedding", "roc_auc": auc, "embedding_model": getattr(embedder, "name", ""),
-               "mean_similarity_activating": float(np.mean(sims[: len(pos)])),
-               "mean_similarity_non_activating": float(np.mean(sims[len(pos) :]))}
+    breakdown = [
+        {"text": t, "distance": int(e.distance), "similarity": float(s)}
+        for t, e, s in zip(texts, examples, sims, strict=True)
+    ]
+    details = {
+        "method": "embedding",
+        "roc_auc": auc,
+        "embedding_model": getattr(embedder, "name", ""),
+        "mean_similarity_activating": float(np.mean(sims[: len(pos)])),
+        "mean_similarity_non_activating": float(np.mean(sims[len(pos) :])),
+    }
     return ScoreResult(auc, breakdown, details)
 
 
@@ -228,14 +257,15 @@ def _parse_matches(text: str, n: int) -> set[int]:
         matches = json.loads(found.group(0))["matches"]
         picked = {int(m) for m in matches}
     except (ValueError, KeyError, TypeError) as exc:
-        raise LLMBadReply(f"the LLM reply is not {{\"matches\": [...]}}: {text[:160]!r}") from exc
+        raise LLMBadReply(f'the LLM reply is not {{"matches": [...]}}: {text[:160]!r}') from exc
     if any(m < 1 or m > n for m in picked):
         raise LLMBadReply(f"the LLM picked texts outside 1..{n}: {sorted(picked)}")
     return picked
 
 
-def score_recall_alt(explanation: str, pos: Sequence[Example], neg: Sequence[Example], llm: ChatClient,
-                     rng: random.Random) -> ScoreResult:
+def score_recall_alt(
+    explanation: str, pos: Sequence[Example], neg: Sequence[Example], llm: ChatClient, rng: random.Random
+) -> ScoreResult:
     """Top examples mixed with decoys (the fixed sentences and any non-activating examples); balanced accuracy."""
     if not pos:
         raise NotScorable("no activating examples to score against")
@@ -243,14 +273,18 @@ def score_recall_alt(explanation: str, pos: Sequence[Example], neg: Sequence[Exa
     items += [(d, False, -1) for d in DECOYS] + [(_plain(_window(e)), False, -1) for e in neg]
     rng.shuffle(items)
     listing = "\n".join(f"{n}. {text}" for n, (text, _, _) in enumerate(items, 1))
-    msgs: list[Message] = [{"role": "system", "content": _RECALL_SYSTEM},
-                           {"role": "user", "content": f"Explanation: {explanation}\n\nTexts:\n{listing}"}]
+    msgs: list[Message] = [
+        {"role": "system", "content": _RECALL_SYSTEM},
+        {"role": "user", "content": f"Explanation: {explanation}\n\nTexts:\n{listing}"},
+    ]
     picked = _parse_matches(llm.chat(msgs, max_tokens=300), len(items))
     truth = [t for _, t, _ in items]
     preds = [n in picked for n in range(1, len(items) + 1)]
     stats = balanced_accuracy(truth, preds)
-    breakdown = [{"text": text, "distance": int(d), "ground_truth": t, "prediction": p, "correct": t == p}
-                 for (text, t, d), p in zip(items, preds, strict=True)]
+    breakdown = [
+        {"text": text, "distance": int(d), "ground_truth": t, "prediction": p, "correct": t == p}
+        for (text, t, d), p in zip(items, preds, strict=True)
+    ]
     return ScoreResult(stats["balanced_accuracy"], breakdown, {"method": "recall_alt", **stats})
 
 
@@ -268,14 +302,34 @@ class Scorer:
 SCORERS: dict[str, Scorer] = {
     s.name: s
     for s in (
-        Scorer("eleuther_recall", "EleutherAI detection", "LLM predicts which plain examples activate "
-               "(balanced accuracy).", True, score_detection),
-        Scorer("eleuther_fuzz", "EleutherAI fuzzing", "LLM judges whether marked tokens fit the explanation "
-               "(balanced accuracy).", True, score_fuzz),
-        Scorer("eleuther_embedding", "Embedding ROC-AUC", "ROC-AUC of explanation/example embedding similarity "
-               "(all-MiniLM-L6-v2).", False, score_embedding),
-        Scorer("recall_alt", "Recall vs decoys", "LLM picks the texts the explanation describes among top "
-               "examples and decoys (balanced accuracy).", True, score_recall_alt),
+        Scorer(
+            "eleuther_recall",
+            "EleutherAI detection",
+            "LLM predicts which plain examples activate (balanced accuracy).",
+            True,
+            score_detection,
+        ),
+        Scorer(
+            "eleuther_fuzz",
+            "EleutherAI fuzzing",
+            "LLM judges whether marked tokens fit the explanation (balanced accuracy).",
+            True,
+            score_fuzz,
+        ),
+        Scorer(
+            "eleuther_embedding",
+            "Embedding ROC-AUC",
+            "ROC-AUC of explanation/example embedding similarity (all-MiniLM-L6-v2).",
+            False,
+            score_embedding,
+        ),
+        Scorer(
+            "recall_alt",
+            "Recall vs decoys",
+            "LLM picks the texts the explanation describes among top examples and decoys (balanced accuracy).",
+            True,
+            score_recall_alt,
+        ),
     )
 }
 
@@ -288,8 +342,16 @@ def get_scorer(name: str) -> Scorer:
         raise KeyError(f"unknown score type {name!r}; known: {', '.join(sorted(SCORERS))}") from None
 
 
-def run_scorer(scorer: Scorer, explanation: str, pos: Sequence[Example], neg: Sequence[Example], *,
-               llm: ChatClient | None, embedder: Embedder | None, seed: int = 0) -> ScoreResult:
+def run_scorer(
+    scorer: Scorer,
+    explanation: str,
+    pos: Sequence[Example],
+    neg: Sequence[Example],
+    *,
+    llm: ChatClient | None,
+    embedder: Embedder | None,
+    seed: int = 0,
+) -> ScoreResult:
     """Score with any scorer; LLM scorers need ``llm``, the embedding scorer ``embedder``."""
     if scorer.name == "eleuther_embedding":
         if embedder is None:

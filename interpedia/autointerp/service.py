@@ -39,9 +39,12 @@ def make_llm(settings: Settings, model: str | None = None, api_key: str | None =
 def check_may_use_llm(user: User | None) -> None:
     """LLM calls spend the operator's credits: admins and users allowed to trigger explanations only."""
     if user is not None and not (user.admin or user.can_trigger_explanations):
-        raise Forbidden("LLM explanations and scores use this server's LLM key: only admins and users allowed "
-                        "to trigger explanations may ask for them (the offline type interpedia_top-tokens is "
-                        "open to everyone)", field="explanationType")
+        raise Forbidden(
+            "LLM explanations and scores use this server's LLM key: only admins and users allowed "
+            "to trigger explanations may ask for them (the offline type interpedia_top-tokens is "
+            "open to everyone)",
+            field="explanationType",
+        )
 
 
 def explainer_model_name(explainer: Explainer, settings: Settings, requested: str | None) -> str:
@@ -54,8 +57,15 @@ def explainer_model_name(explainer: Explainer, settings: Settings, requested: st
     return name
 
 
-def generate_explanation(session: Session, settings: Settings, feature: Feature, type_name: str,
-                         model_name: str | None, user: User | None, llm: ChatClient | None = None) -> Explanation:
+def generate_explanation(
+    session: Session,
+    settings: Settings,
+    feature: Feature,
+    type_name: str,
+    model_name: str | None,
+    user: User | None,
+    llm: ChatClient | None = None,
+) -> Explanation:
     """Explain one feature with one method and store it with its embedding; 400 when it already exists."""
     try:
         explainer = get_explainer(type_name)
@@ -65,8 +75,9 @@ def generate_explanation(session: Session, settings: Settings, feature: Feature,
         check_may_use_llm(user)
     model = explainer_model_name(explainer, settings, model_name)
     if has_explanation(session, feature.id, explainer.name, model):
-        raise StoreError(f"this feature already has an explanation of type {explainer.name} by {model}",
-                         field="explanationType")
+        raise StoreError(
+            f"this feature already has an explanation of type {explainer.name} by {model}", field="explanationType"
+        )
     evidence = load_evidence(session, feature, n_top=N_TOP)
     if not evidence.examples:
         raise StoreError("this feature has no activating examples to explain", field="index")
@@ -78,11 +89,23 @@ def generate_explanation(session: Session, settings: Settings, feature: Feature,
         raise StoreError("the explainer produced no text for this feature", field="index")
     embedding = try_embed(get_embedder(settings), [text])[0]
     with session.begin():
-        ensure_explanation_catalogue(session, explainer.name, explainer.display_name, explainer.description,
-                                     model if explainer.needs_llm else None)
-        return add_explanation(session, feature, text, type_name=explainer.name, model_name=model,
-                               author_id=user.id if user else None, triggered_by=user.id if user else None,
-                               embedding=embedding)
+        ensure_explanation_catalogue(
+            session,
+            explainer.name,
+            explainer.display_name,
+            explainer.description,
+            model if explainer.needs_llm else None,
+        )
+        return add_explanation(
+            session,
+            feature,
+            text,
+            type_name=explainer.name,
+            model_name=model,
+            author_id=user.id if user else None,
+            triggered_by=user.id if user else None,
+            embedding=embedding,
+        )
 
 
 def scorer_model_name(scorer: Scorer, settings: Settings, requested: str | None) -> str:
@@ -95,8 +118,15 @@ def scorer_model_name(scorer: Scorer, settings: Settings, requested: str | None)
     return name
 
 
-def score_explanation(session: Session, settings: Settings, explanation: Explanation, type_name: str,
-                      model_name: str | None, user: User | None, llm: ChatClient | None = None) -> ExplanationScore:
+def score_explanation(
+    session: Session,
+    settings: Settings,
+    explanation: Explanation,
+    type_name: str,
+    model_name: str | None,
+    user: User | None,
+    llm: ChatClient | None = None,
+) -> ExplanationScore:
     """Score one explanation with one method and store value + details; 400 when it already exists."""
     try:
         scorer = get_scorer(type_name)
@@ -115,12 +145,26 @@ def score_explanation(session: Session, settings: Settings, explanation: Explana
     if scorer.needs_llm and llm is None:
         llm = make_llm(settings, model=model)
     try:
-        result = run_scorer(scorer, text, evidence.examples, evidence.negatives, llm=llm,
-                            embedder=get_embedder(settings), seed=zlib.crc32(explanation_id.encode()))
+        result = run_scorer(
+            scorer,
+            text,
+            evidence.examples,
+            evidence.negatives,
+            llm=llm,
+            embedder=get_embedder(settings),
+            seed=zlib.crc32(explanation_id.encode()),
+        )
     except NotScorable as exc:
         raise StoreError(str(exc), field="explanationId") from None
     result.details["negatives"] = "stored zero examples, then top examples of other features of the source"
     with session.begin():
         ensure_score_catalogue(session, scorer.name, scorer.display_name, scorer.description, model)
-        return add_score(session, explanation_id, result.value, type_name=scorer.name, model_name=model,
-                         user_id=user.id if user else None, details_json=result.details_json())
+        return add_score(
+            session,
+            explanation_id,
+            result.value,
+            type_name=scorer.name,
+            model_name=model,
+            user_id=user.id if user else None,
+            details_json=result.details_json(),
+        )

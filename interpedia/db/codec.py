@@ -96,8 +96,9 @@ def varint_decode(buf: bytes, pos: int, count: int) -> tuple[npt.NDArray[np.int6
     return np.bincount(group, weights=parts, minlength=count).astype(np.int64), pos + used
 
 
-def encode_activation(token_ids: Sequence[int] | npt.NDArray[np.integer],
-                      values: Sequence[float] | npt.NDArray[np.floating]) -> bytes:
+def encode_activation(
+    token_ids: Sequence[int] | npt.NDArray[np.integer], values: Sequence[float] | npt.NDArray[np.floating]
+) -> bytes:
     """Pack token ids and their values (same length) into one blob."""
     ids = np.asarray(token_ids, dtype=np.int64)
     vals = np.asarray(values, dtype=np.float32)
@@ -168,8 +169,9 @@ def _fixed_stream(ids: npt.NDArray[np.int64], widths: npt.NDArray[np.int64]) -> 
     return as_bytes[np.arange(4)[None, :] < widths[:, None]]  # type: ignore[no-any-return]
 
 
-def encode_activations(token_ids: npt.NDArray[np.integer], values: npt.NDArray[np.floating],
-                       offsets: npt.NDArray[np.integer]) -> list[bytes]:
+def encode_activations(
+    token_ids: npt.NDArray[np.integer], values: npt.NDArray[np.floating], offsets: npt.NDArray[np.integer]
+) -> list[bytes]:
     """:func:`encode_activation` of many examples at once, byte for byte the same.
 
     ``token_ids`` and ``values`` are the examples concatenated; example ``i`` is
@@ -186,8 +188,10 @@ def encode_activations(token_ids: npt.NDArray[np.integer], values: npt.NDArray[n
     if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= 1 << 32):
         raise ValueError("token ids must be in [0, 2**32)")
     if ((lens == 0) | (lens > 1 << 16)).any():  # empty or very long examples: rare enough to go one by one
-        return [encode_activation(ids[a:b], np.asarray(values[a:b]))
-                for a, b in zip(offs[:-1].tolist(), offs[1:].tolist(), strict=True)]
+        return [
+            encode_activation(ids[a:b], np.asarray(values[a:b]))
+            for a, b in zip(offs[:-1].tolist(), offs[1:].tolist(), strict=True)
+        ]
     n_rows = len(lens)
     if n_rows == 0:
         return []
@@ -201,8 +205,12 @@ def encode_activations(token_ids: npt.NDArray[np.integer], values: npt.NDArray[n
     use_varint = varint_len < fixed_len
     pos_u16 = lens > 256
     dense = nnz * (np.where(pos_u16, 2, 1) + 4) + 5 >= lens * 4
-    flags = (np.where(wide & ~use_varint, _IDS_U32, 0) | np.where(dense, _DENSE, 0)
-             | np.where(~dense & pos_u16, _POS_U16, 0) | np.where(use_varint, _IDS_VARINT, 0))
+    flags = (
+        np.where(wide & ~use_varint, _IDS_U32, 0)
+        | np.where(dense, _DENSE, 0)
+        | np.where(~dense & pos_u16, _POS_U16, 0)
+        | np.where(use_varint, _IDS_VARINT, 0)
+    )
 
     # Id sections of all examples back to back.
     if use_varint.all():
@@ -236,8 +244,9 @@ def encode_activations(token_ids: npt.NDArray[np.integer], values: npt.NDArray[n
     at_in_row = np.arange(len(ids)) - np.repeat(offs[:-1], lens)
     positions = at_in_row[sparse_nz]
     pos_width = np.repeat(np.where(pos_u16, 2, 1), sparse_counts)
-    pos_stream = _fixed_stream(positions, pos_width).tobytes() if pos_u16.any() else \
-        positions.astype(np.uint8).tobytes()
+    pos_stream = (
+        _fixed_stream(positions, pos_width).tobytes() if pos_u16.any() else positions.astype(np.uint8).tobytes()
+    )
     pos_bounds = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(sparse_counts * np.where(pos_u16, 2, 1), out=pos_bounds[1:])
 
@@ -246,9 +255,19 @@ def encode_activations(token_ids: npt.NDArray[np.integer], values: npt.NDArray[n
     counts: dict[int, bytes] = {}
     out = []
     for flag, n, k, i0, i1, d0, d1, p0, p1, s0, s1 in zip(
-            flags.tolist(), lens.tolist(), nnz.tolist(), id_bounds[:-1].tolist(), id_bounds[1:].tolist(),
-            dense_bounds[:-1].tolist(), dense_bounds[1:].tolist(), pos_bounds[:-1].tolist(),
-            pos_bounds[1:].tolist(), sparse_bounds[:-1].tolist(), sparse_bounds[1:].tolist(), strict=True):
+        flags.tolist(),
+        lens.tolist(),
+        nnz.tolist(),
+        id_bounds[:-1].tolist(),
+        id_bounds[1:].tolist(),
+        dense_bounds[:-1].tolist(),
+        dense_bounds[1:].tolist(),
+        pos_bounds[:-1].tolist(),
+        pos_bounds[1:].tolist(),
+        sparse_bounds[:-1].tolist(),
+        sparse_bounds[1:].tolist(),
+        strict=True,
+    ):
         head = heads.get((flag, n))
         if head is None:
             buf = bytearray([flag])

@@ -75,8 +75,9 @@ def migrate(url: str, revision: str = "head") -> None:
 
 # Made by raw SQL in revision 0003 (pgvector HNSW, partial index, SQLite change log and its triggers): not
 # declared on the tables, so autogenerate must not propose dropping them.
-_RAW_SQL_OBJECTS = frozenset({"ix_explanations_embedding_hnsw", "ix_explanations_embedding_missing",
-                              "explanation_embedding_changes"})
+_RAW_SQL_OBJECTS = frozenset(
+    {"ix_explanations_embedding_hnsw", "ix_explanations_embedding_missing", "explanation_embedding_changes"}
+)
 
 
 def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
@@ -84,8 +85,9 @@ def include_object(obj: object, name: str | None, type_: str, reflected: bool, c
     return not (reflected and compare_to is None and name in _RAW_SQL_OBJECTS)
 
 
-def compare_type(context: object, inspected_column: object, metadata_column: object, inspected_type: object,
-                 metadata_type: object) -> bool | None:
+def compare_type(
+    context: object, inspected_column: object, metadata_column: object, inspected_type: object, metadata_type: object
+) -> bool | None:
     """Autogenerate's type check, except that float spellings of one width (REAL vs FLOAT on SQLite) agree."""
     from sqlalchemy import Float
 

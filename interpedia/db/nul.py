@@ -75,8 +75,9 @@ def _clean_params(params: Any) -> Any:
 
 
 @event.listens_for(Engine, "before_cursor_execute", retval=True)
-def _nul_free_parameters(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
-                         executemany: bool) -> tuple[str, Any]:
+def _nul_free_parameters(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> tuple[str, Any]:
     """Single statements (lookups, ORM writes) never send a NUL: bulk inserts are cleaned by their writers."""
     if executemany or not parameters:
         return statement, parameters

@@ -122,9 +122,7 @@ class SourceSet(Base):
     creator_name: Mapped[str | None] = mapped_column(String(200))
     creator_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     urls: Mapped[list[Any]] = mapped_column(JsonList, default=list)
-    release_name: Mapped[str | None] = mapped_column(
-        ForeignKey("source_releases.name", ondelete="SET NULL")
-    )
+    release_name: Mapped[str | None] = mapped_column(ForeignKey("source_releases.name", ondelete="SET NULL"))
     visibility: Mapped[str] = mapped_column(String(16), default="PUBLIC", server_default="PUBLIC")
     has_dashboards: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
     allow_inference_search: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
@@ -350,9 +348,7 @@ class ExplanationScore(Base):
 
     __tablename__ = "explanation_scores"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    explanation_id: Mapped[str] = mapped_column(
-        ForeignKey("explanations.id", ondelete="CASCADE"), index=True
-    )
+    explanation_id: Mapped[str] = mapped_column(ForeignKey("explanations.id", ondelete="CASCADE"), index=True)
     initiated_by_user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     value: Mapped[float] = mapped_column(Float)
     explanation_score_type_name: Mapped[str] = mapped_column(String(100))
@@ -391,6 +387,18 @@ from interpedia.db.community import (  # noqa: E402
 )
 
 __all__ = [
-    "Base", "BigId", "JsonList", "new_id", "Bookmark", "Comment", "Eval", "EvalType", "FeatureList", "GenerateRun",
-    "ImportedBatch", "ListFeature", "SavedSearch", "SteerOutput",
+    "Base",
+    "BigId",
+    "JsonList",
+    "new_id",
+    "Bookmark",
+    "Comment",
+    "Eval",
+    "EvalType",
+    "FeatureList",
+    "GenerateRun",
+    "ImportedBatch",
+    "ListFeature",
+    "SavedSearch",
+    "SteerOutput",
 ]

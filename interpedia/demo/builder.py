@@ -45,10 +45,24 @@ class DemoConfig:
     @classmethod
     def toy(cls, corpus: str | None = None) -> DemoConfig:
         """A pipeline small enough for a test (seconds), same code path."""
-        return cls(vocab_size=400, lm=LMConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=32,
-                                                train_tokens=16_384, batch_size=16, warmup_steps=4),
-                   sae=SAETrainConfig(d_sae=256, k=8, training_tokens=40_960, train_batch_size_tokens=1024,
-                                      context_size=32), n_prompts=64, corpus=corpus, max_documents=800)
+        return cls(
+            vocab_size=400,
+            lm=LMConfig(
+                n_layers=2,
+                d_model=32,
+                n_heads=2,
+                d_head=16,
+                d_mlp=64,
+                n_ctx=32,
+                train_tokens=16_384,
+                batch_size=16,
+                warmup_steps=4,
+            ),
+            sae=SAETrainConfig(d_sae=256, k=8, training_tokens=40_960, train_batch_size_tokens=1024, context_size=32),
+            n_prompts=64,
+            corpus=corpus,
+            max_documents=800,
+        )
 
     @property
     def layer(self) -> int:
@@ -95,35 +109,64 @@ class DemoBuilder:
     def build_pretrained(self, model: str = PRETRAINED_MODEL, sae: str = PRETRAINED_SAE) -> dict[str, Any]:
         """The hub path: dashboards for a pretrained model and SAELens SAE (names, or local stand-ins) on the corpus."""
         cfg = self.cfg
-        corpus_dir = self._step("corpus", {"corpus": cfg.corpus, "seed": cfg.seed, "max": cfg.max_documents},
-                                self._build_corpus)
-        self._step("pretrained-dashboards", {"model": model, "sae": sae, "n_prompts": cfg.n_prompts,
-                                             "db": self._db_marker()},
-                   lambda d: self._build_dashboards(corpus_dir / "corpus.txt", Path(model) if Path(model).exists()
-                                                    else model, Path(sae) if Path(sae).exists() else sae, d,
-                                                    catalogue=False))
+        corpus_dir = self._step(
+            "corpus", {"corpus": cfg.corpus, "seed": cfg.seed, "max": cfg.max_documents}, self._build_corpus
+        )
+        self._step(
+            "pretrained-dashboards",
+            {"model": model, "sae": sae, "n_prompts": cfg.n_prompts, "db": self._db_marker()},
+            lambda d: self._build_dashboards(
+                corpus_dir / "corpus.txt",
+                Path(model) if Path(model).exists() else model,
+                Path(sae) if Path(sae).exists() else sae,
+                d,
+                catalogue=False,
+            ),
+        )
         return self.report
 
     def build(self) -> dict[str, Any]:
         """Build everything (or confirm it is built) and return a report of each step."""
         cfg = self.cfg
-        corpus_dir = self._step("corpus", {"corpus": cfg.corpus, "seed": cfg.seed, "max": cfg.max_documents},
-                                self._build_corpus)
+        corpus_dir = self._step(
+            "corpus", {"corpus": cfg.corpus, "seed": cfg.seed, "max": cfg.max_documents}, self._build_corpus
+        )
         corpus = corpus_dir / "corpus.txt"
-        tok_dir = self._step("tokenizer", {"corpus": self.report["corpus"], "vocab": cfg.vocab_size},
-                             lambda d: self._build_tokenizer(corpus, d))
-        rows_dir = self._step("rows", {"tok": self.report["tokenizer"], "n_ctx": cfg.lm.n_ctx},
-                              lambda d: self._build_rows(corpus, tok_dir, d))
-        model_dir = self._step("model", {"rows": self.report["rows"], "lm": asdict(cfg.lm)},
-                               lambda d: self._build_model(rows_dir, tok_dir, d))
-        sae_dir = self._step("sae", {"model": self.report["model"], "sae": asdict(cfg.sae)},
-                             lambda d: self._build_sae(rows_dir, model_dir, d))
-        self._step("dashboards", {"sae": self.report["sae"], "n_prompts": cfg.n_prompts, "db": self._db_marker()},
-                   lambda d: self._build_dashboards(corpus, model_dir, sae_dir, d))
-        self._step("explanations", {"dashboards": self.report["dashboards"], "db": self._db_marker()},
-                   lambda d: self._build_explanations(cfg.model_id, cfg.source_id))
-        self._step("umap", {"dashboards": self.report["dashboards"], "seed": cfg.seed, "db": self._db_marker()},
-                   lambda d: self._build_umap(cfg.model_id, cfg.source_id, sae_dir))
+        tok_dir = self._step(
+            "tokenizer",
+            {"corpus": self.report["corpus"], "vocab": cfg.vocab_size},
+            lambda d: self._build_tokenizer(corpus, d),
+        )
+        rows_dir = self._step(
+            "rows",
+            {"tok": self.report["tokenizer"], "n_ctx": cfg.lm.n_ctx},
+            lambda d: self._build_rows(corpus, tok_dir, d),
+        )
+        model_dir = self._step(
+            "model",
+            {"rows": self.report["rows"], "lm": asdict(cfg.lm)},
+            lambda d: self._build_model(rows_dir, tok_dir, d),
+        )
+        sae_dir = self._step(
+            "sae",
+            {"model": self.report["model"], "sae": asdict(cfg.sae)},
+            lambda d: self._build_sae(rows_dir, model_dir, d),
+        )
+        self._step(
+            "dashboards",
+            {"sae": self.report["sae"], "n_prompts": cfg.n_prompts, "db": self._db_marker()},
+            lambda d: self._build_dashboards(corpus, model_dir, sae_dir, d),
+        )
+        self._step(
+            "explanations",
+            {"dashboards": self.report["dashboards"], "db": self._db_marker()},
+            lambda d: self._build_explanations(cfg.model_id, cfg.source_id),
+        )
+        self._step(
+            "umap",
+            {"dashboards": self.report["dashboards"], "seed": cfg.seed, "db": self._db_marker()},
+            lambda d: self._build_umap(cfg.model_id, cfg.source_id, sae_dir),
+        )
         return self.report
 
     # --- steps -----------------------------------------------------------------------------------
@@ -131,8 +174,9 @@ class DemoBuilder:
     def _build_corpus(self, out: Path) -> dict[str, Any]:
         from interpedia.demo.corpus import build_corpus
 
-        path = build_corpus(out / "corpus.txt", source=Path(self.cfg.corpus) if self.cfg.corpus else None,
-                            seed=self.cfg.seed)
+        path = build_corpus(
+            out / "corpus.txt", source=Path(self.cfg.corpus) if self.cfg.corpus else None, seed=self.cfg.seed
+        )
         if self.cfg.max_documents is not None:
             lines = path.read_text().splitlines()[: self.cfg.max_documents]
             path.write_text("\n".join(lines) + "\n")
@@ -188,8 +232,9 @@ class DemoBuilder:
         """Changes when the database is another one, so dashboards are regenerated into it."""
         return str(self.factory.kw["bind"].url.render_as_string(hide_password=True))
 
-    def _build_dashboards(self, corpus: Path, model_dir: Path | str, sae_dir: Path | str, out: Path, *,
-                          catalogue: bool = True) -> dict[str, Any]:
+    def _build_dashboards(
+        self, corpus: Path, model_dir: Path | str, sae_dir: Path | str, out: Path, *, catalogue: bool = True
+    ) -> dict[str, Any]:
         from interpedia.generate import GenerateConfig, GenerateRun
 
         dataset = out / "dataset.jsonl"
@@ -197,13 +242,24 @@ class DemoBuilder:
         with dataset.open("w") as fh:
             for doc in docs:
                 fh.write(json.dumps({"text": doc}) + "\n")
-        gen = GenerateConfig(model=str(model_dir), sae=str(sae_dir), dataset=str(dataset), into_db=True,
-                             context_size=self.cfg.lm.n_ctx, n_prompts=self.cfg.n_prompts,
-                             model_id=self.cfg.model_id if catalogue else None,
-                             source_set=self.cfg.source_set if catalogue else None,
-                             layer=str(self.cfg.layer) if catalogue else None,
-                             work_dir=str(out / "work"), seed=self.cfg.seed)
+        gen = GenerateConfig(
+            model=str(model_dir),
+            sae=str(sae_dir),
+            dataset=str(dataset),
+            into_db=True,
+            context_size=self.cfg.lm.n_ctx,
+            n_prompts=self.cfg.n_prompts,
+            model_id=self.cfg.model_id if catalogue else None,
+            source_set=self.cfg.source_set if catalogue else None,
+            layer=str(self.cfg.layer) if catalogue else None,
+            work_dir=str(out / "work"),
+            seed=self.cfg.seed,
+        )
         result = GenerateRun(gen, factory=self.factory).run()
         run = result.run
-        return {"features_written": result.features_written, "dead": len(result.dead),
-                "pass_seconds": run.get("pass_seconds"), "tokens_per_s": run.get("tokens_per_s")}
+        return {
+            "features_written": result.features_written,
+            "dead": len(result.dead),
+            "pass_seconds": run.get("pass_seconds"),
+            "tokens_per_s": run.get("tokens_per_s"),
+        }

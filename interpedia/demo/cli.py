@@ -76,14 +76,25 @@ def serving_settings(settings: Settings) -> Settings:
 @click.option("--serve/--no-serve", default=True, show_default=True, help="Serve the demo when it is built.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--corpus", type=click.Path(exists=True, path_type=Path),
-              help="Your own text: a .txt or .jsonl file (text field), or a directory of them.")
+@click.option(
+    "--corpus",
+    type=click.Path(exists=True, path_type=Path),
+    help="Your own text: a .txt or .jsonl file (text field), or a directory of them.",
+)
 @click.option("--toy", is_flag=True, help="The same pipeline at test size (seconds).")
 @click.option("--pretrained", is_flag=True, help="gpt2-small and SAELens gpt2-small-res-jb layer 0 (needs the hub).")
 @click.option("--pretrained-model", default=None, hidden=True, help="Stand-in for gpt2-small (a local directory).")
 @click.option("--pretrained-sae", default=None, hidden=True, help="Stand-in for the SAELens SAE (a local directory).")
-def demo_cmd(serve: bool, host: str, port: int, corpus: Path | None, toy: bool, pretrained: bool,
-             pretrained_model: str | None, pretrained_sae: str | None) -> None:
+def demo_cmd(
+    serve: bool,
+    host: str,
+    port: int,
+    corpus: Path | None,
+    toy: bool,
+    pretrained: bool,
+    pretrained_model: str | None,
+    pretrained_sae: str | None,
+) -> None:
     """Build the demo: real text, a tiny model and SAE trained on CPU, dashboards for every feature."""
     from interpedia.config import get_settings
     from interpedia.db import make_engine, make_sessionmaker, migrate

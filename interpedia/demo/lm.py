@@ -62,10 +62,21 @@ def tokenize_rows(corpus: Path, tokenizer: Any, n_ctx: int, *, max_rows: int | N
 
 def tl_config_kwargs(cfg: LMConfig, d_vocab: int) -> dict[str, Any]:
     """What goes into ``tl_config.json``."""
-    return {"n_layers": cfg.n_layers, "d_model": cfg.d_model, "n_heads": cfg.n_heads, "d_head": cfg.d_head,
-            "d_mlp": cfg.d_mlp, "n_ctx": cfg.n_ctx, "d_vocab": d_vocab, "act_fn": "gelu",
-            "normalization_type": "LN", "positional_embedding_type": "standard", "model_name": cfg.model_name,
-            "seed": cfg.seed, "default_prepend_bos": True}
+    return {
+        "n_layers": cfg.n_layers,
+        "d_model": cfg.d_model,
+        "n_heads": cfg.n_heads,
+        "d_head": cfg.d_head,
+        "d_mlp": cfg.d_mlp,
+        "n_ctx": cfg.n_ctx,
+        "d_vocab": d_vocab,
+        "act_fn": "gelu",
+        "normalization_type": "LN",
+        "positional_embedding_type": "standard",
+        "model_name": cfg.model_name,
+        "seed": cfg.seed,
+        "default_prepend_bos": True,
+    }
 
 
 def train_lm(rows: np.ndarray, tokenizer: Any, cfg: LMConfig, out_dir: Path) -> dict[str, Any]:
@@ -112,9 +123,15 @@ def train_lm(rows: np.ndarray, tokenizer: Any, cfg: LMConfig, out_dir: Path) -> 
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out_dir / "model.safetensors"))
     (out_dir / "tl_config.json").write_text(json.dumps(kwargs, indent=2))
     tokenizer.save_pretrained(str(out_dir))
-    stats = {"train_tokens": steps * cfg.batch_size * cfg.n_ctx, "steps": steps, "seconds": round(seconds, 1),
-             "tokens_per_s": round(steps * cfg.batch_size * cfg.n_ctx / seconds), "final_train_loss":
-             round(loss.item(), 4), "val_loss": round(val_loss, 4), "config": asdict(cfg)}
+    stats = {
+        "train_tokens": steps * cfg.batch_size * cfg.n_ctx,
+        "steps": steps,
+        "seconds": round(seconds, 1),
+        "tokens_per_s": round(steps * cfg.batch_size * cfg.n_ctx / seconds),
+        "final_train_loss": round(loss.item(), 4),
+        "val_loss": round(val_loss, 4),
+        "config": asdict(cfg),
+    }
     (out_dir / "training.json").write_text(json.dumps(stats, indent=2))
     log.info("model: val loss %.3f after %d tokens in %.0fs -> %s", val_loss, stats["train_tokens"], seconds, out_dir)
     return stats

@@ -31,22 +31,47 @@ def train_sae(model: Any, rows: np.ndarray, cfg: SAETrainConfig, out_dir: Path) 
     """Train on token ``rows`` (the model's own BOS-prefixed rows) and save in SAELens format to ``out_dir``."""
     import torch
     from datasets import Dataset
-    from sae_lens import LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner, LoggingConfig
-    from sae_lens import TopKTrainingSAEConfig
+    from sae_lens import (
+        LanguageModelSAERunnerConfig,
+        LanguageModelSAETrainingRunner,
+        LoggingConfig,
+        TopKTrainingSAEConfig,
+    )
 
     torch.manual_seed(cfg.seed)
     dataset = Dataset.from_dict({"input_ids": rows.tolist()})
     # SAELens's buffer must hold one full training batch: n_batches_in_buffer x context >= batch tokens.
     n_buffer = max(32, 2 * cfg.train_batch_size_tokens // cfg.context_size)
     runner_cfg = LanguageModelSAERunnerConfig(
-        sae=TopKTrainingSAEConfig(d_in=model.cfg.d_model, d_sae=cfg.d_sae, k=cfg.k,
-                                  rescale_acts_by_decoder_norm=True, device="cpu", dtype="float32"),
-        model_name=model.cfg.model_name, hook_name=cfg.hook_name, dataset_path="local",
-        is_dataset_tokenized=True, streaming=False, context_size=cfg.context_size, prepend_bos=True,
-        training_tokens=cfg.training_tokens, train_batch_size_tokens=cfg.train_batch_size_tokens,
-        n_batches_in_buffer=n_buffer, store_batch_size_prompts=16, lr=cfg.lr, lr_warm_up_steps=20,
-        device="cpu", seed=cfg.seed, logger=LoggingConfig(log_to_wandb=False), output_path=None,
-        checkpoint_path=None, n_checkpoints=0, verbose=False, n_batches_for_norm_estimate=10,
+        sae=TopKTrainingSAEConfig(
+            d_in=model.cfg.d_model,
+            d_sae=cfg.d_sae,
+            k=cfg.k,
+            rescale_acts_by_decoder_norm=True,
+            device="cpu",
+            dtype="float32",
+        ),
+        model_name=model.cfg.model_name,
+        hook_name=cfg.hook_name,
+        dataset_path="local",
+        is_dataset_tokenized=True,
+        streaming=False,
+        context_size=cfg.context_size,
+        prepend_bos=True,
+        training_tokens=cfg.training_tokens,
+        train_batch_size_tokens=cfg.train_batch_size_tokens,
+        n_batches_in_buffer=n_buffer,
+        store_batch_size_prompts=16,
+        lr=cfg.lr,
+        lr_warm_up_steps=20,
+        device="cpu",
+        seed=cfg.seed,
+        logger=LoggingConfig(log_to_wandb=False),
+        output_path=None,
+        checkpoint_path=None,
+        n_checkpoints=0,
+        verbose=False,
+        n_batches_for_norm_estimate=10,
         exclude_special_tokens=True,
     )
     from sae_lens.saes.sae import TrainingSAE, TrainingSAEConfig
@@ -56,11 +81,13 @@ def train_sae(model: Any, rows: np.ndarray, cfg: SAETrainConfig, out_dir: Path) 
     # short CPU run would otherwise spend most of its steps learning.
     with torch.no_grad():
         sample = torch.from_numpy(rows[: min(len(rows), 256)]).long()
-        _, cache = model.run_with_cache(sample, names_filter=[cfg.hook_name],
-                                        stop_at_layer=int(cfg.hook_name.split(".")[1]) + 1)
+        _, cache = model.run_with_cache(
+            sample, names_filter=[cfg.hook_name], stop_at_layer=int(cfg.hook_name.split(".")[1]) + 1
+        )
         sae0.b_dec.data[:] = cache[cfg.hook_name][:, 1:].reshape(-1, model.cfg.d_model).mean(0)
-    runner = LanguageModelSAETrainingRunner(runner_cfg, override_dataset=dataset, override_model=model,
-                                            override_sae=sae0)
+    runner = LanguageModelSAETrainingRunner(
+        runner_cfg, override_dataset=dataset, override_model=model, override_sae=sae0
+    )
     sae = runner.run()
     out_dir.mkdir(parents=True, exist_ok=True)
     inference = sae.to_inference_model() if hasattr(sae, "to_inference_model") else sae
@@ -68,8 +95,14 @@ def train_sae(model: Any, rows: np.ndarray, cfg: SAETrainConfig, out_dir: Path) 
     stats = measure_sae(model, inference, rows[-64:], cfg.hook_name)
     stats["config"] = asdict(cfg)
     (out_dir / "training.json").write_text(json.dumps(stats, indent=2))
-    log.info("SAE %s: d_sae %d, L0 %.1f, explained variance %.3f, %.0f%% of features fired on held-out text",
-             cfg.hook_name, cfg.d_sae, stats["l0"], stats["explained_variance"], 100 * stats["frac_alive"])
+    log.info(
+        "SAE %s: d_sae %d, L0 %.1f, explained variance %.3f, %.0f%% of features fired on held-out text",
+        cfg.hook_name,
+        cfg.d_sae,
+        stats["l0"],
+        stats["explained_variance"],
+        100 * stats["frac_alive"],
+    )
     return stats
 
 
@@ -78,12 +111,16 @@ def measure_sae(model: Any, sae: Any, rows: np.ndarray, hook_name: str) -> dict[
     import torch
 
     with torch.no_grad():
-        _, cache = model.run_with_cache(torch.from_numpy(rows).long(), names_filter=[hook_name],
-                                        stop_at_layer=int(hook_name.split(".")[1]) + 1)
+        _, cache = model.run_with_cache(
+            torch.from_numpy(rows).long(), names_filter=[hook_name], stop_at_layer=int(hook_name.split(".")[1]) + 1
+        )
         acts = cache[hook_name][:, 1:].reshape(-1, model.cfg.d_model)
         feats = sae.encode(acts)
         recon = sae.decode(feats)
         resid = ((acts - recon) ** 2).sum()
         total = ((acts - acts.mean(0)) ** 2).sum()
-        return {"l0": float((feats > 0).float().sum(-1).mean()), "explained_variance": float(1 - resid / total),
-                "frac_alive": float(((feats > 0).sum(0) > 0).float().mean())}
+        return {
+            "l0": float((feats > 0).float().sum(-1).mean()),
+            "explained_variance": float(1 - resid / total),
+            "frac_alive": float(((feats > 0).sum(0) > 0).float().mean()),
+        }

@@ -13,8 +13,21 @@ DTYPES = ("float32", "bfloat16", "float16")
 # Settings that change what the streaming pass writes into a shard; a shard written under other values
 # of these is not reused on resume. Output-only settings (seed, writers, file layout) are left out.
 _PASS_FIELDS = (
-    "model", "sae", "dataset", "dataset_split", "text_field", "hook_name", "context_size", "n_prompts",
-    "prepend_bos", "exclude_bos", "concat", "top_k", "distinct_prompts", "dtype", "fold_decoder_norm",
+    "model",
+    "sae",
+    "dataset",
+    "dataset_split",
+    "text_field",
+    "hook_name",
+    "context_size",
+    "n_prompts",
+    "prepend_bos",
+    "exclude_bos",
+    "concat",
+    "top_k",
+    "distinct_prompts",
+    "dtype",
+    "fold_decoder_norm",
     "shard_prompts",
 )
 
@@ -73,8 +86,16 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
-        for name in ("context_size", "n_prompts", "top_k", "batch_size", "shard_prompts", "features_per_file",
-                     "n_quantiles", "hist_bins"):
+        for name in (
+            "context_size",
+            "n_prompts",
+            "top_k",
+            "batch_size",
+            "shard_prompts",
+            "features_per_file",
+            "n_quantiles",
+            "hist_bins",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.context_size < 2:
@@ -118,6 +139,10 @@ def path_identity(spec: str) -> dict[str, Any]:
     if not path.exists():
         return {"name": spec}
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return {"path": str(path.resolve()),
-            "files": [[str(p.relative_to(path)) if p != path else p.name, p.stat().st_size,
-                       int(p.stat().st_mtime)] for p in files[:1000]]}
+    return {
+        "path": str(path.resolve()),
+        "files": [
+            [str(p.relative_to(path)) if p != path else p.name, p.stat().st_size, int(p.stat().st_mtime)]
+            for p in files[:1000]
+        ],
+    }

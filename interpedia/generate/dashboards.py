@@ -54,9 +54,21 @@ class DashboardBlock:
 class DashboardBuilder:
     """Turns the pass's output into ``DashboardBlock``s; memory is bounded by ``block_entries``."""
 
-    def __init__(self, state: FeatureState, shards: list[ShardResult], decoder: DecoderStats, *,
-                 context_size: int, window_start: int, n_quantiles: int, quantile_samples: int, hist_bins: int,
-                 seed: int, block_entries: int, max_block_features: int = 1024) -> None:
+    def __init__(
+        self,
+        state: FeatureState,
+        shards: list[ShardResult],
+        decoder: DecoderStats,
+        *,
+        context_size: int,
+        window_start: int,
+        n_quantiles: int,
+        quantile_samples: int,
+        hist_bins: int,
+        seed: int,
+        block_entries: int,
+        max_block_features: int = 1024,
+    ) -> None:
         self.state = state
         self.shards = sorted(shards, key=lambda s: s.prompt_start)
         self.decoder = decoder
@@ -152,37 +164,74 @@ class DashboardBuilder:
         row_of = np.cumsum(live) - 1
         offsets = np.concatenate([[0], np.cumsum(np.bincount(row_of[ex_feat], minlength=len(keep_rows)))])
         return DashboardBlock(
-            index=np.arange(start, end)[keep_rows], count=cnt.numpy()[keep_rows],
-            frac_nonzero=(cnt.double() / self.n_total).numpy()[keep_rows], max_act=max_act.numpy()[keep_rows],
-            freq_hist_values=hist_values.numpy()[keep_rows], freq_hist_heights=hist_heights.numpy()[keep_rows],
-            decoder=dec, ex_offsets=offsets, ex_prompt=(ex["pos"] // self.ctx).numpy(),
-            ex_qualifying=(ex["pos"] % self.ctx - self.ws).numpy(), ex_bin_min=ex["bin_min"].numpy(),
-            ex_bin_max=ex["bin_max"].numpy(), ex_bin_contains=ex["bin_contains"].numpy(), ex_values=ex_values)
+            index=np.arange(start, end)[keep_rows],
+            count=cnt.numpy()[keep_rows],
+            frac_nonzero=(cnt.double() / self.n_total).numpy()[keep_rows],
+            max_act=max_act.numpy()[keep_rows],
+            freq_hist_values=hist_values.numpy()[keep_rows],
+            freq_hist_heights=hist_heights.numpy()[keep_rows],
+            decoder=dec,
+            ex_offsets=offsets,
+            ex_prompt=(ex["pos"] // self.ctx).numpy(),
+            ex_qualifying=(ex["pos"] % self.ctx - self.ws).numpy(),
+            ex_bin_min=ex["bin_min"].numpy(),
+            ex_bin_max=ex["bin_max"].numpy(),
+            ex_bin_contains=ex["bin_contains"].numpy(),
+            ex_values=ex_values,
+        )
 
-    def _top_group(self, top_val: torch.Tensor, top_pos: torch.Tensor, max_act: torch.Tensor
-                   ) -> dict[str, torch.Tensor]:
+    def _top_group(
+        self, top_val: torch.Tensor, top_pos: torch.Tensor, max_act: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         valid = top_val > 0
         rows = torch.arange(top_val.shape[0]).unsqueeze(1).expand_as(top_val)[valid]
         k = int(valid.sum())
-        return {"feat": rows, "pos": top_pos[valid], "value": top_val[valid],
-                "bin_min": torch.full((k,), -1.0, dtype=torch.float64), "bin_max": max_act.double()[rows],
-                "bin_contains": torch.full((k,), -1.0, dtype=torch.float64)}
+        return {
+            "feat": rows,
+            "pos": top_pos[valid],
+            "value": top_val[valid],
+            "bin_min": torch.full((k,), -1.0, dtype=torch.float64),
+            "bin_max": max_act.double()[rows],
+            "bin_contains": torch.full((k,), -1.0, dtype=torch.float64),
+        }
 
-    def _picks(self, counts: torch.Tensor, live: torch.Tensor, gen: torch.Generator
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _picks(
+        self, counts: torch.Tensor, live: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(row, rank) of the sampled members: ``min(samples, count)`` distinct ranks per live row."""
         picks = sample_without_replacement(torch.where(live, counts, 0), self.n_samples, gen)
         row, col = torch.nonzero(picks >= 0, as_tuple=True)
         return row, picks[row, col]
 
-    def _group(self, row: torch.Tensor, pos: torch.Tensor, value: torch.Tensor, lower: torch.Tensor,
-               upper: torch.Tensor, contains: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"feat": row, "pos": pos, "value": value, "bin_min": lower.double()[row],
-                "bin_max": upper.double()[row], "bin_contains": (contains.double() / self.n_total)[row]}
+    def _group(
+        self,
+        row: torch.Tensor,
+        pos: torch.Tensor,
+        value: torch.Tensor,
+        lower: torch.Tensor,
+        upper: torch.Tensor,
+        contains: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        return {
+            "feat": row,
+            "pos": pos,
+            "value": value,
+            "bin_min": lower.double()[row],
+            "bin_max": upper.double()[row],
+            "bin_contains": (contains.double() / self.n_total)[row],
+        }
 
-    def _upper_interval(self, i: int, bounds: torch.Tensor, h_feat: torch.Tensor, h_tok: torch.Tensor,
-                        h_val: torch.Tensor, h_disp: torch.Tensor, cnt: torch.Tensor, gen: torch.Generator
-                        ) -> dict[str, torch.Tensor]:
+    def _upper_interval(
+        self,
+        i: int,
+        bounds: torch.Tensor,
+        h_feat: torch.Tensor,
+        h_tok: torch.Tensor,
+        h_val: torch.Tensor,
+        h_disp: torch.Tensor,
+        cnt: torch.Tensor,
+        gen: torch.Generator,
+    ) -> dict[str, torch.Tensor]:
         """Interval ``i >= 1``: ``[bounds[i], bounds[i + 1]]``, closed; members are stored entries."""
         n = cnt.shape[0]
         lower, upper = bounds[:, i], bounds[:, i + 1]
@@ -194,9 +243,16 @@ class DashboardBuilder:
         entry = members[(torch.cumsum(n_members, 0) - n_members)[row] + rank]
         return self._group(row, h_tok[entry], h_val[entry], lower, upper, contains)
 
-    def _lowest_interval(self, bounds: torch.Tensor, h_feat: torch.Tensor, h_tok: torch.Tensor,
-                         h_val: torch.Tensor, h_disp: torch.Tensor, cnt: torch.Tensor, gen: torch.Generator
-                         ) -> dict[str, torch.Tensor]:
+    def _lowest_interval(
+        self,
+        bounds: torch.Tensor,
+        h_feat: torch.Tensor,
+        h_tok: torch.Tensor,
+        h_val: torch.Tensor,
+        h_disp: torch.Tensor,
+        cnt: torch.Tensor,
+        gen: torch.Generator,
+    ) -> dict[str, torch.Tensor]:
         """Interval 0, ``[0, max / n_q]``: every position whose value is not above it, zeros included.
 
         Members are never listed: the r-th shown position not above the interval is found from the
@@ -236,8 +292,15 @@ class DashboardBuilder:
                 out[key][dest] = g[key].to(out[key].dtype)
         return out
 
-    def _example_values(self, ex_feat: torch.Tensor, ex_pos: torch.Tensor, feat: torch.Tensor, tok: torch.Tensor,
-                        val: torch.Tensor, n: int) -> np.ndarray:
+    def _example_values(
+        self,
+        ex_feat: torch.Tensor,
+        ex_pos: torch.Tensor,
+        feat: torch.Tensor,
+        tok: torch.Tensor,
+        val: torch.Tensor,
+        n: int,
+    ) -> np.ndarray:
         """The feature's value at every shown position of each example's prompt, [E, window] float32."""
         n_ex = ex_feat.shape[0]
         out = torch.zeros(n_ex, self.ctx)

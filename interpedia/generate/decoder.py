@@ -45,8 +45,9 @@ def linspace_rows(start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.T
     return torch.where(idx < steps / 2, front, back)
 
 
-def histogram_rows(values: torch.Tensor, rows: torch.Tensor, n_rows: int, lo: torch.Tensor, hi: torch.Tensor,
-                   bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+def histogram_rows(
+    values: torch.Tensor, rows: torch.Tensor, n_rows: int, lo: torch.Tensor, hi: torch.Tensor, bins: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row fixed-bin histograms with ``torch.histc``'s binning; returns (bin centres, heights).
 
     ``values[i]`` belongs to row ``rows[i]``; row ``r`` spans ``[lo[r], hi[r]]`` (SAEDashboard's
@@ -89,8 +90,17 @@ def bin_centres(lo: torch.Tensor, hi: torch.Tensor, bins: int) -> torch.Tensor:
 class DecoderStats:
     """Computes decoder-only statistics block by block (memory: block x max(d_vocab, d_sae) floats)."""
 
-    def __init__(self, model: HookedModel, sae: LoadedSae, hook_name: str, *, n_logits: int, n_cos_sim: int,
-                 hist_bins: int, fold_ln_final: bool) -> None:
+    def __init__(
+        self,
+        model: HookedModel,
+        sae: LoadedSae,
+        hook_name: str,
+        *,
+        n_logits: int,
+        n_cos_sim: int,
+        hist_bins: int,
+        fold_ln_final: bool,
+    ) -> None:
         self.dirs = sae.decoder_directions().to(model.device)  # [F, d_in], unit rows
         self.model = model
         self.hook_name = hook_name
@@ -125,6 +135,17 @@ class DecoderStats:
         # SAEDashboard's neuron alignment: the largest signed entries of the (folded, unit) decoder row.
         align = torch.topk(dirs, min(3, dirs.shape[1]), dim=1)
         l1 = align.values.abs() / dirs.abs().sum(1, keepdim=True).clamp(min=1e-12)
-        out = DecoderBlock(pos.indices, pos.values, neg.indices, neg.values, centres, heights, cos.indices,
-                           cos.values, align.indices, align.values, l1)
+        out = DecoderBlock(
+            pos.indices,
+            pos.values,
+            neg.indices,
+            neg.values,
+            centres,
+            heights,
+            cos.indices,
+            cos.values,
+            align.indices,
+            align.values,
+            l1,
+        )
         return DecoderBlock(*(t.cpu() for t in vars(out).values()))

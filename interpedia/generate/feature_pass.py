@@ -36,16 +36,27 @@ class ShardSpec:
 
 def plan_shards(n_prompts: int, shard_prompts: int) -> list[ShardSpec]:
     """Consecutive shards covering every prompt."""
-    return [ShardSpec(i, s, min(s + shard_prompts, n_prompts))
-            for i, s in enumerate(range(0, n_prompts, shard_prompts))]
+    return [
+        ShardSpec(i, s, min(s + shard_prompts, n_prompts)) for i, s in enumerate(range(0, n_prompts, shard_prompts))
+    ]
 
 
 class FeaturePass:
     """Runs shards of the token stream through the model and SAE, producing mergeable shard results."""
 
-    def __init__(self, model: HookedModel, sae: LoadedSae, tokens: np.ndarray, *, hook_name: str, top_k: int,
-                 batch_size: int, ignore_ids: list[int] | None, tune_threads: bool = True,
-                 distinct_prompts: bool = True) -> None:
+    def __init__(
+        self,
+        model: HookedModel,
+        sae: LoadedSae,
+        tokens: np.ndarray,
+        *,
+        hook_name: str,
+        top_k: int,
+        batch_size: int,
+        ignore_ids: list[int] | None,
+        tune_threads: bool = True,
+        distinct_prompts: bool = True,
+    ) -> None:
         self.model = model
         self.sae = sae
         self.tokens = tokens
@@ -56,8 +67,7 @@ class FeaturePass:
         self.context_size = int(tokens.shape[1])
         self.encode = sae.encoder()
         self.device = model.device
-        self.ignore_ids = (torch.tensor(sorted(set(ignore_ids)), device=self.device)
-                           if ignore_ids else None)
+        self.ignore_ids = torch.tensor(sorted(set(ignore_ids)), device=self.device) if ignore_ids else None
         self.max_threads = torch.get_num_threads()
         self.tuner = ThreadTuner(self.max_threads, enabled=tune_threads and self.device.type == "cpu")
 
@@ -97,11 +107,20 @@ class FeaturePass:
                 progress((end - start) * ctx)
         with single_threaded():
             crow, tok_arr, val_arr = self._to_csr(pieces)
-        return ShardResult(shard=spec.shard, prompt_start=spec.start, prompt_end=spec.end, context_size=ctx,
-                           state=state.to("cpu"), crow=crow, tok=tok_arr, val=val_arr)
+        return ShardResult(
+            shard=spec.shard,
+            prompt_start=spec.start,
+            prompt_end=spec.end,
+            context_size=ctx,
+            state=state.to("cpu"),
+            crow=crow,
+            tok=tok_arr,
+            val=val_arr,
+        )
 
-    def _to_csr(self, pieces: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _to_csr(
+        self, pieces: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Minibatch pieces (each feature-major) joined into one feature-major CSR for the shard."""
         d_sae = self.sae.d_sae
         if not pieces:

@@ -23,7 +23,15 @@ TL_CONFIG = "tl_config.json"
 TL_WEIGHTS = "model.safetensors"
 # SAEDashboard's vocabulary clean-up (its runner's HTML_ANOMALIES): raw BPE pieces, made readable.
 VOCAB_REPLACEMENTS = {
-    "âĢĶ": "—", "âĢĵ": "–", "âĢľ": "“", "âĢĿ": "”", "âĢĺ": "‘", "âĢĻ": "’", "âĢĭ": " ", "Ġ": " ", "Ċ": "\n",
+    "âĢĶ": "—",
+    "âĢĵ": "–",
+    "âĢľ": "“",
+    "âĢĿ": "”",
+    "âĢĺ": "‘",
+    "âĢĻ": "’",
+    "âĢĭ": " ",
+    "Ġ": " ",
+    "Ċ": "\n",
     "ĉ": "\t",
 }
 _LAYER_RE = re.compile(r"blocks\.(\d+)\.")
@@ -82,8 +90,10 @@ class HookedModel:
         # Only non-persistent buffers (attention masks) may be missing; anything else is a wrong file.
         real_missing = [k for k in missing if not k.endswith((".mask", ".IGNORE"))]
         if real_missing or unexpected:
-            raise ValueError(f"{path / TL_WEIGHTS} does not match {TL_CONFIG}: missing {real_missing[:5]}, "
-                             f"unexpected {unexpected[:5]}")
+            raise ValueError(
+                f"{path / TL_WEIGHTS} does not match {TL_CONFIG}: missing {real_missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
+            )
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         return cls(model, tokenizer, name=str(kwargs.get("model_name") or path.name), source="local-dir")
 
@@ -99,9 +109,14 @@ class HookedModel:
         hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
         state = loading.get_pretrained_state_dict(str(path), cfg, hf_model=hf_model, dtype=torch_dtype)
         model = HookedTransformer(cfg)
-        model.load_and_process_state_dict(state, fold_ln=False, center_writing_weights=False,
-                                          center_unembed=False, fold_value_biases=False,
-                                          refactor_factored_attn_matrices=False)
+        model.load_and_process_state_dict(
+            state,
+            fold_ln=False,
+            center_writing_weights=False,
+            center_unembed=False,
+            fold_value_biases=False,
+            refactor_factored_attn_matrices=False,
+        )
         return cls(model, AutoTokenizer.from_pretrained(str(path)), name=path.name, source="hf-dir")
 
     @classmethod
@@ -148,8 +163,11 @@ class HookedModel:
         import transformer_lens
         import transformers
 
-        return {"torch": torch.__version__, "transformers": transformers.__version__,
-                "transformer_lens": getattr(transformer_lens, "__version__", "unknown")}
+        return {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "transformer_lens": getattr(transformer_lens, "__version__", "unknown"),
+        }
 
     # --- running ---------------------------------------------------------------------------------
 
@@ -169,8 +187,9 @@ class HookedModel:
         layer = layer_of(hook_name)
         stop = None if layer is None else layer + 1
         try:
-            self.model.run_with_hooks(tokens.to(self.device), fwd_hooks=[(hook_name, capture)],
-                                      stop_at_layer=stop, return_type=None)
+            self.model.run_with_hooks(
+                tokens.to(self.device), fwd_hooks=[(hook_name, capture)], stop_at_layer=stop, return_type=None
+            )
         except _Captured:
             pass
         if not captured:
@@ -182,8 +201,12 @@ class HookedModel:
         """Refuse unknown hooks; switch on the optional ones (as SAEDashboard does for ``hook_mlp_in``)."""
         if hook_name not in self.model.hook_dict:
             raise ValueError(f"hook {hook_name!r} is not a hook of this model (e.g. blocks.0.hook_resid_pre)")
-        switches = {"hook_mlp_in": "set_use_hook_mlp_in", "hook_attn_in": "set_use_attn_in",
-                    "_input": "set_use_split_qkv_input", "attn.hook_result": "set_use_attn_result"}
+        switches = {
+            "hook_mlp_in": "set_use_hook_mlp_in",
+            "hook_attn_in": "set_use_attn_in",
+            "_input": "set_use_split_qkv_input",
+            "attn.hook_result": "set_use_attn_result",
+        }
         for marker, method in switches.items():
             if marker in hook_name and hasattr(self.model, method):
                 getattr(self.model, method)(True)

@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 class ShardWorker:
     """Body of a Ray actor: the model, SAE and token rows of one run, ready to stream shards."""
 
-    def __init__(self, config: dict[str, Any], tokens: np.ndarray, hook_name: str, ignore_ids: list[int] | None,
-                 threads: int) -> None:
+    def __init__(
+        self, config: dict[str, Any], tokens: np.ndarray, hook_name: str, ignore_ids: list[int] | None, threads: int
+    ) -> None:
         import torch
 
         from interpedia.generate.feature_pass import FeaturePass
@@ -38,9 +39,16 @@ class ShardWorker:
         cfg = GenerateConfig.from_dict(config)
         model = HookedModel.load(cfg.model, device=cfg.device, dtype=cfg.dtype)
         sae = LoadedSae.load(cfg.sae, device=cfg.device, dtype=cfg.dtype, fold=cfg.fold_decoder_norm)
-        self.feature_pass = FeaturePass(model, sae, tokens, hook_name=hook_name, top_k=cfg.top_k,
-                                        distinct_prompts=cfg.distinct_prompts,
-                                        batch_size=cfg.batch_size, ignore_ids=ignore_ids)
+        self.feature_pass = FeaturePass(
+            model,
+            sae,
+            tokens,
+            hook_name=hook_name,
+            top_k=cfg.top_k,
+            distinct_prompts=cfg.distinct_prompts,
+            batch_size=cfg.batch_size,
+            ignore_ids=ignore_ids,
+        )
 
     def run(self, spec: ShardSpec) -> ShardResult:
         """Stream one shard."""
@@ -50,8 +58,9 @@ class ShardWorker:
 class RayRunner:
     """Hands shards to Ray actors and passes each finished shard to ``on_done`` (in completion order)."""
 
-    def __init__(self, cfg: GenerateConfig, tokens: np.ndarray, *, hook_name: str,
-                 ignore_ids: list[int] | None) -> None:
+    def __init__(
+        self, cfg: GenerateConfig, tokens: np.ndarray, *, hook_name: str, ignore_ids: list[int] | None
+    ) -> None:
         self.cfg = cfg
         self.tokens = tokens
         self.hook_name = hook_name
@@ -78,15 +87,21 @@ class RayRunner:
             threads = max(1, int(resources.get("CPU", 1)) // n_workers)
             actor = ray.remote(num_gpus=1 if gpu else 0, num_cpus=1)(ShardWorker)
             tokens_ref = ray.put(self.tokens)
-            workers: list[Any] = [actor.remote(self.cfg.to_dict(), tokens_ref, self.hook_name, self.ignore_ids, threads)
-                       for _ in range(n_workers)]
+            workers: list[Any] = [
+                actor.remote(self.cfg.to_dict(), tokens_ref, self.hook_name, self.ignore_ids, threads)
+                for _ in range(n_workers)
+            ]
             pool = ActorPool(workers)
             for result in pool.map_unordered(lambda w, spec: w.run.remote(spec), shards):
                 on_done(result)
             for worker in workers:
                 ray.kill(worker)
-            return {"ray_version": ray.__version__, "workers": n_workers, "threads_per_worker": threads,
-                    "address": self.cfg.ray_address or "local"}
+            return {
+                "ray_version": ray.__version__,
+                "workers": n_workers,
+                "threads_per_worker": threads,
+                "address": self.cfg.ray_address or "local",
+            }
         finally:
             if started_here:
                 ray.shutdown()

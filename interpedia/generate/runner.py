@@ -56,8 +56,15 @@ def catalogue_names(cfg: GenerateConfig, sae: LoadedSae, model: HookedModel, hoo
 class GenerateRun:
     """Runs ``interpedia generate`` for one config; ``factory`` is needed only with ``into_db``."""
 
-    def __init__(self, cfg: GenerateConfig, *, factory: Any = None, keep_work: bool = False,
-                 progress: bool | None = None, stop_after_shards: int | None = None) -> None:
+    def __init__(
+        self,
+        cfg: GenerateConfig,
+        *,
+        factory: Any = None,
+        keep_work: bool = False,
+        progress: bool | None = None,
+        stop_after_shards: int | None = None,
+    ) -> None:
         self.cfg = cfg
         self.factory = factory
         self.keep_work = keep_work
@@ -86,9 +93,16 @@ class GenerateRun:
         if path.exists() and meta_path.exists():
             return np.load(path), json.loads(meta_path.read_text())
         cfg = self.cfg
-        rows = TokenSource(cfg.dataset, model.tokenizer, context_size=cfg.context_size, n_prompts=cfg.n_prompts,
-                           prepend_bos=cfg.prepend_bos, concat=cfg.concat, split=cfg.dataset_split,
-                           text_field=cfg.text_field).rows()
+        rows = TokenSource(
+            cfg.dataset,
+            model.tokenizer,
+            context_size=cfg.context_size,
+            n_prompts=cfg.n_prompts,
+            prepend_bos=cfg.prepend_bos,
+            concat=cfg.concat,
+            split=cfg.dataset_split,
+            text_field=cfg.text_field,
+        ).rows()
         meta = {"kind": rows.kind, "n_prompts": rows.n_prompts, "skipped_short_documents": rows.skipped_short}
         work.mkdir(parents=True, exist_ok=True)
         np.save(work / "tokens.tmp.npy", rows.tokens)
@@ -125,9 +139,14 @@ class GenerateRun:
         if self.stop_after_shards is not None:
             todo = todo[: self.stop_after_shards]
         ctx_len = cfg.context_size
-        bar = tqdm(total=len(tokens) * ctx_len, initial=sum(s.end - s.start for s in shards if s.shard in done)
-                   * ctx_len, unit="tok", unit_scale=True, desc="generate",
-                   disable=None if self.progress is None else not self.progress)
+        bar = tqdm(
+            total=len(tokens) * ctx_len,
+            initial=sum(s.end - s.start for s in shards if s.shard in done) * ctx_len,
+            unit="tok",
+            unit_scale=True,
+            desc="generate",
+            disable=None if self.progress is None else not self.progress,
+        )
         new_tokens = sum(s.end - s.start for s in todo) * ctx_len
         cluster: dict[str, Any] | None = None
         started = time.perf_counter()
@@ -142,13 +161,23 @@ class GenerateRun:
 
             cluster = RayRunner(cfg, tokens, hook_name=hook_name, ignore_ids=ignore_ids).run(todo, save)
         elif todo:
-            feature_pass = FeaturePass(model, sae, tokens, hook_name=hook_name, top_k=cfg.top_k,
-                                       distinct_prompts=cfg.distinct_prompts,
-                                       batch_size=cfg.batch_size, ignore_ids=ignore_ids)
+            feature_pass = FeaturePass(
+                model,
+                sae,
+                tokens,
+                hook_name=hook_name,
+                top_k=cfg.top_k,
+                distinct_prompts=cfg.distinct_prompts,
+                batch_size=cfg.batch_size,
+                ignore_ids=ignore_ids,
+            )
             for spec in todo:
                 save(feature_pass.run_shard(spec, progress=bar.update))
-            self.threads = {"max": feature_pass.max_threads, "chosen": feature_pass.tuner.choice,
-                            "minibatches_by_threads": feature_pass.tuner.used}
+            self.threads = {
+                "max": feature_pass.max_threads,
+                "chosen": feature_pass.tuner.choice,
+                "minibatches_by_threads": feature_pass.tuner.used,
+            }
         bar.close()
         self._timed("pass_seconds", started)
         if self.stop_after_shards is not None and len(store.done()) < len(shards):
@@ -162,14 +191,30 @@ class GenerateRun:
         max_threads = torch.get_num_threads()
         torch.set_num_threads(self.threads.get("chosen", max_threads))  # what the pass found fastest
         try:
-            written, dead, db_source = self._write(model, sae, state, results, tokens, hook_name, window_start,
-                                                    names, fingerprint)
+            written, dead, db_source = self._write(
+                model, sae, state, results, tokens, hook_name, window_start, names, fingerprint
+            )
         finally:
             torch.set_num_threads(max_threads)
         self.timings["generate_seconds"] = round(time.perf_counter() - t_all - self.timings["load_seconds"], 4)
         self.timings["total_seconds"] = round(time.perf_counter() - t_all, 4)
-        run = self._record(model, sae, hook_name, names, fingerprint, token_meta, len(tokens), window_start,
-                           ignore_ids, written, dead, new_tokens, len(shards) - len(todo), cluster, torch.__version__)
+        run = self._record(
+            model,
+            sae,
+            hook_name,
+            names,
+            fingerprint,
+            token_meta,
+            len(tokens),
+            window_start,
+            ignore_ids,
+            written,
+            dead,
+            new_tokens,
+            len(shards) - len(todo),
+            cluster,
+            torch.__version__,
+        )
         if db_source is not None:
             from interpedia.generate.writers import record_run
 
@@ -180,9 +225,18 @@ class GenerateRun:
             shutil.rmtree(work, ignore_errors=True)
         return RunResult(run=run, out=Path(cfg.out) if cfg.out else None, dead=dead, features_written=written)
 
-    def _write(self, model: HookedModel, sae: LoadedSae, state: Any, results: list[ShardResult],
-               tokens: np.ndarray, hook_name: str, window_start: int, names: tuple[str, str, str],
-               fingerprint: str) -> tuple[int, list[int], Any]:
+    def _write(
+        self,
+        model: HookedModel,
+        sae: LoadedSae,
+        state: Any,
+        results: list[ShardResult],
+        tokens: np.ndarray,
+        hook_name: str,
+        window_start: int,
+        names: tuple[str, str, str],
+        fingerprint: str,
+    ) -> tuple[int, list[int], Any]:
         """Build dashboards block by block and hand them to the writers; returns (written, dead, db source)."""
         from interpedia.generate.dashboards import DashboardBuilder
         from interpedia.generate.decoder import DecoderStats
@@ -190,27 +244,60 @@ class GenerateRun:
 
         cfg = self.cfg
         model_id, layer, source_set = names
-        decoder = DecoderStats(model, sae, hook_name, n_logits=cfg.n_logits, n_cos_sim=cfg.n_cos_sim,
-                               hist_bins=cfg.hist_bins, fold_ln_final=cfg.fold_ln_final)
-        builder = DashboardBuilder(state, results, decoder, context_size=cfg.context_size,
-                                   window_start=window_start, n_quantiles=cfg.n_quantiles,
-                                   quantile_samples=cfg.quantile_samples, hist_bins=cfg.hist_bins, seed=cfg.seed,
-                                   block_entries=cfg.finalize_block_entries)
-        ctx = RenderContext(tokens=tokens, vocab=model.vocab_strings(), window_start=window_start,
-                            dataset=cfg.dataset, hook_name=hook_name)
+        decoder = DecoderStats(
+            model,
+            sae,
+            hook_name,
+            n_logits=cfg.n_logits,
+            n_cos_sim=cfg.n_cos_sim,
+            hist_bins=cfg.hist_bins,
+            fold_ln_final=cfg.fold_ln_final,
+        )
+        builder = DashboardBuilder(
+            state,
+            results,
+            decoder,
+            context_size=cfg.context_size,
+            window_start=window_start,
+            n_quantiles=cfg.n_quantiles,
+            quantile_samples=cfg.quantile_samples,
+            hist_bins=cfg.hist_bins,
+            seed=cfg.seed,
+            block_entries=cfg.finalize_block_entries,
+        )
+        ctx = RenderContext(
+            tokens=tokens,
+            vocab=model.vocab_strings(),
+            window_start=window_start,
+            dataset=cfg.dataset,
+            hook_name=hook_name,
+        )
         writers: list[Any] = []
         if cfg.out:
             layer_value: Any = int(layer) if layer.isdigit() else layer
             header = {"model_id": model_id, "layer": layer_value, "sae_set": source_set, "sae_id_suffix": None}
-            writers.append(SaeDashboardWriter(Path(cfg.out), ctx, header=header, n_prompts=len(tokens),
-                                              context_size=cfg.context_size, features_per_file=cfg.features_per_file))
+            writers.append(
+                SaeDashboardWriter(
+                    Path(cfg.out),
+                    ctx,
+                    header=header,
+                    n_prompts=len(tokens),
+                    context_size=cfg.context_size,
+                    features_per_file=cfg.features_per_file,
+                )
+            )
         db: DatabaseWriter | None = None
         if cfg.into_db:
             if self.factory is None:
                 raise ValueError("into_db needs a database session factory")
-            db = DatabaseWriter(self.factory, self._target(model, sae, hook_name, names, len(tokens)), ctx,
-                                run_key=cfg.output_key(fingerprint), creator=cfg.creator,
-                                features_per_batch=cfg.features_per_file)
+            db = DatabaseWriter(
+                self.factory,
+                self._target(model, sae, hook_name, names, len(tokens)),
+                ctx,
+                run_key=cfg.output_key(fingerprint),
+                creator=cfg.creator,
+                features_per_batch=cfg.features_per_file,
+            )
             writers.append(db)
         written = 0
         build_started = time.perf_counter()
@@ -225,9 +312,16 @@ class GenerateRun:
         self._timed("dashboard_seconds", build_started)
         dead = builder.dead.tolist()
         started = time.perf_counter()
-        run_settings = {"model_id": model_id, "layer": layer, "sae_set": source_set, "hook_name": hook_name,
-                        "n_prompts_total": len(tokens), "n_tokens_in_prompt": cfg.context_size,
-                        "huggingface_dataset_path": cfg.dataset, "generator": "interpedia"}
+        run_settings = {
+            "model_id": model_id,
+            "layer": layer,
+            "sae_set": source_set,
+            "hook_name": hook_name,
+            "n_prompts_total": len(tokens),
+            "n_tokens_in_prompt": cfg.context_size,
+            "huggingface_dataset_path": cfg.dataset,
+            "generator": "interpedia",
+        }
         for writer in writers:
             if isinstance(writer, SaeDashboardWriter):
                 writer.finish(dead, run_settings)
@@ -238,28 +332,54 @@ class GenerateRun:
         self._timed("write_seconds", started)
         return written, dead, source
 
-    def _target(self, model: HookedModel, sae: LoadedSae, hook_name: str, names: tuple[str, str, str],
-                n_prompts: int) -> Any:
+    def _target(
+        self, model: HookedModel, sae: LoadedSae, hook_name: str, names: tuple[str, str, str], n_prompts: int
+    ) -> Any:
         from interpedia.ingest.pipeline import SourceTarget
 
         model_id, layer, source_set = names
         is_dir = Path(self.cfg.sae).is_dir()
         release, _, sae_id = self.cfg.sae.partition("/")
         return SourceTarget(
-            model_id=model_id, source_id=f"{layer}-{source_set}",
-            model_fields={"display_name": model_id, "layers": int(model.cfg.n_layers),
-                          "dimension": int(model.cfg.d_model), "tlens_id": model.name},
+            model_id=model_id,
+            source_id=f"{layer}-{source_set}",
+            model_fields={
+                "display_name": model_id,
+                "layers": int(model.cfg.n_layers),
+                "dimension": int(model.cfg.d_model),
+                "tlens_id": model.name,
+            },
             set_fields={"description": f"{source_set} (generated by interpedia)"},
-            source_fields={"hook_name": hook_name, "num_prompts": n_prompts,
-                           "num_tokens_in_prompt": self.cfg.context_size, "dataset": self.cfg.dataset,
-                           "saelens_config": sae.cfg_dict(), "weights_path": self.cfg.sae if is_dir else None,
-                           "saelens_release": None if is_dir else release,
-                           "saelens_sae_id": None if is_dir else sae_id})
+            source_fields={
+                "hook_name": hook_name,
+                "num_prompts": n_prompts,
+                "num_tokens_in_prompt": self.cfg.context_size,
+                "dataset": self.cfg.dataset,
+                "saelens_config": sae.cfg_dict(),
+                "weights_path": self.cfg.sae if is_dir else None,
+                "saelens_release": None if is_dir else release,
+                "saelens_sae_id": None if is_dir else sae_id,
+            },
+        )
 
-    def _record(self, model: HookedModel, sae: LoadedSae, hook_name: str, names: tuple[str, str, str],
-                fingerprint: str, token_meta: dict[str, Any], n_prompts: int, window_start: int,
-                ignore_ids: list[int] | None, written: int, dead: list[int], new_tokens: int, resumed: int,
-                cluster: dict[str, Any] | None, torch_version: str) -> dict[str, Any]:
+    def _record(
+        self,
+        model: HookedModel,
+        sae: LoadedSae,
+        hook_name: str,
+        names: tuple[str, str, str],
+        fingerprint: str,
+        token_meta: dict[str, Any],
+        n_prompts: int,
+        window_start: int,
+        ignore_ids: list[int] | None,
+        written: int,
+        dead: list[int],
+        new_tokens: int,
+        resumed: int,
+        cluster: dict[str, Any] | None,
+        torch_version: str,
+    ) -> dict[str, Any]:
         """The content of ``run.json``."""
         from importlib.metadata import PackageNotFoundError, version
 
@@ -279,28 +399,56 @@ class GenerateRun:
             "fingerprint": fingerprint,
             "output_key": cfg.output_key(fingerprint),
             "config": cfg.to_dict(),
-            "catalogue": {"model_id": model_id, "source_id": f"{layer}-{source_set}", "layer": layer,
-                          "source_set": source_set},
-            "model": {"spec": cfg.model, "name": model.name, "loaded_from": model.source,
-                      "n_layers": int(model.cfg.n_layers), "d_model": int(model.cfg.d_model),
-                      "d_vocab": int(model.cfg.d_vocab), "dtype": cfg.dtype, "device": str(model.device)},
-            "sae": {"spec": cfg.sae, "architecture": sae.architecture, "d_in": sae.d_in, "d_sae": sae.d_sae,
-                    "hook_name": hook_name, "decoder_norm_folded": sae.folded,
-                    "folded_by": ("post-scaling the selected values" if sae.post_scale is not None
-                                  else "fold_W_dec_norm" if sae.folded else None),
-                    "cfg": sae.cfg_dict()},
-            "tokens": {**token_meta, "context_size": cfg.context_size, "n_tokens": n_tokens,
-                       "prepend_bos": cfg.prepend_bos, "bos_excluded_from_statistics": cfg.exclude_bos,
-                       "excluded_token_ids": ignore_ids or [], "concat_documents": cfg.concat,
-                       "example_window": f"positions {window_start}..{cfg.context_size - 1}"},
+            "catalogue": {
+                "model_id": model_id,
+                "source_id": f"{layer}-{source_set}",
+                "layer": layer,
+                "source_set": source_set,
+            },
+            "model": {
+                "spec": cfg.model,
+                "name": model.name,
+                "loaded_from": model.source,
+                "n_layers": int(model.cfg.n_layers),
+                "d_model": int(model.cfg.d_model),
+                "d_vocab": int(model.cfg.d_vocab),
+                "dtype": cfg.dtype,
+                "device": str(model.device),
+            },
+            "sae": {
+                "spec": cfg.sae,
+                "architecture": sae.architecture,
+                "d_in": sae.d_in,
+                "d_sae": sae.d_sae,
+                "hook_name": hook_name,
+                "decoder_norm_folded": sae.folded,
+                "folded_by": (
+                    "post-scaling the selected values"
+                    if sae.post_scale is not None
+                    else "fold_W_dec_norm"
+                    if sae.folded
+                    else None
+                ),
+                "cfg": sae.cfg_dict(),
+            },
+            "tokens": {
+                **token_meta,
+                "context_size": cfg.context_size,
+                "n_tokens": n_tokens,
+                "prepend_bos": cfg.prepend_bos,
+                "bos_excluded_from_statistics": cfg.exclude_bos,
+                "excluded_token_ids": ignore_ids or [],
+                "concat_documents": cfg.concat,
+                "example_window": f"positions {window_start}..{cfg.context_size - 1}",
+            },
             "definitions": {
                 "frac_nonzero": "positions with activation > 0 / all positions (excluded tokens count as 0)",
                 "quantile_intervals": "SAEDashboard's: linspace(0, max, n+1), closed, over all positions "
-                                      "(zeros in the lowest); samples uniform without replacement (seeded), "
-                                      "from an exact second pass over the stored non-zero activations",
+                "(zeros in the lowest); samples uniform without replacement (seeded), "
+                "from an exact second pass over the stored non-zero activations",
                 "top_k": "exact running top-k of positive activations, ties to the earlier position",
                 "logit_lens": "unit decoder direction (to the residual stream) @ W_U, no b_U; final LayerNorm "
-                              + ("scale folded into W_U" if cfg.fold_ln_final else "scale not folded"),
+                + ("scale folded into W_U" if cfg.fold_ln_final else "scale not folded"),
                 "correlated_neurons_and_features": "not computed (empty lists)",
                 "topk_cos_sim": f"top {cfg.n_cos_sim} other features by cosine of decoder rows",
             },

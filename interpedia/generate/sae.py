@@ -199,8 +199,9 @@ class _GatedEncoder:
         sae_in = self.loaded.sae.process_sae_in(x)
         n_feat, n_tok = self.w_gate_t.shape[0], sae_in.shape[0]
         gate = torch.addmm(self.b_gate, self.w_gate_t, sae_in.T, out=self.scratch.get("gate", n_feat, n_tok, sae_in))
-        acts = torch.addmm(self.b_mag, self.w_mag_t, sae_in.T,
-                           out=self.scratch.get("mag", n_feat, n_tok, sae_in)).relu_()
+        acts = torch.addmm(
+            self.b_mag, self.w_mag_t, sae_in.T, out=self.scratch.get("mag", n_feat, n_tok, sae_in)
+        ).relu_()
         acts.masked_fill_(gate <= 0, 0)
         return _sparse_from_dense_ft(acts, ignore)
 

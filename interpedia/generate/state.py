@@ -42,17 +42,24 @@ class FeatureState:
     @classmethod
     def empty(cls, d_sae: int, k: int, device: torch.device | str = "cpu") -> FeatureState:
         """A state that has seen nothing."""
-        return cls(count=torch.zeros(d_sae, dtype=torch.int64, device=device),
-                   top_val=torch.zeros(d_sae, k, device=device),
-                   top_pos=torch.full((d_sae, k), _EMPTY_POS, dtype=torch.int64, device=device))
+        return cls(
+            count=torch.zeros(d_sae, dtype=torch.int64, device=device),
+            top_val=torch.zeros(d_sae, k, device=device),
+            top_pos=torch.full((d_sae, k), _EMPTY_POS, dtype=torch.int64, device=device),
+        )
 
     @property
     def k(self) -> int:
         """Top-k size."""
         return int(self.top_val.shape[1])
 
-    def update(self, feat: torch.Tensor, pos: torch.Tensor, val: torch.Tensor,
-               top: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> None:
+    def update(
+        self,
+        feat: torch.Tensor,
+        pos: torch.Tensor,
+        val: torch.Tensor,
+        top: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
         """Add entries (feature-major, positions ascending within a feature and after all seen so far).
 
         ``top``, when given, is the subset of the entries that may become top examples (one per prompt).
@@ -85,8 +92,16 @@ class FeatureState:
             rows = torch.nonzero(width_class == cls).squeeze(1)
             self._merge_group(touched[rows], rows, 1 << cls, slot, col, pos, val)
 
-    def _merge_group(self, feats: torch.Tensor, rows: torch.Tensor, width: int, slot: torch.Tensor,
-                     col: torch.Tensor, pos: torch.Tensor, val: torch.Tensor) -> None:
+    def _merge_group(
+        self,
+        feats: torch.Tensor,
+        rows: torch.Tensor,
+        width: int,
+        slot: torch.Tensor,
+        col: torch.Tensor,
+        pos: torch.Tensor,
+        val: torch.Tensor,
+    ) -> None:
         """Top-k of (current top-k + candidates) for the features ``feats`` (candidate ``slot`` in ``rows``)."""
         k, n, device = self.k, feats.shape[0], feats.device
         local = torch.full((int(slot.max()) + 1,), -1, dtype=torch.int64, device=device)
@@ -102,8 +117,13 @@ class FeatureState:
         poss[r, c] = pos[mine]
         # Unique keys: value first, then the earlier column (old entries, then positions ascending) wins ties.
         cols = torch.arange(width, device=device)
-        filled = torch.cat([torch.ones((n, k), dtype=torch.bool, device=device),
-                            torch.zeros((n, width - k), dtype=torch.bool, device=device)], 1)
+        filled = torch.cat(
+            [
+                torch.ones((n, k), dtype=torch.bool, device=device),
+                torch.zeros((n, width - k), dtype=torch.bool, device=device),
+            ],
+            1,
+        )
         filled[r, c] = True
         keys = torch.where(filled, (_value_bits(vals) << 31) | (0x7FFFFFFF - cols), keys)
         best = torch.topk(keys, k, dim=1).indices
@@ -122,9 +142,11 @@ class FeatureState:
     @classmethod
     def from_numpy(cls, arrays: dict[str, np.ndarray]) -> FeatureState:
         """The inverse of :meth:`to_numpy` (copies, so the state can be updated)."""
-        return cls(count=torch.from_numpy(np.array(arrays["count"])),
-                   top_val=torch.from_numpy(np.array(arrays["top_val"])),
-                   top_pos=torch.from_numpy(np.array(arrays["top_pos"])))
+        return cls(
+            count=torch.from_numpy(np.array(arrays["count"])),
+            top_val=torch.from_numpy(np.array(arrays["top_val"])),
+            top_pos=torch.from_numpy(np.array(arrays["top_pos"])),
+        )
 
 
 def interleave(counts: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
@@ -192,8 +214,13 @@ class ShardStore:
         arrays = {**result.state.to_numpy(), "crow": result.crow, "tok": result.tok, "val": result.val}
         for name, arr in arrays.items():
             np.save(tmp / f"{name}.npy", arr)
-        meta = {"shard": result.shard, "prompt_start": result.prompt_start, "prompt_end": result.prompt_end,
-                "context_size": result.context_size, "nnz": result.nnz}
+        meta = {
+            "shard": result.shard,
+            "prompt_start": result.prompt_start,
+            "prompt_end": result.prompt_end,
+            "context_size": result.context_size,
+            "nnz": result.nnz,
+        }
         (tmp / "meta.json").write_text(json.dumps(meta))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
@@ -205,9 +232,16 @@ class ShardStore:
         names = self.FILES if with_state else ("crow", "tok", "val")
         arrays = {name: np.load(path / f"{name}.npy", mmap_mode="r") for name in names}
         state = FeatureState.from_numpy(arrays) if with_state else None
-        return ShardResult(shard=meta["shard"], prompt_start=meta["prompt_start"], prompt_end=meta["prompt_end"],
-                           context_size=meta["context_size"], state=state,  # type: ignore[arg-type]
-                           crow=arrays["crow"], tok=arrays["tok"], val=arrays["val"])
+        return ShardResult(
+            shard=meta["shard"],
+            prompt_start=meta["prompt_start"],
+            prompt_end=meta["prompt_end"],
+            context_size=meta["context_size"],
+            state=state,  # type: ignore[arg-type]
+            crow=arrays["crow"],
+            tok=arrays["tok"],
+            val=arrays["val"],
+        )
 
     def merged_state(self, shards: list[int]) -> FeatureState:
         """The states of ``shards`` merged in order, one shard in memory at a time."""
@@ -225,8 +259,9 @@ class ShardStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
 
-def prompt_maxima(feat: torch.Tensor, tok: torch.Tensor, val: torch.Tensor, context_size: int
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def prompt_maxima(
+    feat: torch.Tensor, tok: torch.Tensor, val: torch.Tensor, context_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One entry per (feature, prompt): the prompt's largest value, at its first position on ties.
 
     Examples are whole prompts, so two top entries from one prompt would show the same tokens twice; keeping

@@ -64,5 +64,4 @@ class ThreadTuner:
         del samples[:-3]  # recent samples only: load changes
         if all(self.samples.get(n) for n in self.candidates):
             # the lower median: a first, warming-up minibatch must not decide against its thread count
-            self.choice = min(self.candidates,
-                              key=lambda n: sorted(self.samples[n])[(len(self.samples[n]) - 1) // 2])
+            self.choice = min(self.candidates, key=lambda n: sorted(self.samples[n])[(len(self.samples[n]) - 1) // 2])

@@ -42,8 +42,18 @@ class TokenRows:
 class TokenSource:
     """Reads a dataset and makes the run's prompt rows."""
 
-    def __init__(self, spec: str, tokenizer: Any, *, context_size: int, n_prompts: int, prepend_bos: bool,
-                 concat: bool = True, split: str = "train", text_field: str = "text") -> None:
+    def __init__(
+        self,
+        spec: str,
+        tokenizer: Any,
+        *,
+        context_size: int,
+        n_prompts: int,
+        prepend_bos: bool,
+        concat: bool = True,
+        split: str = "train",
+        text_field: str = "text",
+    ) -> None:
         self.spec = spec
         self.tokenizer = tokenizer
         self.context_size = context_size
@@ -65,8 +75,13 @@ class TokenSource:
         else:
             out = self._from_hf(path)
         if out.n_prompts < self.n_prompts:
-            log.warning("dataset %s gave %d prompts of %d tokens, fewer than the %d asked for", self.spec,
-                        out.n_prompts, self.context_size, self.n_prompts)
+            log.warning(
+                "dataset %s gave %d prompts of %d tokens, fewer than the %d asked for",
+                self.spec,
+                out.n_prompts,
+                self.context_size,
+                self.n_prompts,
+            )
         if out.n_prompts == 0:
             raise ValueError(f"dataset {self.spec} gave no prompt of {self.context_size} tokens")
         return out
@@ -103,8 +118,10 @@ class TokenSource:
         if "input_ids" in columns:
             return self._from_ids((row["input_ids"] for row in ds), f"{kind}-input_ids")
         if self.text_field not in columns:
-            raise ValueError(f"dataset {self.spec} has neither an input_ids nor a {self.text_field!r} column "
-                             f"(columns: {', '.join(columns)})")
+            raise ValueError(
+                f"dataset {self.spec} has neither an input_ids nor a {self.text_field!r} column "
+                f"(columns: {', '.join(columns)})"
+            )
         texts = (row[self.text_field] for row in ds) if streamed else iter(ds[self.text_field])
         return self._from_texts(texts, f"{kind}-text")
 
@@ -152,8 +169,11 @@ class TokenSource:
                     break
         else:
             take(batch)
-        return TokenRows(np.asarray(rows[: self.n_prompts], dtype=np.int32).reshape(-1, self.context_size),
-                         kind=kind, skipped_short=skipped)
+        return TokenRows(
+            np.asarray(rows[: self.n_prompts], dtype=np.int32).reshape(-1, self.context_size),
+            kind=kind,
+            skipped_short=skipped,
+        )
 
     def _from_ids(self, rows_in: Iterator[Any], kind: str) -> TokenRows:
         rows: list[list[int]] = []
@@ -169,5 +189,6 @@ class TokenSource:
             rows.append(ids[: self.context_size])
             if len(rows) >= self.n_prompts:
                 break
-        return TokenRows(np.asarray(rows, dtype=np.int32).reshape(-1, self.context_size), kind=kind,
-                         skipped_short=skipped)
+        return TokenRows(
+            np.asarray(rows, dtype=np.int32).reshape(-1, self.context_size), kind=kind, skipped_short=skipped
+        )

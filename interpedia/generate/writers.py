@@ -23,12 +23,30 @@ from interpedia.store.records import ActivationRecord, FeatureRecord
 log = logging.getLogger(__name__)
 
 _BATCH_RE = re.compile(r"^batch-\d+\.json$")
-_EMPTY_CORRELATIONS = ("correlated_neurons_indices", "correlated_neurons_l1", "correlated_neurons_pearson",
-                       "correlated_features_indices", "correlated_features_l1", "correlated_features_pearson")
+_EMPTY_CORRELATIONS = (
+    "correlated_neurons_indices",
+    "correlated_neurons_l1",
+    "correlated_neurons_pearson",
+    "correlated_features_indices",
+    "correlated_features_l1",
+    "correlated_features_pearson",
+)
 # SAEDashboard's key order (NeuronpediaDashboardFeature.to_dict) up to the per-run fields.
-_HEAD_KEYS = ("neuron_alignment_indices", "neuron_alignment_values", "neuron_alignment_l1", *_EMPTY_CORRELATIONS,
-              "neg_str", "neg_values", "pos_str", "pos_values", "frac_nonzero", "freq_hist_data_bar_values",
-              "freq_hist_data_bar_heights", "logits_hist_data_bar_heights", "logits_hist_data_bar_values")
+_HEAD_KEYS = (
+    "neuron_alignment_indices",
+    "neuron_alignment_values",
+    "neuron_alignment_l1",
+    *_EMPTY_CORRELATIONS,
+    "neg_str",
+    "neg_values",
+    "pos_str",
+    "pos_values",
+    "frac_nonzero",
+    "freq_hist_data_bar_values",
+    "freq_hist_data_bar_heights",
+    "logits_hist_data_bar_heights",
+    "logits_hist_data_bar_values",
+)
 
 
 def _r(arr: Any, digits: int = 5) -> list[float]:
@@ -106,8 +124,16 @@ class SaeDashboardWriter:
     neighbours); ``correlated_*`` are left empty (not computed).
     """
 
-    def __init__(self, out: Path, ctx: RenderContext, *, header: dict[str, Any], n_prompts: int,
-                 context_size: int, features_per_file: int) -> None:
+    def __init__(
+        self,
+        out: Path,
+        ctx: RenderContext,
+        *,
+        header: dict[str, Any],
+        n_prompts: int,
+        context_size: int,
+        features_per_file: int,
+    ) -> None:
         self.out = out
         self.ctx = ctx
         self.header = header
@@ -135,16 +161,30 @@ class SaeDashboardWriter:
         cols = BlockColumns(block, self.ctx)
         frag = self._tokens_fragment
         for row, index in enumerate(cols.index):
-            acts = [{"bin_min": cols.bin_min[e], "bin_max": cols.bin_max[e], "bin_contains": cols.bin_contains[e],
-                     "tokens": frag(cols.prompt[e]), "values": cols.values[e],
-                     "qualifying_token_index": cols.qualifying[e]}
-                    for e in range(cols.offsets[row], cols.offsets[row + 1])]
+            acts = [
+                {
+                    "bin_min": cols.bin_min[e],
+                    "bin_max": cols.bin_max[e],
+                    "bin_contains": cols.bin_contains[e],
+                    "tokens": frag(cols.prompt[e]),
+                    "values": cols.values[e],
+                    "qualifying_token_index": cols.qualifying[e],
+                }
+                for e in range(cols.offsets[row], cols.offsets[row + 1])
+            ]
             stats = cols.feature_stats(row)
-            doc = {"feature_index": index, **{k: stats[k] for k in _HEAD_KEYS},
-                   "n_prompts_total": self.n_prompts, "n_tokens_in_prompt": self.context_size,
-                   "dataset": self.ctx.dataset, "decoder_weights_dist": [], "activations": acts, "vector": [],
-                   "topk_cos_sim_indices": stats["topk_cos_sim_indices"],
-                   "topk_cos_sim_values": stats["topk_cos_sim_values"]}
+            doc = {
+                "feature_index": index,
+                **{k: stats[k] for k in _HEAD_KEYS},
+                "n_prompts_total": self.n_prompts,
+                "n_tokens_in_prompt": self.context_size,
+                "dataset": self.ctx.dataset,
+                "decoder_weights_dist": [],
+                "activations": acts,
+                "vector": [],
+                "topk_cos_sim_indices": stats["topk_cos_sim_indices"],
+                "topk_cos_sim_values": stats["topk_cos_sim_values"],
+            }
             self.pending.append(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
             if len(self.pending) >= self.per_file:
                 self._flush()
@@ -167,8 +207,13 @@ class SaeDashboardWriter:
     def finish(self, dead: list[int], run_settings: dict[str, Any]) -> None:
         """Write the last file, the dead features (``skipped_indexes.json``) and ``run_settings.json``."""
         self._flush()
-        skipped = {"model_id": self.header["model_id"], "layer": str(self.header["layer"]),
-                   "sae_set": self.header["sae_set"], "log_sparsity": None, "skipped_indexes": dead}
+        skipped = {
+            "model_id": self.header["model_id"],
+            "layer": str(self.header["layer"]),
+            "sae_set": self.header["sae_set"],
+            "log_sparsity": None,
+            "skipped_indexes": dead,
+        }
         (self.out / "skipped_indexes.json").write_text(json.dumps(skipped))
         (self.out / "run_settings.json").write_text(json.dumps(run_settings, indent=2, default=str))
 
@@ -178,10 +223,17 @@ def block_records(block: DashboardBlock, ctx: RenderContext) -> list[FeatureReco
     cols = BlockColumns(block, ctx)
     out = []
     for row, index in enumerate(cols.index):
-        acts = [ActivationRecord(tokens=ctx.window(cols.prompt[e]), values=cols.values[e].tolist(),
-                                 bin_min=cols.bin_min[e], bin_max=cols.bin_max[e],
-                                 bin_contains=cols.bin_contains[e], qualifying_token_index=cols.qualifying[e])
-                for e in range(cols.offsets[row], cols.offsets[row + 1])]
+        acts = [
+            ActivationRecord(
+                tokens=ctx.window(cols.prompt[e]),
+                values=cols.values[e].tolist(),
+                bin_min=cols.bin_min[e],
+                bin_max=cols.bin_max[e],
+                bin_contains=cols.bin_contains[e],
+                qualifying_token_index=cols.qualifying[e],
+            )
+            for e in range(cols.offsets[row], cols.offsets[row + 1])
+        ]
         stats = cols.feature_stats(row)
         stats["max_act_approx"] = max((a.max_value for a in acts), default=0.0)
         stats["hook_name"] = ctx.hook_name
@@ -192,8 +244,9 @@ def block_records(block: DashboardBlock, ctx: RenderContext) -> list[FeatureReco
 class DatabaseWriter:
     """Feeds blocks to the foundation ``BatchImporter`` (one transaction per batch, resumable)."""
 
-    def __init__(self, factory: Any, target: Any, ctx: RenderContext, *, run_key: str, creator: str,
-                 features_per_batch: int) -> None:
+    def __init__(
+        self, factory: Any, target: Any, ctx: RenderContext, *, run_key: str, creator: str, features_per_batch: int
+    ) -> None:
         from interpedia.ingest.pipeline import BatchImporter
 
         self.factory = factory
@@ -226,8 +279,9 @@ class DatabaseWriter:
             self._write(self.pending)
             self.pending = []
         if dead:
-            stubs = [FeatureRecord(index=i, stats={"max_act_approx": 0.0, "frac_nonzero": 0.0}, activations=[])
-                     for i in dead]
+            stubs = [
+                FeatureRecord(index=i, stats={"max_act_approx": 0.0, "frac_nonzero": 0.0}, activations=[]) for i in dead
+            ]
             self.importer.write(self.source, Batch(key=f"generate/{self.run_key}/dead", records=stubs))
         return self.importer.finish()
 

@@ -46,8 +46,11 @@ def tokenize(model: LoadedModel, text: str, *, prepend_bos: bool, limit: int, fi
         ids = [model.bos_id, *ids]
         added = True
     if len(ids) > limit:
-        raise Invalid(f"{field} is {len(ids)} tokens long; the limit is {limit} (INTERPEDIA_INFERENCE_TOKEN_LIMIT "
-                      f"and the model's context of {model.n_ctx})", field=field)
+        raise Invalid(
+            f"{field} is {len(ids)} tokens long; the limit is {limit} (INTERPEDIA_INFERENCE_TOKEN_LIMIT "
+            f"and the model's context of {model.n_ctx})",
+            field=field,
+        )
     return Prompt(ids, bos_prepended=added or (prepend_bos and ids[0] == model.bos_id))
 
 
@@ -61,8 +64,11 @@ def prepend_bos_for(model: LoadedModel, source: LoadedSource | None) -> bool:
 def _excluded(model: LoadedModel, source: LoadedSource, ids: list[int]) -> torch.Tensor:
     """[pos] bool: tokens the generator left out of the source's statistics."""
     plan_ids = source.plan.excluded_token_ids
-    excluded = set(plan_ids) if plan_ids is not None else {i for i in (model.bos_id, model.eos_id,
-                                                                        model.tokenizer.pad_token_id) if i is not None}
+    excluded = (
+        set(plan_ids)
+        if plan_ids is not None
+        else {i for i in (model.bos_id, model.eos_id, model.tokenizer.pad_token_id) if i is not None}
+    )
     return torch.tensor([i in excluded for i in ids], dtype=torch.bool)
 
 
@@ -94,8 +100,11 @@ def single_feature(model: LoadedModel, source: LoadedSource, prompt: Prompt, ind
     if prompt.bos_prepended and bool(excluded[0]) and len(ids) > 1:
         values, ids = values[1:], ids[1:]
     top, at = _max(values)
-    return {"activation": {"values": values, "max_value": top, "max_value_index": at},
-            "tokens": model.token_strings(ids), "tokens_is_special": _is_special(model, ids)}
+    return {
+        "activation": {"values": values, "max_value": top, "max_value_index": at},
+        "tokens": model.token_strings(ids),
+        "tokens_is_special": _is_special(model, ids),
+    }
 
 
 @torch.inference_mode()
@@ -106,13 +115,17 @@ def single_vector(model: LoadedModel, prompt: Prompt, vector: list[float], hook:
         raise Invalid(f"vector has {len(vector)} values; {hook} has width {x.shape[1]}", field="vector")
     values = [float(v) for v in (x @ torch.tensor(vector, dtype=torch.float32, device=x.device)).tolist()]
     top, at = _max(values)
-    return {"activation": {"values": values, "max_value": top, "max_value_index": at},
-            "tokens": model.token_strings(prompt.ids), "tokens_is_special": _is_special(model, prompt.ids)}
+    return {
+        "activation": {"values": values, "max_value": top, "max_value_index": at},
+        "tokens": model.token_strings(prompt.ids),
+        "tokens_is_special": _is_special(model, prompt.ids),
+    }
 
 
 @torch.inference_mode()
-def topk_by_token(model: LoadedModel, source: LoadedSource, prompt: Prompt, top_k: int,
-                  ignore_bos: bool) -> dict[str, Any]:
+def topk_by_token(
+    model: LoadedModel, source: LoadedSource, prompt: Prompt, top_k: int, ignore_bos: bool
+) -> dict[str, Any]:
     """The ``top_k`` most active features (positive only) at each token; BOS left out with ``ignore_bos``."""
     dense = _dense(model, source, prompt, None)
     k = min(top_k, source.d_sae)
@@ -123,10 +136,12 @@ def topk_by_token(model: LoadedModel, source: LoadedSource, prompt: Prompt, top_
     for pos in range(len(prompt.ids)):
         if ignore_bos and pos == 0 and prompt.bos_prepended:
             continue
-        feats = [{"feature_index": int(f), "activation_value": float(v)}
-                 for v, f in zip(vals[pos].tolist(), idx[pos].tolist(), strict=True) if v > 0]
-        results.append({"token_position": pos, "token": tokens[pos], "is_special": special[pos],
-                        "top_features": feats})
+        feats = [
+            {"feature_index": int(f), "activation_value": float(v)}
+            for v, f in zip(vals[pos].tolist(), idx[pos].tolist(), strict=True)
+            if v > 0
+        ]
+        results.append({"token_position": pos, "token": tokens[pos], "is_special": special[pos], "top_features": feats})
     return {"results": results, "tokens": tokens}
 
 
@@ -139,21 +154,28 @@ def source_sparse(model: LoadedModel, source: LoadedSource, prompt: Prompt) -> d
     pos, feat = torch.nonzero(dense > 0, as_tuple=True)
     order = torch.argsort(feat * dense.shape[0] + pos)  # by feature, then token
     active: dict[str, list[list[float]]] = {}
-    for p, f, v in zip(pos[order].tolist(), feat[order].tolist(), dense[pos[order], feat[order]].tolist(),
-                       strict=True):
+    for p, f, v in zip(pos[order].tolist(), feat[order].tolist(), dense[pos[order], feat[order]].tolist(), strict=True):
         active.setdefault(str(f), []).append([p, float(v)])
     return {"tokens": model.token_strings(prompt.ids), "activeFeatures": active}
 
 
 @torch.inference_mode()
-def all_sources(model: LoadedModel, sources: list[LoadedSource], prompt: Prompt, *, sort_by: list[int],
-                ignore_bos: bool, num_results: int) -> dict[str, Any]:
+def all_sources(
+    model: LoadedModel,
+    sources: list[LoadedSource],
+    prompt: Prompt,
+    *,
+    sort_by: list[int],
+    ignore_bos: bool,
+    num_results: int,
+) -> dict[str, Any]:
     """The ``num_results`` features of ``sources`` with the highest max (or sum at ``sort_by``) activation."""
     n = len(prompt.ids)
     bad = [i for i in sort_by if not 0 <= i < n]
     if bad:
-        raise Invalid(f"sort token index {bad[0]} is out of range for a prompt of {n} tokens",
-                      field="sort_by_token_indexes")
+        raise Invalid(
+            f"sort token index {bad[0]} is out of range for a prompt of {n} tokens", field="sort_by_token_indexes"
+        )
     hooks = list(dict.fromkeys(s.hook_name for s in sources))
     acts = model.hook_activations(prompt.ids, hooks)
     rows: list[tuple[float, int, int, torch.Tensor, float, float, int]] = []
@@ -168,10 +190,27 @@ def all_sources(model: LoadedModel, sources: list[LoadedSource], prompt: Prompt,
             continue
         top = torch.topk(key, k=keep)
         for feat in top.indices.tolist():
-            rows.append((-float(key[feat]), order, feat, dense[feat], float(sums[feat]), float(max_vals[feat]),
-                         int(max_idx[feat])))
+            rows.append(
+                (
+                    -float(key[feat]),
+                    order,
+                    feat,
+                    dense[feat],
+                    float(sums[feat]),
+                    float(max_vals[feat]),
+                    int(max_idx[feat]),
+                )
+            )
     rows.sort(key=lambda r: (r[0], r[1], r[2]))
-    activations = [{"source": sources[order].source_id, "index": feat, "values": [float(v) for v in vals.tolist()],
-                    "sum_values": total, "max_value": top_val, "max_value_index": at}
-                   for _, order, feat, vals, total, top_val, at in rows[:num_results]]
+    activations = [
+        {
+            "source": sources[order].source_id,
+            "index": feat,
+            "values": [float(v) for v in vals.tolist()],
+            "sum_values": total,
+            "max_value": top_val,
+            "max_value_index": at,
+        }
+        for _, order, feat, vals, total, top_val, at in rows[:num_results]
+    ]
     return {"activations": activations, "tokens": model.token_strings(prompt.ids)}

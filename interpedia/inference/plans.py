@@ -53,8 +53,12 @@ class SaePlan:
 
 
 def _latest_run(session: Session, *conditions: Any) -> dict[str, Any] | None:
-    row = session.scalar(select(GenerateRun).where(*conditions)
-                         .order_by(GenerateRun.updated_at.desc(), GenerateRun.created_at.desc()).limit(1))
+    row = session.scalar(
+        select(GenerateRun)
+        .where(*conditions)
+        .order_by(GenerateRun.updated_at.desc(), GenerateRun.created_at.desc())
+        .limit(1)
+    )
     return dict(row.run) if row is not None and isinstance(row.run, dict) else None
 
 
@@ -72,9 +76,11 @@ def plan_model(session: Session, settings: Settings, model_id: str) -> ModelPlan
         return ModelPlan(model_id, spec, dtype, "generate-run")
     if model.tlens_id:
         return ModelPlan(model_id, model.tlens_id, dtype, "tlens-id")
-    raise Unavailable(f"model {model_id!r} has no weights this server can load: set INTERPEDIA_INFERENCE_MODELS="
-                      f'\'{{"{model_id}": "/path/to/model"}}\' or generate its dashboards with interpedia generate',
-                      field="model")
+    raise Unavailable(
+        f"model {model_id!r} has no weights this server can load: set INTERPEDIA_INFERENCE_MODELS="
+        f'\'{{"{model_id}": "/path/to/model"}}\' or generate its dashboards with interpedia generate',
+        field="model",
+    )
 
 
 def plan_sae(session: Session, model_id: str, source_id: str) -> SaePlan:
@@ -88,28 +94,46 @@ def plan_sae(session: Session, model_id: str, source_id: str) -> SaePlan:
     if not spec and isinstance(cfg.get("sae"), str):
         spec = cfg["sae"]
     if not spec:
-        raise Unavailable(f"source {model_id}/{source_id} has no SAE weights for inference (its catalogue row has "
-                          "no weights_path or SAELens release)", field="source")
+        raise Unavailable(
+            f"source {model_id}/{source_id} has no SAE weights for inference (its catalogue row has "
+            "no weights_path or SAELens release)",
+            field="source",
+        )
     if run is not None:
         tokens = run.get("tokens") or {}
         excluded = tokens.get("excluded_token_ids") if tokens.get("bos_excluded_from_statistics", True) else []
-        return SaePlan(model_id, source_id, spec,
-                       hook_name=(run.get("sae") or {}).get("hook_name") or source.hook_name,
-                       fold_decoder_norm=bool(cfg.get("fold_decoder_norm", _DEFAULTS.fold_decoder_norm)),
-                       prepend_bos=bool(tokens.get("prepend_bos", cfg.get("prepend_bos", _DEFAULTS.prepend_bos))),
-                       excluded_token_ids=tuple(int(i) for i in excluded or []),
-                       origin="generate-run")
+        return SaePlan(
+            model_id,
+            source_id,
+            spec,
+            hook_name=(run.get("sae") or {}).get("hook_name") or source.hook_name,
+            fold_decoder_norm=bool(cfg.get("fold_decoder_norm", _DEFAULTS.fold_decoder_norm)),
+            prepend_bos=bool(tokens.get("prepend_bos", cfg.get("prepend_bos", _DEFAULTS.prepend_bos))),
+            excluded_token_ids=tuple(int(i) for i in excluded or []),
+            origin="generate-run",
+        )
     meta = (source.saelens_config or {}).get("metadata") or {}
     prepend = meta.get("prepend_bos")
-    return SaePlan(model_id, source_id, spec, hook_name=source.hook_name,
-                   fold_decoder_norm=_DEFAULTS.fold_decoder_norm,
-                   prepend_bos=bool(prepend) if isinstance(prepend, bool) else None,
-                   excluded_token_ids=None, origin="catalogue")
+    return SaePlan(
+        model_id,
+        source_id,
+        spec,
+        hook_name=source.hook_name,
+        fold_decoder_norm=_DEFAULTS.fold_decoder_norm,
+        prepend_bos=bool(prepend) if isinstance(prepend, bool) else None,
+        excluded_token_ids=None,
+        origin="catalogue",
+    )
 
 
 def inference_sources(session: Session, model_id: str, set_name: str) -> list[Source]:
     """Sources of a set that have SAE weights, by layer then name."""
     rows = session.scalars(select(Source).where(Source.model_id == model_id, Source.set_name == set_name))
-    usable = [s for s in rows if s.weights_path or (s.saelens_release and s.saelens_sae_id)
-              or _latest_run(session, GenerateRun.source_id == s.id) is not None]
+    usable = [
+        s
+        for s in rows
+        if s.weights_path
+        or (s.saelens_release and s.saelens_sae_id)
+        or _latest_run(session, GenerateRun.source_id == s.id) is not None
+    ]
     return sorted(usable, key=lambda s: (s.layer_num if s.layer_num is not None else 1 << 30, s.name))

@@ -109,8 +109,9 @@ class LoadedModel:
         layers = [layer_of(h) for h in hook_names]
         stop = None if any(x is None for x in layers) else max(x for x in layers if x is not None) + 1
         try:
-            self.model.run_with_hooks(tokens, fwd_hooks=[(h, capture) for h in wanted], stop_at_layer=stop,
-                                      return_type=None)
+            self.model.run_with_hooks(
+                tokens, fwd_hooks=[(h, capture) for h in wanted], stop_at_layer=stop, return_type=None
+            )
         except _Captured:
             pass
         missing = wanted - captured.keys()
@@ -138,8 +139,10 @@ class LoadedSource:
     def check_index(self, index: int) -> int:
         """``index`` when it is a feature of this SAE, else Invalid."""
         if not 0 <= index < self.d_sae:
-            raise Invalid(f"feature index {index} is out of range for {self.model_id}/{self.source_id} "
-                          f"({self.d_sae} features)", field="index")
+            raise Invalid(
+                f"feature index {index} is out of range for {self.model_id}/{self.source_id} ({self.d_sae} features)",
+                field="index",
+            )
         return index
 
     @torch.inference_mode()
@@ -223,8 +226,10 @@ class InferenceRegistry:
 
     def warm(self) -> dict[str, list[str]]:
         """What is loaded: model ids and ``model/source`` ids."""
-        return {"models": [p.model_id for p in self._models.keys()],
-                "sources": [f"{p.model_id}/{p.source_id}" for p, _ in self._saes.keys()]}
+        return {
+            "models": [p.model_id for p in self._models.keys()],
+            "sources": [f"{p.model_id}/{p.source_id}" for p, _ in self._saes.keys()],
+        }
 
     def _load_model(self, plan: ModelPlan) -> LoadedModel:
         log.info("inference: loading model %s from %s", plan.model_id, plan.spec)
@@ -232,8 +237,10 @@ class InferenceRegistry:
             hooked = HookedModel.load(plan.spec, device=self.device, dtype=plan.dtype)
         except Exception as exc:  # a missing file or an unreachable hub: the request gets a 503, not a crash
             log.exception("inference: could not load model %s", plan.model_id)
-            raise Unavailable(f"model {plan.model_id!r} could not be loaded from {plan.spec!r}: "
-                              f"{type(exc).__name__}: {exc}", field="model") from None
+            raise Unavailable(
+                f"model {plan.model_id!r} could not be loaded from {plan.spec!r}: {type(exc).__name__}: {exc}",
+                field="model",
+            ) from None
         return LoadedModel(plan, hooked)
 
     def _load_sae(self, plan: SaePlan, dtype: str) -> LoadedSource:
@@ -244,6 +251,9 @@ class InferenceRegistry:
             loaded = LoadedSae(raw.sae, spec=plan.spec, fold=plan.fold_decoder_norm)
         except Exception as exc:
             log.exception("inference: could not load SAE %s/%s", plan.model_id, plan.source_id)
-            raise Unavailable(f"SAE of {plan.model_id}/{plan.source_id} could not be loaded from {plan.spec!r}: "
-                              f"{type(exc).__name__}: {exc}", field="source") from None
+            raise Unavailable(
+                f"SAE of {plan.model_id}/{plan.source_id} could not be loaded from {plan.spec!r}: "
+                f"{type(exc).__name__}: {exc}",
+                field="source",
+            ) from None
         return LoadedSource(plan, loaded, norms)

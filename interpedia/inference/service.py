@@ -49,8 +49,11 @@ class InferenceService:
         self.factory = factory
         if settings.inference_torch_threads > 0:
             torch.set_num_threads(settings.inference_torch_threads)
-        self.registry = InferenceRegistry(max_models=settings.inference_max_models,
-                                          max_saes=settings.inference_max_saes, device=settings.inference_device)
+        self.registry = InferenceRegistry(
+            max_models=settings.inference_max_models,
+            max_saes=settings.inference_max_saes,
+            device=settings.inference_device,
+        )
         self._plans: dict[tuple[str, ...], tuple[float, Any]] = {}
         self._plans_lock = threading.Lock()
 
@@ -98,10 +101,17 @@ class InferenceService:
     def _limit(self, model: LoadedModel) -> int:
         return acts.token_limit(model, self.settings.inference_token_limit)
 
-    def _prompt(self, model: LoadedModel, source: LoadedSource | None, text: str, field: str = "prompt",
-                limit: int | None = None) -> acts.Prompt:
-        return acts.tokenize(model, text, prepend_bos=acts.prepend_bos_for(model, source),
-                             limit=limit or self._limit(model), field=field)
+    def _prompt(
+        self,
+        model: LoadedModel,
+        source: LoadedSource | None,
+        text: str,
+        field: str = "prompt",
+        limit: int | None = None,
+    ) -> acts.Prompt:
+        return acts.tokenize(
+            model, text, prepend_bos=acts.prepend_bos_for(model, source), limit=limit or self._limit(model), field=field
+        )
 
     # --- tokenize and activations ---------------------------------------------------------------
 
@@ -110,13 +120,18 @@ class InferenceService:
         model = self.model(model_id)
         with model.lock:
             bos = acts.prepend_bos_for(model, None) if prepend_bos is None else prepend_bos and model.bos_id is not None
-            prompt = acts.tokenize(model, text, prepend_bos=bos, limit=self.settings.inference_tokenize_limit,
-                                   field="text")
-            return {"tokens": prompt.ids, "token_strings": model.token_strings(prompt.ids),
-                    "prepend_bos": prompt.bos_prepended}
+            prompt = acts.tokenize(
+                model, text, prepend_bos=bos, limit=self.settings.inference_tokenize_limit, field="text"
+            )
+            return {
+                "tokens": prompt.ids,
+                "token_strings": model.token_strings(prompt.ids),
+                "prepend_bos": prompt.bos_prepended,
+            }
 
     def stored_vector(self, model_id: str, source: str, index: int) -> tuple[list[float], str] | None:
         """``(vector, hook)`` of a vector stored as a feature (``/api/vector/new``), else None."""
+
         def load(session: Session) -> tuple[list[float], str] | None:
             feature = get_vector_feature(session, model_id, source, index)
             return None if feature is None else (list(feature.vector or []), str(feature.hook_name or ""))
@@ -156,16 +171,29 @@ class InferenceService:
         model, src = self.source(model_id, source)
         limit = self._limit(model) if len(prompts) == 1 else max(1, self._limit(model) // 4)
         with model.lock:
-            return {"results": [acts.source_sparse(model, src, self._prompt(model, src, p, f"prompts[{n}]", limit))
-                                for n, p in enumerate(prompts)]}
+            return {
+                "results": [
+                    acts.source_sparse(model, src, self._prompt(model, src, p, f"prompts[{n}]", limit))
+                    for n, p in enumerate(prompts)
+                ]
+            }
 
-    def activation_all(self, model_id: str, prompt: str, source_set: str, selected: list[str], sort_by: list[int],
-                       ignore_bos: bool, num_results: int) -> dict[str, Any]:
+    def activation_all(
+        self,
+        model_id: str,
+        prompt: str,
+        source_set: str,
+        selected: list[str],
+        sort_by: list[int],
+        ignore_bos: bool,
+        num_results: int,
+    ) -> dict[str, Any]:
         """The top features across sources of a set on ``prompt``."""
         if not 1 <= num_results <= self.settings.inference_max_results:
             raise Invalid(f"num_results must be 1 to {self.settings.inference_max_results}", field="num_results")
-        names = selected or self._cached(("set", model_id, source_set),
-                                         lambda s: self._set_sources(s, model_id, source_set))
+        names = selected or self._cached(
+            ("set", model_id, source_set), lambda s: self._set_sources(s, model_id, source_set)
+        )
         if not names:
             raise NotFound(f"source set {model_id}/{source_set} has no source with SAE weights", field="source_set")
         model = self.model(model_id)
@@ -176,8 +204,9 @@ class InferenceService:
             sources.append(self.source(model_id, name)[1])
         with model.lock:
             prompt_ = self._prompt(model, sources[0], prompt)
-            return acts.all_sources(model, sources, prompt_, sort_by=sort_by, ignore_bos=ignore_bos,
-                                    num_results=num_results)
+            return acts.all_sources(
+                model, sources, prompt_, sort_by=sort_by, ignore_bos=ignore_bos, num_results=num_results
+            )
 
     @staticmethod
     def _set_sources(session: Session, model_id: str, source_set: str) -> list[str]:
@@ -200,8 +229,10 @@ class InferenceService:
             if f.vector is not None:
                 vector = torch.tensor(f.vector, dtype=torch.float32)
                 if vector.shape[0] != src.d_in:
-                    raise Invalid(f"steering_vector has {vector.shape[0]} values; {f.source} has width {src.d_in}",
-                                  field=f"features[{n}].steering_vector")
+                    raise Invalid(
+                        f"steering_vector has {vector.shape[0]} values; {f.source} has width {src.d_in}",
+                        field=f"features[{n}].steering_vector",
+                    )
             else:
                 vector = src.decoder_rows([f.index])[0]
             out.append(Direction(src.hook_name, vector, f.strength))
@@ -220,19 +251,24 @@ class InferenceService:
 
     def _check_settings(self, model: LoadedModel, prompt_len: int, settings: SteerSettings) -> None:
         if not 1 <= settings.n_tokens <= self.settings.steer_max_tokens:
-            raise Invalid(f"the number of tokens to generate must be 1 to {self.settings.steer_max_tokens}",
-                          field="n_tokens")
+            raise Invalid(
+                f"the number of tokens to generate must be 1 to {self.settings.steer_max_tokens}", field="n_tokens"
+            )
         for name in ("temperature", "strength_multiplier", "freq_penalty"):
             if not math.isfinite(getattr(settings, name)):
                 raise Invalid(f"{name} must be a finite number", field=name)
         if settings.temperature < 0:
             raise Invalid("temperature must not be negative", field="temperature")
         if model.bounded_by_ctx and prompt_len + settings.n_tokens > model.n_ctx:
-            raise Invalid(f"the prompt ({prompt_len} tokens) plus {settings.n_tokens} new tokens exceed the model's "
-                          f"context of {model.n_ctx} tokens", field="n_tokens")
+            raise Invalid(
+                f"the prompt ({prompt_len} tokens) plus {settings.n_tokens} new tokens exceed the model's "
+                f"context of {model.n_ctx} tokens",
+                field="n_tokens",
+            )
 
-    def steer_completion(self, model_id: str, prompt: str, directions: list[Direction], types: list[str],
-                         settings: SteerSettings) -> dict[str, Any]:
+    def steer_completion(
+        self, model_id: str, prompt: str, directions: list[Direction], types: list[str], settings: SteerSettings
+    ) -> dict[str, Any]:
         """``{outputs: [{type, output, logprobs?}]}``, one per requested type, in request order."""
         model = self.model(model_id)
         with model.lock:
@@ -248,8 +284,14 @@ class InferenceService:
                 outputs.append(item)
         return {"outputs": outputs}
 
-    def steer_chat(self, model_id: str, messages: list[dict[str, str]], directions: list[Direction], types: list[str],
-                   settings: SteerSettings) -> dict[str, Any]:
+    def steer_chat(
+        self,
+        model_id: str,
+        messages: list[dict[str, str]],
+        directions: list[Direction],
+        types: list[str],
+        settings: SteerSettings,
+    ) -> dict[str, Any]:
         """``{input: {chat_template, raw}, outputs: [{chat_template, raw, type, logprobs?}]}``."""
         model = self.model(model_id)
         with model.lock:
@@ -260,8 +302,11 @@ class InferenceService:
             outputs = []
             for kind in types:
                 gen = generate(model, ids, directions if kind == "STEERED" else [], settings, mask_special=True)
-                item: dict[str, Any] = {"chat_template": [*messages, {"role": "assistant", "content": gen.text}],
-                                        "raw": raw + gen.text, "type": kind}
+                item: dict[str, Any] = {
+                    "chat_template": [*messages, {"role": "assistant", "content": gen.text}],
+                    "raw": raw + gen.text,
+                    "type": kind,
+                }
                 if gen.logprobs is not None:
                     item["logprobs"] = gen.logprobs
                 outputs.append(item)
@@ -276,8 +321,9 @@ class InferenceService:
         with model.lock:
             return {"vector": [float(v) for v in src.decoder_rows([index])[0].tolist()], "hookName": src.hook_name}
 
-    def topk_by_decoder_cossim(self, model_id: str, source: str, num_results: int, index: int | None = None,
-                               vector: list[float] | None = None) -> dict[str, Any]:
+    def topk_by_decoder_cossim(
+        self, model_id: str, source: str, num_results: int, index: int | None = None, vector: list[float] | None = None
+    ) -> dict[str, Any]:
         """Features of the source whose decoder rows point most nearly along a feature's (or a vector)."""
         if (index is None) == (vector is None):
             raise Invalid("give exactly one of feature and vector", field="feature")
@@ -298,9 +344,12 @@ class InferenceService:
                 sims[index] = -math.inf  # the feature itself is not its own neighbour
             k = min(num_results, MAX_COSSIM_RESULTS, src.d_sae - (1 if index is not None else 0))
             top = torch.topk(sims, k=max(k, 0))
-        out: dict[str, Any] = {"topk_decoder_cossim_features": [
-            {"feature": {"model": model_id, "source": source, "index": int(i)}, "cosine_similarity": float(v)}
-            for v, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]}
+        out: dict[str, Any] = {
+            "topk_decoder_cossim_features": [
+                {"feature": {"model": model_id, "source": source, "index": int(i)}, "cosine_similarity": float(v)}
+                for v, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+            ]
+        }
         if index is not None:
             out["feature"] = {"model": model_id, "source": source, "index": index}
         return out

@@ -68,8 +68,9 @@ class Generation:
 def check_directions(model: LoadedModel, directions: list[Direction], settings: SteerSettings) -> None:
     """Invalid unless every direction can be applied with this method on this model."""
     if settings.method not in STEER_METHODS:
-        raise Unsupported(f"steer method {settings.method!r} is not one of {', '.join(STEER_METHODS)}",
-                          field="steer_method")
+        raise Unsupported(
+            f"steer method {settings.method!r} is not one of {', '.join(STEER_METHODS)}", field="steer_method"
+        )
     hooks = model.model.hook_dict
     for n, d in enumerate(directions):
         if d.hook not in hooks:
@@ -80,8 +81,11 @@ def check_directions(model: LoadedModel, directions: list[Direction], settings: 
             raise Invalid("strength must be a finite number", field=f"features[{n}].strength")
         needs_direction = settings.normalize or settings.method != "SIMPLE_ADDITIVE"
         if needs_direction and float(d.vector.norm()) == 0.0:
-            raise Invalid(f"steering vector {n} is zero, which has no direction for {settings.method}"
-                          + (" with normalize_steering" if settings.normalize else ""), field=f"vectors[{n}]")
+            raise Invalid(
+                f"steering vector {n} is zero, which has no direction for {settings.method}"
+                + (" with normalize_steering" if settings.normalize else ""),
+                field=f"vectors[{n}]",
+            )
 
 
 def _make_hook(dirs: list[Direction], settings: SteerSettings, state: dict[str, Any]) -> Callable[..., torch.Tensor]:
@@ -97,8 +101,10 @@ def _make_hook(dirs: list[Direction], settings: SteerSettings, state: dict[str, 
         shape = act.shape
         flat = act.reshape(shape[0], shape[1], -1)
         if flat.shape[-1] != prepared[0][0].shape[0]:
-            raise Invalid(f"steering vector has {prepared[0][0].shape[0]} values; {hook.name} has width "
-                          f"{flat.shape[-1]}", field="vectors")
+            raise Invalid(
+                f"steering vector has {prepared[0][0].shape[0]} values; {hook.name} has width {flat.shape[-1]}",
+                field="vectors",
+            )
         mask = state.get("mask")
         for vec, unit, coeff in prepared:
             vec_, unit_ = vec.to(flat.dtype), unit.to(flat.dtype)
@@ -125,8 +131,14 @@ def _new_cache(model: Any) -> Any:
 
 
 @torch.inference_mode()
-def generate(model: LoadedModel, prompt_ids: list[int], directions: list[Direction], settings: SteerSettings,
-             *, mask_special: bool = False) -> Generation:
+def generate(
+    model: LoadedModel,
+    prompt_ids: list[int],
+    directions: list[Direction],
+    settings: SteerSettings,
+    *,
+    mask_special: bool = False,
+) -> Generation:
     """Complete ``prompt_ids`` with ``directions`` applied (none: the default completion)."""
     tm = model.model
     device = model.hooked.device
@@ -149,8 +161,15 @@ def generate(model: LoadedModel, prompt_ids: list[int], directions: list[Directi
                 state["mask"] = torch.tensor([0.0 if i in model.special_ids else 1.0 for i in feed], device=device)
             tokens = torch.tensor([feed], dtype=torch.long, device=device)
             # The mask is given because TransformerLens builds one from a tokenizer, which this model lacks.
-            logits = (tm(tokens, past_kv_cache=cache, attention_mask=torch.ones_like(tokens)) if cache is not None
-                      else tm(tokens))[0, -1].float().cpu()
+            logits = (
+                (
+                    tm(tokens, past_kv_cache=cache, attention_mask=torch.ones_like(tokens))
+                    if cache is not None
+                    else tm(tokens)
+                )[0, -1]
+                .float()
+                .cpu()
+            )
             adjusted = logits - settings.freq_penalty * counts if settings.freq_penalty else logits
             if settings.temperature <= 0:
                 tok = int(torch.argmax(adjusted))
@@ -171,22 +190,31 @@ def generate(model: LoadedModel, prompt_ids: list[int], directions: list[Directi
 def _logprob(model: LoadedModel, logits: torch.Tensor, tok: int, n: int) -> dict[str, Any]:
     lp = torch.log_softmax(logits, dim=-1)
     top = torch.topk(lp, k=min(n, lp.shape[0]))
-    return {"token": model.decode([tok]), "logprob": float(lp[tok]),
-            "top_logprobs": [{"token": model.decode([int(i)]), "logprob": float(v)}
-                             for v, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]}
+    return {
+        "token": model.decode([tok]),
+        "logprob": float(lp[tok]),
+        "top_logprobs": [
+            {"token": model.decode([int(i)]), "logprob": float(v)}
+            for v, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        ],
+    }
 
 
 def render_chat(model: LoadedModel, messages: list[dict[str, str]]) -> str:
     """The chat as the tokenizer's chat template renders it, ready for the assistant's turn."""
     tok = model.tokenizer
     if not getattr(tok, "chat_template", None):
-        raise Unsupported(f"model {model.model_id!r} has no chat template, so chat steering is not possible; "
-                          "use completion steering (/api/steer or /v1/steer/completion)", field="modelId")
+        raise Unsupported(
+            f"model {model.model_id!r} has no chat template, so chat steering is not possible; "
+            "use completion steering (/api/steer or /v1/steer/completion)",
+            field="modelId",
+        )
     try:
         text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     except Exception as exc:  # jinja2 raises TemplateError for e.g. "roles must alternate"
-        raise Invalid(f"the chat messages do not fit model {model.model_id}'s chat template: {exc}",
-                      field="messages") from None
+        raise Invalid(
+            f"the chat messages do not fit model {model.model_id}'s chat template: {exc}", field="messages"
+        ) from None
     if not isinstance(text, str) or not text:
         raise Invalid("the chat template rendered nothing for these messages", field="messages")
     return text

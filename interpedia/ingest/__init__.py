@@ -12,8 +12,15 @@ from interpedia.ingest.pipeline import BatchImporter, ImportSummary, fewer_colle
 from interpedia.ingest.saedashboard import DashboardOptions, import_saedashboard, is_saedashboard_dir
 from interpedia.ingest.validate import BadInput
 
-__all__ = ["BadInput", "DashboardOptions", "ExportSummary", "ImportSummary", "detect_format", "export_np",
-           "import_path"]
+__all__ = [
+    "BadInput",
+    "DashboardOptions",
+    "ExportSummary",
+    "ImportSummary",
+    "detect_format",
+    "export_np",
+    "import_path",
+]
 
 
 def detect_format(path: Path) -> str:
@@ -26,12 +33,21 @@ def detect_format(path: Path) -> str:
         return "saedashboard"
     if is_np_export(path):
         return "np-export"
-    raise BadInput("neither a SAEDashboard output (batch-N.json files) nor a Neuronpedia export "
-                   "(<modelId>/<sourceId>/features/...)", file=str(path))
+    raise BadInput(
+        "neither a SAEDashboard output (batch-N.json files) nor a Neuronpedia export "
+        "(<modelId>/<sourceId>/features/...)",
+        file=str(path),
+    )
 
 
-def import_path(path: Path, factory: sessionmaker[Session], *, options: DashboardOptions | None = None,
-                force: bool = False, batch_size: int = 256) -> ImportSummary:
+def import_path(
+    path: Path,
+    factory: sessionmaker[Session],
+    *,
+    options: DashboardOptions | None = None,
+    force: bool = False,
+    batch_size: int = 256,
+) -> ImportSummary:
     """Import a directory in whichever format it is in."""
     opts = options or DashboardOptions()
     fmt = detect_format(path)

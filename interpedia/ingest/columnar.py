@@ -46,34 +46,77 @@ _F64_LIST = pa.list_(_F64)
 _I64_LIST = pa.list_(_I64)
 _STR_LIST = pa.list_(_STR)
 
-NP_ACTIVATION_SCHEMA = pa.schema([
-    ("index", _STR), ("modelId", _STR), ("layer", _STR), ("tokens", _STR_LIST), ("values", _F64_LIST),
-    ("binMin", _F64), ("binMax", _F64), ("binContains", _F64), ("qualifyingTokenIndex", _I64),
-    ("dfaValues", _F64_LIST), ("dfaTargetIndex", _I64), ("dfaMaxValue", _F64), ("lossValues", _F64_LIST),
-    ("zIndices", pa.list_(_I64_LIST)), ("zKIndices", _I64_LIST), ("zQIndices", _I64_LIST), ("zValues", _F64_LIST),
-    ("logitContributions", _STR), ("dataSource", _STR), ("dataIndex", _STR),
-])
+NP_ACTIVATION_SCHEMA = pa.schema(
+    [
+        ("index", _STR),
+        ("modelId", _STR),
+        ("layer", _STR),
+        ("tokens", _STR_LIST),
+        ("values", _F64_LIST),
+        ("binMin", _F64),
+        ("binMax", _F64),
+        ("binContains", _F64),
+        ("qualifyingTokenIndex", _I64),
+        ("dfaValues", _F64_LIST),
+        ("dfaTargetIndex", _I64),
+        ("dfaMaxValue", _F64),
+        ("lossValues", _F64_LIST),
+        ("zIndices", pa.list_(_I64_LIST)),
+        ("zKIndices", _I64_LIST),
+        ("zQIndices", _I64_LIST),
+        ("zValues", _F64_LIST),
+        ("logitContributions", _STR),
+        ("dataSource", _STR),
+        ("dataIndex", _STR),
+    ]
+)
 # Columns whose presence in a row sends that row through the validating code.
 _NP_RARE_LISTS = ("dfaValues", "lossValues", "zKIndices", "zQIndices", "zValues")
 _NP_RARE_SCALARS = ("dfaTargetIndex", "dfaMaxValue", "logitContributions", "dataSource", "dataIndex")
 
 SD_FLOAT_LISTS = (
-    "neuron_alignment_values", "neuron_alignment_l1", "correlated_neurons_l1", "correlated_neurons_pearson",
-    "correlated_features_l1", "correlated_features_pearson", "neg_values", "pos_values",
-    "freq_hist_data_bar_values", "freq_hist_data_bar_heights", "logits_hist_data_bar_heights",
-    "logits_hist_data_bar_values", "decoder_weights_dist",
+    "neuron_alignment_values",
+    "neuron_alignment_l1",
+    "correlated_neurons_l1",
+    "correlated_neurons_pearson",
+    "correlated_features_l1",
+    "correlated_features_pearson",
+    "neg_values",
+    "pos_values",
+    "freq_hist_data_bar_values",
+    "freq_hist_data_bar_heights",
+    "logits_hist_data_bar_heights",
+    "logits_hist_data_bar_values",
+    "decoder_weights_dist",
 )
 SD_INT_LISTS = ("neuron_alignment_indices", "correlated_neurons_indices", "correlated_features_indices")
-_SD_ACTIVATION = pa.struct([
-    ("tokens", _STR_LIST), ("values", _F64_LIST), ("bin_min", _F64), ("bin_max", _F64), ("bin_contains", _F64),
-    ("qualifying_token_index", _I64), ("dfa_values", _F64_LIST), ("dfa_targetIndex", _I64),
-    ("dfa_maxValue", _F64), ("loss_values", _F64_LIST), ("logit_contributions", _STR),
-])
-_SD_FEATURE = pa.struct([
-    ("feature_index", _I64), *((k, _F64_LIST) for k in SD_FLOAT_LISTS), *((k, _I64_LIST) for k in SD_INT_LISTS),
-    ("pos_str", _STR_LIST), ("neg_str", _STR_LIST), ("frac_nonzero", _F64), ("vector", _F64_LIST),
-    ("activations", pa.list_(_SD_ACTIVATION)),
-])
+_SD_ACTIVATION = pa.struct(
+    [
+        ("tokens", _STR_LIST),
+        ("values", _F64_LIST),
+        ("bin_min", _F64),
+        ("bin_max", _F64),
+        ("bin_contains", _F64),
+        ("qualifying_token_index", _I64),
+        ("dfa_values", _F64_LIST),
+        ("dfa_targetIndex", _I64),
+        ("dfa_maxValue", _F64),
+        ("loss_values", _F64_LIST),
+        ("logit_contributions", _STR),
+    ]
+)
+_SD_FEATURE = pa.struct(
+    [
+        ("feature_index", _I64),
+        *((k, _F64_LIST) for k in SD_FLOAT_LISTS),
+        *((k, _I64_LIST) for k in SD_INT_LISTS),
+        ("pos_str", _STR_LIST),
+        ("neg_str", _STR_LIST),
+        ("frac_nonzero", _F64),
+        ("vector", _F64_LIST),
+        ("activations", pa.list_(_SD_ACTIVATION)),
+    ]
+)
 SD_SCHEMA = pa.schema([("features", pa.list_(_SD_FEATURE))])
 
 
@@ -153,8 +196,9 @@ def _list_lengths(array: pa.ListArray) -> npt.NDArray[np.int64]:
     return lengths.to_numpy(zero_copy_only=False).astype(np.int64)  # type: ignore[no-any-return]
 
 
-def _examples(tokens: pa.ListArray, values: pa.ListArray) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
-                                                                   list[str], npt.NDArray[np.float64]]:
+def _examples(
+    tokens: pa.ListArray, values: pa.ListArray
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], list[str], npt.NDArray[np.float64]]:
     """Offsets, token codes, distinct tokens and values of examples, checked as activation_record checks them."""
     _no_nulls(tokens, "tokens")
     _no_nulls(values, "values")
@@ -189,9 +233,14 @@ def _floats(array: pa.Array, what: str) -> list[float | None]:
 # --- the Neuronpedia export layout -------------------------------------------------------------------------
 
 
-def np_activation_batches(file: Path, model_id: str, source_id: str, size: int, seen: set[int],
-                          rare_row: Callable[[dict[str, Any]], dict[str, Any]]) -> Iterator[
-                              tuple[list[FeatureRecord], ActivationColumns]]:
+def np_activation_batches(
+    file: Path,
+    model_id: str,
+    source_id: str,
+    size: int,
+    seen: set[int],
+    rare_row: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Iterator[tuple[list[FeatureRecord], ActivationColumns]]:
     """Batches of an ``activations/batch-N.jsonl[.gz]`` file, cut as ``npexport._activation_batches`` cuts them.
 
     A batch closes at the first change of feature after ``size`` lines. ``rare_row`` turns a row
@@ -224,8 +273,14 @@ def _np_tables(file: Path, model_id: str, source_id: str) -> Iterator[tuple[pa.T
     """The file's rows in tables of Arrow's blocks, with their feature indexes; owner columns checked."""
     try:
         stream = pa.input_stream(str(file), compression="gzip" if file.suffix == ".gz" else None)
-        with stream, pj.open_json(stream, read_options=pj.ReadOptions(block_size=_BLOCK_BYTES),
-                                  parse_options=_parse_options(NP_ACTIVATION_SCHEMA)) as reader:
+        with (
+            stream,
+            pj.open_json(
+                stream,
+                read_options=pj.ReadOptions(block_size=_BLOCK_BYTES),
+                parse_options=_parse_options(NP_ACTIVATION_SCHEMA),
+            ) as reader,
+        ):
             for batch in reader:
                 table = pa.Table.from_batches([batch])
                 if not len(table):
@@ -250,13 +305,15 @@ def _np_owner(table: pa.Table, model_id: str, source_id: str) -> npt.NDArray[np.
     return pc.cast(index, _I64).to_numpy().astype(np.int64)  # type: ignore[no-any-return]
 
 
-def _np_batch(table: pa.Table, idx: npt.NDArray[np.int64], seen: set[int],
-              rare_row: Callable[[dict[str, Any]], dict[str, Any]]) -> tuple[list[FeatureRecord], ActivationColumns]:
+def _np_batch(
+    table: pa.Table, idx: npt.NDArray[np.int64], seen: set[int], rare_row: Callable[[dict[str, Any]], dict[str, Any]]
+) -> tuple[list[FeatureRecord], ActivationColumns]:
     starts = np.flatnonzero(np.concatenate(([True], idx[1:] != idx[:-1])))
     order = idx[starts].tolist()
     _require(len(set(order)) == len(order) and not seen.intersection(order), "a feature's examples not together")
-    offsets, codes, strings, values = _examples(table.column("tokens").combine_chunks(),
-                                                table.column("values").combine_chunks())
+    offsets, codes, strings, values = _examples(
+        table.column("tokens").combine_chunks(), table.column("values").combine_chunks()
+    )
     bin_min = _floats(table.column("binMin").combine_chunks(), "binMin")
     bin_max = _floats(table.column("binMax").combine_chunks(), "binMax")
     bin_contains = _floats(table.column("binContains").combine_chunks(), "binContains")
@@ -272,8 +329,9 @@ def _np_batch(table: pa.Table, idx: npt.NDArray[np.int64], seen: set[int],
     rare |= ~np.isin(_list_lengths(z), (0, 2))
     inner = pc.list_value_length(pc.list_flatten(z))
     if len(inner):
-        per_row = np.bincount(_list_parents(z), weights=pc.fill_null(inner, 1).to_numpy(zero_copy_only=False),
-                              minlength=len(idx))
+        per_row = np.bincount(
+            _list_parents(z), weights=pc.fill_null(inner, 1).to_numpy(zero_copy_only=False), minlength=len(idx)
+        )
         rare |= per_row > 0
     try:
         for row in np.flatnonzero(rare).tolist():
@@ -284,9 +342,18 @@ def _np_batch(table: pa.Table, idx: npt.NDArray[np.int64], seen: set[int],
     except BadInput as exc:
         raise NotFast(str(exc)) from None
     seen.update(order)
-    columns = ActivationColumns(feature_index=idx, offsets=offsets, token_codes=codes, token_strings=strings,
-                                values=values, bin_min=bin_min, bin_max=bin_max, bin_contains=bin_contains,
-                                qualifying_token_index=qualifying, extras=extras)
+    columns = ActivationColumns(
+        feature_index=idx,
+        offsets=offsets,
+        token_codes=codes,
+        token_strings=strings,
+        values=values,
+        bin_min=bin_min,
+        bin_max=bin_max,
+        bin_contains=bin_contains,
+        qualifying_token_index=qualifying,
+        extras=extras,
+    )
     return [FeatureRecord(index=i, activations=[]) for i in order], columns
 
 
@@ -298,8 +365,9 @@ def _list_parents(array: pa.ListArray) -> npt.NDArray[np.int64]:
 # --- SAEDashboard batch files ------------------------------------------------------------------------------
 
 
-def saedashboard_batch(data: bytes, rare_activation: Callable[[dict[str, Any], int], dict[str, Any]]) -> tuple[
-        list[FeatureRecord], ActivationColumns]:
+def saedashboard_batch(
+    data: bytes, rare_activation: Callable[[dict[str, Any], int], dict[str, Any]]
+) -> tuple[list[FeatureRecord], ActivationColumns]:
     """The features of one SAEDashboard ``batch-N.json`` (its bytes) as records plus their examples in columns.
 
     ``rare_activation(activation, position)`` turns an example with DFA values, loss values or logit
@@ -309,10 +377,12 @@ def saedashboard_batch(data: bytes, rare_activation: Callable[[dict[str, Any], i
     _require(b"\\u0000" not in data, "NUL characters (the validating reader turns them into spaces)")
     try:
         # One document, maybe pretty-printed: a single block of the whole file.
-        options = pj.ParseOptions(explicit_schema=SD_SCHEMA, unexpected_field_behavior="ignore",
-                                  newlines_in_values=True)
-        table = pj.read_json(pa.py_buffer(data), read_options=pj.ReadOptions(block_size=len(data) + 1),
-                             parse_options=options)
+        options = pj.ParseOptions(
+            explicit_schema=SD_SCHEMA, unexpected_field_behavior="ignore", newlines_in_values=True
+        )
+        table = pj.read_json(
+            pa.py_buffer(data), read_options=pj.ReadOptions(block_size=len(data) + 1), parse_options=options
+        )
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise NotFast(str(exc)) from None
     _require(len(table) == 1, "not one document")
@@ -349,9 +419,18 @@ def saedashboard_batch(data: bytes, rare_activation: Callable[[dict[str, Any], i
                 extras[row] = fields["extras"]
         except BadInput as exc:
             raise NotFast(str(exc)) from None
-    columns = ActivationColumns(feature_index=feature_of, offsets=offsets, token_codes=codes, token_strings=strings,
-                                values=values, bin_min=bin_min, bin_max=bin_max, bin_contains=bin_contains,
-                                qualifying_token_index=qualifying, extras=extras)
+    columns = ActivationColumns(
+        feature_index=feature_of,
+        offsets=offsets,
+        token_codes=codes,
+        token_strings=strings,
+        values=values,
+        bin_min=bin_min,
+        bin_max=bin_max,
+        bin_contains=bin_contains,
+        qualifying_token_index=qualifying,
+        extras=extras,
+    )
     # Neuronpedia's maxActApprox: the largest value over the feature's examples (0 marks a dead feature).
     max_act = np.zeros(len(indexes), dtype=np.float64)
     has_examples = per_feature > 0
@@ -370,8 +449,10 @@ def _saedashboard_stats(feats: pa.StructArray) -> list[dict[str, Any]]:
     n = len(feats)
     stats: list[dict[str, Any]] = [{} for _ in range(n)]
     checks: list[tuple[str, Callable[[Any, str], Any]]] = [
-        *((k, as_float_list) for k in SD_FLOAT_LISTS), *((k, as_int_list) for k in SD_INT_LISTS),
-        ("pos_str", as_str_list), ("neg_str", as_str_list),
+        *((k, as_float_list) for k in SD_FLOAT_LISTS),
+        *((k, as_int_list) for k in SD_INT_LISTS),
+        ("pos_str", as_str_list),
+        ("neg_str", as_str_list),
         ("frac_nonzero", lambda v, f: as_float(v, f, allow_none=True)),
     ]
     try:

@@ -78,8 +78,14 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]], *, gz: bool = False) ->
 def _feature_chunks(session: Session, source: Source, size: int) -> Iterator[list[Feature]]:
     last = -1
     while True:
-        chunk = list(session.scalars(select(Feature).where(Feature.source_id == source.id, Feature.index > last)
-                                     .order_by(Feature.index).limit(size)))
+        chunk = list(
+            session.scalars(
+                select(Feature)
+                .where(Feature.source_id == source.id, Feature.index > last)
+                .order_by(Feature.index)
+                .limit(size)
+            )
+        )
         if not chunk:
             return
         yield chunk
@@ -87,22 +93,34 @@ def _feature_chunks(session: Session, source: Source, size: int) -> Iterator[lis
 
 
 def _feature_row(model_id: str, source: Source, f: Feature) -> dict[str, Any]:
-    row = {"modelId": model_id, "layer": source.name, "index": str(f.index), "sourceSetName": source.set_name,
-           "creatorId": f.creator_id, "createdAt": iso(f.created_at)}
+    row = {
+        "modelId": model_id,
+        "layer": source.name,
+        "index": str(f.index),
+        "sourceSetName": source.set_name,
+        "creatorId": f.creator_id,
+        "createdAt": iso(f.created_at),
+    }
     row.update({np_name: getattr(f, col) for col, np_name in NP_FEATURE_NAMES.items()})
     return row
 
 
 def _activation_rows(session: Session, model_id: str, source: Source, feats: list[Feature]) -> list[dict[str, Any]]:
     index_of = {f.id: f.index for f in feats}
-    acts = list(session.scalars(select(Activation).where(Activation.feature_id.in_(list(index_of)))
-                                .order_by(Activation.feature_id, Activation.max_value.desc(), Activation.id)))
+    acts = list(
+        session.scalars(
+            select(Activation)
+            .where(Activation.feature_id.in_(list(index_of)))
+            .order_by(Activation.feature_id, Activation.max_value.desc(), Activation.id)
+        )
+    )
     decoded = [decode_activation(a.data) for a in acts]
     vocab_cache.strings(session, model_id, {int(i) for ids, _ in decoded for i in ids})
     rows = []
     for act, (ids, values) in zip(acts, decoded, strict=True):
-        row = activation_doc(model_id, source.name, index_of[act.feature_id], act,
-                             vocab_cache.decode(session, model_id, ids), values)
+        row = activation_doc(
+            model_id, source.name, index_of[act.feature_id], act, vocab_cache.decode(session, model_id, ids), values
+        )
         # The export layout stores the attention pattern as zIndices = [zKIndices, zQIndices].
         row["zIndices"] = [row.pop("zKIndices"), row.pop("zQIndices")]
         rows.append(row)
@@ -112,21 +130,41 @@ def _activation_rows(session: Session, model_id: str, source: Source, feats: lis
 def _explanation_rows(session: Session, model_id: str, source: Source, feats: list[Feature]) -> list[dict[str, Any]]:
     index_of = {f.id: f.index for f in feats}
     rows = []
-    for exp in session.scalars(select(Explanation).where(Explanation.feature_id.in_(list(index_of)))
-                               .order_by(Explanation.feature_id, Explanation.created_at, Explanation.id)):
+    for exp in session.scalars(
+        select(Explanation)
+        .where(Explanation.feature_id.in_(list(index_of)))
+        .order_by(Explanation.feature_id, Explanation.created_at, Explanation.id)
+    ):
         emb = None if exp.embedding is None else float32_to_floats(np.frombuffer(exp.embedding, dtype="<f4"))
-        rows.append({
-            "id": exp.id, "modelId": model_id, "layer": source.name, "index": str(index_of[exp.feature_id]),
-            "description": exp.description, "authorId": exp.author_id, "embedding": emb,
-            "triggeredById": exp.triggered_by_user_id, "typeName": exp.type_name,
-            "explanationModelName": exp.explanation_model_name, "notes": exp.notes, "scoreV1": exp.score_v1,
-            "scoreV2": exp.score_v2, "createdAt": iso(exp.created_at),
-        })
+        rows.append(
+            {
+                "id": exp.id,
+                "modelId": model_id,
+                "layer": source.name,
+                "index": str(index_of[exp.feature_id]),
+                "description": exp.description,
+                "authorId": exp.author_id,
+                "embedding": emb,
+                "triggeredById": exp.triggered_by_user_id,
+                "typeName": exp.type_name,
+                "explanationModelName": exp.explanation_model_name,
+                "notes": exp.notes,
+                "scoreV1": exp.score_v1,
+                "scoreV2": exp.score_v2,
+                "createdAt": iso(exp.created_at),
+            }
+        )
     return rows
 
 
-def export_np(factory: sessionmaker[Session], out: Path, *, model_id: str | None = None,
-              source_ids: list[str] | None = None, batch_size: int = 1024) -> ExportSummary:
+def export_np(
+    factory: sessionmaker[Session],
+    out: Path,
+    *,
+    model_id: str | None = None,
+    source_ids: list[str] | None = None,
+    batch_size: int = 1024,
+) -> ExportSummary:
     """Write the chosen sources (default: all) in the Neuronpedia export layout under ``out``."""
     summary = ExportSummary()
     with factory() as session:
@@ -157,10 +195,12 @@ def _export_source(session: Session, source: Source, out: Path, batch_size: int,
         if release is not None:
             _write_jsonl(base / "release.jsonl", [row_json(release)])
     summary.sources += 1
-    for n, feats in enumerate(tqdm(_feature_chunks(session, source, batch_size), desc=f"export {source.name}",
-                                   unit="batch", disable=None)):
-        _write_jsonl(base / "features" / f"batch-{n}.jsonl.gz", [_feature_row(model.id, source, f) for f in feats],
-                     gz=True)
+    for n, feats in enumerate(
+        tqdm(_feature_chunks(session, source, batch_size), desc=f"export {source.name}", unit="batch", disable=None)
+    ):
+        _write_jsonl(
+            base / "features" / f"batch-{n}.jsonl.gz", [_feature_row(model.id, source, f) for f in feats], gz=True
+        )
         acts = _activation_rows(session, model.id, source, feats)
         if acts:
             _write_jsonl(base / "activations" / f"batch-{n}.jsonl.gz", acts, gz=True)

@@ -64,11 +64,21 @@ CONFIG_TABLES: dict[str, Any] = {
     "explanation_score_type.jsonl": ExplanationScoreType,
     "eval_type.jsonl": EvalType,
 }
-_INT_STATS = {"neuron_alignment_indices", "correlated_neurons_indices", "correlated_features_indices",
-              "topk_cos_sim_indices"}
+_INT_STATS = {
+    "neuron_alignment_indices",
+    "correlated_neurons_indices",
+    "correlated_features_indices",
+    "topk_cos_sim_indices",
+}
 _STR_STATS = {"pos_str", "neg_str"}
-_SCALAR_STATS = {"max_act_approx", "frac_nonzero", "vector_default_steer_strength", "umap_x", "umap_y",
-                 "umap_log_feature_sparsity"}
+_SCALAR_STATS = {
+    "max_act_approx",
+    "frac_nonzero",
+    "vector_default_steer_strength",
+    "umap_x",
+    "umap_y",
+    "umap_log_feature_sparsity",
+}
 
 
 def camel_to_snake(name: str) -> str:
@@ -149,15 +159,18 @@ def import_config(path: Path, factory: Any) -> int:
         if not file.exists():
             continue
         with transaction(factory) as session:
-            insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)
+            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
             for _, row in iter_jsonl(file):
                 values = _fields_for(table, row)
                 if "name" not in values:
                     raise BadInput("row without 'name'", file=f"config/{filename}", field="name")
                 stmt = insert(table.__table__).values(**values)
                 update = {k: stmt.excluded[k] for k in values if k != "name"}
-                stmt = stmt.on_conflict_do_update(index_elements=["name"], set_=update) if update \
+                stmt = (
+                    stmt.on_conflict_do_update(index_elements=["name"], set_=update)
+                    if update
                     else stmt.on_conflict_do_nothing(index_elements=["name"])
+                )
                 session.execute(stmt)
                 written += 1
     return written
@@ -180,8 +193,13 @@ def _target(src_dir: Path) -> SourceTarget:
     source_fields = _fields_for(Source, source_row)
     for key in ("model_id", "id", "set_name", "name", "set_id"):
         source_fields.pop(key, None)
-    return SourceTarget(model_id=as_str(model_id, "modelId") or "", source_id=as_str(source_id, "id") or "",
-                        model_fields=model_fields, set_fields=set_fields, source_fields=source_fields)
+    return SourceTarget(
+        model_id=as_str(model_id, "modelId") or "",
+        source_id=as_str(source_id, "id") or "",
+        model_fields=model_fields,
+        set_fields=set_fields,
+        source_fields=source_fields,
+    )
 
 
 def _import_release(src_dir: Path, session: Session, model_id: str, set_name: str) -> None:
@@ -205,11 +223,21 @@ def _check_owner(row: dict[str, Any], target: SourceTarget, file: str, lineno: i
     except BadInput as exc:
         raise BadInput(f"line {lineno}: {exc.reason}", file=file, feature=index, field="index") from None
     if row.get("modelId", target.model_id) != target.model_id:
-        raise BadInput(f"line {lineno}: unknown model {row.get('modelId')!r} (this directory is "
-                       f"{target.model_id}/{target.source_id})", file=file, feature=idx, field="modelId")
+        raise BadInput(
+            f"line {lineno}: unknown model {row.get('modelId')!r} (this directory is "
+            f"{target.model_id}/{target.source_id})",
+            file=file,
+            feature=idx,
+            field="modelId",
+        )
     if row.get("layer", target.source_id) != target.source_id:
-        raise BadInput(f"line {lineno}: unknown source {row.get('layer')!r} (this directory is "
-                       f"{target.model_id}/{target.source_id})", file=file, feature=idx, field="layer")
+        raise BadInput(
+            f"line {lineno}: unknown source {row.get('layer')!r} (this directory is "
+            f"{target.model_id}/{target.source_id})",
+            file=file,
+            feature=idx,
+            field="layer",
+        )
     return idx
 
 
@@ -265,12 +293,22 @@ def np_activation(row: dict[str, Any]) -> ActivationRecord:
     z = row.get("zIndices")
     z_k, z_q = (z[0], z[1]) if isinstance(z, list) and len(z) == 2 else (row.get("zKIndices"), row.get("zQIndices"))
     return activation_record(
-        row.get("tokens"), row.get("values"), prefix="activation",
-        bin_min=row.get("binMin"), bin_max=row.get("binMax"), bin_contains=row.get("binContains"),
-        qualifying_token_index=row.get("qualifyingTokenIndex"), dfa_target_index=row.get("dfaTargetIndex"),
-        dfa_max_value=row.get("dfaMaxValue"), dfaValues=row.get("dfaValues"),
-        lossValues=row.get("lossValues"), zKIndices=z_k, zQIndices=z_q, zValues=row.get("zValues"),
-        logitContributions=row.get("logitContributions"), data_source=row.get("dataSource"),
+        row.get("tokens"),
+        row.get("values"),
+        prefix="activation",
+        bin_min=row.get("binMin"),
+        bin_max=row.get("binMax"),
+        bin_contains=row.get("binContains"),
+        qualifying_token_index=row.get("qualifyingTokenIndex"),
+        dfa_target_index=row.get("dfaTargetIndex"),
+        dfa_max_value=row.get("dfaMaxValue"),
+        dfaValues=row.get("dfaValues"),
+        lossValues=row.get("lossValues"),
+        zKIndices=z_k,
+        zQIndices=z_q,
+        zValues=row.get("zValues"),
+        logitContributions=row.get("logitContributions"),
+        data_source=row.get("dataSource"),
         data_index=row.get("dataIndex"),
     )
 
@@ -278,8 +316,13 @@ def np_activation(row: dict[str, Any]) -> ActivationRecord:
 def _rare_fields(row: dict[str, Any]) -> dict[str, Any]:
     """What the fast reader takes from the validating code for a row with rare fields."""
     act = np_activation(without_nul(row))
-    return {"bin_min": act.bin_min, "bin_max": act.bin_max, "bin_contains": act.bin_contains,
-            "qualifying_token_index": act.qualifying_token_index, "extras": activation_extras(act)}
+    return {
+        "bin_min": act.bin_min,
+        "bin_max": act.bin_max,
+        "bin_contains": act.bin_contains,
+        "qualifying_token_index": act.qualifying_token_index,
+        "extras": activation_extras(act),
+    }
 
 
 def _activation_batches(file: Path, target: SourceTarget, size: int, seen: set[int]) -> Iterator[list[FeatureRecord]]:
@@ -294,8 +337,12 @@ def _activation_batches(file: Path, target: SourceTarget, size: int, seen: set[i
             yield list(current.values())
             current, n_lines = {}, 0
         if idx not in current and idx in seen:
-            raise BadInput(f"line {lineno}: examples of this feature also appear earlier; an export must keep "
-                           "each feature's examples together", file=name, feature=idx)
+            raise BadInput(
+                f"line {lineno}: examples of this feature also appear earlier; an export must keep "
+                "each feature's examples together",
+                file=name,
+                feature=idx,
+            )
         last = idx
         try:
             act = np_activation(row)
@@ -311,8 +358,9 @@ def _activation_batches(file: Path, target: SourceTarget, size: int, seen: set[i
         yield list(current.values())
 
 
-def _import_activation_file(importer: BatchImporter, source: Source, target: SourceTarget, file: Path, key: str,
-                            size: int, seen: set[int]) -> None:
+def _import_activation_file(
+    importer: BatchImporter, source: Source, target: SourceTarget, file: Path, key: str, size: int, seen: set[int]
+) -> None:
     """Write an activation file batch by batch: Arrow's reader when it takes the file, else the validating one.
 
     Both cut the file into the same batches, so a rerun after a crash (or after the fast reader gave
@@ -322,8 +370,11 @@ def _import_activation_file(importer: BatchImporter, source: Source, target: Sou
     before = set(seen)
     written = 0
     try:
-        with closing(columnar.prefetched(columnar.np_activation_batches(
-                file, target.model_id, target.source_id, size, seen, _rare_fields))) as batches:
+        with closing(
+            columnar.prefetched(
+                columnar.np_activation_batches(file, target.model_id, target.source_id, size, seen, _rare_fields)
+            )
+        ) as batches:
             for records, columns in batches:
                 importer.write(source, Batch(key=f"{key}#{written}", records=records, file=name, columns=columns))
                 written += 1
@@ -346,11 +397,14 @@ def _explanation_batches(file: Path, target: SourceTarget, size: int, author_id:
         try:
             emb = as_float_list(row.get("embedding"), "embedding")
             exp = explanation_record(
-                row.get("description"), field="description", id=as_str(row.get("id"), "id", allow_none=True),
+                row.get("description"),
+                field="description",
+                id=as_str(row.get("id"), "id", allow_none=True),
                 type_name=as_str(row.get("typeName"), "typeName", allow_none=True),
-                explanation_model_name=as_str(row.get("explanationModelName"), "explanationModelName",
-                                              allow_none=True),
-                notes=as_str(row.get("notes"), "notes", allow_none=True), author_id=author_id, embedding=emb,
+                explanation_model_name=as_str(row.get("explanationModelName"), "explanationModelName", allow_none=True),
+                notes=as_str(row.get("notes"), "notes", allow_none=True),
+                author_id=author_id,
+                embedding=emb,
                 # Not in Neuronpedia's export, but in ours: without them import(export(x)) would lose scores.
                 score_v1=as_float(row.get("scoreV1") or 0.0, "scoreV1"),
                 score_v2=as_float(row.get("scoreV2"), "scoreV2", allow_none=True),
@@ -368,14 +422,14 @@ def _explanation_batches(file: Path, target: SourceTarget, size: int, author_id:
 
 def import_np_export(path: Path, importer: BatchImporter, *, batch_size: int = 256) -> ImportSummary:
     """Import config catalogues and every source directory under ``path``."""
-    root_config = next((p / "config" for p in (path, path.parent, path.parent.parent) if (p / "config").is_dir()),
-                       None)
+    root_config = next((p / "config" for p in (path, path.parent, path.parent.parent) if (p / "config").is_dir()), None)
     if root_config is not None:
         import_config(root_config, importer.factory)
     src_dirs = find_source_dirs(path)
     if not src_dirs and root_config is None:
-        raise BadInput("no Neuronpedia export here (expected <modelId>/<sourceId>/source.jsonl or features/)",
-                       file=str(path))
+        raise BadInput(
+            "no Neuronpedia export here (expected <modelId>/<sourceId>/source.jsonl or features/)", file=str(path)
+        )
     for src_dir in src_dirs:
         try:
             target = _target(src_dir)
@@ -390,8 +444,7 @@ def import_np_export(path: Path, importer: BatchImporter, *, batch_size: int = 2
         plan += [("explanations", f) for f in _batched_files(src_dir / "explanations")]
         file_keys = {f: f"np/{kind}/{f.name}:{f.stat().st_size}" for kind, f in plan}
         done = skip_done(importer, source, file_keys.values())
-        for kind, file in tqdm(plan, desc=f"import {target.model_id}/{target.source_id}", unit="file",
-                               disable=None):
+        for kind, file in tqdm(plan, desc=f"import {target.model_id}/{target.source_id}", unit="file", disable=None):
             key = file_keys[file]
             if key in done:
                 importer.summary.skipped_batches += 1
@@ -400,8 +453,11 @@ def import_np_export(path: Path, importer: BatchImporter, *, batch_size: int = 2
             if kind == "activations":
                 _import_activation_file(importer, source, target, file, key, batch_size * 45, seen)
             else:
-                batches = _feature_batches(file, target, batch_size) if kind == "features" else \
-                    _explanation_batches(file, target, batch_size * 4, importer.creator_id)
+                batches = (
+                    _feature_batches(file, target, batch_size)
+                    if kind == "features"
+                    else _explanation_batches(file, target, batch_size * 4, importer.creator_id)
+                )
                 for part, records in enumerate(batches):
                     importer.write(source, Batch(key=f"{key}#{part}", records=records, file=name))
             # The whole file is done: mark it so a rerun does not even parse it.

@@ -66,9 +66,11 @@ class ImportSummary:
         """One line for the CLI."""
         c = self.counts
         rate = c.features / self.seconds if self.seconds else 0.0
-        return (f"{c.features} features, {c.activations} activations, {c.explanations} new explanations in "
-                f"{self.batches} batches ({self.skipped_batches} already imported) in {self.seconds:.1f}s "
-                f"({rate:.0f} features/s)")
+        return (
+            f"{c.features} features, {c.activations} activations, {c.explanations} new explanations in "
+            f"{self.batches} batches ({self.skipped_batches} already imported) in {self.seconds:.1f}s "
+            f"({rate:.0f} features/s)"
+        )
 
 
 @contextmanager
@@ -139,8 +141,7 @@ class BatchImporter:
             ensure_model(session, target.model_id, creator_id=self.creator_id, **target.model_fields)
             set_name = target.source_id.split("-", 1)[1].split("__", 1)[0] if "-" in target.source_id else ""
             if set_name:
-                ensure_source_set(session, target.model_id, set_name, creator_id=self.creator_id,
-                                  **target.set_fields)
+                ensure_source_set(session, target.model_id, set_name, creator_id=self.creator_id, **target.set_fields)
             source = ensure_source(session, target.model_id, target.source_id, creator_id=self.creator_id)
             for key, value in target.source_fields.items():
                 if value is not None:
@@ -172,14 +173,21 @@ class BatchImporter:
                     tokens.update(all_tokens(records))
                 token_ids = ensure_tokens(session, source.model_id, tokens)
             with transaction(self.factory) as session:
-                counts = write_features(session, source, records, creator_id=self.creator_id,
-                                        token_ids=token_ids, columns=columns)
+                counts = write_features(
+                    session, source, records, creator_id=self.creator_id, token_ids=token_ids, columns=columns
+                )
                 key = _batch_key(source.id, batch.key)
                 existing = session.get(ImportedBatch, key)
                 if existing is None:
-                    session.add(ImportedBatch(key=key, source_id=source.id, n_features=counts.features,
-                                              n_activations=counts.activations,
-                                              n_explanations=counts.explanations))
+                    session.add(
+                        ImportedBatch(
+                            key=key,
+                            source_id=source.id,
+                            n_features=counts.features,
+                            n_activations=counts.activations,
+                            n_explanations=counts.explanations,
+                        )
+                    )
         except StoreError as exc:
             raise BadInput(exc.message, file=batch.file or batch.key, field=exc.field) from exc
         if batch.records:  # an empty batch only marks a whole file as done

@@ -66,8 +66,11 @@ def parse_feature(raw: Any, *, file: str) -> FeatureRecord:
         index = as_int(obj.get("feature_index"), "feature_index", minimum=0)
     except BadInput as exc:
         raw_index = obj.get("feature_index") if obj is not None else None
-        shown = raw_index if isinstance(raw_index, int) and not isinstance(raw_index, bool) else (
-            repr(raw_index) if isinstance(raw_index, str | float) else None)
+        shown = (
+            raw_index
+            if isinstance(raw_index, int) and not isinstance(raw_index, bool)
+            else (repr(raw_index) if isinstance(raw_index, str | float) else None)
+        )
         raise exc.located(file=file, feature=shown) from None
     try:
         stats: dict[str, Any] = {}
@@ -100,20 +103,31 @@ def _activation(raw: Any, pos: int) -> ActivationRecord:
     act = as_dict(raw, f"activations[{pos}]")
     dfa = act.get("dfa_values") or None
     return activation_record(
-        act.get("tokens"), act.get("values"), prefix=f"activations[{pos}]",
-        bin_min=act.get("bin_min"), bin_max=act.get("bin_max"), bin_contains=act.get("bin_contains"),
+        act.get("tokens"),
+        act.get("values"),
+        prefix=f"activations[{pos}]",
+        bin_min=act.get("bin_min"),
+        bin_max=act.get("bin_max"),
+        bin_contains=act.get("bin_contains"),
         qualifying_token_index=act.get("qualifying_token_index"),
         dfa_target_index=act.get("dfa_targetIndex") if dfa else None,
-        dfa_max_value=act.get("dfa_maxValue") if dfa else None, dfaValues=dfa,
-        lossValues=act.get("loss_values") or None, logitContributions=act.get("logit_contributions"),
+        dfa_max_value=act.get("dfa_maxValue") if dfa else None,
+        dfaValues=dfa,
+        lossValues=act.get("loss_values") or None,
+        logitContributions=act.get("logit_contributions"),
     )
 
 
 def _rare_fields(raw: dict[str, Any], pos: int) -> dict[str, Any]:
     """What the fast reader takes from the validating code for an example with rare fields."""
     act = _activation(raw, pos)
-    return {"bin_min": act.bin_min, "bin_max": act.bin_max, "bin_contains": act.bin_contains,
-            "qualifying_token_index": act.qualifying_token_index, "extras": activation_extras(act)}
+    return {
+        "bin_min": act.bin_min,
+        "bin_max": act.bin_max,
+        "bin_contains": act.bin_contains,
+        "qualifying_token_index": act.qualifying_token_index,
+        "extras": activation_extras(act),
+    }
 
 
 def read_batch_file(path: Path, data: bytes | None = None) -> dict[str, Any]:
@@ -155,9 +169,13 @@ def _target(doc: dict[str, Any], opts: DashboardOptions, settings: dict[str, Any
         "dataset": first.get("dataset") or settings.get("huggingface_dataset_path") or None,
         "hook_name": settings.get("hook_name") or None,
     }
-    return SourceTarget(model_id=model_id, source_id=source_id, model_fields={"display_name": model_id},
-                        set_fields={"description": f"{set_name} (imported from SAEDashboard)"},
-                        source_fields=source_fields)
+    return SourceTarget(
+        model_id=model_id,
+        source_id=source_id,
+        model_fields={"display_name": model_id},
+        set_fields={"description": f"{set_name} (imported from SAEDashboard)"},
+        source_fields=source_fields,
+    )
 
 
 def _dead_indexes(path: Path) -> list[int]:
@@ -174,8 +192,11 @@ def iter_batches(path: Path, opts: DashboardOptions, importer: BatchImporter) ->
     After the first file, files are read by a background thread while the previous batch is written.
     """
     settings_file = path / "run_settings.json"
-    settings = as_dict(loads(settings_file.read_bytes(), file=settings_file.name), "run_settings") \
-        if settings_file.exists() else {}
+    settings = (
+        as_dict(loads(settings_file.read_bytes(), file=settings_file.name), "run_settings")
+        if settings_file.exists()
+        else {}
+    )
     files = batch_files(path)
     if not files:
         return
@@ -205,9 +226,14 @@ def iter_batches(path: Path, opts: DashboardOptions, importer: BatchImporter) ->
                 yield target, batch
     dead = _dead_indexes(path)
     if dead:
-        yield target, Batch(key=f"saedashboard/skipped_indexes.json:{len(dead)}", file="skipped_indexes.json",
-                            records=[FeatureRecord(index=i, stats={"max_act_approx": 0.0}, activations=[])
-                                     for i in dead])
+        yield (
+            target,
+            Batch(
+                key=f"saedashboard/skipped_indexes.json:{len(dead)}",
+                file="skipped_indexes.json",
+                records=[FeatureRecord(index=i, stats={"max_act_approx": 0.0}, activations=[]) for i in dead],
+            ),
+        )
 
 
 def import_saedashboard(path: Path, importer: BatchImporter, opts: DashboardOptions) -> ImportSummary:

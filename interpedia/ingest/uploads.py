@@ -34,13 +34,27 @@ class UploadResult:
     source_id: str
 
 
-def feature_record(index: int, activations: list[dict[str, Any]], *, density: float | None = None,
-                   top_logits: list[dict[str, Any]] | None = None, bottom_logits: list[dict[str, Any]] | None = None,
-                   explanations: list[dict[str, Any]] | None = None, author_id: str | None = None) -> FeatureRecord:
+def feature_record(
+    index: int,
+    activations: list[dict[str, Any]],
+    *,
+    density: float | None = None,
+    top_logits: list[dict[str, Any]] | None = None,
+    bottom_logits: list[dict[str, Any]] | None = None,
+    explanations: list[dict[str, Any]] | None = None,
+    author_id: str | None = None,
+) -> FeatureRecord:
     """One uploaded feature (already type-checked by the API schema) to a store record."""
-    acts = [ActivationRecord(tokens=a["tokens"], values=a["values"], bin_max=a.get("quantileMax"),
-                             bin_min=a.get("quantileMin"), bin_contains=a.get("quantileFraction"))
-            for a in activations]
+    acts = [
+        ActivationRecord(
+            tokens=a["tokens"],
+            values=a["values"],
+            bin_max=a.get("quantileMax"),
+            bin_min=a.get("quantileMin"),
+            bin_contains=a.get("quantileFraction"),
+        )
+        for a in activations
+    ]
     stats: dict[str, Any] = {"max_act_approx": max((a.max_value for a in acts), default=0.0)}
     if density is not None:
         stats["frac_nonzero"] = density
@@ -50,9 +64,15 @@ def feature_record(index: int, activations: list[dict[str, Any]], *, density: fl
     if bottom_logits is not None:
         stats["neg_str"] = [t["token"] for t in bottom_logits]
         stats["neg_values"] = [t["value"] for t in bottom_logits]
-    exps = [ExplanationRecord(description=e["text"], type_name=e.get("methodName"),
-                              explanation_model_name=e.get("modelName"), author_id=author_id)
-            for e in explanations or []]
+    exps = [
+        ExplanationRecord(
+            description=e["text"],
+            type_name=e.get("methodName"),
+            explanation_model_name=e.get("modelName"),
+            author_id=author_id,
+        )
+        for e in explanations or []
+    ]
     return FeatureRecord(index=index, stats=stats, activations=acts, explanations=exps)
 
 
@@ -62,8 +82,9 @@ def _check_set_owner(session: Session, user: User, model_id: str, source_id: str
         raise Forbidden(f"source set {model_id}/{set_row.name} belongs to another user", field="source")
 
 
-def upload_features(factory: sessionmaker[Session], user: User, model_id: str, source_id: str,
-                    records: list[FeatureRecord]) -> UploadResult:
+def upload_features(
+    factory: sessionmaker[Session], user: User, model_id: str, source_id: str, records: list[FeatureRecord]
+) -> UploadResult:
     """Write uploaded dashboards into a source of the user's own source set (created on first upload)."""
     with transaction(factory) as session:
         model: Model = get_model(session, model_id)
@@ -76,8 +97,9 @@ def upload_features(factory: sessionmaker[Session], user: User, model_id: str, s
     return UploadResult(counts=counts, model_id=model_id, source_id=source_id)
 
 
-def upload_activations(factory: sessionmaker[Session], user: User, model_id: str, source_id: str, index: int,
-                       acts: list[ActivationRecord]) -> int:
+def upload_activations(
+    factory: sessionmaker[Session], user: User, model_id: str, source_id: str, index: int, acts: list[ActivationRecord]
+) -> int:
     """Add examples to an existing feature the user owns (e.g. a steering vector)."""
     with transaction(factory) as session:
         get_model(session, model_id)

@@ -15,8 +15,9 @@ from interpedia.store.records import ActivationRecord, ExplanationRecord
 class BadInput(ValueError):
     """Input that cannot be imported; the message names where the problem is."""
 
-    def __init__(self, message: str, *, file: str | None = None, feature: int | str | None = None,
-                 field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, file: str | None = None, feature: int | str | None = None, field: str | None = None
+    ) -> None:
         self.reason = message
         self.file = file
         self.feature = feature
@@ -35,8 +36,12 @@ class BadInput(ValueError):
 
     def located(self, *, file: str | None = None, feature: int | str | None = None) -> BadInput:
         """The same error with more location filled in (inner code knows the field, outer the file)."""
-        return BadInput(self.reason, file=self.file or file,
-                        feature=self.feature if self.feature is not None else feature, field=self.field)
+        return BadInput(
+            self.reason,
+            file=self.file or file,
+            feature=self.feature if self.feature is not None else feature,
+            field=self.field,
+        )
 
 
 def _reject_constant(name: str) -> float:
@@ -213,8 +218,13 @@ def activation_record(tokens: Any, values: Any, *, prefix: str = "activations", 
     return rec
 
 
-_RARE_LISTS = (("dfaValues", as_float_list), ("lossValues", as_float_list), ("zQIndices", as_int_list),
-               ("zKIndices", as_int_list), ("zValues", as_float_list))
+_RARE_LISTS = (
+    ("dfaValues", as_float_list),
+    ("lossValues", as_float_list),
+    ("zQIndices", as_int_list),
+    ("zKIndices", as_int_list),
+    ("zValues", as_float_list),
+)
 
 
 def activation_rare_fields(fields: dict[str, Any], prefix: str = "activations") -> dict[str, Any] | None:
@@ -232,8 +242,9 @@ def activation_rare_fields(fields: dict[str, Any], prefix: str = "activations") 
     return extras or None
 
 
-def explanation_record(description: Any, *, field: str = "explanations.description",
-                       **fields: Any) -> ExplanationRecord:
+def explanation_record(
+    description: Any, *, field: str = "explanations.description", **fields: Any
+) -> ExplanationRecord:
     """An explanation with a non-empty description."""
     text = as_str(description, field, max_len=10_000)
     assert text is not None

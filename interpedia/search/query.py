@@ -43,12 +43,15 @@ def _visible_sources(session: Session, scope: SearchScope, user: User | None) ->
     if not admin:
         uid = user.id if user is not None else None
         # Private rows are searched for their creator only.
-        stmt = stmt.where(or_(Source.visibility != "PRIVATE", Source.creator_id == uid),
-                          or_(Model.visibility != "PRIVATE", Model.creator_id == uid))
+        stmt = stmt.where(
+            or_(Source.visibility != "PRIVATE", Source.creator_id == uid),
+            or_(Model.visibility != "PRIVATE", Model.creator_id == uid),
+        )
     if scope.model_id is None and scope.release is None:
         # Search across everything lists only what is listed: unlisted rows are found through their URL alone.
-        stmt = stmt.where(listed_condition(Model.visibility, Model.creator_id),
-                          listed_condition(Source.visibility, Source.creator_id))
+        stmt = stmt.where(
+            listed_condition(Model.visibility, Model.creator_id), listed_condition(Source.visibility, Source.creator_id)
+        )
     if scope.release is not None:
         if session.get(SourceRelease, scope.release) is None:
             raise NotFound(f"release {scope.release!r} not found", field="releaseName")
@@ -73,23 +76,46 @@ def _visible_sources(session: Session, scope: SearchScope, user: User | None) ->
     return rows
 
 
-def _result(session: Session, exp: Explanation, feature: Feature, source: Source, similarity: float,
-            author: str | None) -> dict[str, Any]:
+def _result(
+    session: Session, exp: Explanation, feature: Feature, source: Source, similarity: float, author: str | None
+) -> dict[str, Any]:
     acts = list_activations(session, source.model_id, source.name, feature, ACTS_PER_RESULT)
     return {
-        "id": exp.id, "modelId": source.model_id, "layer": source.name, "index": str(feature.index),
-        "description": exp.description, "typeName": exp.type_name,
-        "explanationModelName": exp.explanation_model_name, "authorId": exp.author_id,
-        "author": {"name": author} if author else None, "scoreV1": exp.score_v1, "scoreV2": exp.score_v2,
-        "createdAt": iso(exp.created_at), "cosine_similarity": round(similarity, 6),
-        "neuron": {"modelId": source.model_id, "layer": source.name, "index": str(feature.index),
-                   "sourceSetName": source.set_name, **feature_stats_json(feature), "activations": acts},
+        "id": exp.id,
+        "modelId": source.model_id,
+        "layer": source.name,
+        "index": str(feature.index),
+        "description": exp.description,
+        "typeName": exp.type_name,
+        "explanationModelName": exp.explanation_model_name,
+        "authorId": exp.author_id,
+        "author": {"name": author} if author else None,
+        "scoreV1": exp.score_v1,
+        "scoreV2": exp.score_v2,
+        "createdAt": iso(exp.created_at),
+        "cosine_similarity": round(similarity, 6),
+        "neuron": {
+            "modelId": source.model_id,
+            "layer": source.name,
+            "index": str(feature.index),
+            "sourceSetName": source.set_name,
+            **feature_stats_json(feature),
+            "activations": acts,
+        },
     }
 
 
-def search_explanations(session: Session, settings: Settings, embedder: Embedder, *, query: str,
-                        scope: SearchScope, offset: int = 0, user: User | None = None,
-                        request: dict[str, Any] | None = None) -> dict[str, Any]:
+def search_explanations(
+    session: Session,
+    settings: Settings,
+    embedder: Embedder,
+    *,
+    query: str,
+    scope: SearchScope,
+    offset: int = 0,
+    user: User | None = None,
+    request: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """One page of explanations nearest ``query`` in meaning: ``{request, results, resultsCount, hasMore,
     nextOffset}``; each result carries ``cosine_similarity`` and its feature (``neuron``) with top examples."""
     query = (query or "").strip()
@@ -111,7 +137,9 @@ def search_explanations(session: Session, settings: Settings, embedder: Embedder
         page = _hydrate(session, window[:PAGE_SIZE])
     return {
         "request": request if request is not None else {"query": query, "offset": offset},
-        "results": page, "resultsCount": len(page), "hasMore": has_more,
+        "results": page,
+        "resultsCount": len(page),
+        "hasMore": has_more,
         "nextOffset": offset + PAGE_SIZE if has_more else None,
     }
 
@@ -121,7 +149,8 @@ def _hydrate(session: Session, hits: Sequence[Any]) -> list[dict[str, Any]]:
         return []
     rows = session.execute(
         select(Explanation, Feature, Source, User.name)
-        .join(Feature, Feature.id == Explanation.feature_id).join(Source, Source.id == Feature.source_id)
+        .join(Feature, Feature.id == Explanation.feature_id)
+        .join(Source, Source.id == Feature.source_id)
         .outerjoin(User, User.id == Explanation.author_id)
         .where(Explanation.id.in_([h.explanation_id for h in hits]))
     ).all()

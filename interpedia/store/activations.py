@@ -12,8 +12,13 @@ from interpedia.store.records import ActivationRecord
 from interpedia.store.writer import ACT_COLUMNS, activation_row
 
 
-def append_activations(session: Session, feature_id: int, creator_id: str | None, acts: Sequence[ActivationRecord],
-                       token_ids: dict[str, int]) -> int:
+def append_activations(
+    session: Session,
+    feature_id: int,
+    creator_id: str | None,
+    acts: Sequence[ActivationRecord],
+    token_ids: dict[str, int],
+) -> int:
     """Add examples to a feature, skipping any identical to one already stored; returns how many were added."""
     existing = {bytes(d) for d in session.scalars(select(Activation.data).where(Activation.feature_id == feature_id))}
     rows = []

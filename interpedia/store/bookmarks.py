@@ -49,17 +49,26 @@ def user_bookmarks(session: Session, user: User) -> list[dict[str, Any]]:
     """The user's bookmarks, newest first, each with the feature's address and top explanation."""
     rows = session.execute(
         select(Bookmark.created_at, Feature.id, Feature.index, Source.model_id, Source.name)
-        .join(Feature, Feature.id == Bookmark.feature_id).join(Source, Source.id == Feature.source_id)
-        .where(Bookmark.user_id == user.id).order_by(Bookmark.created_at.desc(), Feature.id)
+        .join(Feature, Feature.id == Bookmark.feature_id)
+        .join(Source, Source.id == Feature.source_id)
+        .where(Bookmark.user_id == user.id)
+        .order_by(Bookmark.created_at.desc(), Feature.id)
     ).all()
     tops: dict[int, str] = {}
     if rows:
         # The first explanation by score, as the feature page's headline shows it.
         for fid, desc in session.execute(
-                select(Explanation.feature_id, Explanation.description)
-                .where(Explanation.feature_id.in_([r[1] for r in rows]))
-                .order_by(Explanation.feature_id, Explanation.score_v2.desc().nulls_last(),
-                          Explanation.score_v1.desc(), Explanation.created_at)):
+            select(Explanation.feature_id, Explanation.description)
+            .where(Explanation.feature_id.in_([r[1] for r in rows]))
+            .order_by(
+                Explanation.feature_id,
+                Explanation.score_v2.desc().nulls_last(),
+                Explanation.score_v1.desc(),
+                Explanation.created_at,
+            )
+        ):
             tops.setdefault(fid, desc)
-    return [{"modelId": r[3], "layer": r[4], "index": str(r[2]), "createdAt": iso(r[0]),
-             "description": tops.get(r[1])} for r in rows]
+    return [
+        {"modelId": r[3], "layer": r[4], "index": str(r[2]), "createdAt": iso(r[0]), "description": tops.get(r[1])}
+        for r in rows
+    ]

@@ -18,19 +18,47 @@ ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SOURCE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*-[A-Za-z0-9][A-Za-z0-9._-]*$")
 # First path segments the site serves itself: a model with one of these ids would be unreachable at /{model}.
 # tests/integration/test_reserved_ids.py checks this covers every literal top-level route of the app.
-RESERVED_MODEL_IDS = frozenset({
-    "api", "v1", "static", "docs", "redoc", "openapi.json", "health", "signin", "signout", "signup", "model", "sae",
-    "random", "jump", "index.json", "favicon.ico", "robots.txt", "search", "search-explanations",
-    "search-topk-by-token", "steer", "list", "user", "account", "admin", "sae-bench", "umap", "comment", "bookmark",
-    "explanation", "vector",
-})
+RESERVED_MODEL_IDS = frozenset(
+    {
+        "api",
+        "v1",
+        "static",
+        "docs",
+        "redoc",
+        "openapi.json",
+        "health",
+        "signin",
+        "signout",
+        "signup",
+        "model",
+        "sae",
+        "random",
+        "jump",
+        "index.json",
+        "favicon.ico",
+        "robots.txt",
+        "search",
+        "search-explanations",
+        "search-topk-by-token",
+        "steer",
+        "list",
+        "user",
+        "account",
+        "admin",
+        "sae-bench",
+        "umap",
+        "comment",
+        "bookmark",
+        "explanation",
+        "vector",
+    }
+)
 
 
 def source_set_name_of(source_id: str) -> str:
     """The set part of a source id: ``6-res-jb`` -> ``res-jb``, ``6-res-jb__x`` -> ``res-jb``."""
     if "-" not in source_id:
-        raise Invalid(f"source id {source_id!r} must look like '<layer>-<sourceSet>', e.g. '6-res-jb'",
-                      field="source")
+        raise Invalid(f"source id {source_id!r} must look like '<layer>-<sourceSet>', e.g. '6-res-jb'", field="source")
     return source_id.split("-", 1)[1].split("__", 1)[0]
 
 
@@ -57,17 +85,28 @@ def get_model(session: Session, model_id: str) -> Model:
 
 def list_models(session: Session) -> list[Model]:
     """Every visible model, by id."""
-    return list(session.scalars(select(Model).where(listed_condition(Model.visibility, Model.creator_id))
-                                .order_by(Model.id)))
+    return list(
+        session.scalars(select(Model).where(listed_condition(Model.visibility, Model.creator_id)).order_by(Model.id))
+    )
 
 
-def create_model(session: Session, model_id: str, *, layers: int, display_name: str | None = None,
-                 creator_id: str | None = None, strict_id: bool = True, **fields: Any) -> Model:
+def create_model(
+    session: Session,
+    model_id: str,
+    *,
+    layers: int,
+    display_name: str | None = None,
+    creator_id: str | None = None,
+    strict_id: bool = True,
+    **fields: Any,
+) -> Model:
     """Create a model; Conflict when the id is taken."""
     if strict_id:
         if not (2 <= len(model_id) <= 32) or not NEW_MODEL_ID_RE.match(model_id):
-            raise Invalid("model id must be 2-32 characters: lower-case letters, digits, '.' and '-', "
-                          "starting with a letter", field="id")
+            raise Invalid(
+                "model id must be 2-32 characters: lower-case letters, digits, '.' and '-', starting with a letter",
+                field="id",
+            )
     else:
         check_id(model_id, "modelId")
     if model_id.lower() in RESERVED_MODEL_IDS:
@@ -76,8 +115,7 @@ def create_model(session: Session, model_id: str, *, layers: int, display_name: 
         raise Invalid("layers must be an integer from 0 to 1000", field="layers")
     if session.get(Model, model_id) is not None:
         raise Conflict(f"model {model_id!r} already exists", field="id")
-    model = Model(id=model_id, layers=layers, display_name=display_name or model_id, creator_id=creator_id,
-                  **fields)
+    model = Model(id=model_id, layers=layers, display_name=display_name or model_id, creator_id=creator_id, **fields)
     session.add(model)
     session.flush()
     return model
@@ -123,9 +161,13 @@ def ensure_source_set(session: Session, model_id: str, name: str, **fields: Any)
 
 def list_source_sets(session: Session, model_id: str) -> list[SourceSet]:
     """The model's visible source sets."""
-    return list(session.scalars(select(SourceSet).where(
-        SourceSet.model_id == model_id, listed_condition(SourceSet.visibility, SourceSet.creator_id))
-        .order_by(SourceSet.name)))
+    return list(
+        session.scalars(
+            select(SourceSet)
+            .where(SourceSet.model_id == model_id, listed_condition(SourceSet.visibility, SourceSet.creator_id))
+            .order_by(SourceSet.name)
+        )
+    )
 
 
 def get_source(session: Session, model_id: str, source_id: str) -> Source:
@@ -148,8 +190,11 @@ def source_visible(session: Session, row: Source, model: Model | None = None) ->
 
 def list_sources(session: Session, set_row: SourceSet) -> list[Source]:
     """Sources of a set, by layer then name."""
-    rows = list(session.scalars(select(Source).where(Source.set_id == set_row.id,
-                                                     listed_condition(Source.visibility, Source.creator_id))))
+    rows = list(
+        session.scalars(
+            select(Source).where(Source.set_id == set_row.id, listed_condition(Source.visibility, Source.creator_id))
+        )
+    )
     return sorted(rows, key=lambda s: (s.layer_num if s.layer_num is not None else 1 << 30, s.name))
 
 
@@ -172,6 +217,7 @@ def count_features(session: Session, source_ids: list[int]) -> dict[int, int]:
     """Feature counts per source id."""
     if not source_ids:
         return {}
-    rows = session.execute(select(Feature.source_id, func.count()).where(Feature.source_id.in_(source_ids))
-                           .group_by(Feature.source_id))
+    rows = session.execute(
+        select(Feature.source_id, func.count()).where(Feature.source_id.in_(source_ids)).group_by(Feature.source_id)
+    )
     return {sid: n for sid, n in rows}

@@ -26,8 +26,9 @@ def clean_text(text: Any) -> str:
     if not cleaned:
         raise Invalid("a comment needs some text", field="text")
     if len(cleaned) > MAX_COMMENT_CHARS:
-        raise Invalid(f"a comment is at most {MAX_COMMENT_CHARS:,} characters (this one has {len(cleaned):,})",
-                      field="text")
+        raise Invalid(
+            f"a comment is at most {MAX_COMMENT_CHARS:,} characters (this one has {len(cleaned):,})", field="text"
+        )
     return cleaned
 
 
@@ -70,8 +71,11 @@ def delete_comment(session: Session, user: User, comment_id: str, *, list_only: 
 def _addresses(session: Session, feature_ids: set[int]) -> dict[int, tuple[str, str, int]]:
     if not feature_ids:
         return {}
-    rows = session.execute(select(Feature.id, Source.model_id, Source.name, Feature.index)
-                           .join(Source, Source.id == Feature.source_id).where(Feature.id.in_(feature_ids)))
+    rows = session.execute(
+        select(Feature.id, Source.model_id, Source.name, Feature.index)
+        .join(Source, Source.id == Feature.source_id)
+        .where(Feature.id.in_(feature_ids))
+    )
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
@@ -83,11 +87,17 @@ def _docs(session: Session, rows: list[Comment], viewer: User | None) -> list[di
     return [_doc(r, names.get(r.user_id), where.get(r.feature_id) if r.feature_id else None, viewer) for r in rows]
 
 
-def _doc(row: Comment, user_name: str | None, address: tuple[str, str, int] | None,
-         viewer: User | None) -> dict[str, Any]:
-    doc: dict[str, Any] = {"id": row.id, "text": row.text, "userId": row.user_id,
-                           "user": {"id": row.user_id, "name": user_name}, "createdAt": iso(row.created_at),
-                           "canDelete": can_delete(row.user_id, viewer)}
+def _doc(
+    row: Comment, user_name: str | None, address: tuple[str, str, int] | None, viewer: User | None
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "id": row.id,
+        "text": row.text,
+        "userId": row.user_id,
+        "user": {"id": row.user_id, "name": user_name},
+        "createdAt": iso(row.created_at),
+        "canDelete": can_delete(row.user_id, viewer),
+    }
     if address is not None:
         doc.update(modelId=address[0], layer=address[1], index=str(address[2]))
     if row.list_id is not None:
@@ -102,13 +112,17 @@ def comment_json(session: Session, row: Comment, viewer: User | None = None) -> 
 
 def feature_comments(session: Session, feature_id: int, viewer: User | None = None) -> list[dict[str, Any]]:
     """A feature's comments, oldest first."""
-    rows = list(session.scalars(select(Comment).where(Comment.feature_id == feature_id)
-                                .order_by(Comment.created_at, Comment.id)))
+    rows = list(
+        session.scalars(
+            select(Comment).where(Comment.feature_id == feature_id).order_by(Comment.created_at, Comment.id)
+        )
+    )
     return _docs(session, rows, viewer)
 
 
 def list_comments(session: Session, list_id: str, viewer: User | None = None) -> list[dict[str, Any]]:
     """A list's comments, oldest first."""
-    rows = list(session.scalars(select(Comment).where(Comment.list_id == list_id)
-                                .order_by(Comment.created_at, Comment.id)))
+    rows = list(
+        session.scalars(select(Comment).where(Comment.list_id == list_id).order_by(Comment.created_at, Comment.id))
+    )
     return _docs(session, rows, viewer)

@@ -12,13 +12,16 @@ from interpedia.store.comments import MAX_COMMENT_CHARS, feature_comments, list_
 from interpedia.store.votes import vote_state
 
 
-def feature_community(session: Session, feature: Feature, explanation_ids: list[str],
-                      user: User | None) -> dict[str, Any]:
+def feature_community(
+    session: Session, feature: Feature, explanation_ids: list[str], user: User | None
+) -> dict[str, Any]:
     """What the feature page shows of comments, the viewer's bookmark and the votes on each explanation."""
-    return {"comments": feature_comments(session, feature.id, user),
-            "bookmarked": is_bookmarked(session, user, feature.id),
-            "votes": vote_state(session, user, explanation_ids),
-            "maxCommentChars": MAX_COMMENT_CHARS}
+    return {
+        "comments": feature_comments(session, feature.id, user),
+        "bookmarked": is_bookmarked(session, user, feature.id),
+        "votes": vote_state(session, user, explanation_ids),
+        "maxCommentChars": MAX_COMMENT_CHARS,
+    }
 
 
 def list_community(session: Session, list_id: str, user: User | None) -> dict[str, Any]:

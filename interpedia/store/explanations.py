@@ -30,10 +30,13 @@ MAX_DESCRIPTION = 1000
 def score_json(score: ExplanationScore) -> dict[str, Any]:
     """A score the way Neuronpedia returns it (``jsonDetails`` is a JSON string)."""
     return {
-        "id": score.id, "value": score.value, "explanationId": score.explanation_id,
+        "id": score.id,
+        "value": score.value,
+        "explanationId": score.explanation_id,
         "explanationScoreTypeName": score.explanation_score_type_name,
         "explanationScoreModelName": score.explanation_score_model_name,
-        "initiatedByUserId": score.initiated_by_user_id, "jsonDetails": score.json_details,
+        "initiatedByUserId": score.initiated_by_user_id,
+        "jsonDetails": score.json_details,
         "createdAt": iso(score.created_at),
     }
 
@@ -43,27 +46,44 @@ def explanation_json(session: Session, exp: Explanation) -> dict[str, Any]:
     feature = session.get(Feature, exp.feature_id)
     source = session.get(Source, feature.source_id) if feature else None
     author = session.get(User, exp.author_id) if exp.author_id else None
-    scores = session.scalars(select(ExplanationScore).where(ExplanationScore.explanation_id == exp.id)
-                             .order_by(ExplanationScore.created_at))
+    scores = session.scalars(
+        select(ExplanationScore).where(ExplanationScore.explanation_id == exp.id).order_by(ExplanationScore.created_at)
+    )
     return {
-        "id": exp.id, "modelId": source.model_id if source else None, "layer": source.name if source else None,
-        "source": source.name if source else None, "index": str(feature.index) if feature else None,
-        "description": exp.description, "authorId": exp.author_id,
-        "author": {"name": author.name} if author else None, "typeName": exp.type_name,
-        "explanationModelName": exp.explanation_model_name, "notes": exp.notes, "scoreV1": exp.score_v1,
-        "scoreV2": exp.score_v2, "triggeredByUserId": exp.triggered_by_user_id,
-        "hasEmbedding": exp.embedding is not None, "scores": [score_json(s) for s in scores],
-        "umap_x": exp.umap_x, "umap_y": exp.umap_y, "umap_cluster": exp.umap_cluster,
+        "id": exp.id,
+        "modelId": source.model_id if source else None,
+        "layer": source.name if source else None,
+        "source": source.name if source else None,
+        "index": str(feature.index) if feature else None,
+        "description": exp.description,
+        "authorId": exp.author_id,
+        "author": {"name": author.name} if author else None,
+        "typeName": exp.type_name,
+        "explanationModelName": exp.explanation_model_name,
+        "notes": exp.notes,
+        "scoreV1": exp.score_v1,
+        "scoreV2": exp.score_v2,
+        "triggeredByUserId": exp.triggered_by_user_id,
+        "hasEmbedding": exp.embedding is not None,
+        "scores": [score_json(s) for s in scores],
+        "umap_x": exp.umap_x,
+        "umap_y": exp.umap_y,
+        "umap_cluster": exp.umap_cluster,
         "umap_log_feature_sparsity": exp.umap_log_feature_sparsity,
-        "createdAt": iso(exp.created_at), "updatedAt": iso(exp.updated_at),
+        "createdAt": iso(exp.created_at),
+        "updatedAt": iso(exp.updated_at),
     }
 
 
 def _visible(session: Session, exp: Explanation, user: User | None) -> bool:
     if user is not None and user.admin:
         return True
-    row = session.execute(select(Source.visibility, Model.visibility).join(Model, Model.id == Source.model_id)
-                          .join(Feature, Feature.source_id == Source.id).where(Feature.id == exp.feature_id)).first()
+    row = session.execute(
+        select(Source.visibility, Model.visibility)
+        .join(Model, Model.id == Source.model_id)
+        .join(Feature, Feature.source_id == Source.id)
+        .where(Feature.id == exp.feature_id)
+    ).first()
     return row is not None and "PRIVATE" not in row
 
 
@@ -77,9 +97,17 @@ def get_explanation(session: Session, explanation_id: str, user: User | None = N
 
 def has_explanation(session: Session, feature_id: int, type_name: str | None, model_name: str | None) -> bool:
     """Whether the feature already has an explanation of this type and explainer model."""
-    return bool(session.scalar(select(exists().where(
-        Explanation.feature_id == feature_id, Explanation.type_name == type_name,
-        Explanation.explanation_model_name == model_name))))
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Explanation.feature_id == feature_id,
+                    Explanation.type_name == type_name,
+                    Explanation.explanation_model_name == model_name,
+                )
+            )
+        )
+    )
 
 
 def check_description(text: Any) -> str:
@@ -92,13 +120,29 @@ def check_description(text: Any) -> str:
     return text
 
 
-def add_explanation(session: Session, feature: Feature, description: str, *, type_name: str | None,
-                    model_name: str | None, author_id: str | None, triggered_by: str | None,
-                    embedding: bytes | None, notes: str | None = None) -> Explanation:
+def add_explanation(
+    session: Session,
+    feature: Feature,
+    description: str,
+    *,
+    type_name: str | None,
+    model_name: str | None,
+    author_id: str | None,
+    triggered_by: str | None,
+    embedding: bytes | None,
+    notes: str | None = None,
+) -> Explanation:
     """Insert an explanation (call inside the caller's transaction)."""
-    exp = Explanation(feature_id=feature.id, description=check_description(description), type_name=type_name,
-                      explanation_model_name=model_name, author_id=author_id, triggered_by_user_id=triggered_by,
-                      embedding=embedding, notes=notes)
+    exp = Explanation(
+        feature_id=feature.id,
+        description=check_description(description),
+        type_name=type_name,
+        explanation_model_name=model_name,
+        author_id=author_id,
+        triggered_by_user_id=triggered_by,
+        embedding=embedding,
+        notes=notes,
+    )
     session.add(exp)
     session.flush()
     return exp
@@ -119,21 +163,42 @@ def delete_explanation(session: Session, explanation_id: str, user: User) -> Non
 
 def has_score(session: Session, explanation_id: str, type_name: str, model_name: str | None) -> bool:
     """Whether this explanation already has a score of this type and scorer model."""
-    return bool(session.scalar(select(exists().where(
-        ExplanationScore.explanation_id == explanation_id, ExplanationScore.explanation_score_type_name == type_name,
-        ExplanationScore.explanation_score_model_name == model_name))))
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    ExplanationScore.explanation_id == explanation_id,
+                    ExplanationScore.explanation_score_type_name == type_name,
+                    ExplanationScore.explanation_score_model_name == model_name,
+                )
+            )
+        )
+    )
 
 
-def add_score(session: Session, explanation_id: str, value: float, *, type_name: str, model_name: str | None,
-              user_id: str | None, details_json: str) -> ExplanationScore:
+def add_score(
+    session: Session,
+    explanation_id: str,
+    value: float,
+    *,
+    type_name: str,
+    model_name: str | None,
+    user_id: str | None,
+    details_json: str,
+) -> ExplanationScore:
     """Insert a score in 0..1 (call inside the caller's transaction)."""
     if not 0.0 <= value <= 1.0:
         raise Invalid(f"score {value} is outside 0..1", field="value")
     if has_score(session, explanation_id, type_name, model_name):
         raise Conflict("a score of this type and model already exists for this explanation", field="scorerType")
-    score = ExplanationScore(explanation_id=explanation_id, value=float(value), explanation_score_type_name=type_name,
-                             explanation_score_model_name=model_name, initiated_by_user_id=user_id,
-                             json_details=details_json)
+    score = ExplanationScore(
+        explanation_id=explanation_id,
+        value=float(value),
+        explanation_score_type_name=type_name,
+        explanation_score_model_name=model_name,
+        initiated_by_user_id=user_id,
+        json_details=details_json,
+    )
     session.add(score)
     session.flush()
     return score
@@ -157,23 +222,53 @@ def _insert_missing(session: Session, table: Any, rows: Sequence[dict[str, Any]]
     session.execute(stmt.on_conflict_do_nothing(index_elements=["name"]), list(rows))
 
 
-def ensure_explanation_catalogue(session: Session, type_name: str, display_name: str, description: str,
-                                 model_name: str | None) -> None:
+def ensure_explanation_catalogue(
+    session: Session, type_name: str, display_name: str, description: str, model_name: str | None
+) -> None:
     """Make sure the explanation type (and the explainer model) rows exist, for display names."""
-    _insert_missing(session, ExplanationType.__table__, [
-        {"name": type_name, "display_name": display_name, "description": description, "featured": False,
-         "is_attention": False, "creator_name": "interpedia"}])
+    _insert_missing(
+        session,
+        ExplanationType.__table__,
+        [
+            {
+                "name": type_name,
+                "display_name": display_name,
+                "description": description,
+                "featured": False,
+                "is_attention": False,
+                "creator_name": "interpedia",
+            }
+        ],
+    )
     if model_name:
-        _insert_missing(session, ExplanationModelType.__table__, [
-            {"name": model_name, "display_name": model_name, "description": "", "featured": False}])
+        _insert_missing(
+            session,
+            ExplanationModelType.__table__,
+            [{"name": model_name, "display_name": model_name, "description": "", "featured": False}],
+        )
 
 
-def ensure_score_catalogue(session: Session, type_name: str, display_name: str, description: str,
-                           model_name: str | None) -> None:
+def ensure_score_catalogue(
+    session: Session, type_name: str, display_name: str, description: str, model_name: str | None
+) -> None:
     """Make sure the score type (and the scorer model) rows exist."""
-    _insert_missing(session, ExplanationScoreType.__table__, [
-        {"name": type_name, "display_name": display_name, "description": description, "featured": False,
-         "is_attention": False, "creator_name": "interpedia"}])
+    _insert_missing(
+        session,
+        ExplanationScoreType.__table__,
+        [
+            {
+                "name": type_name,
+                "display_name": display_name,
+                "description": description,
+                "featured": False,
+                "is_attention": False,
+                "creator_name": "interpedia",
+            }
+        ],
+    )
     if model_name:
-        _insert_missing(session, ExplanationScoreModel.__table__, [
-            {"name": model_name, "display_name": model_name, "description": "", "featured": False}])
+        _insert_missing(
+            session,
+            ExplanationScoreModel.__table__,
+            [{"name": model_name, "display_name": model_name, "description": "", "featured": False}],
+        )

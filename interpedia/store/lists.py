@@ -66,8 +66,13 @@ def list_url(base_url: str, list_id: str) -> str:
 def list_json(lst: FeatureList, owner_name: str | None = None, base_url: str | None = None) -> dict[str, Any]:
     """A list row as neuronpedia.org returns it (plus ``url`` when ``base_url`` is given)."""
     doc: dict[str, Any] = {
-        "id": lst.id, "name": lst.name, "description": lst.description, "defaultTestText": lst.default_test_text,
-        "userId": lst.user_id, "createdAt": iso(lst.created_at), "updatedAt": iso(lst.updated_at),
+        "id": lst.id,
+        "name": lst.name,
+        "description": lst.description,
+        "defaultTestText": lst.default_test_text,
+        "userId": lst.user_id,
+        "createdAt": iso(lst.created_at),
+        "updatedAt": iso(lst.updated_at),
     }
     if owner_name is not None:
         doc["user"] = {"name": owner_name}
@@ -78,8 +83,15 @@ def list_json(lst: FeatureList, owner_name: str | None = None, base_url: str | N
 
 def member_json(row: ListFeature, model_id: str, layer: str, index: int) -> dict[str, Any]:
     """A list membership (neuronpedia.org's ``ListsOnNeurons`` row)."""
-    return {"modelId": model_id, "layer": layer, "index": str(index), "listId": row.list_id,
-            "description": row.description, "addedAt": iso(row.added_at), "userId": row.user_id}
+    return {
+        "modelId": model_id,
+        "layer": layer,
+        "index": str(index),
+        "listId": row.list_id,
+        "description": row.description,
+        "addedAt": iso(row.added_at),
+        "userId": row.user_id,
+    }
 
 
 def check_text(value: str | None, field: str, limit: int, *, required: bool = False) -> str | None:
@@ -102,8 +114,11 @@ def resolve_features(session: Session, refs: Sequence[FeatureRef], field: str) -
         key = (ref.model_id, ref.layer)
         if key in sources:
             continue
-        src_id = session.scalar(select(Source.id).join(Model, Model.id == Source.model_id)
-                                .where(Model.id == ref.model_id, Source.name == ref.layer))
+        src_id = session.scalar(
+            select(Source.id)
+            .join(Model, Model.id == Source.model_id)
+            .where(Model.id == ref.model_id, Source.name == ref.layer)
+        )
         if src_id is None:
             raise NotFound(f"source {ref.model_id}/{ref.layer} not found", field=f"{field}[{i}]")
         sources[key] = src_id
@@ -111,9 +126,12 @@ def resolve_features(session: Session, refs: Sequence[FeatureRef], field: str) -
     found: dict[tuple[int, int], int] = {}
     unique = list(dict.fromkeys(wanted))
     for start in range(0, len(unique), _CHUNK):
-        chunk = unique[start:start + _CHUNK]
-        for fid, sid, idx in session.execute(select(Feature.id, Feature.source_id, Feature.index)
-                                             .where(tuple_(Feature.source_id, Feature.index).in_(chunk))):
+        chunk = unique[start : start + _CHUNK]
+        for fid, sid, idx in session.execute(
+            select(Feature.id, Feature.source_id, Feature.index).where(
+                tuple_(Feature.source_id, Feature.index).in_(chunk)
+            )
+        ):
             found[(sid, idx)] = fid
     out = []
     for i, (ref, pair) in enumerate(zip(refs, wanted, strict=True)):
@@ -142,27 +160,33 @@ def list_for_change(session: Session, list_id: Any, user: User, *, removal: bool
 
 def count_members(session: Session, list_id: str) -> int:
     """How many features the list holds."""
-    return int(session.scalar(select(func.count()).select_from(ListFeature)
-                              .where(ListFeature.list_id == list_id)) or 0)
+    return int(session.scalar(select(func.count()).select_from(ListFeature).where(ListFeature.list_id == list_id)) or 0)
 
 
-def create_list(session: Session, user: User, name: str, description: str | None = "",
-                test_text: str | None = None) -> FeatureList:
+def create_list(
+    session: Session, user: User, name: str, description: str | None = "", test_text: str | None = None
+) -> FeatureList:
     """A new, empty list owned by ``user``."""
     check_text(name, "name", MAX_NAME, required=True)
     check_text(description, "description", MAX_DESCRIPTION)
     check_text(test_text, "testText", MAX_TEST_TEXT)
     if test_text is not None and not test_text.strip():
         raise Invalid("testText must not be empty", field="testText")
-    lst = FeatureList(name=name.strip(), description=description or "", default_test_text=test_text,
-                      user_id=user.id)
+    lst = FeatureList(name=name.strip(), description=description or "", default_test_text=test_text, user_id=user.id)
     session.add(lst)
     session.flush()
     return lst
 
 
-def add_features(session: Session, lst: FeatureList, user: User, refs: Sequence[FeatureRef], *, max_features: int,
-                 field: str = "featuresToAdd") -> list[dict[str, Any]]:
+def add_features(
+    session: Session,
+    lst: FeatureList,
+    user: User,
+    refs: Sequence[FeatureRef],
+    *,
+    max_features: int,
+    field: str = "featuresToAdd",
+) -> list[dict[str, Any]]:
     """Add features (already-present ones are left as they are); returns the memberships added."""
     for i, ref in enumerate(refs):
         check_text(ref.description, f"{field}[{i}].description", MAX_DESCRIPTION)
@@ -173,12 +197,16 @@ def add_features(session: Session, lst: FeatureList, user: User, refs: Sequence[
         if item.feature_id not in present and item.feature_id not in new:
             new[item.feature_id] = item
     if len(present) + len(new) > max_features:
-        raise TooMany(f"a list holds at most {max_features:,} features (INTERPEDIA_LIST_MAX_FEATURES); this one "
-                      f"has {len(present):,} and {len(new):,} would be added", field=field)
+        raise TooMany(
+            f"a list holds at most {max_features:,} features (INTERPEDIA_LIST_MAX_FEATURES); this one "
+            f"has {len(present):,} and {len(new):,} would be added",
+            field=field,
+        )
     rows = []
     for item in new.values():
-        row = ListFeature(list_id=lst.id, feature_id=item.feature_id, description=item.ref.description or "",
-                          user_id=user.id)
+        row = ListFeature(
+            list_id=lst.id, feature_id=item.feature_id, description=item.ref.description or "", user_id=user.id
+        )
         session.add(row)
         rows.append((row, item.ref))
     session.flush()
@@ -204,8 +232,9 @@ def remove_feature(session: Session, lst: FeatureList, model_id: str, layer: str
     return doc
 
 
-def edit_feature(session: Session, lst: FeatureList, model_id: str, layer: str, index: Any,
-                 description: str | None) -> dict[str, Any]:
+def edit_feature(
+    session: Session, lst: FeatureList, model_id: str, layer: str, index: Any, description: str | None
+) -> dict[str, Any]:
     """Change the note on one of the list's features; returns the membership."""
     check_text(description, "description", MAX_DESCRIPTION)
     row = _membership(session, lst, model_id, layer, index)
@@ -214,8 +243,9 @@ def edit_feature(session: Session, lst: FeatureList, model_id: str, layer: str, 
     return member_json(row, model_id, layer, parse_index(index))
 
 
-def update_list(session: Session, lst: FeatureList, name: str, description: str | None,
-                test_text: str | None) -> FeatureList:
+def update_list(
+    session: Session, lst: FeatureList, name: str, description: str | None, test_text: str | None
+) -> FeatureList:
     """Rename the list, change its description and its shared test text (empty text: none)."""
     check_text(name, "name", MAX_NAME, required=True)
     check_text(description, "description", MAX_DESCRIPTION)
@@ -235,14 +265,22 @@ def delete_list(session: Session, lst: FeatureList) -> None:
 
 def user_lists(session: Session, user: User) -> list[FeatureList]:
     """The user's lists, oldest first (as neuronpedia.org orders them)."""
-    return list(session.scalars(select(FeatureList).where(FeatureList.user_id == user.id)
-                                .order_by(FeatureList.created_at, FeatureList.id)))
+    return list(
+        session.scalars(
+            select(FeatureList).where(FeatureList.user_id == user.id).order_by(FeatureList.created_at, FeatureList.id)
+        )
+    )
 
 
 def lists_with_feature(session: Session, user: User, feature_id: int) -> list[dict[str, Any]]:
     """The user's lists, each saying whether it already holds the feature (the feature page's menu)."""
-    member = set(session.scalars(select(ListFeature.list_id).join(FeatureList, FeatureList.id == ListFeature.list_id)
-                                 .where(FeatureList.user_id == user.id, ListFeature.feature_id == feature_id)))
+    member = set(
+        session.scalars(
+            select(ListFeature.list_id)
+            .join(FeatureList, FeatureList.id == ListFeature.list_id)
+            .where(FeatureList.user_id == user.id, ListFeature.feature_id == feature_id)
+        )
+    )
     return [{"id": lst.id, "name": lst.name, "hasFeature": lst.id in member} for lst in user_lists(session, user)]
 
 
@@ -250,11 +288,12 @@ def list_details(session: Session, lst: FeatureList, base_url: str) -> dict[str,
     """The list with its features, each with explanations (and its top examples for the first 300)."""
     owner = session.get(User, lst.user_id)
     rows = session.execute(
-        select(ListFeature, Feature, Source.name, Source.model_id, Source.inference_enabled,
-               Model.inference_enabled)
-        .join(Feature, Feature.id == ListFeature.feature_id).join(Source, Source.id == Feature.source_id)
+        select(ListFeature, Feature, Source.name, Source.model_id, Source.inference_enabled, Model.inference_enabled)
+        .join(Feature, Feature.id == ListFeature.feature_id)
+        .join(Source, Source.id == Feature.source_id)
         .join(Model, Model.id == Source.model_id)
-        .where(ListFeature.list_id == lst.id).order_by(ListFeature.added_at, Feature.source_id, Feature.index)
+        .where(ListFeature.list_id == lst.id)
+        .order_by(ListFeature.added_at, Feature.source_id, Feature.index)
     ).all()
     by_source: dict[tuple[str, str], list[Feature]] = defaultdict(list)
     for _, feat, src_name, model_id, _, _ in rows:
@@ -262,18 +301,27 @@ def list_details(session: Session, lst: FeatureList, base_url: str) -> dict[str,
     explanations: dict[int, list[dict[str, Any]]] = {}
     for (model_id, src_name), feats in by_source.items():
         explanations.update(list_explanations(session, model_id, src_name, feats))
-    examples = _top_examples(session, [(feat, src_name, model_id) for _, feat, src_name, model_id, _, _
-                                       in rows[:DETAIL_ACTIVATION_FEATURES]])
+    examples = _top_examples(
+        session, [(feat, src_name, model_id) for _, feat, src_name, model_id, _, _ in rows[:DETAIL_ACTIVATION_FEATURES]]
+    )
     neurons = []
     for member, feat, src_name, model_id, src_live, model_live in rows:
         acts = examples.get(feat.id, [])
-        neurons.append({
-            **member_json(member, model_id, src_name, feat.index),
-            "neuron": {"modelId": model_id, "layer": src_name, "index": str(feat.index),
-                       "maxActApprox": feat.max_act_approx, "frac_nonzero": feat.frac_nonzero,
-                       "inferenceEnabled": bool(src_live and model_live),
-                       "explanations": explanations.get(feat.id, []), "activations": acts},
-        })
+        neurons.append(
+            {
+                **member_json(member, model_id, src_name, feat.index),
+                "neuron": {
+                    "modelId": model_id,
+                    "layer": src_name,
+                    "index": str(feat.index),
+                    "maxActApprox": feat.max_act_approx,
+                    "frac_nonzero": feat.frac_nonzero,
+                    "inferenceEnabled": bool(src_live and model_live),
+                    "explanations": explanations.get(feat.id, []),
+                    "activations": acts,
+                },
+            }
+        )
     return {**list_json(lst, owner.name if owner else None, base_url), "neurons": neurons, "activations": []}
 
 
@@ -283,13 +331,18 @@ def _top_examples(session: Session, features: Sequence[tuple[Feature, str, str]]
     where = {feat.id: (feat, src_name, model_id) for feat, src_name, model_id in features}
     ids = list(where)
     for start in range(0, len(ids), _CHUNK):
-        rank = func.row_number().over(partition_by=Activation.feature_id,
-                                      order_by=(Activation.max_value.desc(), Activation.id)).label("rank")
-        ranked = (select(Activation.id, rank).where(Activation.feature_id.in_(ids[start:start + _CHUNK]))
-                  .subquery())
-        acts = session.scalars(select(Activation).join(ranked, ranked.c.id == Activation.id)
-                               .where(ranked.c.rank <= DETAIL_ACTIVATIONS)
-                               .order_by(Activation.feature_id, Activation.max_value.desc(), Activation.id))
+        rank = (
+            func.row_number()
+            .over(partition_by=Activation.feature_id, order_by=(Activation.max_value.desc(), Activation.id))
+            .label("rank")
+        )
+        ranked = select(Activation.id, rank).where(Activation.feature_id.in_(ids[start : start + _CHUNK])).subquery()
+        acts = session.scalars(
+            select(Activation)
+            .join(ranked, ranked.c.id == Activation.id)
+            .where(ranked.c.rank <= DETAIL_ACTIVATIONS)
+            .order_by(Activation.feature_id, Activation.max_value.desc(), Activation.id)
+        )
         for act in acts:
             feat, src_name, model_id = where[act.feature_id]
             out[act.feature_id].append(activation_json(session, model_id, src_name, feat.index, act))

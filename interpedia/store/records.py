@@ -150,6 +150,7 @@ class FeatureRecord:
     activations: list[ActivationRecord] | None = None
     explanations: list[ExplanationRecord] = field(default_factory=list)
 
+
 # Neuronpedia's column names for the feature statistics (its Prisma schema mixes camelCase columns
 # with the snake_case stat columns that came from SAEDashboard).
 NP_FEATURE_NAMES: dict[str, str] = {
@@ -161,7 +162,10 @@ NP_FEATURE_NAMES: dict[str, str] = {
     "hook_name": "hookName",
     "topk_cos_sim_indices": "topkCosSimIndices",
     "topk_cos_sim_values": "topkCosSimValues",
-    **{c: c for c in FEATURE_STAT_COLUMNS if c.startswith(("neuron_", "correlated_", "pos_", "neg_", "freq_",
-                                                          "logits_", "decoder_", "umap_", "frac_"))},
+    **{
+        c: c
+        for c in FEATURE_STAT_COLUMNS
+        if c.startswith(("neuron_", "correlated_", "pos_", "neg_", "freq_", "logits_", "decoder_", "umap_", "frac_"))
+    },
 }
 assert set(NP_FEATURE_NAMES) == set(FEATURE_STAT_COLUMNS)

@@ -158,4 +158,3 @@ def set_admin(session: Session, name: str, admin: bool = True) -> User:
 def can_modify(user: User | None, owner_id: str | None) -> bool:
     """True when ``user`` owns the content or is an admin (admins can remove anything)."""
     return user is not None and (user.admin or (owner_id is not None and user.id == owner_id))
-

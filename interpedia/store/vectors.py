@@ -32,23 +32,45 @@ def hook_type_of(value: str) -> str:
 
 def get_vector_feature(session: Session, model_id: str, source_id: str, index: int) -> Feature | None:
     """The vector feature at ``model/source/index``, or None when there is none (or it is not a vector)."""
-    row = session.execute(select(Feature).join(Source, Source.id == Feature.source_id)
-                          .where(Source.model_id == model_id, Source.name == source_id, Feature.index == index,
-                                 Feature.has_vector.is_(True))).scalar_one_or_none()
+    row = session.execute(
+        select(Feature)
+        .join(Source, Source.id == Feature.source_id)
+        .where(
+            Source.model_id == model_id, Source.name == source_id, Feature.index == index, Feature.has_vector.is_(True)
+        )
+    ).scalar_one_or_none()
     return row
 
 
 def vector_json(model_id: str, source_id: str, feature: Feature) -> dict[str, Any]:
     """A vector the way ``/api/vector/get`` and ``list-owned`` answer (plus the ``new`` names)."""
     values = list(feature.vector or [])
-    return {"modelId": model_id, "layer": source_id, "source": source_id, "index": str(feature.index),
-            "vectorLabel": feature.vector_label, "label": feature.vector_label, "hookName": feature.hook_name,
-            "vector": values, "values": values, "vectorDefaultSteerStrength": feature.vector_default_steer_strength,
-            "defaultSteerStrength": feature.vector_default_steer_strength, "creatorId": feature.creator_id}
+    return {
+        "modelId": model_id,
+        "layer": source_id,
+        "source": source_id,
+        "index": str(feature.index),
+        "vectorLabel": feature.vector_label,
+        "label": feature.vector_label,
+        "hookName": feature.hook_name,
+        "vector": values,
+        "values": values,
+        "vectorDefaultSteerStrength": feature.vector_default_steer_strength,
+        "defaultSteerStrength": feature.vector_default_steer_strength,
+        "creatorId": feature.creator_id,
+    }
 
 
-def create_vector(session: Session, user: User, model_id: str, layer: int, hook_type: str, vector: list[float],
-                  label: str, default_strength: float) -> tuple[Source, Feature]:
+def create_vector(
+    session: Session,
+    user: User,
+    model_id: str,
+    layer: int,
+    hook_type: str,
+    vector: list[float],
+    label: str,
+    default_strength: float,
+) -> tuple[Source, Feature]:
     """Store a vector as a new feature of ``<layer>-neuronpedia-<hook>``; Invalid on a bad vector."""
     model: Model = get_model(session, model_id)
     hook = hook_type_of(hook_type)
@@ -57,8 +79,9 @@ def create_vector(session: Session, user: User, model_id: str, layer: int, hook_
     if not vector or len(vector) > MAX_VECTOR_LENGTH:
         raise Invalid(f"vector must have 1 to {MAX_VECTOR_LENGTH} values", field="vector")
     if model.dimension and len(vector) != model.dimension:
-        raise Invalid(f"vector has {len(vector)} values; model {model_id} has dimension {model.dimension}",
-                      field="vector")
+        raise Invalid(
+            f"vector has {len(vector)} values; model {model_id} has dimension {model.dimension}", field="vector"
+        )
     if not all(math.isfinite(v) for v in vector):
         raise Invalid("vector values must be finite numbers", field="vector")
     if not label or len(label) > MAX_LABEL_CHARS:
@@ -68,12 +91,20 @@ def create_vector(session: Session, user: User, model_id: str, layer: int, hook_
     source_id = f"{layer}-neuronpedia-{HOOK_TYPES[hook]}"
     source = ensure_source(session, model_id, source_id, has_dashboards=False, hook_name=f"blocks.{layer}.{hook}")
     # Two uploads racing for the same index: the loser's transaction fails on the unique index; callers retry it.
-    index = int(session.scalar(select(func.coalesce(func.max(Feature.index) + 1, 0))
-                               .where(Feature.source_id == source.id)) or 0)
-    feature = Feature(source_id=source.id, index=index, creator_id=user.id, has_vector=True,
-                      vector=[float(v) for v in vector], vector_label=label,
-                      vector_default_steer_strength=float(default_strength), hook_name=f"blocks.{layer}.{hook}",
-                      max_act_approx=0.0)
+    index = int(
+        session.scalar(select(func.coalesce(func.max(Feature.index) + 1, 0)).where(Feature.source_id == source.id)) or 0
+    )
+    feature = Feature(
+        source_id=source.id,
+        index=index,
+        creator_id=user.id,
+        has_vector=True,
+        vector=[float(v) for v in vector],
+        vector_label=label,
+        vector_default_steer_strength=float(default_strength),
+        hook_name=f"blocks.{layer}.{hook}",
+        max_act_approx=0.0,
+    )
     session.add(feature)
     session.flush()
     return source, feature
@@ -81,9 +112,12 @@ def create_vector(session: Session, user: User, model_id: str, layer: int, hook_
 
 def owned_vectors(session: Session, user: User) -> list[dict[str, Any]]:
     """The user's vectors, newest first."""
-    rows = session.execute(select(Feature, Source.model_id, Source.name).join(Source, Source.id == Feature.source_id)
-                           .where(Feature.creator_id == user.id, Feature.has_vector.is_(True))
-                           .order_by(Feature.created_at.desc(), Feature.id.desc()))
+    rows = session.execute(
+        select(Feature, Source.model_id, Source.name)
+        .join(Source, Source.id == Feature.source_id)
+        .where(Feature.creator_id == user.id, Feature.has_vector.is_(True))
+        .order_by(Feature.created_at.desc(), Feature.id.desc())
+    )
     return [vector_json(model_id, name, feature) for feature, model_id, name in rows]
 
 

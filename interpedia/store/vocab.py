@@ -51,8 +51,11 @@ class VocabCache:
     def refresh(self, session: Session, model_id: str) -> _Vocab:
         """Load rows this process has not seen yet (ids are dense, so those above the highest known)."""
         vocab = self._get(session, model_id)
-        rows = session.execute(select(VocabToken.token_id, VocabToken.token).where(
-            VocabToken.model_id == model_id, VocabToken.token_id >= len(vocab.strings)))
+        rows = session.execute(
+            select(VocabToken.token_id, VocabToken.token).where(
+                VocabToken.model_id == model_id, VocabToken.token_id >= len(vocab.strings)
+            )
+        )
         with self._lock:
             for tid, raw in rows:
                 vocab.add(tid, _decode(raw))
@@ -118,7 +121,8 @@ def ensure_tokens(session: Session, model_id: str, tokens: Iterable[str] | Count
                 copy.write_row(row)
     else:
         session.connection().exec_driver_sql(
-            "INSERT INTO vocab_tokens (model_id, token_id, token) VALUES (?, ?, ?)", rows)
+            "INSERT INTO vocab_tokens (model_id, token_id, token) VALUES (?, ?, ?)", rows
+        )
 
     def _learn(_session: Session) -> None:
         with vocab_cache._lock:

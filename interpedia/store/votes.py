@@ -46,8 +46,11 @@ def vote_counts(session: Session, explanation_ids: Sequence[str]) -> dict[str, i
     """Points per explanation (explanations without votes are absent)."""
     if not explanation_ids:
         return {}
-    rows = session.execute(select(Vote.explanation_id, func.coalesce(func.sum(Vote.points), 0))
-                           .where(Vote.explanation_id.in_(list(explanation_ids))).group_by(Vote.explanation_id))
+    rows = session.execute(
+        select(Vote.explanation_id, func.coalesce(func.sum(Vote.points), 0))
+        .where(Vote.explanation_id.in_(list(explanation_ids)))
+        .group_by(Vote.explanation_id)
+    )
     return {eid: int(total) for eid, total in rows}
 
 
@@ -55,8 +58,11 @@ def voted_by(session: Session, user: User | None, explanation_ids: Sequence[str]
     """The explanations among ``explanation_ids`` that ``user`` has voted for."""
     if user is None or not explanation_ids:
         return set()
-    return set(session.scalars(select(Vote.explanation_id).where(
-        Vote.voter_id == user.id, Vote.explanation_id.in_(list(explanation_ids)))))
+    return set(
+        session.scalars(
+            select(Vote.explanation_id).where(Vote.voter_id == user.id, Vote.explanation_id.in_(list(explanation_ids)))
+        )
+    )
 
 
 def vote_state(session: Session, user: User | None, explanation_ids: Sequence[str]) -> dict[str, dict[str, Any]]:

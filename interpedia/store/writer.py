@@ -30,8 +30,15 @@ from interpedia.store.records import FEATURE_STAT_COLUMNS, ActivationColumns, Ac
 log = logging.getLogger(__name__)
 
 ACT_COLUMNS = (
-    "feature_id", "creator_id", "data", "max_value", "bin_min", "bin_max", "bin_contains",
-    "qualifying_token_index", "extras",
+    "feature_id",
+    "creator_id",
+    "data",
+    "max_value",
+    "bin_min",
+    "bin_max",
+    "bin_contains",
+    "qualifying_token_index",
+    "extras",
 )
 _CHUNK = 500
 _STAT_COLUMNS = frozenset(FEATURE_STAT_COLUMNS)
@@ -88,15 +95,28 @@ def activation_columns(records: Sequence[FeatureRecord]) -> ActivationColumns | 
     codes = np.fromiter(map(position.__getitem__, flat), dtype=np.int64, count=n_tokens)
     values = np.fromiter(chain.from_iterable(a.values for a in acts), dtype=np.float64, count=n_tokens)
     return ActivationColumns(
-        feature_index=np.fromiter((i for i, _ in pairs), dtype=np.int64, count=len(pairs)), offsets=offsets,
-        token_codes=codes, token_strings=strings, values=values, bin_min=[a.bin_min for a in acts],
-        bin_max=[a.bin_max for a in acts], bin_contains=[a.bin_contains for a in acts],
-        qualifying_token_index=[a.qualifying_token_index for a in acts], extras=[activation_extras(a) for a in acts])
+        feature_index=np.fromiter((i for i, _ in pairs), dtype=np.int64, count=len(pairs)),
+        offsets=offsets,
+        token_codes=codes,
+        token_strings=strings,
+        values=values,
+        bin_min=[a.bin_min for a in acts],
+        bin_max=[a.bin_max for a in acts],
+        bin_contains=[a.bin_contains for a in acts],
+        qualifying_token_index=[a.qualifying_token_index for a in acts],
+        extras=[activation_extras(a) for a in acts],
+    )
 
 
-def write_features(session: Session, source: Source, records: Sequence[FeatureRecord], *,
-                   creator_id: str | None, token_ids: dict[str, int],
-                   columns: ActivationColumns | None = None) -> WriteCounts:
+def write_features(
+    session: Session,
+    source: Source,
+    records: Sequence[FeatureRecord],
+    *,
+    creator_id: str | None,
+    token_ids: dict[str, int],
+    columns: ActivationColumns | None = None,
+) -> WriteCounts:
     """Upsert the batch's features, replace their examples and add their new explanations.
 
     ``columns`` carries examples already in columns (the fast readers'); their features must be
@@ -117,8 +137,9 @@ def _json_list(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
-def _upsert_features(session: Session, source: Source, records: Sequence[FeatureRecord],
-                     creator_id: str | None) -> dict[int, int]:
+def _upsert_features(
+    session: Session, source: Source, records: Sequence[FeatureRecord], creator_id: str | None
+) -> dict[int, int]:
     postgres = session.get_bind().dialect.name == "postgresql"
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     created = now if postgres else now.strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLAlchemy stores it in SQLite
@@ -150,35 +171,61 @@ def _upsert_features(session: Session, source: Source, records: Sequence[Feature
 def activation_extras(act: ActivationRecord) -> dict[str, Any] | None:
     """The rare fields of an example, kept together in the ``extras`` column (None when all are empty)."""
     extras = dict(act.extras or {})
-    for key, value in (("dfaTargetIndex", act.dfa_target_index), ("dfaMaxValue", act.dfa_max_value),
-                       ("dataSource", act.data_source), ("dataIndex", act.data_index)):
+    for key, value in (
+        ("dfaTargetIndex", act.dfa_target_index),
+        ("dfaMaxValue", act.dfa_max_value),
+        ("dataSource", act.data_source),
+        ("dataIndex", act.data_index),
+    ):
         if value is not None:
             extras[key] = value
     return extras or None
 
 
-def activation_row(feature_id: int, creator_id: str | None, act: ActivationRecord,
-                   token_ids: dict[str, int]) -> tuple[Any, ...]:
+def activation_row(
+    feature_id: int, creator_id: str | None, act: ActivationRecord, token_ids: dict[str, int]
+) -> tuple[Any, ...]:
     """The ``activations`` row of one example, in ``ACT_COLUMNS`` order."""
     ids = np.fromiter(map(token_ids.__getitem__, act.tokens), dtype=np.int64, count=len(act.tokens))
-    return (feature_id, creator_id, encode_activation(ids, act.values), act.max_value, act.bin_min, act.bin_max,
-            act.bin_contains, act.qualifying_token_index, activation_extras(act))
+    return (
+        feature_id,
+        creator_id,
+        encode_activation(ids, act.values),
+        act.max_value,
+        act.bin_min,
+        act.bin_max,
+        act.bin_contains,
+        act.qualifying_token_index,
+        activation_extras(act),
+    )
 
 
-def _column_rows(columns: ActivationColumns, feature_ids: dict[int, int],
-                 token_ids: dict[str, int]) -> Iterator[tuple[Any, ...]]:
+def _column_rows(
+    columns: ActivationColumns, feature_ids: dict[int, int], token_ids: dict[str, int]
+) -> Iterator[tuple[Any, ...]]:
     """``activations`` rows (``ACT_COLUMNS`` order, extras as JSON text) of examples in columns."""
     fids, blobs = _column_blobs(columns, feature_ids, token_ids)
     extras = [None if e is None else orjson.dumps(e).decode() for e in columns.extras]
-    return zip(fids.tolist(), repeat(None), blobs, columns.max_values().tolist(), columns.bin_min, columns.bin_max,
-               columns.bin_contains, columns.qualifying_token_index, extras)
+    return zip(
+        fids.tolist(),
+        repeat(None),
+        blobs,
+        columns.max_values().tolist(),
+        columns.bin_min,
+        columns.bin_max,
+        columns.bin_contains,
+        columns.qualifying_token_index,
+        extras,
+    )
 
 
-def _column_blobs(columns: ActivationColumns, feature_ids: dict[int, int],
-                  token_ids: dict[str, int]) -> tuple[npt.NDArray[np.int64], list[bytes]]:
+def _column_blobs(
+    columns: ActivationColumns, feature_ids: dict[int, int], token_ids: dict[str, int]
+) -> tuple[npt.NDArray[np.int64], list[bytes]]:
     """Each example's feature id and its encoded ``data`` blob."""
-    id_of_code = np.fromiter(map(token_ids.__getitem__, columns.token_strings), dtype=np.int64,
-                             count=len(columns.token_strings))
+    id_of_code = np.fromiter(
+        map(token_ids.__getitem__, columns.token_strings), dtype=np.int64, count=len(columns.token_strings)
+    )
     blobs = encode_activations(id_of_code[columns.token_codes], columns.values, columns.offsets)
     # Examples come grouped by feature: one lookup per feature, not per example.
     index = columns.feature_index
@@ -188,8 +235,13 @@ def _column_blobs(columns: ActivationColumns, feature_ids: dict[int, int],
     return np.repeat(firsts, lengths), blobs
 
 
-def _replace_activations(session: Session, records: Sequence[FeatureRecord], feature_ids: dict[int, int],
-                         token_ids: dict[str, int], columns: ActivationColumns | None) -> int:
+def _replace_activations(
+    session: Session,
+    records: Sequence[FeatureRecord],
+    feature_ids: dict[int, int],
+    token_ids: dict[str, int],
+    columns: ActivationColumns | None,
+) -> int:
     # A dashboard's own examples have no creator of their own (the feature's creator made them); examples
     # users added later (creator set) survive a re-import.
     replaced = {feature_ids[r.index] for r in records if r.activations is not None}
@@ -209,8 +261,9 @@ def _replace_activations(session: Session, records: Sequence[FeatureRecord], fea
     else:
         rows = chain.from_iterable(_column_rows(c, feature_ids, token_ids) for c in parts)
         marks = ", ".join("?" * len(ACT_COLUMNS))
-        session.connection().exec_driver_sql(f"INSERT INTO activations ({', '.join(ACT_COLUMNS)}) VALUES ({marks})",
-                                             list(rows))
+        session.connection().exec_driver_sql(
+            f"INSERT INTO activations ({', '.join(ACT_COLUMNS)}) VALUES ({marks})", list(rows)
+        )
     return sum(len(c) for c in parts)
 
 
@@ -227,8 +280,10 @@ def _copy_rows(session: Session, rows: Iterable[tuple[Any, ...]]) -> None:
     """
     raw = session.connection().connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cur, cur.copy(
-            f"COPY activations ({', '.join(ACT_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+    with (
+        raw.cursor() as cur,
+        cur.copy(f"COPY activations ({', '.join(ACT_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
         copy.set_types(list(_COPY_TYPES))
         for row in rows:
             copy.write_row(row)
@@ -241,9 +296,14 @@ _COPY_TRAILER = b"\xff\xff"
 _HEAD = np.dtype([("fields", ">i2"), ("fid_len", ">i4"), ("fid", ">i8"), ("creator", ">i4"), ("data_len", ">i4")])
 # After ``data``: max_value, bin_min, bin_max, bin_contains (float4), qualifying_token_index (int4), extras.
 _TAIL_FIELDS = ("max_value", "bin_min", "bin_max", "bin_contains", "qualifying_token_index")
-_TAIL = np.dtype([(part, kind) for name in _TAIL_FIELDS
-                  for part, kind in ((f"{name}_len", ">i4"), (name, ">i4" if name.startswith("q") else ">f4"))]
-                 + [("extras_len", ">i4")])
+_TAIL = np.dtype(
+    [
+        (part, kind)
+        for name in _TAIL_FIELDS
+        for part, kind in ((f"{name}_len", ">i4"), (name, ">i4" if name.startswith("q") else ">f4"))
+    ]
+    + [("extras_len", ">i4")]
+)
 _INT4 = (-(1 << 31), (1 << 31) - 1)
 
 
@@ -255,8 +315,7 @@ def _nullable(values: Sequence[float | int | None], dtype: str) -> tuple[npt.NDA
     return np.asarray(values, dtype=dtype), null
 
 
-def _copy_stream(columns: ActivationColumns, feature_ids: dict[int, int],
-                 token_ids: dict[str, int]) -> bytes | None:
+def _copy_stream(columns: ActivationColumns, feature_ids: dict[int, int], token_ids: dict[str, int]) -> bytes | None:
     """The examples as binary COPY tuples, framed by numpy for the whole batch (no per-row encoding calls).
 
     None when a row needs what only the row-by-row path handles: extras, or a number outside its
@@ -309,8 +368,10 @@ def _copy_data(session: Session, streams: Sequence[bytes]) -> None:
     """Send tuples framed by :func:`_copy_stream` in one binary COPY, inside the batch's transaction."""
     raw = session.connection().connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cur, cur.copy(
-            f"COPY activations ({', '.join(ACT_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+    with (
+        raw.cursor() as cur,
+        cur.copy(f"COPY activations ({', '.join(ACT_COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
         copy.write(_COPY_SIGNATURE)
         for stream in streams:
             copy.write(stream)
@@ -353,8 +414,13 @@ def _add_explanations(session: Session, records: Sequence[FeatureRecord], featur
     existing_ids: set[str] = set()
     for chunk in _chunks(fids):
         for eid, fid, desc, type_name, model_name in session.execute(
-            select(Explanation.id, Explanation.feature_id, Explanation.description, Explanation.type_name,
-                   Explanation.explanation_model_name).where(Explanation.feature_id.in_(chunk))
+            select(
+                Explanation.id,
+                Explanation.feature_id,
+                Explanation.description,
+                Explanation.type_name,
+                Explanation.explanation_model_name,
+            ).where(Explanation.feature_id.in_(chunk))
         ):
             existing.add((fid, desc, type_name, model_name))
             existing_ids.add(eid)
@@ -365,9 +431,14 @@ def _add_explanations(session: Session, records: Sequence[FeatureRecord], featur
             continue
         existing.add(key)
         row: dict[str, Any] = {
-            "feature_id": fid, "description": exp.description, "type_name": exp.type_name,
-            "explanation_model_name": exp.explanation_model_name, "author_id": exp.author_id,
-            "notes": exp.notes, "score_v1": exp.score_v1, "score_v2": exp.score_v2,
+            "feature_id": fid,
+            "description": exp.description,
+            "type_name": exp.type_name,
+            "explanation_model_name": exp.explanation_model_name,
+            "author_id": exp.author_id,
+            "notes": exp.notes,
+            "score_v1": exp.score_v1,
+            "score_v2": exp.score_v2,
             "embedding": embedding_bytes(exp.embedding),
         }
         if exp.id is not None:
@@ -379,4 +450,3 @@ def _add_explanations(session: Session, records: Sequence[FeatureRecord], featur
         for chunk in _chunks(rows):
             session.execute(stmt, [r if "id" in r else {**r, "id": new_id()} for r in chunk])
     return len(rows)
-

@@ -63,8 +63,9 @@ class BodyLimitMiddleware:
                 await self._reject(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, f"request body is larger than {self.settings.max_body_bytes} bytes "
-                                       "(INTERPEDIA_MAX_BODY_BYTES)")
+        response = error_response(
+            413, f"request body is larger than {self.settings.max_body_bytes} bytes (INTERPEDIA_MAX_BODY_BYTES)"
+        )
         await response(scope, receive, send)
 
 
@@ -111,8 +112,11 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     settings = settings or get_settings()
-    app = FastAPI(title="interpedia", version=__version__,
-                  description="Neuronpedia-compatible API: features, activations, explanations, models, sources.")
+    app = FastAPI(
+        title="interpedia",
+        version=__version__,
+        description="Neuronpedia-compatible API: features, activations, explanations, models, sources.",
+    )
     engine = make_engine(settings.database_url)
     app.state.settings = settings
     app.state.engine = engine

@@ -13,8 +13,10 @@ from interpedia.db.tables import User
 from interpedia.store.users import user_for_api_key
 from interpedia.web.errors import ApiError
 
-AUTH_REQUIRED = ("This endpoint requires authorization. Specify your API key in the header x-api-key. "
-                 "Create one with: interpedia apikey create --user NAME")
+AUTH_REQUIRED = (
+    "This endpoint requires authorization. Specify your API key in the header x-api-key. "
+    "Create one with: interpedia apikey create --user NAME"
+)
 
 
 def get_settings_dep(request: Request) -> Settings:

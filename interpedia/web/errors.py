@@ -34,15 +34,17 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
-def error_response(status: int, message: str, field: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """The JSON error body every route uses."""
     body = {"error": message, "message": message, "status": status, "field": field}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _respond(request: Request, status: int, message: str, field: str | None = None,
-             headers: dict[str, str] | None = None) -> Response:
+def _respond(
+    request: Request, status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
     # The pages install a hook that answers browsers on page URLs with an HTML error page.
     hook = getattr(request.app.state, "html_errors", None)
     if hook is not None:

@@ -33,8 +33,14 @@ from interpedia.web.errors import error_response
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RateLimiter", "RateLimitMiddleware", "SecurityHeadersMiddleware", "ViewerMiddleware", "install_security",
-           "page_csp"]
+__all__ = [
+    "RateLimiter",
+    "RateLimitMiddleware",
+    "SecurityHeadersMiddleware",
+    "ViewerMiddleware",
+    "install_security",
+    "page_csp",
+]
 
 # Swagger UI and ReDoc load their script from a CDN and run inline script; they are not our pages.
 _CSP_EXEMPT = ("/docs", "/redoc")
@@ -44,8 +50,10 @@ DB_RETRY_AFTER_S = 5
 
 def page_csp(settings: Settings) -> str:
     """The Content-Security-Policy for HTML: no inline script, nothing from other origins."""
-    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
-            f"base-uri 'none'; form-action 'self'; frame-ancestors {settings.frame_ancestors}")
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+        f"base-uri 'none'; form-action 'self'; frame-ancestors {settings.frame_ancestors}"
+    )
 
 
 def _data_csp(settings: Settings) -> str:
@@ -155,8 +163,11 @@ class RateLimiter:
         if now - self._last_sweep < 60:
             return
         self._last_sweep = now
-        full = [key for key, b in self.buckets.items()
-                if b.tokens + (now - b.stamp) * self._rate(key[0]) >= self._limit(key[0])]
+        full = [
+            key
+            for key, b in self.buckets.items()
+            if b.tokens + (now - b.stamp) * self._rate(key[0]) >= self._limit(key[0])
+        ]
         for key in full:
             del self.buckets[key]
 
@@ -207,9 +218,11 @@ class RateLimitMiddleware:
                 retry = max(1, math.ceil(wait))
                 log.info("rate limit: %s over %d per window on %s", scope["path"], rule.limit, rule.pattern)
                 response = error_response(
-                    429, f"too many requests to {rule.pattern}: at most {rule.limit} per "
-                         f"{self.limiter.window_s:g} s; retry in {retry} s",
-                    headers={"Retry-After": str(retry)})
+                    429,
+                    f"too many requests to {rule.pattern}: at most {rule.limit} per "
+                    f"{self.limiter.window_s:g} s; retry in {retry} s",
+                    headers={"Retry-After": str(retry)},
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -263,8 +276,9 @@ def _install_db_errors(app: FastAPI) -> None:
     async def _db_error(request: Request, exc: Exception) -> Response:
         if isinstance(exc, DataError):
             # Postgres refuses what SQLite stores: integers beyond 64 bits, NUL characters in text.
-            return error_response(422, "a value in the request is out of range or not allowed in text "
-                                       "(such as a NUL character)")
+            return error_response(
+                422, "a value in the request is out of range or not allowed in text (such as a NUL character)"
+            )
         if isinstance(exc, IntegrityError):
             return error_response(409, "the request conflicts with data that exists (or was just written)")
         if isinstance(exc, DBAPIError) and not _is_connection_error(exc):
@@ -289,7 +303,12 @@ def install_security(app: FastAPI, settings: Settings) -> None:
     if settings.rate_limit_enabled and settings.rate_limits:
         app.add_middleware(RateLimitMiddleware, settings=settings)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_credentials=False,
-                           allow_methods=["GET", "POST", "OPTIONS"],
-                           allow_headers=["content-type", "x-api-key", "x-secret-key"], max_age=600)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["content-type", "x-api-key", "x-secret-key"],
+            max_age=600,
+        )
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)  # outermost: 413/429 answers get headers too

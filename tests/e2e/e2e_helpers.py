@@ -15,8 +15,14 @@ def artifact(name: str) -> Path:
     return ARTIFACTS / name
 
 
-def write_batch(path: Path, features: list[dict[str, Any]], *, model_id: str = "tiny-test",
-                sae_set: str = "res-test", layer: int = 0) -> Path:
+def write_batch(
+    path: Path,
+    features: list[dict[str, Any]],
+    *,
+    model_id: str = "tiny-test",
+    sae_set: str = "res-test",
+    layer: int = 0,
+) -> Path:
     """One SAEDashboard batch file holding ``features``."""
     path.mkdir(parents=True, exist_ok=True)
     doc = {"model_id": model_id, "layer": layer, "sae_set": sae_set, "sae_id_suffix": None, "features": features}

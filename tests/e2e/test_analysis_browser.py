@@ -19,8 +19,9 @@ pytestmark = pytest.mark.e2e
 def mapped(settings: Settings, factory: Any, tmp_path: Path) -> None:
     """Two sources, the first with a UMAP map and a few explanations; both with a core eval."""
     build_site(factory, tmp_path)
-    result = run_cli("umap", "--source", f"{MODEL}/0-res-test", "--n-neighbors", "8", "--clusterer", "kmeans",
-                     "--n-clusters", "4")
+    result = run_cli(
+        "umap", "--source", f"{MODEL}/0-res-test", "--n-neighbors", "8", "--clusterer", "kmeans", "--n-clusters", "4"
+    )
     assert result.exit_code == 0, result.output
     other = core_eval(sae_lens_id="blocks.1.hook_resid_pre")
     other["eval_result_metrics"]["sparsity"]["l0"] = 5.25
@@ -41,8 +42,12 @@ def test_umap_scatter_hover_search_and_click(page: Any, live_server: str, mapped
     page.fill("#umap-search", "cat")
     assert page.locator("#umap svg circle.match").count() == 2
     assert page.locator("#umap .umap-count").inner_text() == f"2 of {N_FEATURES} match"
-    matched = sorted(int(i) for i in page.locator("#umap svg circle.match").evaluate_all(
-        "els => els.map(e => e.getAttribute('data-index'))"))
+    matched = sorted(
+        int(i)
+        for i in page.locator("#umap svg circle.match").evaluate_all(
+            "els => els.map(e => e.getAttribute('data-index'))"
+        )
+    )
     assert matched == [0, 5]
 
     # Hover shows the index and the explanation.
@@ -88,8 +93,9 @@ def test_sae_bench_sorts_and_plots(page: Any, live_server: str, mapped: None) ->
     page.screenshot(path=str(artifact("sae-bench.png")), full_page=True)
 
 
-def test_feature_page_neighbours_with_explanations_and_in_another_source(page: Any, live_server: str,
-                                                                        mapped: None, factory: Any) -> None:
+def test_feature_page_neighbours_with_explanations_and_in_another_source(
+    page: Any, live_server: str, mapped: None, factory: Any
+) -> None:
     import numpy as np
     from sqlalchemy import select
 

@@ -32,8 +32,9 @@ def site(factory: Any, tmp_path: Path) -> dict[str, str]:
         return {"exp": first.id, "exp2": second.id}
 
 
-def test_sign_in_comment_bookmark_vote_and_see_them_after_reload(page: Any, live_server: str,
-                                                                 site: dict[str, str], api_key: str) -> None:
+def test_sign_in_comment_bookmark_vote_and_see_them_after_reload(
+    page: Any, live_server: str, site: dict[str, str], api_key: str
+) -> None:
     feature_url = f"{live_server}/tiny-test/0-res-test/1"
     page.goto(feature_url)
     assert page.locator("#comments").get_by_text("No comments yet.").is_visible()
@@ -90,8 +91,9 @@ def test_sign_in_comment_bookmark_vote_and_see_them_after_reload(page: Any, live
     assert page.locator("#bookmark-button").inner_text() == "☆ Bookmark"
 
 
-def test_an_empty_comment_is_not_sent_and_signed_out_users_see_no_forms(page: Any, live_server: str,
-                                                                        site: dict[str, str], api_key: str) -> None:
+def test_an_empty_comment_is_not_sent_and_signed_out_users_see_no_forms(
+    page: Any, live_server: str, site: dict[str, str], api_key: str
+) -> None:
     feature_url = f"{live_server}/tiny-test/0-res-test/1"
     page.goto(feature_url)
     assert page.locator("#comment-form").count() == 0

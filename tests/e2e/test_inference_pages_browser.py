@@ -31,9 +31,14 @@ BINS = [0.25 * i + 0.125 for i in range(24)]
 def live(factory: Any, tiny_inf: TinyInference, tmp_path: Path) -> TinyInference:  # noqa: F811
     """tiny-inf registered for inference; dashboards (with histograms) and explanations for 1-res-standard."""
     register(factory, tiny_inf)
-    feats = [make_feature(i, freq_hist_data_bar_values=BINS,
-                          freq_hist_data_bar_heights=[max(1, 400 - 16 * n) for n in range(len(BINS))])
-             for i in range(96)]
+    feats = [
+        make_feature(
+            i,
+            freq_hist_data_bar_values=BINS,
+            freq_hist_data_bar_heights=[max(1, 400 - 16 * n) for n in range(len(BINS))],
+        )
+        for i in range(96)
+    ]
     import_path(write_batch(tmp_path / "dash", feats, model_id=MODEL_ID, sae_set="res-standard", layer=1), factory)
     with transaction(factory) as session:
         for f in session.query(Feature).join(Source).filter(Source.name == SOURCE):
@@ -43,8 +48,17 @@ def live(factory: Any, tiny_inf: TinyInference, tmp_path: Path) -> TinyInference
 
 def _firing_feature(base: str) -> tuple[str, int, float]:
     """A feature of 1-res-standard that fires on TEXT (asked through the API the page itself uses)."""
-    r = httpx.post(f"{base}/api/search-all", json={"modelId": MODEL_ID, "sourceSet": "res-standard", "text": TEXT,
-                                                   "selectedLayers": [SOURCE], "numResults": 1}, timeout=60)
+    r = httpx.post(
+        f"{base}/api/search-all",
+        json={
+            "modelId": MODEL_ID,
+            "sourceSet": "res-standard",
+            "text": TEXT,
+            "selectedLayers": [SOURCE],
+            "numResults": 1,
+        },
+        timeout=60,
+    )
     top = r.json()["result"][0]
     return top["layer"], int(top["index"]), float(top["maxValue"])
 
@@ -81,8 +95,9 @@ def test_feature_page_test_text_colours_tokens(page: Any, live_server: str, live
     assert page.locator("#test-error").inner_text() == "Type some text first."
 
 
-def test_feature_page_box_disabled_when_weights_are_missing(page: Any, live_server: str, live: TinyInference,
-                                                            factory: Any) -> None:
+def test_feature_page_box_disabled_when_weights_are_missing(
+    page: Any, live_server: str, live: TinyInference, factory: Any
+) -> None:
     with transaction(factory) as session:
         session.get(Model, MODEL_ID).tlens_id = "/nowhere/model"
     page.goto(f"{live_server}/{MODEL_ID}/{SOURCE}/3")

@@ -29,12 +29,21 @@ def live_site(factory: Any, tiny_inf: TinyInference) -> None:  # noqa: F811
             feature = Feature(source_id=src.id, index=index, max_act_approx=2.0, frac_nonzero=0.01)
             session.add(feature)
             session.flush()
-            add_explanation(session, feature, f"tiny feature number {index}", type_name=None, model_name=None,
-                            author_id=None, triggered_by=None, embedding=None)
+            add_explanation(
+                session,
+                feature,
+                f"tiny feature number {index}",
+                type_name=None,
+                model_name=None,
+                author_id=None,
+                triggered_by=None,
+                embedding=None,
+            )
 
 
-def test_sign_up_make_a_list_from_the_feature_page_and_test_it_live(page: Any, live_server: str,
-                                                                     live_site: None) -> None:
+def test_sign_up_make_a_list_from_the_feature_page_and_test_it_live(
+    page: Any, live_server: str, live_site: None
+) -> None:
     page.goto(f"{live_server}/{MODEL_ID}/{SOURCE}/3")
     assert "to add this feature to a list" in page.locator("#add-to-list").inner_text()
     page.click("#signup-top-link")
@@ -66,14 +75,17 @@ def test_sign_up_make_a_list_from_the_feature_page_and_test_it_live(page: Any, l
 
     page.goto(list_url)
     assert page.locator(".list-item .feature-link").all_inner_texts() == [
-        f"{MODEL_ID} · {SOURCE} · 3", f"{MODEL_ID} · {SOURCE} · 5"]
+        f"{MODEL_ID} · {SOURCE} · 3",
+        f"{MODEL_ID} · {SOURCE} · 5",
+    ]
     page.fill("#list-update-form #f-defaultTestText", "the cat sat on the mat")
     page.click("#list-update-form button[type=submit]")
     page.wait_for_url(list_url)
     # The page's script sends the text to /api/activation/new for each feature and colours the tokens.
     # (Selectors, not wait_for_function: the page's CSP forbids the eval that would need.)
-    page.wait_for_selector("#live-status:has-text('Ran the test text'), #live-status:has-text('from the live')",
-                           timeout=120_000)
+    page.wait_for_selector(
+        "#live-status:has-text('Ran the test text'), #live-status:has-text('from the live')", timeout=120_000
+    )
     assert "from the live model" in page.locator("#live-status").inner_text()
     page.screenshot(path=str(artifact("list-page.png")), full_page=True)
     for item in page.locator(".list-item").all():

@@ -40,16 +40,36 @@ def _tokens(text: str) -> list[str]:
     return out
 
 
-def _example(text: str, scale: float, bin_min: float = -1, bin_max: float = 9.0,
-             contains: float = -1) -> dict[str, Any]:
+def _example(
+    text: str, scale: float, bin_min: float = -1, bin_max: float = 9.0, contains: float = -1
+) -> dict[str, Any]:
     tokens = _tokens(text)
     values = []
     for tok in tokens:
         word = tok.lstrip("Ġ")
-        values.append(round(scale * (1.0 if word.startswith("LORD") else 0.45 if word == "God" else
-                                     0.08 if word in ("Moses", "the") else 0.0), 3))
-    return {"tokens": tokens, "values": values, "bin_min": bin_min, "bin_max": bin_max, "bin_contains": contains,
-            "qualifying_token_index": values.index(max(values))}
+        values.append(
+            round(
+                scale
+                * (
+                    1.0
+                    if word.startswith("LORD")
+                    else 0.45
+                    if word == "God"
+                    else 0.08
+                    if word in ("Moses", "the")
+                    else 0.0
+                ),
+                3,
+            )
+        )
+    return {
+        "tokens": tokens,
+        "values": values,
+        "bin_min": bin_min,
+        "bin_max": bin_max,
+        "bin_contains": contains,
+        "qualifying_token_index": values.index(max(values)),
+    }
 
 
 def _lord_feature(index: int) -> dict[str, Any]:
@@ -57,7 +77,9 @@ def _lord_feature(index: int) -> dict[str, Any]:
     quantile = [_example(v, 3.2 - 0.3 * n, 2.0, 4.0, 0.0031) for n, v in enumerate(VERSES[5:])]
     bins = [0.3 * i + 0.15 for i in range(30)]
     return make_feature(
-        index, activations=top + quantile, frac_nonzero=0.00412,
+        index,
+        activations=top + quantile,
+        frac_nonzero=0.00412,
         pos_str=["ĠLORD", "ĠLord", "ĠGod", "ĠAlmighty", "Ġhosts", "ĠJehovah"],
         pos_values=[1.12, 0.93, 0.71, 0.55, 0.41, 0.38],
         neg_str=["Ġsoftware", "Ġpixels", "Ġcompiler", "Ġemail", "Ġdatabase"],
@@ -77,8 +99,15 @@ def site(factory: Any, tmp_path: Path) -> None:
     import_path(write_batch(tmp_path / "dash", feats), factory)
     with transaction(factory) as session:
         fid = {f.index: f.id for f in session.query(Feature)}
-        session.add(Explanation(feature_id=fid[0], description="the LORD (divine name in the King James Bible)",
-                                type_name="np_max-act", explanation_model_name="gpt-4o-mini", score_v1=0.9))
+        session.add(
+            Explanation(
+                feature_id=fid[0],
+                description="the LORD (divine name in the King James Bible)",
+                type_name="np_max-act",
+                explanation_model_name="gpt-4o-mini",
+                score_v1=0.9,
+            )
+        )
         session.add(Explanation(feature_id=fid[2], description=XSS_EXPLANATION))
 
 

@@ -60,13 +60,21 @@ def embed_on_import(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_settings.cache_clear()
 
 
-def test_corpus_pages_run_nothing_in_chromium(embed_on_import: None, live_server: str, factory: Any,
-                                              page: Any, tmp_path: Path) -> None:
+def test_corpus_pages_run_nothing_in_chromium(
+    embed_on_import: None, live_server: str, factory: Any, page: Any, tmp_path: Path
+) -> None:
     import_path(write_corpus(tmp_path / "export"), factory)
     search = "/search-explanations?" + urlencode({"q": "script tags"})
     reflected = "/search-explanations?" + urlencode({"q": SCRIPT, "modelId": MODEL})
-    paths = ["/", f"/{MODEL}", f"/{MODEL}/{SET}", f"/{MODEL}/{LAYER}", search, reflected,
-             f"/{MODEL}/{LAYER}/{quote(SCRIPT, safe='')}"]
+    paths = [
+        "/",
+        f"/{MODEL}",
+        f"/{MODEL}/{SET}",
+        f"/{MODEL}/{LAYER}",
+        search,
+        reflected,
+        f"/{MODEL}/{LAYER}/{quote(SCRIPT, safe='')}",
+    ]
     paths += [f"/{MODEL}/{LAYER}/{i}" for i in EXPLANATIONS]
     for path in paths:
         page.goto(live_server + path)

@@ -25,8 +25,9 @@ def _csrf(html: str) -> str:
 def sign_up(client: Any, name: str, password: str = "correct horse battery") -> Any:
     """Sign up through the form (the client keeps the session cookie)."""
     token = _csrf(client.get("/signup", headers=HTML).text)
-    return client.post("/signup", data={"name": name, "password": password, "csrf_token": token}, headers=HTML,
-                       follow_redirects=False)
+    return client.post(
+        "/signup", data={"name": name, "password": password, "csrf_token": token}, headers=HTML, follow_redirects=False
+    )
 
 
 def test_sign_up_stores_an_argon2_hash_and_signs_in(client: Any, factory: Any) -> None:
@@ -43,10 +44,13 @@ def test_sign_up_stores_an_argon2_hash_and_signs_in(client: Any, factory: Any) -
 def test_sign_up_bad_input_is_a_clear_4xx_and_writes_nothing(client: Any, factory: Any) -> None:
     assert sign_up(client, "bob").status_code == 303
     client.cookies.clear()
-    for name, password, status, field in (("Bob", "long enough pw", 409, "name"), ("b o b", "long enough pw", 422,
-                                          "name"), ("carol", "short", 422, "password"),
-                                          ("dave", "x" * 5000, 422, "password"), ("account", "long enough", 422,
-                                                                                   "name")):
+    for name, password, status, field in (
+        ("Bob", "long enough pw", 409, "name"),
+        ("b o b", "long enough pw", 422, "name"),
+        ("carol", "short", 422, "password"),
+        ("dave", "x" * 5000, 422, "password"),
+        ("account", "long enough", 422, "name"),
+    ):
         token = _csrf(client.get("/signup", headers=HTML).text)
         resp = client.post("/signup", data={"name": name, "password": password, "csrf_token": token}, headers=JSON)
         assert resp.status_code == status, (name, resp.text)
@@ -63,25 +67,35 @@ def test_password_sign_in_sign_out_and_password_change(client: Any) -> None:
     client.post("/signout", data={"csrf_token": _csrf(page.text)}, headers=HTML)
     assert client.get("/account", headers=HTML, follow_redirects=False).status_code == 303
     token = _csrf(client.get("/signin", headers=HTML).text)
-    wrong = client.post("/signin/password", data={"name": "alice", "password": "nope nope nope", "csrf_token": token},
-                        headers=HTML)
+    wrong = client.post(
+        "/signin/password", data={"name": "alice", "password": "nope nope nope", "csrf_token": token}, headers=HTML
+    )
     assert wrong.status_code == 401 and "Wrong user name or password" in wrong.text
-    unknown = client.post("/signin/password", data={"name": "zed", "password": "whatever1", "csrf_token": token},
-                          headers=JSON)
+    unknown = client.post(
+        "/signin/password", data={"name": "zed", "password": "whatever1", "csrf_token": token}, headers=JSON
+    )
     assert unknown.status_code == 401 and unknown.json()["field"] == "password"
-    ok = client.post("/signin/password", data={"name": "alice", "password": "correct horse battery",
-                                               "csrf_token": token, "next": "/account"},
-                     headers=HTML, follow_redirects=False)
+    ok = client.post(
+        "/signin/password",
+        data={"name": "alice", "password": "correct horse battery", "csrf_token": token, "next": "/account"},
+        headers=HTML,
+        follow_redirects=False,
+    )
     assert ok.status_code == 303 and ok.headers["location"] == "/account"
     old_cookie = dict(client.cookies)
 
     page = client.get("/account", headers=HTML)
-    bad = client.post("/account/password", data={"password": "not it at all", "new_password": "another good one",
-                                                 "csrf_token": _csrf(page.text)}, headers=JSON)
+    bad = client.post(
+        "/account/password",
+        data={"password": "not it at all", "new_password": "another good one", "csrf_token": _csrf(page.text)},
+        headers=JSON,
+    )
     assert bad.status_code == 403
-    changed = client.post("/account/password", data={"password": "correct horse battery",
-                                                     "new_password": "another good one",
-                                                     "csrf_token": _csrf(page.text)}, headers=JSON)
+    changed = client.post(
+        "/account/password",
+        data={"password": "correct horse battery", "new_password": "another good one", "csrf_token": _csrf(page.text)},
+        headers=JSON,
+    )
     assert changed.status_code == 200
     assert client.get("/account.json").json()["user"]["name"] == "alice"  # this browser stays signed in
     client.cookies.clear()
@@ -102,8 +116,9 @@ def test_account_page_creates_shows_once_and_revokes_keys(client: Any) -> None:
     me = client.post("/api/list/list", headers={"x-api-key": key_text})
     assert me.status_code == 200
     key_id = client.get("/account.json").json()["apiKeys"][0]["id"]
-    gone = client.post(f"/account/keys/{key_id}/revoke", data={"csrf_token": _csrf(again.text)}, headers=HTML,
-                       follow_redirects=False)
+    gone = client.post(
+        f"/account/keys/{key_id}/revoke", data={"csrf_token": _csrf(again.text)}, headers=HTML, follow_redirects=False
+    )
     assert gone.status_code == 303
     assert client.post("/api/list/list", headers={"x-api-key": key_text}).status_code == 401
     other = client.post("/account/keys/nonexistent/revoke", data={"csrf_token": _csrf(again.text)}, headers=JSON)
@@ -152,7 +167,12 @@ def test_password_sign_in_is_rate_limited_per_ip(settings: Any) -> None:
     limited = settings.model_copy(update={"rate_limits": {"/signin/password": 3}})
     with TestClient(create_app(limited)) as client:
         token = _csrf(client.get("/signin", headers=HTML).text)
-        answers = [client.post("/signin/password", data={"name": "x", "password": "guess number one",
-                                                         "csrf_token": token}, headers=JSON).status_code
-                   for _ in range(4)]
+        answers = [
+            client.post(
+                "/signin/password",
+                data={"name": "x", "password": "guess number one", "csrf_token": token},
+                headers=JSON,
+            ).status_code
+            for _ in range(4)
+        ]
     assert answers == [401, 401, 401, 429]

@@ -113,17 +113,20 @@ def _nested() -> dict[str, Any]:
     return doc
 
 
-@pytest.mark.parametrize(("doc", "needle"), [
-    (_missing_l0(), "eval_result_metrics.sparsity.l0 is required"),
-    (_bad_detail(), "eval_result_details[2].feature_density: 'high' is not of type 'number'"),
-    (core_eval(eval_config="fast"), "eval_config: 'fast' is not of type 'object'"),
-    (core_eval(eval_type_id="nonsense"), "unknown eval_type_id 'nonsense'"),
-    ({k: v for k, v in core_eval().items() if k != "eval_type_id"}, "eval_type_id is missing"),
-    (_nested(), "eval_result_metrics.sparsity.extra must be a single value"),
-    ('{"eval_type_id": "core", "eval_result_metrics": NaN}', "NaN is not JSON"),
-    ("{not json", "not valid JSON"),
-    ([1, 2], "a JSON object, not list"),
-])
+@pytest.mark.parametrize(
+    ("doc", "needle"),
+    [
+        (_missing_l0(), "eval_result_metrics.sparsity.l0 is required"),
+        (_bad_detail(), "eval_result_details[2].feature_density: 'high' is not of type 'number'"),
+        (core_eval(eval_config="fast"), "eval_config: 'fast' is not of type 'object'"),
+        (core_eval(eval_type_id="nonsense"), "unknown eval_type_id 'nonsense'"),
+        ({k: v for k, v in core_eval().items() if k != "eval_type_id"}, "eval_type_id is missing"),
+        (_nested(), "eval_result_metrics.sparsity.extra must be a single value"),
+        ('{"eval_type_id": "core", "eval_result_metrics": NaN}', "NaN is not JSON"),
+        ("{not json", "not valid JSON"),
+        ([1, 2], "a JSON object, not list"),
+    ],
+)
 def test_invalid_eval_names_the_field_and_writes_nothing(site: Path, factory: Any, doc: Any, needle: str) -> None:
     good = _write(site / "good.json", core_eval())
     bad = _write(site / "bad.json", doc)

@@ -31,8 +31,9 @@ def _features(factory: Any, source: str) -> dict[int, Feature]:
 
 
 def test_umap_command_stores_coordinates_clusters_and_log_sparsity(site: Any, factory: Any, client: Any) -> None:
-    result = run_cli("umap", "--source", f"{MODEL}/0-res-test", "--n-neighbors", "8", "--clusterer", "kmeans",
-                     "--n-clusters", "4")
+    result = run_cli(
+        "umap", "--source", f"{MODEL}/0-res-test", "--n-neighbors", "8", "--clusterer", "kmeans", "--n-clusters", "4"
+    )
     assert result.exit_code == 0, result.output
     assert f"{MODEL}/0-res-test: UMAP of {N_FEATURES} features, 4 clusters (0 outliers)" in result.stdout
     feats = _features(factory, "0-res-test")
@@ -60,28 +61,40 @@ def test_api_umap_returns_points_with_explanations(site: Any, client: Any) -> No
     assert set(doc) == {"0-res-test", "1-res-test"} and doc["1-res-test"] == []
     points = {int(p["index"]): p for p in doc["0-res-test"]}
     assert len(points) == N_FEATURES
-    assert set(points[0]) >= {"id", "layer", "index", "description", "umap_cluster", "umap_x", "umap_y",
-                              "umap_log_feature_sparsity"}
+    assert set(points[0]) >= {
+        "id",
+        "layer",
+        "index",
+        "description",
+        "umap_cluster",
+        "umap_x",
+        "umap_y",
+        "umap_log_feature_sparsity",
+    }
     for index, text in EXPLAINED.items():
         assert points[index]["description"] == text and points[index]["id"]
     assert points[1]["description"] is None and points[1]["id"] is None
     assert points[5]["layer"] == "0-res-test" and isinstance(points[5]["umap_x"], float)
 
 
-@pytest.mark.parametrize(("body", "status", "field"), [
-    ({"modelId": MODEL, "layers": []}, 422, "layers"),
-    ({"modelId": MODEL, "layers": ["9-nope"]}, 404, "source"),
-    ({"modelId": "no-model", "layers": ["0-res-test"]}, 404, "modelId"),
-    ({"modelId": MODEL}, 422, "layers"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"modelId": MODEL, "layers": []}, 422, "layers"),
+        ({"modelId": MODEL, "layers": ["9-nope"]}, 404, "source"),
+        ({"modelId": "no-model", "layers": ["0-res-test"]}, 404, "modelId"),
+        ({"modelId": MODEL}, 422, "layers"),
+    ],
+)
 def test_api_umap_bad_requests(site: Any, client: Any, body: dict[str, Any], status: int, field: str) -> None:
     resp = client.post("/api/umap", json=body)
     assert resp.status_code == status
     assert resp.json()["field"] == field and resp.json()["error"]
 
 
-def test_umap_without_weights_or_with_the_wrong_sae_fails_clearly(settings: Settings, factory: Any,
-                                                                  tmp_path: Path) -> None:
+def test_umap_without_weights_or_with_the_wrong_sae_fails_clearly(
+    settings: Settings, factory: Any, tmp_path: Path
+) -> None:
     from generate_helpers import make_sae_dir
 
     build_site(factory, tmp_path, record_weights=False)
@@ -105,8 +118,14 @@ def test_umap_with_sae_flag_records_the_weights(settings: Settings, factory: Any
 
 
 def test_api_cossim_across_two_sources(site: Any, client: Any) -> None:
-    body = {"modelId": MODEL, "source": "0-res-test", "index": 5, "targetModelId": MODEL,
-            "targetSourceId": "1-res-test", "numResults": 6}
+    body = {
+        "modelId": MODEL,
+        "source": "0-res-test",
+        "index": 5,
+        "targetModelId": MODEL,
+        "targetSourceId": "1-res-test",
+        "numResults": 6,
+    }
     resp = client.post("/api/cossim", json=body)
     assert resp.status_code == 200, resp.text
     doc = resp.json()
@@ -125,16 +144,25 @@ def test_api_cossim_across_two_sources(site: Any, client: Any) -> None:
     assert len(same["topk_decoder_cossim_features"]) == 6
 
 
-@pytest.mark.parametrize(("change", "status", "field"), [
-    ({"targetModelId": "other-model"}, 404, "modelId"),
-    ({"index": 999}, 404, "index"),
-    ({"index": "x"}, 422, "index"),
-    ({"numResults": 0}, 422, "numResults"),
-    ({"targetSourceId": "5-nope"}, 404, "source"),
-])
+@pytest.mark.parametrize(
+    ("change", "status", "field"),
+    [
+        ({"targetModelId": "other-model"}, 404, "modelId"),
+        ({"index": 999}, 404, "index"),
+        ({"index": "x"}, 422, "index"),
+        ({"numResults": 0}, 422, "numResults"),
+        ({"targetSourceId": "5-nope"}, 404, "source"),
+    ],
+)
 def test_api_cossim_bad_requests(site: Any, client: Any, change: dict[str, Any], status: int, field: str) -> None:
-    body = {"modelId": MODEL, "source": "0-res-test", "index": 5, "targetModelId": MODEL,
-            "targetSourceId": "1-res-test", **change}
+    body = {
+        "modelId": MODEL,
+        "source": "0-res-test",
+        "index": 5,
+        "targetModelId": MODEL,
+        "targetSourceId": "1-res-test",
+        **change,
+    }
     resp = client.post("/api/cossim", json=body)
     assert resp.status_code == status, resp.text
     assert resp.json()["field"] == field
@@ -146,6 +174,14 @@ def test_api_cossim_reads_only_local_saes(site: Any, factory: Any, client: Any) 
     with transaction(factory) as session:  # a source known only by its SAELens release: no hub download here
         src = session.scalar(select(Source).where(Source.name == "1-res-test"))
         src.weights_path, src.saelens_release, src.saelens_sae_id = None, "gpt2-small-res-jb", "blocks.1.hook_resid_pre"
-    resp = client.post("/api/cossim", json={"modelId": MODEL, "source": "0-res-test", "index": 1,
-                                            "targetModelId": MODEL, "targetSourceId": "1-res-test"})
+    resp = client.post(
+        "/api/cossim",
+        json={
+            "modelId": MODEL,
+            "source": "0-res-test",
+            "index": 1,
+            "targetModelId": MODEL,
+            "targetSourceId": "1-res-test",
+        },
+    )
     assert resp.status_code == 422 and "not a directory on this server" in resp.json()["message"]

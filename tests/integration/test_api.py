@@ -43,11 +43,14 @@ def test_feature_get_returns_dashboard(client: Any, imported: Path) -> None:
     assert client.get("/api/feature/tiny-test/0-res-test/3/").status_code == 200
 
 
-@pytest.mark.parametrize("path,field", [
-    ("/api/feature/nope/0-res-test/3", "modelId"),
-    ("/api/feature/tiny-test/9-res-test/3", "source"),
-    ("/api/feature/tiny-test/0-res-test/99", "index"),
-])
+@pytest.mark.parametrize(
+    "path,field",
+    [
+        ("/api/feature/nope/0-res-test/3", "modelId"),
+        ("/api/feature/tiny-test/9-res-test/3", "source"),
+        ("/api/feature/tiny-test/0-res-test/99", "index"),
+    ],
+)
 def test_feature_get_404_names_missing_part(client: Any, imported: Path, path: str, field: str) -> None:
     body = _error_shape(client.get(path), 404)
     assert body["field"] == field
@@ -58,10 +61,13 @@ def test_feature_get_bad_index_is_422(client: Any, imported: Path) -> None:
 
 
 def test_features_bulk_and_offset_and_activation_get(client: Any, imported: Path) -> None:
-    resp = client.post("/api/features", json=[
-        {"modelId": "tiny-test", "layer": "0-res-test", "index": 5, "maxActsToReturn": 2},
-        {"modelId": "tiny-test", "layer": "0-res-test", "index": "1"},
-    ])
+    resp = client.post(
+        "/api/features",
+        json=[
+            {"modelId": "tiny-test", "layer": "0-res-test", "index": 5, "maxActsToReturn": 2},
+            {"modelId": "tiny-test", "layer": "0-res-test", "index": "1"},
+        ],
+    )
     assert resp.status_code == 200
     docs = resp.json()
     assert [d["index"] for d in docs] == ["5", "1"]
@@ -75,8 +81,9 @@ def test_features_bulk_and_offset_and_activation_get(client: Any, imported: Path
 def test_writes_need_api_key(client: Any, imported: Path) -> None:
     body = _error_shape(client.post("/api/model/new", json={"id": "my-model", "layers": 2}), 401)
     assert "x-api-key" in body["error"]
-    _error_shape(client.post("/api/model/new", json={"id": "my-model", "layers": 2},
-                             headers={"x-api-key": "sk-np-wrong"}), 401)
+    _error_shape(
+        client.post("/api/model/new", json={"id": "my-model", "layers": 2}, headers={"x-api-key": "sk-np-wrong"}), 401
+    )
 
 
 def test_model_and_source_set_lifecycle(client: Any, api_key: str) -> None:
@@ -85,8 +92,9 @@ def test_model_and_source_set_lifecycle(client: Any, api_key: str) -> None:
     assert resp.status_code == 200 and resp.json()["displayName"] == "My Model"
     _error_shape(client.post("/api/model/new", json={"id": "my-model", "layers": 4}, headers=h), 409)
     _error_shape(client.post("/api/model/new", json={"id": "Bad Id!", "layers": 4}, headers=h), 422)
-    resp = client.post("/api/source-set/new", json={"name": "res-x", "modelId": "my-model", "description": "d"},
-                       headers=h)
+    resp = client.post(
+        "/api/source-set/new", json={"name": "res-x", "modelId": "my-model", "description": "d"}, headers=h
+    )
     assert resp.status_code == 200
     assert [s["id"] for s in resp.json()["sources"]] == [f"{i}-res-x" for i in range(4)]
     _error_shape(client.post("/api/source-set/new", json={"name": "res-x", "modelId": "nope"}, headers=h), 404)
@@ -100,9 +108,19 @@ def test_model_and_source_set_lifecycle(client: Any, api_key: str) -> None:
 
 def _upload_body(index: int = 0, **act: Any) -> dict[str, Any]:
     activation = {"tokens": ["a", "b", "c"], "values": [0, 1.5, 0.25], **act}
-    return {"modelId": "my-model", "source": "3-res-x", "features": [{
-        "index": index, "density": 0.01, "topLogits": [{"token": "x", "value": 1.0}],
-        "explanations": [{"text": "letters", "methodName": "manual"}], "activations": [activation]}]}
+    return {
+        "modelId": "my-model",
+        "source": "3-res-x",
+        "features": [
+            {
+                "index": index,
+                "density": 0.01,
+                "topLogits": [{"token": "x", "value": 1.0}],
+                "explanations": [{"text": "letters", "methodName": "manual"}],
+                "activations": [activation],
+            }
+        ],
+    }
 
 
 def test_feature_upload_batch(client: Any, api_key: str) -> None:
@@ -118,13 +136,16 @@ def test_feature_upload_batch(client: Any, api_key: str) -> None:
     assert doc["frac_nonzero"] == 0.01 and doc["pos_str"] == ["x"] and doc["maxActApprox"] == 1.5
 
 
-@pytest.mark.parametrize("mutate,field_part", [
-    (lambda b: b["features"][0]["activations"][0].update(values=[0, 1]), "activations"),
-    (lambda b: b["features"][0]["activations"][0].update(values=["0", "1", "2"]), "values"),
-    (lambda b: b["features"].append(dict(b["features"][0])), "features"),
-    (lambda b: b["features"][0].update(index=-1), "index"),
-    (lambda b: b.update(modelId="nope"), "modelId"),
-])
+@pytest.mark.parametrize(
+    "mutate,field_part",
+    [
+        (lambda b: b["features"][0]["activations"][0].update(values=[0, 1]), "activations"),
+        (lambda b: b["features"][0]["activations"][0].update(values=["0", "1", "2"]), "values"),
+        (lambda b: b["features"].append(dict(b["features"][0])), "features"),
+        (lambda b: b["features"][0].update(index=-1), "index"),
+        (lambda b: b.update(modelId="nope"), "modelId"),
+    ],
+)
 def test_feature_upload_batch_rejects_bad_input(client: Any, api_key: str, mutate: Any, field_part: str) -> None:
     h = {"x-api-key": api_key}
     client.post("/api/model/new", json={"id": "my-model", "layers": 4}, headers=h)
@@ -139,16 +160,21 @@ def test_feature_upload_batch_rejects_bad_input(client: Any, api_key: str, mutat
 
 def test_feature_upload_rejects_nan(client: Any, api_key: str) -> None:
     h = {"x-api-key": api_key, "content-type": "application/json"}
-    raw = ('{"modelId": "m", "source": "0-s", "features": [{"index": 0, "activations": '
-           '[{"tokens": ["a"], "values": [NaN]}]}]}')
+    raw = (
+        '{"modelId": "m", "source": "0-s", "features": [{"index": 0, "activations": '
+        '[{"tokens": ["a"], "values": [NaN]}]}]}'
+    )
     body = _error_shape(client.post("/api/feature/upload-batch", content=raw, headers=h), 422)
     assert "finite" in body["error"] and "values" in body["field"]
 
 
 def test_body_over_limit_is_413(client: Any, api_key: str, app: Any) -> None:
     app.state.settings.max_body_bytes = 1000
-    resp = client.post("/api/feature/upload-batch", content=b"x" * 5000,
-                       headers={"x-api-key": api_key, "content-type": "application/json"})
+    resp = client.post(
+        "/api/feature/upload-batch",
+        content=b"x" * 5000,
+        headers={"x-api-key": api_key, "content-type": "application/json"},
+    )
     _error_shape(resp, 413)
 
 

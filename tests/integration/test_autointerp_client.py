@@ -45,8 +45,9 @@ def _acts(rows: list[dict[str, Any]]) -> list[Any]:
 def test_explain_default(api: Any, fake_llm: FakeLLM) -> None:  # noqa: F811
     from neuronpedia_autointerp_client.models.explain_default_post_request import ExplainDefaultPostRequest
 
-    reply = api.explain_default_post(ExplainDefaultPostRequest(activations=_acts(LORD + ZERO),
-                                                               openrouter_key="sk-user", model="fake-good"))
+    reply = api.explain_default_post(
+        ExplainDefaultPostRequest(activations=_acts(LORD + ZERO), openrouter_key="sk-user", model="fake-good")
+    )
     assert reply.explanation == "the word LORD"
     sent = fake_llm.chat_requests("fake-good")[-1]
     assert sent["auth"] == "Bearer sk-user"  # the caller's key goes to the LLM
@@ -60,9 +61,15 @@ def test_score_fuzz_detection(api: Any, kind: str) -> None:
         ScoreFuzzDetectionPostRequest,
     )
 
-    reply = api.score_fuzz_detection_post(ScoreFuzzDetectionPostRequest(
-        activations=_acts(LORD + ZERO), explanation="the word LORD", openrouter_key="k", model="fake-good",
-        type=NPScoreFuzzDetectionType(kind)))
+    reply = api.score_fuzz_detection_post(
+        ScoreFuzzDetectionPostRequest(
+            activations=_acts(LORD + ZERO),
+            explanation="the word LORD",
+            openrouter_key="k",
+            model="fake-good",
+            type=NPScoreFuzzDetectionType(kind),
+        )
+    )
     assert reply.score == 1.0 and len(reply.breakdown) == 5
     row = reply.breakdown[0]
     assert isinstance(row.distance, int) and isinstance(row.ground_truth, bool) and row.str_tokens
@@ -72,8 +79,9 @@ def test_score_fuzz_detection(api: Any, kind: str) -> None:
 def test_score_embedding(api: Any) -> None:
     from neuronpedia_autointerp_client.models.score_embedding_post_request import ScoreEmbeddingPostRequest
 
-    reply = api.score_embedding_post(ScoreEmbeddingPostRequest(activations=_acts(LORD + ZERO),
-                                                               explanation="the LORD in Biblical verses"))
+    reply = api.score_embedding_post(
+        ScoreEmbeddingPostRequest(activations=_acts(LORD + ZERO), explanation="the LORD in Biblical verses")
+    )
     assert reply.score == 1.0 and len(reply.breakdown) == 5
     assert {type(r.distance) for r in reply.breakdown} == {int}
     assert [r.distance for r in reply.breakdown][-2:] == [-1, -1]
@@ -88,10 +96,12 @@ def test_errors_the_client_understands(api: Any, live_server: str) -> None:
     with pytest.raises(BadRequestException):  # one class only: ROC-AUC is undefined
         api.score_embedding_post(ScoreEmbeddingPostRequest(activations=_acts(LORD), explanation="the LORD"))
     with pytest.raises(ApiException) as info:  # the LLM's account is empty: 402, nothing made up
-        api.explain_default_post(ExplainDefaultPostRequest(activations=_acts(LORD), openrouter_key="k",
-                                                           model="fail-402"))
+        api.explain_default_post(
+            ExplainDefaultPostRequest(activations=_acts(LORD), openrouter_key="k", model="fail-402")
+        )
     assert info.value.status == 402
     wrong = nac.Configuration(host=f"{live_server}/v1", api_key={"SimpleSecretAuth": "nope"})
     with nac.ApiClient(wrong) as client, pytest.raises(UnauthorizedException):
-        nac.DefaultApi(client).score_embedding_post(ScoreEmbeddingPostRequest(activations=_acts(LORD + ZERO),
-                                                                              explanation="x"))
+        nac.DefaultApi(client).score_embedding_post(
+            ScoreEmbeddingPostRequest(activations=_acts(LORD + ZERO), explanation="x")
+        )

@@ -29,8 +29,13 @@ def site(factory: Any, tmp_path: Path, api_key: str) -> dict[str, Any]:
     """tiny-test/0-res-test with 3 features, two explanations on feature 1, a list, and users other + admin."""
     path = tmp_path / "dash"
     path.mkdir()
-    doc = {"model_id": "tiny-test", "layer": 0, "sae_set": "res-test", "sae_id_suffix": None,
-           "features": [make_feature(i) for i in range(3)]}
+    doc = {
+        "model_id": "tiny-test",
+        "layer": 0,
+        "sae_set": "res-test",
+        "sae_id_suffix": None,
+        "features": [make_feature(i) for i in range(3)],
+    }
     (path / "batch-0.json").write_text(json.dumps(doc))
     import_path(path, factory)
     with transaction(factory) as session:
@@ -43,8 +48,14 @@ def site(factory: Any, tmp_path: Path, api_key: str) -> dict[str, Any]:
         the_list = FeatureList(name="my list", user_id=other.id)
         session.add(the_list)
         session.flush()
-        return {"key": api_key, "other": create_api_key(session, other), "admin": create_api_key(session, admin),
-                "exp": first.id, "exp2": second.id, "list": the_list.id}
+        return {
+            "key": api_key,
+            "other": create_api_key(session, other),
+            "admin": create_api_key(session, admin),
+            "exp": first.id,
+            "exp2": second.id,
+            "list": the_list.id,
+        }
 
 
 def _k(key: str) -> dict[str, str]:
@@ -71,8 +82,12 @@ def _csrf(html: str) -> str:
 
 def _sign_in(client: Any, key: str) -> str:
     form = client.get("/signin", headers=HTML)
-    resp = client.post("/signin", data={"api_key": key, "csrf_token": _csrf(form.text), "next": PAGE},
-                       headers=HTML, follow_redirects=False)
+    resp = client.post(
+        "/signin",
+        data={"api_key": key, "csrf_token": _csrf(form.text), "next": PAGE},
+        headers=HTML,
+        follow_redirects=False,
+    )
     assert resp.status_code == 303
     return _csrf(client.get(PAGE, headers=HTML).text)
 
@@ -81,10 +96,16 @@ def _sign_in(client: Any, key: str) -> str:
 
 
 def test_every_write_needs_a_user(client: Any, site: dict[str, Any], factory: Any) -> None:
-    calls = [("/api/comment/new", {**FEATURE, "text": "hi"}), ("/api/comment/delete", {"commentId": "x"}),
-             ("/api/list/comment/new", {"listId": site["list"], "text": "hi"}),
-             ("/api/bookmark/add", FEATURE), ("/api/bookmark/delete", FEATURE), ("/api/user/bookmarks", {}),
-             (f"/api/explanation/{site['exp']}/vote", {}), (f"/api/explanation/{site['exp']}/unvote", {})]
+    calls = [
+        ("/api/comment/new", {**FEATURE, "text": "hi"}),
+        ("/api/comment/delete", {"commentId": "x"}),
+        ("/api/list/comment/new", {"listId": site["list"], "text": "hi"}),
+        ("/api/bookmark/add", FEATURE),
+        ("/api/bookmark/delete", FEATURE),
+        ("/api/user/bookmarks", {}),
+        (f"/api/explanation/{site['exp']}/vote", {}),
+        (f"/api/explanation/{site['exp']}/unvote", {}),
+    ]
     for path, body in calls:
         assert "x-api-key" in _error(client.post(path, json=body), 401)["message"]
         _error(client.post(path, json=body, headers=_k("sk-np-wrong")), 401)
@@ -95,8 +116,9 @@ def test_every_write_needs_a_user(client: Any, site: dict[str, Any], factory: An
 
 
 def test_comment_on_a_feature_shows_in_the_api_and_the_page(client: Any, site: dict[str, Any]) -> None:
-    resp = client.post("/api/comment/new", json={**FEATURE, "index": "1", "text": f"  {HOSTILE}\nline 2 "},
-                       headers=_k(site["key"]))
+    resp = client.post(
+        "/api/comment/new", json={**FEATURE, "index": "1", "text": f"  {HOSTILE}\nline 2 "}, headers=_k(site["key"])
+    )
     assert resp.status_code == 200, resp.text
     comment = resp.json()
     assert comment["text"] == f"{HOSTILE}\nline 2" and comment["user"]["name"] == "tester"
@@ -112,8 +134,10 @@ def test_comment_on_a_feature_shows_in_the_api_and_the_page(client: Any, site: d
 
 
 def test_only_the_author_or_an_admin_deletes_a_comment(client: Any, site: dict[str, Any], factory: Any) -> None:
-    ids = [client.post("/api/comment/new", json={**FEATURE, "text": f"c{i}"}, headers=_k(site["key"])).json()["id"]
-           for i in range(2)]
+    ids = [
+        client.post("/api/comment/new", json={**FEATURE, "text": f"c{i}"}, headers=_k(site["key"])).json()["id"]
+        for i in range(2)
+    ]
     _error(client.post("/api/comment/delete", json={"commentId": ids[0]}, headers=_k(site["other"])), 403)
     assert _count(factory, Comment) == 2
     assert client.post("/api/comment/delete", json={"commentId": ids[0]}, headers=_k(site["key"])).status_code == 200
@@ -126,12 +150,20 @@ def test_only_the_author_or_an_admin_deletes_a_comment(client: Any, site: dict[s
 def test_bad_comments_are_refused_and_nothing_is_written(client: Any, site: dict[str, Any], factory: Any) -> None:
     key = _k(site["key"])
     megabyte = "x" * (1024 * 1024)
-    for text, field in (("", "text"), ("   \n\t ", "text"), (megabyte, "text"), (None, "text"), (42, "text"),
-                        ("x" * (MAX_COMMENT_CHARS + 1), "text")):
+    for text, field in (
+        ("", "text"),
+        ("   \n\t ", "text"),
+        (megabyte, "text"),
+        (None, "text"),
+        (42, "text"),
+        ("x" * (MAX_COMMENT_CHARS + 1), "text"),
+    ):
         body = _error(client.post("/api/comment/new", json={**FEATURE, "text": text}, headers=key), 422)
         assert body["field"] == field
-    assert "at most" in _error(client.post("/api/comment/new", json={**FEATURE, "text": megabyte}, headers=key),
-                               422)["message"]
+    assert (
+        "at most"
+        in _error(client.post("/api/comment/new", json={**FEATURE, "text": megabyte}, headers=key), 422)["message"]
+    )
     _error(client.post("/api/comment/new", json={**FEATURE, "index": 99, "text": "hi"}, headers=key), 404)
     _error(client.post("/api/comment/new", json={**FEATURE, "index": -1, "text": "hi"}, headers=key), 422)
     _error(client.post("/api/comment/new", json={**FEATURE, "index": 2**70, "text": "hi"}, headers=key), 422)
@@ -139,29 +171,39 @@ def test_bad_comments_are_refused_and_nothing_is_written(client: Any, site: dict
     _error(client.post("/api/comment/delete", json={"commentId": "x\x00" * 40}, headers=key), 404)
     _error(client.post("/api/explanation/x%00/vote", headers=key), 404)
     _error(client.post("/api/comment/new", json={"modelId": "tiny-test", "text": "hi"}, headers=key), 422)
-    _error(client.post("/api/comment/new", content=b"{not json", headers={**key, "content-type": "application/json"}),
-           422)
+    _error(
+        client.post("/api/comment/new", content=b"{not json", headers={**key, "content-type": "application/json"}), 422
+    )
     _error(client.post("/api/list/comment/new", json={"listId": "nope", "text": "hi"}, headers=key), 404)
     _error(client.post("/api/list/comment/new", json={"listId": site["list"], "text": megabyte}, headers=key), 422)
     assert _count(factory, Comment) == 0
-    assert client.post("/api/comment/new", json={**FEATURE, "text": "x" * MAX_COMMENT_CHARS},
-                       headers=key).status_code == 200
+    assert (
+        client.post("/api/comment/new", json={**FEATURE, "text": "x" * MAX_COMMENT_CHARS}, headers=key).status_code
+        == 200
+    )
     # NUL cannot be stored in Postgres text; it becomes a space, as the importers do.
     assert client.post("/api/comment/new", json={**FEATURE, "text": "a\x00b"}, headers=key).json()["text"] == "a b"
 
 
 def test_list_comments(client: Any, site: dict[str, Any], factory: Any) -> None:
-    made = client.post("/api/list/comment/new", json={"listId": site["list"], "text": "nice list"},
-                       headers=_k(site["key"]))
+    made = client.post(
+        "/api/list/comment/new", json={"listId": site["list"], "text": "nice list"}, headers=_k(site["key"])
+    )
     assert made.status_code == 200 and made.json()["listId"] == site["list"]
     feature_comment = client.post("/api/comment/new", json={**FEATURE, "text": "f"}, headers=_k(site["key"])).json()
     # The list route deletes list comments only.
-    _error(client.post("/api/list/comment/delete", json={"commentId": feature_comment["id"]},
-                       headers=_k(site["key"])), 404)
-    _error(client.post("/api/list/comment/delete", json={"commentId": made.json()["id"]},
-                       headers=_k(site["other"])), 403)
-    assert client.post("/api/list/comment/delete", json={"commentId": made.json()["id"]},
-                       headers=_k(site["key"])).status_code == 200
+    _error(
+        client.post("/api/list/comment/delete", json={"commentId": feature_comment["id"]}, headers=_k(site["key"])), 404
+    )
+    _error(
+        client.post("/api/list/comment/delete", json={"commentId": made.json()["id"]}, headers=_k(site["other"])), 403
+    )
+    assert (
+        client.post(
+            "/api/list/comment/delete", json={"commentId": made.json()["id"]}, headers=_k(site["key"])
+        ).status_code
+        == 200
+    )
     assert _count(factory, Comment) == 1
 
 
@@ -187,13 +229,19 @@ def test_bookmarks_add_list_delete(client: Any, site: dict[str, Any], factory: A
 
 def test_votes_count_once_per_user(client: Any, site: dict[str, Any], factory: Any) -> None:
     url = f"/api/explanation/{site['exp']}"
-    assert client.post(url + "/vote", headers=_k(site["key"])).json() == \
-        {"explanationId": site["exp"], "votes": 1, "voted": True}
+    assert client.post(url + "/vote", headers=_k(site["key"])).json() == {
+        "explanationId": site["exp"],
+        "votes": 1,
+        "voted": True,
+    }
     assert client.post(url + "/vote", headers=_k(site["key"])).json()["votes"] == 1
     assert client.post(url + "/vote", headers=_k(site["other"])).json()["votes"] == 2
     assert _count(factory, Vote) == 2
-    assert client.post(url + "/unvote", headers=_k(site["key"])).json() == \
-        {"explanationId": site["exp"], "votes": 1, "voted": False}
+    assert client.post(url + "/unvote", headers=_k(site["key"])).json() == {
+        "explanationId": site["exp"],
+        "votes": 1,
+        "voted": False,
+    }
     assert client.post(url + "/unvote", headers=_k(site["key"])).json()["votes"] == 1
     _error(client.post("/api/explanation/nope/vote", headers=_k(site["key"])), 404)
     votes = client.get(PAGE + ".json", headers=_k(site["other"])).json()["community"]["votes"]
@@ -215,13 +263,15 @@ def test_feature_page_forms_comment_bookmark_and_vote(client: Any, site: dict[st
     assert 'id="comment-form"' not in anonymous and "to comment" in anonymous and "0 votes" in anonymous
     token = _sign_in(client, site["key"])
 
-    resp = client.post("/comment/new", data={**FEATURE, "text": HOSTILE, "csrf_token": token}, headers=HTML,
-                       follow_redirects=False)
+    resp = client.post(
+        "/comment/new", data={**FEATURE, "text": HOSTILE, "csrf_token": token}, headers=HTML, follow_redirects=False
+    )
     assert resp.status_code == 303 and resp.headers["location"] == PAGE + "#comments"
     resp = client.post("/bookmark/add", data={**FEATURE, "csrf_token": token}, headers=HTML, follow_redirects=False)
     assert resp.status_code == 303 and resp.headers["location"] == PAGE
-    resp = client.post(f"/explanation/{site['exp']}/vote", data={"csrf_token": token}, headers=HTML,
-                       follow_redirects=False)
+    resp = client.post(
+        f"/explanation/{site['exp']}/vote", data={"csrf_token": token}, headers=HTML, follow_redirects=False
+    )
     assert resp.status_code == 303 and resp.headers["location"] == f"{PAGE}#explanation-{site['exp']}"
 
     html = client.get(PAGE, headers=HTML).text
@@ -235,16 +285,22 @@ def test_feature_page_forms_comment_bookmark_and_vote(client: Any, site: dict[st
     # Without the form's token nothing happens.
     assert client.post("/comment/new", data={**FEATURE, "text": "csrf?"}, headers=HTML).status_code == 403
     # An empty comment from the form: a 4xx page, nothing written.
-    assert client.post("/comment/new", data={**FEATURE, "text": " ", "csrf_token": token},
-                       headers=HTML).status_code == 422
+    assert (
+        client.post("/comment/new", data={**FEATURE, "text": " ", "csrf_token": token}, headers=HTML).status_code == 422
+    )
     assert _count(factory, Comment) == 1
 
     comment_id = client.get(PAGE + ".json").json()["community"]["comments"][0]["id"]
-    resp = client.post("/comment/delete", data={"commentId": comment_id, "csrf_token": token}, headers=HTML,
-                       follow_redirects=False)
+    resp = client.post(
+        "/comment/delete", data={"commentId": comment_id, "csrf_token": token}, headers=HTML, follow_redirects=False
+    )
     assert resp.status_code == 303 and resp.headers["location"] == PAGE + "#comments"
-    resp = client.post("/bookmark/delete", data={**FEATURE, "back": "bookmarks", "csrf_token": token}, headers=HTML,
-                       follow_redirects=False)
+    resp = client.post(
+        "/bookmark/delete",
+        data={**FEATURE, "back": "bookmarks", "csrf_token": token},
+        headers=HTML,
+        follow_redirects=False,
+    )
     assert resp.headers["location"] == "/account/bookmarks"
     client.post(f"/explanation/{site['exp']}/unvote", data={"csrf_token": token}, headers=HTML)
     html = client.get(PAGE, headers=HTML).text
@@ -252,8 +308,9 @@ def test_feature_page_forms_comment_bookmark_and_vote(client: Any, site: dict[st
     assert (_count(factory, Comment), _count(factory, Bookmark), _count(factory, Vote)) == (0, 0, 0)
 
 
-def test_others_cannot_delete_from_the_page_and_bookmarks_need_sign_in(client: Any, site: dict[str, Any],
-                                                                      factory: Any) -> None:
+def test_others_cannot_delete_from_the_page_and_bookmarks_need_sign_in(
+    client: Any, site: dict[str, Any], factory: Any
+) -> None:
     made = client.post("/api/comment/new", json={**FEATURE, "text": "mine"}, headers=_k(site["key"])).json()
     resp = client.get("/account/bookmarks", headers=HTML, follow_redirects=False)
     assert resp.status_code == 303 and resp.headers["location"].startswith("/signin")
@@ -276,8 +333,12 @@ def test_list_page_shows_comments_and_posts_them(client: Any, site: dict[str, An
     assert "to comment" in client.get(list_url, headers=HTML).text
     client.post("/api/list/comment/new", json={"listId": site["list"], "text": HOSTILE}, headers=_k(site["other"]))
     token = _sign_in(client, site["key"])
-    resp = client.post("/comment/new", data={"listId": site["list"], "text": "second", "csrf_token": token},
-                       headers=HTML, follow_redirects=False)
+    resp = client.post(
+        "/comment/new",
+        data={"listId": site["list"], "text": "second", "csrf_token": token},
+        headers=HTML,
+        follow_redirects=False,
+    )
     assert resp.status_code == 303 and resp.headers["location"] == list_url + "#comments"
     html = client.get(list_url, headers=HTML).text
     assert "&lt;script&gt;alert(&#39;c&#39;)" in html and "second" in html and "(2)" in html
@@ -286,7 +347,8 @@ def test_list_page_shows_comments_and_posts_them(client: Any, site: dict[str, An
     twin = client.get(list_url + ".json").json()["community"]["comments"]
     assert [c["user"]["name"] for c in twin] == ["other", "tester"]
     mine = twin[1]["id"]
-    resp = client.post("/comment/delete", data={"commentId": mine, "csrf_token": token}, headers=HTML,
-                       follow_redirects=False)
+    resp = client.post(
+        "/comment/delete", data={"commentId": mine, "csrf_token": token}, headers=HTML, follow_redirects=False
+    )
     assert resp.headers["location"] == list_url + "#comments"
     assert _count(factory, Comment) == 1

@@ -67,16 +67,22 @@ def test_offline_explanation_for_anyone_then_400_on_repeat(client: Any, factory:
     assert (exp["modelId"], exp["layer"], exp["index"]) == ("tiny-test", "0-res-test", "3")
     doc = client.get("/api/feature/tiny-test/0-res-test/3").json()
     assert [e["id"] for e in doc["explanations"]] == [exp["id"]]
-    assert "already has an explanation" in _error(client.post("/api/explanation/generate", json=body,
-                                                               headers=headers), 400)
+    assert "already has an explanation" in _error(
+        client.post("/api/explanation/generate", json=body, headers=headers), 400
+    )
     assert _error(client.post("/api/explanation/generate", json=body), 401)
 
 
-def test_llm_explanation_needs_permission_and_is_stored_with_its_type(client: Any, factory: Any,
-                                                                      imported: None, fake_llm: FakeLLM) -> None:  # noqa: F811
+def test_llm_explanation_needs_permission_and_is_stored_with_its_type(
+    client: Any,
+    factory: Any,
+    imported: None,
+    fake_llm: FakeLLM,  # noqa: F811
+) -> None:  # noqa: F811
     body = {**FEATURE, "explanationType": "np_max-act-logits", "explanationModelName": "fake-good"}
-    assert "only admins" in _error(client.post("/api/explanation/generate", json=body,
-                                               headers=key(factory, "bob")), 403)
+    assert "only admins" in _error(
+        client.post("/api/explanation/generate", json=body, headers=key(factory, "bob")), 403
+    )
     resp = client.post("/api/explanation/generate", json=body, headers=key(factory, "root", admin=True))
     assert resp.status_code == 200, resp.text
     exp = resp.json()["explanation"]
@@ -87,21 +93,29 @@ def test_llm_explanation_needs_permission_and_is_stored_with_its_type(client: An
         assert session.get(ExplanationType, "np_max-act-logits") is not None
 
 
-@pytest.mark.parametrize(("model", "status", "words"), [
-    ("fail-401", 502, "refused the API key"), ("fail-402", 402, "no credits"), ("fail-500", 502, "HTTP 500"),
-    ("error-in-body", 402, "Insufficient credits"), ("garbage", 502, "not JSON"), ("empty", 502, "empty"),
-])
-def test_a_failing_llm_stores_no_explanation(client: Any, factory: Any, imported: None, model: str, status: int,
-                                             words: str) -> None:
+@pytest.mark.parametrize(
+    ("model", "status", "words"),
+    [
+        ("fail-401", 502, "refused the API key"),
+        ("fail-402", 402, "no credits"),
+        ("fail-500", 502, "HTTP 500"),
+        ("error-in-body", 402, "Insufficient credits"),
+        ("garbage", 502, "not JSON"),
+        ("empty", 502, "empty"),
+    ],
+)
+def test_a_failing_llm_stores_no_explanation(
+    client: Any, factory: Any, imported: None, model: str, status: int, words: str
+) -> None:
     body = {**FEATURE, "explanationType": "eleuther_acts_top20", "explanationModelName": model}
-    message = _error(client.post("/api/explanation/generate", json=body, headers=key(factory, "root", admin=True)),
-                     status)
+    message = _error(
+        client.post("/api/explanation/generate", json=body, headers=key(factory, "root", admin=True)), status
+    )
     assert words in message and "nothing was stored" in message
     assert count(factory, Explanation) == 0
 
 
-def test_an_unparseable_explanation_is_refused_and_a_429_is_retried(client: Any, factory: Any,
-                                                                     imported: None) -> None:
+def test_an_unparseable_explanation_is_refused_and_a_429_is_retried(client: Any, factory: Any, imported: None) -> None:
     headers = key(factory, "root", admin=True)
     bad = {**FEATURE, "explanationType": "eleuther_acts_top20", "explanationModelName": "nonsense"}
     assert "[EXPLANATION]" in _error(client.post("/api/explanation/generate", json=bad, headers=headers), 502)
@@ -114,30 +128,46 @@ def test_an_unparseable_explanation_is_refused_and_a_429_is_retried(client: Any,
 def test_no_llm_configured_is_503(client: Any, factory: Any, imported: None, settings: Any) -> None:
     settings.llm_base_url = ""
     body = {**FEATURE, "explanationType": "np_max-act"}
-    assert "INTERPEDIA_LLM_BASE_URL" in _error(client.post("/api/explanation/generate", json=body,
-                                                           headers=key(factory, "root", admin=True)), 503)
+    assert "INTERPEDIA_LLM_BASE_URL" in _error(
+        client.post("/api/explanation/generate", json=body, headers=key(factory, "root", admin=True)), 503
+    )
 
 
 def test_bad_requests(client: Any, factory: Any, imported: None) -> None:
     headers = key(factory, "alice")
-    assert "unknown explanation type" in _error(client.post(
-        "/api/explanation/generate", json={**FEATURE, "explanationType": "magic"}, headers=headers), 400)
-    assert _error(client.post("/api/explanation/generate", json={**FEATURE, "index": 99,
-                                                                  "explanationType": "np_max-act"},
-                              headers=headers), 404)
+    assert "unknown explanation type" in _error(
+        client.post("/api/explanation/generate", json={**FEATURE, "explanationType": "magic"}, headers=headers), 400
+    )
+    assert _error(
+        client.post(
+            "/api/explanation/generate", json={**FEATURE, "index": 99, "explanationType": "np_max-act"}, headers=headers
+        ),
+        404,
+    )
     with transaction(factory) as session:  # a dead feature: no examples at all
         source = session.scalar(select(Source).where(Source.name == "0-res-test"))
-        write_features(session, source, [FeatureRecord(index=50, stats={"frac_nonzero": 0.0}, activations=[])],
-                       creator_id=None, token_ids={})
-    assert "no activating examples" in _error(client.post(
-        "/api/explanation/generate", json={**FEATURE, "index": 50, "explanationType": "interpedia_top-tokens"},
-        headers=headers), 400)
+        write_features(
+            session,
+            source,
+            [FeatureRecord(index=50, stats={"frac_nonzero": 0.0}, activations=[])],
+            creator_id=None,
+            token_ids={},
+        )
+    assert "no activating examples" in _error(
+        client.post(
+            "/api/explanation/generate",
+            json={**FEATURE, "index": 50, "explanationType": "interpedia_top-tokens"},
+            headers=headers,
+        ),
+        400,
+    )
 
 
 def test_manual_explanation_get_and_delete(client: Any, factory: Any, imported: None) -> None:
     alice, bob = key(factory, "alice"), key(factory, "bob")
-    resp = client.post("/api/explanation/new", json={"feature": {**FEATURE, "explanation": "  Biblical speech "}},
-                       headers=alice)
+    resp = client.post(
+        "/api/explanation/new", json={"feature": {**FEATURE, "explanation": "  Biblical speech "}}, headers=alice
+    )
     assert resp.status_code == 200, resp.text
     exp = resp.json()["explanation"]
     assert exp["description"] == "Biblical speech" and exp["author"] == {"name": "alice"} and exp["hasEmbedding"]
@@ -147,8 +177,9 @@ def test_manual_explanation_get_and_delete(client: Any, factory: Any, imported: 
     assert _error(client.post(f"/api/explanation/{exp['id']}/delete", headers=bob), 403)
     assert client.post(f"/api/explanation/{exp['id']}/delete", headers=alice).status_code == 200
     assert _error(client.get(f"/api/explanation/{exp['id']}"), 404)
-    assert _error(client.post("/api/explanation/new", json={"feature": {**FEATURE, "explanation": ""}},
-                              headers=alice), 422)
+    assert _error(
+        client.post("/api/explanation/new", json={"feature": {**FEATURE, "explanation": ""}}, headers=alice), 422
+    )
 
 
 def _explanation(client: Any, headers: dict[str, str], text: str = "the word LORD") -> str:
@@ -160,8 +191,9 @@ def _explanation(client: Any, headers: dict[str, str], text: str = "the word LOR
 def test_embedding_score_needs_no_llm_and_shows_on_the_feature(client: Any, factory: Any, imported: None) -> None:
     alice = key(factory, "alice")
     eid = _explanation(client, alice)
-    resp = client.post("/api/explanation/score", json={"explanationId": eid, "scorerType": "eleuther_embedding"},
-                       headers=alice)
+    resp = client.post(
+        "/api/explanation/score", json={"explanationId": eid, "scorerType": "eleuther_embedding"}, headers=alice
+    )
     assert resp.status_code == 200, resp.text
     score = resp.json()["score"]
     assert 0.0 <= score["value"] <= 1.0 and score["explanationScoreModelName"] == "all-MiniLM-L6-v2"
@@ -169,8 +201,12 @@ def test_embedding_score_needs_no_llm_and_shows_on_the_feature(client: Any, fact
     assert details["method"] == "embedding" and len(details["breakdown"]) > 5
     doc = client.get("/api/feature/tiny-test/0-res-test/3").json()
     assert doc["explanations"][0]["scores"][0]["id"] == score["id"]
-    assert "already exists" in _error(client.post(
-        "/api/explanation/score", json={"explanationId": eid, "scorerType": "eleuther_embedding"}, headers=alice), 400)
+    assert "already exists" in _error(
+        client.post(
+            "/api/explanation/score", json={"explanationId": eid, "scorerType": "eleuther_embedding"}, headers=alice
+        ),
+        400,
+    )
     assert _error(client.post(f"/api/explanation/score/{score['id']}/delete", headers=key(factory, "bob")), 403)
     assert client.post(f"/api/explanation/score/{score['id']}/delete", headers=alice).status_code == 200
     assert count(factory, ExplanationScore) == 0
@@ -180,8 +216,11 @@ def test_embedding_score_needs_no_llm_and_shows_on_the_feature(client: Any, fact
 def test_llm_scores(client: Any, factory: Any, imported: None, scorer: str) -> None:
     root = key(factory, "root", admin=True)
     eid = _explanation(client, root)
-    resp = client.post("/api/explanation/score", json={"explanationId": eid, "scorerType": scorer,
-                                                       "scorerModel": "fake-good"}, headers=root)
+    resp = client.post(
+        "/api/explanation/score",
+        json={"explanationId": eid, "scorerType": scorer, "scorerModel": "fake-good"},
+        headers=root,
+    )
     assert resp.status_code == 200, resp.text
     score = resp.json()["score"]
     assert 0.0 <= score["value"] <= 1.0 and score["explanationScoreTypeName"] == scorer
@@ -189,8 +228,10 @@ def test_llm_scores(client: Any, factory: Any, imported: None, scorer: str) -> N
     assert details["tp"] + details["fn"] > 0 and details["tn"] + details["fp"] > 0
 
 
-@pytest.mark.parametrize(("model", "status"), [("fail-402", 402), ("error-in-body", 402), ("fail-500", 502),
-                                               ("nonsense", 502), ("fail-401", 502)])
+@pytest.mark.parametrize(
+    ("model", "status"),
+    [("fail-402", 402), ("error-in-body", 402), ("fail-500", 502), ("nonsense", 502), ("fail-401", 502)],
+)
 def test_a_failing_llm_stores_no_score(client: Any, factory: Any, imported: None, model: str, status: int) -> None:
     root = key(factory, "root", admin=True)
     eid = _explanation(client, root)
@@ -206,7 +247,12 @@ def test_llm_scores_need_permission(client: Any, factory: Any, imported: None) -
     eid = _explanation(client, alice)
     body = {"explanationId": eid, "scorerType": "eleuther_recall"}
     assert _error(client.post("/api/explanation/score", json=body, headers=alice), 403)
-    assert "unknown score type" in _error(client.post(
-        "/api/explanation/score", json={"explanationId": eid, "scorerType": "vibes"}, headers=alice), 400)
-    assert _error(client.post("/api/explanation/score", json={"explanationId": "nope", "scorerType": "recall_alt"},
-                              headers=alice), 404)
+    assert "unknown score type" in _error(
+        client.post("/api/explanation/score", json={"explanationId": eid, "scorerType": "vibes"}, headers=alice), 400
+    )
+    assert _error(
+        client.post(
+            "/api/explanation/score", json={"explanationId": "nope", "scorerType": "recall_alt"}, headers=alice
+        ),
+        404,
+    )

@@ -66,8 +66,13 @@ def test_llm_explain_and_score_in_batch(imported: None, factory: Any, fake_llm: 
 
 
 @pytest.mark.parametrize(("model", "words"), [("fail-401", "refused the API key"), ("fail-402", "no credits")])
-def test_a_refused_key_stops_the_run_after_one_request(imported: None, factory: Any, fake_llm: FakeLLM,  # noqa: F811
-                                                       model: str, words: str) -> None:
+def test_a_refused_key_stops_the_run_after_one_request(
+    imported: None,
+    factory: Any,
+    fake_llm: FakeLLM,  # noqa: F811
+    model: str,
+    words: str,
+) -> None:
     result = run("explain", "--source", "tiny-test/0-res-test", "--type", "oai_token-act-pair", "--model", model)
     assert result.exit_code == 1
     assert words in result.output and "stopped" in result.output
@@ -76,8 +81,17 @@ def test_a_refused_key_stops_the_run_after_one_request(imported: None, factory: 
 
 
 def test_unparseable_replies_fail_per_feature_and_store_nothing(imported: None, factory: Any) -> None:
-    result = run("explain", "--source", "tiny-test/0-res-test", "--type", "eleuther_acts_top20", "--model",
-                 "nonsense", "--features", "0-3")
+    result = run(
+        "explain",
+        "--source",
+        "tiny-test/0-res-test",
+        "--type",
+        "eleuther_acts_top20",
+        "--model",
+        "nonsense",
+        "--features",
+        "0-3",
+    )
     assert result.exit_code == 1
     assert "0 written" in result.output and "4 failed" in result.output
     assert explanations(factory) == []

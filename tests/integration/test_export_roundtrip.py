@@ -55,8 +55,11 @@ def second_factory(backend: str, tmp_path: Path, request: pytest.FixtureRequest)
 
 def _strip(value: Any, *, drop_id: bool = False) -> Any:
     if isinstance(value, dict):
-        return {k: _strip(v, drop_id=k in ("activations", "creator", "sourceSet"))
-                for k, v in value.items() if k not in VOLATILE and not (drop_id and k == "id")}
+        return {
+            k: _strip(v, drop_id=k in ("activations", "creator", "sourceSet"))
+            for k, v in value.items()
+            if k not in VOLATILE and not (drop_id and k == "id")
+        }
     if isinstance(value, list):
         return [_strip(v, drop_id=drop_id) for v in value]
     return value
@@ -93,16 +96,30 @@ def _add_explanations(factory: Any) -> None:
     with transaction(factory) as session:
         source = session.scalar(select(Source).where(Source.name == "0-res-test__16k"))
         records = [
-            FeatureRecord(index=1, explanations=[
-                ExplanationRecord(description="the word 'the'", type_name="oai_token-act-pair",
-                                  explanation_model_name="gpt-4o-mini", author_id=importer.creator_id,
-                                  score_v1=0.25, score_v2=0.8125, notes="checked by hand",
-                                  embedding=EMBEDDING[::-1]),
-                ExplanationRecord(description="cats and mats", id="cexplanationwithanid00001",
-                                  author_id=importer.creator_id, score_v1=1.5),
-            ]),
-            FeatureRecord(index=4, explanations=[ExplanationRecord(description="Biblical speech",
-                                                                   author_id=importer.creator_id)]),
+            FeatureRecord(
+                index=1,
+                explanations=[
+                    ExplanationRecord(
+                        description="the word 'the'",
+                        type_name="oai_token-act-pair",
+                        explanation_model_name="gpt-4o-mini",
+                        author_id=importer.creator_id,
+                        score_v1=0.25,
+                        score_v2=0.8125,
+                        notes="checked by hand",
+                        embedding=EMBEDDING[::-1],
+                    ),
+                    ExplanationRecord(
+                        description="cats and mats",
+                        id="cexplanationwithanid00001",
+                        author_id=importer.creator_id,
+                        score_v1=1.5,
+                    ),
+                ],
+            ),
+            FeatureRecord(
+                index=4, explanations=[ExplanationRecord(description="Biblical speech", author_id=importer.creator_id)]
+            ),
         ]
         write_features(session, source, records, creator_id=importer.creator_id, token_ids={})
 
@@ -113,9 +130,13 @@ def test_import_of_export_equals_original(factory: Any, second_factory: Any, tmp
     batch["sae_id_suffix"] = "16k"
     # One feature with DFA fields, loss values and logit contributions, and a steering vector.
     special = make_feature(4, vector=[0.5, -0.25, 0.125], n_tokens=5)
-    special["activations"][0].update(dfa_values=[0.0, 0.5, 1.25, 0.0, 0.0], dfa_maxValue=1.25, dfa_targetIndex=2,
-                                     loss_values=[0.0, 0.01, -0.02, 0.0, 0.0],
-                                     logit_contributions='{"pos": [["Ġcat", 0.5]]}')
+    special["activations"][0].update(
+        dfa_values=[0.0, 0.5, 1.25, 0.0, 0.0],
+        dfa_maxValue=1.25,
+        dfa_targetIndex=2,
+        loss_values=[0.0, 0.01, -0.02, 0.0, 0.0],
+        logit_contributions='{"pos": [["Ġcat", 0.5]]}',
+    )
     batch["features"][1] = special
     for n in range(3):
         file = sd / f"batch-{n}.json"
@@ -130,7 +151,11 @@ def test_import_of_export_equals_original(factory: Any, second_factory: Any, tmp
     first = tmp_path / "export-1"
     summary = export_np(factory, first, batch_size=4)
     assert (summary.sources, summary.features, summary.activations, summary.explanations) == (
-        2, 10, original["activations"], original["explanations"])
+        2,
+        10,
+        original["activations"],
+        original["explanations"],
+    )
     assert (first / "config" / "explanation_type.jsonl").exists()
     assert (first / "np-model" / "3-res-np" / "release.jsonl").exists()
     assert len(list((first / "tiny-test" / "0-res-test__16k" / "features").glob("batch-*.jsonl.gz"))) == 2
@@ -138,7 +163,8 @@ def test_import_of_export_equals_original(factory: Any, second_factory: Any, tmp
     import_path(first, second_factory)
     copied = counts(second_factory)
     assert {k: copied[k] for k in ("features", "activations", "explanations", "models", "sources")} == {
-        k: original[k] for k in ("features", "activations", "explanations", "models", "sources")}
+        k: original[k] for k in ("features", "activations", "explanations", "models", "sources")
+    }
 
     second = tmp_path / "export-2"
     export_np(second_factory, second, batch_size=4)
@@ -169,16 +195,17 @@ def test_import_of_export_equals_original(factory: Any, second_factory: Any, tmp
     assert _export_contents(again) == before
 
 
-def test_two_databases_in_one_process_keep_their_own_tokens(factory: Any, second_factory: Any,
-                                                             tmp_path: Path) -> None:
+def test_two_databases_in_one_process_keep_their_own_tokens(factory: Any, second_factory: Any, tmp_path: Path) -> None:
     """Token ids are per database: reading one database must not decode with another's vocabulary."""
     from ingest_helpers import np_activation, np_feature, write_jsonl
 
     import_path(write_saedashboard_dir(tmp_path / "sd", n_features=2), factory)
     base = tmp_path / "np" / "tiny-test" / "0-res-test"
     write_jsonl(base / "features" / "batch-0.jsonl.gz", [np_feature("tiny-test", "0-res-test", 0)])
-    write_jsonl(base / "activations" / "batch-0.jsonl.gz",
-                [np_activation("tiny-test", "0-res-test", 0, ["zebra", "Ġquagga", "!"], [0.0, 1.0, 0.5])])
+    write_jsonl(
+        base / "activations" / "batch-0.jsonl.gz",
+        [np_activation("tiny-test", "0-res-test", 0, ["zebra", "Ġquagga", "!"], [0.0, 1.0, 0.5])],
+    )
     import_path(tmp_path / "np", second_factory)
 
     docs_a = _feature_docs(factory)

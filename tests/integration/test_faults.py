@@ -45,23 +45,55 @@ def _cli() -> list[str]:
 
 def _env(database_url: str, home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTERPEDIA_")}
-    return env | {"INTERPEDIA_DATABASE_URL": database_url, "INTERPEDIA_HOME": str(home),
-                  "INTERPEDIA_LOG_LEVEL": "WARNING", "INTERPEDIA_EMBED_ON_IMPORT": "false"}
+    return env | {
+        "INTERPEDIA_DATABASE_URL": database_url,
+        "INTERPEDIA_HOME": str(home),
+        "INTERPEDIA_LOG_LEVEL": "WARNING",
+        "INTERPEDIA_EMBED_ON_IMPORT": "false",
+    }
 
 
 def _generate_args(tiny: Tiny, sae: Path, work: Path) -> list[str]:
-    return [*_cli(), "generate", "--model", str(tiny.model), "--sae", str(sae), "--dataset", str(tiny.jsonl),
-            "--context-size", str(CTX), "--n-prompts", str(N_PROMPTS), "--top-k", "5", "--shard-prompts", "8",
-            "--features-per-file", "1", "--model-id", "fault-gen", "--source-set", "res-fault", "--no-progress",
-            "--into-db", "--work-dir", str(work)]
+    return [
+        *_cli(),
+        "generate",
+        "--model",
+        str(tiny.model),
+        "--sae",
+        str(sae),
+        "--dataset",
+        str(tiny.jsonl),
+        "--context-size",
+        str(CTX),
+        "--n-prompts",
+        str(N_PROMPTS),
+        "--top-k",
+        "5",
+        "--shard-prompts",
+        "8",
+        "--features-per-file",
+        "1",
+        "--model-id",
+        "fault-gen",
+        "--source-set",
+        "res-fault",
+        "--no-progress",
+        "--into-db",
+        "--work-dir",
+        str(work),
+    ]
 
 
 def _snapshot(factory: Any) -> dict[str, Any]:
     """Everything a generate run writes, in a comparable form."""
     with factory() as session:
-        per_feature = dict(session.execute(
-            select(Feature.index, func.count(Activation.id)).outerjoin(Activation, Activation.feature_id == Feature.id)
-            .group_by(Feature.index)).all())
+        per_feature = dict(
+            session.execute(
+                select(Feature.index, func.count(Activation.id))
+                .outerjoin(Activation, Activation.feature_id == Feature.id)
+                .group_by(Feature.index)
+            ).all()
+        )
         values = dict(session.execute(select(Feature.index, Feature.max_act_approx)).all())
         return {
             "features": session.scalar(select(func.count()).select_from(Feature)),
@@ -82,12 +114,18 @@ def _generate_batches(factory: Any) -> int:
 
 @pytest.mark.slow
 def test_generate_into_db_killed_mid_write_then_rerun_leaves_exactly_one_copy(
-        database_url: str, factory: Any, tiny: Tiny, wide_sae: Path, tmp_path: Path) -> None:
+    database_url: str, factory: Any, tiny: Tiny, wide_sae: Path, tmp_path: Path
+) -> None:
     # The reference: the same run, uninterrupted, into its own SQLite database.
     ref_url = f"sqlite:///{tmp_path / 'reference.db'}"
     migrate(ref_url)
-    done = subprocess.run(_generate_args(tiny, wide_sae, tmp_path / "ref-work"), env=_env(ref_url, tmp_path / "h0"),
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        _generate_args(tiny, wide_sae, tmp_path / "ref-work"),
+        env=_env(ref_url, tmp_path / "h0"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     ref_engine = make_engine(ref_url)
     reference = _snapshot(make_sessionmaker(ref_engine))
@@ -96,8 +134,9 @@ def test_generate_into_db_killed_mid_write_then_rerun_leaves_exactly_one_copy(
 
     env = _env(database_url, tmp_path / "home")
     work = tmp_path / "work"
-    proc = subprocess.Popen(_generate_args(tiny, wide_sae, work), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _generate_args(tiny, wide_sae, work), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 300
         while _generate_batches(factory) < 5:
@@ -114,8 +153,7 @@ def test_generate_into_db_killed_mid_write_then_rerun_leaves_exactly_one_copy(
     # No partial batch: each feature written so far has all of its examples, or none of it is there.
     assert all(partial["per_feature"][i] == reference["per_feature"][i] for i in partial["per_feature"])
 
-    rerun = subprocess.run(_generate_args(tiny, wide_sae, work), env=env, capture_output=True, text=True,
-                           timeout=600)
+    rerun = subprocess.run(_generate_args(tiny, wide_sae, work), env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert _snapshot(factory) == reference  # (a rerun of a finished run: test_generate_cli)
 
@@ -126,17 +164,19 @@ def _wait_for_killed_writer(factory: Any) -> None:
         if session.get_bind().dialect.name != "postgresql":
             return
         deadline = time.monotonic() + 30
-        while session.scalar(text(
+        while session.scalar(
+            text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')")):
+                "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+            )
+        ):
             assert time.monotonic() < deadline, "the killed generate's session did not end"
             session.rollback()
             time.sleep(0.02)
 
 
 @pytest.mark.postgres
-def test_postgres_restart_under_load_gives_503_then_recovers(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_postgres_restart_under_load_gives_503_then_recovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from factories import write_saedashboard_dir
     from fastapi.testclient import TestClient
     from pgcluster import PostgresCluster
@@ -152,11 +192,12 @@ def test_postgres_restart_under_load_gives_503_then_recovers(tmp_path: Path,
         url = cluster.create_database("faults")
         migrate(url)
         engine = make_engine(url)
-        import_path(write_saedashboard_dir(tmp_path / "sd", n_features=8, model_id="fault-m", sae_set="res-f"),
-                    make_sessionmaker(engine))
+        import_path(
+            write_saedashboard_dir(tmp_path / "sd", n_features=8, model_id="fault-m", sae_set="res-f"),
+            make_sessionmaker(engine),
+        )
         engine.dispose()
-        settings = Settings(database_url=url, home=tmp_path / "home", rate_limit_enabled=False,
-                            embed_on_import=False)
+        settings = Settings(database_url=url, home=tmp_path / "home", rate_limit_enabled=False, embed_on_import=False)
         statuses: Counter[int] = Counter()
         bodies: dict[int, Any] = {}
         phase = {"name": "up"}
@@ -165,6 +206,7 @@ def test_postgres_restart_under_load_gives_503_then_recovers(tmp_path: Path,
         paths = ["/api/feature/fault-m/0-res-f/3", "/api/model/list", "/fault-m/0-res-f/2.json"]
 
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+
             def load(n: int) -> None:
                 i = n
                 while not stop.is_set():

@@ -41,8 +41,12 @@ def sign_in(client: Any, factory: Any, name: str, *, admin: bool = False) -> str
         user.admin = admin
         key = create_api_key(session, user)
     form = client.get("/signin", headers=HTML)
-    resp = client.post("/signin", data={"api_key": key, "csrf_token": _csrf(form.text), "next": PAGE},
-                       headers=HTML, follow_redirects=False)
+    resp = client.post(
+        "/signin",
+        data={"api_key": key, "csrf_token": _csrf(form.text), "next": PAGE},
+        headers=HTML,
+        follow_redirects=False,
+    )
     assert resp.status_code == 303
     return _csrf(client.get(PAGE, headers=HTML).text)
 
@@ -70,30 +74,50 @@ def test_anonymous_sees_explanations_and_a_sign_in_sentence(client: Any, importe
     assert "<form" not in pane
 
 
-def test_without_llm_buttons_say_why_and_offline_work_goes_through(client: Any, factory: Any,
-                                                                    imported: None) -> None:
+def test_without_llm_buttons_say_why_and_offline_work_goes_through(client: Any, factory: Any, imported: None) -> None:
     csrf = sign_in(client, factory, "alice")
     page = client.get(PAGE, headers=HTML).text
     assert _button_disabled(page, "explain-llm") and not _button_disabled(page, "explain-offline")
     assert "No LLM is configured on this server" in _pane(page)
-    resp = client.post("/explanation/explain", data={"modelId": "tiny-test", "layer": "0-res-test", "index": "3",
-                                                     "explanationType": "interpedia_top-tokens",
-                                                     "csrf_token": csrf}, headers=HTML, follow_redirects=False)
+    resp = client.post(
+        "/explanation/explain",
+        data={
+            "modelId": "tiny-test",
+            "layer": "0-res-test",
+            "index": "3",
+            "explanationType": "interpedia_top-tokens",
+            "csrf_token": csrf,
+        },
+        headers=HTML,
+        follow_redirects=False,
+    )
     assert resp.status_code == 303 and resp.headers["location"].startswith(PAGE + "#explanation-")
     page = client.get(PAGE, headers=HTML).text
     exp_id = resp.headers["location"].split("#explanation-")[1]
     assert f'id="explanation-{exp_id}"' in page and "interpedia_top-tokens" in _pane(page)
     # An LLM explanation is refused with a clear reason and nothing stored.
-    resp = client.post("/explanation/explain", data={"modelId": "tiny-test", "layer": "0-res-test", "index": "3",
-                                                     "explanationType": "np_max-act", "csrf_token": csrf},
-                       headers={"accept": "application/json"})
+    resp = client.post(
+        "/explanation/explain",
+        data={
+            "modelId": "tiny-test",
+            "layer": "0-res-test",
+            "index": "3",
+            "explanationType": "np_max-act",
+            "csrf_token": csrf,
+        },
+        headers={"accept": "application/json"},
+    )
     assert resp.status_code == 403 and resp.json()["field"] == "explanationType"
     assert count(factory, Explanation) == 1
     # The embedding score needs no LLM: LLM scorers are disabled options, the embedding one is not.
     assert re.search(r'<option value="eleuther_fuzz" disabled>[^<]*needs an LLM', page)
     assert re.search(r'<option value="eleuther_embedding">', page)
-    resp = client.post(f"/explanation/{exp_id}/score", data={"scorerType": "eleuther_embedding", "csrf_token": csrf},
-                       headers=HTML, follow_redirects=False)
+    resp = client.post(
+        f"/explanation/{exp_id}/score",
+        data={"scorerType": "eleuther_embedding", "csrf_token": csrf},
+        headers=HTML,
+        follow_redirects=False,
+    )
     assert resp.status_code == 303, resp.text
     pane = _pane(client.get(PAGE, headers=HTML).text)
     row = re.search(r'<tr class="score" id="score-[^"]+">(.*?)</tr>', pane, flags=re.S)
@@ -102,8 +126,9 @@ def test_without_llm_buttons_say_why_and_offline_work_goes_through(client: Any, 
     with factory() as session:
         stored = session.scalar(select(ExplanationScore))
     assert stored is not None and abs(value - stored.value) < 1e-3
-    details = html.unescape(re.search(r"<details><summary>Details</summary><pre>(.*?)</pre>", pane,
-                                      flags=re.S).group(1))
+    details = html.unescape(
+        re.search(r"<details><summary>Details</summary><pre>(.*?)</pre>", pane, flags=re.S).group(1)
+    )
     assert '"negatives"' in details and "\n  " in details  # indented JSON
 
 
@@ -117,27 +142,47 @@ def test_forms_need_csrf_and_sign_in(client: Any, factory: Any, imported: None) 
     assert count(factory, Explanation) == 0
 
 
-def test_llm_explain_and_score_for_allowed_user(fake_llm: FakeLLM, client: Any,  # noqa: F811
-                                                factory: Any, imported: None) -> None:
+def test_llm_explain_and_score_for_allowed_user(
+    fake_llm: FakeLLM,  # noqa: F811
+    client: Any,  # noqa: F811
+    factory: Any,
+    imported: None,
+) -> None:
     csrf = sign_in(client, factory, "root", admin=True)
     page = client.get(PAGE, headers=HTML).text
     assert not _button_disabled(page, "explain-llm") and "fake-good" in page
     assert 'id="autointerp-reason"' not in page
-    resp = client.post("/explanation/explain", data={"modelId": "tiny-test", "layer": "0-res-test", "index": "3",
-                                                     "explanationType": "np_max-act", "csrf_token": csrf},
-                       headers={"accept": "application/json"})
+    resp = client.post(
+        "/explanation/explain",
+        data={
+            "modelId": "tiny-test",
+            "layer": "0-res-test",
+            "index": "3",
+            "explanationType": "np_max-act",
+            "csrf_token": csrf,
+        },
+        headers={"accept": "application/json"},
+    )
     assert resp.status_code == 200, resp.text
     exp = resp.json()["explanation"]
     assert exp["typeName"] == "np_max-act" and exp["explanationModelName"] == "fake-good"
-    resp = client.post(f"/explanation/{exp['id']}/score", data={"scorerType": "eleuther_fuzz", "csrf_token": csrf},
-                       headers=HTML, follow_redirects=False)
+    resp = client.post(
+        f"/explanation/{exp['id']}/score",
+        data={"scorerType": "eleuther_fuzz", "csrf_token": csrf},
+        headers=HTML,
+        follow_redirects=False,
+    )
     assert resp.status_code == 303, resp.text
     pane = _pane(client.get(PAGE, headers=HTML).text)
     assert "eleuther_fuzz" in pane and exp["description"] in html.unescape(pane)
 
 
-def test_llm_not_allowed_for_plain_users(fake_llm: FakeLLM, client: Any, factory: Any,  # noqa: F811
-                                         imported: None) -> None:
+def test_llm_not_allowed_for_plain_users(
+    fake_llm: FakeLLM,  # noqa: F811
+    client: Any,
+    factory: Any,  # noqa: F811
+    imported: None,
+) -> None:
     sign_in(client, factory, "carol")
     page = client.get(PAGE, headers=HTML).text
     assert _button_disabled(page, "explain-llm") and "only admins and users allowed" in _pane(page)
@@ -153,11 +198,17 @@ def failing_llm(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> FakeLLM: 
     return fake_llm
 
 
-def test_failing_llm_stores_nothing_and_the_page_says_why(failing_llm: FakeLLM, client: Any, factory: Any,
-                                                          imported: None) -> None:
+def test_failing_llm_stores_nothing_and_the_page_says_why(
+    failing_llm: FakeLLM, client: Any, factory: Any, imported: None
+) -> None:
     csrf = sign_in(client, factory, "root", admin=True)
-    data = {"modelId": "tiny-test", "layer": "0-res-test", "index": "3", "explanationType": "np_max-act",
-            "csrf_token": csrf}
+    data = {
+        "modelId": "tiny-test",
+        "layer": "0-res-test",
+        "index": "3",
+        "explanationType": "np_max-act",
+        "csrf_token": csrf,
+    }
     resp = client.post("/explanation/explain", data=data, headers=HTML, follow_redirects=False)
     assert resp.status_code == 303 and resp.headers["location"] == PAGE + "#explanations"
     page = client.get(PAGE, headers=HTML)
@@ -173,8 +224,9 @@ def test_failing_llm_stores_nothing_and_the_page_says_why(failing_llm: FakeLLM, 
 def test_add_an_explanation_by_hand(client: Any, factory: Any, imported: None) -> None:
     csrf = sign_in(client, factory, "dora")
     data = {"modelId": "tiny-test", "layer": "0-res-test", "index": "3", "csrf_token": csrf}
-    resp = client.post("/explanation/add", data={**data, "explanation": "  words about cats  "}, headers=HTML,
-                       follow_redirects=False)
+    resp = client.post(
+        "/explanation/add", data={**data, "explanation": "  words about cats  "}, headers=HTML, follow_redirects=False
+    )
     assert resp.status_code == 303 and "#explanation-" in resp.headers["location"]
     assert "words about cats" in _pane(client.get(PAGE, headers=HTML).text)
     with factory() as session:

@@ -20,24 +20,43 @@ from interpedia.ingest import import_path  # noqa: E402
 
 N_PROMPTS = 24
 
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
     return tiny_inputs(tmp_path_factory)
 
 
 def _generate(tiny: Tiny, *extra: str) -> Any:
-    args = ["generate", "--model", str(tiny.model), "--sae", str(tiny.sae("standard")), "--dataset",
-            str(tiny.jsonl), "--context-size", str(CTX), "--n-prompts", str(N_PROMPTS), "--top-k", "5",
-            "--shard-prompts", "8", "--no-progress", *extra]
+    args = [
+        "generate",
+        "--model",
+        str(tiny.model),
+        "--sae",
+        str(tiny.sae("standard")),
+        "--dataset",
+        str(tiny.jsonl),
+        "--context-size",
+        str(CTX),
+        "--n-prompts",
+        str(N_PROMPTS),
+        "--top-k",
+        "5",
+        "--shard-prompts",
+        "8",
+        "--no-progress",
+        *extra,
+    ]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result
 
 
-def test_generate_into_db_then_the_api_serves_the_dashboard(tiny: Tiny, settings: Any, factory: Any, client: Any,
-                                                           tmp_path: Path) -> None:
-    result = _generate(tiny, "--into-db", "--out", str(tmp_path / "out"), "--model-id", "tiny-gen",
-                       "--source-set", "res-gen")
+def test_generate_into_db_then_the_api_serves_the_dashboard(
+    tiny: Tiny, settings: Any, factory: Any, client: Any, tmp_path: Path
+) -> None:
+    result = _generate(
+        tiny, "--into-db", "--out", str(tmp_path / "out"), "--model-id", "tiny-gen", "--source-set", "res-gen"
+    )
     assert "tiny-gen/1-res-gen" in result.output
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     with factory() as session:
@@ -79,6 +98,7 @@ def test_out_dir_is_what_interpedia_import_reads(tiny: Tiny, factory: Any, tmp_p
 
 
 def test_generate_needs_somewhere_to_write(tiny: Tiny) -> None:
-    result = CliRunner().invoke(main, ["generate", "--model", str(tiny.model), "--sae", str(tiny.sae()),
-                                       "--dataset", str(tiny.jsonl)])
+    result = CliRunner().invoke(
+        main, ["generate", "--model", str(tiny.model), "--sae", str(tiny.sae()), "--dataset", str(tiny.jsonl)]
+    )
     assert result.exit_code != 0 and "--out" in result.output

@@ -28,8 +28,16 @@ def _features(out: Path) -> list[dict[str, Any]]:
 @pytest.mark.slow
 def test_ray_local_cluster_equals_single_process(tiny: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    base = GenerateConfig(model=str(tiny.model), sae=str(tiny.sae("jumprelu")), dataset=str(tiny.jsonl),
-                          context_size=CTX, n_prompts=40, top_k=5, batch_size=8, shard_prompts=8)
+    base = GenerateConfig(
+        model=str(tiny.model),
+        sae=str(tiny.sae("jumprelu")),
+        dataset=str(tiny.jsonl),
+        context_size=CTX,
+        n_prompts=40,
+        top_k=5,
+        batch_size=8,
+        shard_prompts=8,
+    )
     single = GenerateRun(base.with_(out=str(tmp_path / "single")), progress=False).run().run
     ray_run = GenerateRun(base.with_(out=str(tmp_path / "ray"), ray=True, ray_workers=2), progress=False).run().run
     assert ray_run["ray"]["workers"] == 2 and ray_run["shards"]["total"] == 5

@@ -77,8 +77,14 @@ def test_tokens_values_length_mismatch(factory: Any, tmp_path: Path) -> None:
     def edit(doc: dict[str, Any]) -> None:
         _feature(doc, 6)["activations"][2]["values"].pop()
 
-    _import_fails(factory, _sd_dir(tmp_path, edit), "batch-1.json", "feature 6", "activations[2].values",
-                  "16 tokens but 15 values")
+    _import_fails(
+        factory,
+        _sd_dir(tmp_path, edit),
+        "batch-1.json",
+        "feature 6",
+        "activations[2].values",
+        "16 tokens but 15 values",
+    )
     _only_first_batch_written(factory)
 
 
@@ -95,6 +101,7 @@ NAN_INF_CASES = [  # (value, field of feature 5, how the message shows it)
 def test_nan_and_inf(factory: Any, tmp_path: Path) -> None:
     """Each case is a retry on the same database: batch-0 stays imported, batch-1 is refused every time."""
     for bad, field, shown in NAN_INF_CASES:
+
         def edit(doc: dict[str, Any], bad: float = bad, field: str = field) -> None:
             feat = _feature(doc, 5)
             if field.startswith("activations"):
@@ -128,17 +135,23 @@ def test_negative_feature_index(factory: Any, tmp_path: Path) -> None:
 
 
 WRONG_TYPES: list[tuple[Callable[[dict[str, Any]], None], tuple[str, ...]]] = [  # (edit feature 5, message)
-    (lambda f: f["activations"][0].update(values=[str(v) for v in f["activations"][0]["values"]]),
-     ("feature 5", "'activations[0].values'", "expected a list of numbers")),
+    (
+        lambda f: f["activations"][0].update(values=[str(v) for v in f["activations"][0]["values"]]),
+        ("feature 5", "'activations[0].values'", "expected a list of numbers"),
+    ),
     (lambda f: f["activations"][1].update(tokens=42), ("feature 5", "'activations[1].tokens'", "got 42")),
     (lambda f: f.update(feature_index="abc"), ("feature 'abc'", "'feature_index'", "expected an integer")),
     (lambda f: f.update(activations={"tokens": []}), ("feature 5", "'activations'", "expected a list")),
     (lambda f: f.update(frac_nonzero="high"), ("feature 5", "'frac_nonzero'", "expected a number")),
     (lambda f: f.update(pos_str=[1, 2]), ("feature 5", "'pos_str'", "expected a list of strings")),
-    (lambda f: f.update(neuron_alignment_indices=[0.5, 1]),
-     ("feature 5", "'neuron_alignment_indices'", "expected a list of integers")),
-    (lambda f: f["activations"][0].update(bin_min="low"), ("feature 5", "'activations[0].bin_min'",
-                                                          "expected a number")),
+    (
+        lambda f: f.update(neuron_alignment_indices=[0.5, 1]),
+        ("feature 5", "'neuron_alignment_indices'", "expected a list of integers"),
+    ),
+    (
+        lambda f: f["activations"][0].update(bin_min="low"),
+        ("feature 5", "'activations[0].bin_min'", "expected a number"),
+    ),
 ]
 
 
@@ -156,8 +169,14 @@ def test_bad_first_batch_creates_no_empty_source(factory: Any, tmp_path: Path) -
     doc["features"][1]["activations"][0]["values"][0] = math.nan
     (path / "batch-0.json").write_text(json.dumps(doc))
     _import_fails(factory, path, "batch-0.json", "feature 1", "'activations[0].values'")
-    assert counts(factory) == {"features": 0, "activations": 0, "explanations": 0, "imported_batches": 0,
-                               "models": 0, "sources": 0}
+    assert counts(factory) == {
+        "features": 0,
+        "activations": 0,
+        "explanations": 0,
+        "imported_batches": 0,
+        "models": 0,
+        "sources": 0,
+    }
 
 
 def test_bad_source_id_is_a_clear_error(factory: Any, tmp_path: Path) -> None:
@@ -198,8 +217,11 @@ def _np_only_good_written(factory: Any) -> None:
 
 def test_truncated_gzip(factory: Any, tmp_path: Path) -> None:
     root = _np_source(tmp_path)
-    rows = [np_activation("np-model", "3-res-np", i, [f"t{j}" for j in range(64)], [j / 7 for j in range(64)])
-            for i in (4, 5, 6) for _ in range(5)]
+    rows = [
+        np_activation("np-model", "3-res-np", i, [f"t{j}" for j in range(64)], [j / 7 for j in range(64)])
+        for i in (4, 5, 6)
+        for _ in range(5)
+    ]
     _np_acts(root, rows)
     file = root / "np-model" / "3-res-np" / "activations" / "batch-1.jsonl.gz"
     data = file.read_bytes()
@@ -211,12 +233,13 @@ def test_truncated_gzip(factory: Any, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("change", "field", "shown"),
-    [({"modelId": "gpt2-small"}, "modelId", "unknown model 'gpt2-small'"),
-     ({"layer": "4-res-np"}, "layer", "unknown source '4-res-np'")],
+    [
+        ({"modelId": "gpt2-small"}, "modelId", "unknown model 'gpt2-small'"),
+        ({"layer": "4-res-np"}, "layer", "unknown source '4-res-np'"),
+    ],
     ids=["unknown-model", "unknown-source"],
 )
-def test_unknown_model_or_source(factory: Any, tmp_path: Path, change: dict[str, str], field: str,
-                                 shown: str) -> None:
+def test_unknown_model_or_source(factory: Any, tmp_path: Path, change: dict[str, str], field: str, shown: str) -> None:
     root = _np_source(tmp_path)
     rows = _np_good_rows()
     rows[1].update(change)
@@ -231,8 +254,7 @@ def test_export_nan_in_activation_row(factory: Any, tmp_path: Path) -> None:
     rows = _np_good_rows()
     rows[2]["values"][1] = math.nan
     _np_acts(root, rows)
-    _import_fails(factory, root, "activations/batch-1.jsonl.gz", "line 3", "feature 6", "'activation.values'",
-                  "finite")
+    _import_fails(factory, root, "activations/batch-1.jsonl.gz", "line 3", "feature 6", "'activation.values'", "finite")
     _np_only_good_written(factory)
 
 
@@ -252,8 +274,15 @@ def test_export_wrong_types(factory: Any, tmp_path: Path) -> None:
     rows = _np_good_rows()
     rows[0]["tokens"] = "a b c"
     _np_acts(root, rows)
-    _import_fails(factory, root, "activations/batch-1.jsonl.gz", "line 1", "feature 4", "'activation.tokens'",
-                  "expected a list of strings")
+    _import_fails(
+        factory,
+        root,
+        "activations/batch-1.jsonl.gz",
+        "line 1",
+        "feature 4",
+        "'activation.tokens'",
+        "expected a list of strings",
+    )
     _np_only_good_written(factory)
 
 
@@ -286,8 +315,17 @@ def test_truncated_gzip_spanning_batches_keeps_whole_features_and_recovers(facto
     base = root / "np-model" / "3-res-np"
     write_jsonl(base / "features" / "batch-1.jsonl.gz", [np_feature("np-model", "3-res-np", i) for i in range(4, 10)])
     rng = random.Random(0)
-    rows = [np_activation("np-model", "3-res-np", i, [f"t{rng.randrange(10**6)}" for _ in range(32)],
-                          [round(rng.uniform(0, 5), 4) for _ in range(32)]) for i in range(4, 10) for _ in range(20)]
+    rows = [
+        np_activation(
+            "np-model",
+            "3-res-np",
+            i,
+            [f"t{rng.randrange(10**6)}" for _ in range(32)],
+            [round(rng.uniform(0, 5), 4) for _ in range(32)],
+        )
+        for i in range(4, 10)
+        for _ in range(20)
+    ]
     file = base / "activations" / "batch-1.jsonl.gz"
     write_jsonl(file, rows)
     whole = file.read_bytes()
@@ -298,9 +336,14 @@ def test_truncated_gzip_spanning_batches_keeps_whole_features_and_recovers(facto
     with factory() as session:
         from interpedia.db.tables import Activation
 
-        per_feature = dict(session.execute(
-            select(Feature.index, func.count(Activation.id)).join(Activation, Activation.feature_id == Feature.id)
-            .where(Feature.index >= 4).group_by(Feature.index)).all())
+        per_feature = dict(
+            session.execute(
+                select(Feature.index, func.count(Activation.id))
+                .join(Activation, Activation.feature_id == Feature.id)
+                .where(Feature.index >= 4)
+                .group_by(Feature.index)
+            ).all()
+        )
     assert per_feature == {4: 20, 5: 20, 6: 20}
 
     file.write_bytes(whole)

@@ -80,8 +80,13 @@ def test_export_writes_the_neuronpedia_layout(settings: Settings, factory: Any, 
     assert result.exit_code == 0, result.output
     assert f"exported 1 sources, 5 features, 25 activations, 0 explanations to {out}" in result.stdout
     base = out / "tiny-test" / "0-res-test"
-    for name in ("model.jsonl", "sourceset.jsonl", "source.jsonl", "features/batch-0.jsonl.gz",
-                 "activations/batch-0.jsonl.gz"):
+    for name in (
+        "model.jsonl",
+        "sourceset.jsonl",
+        "source.jsonl",
+        "features/batch-0.jsonl.gz",
+        "activations/batch-0.jsonl.gz",
+    ):
         assert (base / name).is_file(), name
     [model] = read_jsonl(base / "model.jsonl")
     assert model["id"] == "tiny-test"

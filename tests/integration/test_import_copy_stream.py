@@ -24,7 +24,7 @@ from interpedia.ingest import import_path
 from interpedia.store import writer
 
 MODEL = "np-model"
-TOKENS = ["Ġthe", "Ġcat", "Ġ日本", "<|endoftext|>", "Ċ", "\n", "Ġ\"quoted\"", "x" * 300]
+TOKENS = ["Ġthe", "Ġcat", "Ġ日本", "<|endoftext|>", "Ċ", "\n", 'Ġ"quoted"', "x" * 300]
 
 
 def _rows(layer: str, *, with_extras: bool) -> list[dict[str, Any]]:
@@ -60,18 +60,28 @@ def _stored(factory: Any, source_name: str) -> dict[int, list[tuple[Any, ...]]]:
         assert source is not None
         out = {}
         for feat in session.scalars(select(Feature).where(Feature.source_id == source.id)):
-            acts = session.execute(select(Activation.data, Activation.max_value, Activation.bin_min,
-                                          Activation.bin_max, Activation.bin_contains,
-                                          Activation.qualifying_token_index, Activation.extras,
-                                          Activation.creator_id)
-                                   .where(Activation.feature_id == feat.id).order_by(Activation.id)).all()
+            acts = session.execute(
+                select(
+                    Activation.data,
+                    Activation.max_value,
+                    Activation.bin_min,
+                    Activation.bin_max,
+                    Activation.bin_contains,
+                    Activation.qualifying_token_index,
+                    Activation.extras,
+                    Activation.creator_id,
+                )
+                .where(Activation.feature_id == feat.id)
+                .order_by(Activation.id)
+            ).all()
             out[feat.index] = [(bytes(a[0]), *a[1:]) for a in acts]
     return out
 
 
 @pytest.mark.parametrize("with_extras", [False, True], ids=["framed", "extras-fall-back"])
-def test_framed_copy_stores_what_row_copy_stores(backend: str, factory: Any, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch, with_extras: bool) -> None:
+def test_framed_copy_stores_what_row_copy_stores(
+    backend: str, factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_extras: bool
+) -> None:
     if backend != "postgresql":
         pytest.skip("binary COPY is the Postgres path")
     root = tmp_path / "export"

@@ -26,7 +26,7 @@ from interpedia.ingest import columnar, import_path, npexport, saedashboard
 from interpedia.store.records import FEATURE_STAT_COLUMNS
 
 MODEL = "np-model"
-TOKENS = ["Ġthe", "Ġcat", "a\x00b", "Ġ日本", "<|endoftext|>", "Ċ", "\n", "Ġ\"quoted\""]
+TOKENS = ["Ġthe", "Ġcat", "a\x00b", "Ġ日本", "<|endoftext|>", "Ċ", "\n", 'Ġ"quoted"']
 
 
 def _stored(factory: Any, source_name: str) -> dict[int, Any]:
@@ -36,13 +36,24 @@ def _stored(factory: Any, source_name: str) -> dict[int, Any]:
         assert source is not None
         out = {}
         for feat in session.scalars(select(Feature).where(Feature.source_id == source.id)):
-            acts = session.execute(select(Activation.data, Activation.max_value, Activation.bin_min,
-                                          Activation.bin_max, Activation.bin_contains,
-                                          Activation.qualifying_token_index, Activation.extras,
-                                          Activation.creator_id)
-                                   .where(Activation.feature_id == feat.id).order_by(Activation.id)).all()
-            out[feat.index] = ({c: getattr(feat, c) for c in FEATURE_STAT_COLUMNS},
-                               [(bytes(a[0]), *a[1:]) for a in acts])
+            acts = session.execute(
+                select(
+                    Activation.data,
+                    Activation.max_value,
+                    Activation.bin_min,
+                    Activation.bin_max,
+                    Activation.bin_contains,
+                    Activation.qualifying_token_index,
+                    Activation.extras,
+                    Activation.creator_id,
+                )
+                .where(Activation.feature_id == feat.id)
+                .order_by(Activation.id)
+            ).all()
+            out[feat.index] = (
+                {c: getattr(feat, c) for c in FEATURE_STAT_COLUMNS},
+                [(bytes(a[0]), *a[1:]) for a in acts],
+            )
     return out
 
 
@@ -52,14 +63,19 @@ def _np_rows(layer: str) -> list[dict[str, Any]]:
         for k in range(10):
             n = 5 + (k * 37 + i) % 300 if k else 3
             tokens = [TOKENS[(i + j * k) % len(TOKENS)] for j in range(n)]
-            values: list[Any] = [round(((i + 1) * (j % 7) - 9) / 8, 4) if (j + k) % 5 == 0 else 0.0
-                                 for j in range(n)]
+            values: list[Any] = [round(((i + 1) * (j % 7) - 9) / 8, 4) if (j + k) % 5 == 0 else 0.0 for j in range(n)]
             row = np_activation(MODEL, layer, i, tokens, values)
             if k == 1:
                 row["values"] = [j % 3 for j in range(n)]  # integers are numbers too
             if k == 2:
-                row.update(dfaValues=[0.5] * n, dfaTargetIndex=1, dfaMaxValue=0.5, dataSource="pile",
-                           dataIndex="17", logitContributions=json.dumps({"a": 1}))
+                row.update(
+                    dfaValues=[0.5] * n,
+                    dfaTargetIndex=1,
+                    dfaMaxValue=0.5,
+                    dataSource="pile",
+                    dataIndex="17",
+                    logitContributions=json.dumps({"a": 1}),
+                )
             if k == 3:
                 row.update(zIndices=[[1, 2], [0, 1]], zValues=[0.25, 0.5], lossValues=[0.125] * n)
             if k == 4:
@@ -74,8 +90,9 @@ def _np_source(root: Path, layer: str) -> None:
     write_jsonl(base / "activations" / "batch-0.jsonl.gz", _np_rows(layer))
 
 
-def test_export_fast_reader_stores_what_the_validating_reader_stores(factory: Any, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_fast_reader_stores_what_the_validating_reader_stores(
+    factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "export"
     _np_source(root, "3-res-fast")
     _np_source(root, "3-res-slow")
@@ -101,8 +118,15 @@ def test_export_fast_reader_stores_what_the_validating_reader_stores(factory: An
     assert sorted(got_fast) == list(range(6))
     assert got_fast == got_slow
     extras = [a[6] for _, acts in got_fast.values() for a in acts if a[6]]
-    assert {"dfaValues", "dfaTargetIndex", "dataSource", "logitContributions", "zKIndices", "zValues",
-            "lossValues"} <= {k for e in extras for k in e}
+    assert {
+        "dfaValues",
+        "dfaTargetIndex",
+        "dataSource",
+        "logitContributions",
+        "zKIndices",
+        "zValues",
+        "lossValues",
+    } <= {k for e in extras for k in e}
 
 
 def _sd_dir(path: Path, sae_set: str) -> Path:
@@ -111,9 +135,10 @@ def _sd_dir(path: Path, sae_set: str) -> Path:
         feats = [make_feature(i, n_tokens=40) for i in range(4 * n, 4 * n + 4)]
         feats[0]["activations"][0]["values"] = [j % 2 for j in range(40)]
         feats[0]["activations"][1]["tokens"][3] = "Ġ日本"
-        feats[1]["activations"][2].update(dfa_values=[0.25] * 40, dfa_maxValue=0.25, dfa_targetIndex=3,
-                                          loss_values=[0.5] * 40)
-        feats[2]["activations"][0]["logit_contributions"] = "{\"top\": 1}"
+        feats[1]["activations"][2].update(
+            dfa_values=[0.25] * 40, dfa_maxValue=0.25, dfa_targetIndex=3, loss_values=[0.5] * 40
+        )
+        feats[2]["activations"][0]["logit_contributions"] = '{"top": 1}'
         feats[3]["activations"] = []
         feats[3]["frac_nonzero"] = 0.0
         doc = {"model_id": "tiny-test", "layer": 0, "sae_set": sae_set, "sae_id_suffix": None, "features": feats}
@@ -121,12 +146,14 @@ def _sd_dir(path: Path, sae_set: str) -> Path:
     return path
 
 
-def test_saedashboard_fast_reader_stores_what_the_validating_reader_stores(factory: Any, tmp_path: Path,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_saedashboard_fast_reader_stores_what_the_validating_reader_stores(
+    factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     parsed = []
     parse = saedashboard.parse_feature
-    monkeypatch.setattr(saedashboard, "parse_feature",
-                        lambda raw, *, file: parsed.append(file) or parse(raw, file=file))
+    monkeypatch.setattr(
+        saedashboard, "parse_feature", lambda raw, *, file: parsed.append(file) or parse(raw, file=file)
+    )
     import_path(_sd_dir(tmp_path / "fast", "res-fast"), factory)
     assert parsed == []
 

@@ -34,8 +34,14 @@ def test_export_layout_imports_and_comes_back(factory: Any, tmp_path: Path) -> N
     summary = import_path(root, factory)
     assert summary.sources == ["3-res-np"]
     assert (summary.counts.features, summary.counts.activations, summary.counts.explanations) == (4, 8, 4)
-    assert counts(factory) | {"imported_batches": 0} == {"features": 4, "activations": 8, "explanations": 4,
-                                                          "imported_batches": 0, "models": 1, "sources": 1}
+    assert counts(factory) | {"imported_batches": 0} == {
+        "features": 4,
+        "activations": 8,
+        "explanations": 4,
+        "imported_batches": 0,
+        "models": 1,
+        "sources": 1,
+    }
 
     doc = _doc(factory, "np-model", "3-res-np", 2)
     want = np_feature("np-model", "3-res-np", 2)
@@ -88,14 +94,24 @@ def test_importing_the_export_twice_leaves_one_copy(factory: Any, tmp_path: Path
 
 def test_explanations_without_ids_are_not_duplicated(factory: Any, tmp_path: Path) -> None:
     root = write_np_export(tmp_path / "export", n_features=2)
-    rows = [{"modelId": "np-model", "layer": "3-res-np", "index": "1", "description": "the word cat",
-             "typeName": "oai_token-act-pair", "explanationModelName": "gpt-4o-mini"}]
+    rows = [
+        {
+            "modelId": "np-model",
+            "layer": "3-res-np",
+            "index": "1",
+            "description": "the word cat",
+            "typeName": "oai_token-act-pair",
+            "explanationModelName": "gpt-4o-mini",
+        }
+    ]
     write_jsonl(root / "np-model" / "3-res-np" / "explanations" / "batch-1.jsonl.gz", rows)
     import_path(root, factory)
     import_path(root, factory, force=True)
     assert counts(factory)["explanations"] == 3
     assert {e["description"] for e in _doc(factory, "np-model", "3-res-np", 1)["explanations"]} == {
-        "cats, sitting (1)", "the word cat"}
+        "cats, sitting (1)",
+        "the word cat",
+    }
 
 
 def test_source_directory_alone_imports_with_many_batches(factory: Any, tmp_path: Path) -> None:
@@ -105,9 +121,14 @@ def test_source_directory_alone_imports_with_many_batches(factory: Any, tmp_path
     for n in range(3):
         idx = range(n * 10, n * 10 + 10)
         write_jsonl(base / "features" / f"batch-{n}.jsonl.gz", [np_feature("gpt2-small", "6-res-jb", i) for i in idx])
-        write_jsonl(base / "activations" / f"batch-{n}.jsonl.gz",
-                    [np_activation("gpt2-small", "6-res-jb", i, ["a", "b"], [0.25, float(i + 1)]) for i in idx
-                     for _ in range(3)])
+        write_jsonl(
+            base / "activations" / f"batch-{n}.jsonl.gz",
+            [
+                np_activation("gpt2-small", "6-res-jb", i, ["a", "b"], [0.25, float(i + 1)])
+                for i in idx
+                for _ in range(3)
+            ],
+        )
     summary = import_path(base, factory, batch_size=4)
     assert counts(factory)["features"] == 30 and counts(factory)["activations"] == 90
     assert (summary.counts.features, summary.counts.activations) == (30, 90)

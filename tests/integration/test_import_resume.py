@@ -32,8 +32,11 @@ def _cli() -> list[str]:
 
 def _env(database_url: str, home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTERPEDIA_")}
-    return env | {"INTERPEDIA_DATABASE_URL": database_url, "INTERPEDIA_HOME": str(home),
-                  "INTERPEDIA_LOG_LEVEL": "WARNING"}
+    return env | {
+        "INTERPEDIA_DATABASE_URL": database_url,
+        "INTERPEDIA_HOME": str(home),
+        "INTERPEDIA_LOG_LEVEL": "WARNING",
+    }
 
 
 def _batches_done(factory: Any) -> int:
@@ -47,9 +50,12 @@ def _wait_for_killed_writer(factory: Any) -> None:
         if session.get_bind().dialect.name != "postgresql":
             return
         deadline = time.monotonic() + 30
-        while session.scalar(text(
+        while session.scalar(
+            text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')")):
+                "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+            )
+        ):
             assert time.monotonic() < deadline, "the killed import's session did not end"
             session.rollback()
             time.sleep(0.02)
@@ -58,9 +64,13 @@ def _wait_for_killed_writer(factory: Any) -> None:
 def _assert_whole_batches_only(factory: Any) -> int:
     """Every feature present has all its examples, and present features are exactly the finished files."""
     with factory() as session:
-        per_feature = dict(session.execute(
-            select(Feature.index, func.count(Activation.id)).outerjoin(Activation, Activation.feature_id == Feature.id)
-            .group_by(Feature.index)).all())
+        per_feature = dict(
+            session.execute(
+                select(Feature.index, func.count(Activation.id))
+                .outerjoin(Activation, Activation.feature_id == Feature.id)
+                .group_by(Feature.index)
+            ).all()
+        )
         recorded = int(session.scalar(select(func.coalesce(func.sum(ImportedBatch.n_features), 0))) or 0)
         done = int(session.scalar(select(func.count()).select_from(ImportedBatch)) or 0)
     assert set(per_feature.values()) <= {ACTS_PER_FEATURE}, "a feature lost or duplicated examples"
@@ -73,8 +83,7 @@ def _assert_whole_batches_only(factory: Any) -> int:
 def test_kill_and_rerun_leaves_one_copy(database_url: str, factory: Any, tmp_path: Path) -> None:
     path = write_saedashboard_dir(tmp_path / "sd", n_features=N_FILES * PER_FILE, per_batch=PER_FILE)
     env = _env(database_url, tmp_path / "home")
-    proc = subprocess.Popen([*_cli(), "import", str(path)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*_cli(), "import", str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
         while _batches_done(factory) < 3:
@@ -103,8 +112,7 @@ def test_kill_and_rerun_leaves_one_copy(database_url: str, factory: Any, tmp_pat
     assert got["models"] == 1 and got["sources"] == 1
 
 
-def test_interrupted_export_import_resumes_within_a_file(factory: Any, tmp_path: Path,
-                                                          monkeypatch: Any) -> None:
+def test_interrupted_export_import_resumes_within_a_file(factory: Any, tmp_path: Path, monkeypatch: Any) -> None:
     """A Neuronpedia export file is written in several batches; after a crash the finished ones are skipped."""
     import pytest
     from ingest_helpers import np_activation, np_feature, write_jsonl
@@ -114,9 +122,10 @@ def test_interrupted_export_import_resumes_within_a_file(factory: Any, tmp_path:
 
     base = tmp_path / "export" / "gpt2-small" / "6-res-jb"
     write_jsonl(base / "features" / "batch-0.jsonl.gz", [np_feature("gpt2-small", "6-res-jb", i) for i in range(12)])
-    write_jsonl(base / "activations" / "batch-0.jsonl.gz",
-                [np_activation("gpt2-small", "6-res-jb", i, ["a", "b"], [0.5, float(i)]) for i in range(12)
-                 for _ in range(30)])
+    write_jsonl(
+        base / "activations" / "batch-0.jsonl.gz",
+        [np_activation("gpt2-small", "6-res-jb", i, ["a", "b"], [0.5, float(i)]) for i in range(12) for _ in range(30)],
+    )
     real = pipeline.write_features
     calls = {"n": 0}
 
@@ -139,6 +148,5 @@ def test_interrupted_export_import_resumes_within_a_file(factory: Any, tmp_path:
     assert summary.counts.activations == 180 and summary.batches == 1
     assert counts(factory)["activations"] == 360
     with factory() as session:
-        per_feature = set(session.execute(select(func.count(Activation.id)).group_by(Activation.feature_id))
-                          .scalars())
+        per_feature = set(session.execute(select(func.count(Activation.id)).group_by(Activation.feature_id)).scalars())
     assert per_feature == {30}

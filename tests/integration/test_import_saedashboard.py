@@ -33,8 +33,12 @@ def test_directory_imports_and_dashboard_comes_back(factory: Any, tmp_path: Path
     source_feature = json.loads((path / "batch-1.json").read_text())["features"][1]  # feature 5
     assert source_feature["feature_index"] == 5
     doc = _doc(factory, "tiny-test", "0-res-test", 5)
-    assert (doc["modelId"], doc["layer"], doc["index"], doc["sourceSetName"]) == ("tiny-test", "0-res-test", "5",
-                                                                                    "res-test")
+    assert (doc["modelId"], doc["layer"], doc["index"], doc["sourceSetName"]) == (
+        "tiny-test",
+        "0-res-test",
+        "5",
+        "res-test",
+    )
     assert doc["frac_nonzero"] == source_feature["frac_nonzero"]
     assert doc["pos_str"] == source_feature["pos_str"] and doc["pos_values"] == source_feature["pos_values"]
     assert doc["neg_str"] == source_feature["neg_str"] and doc["neg_values"] == source_feature["neg_values"]

@@ -21,8 +21,9 @@ def registered(factory: Any, tiny_inf: TinyInference) -> TinyInference:  # noqa:
 
 
 @pytest.fixture
-def np_client(registered: TinyInference, live_server: str, api_key: str,
-              monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def np_client(
+    registered: TinyInference, live_server: str, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
     monkeypatch.setenv("NEURONPEDIA_API_KEY", api_key)
     from neuronpedia.requests.base_request import NPRequest
 
@@ -36,8 +37,10 @@ def test_activation_requests(np_client: Any, client: Any) -> None:
     from neuronpedia.requests.activation_request import ActivationRequest
 
     one = ActivationRequest().compute_activation_for_text(MODEL_ID, "1-res-standard", 12, "the dog ran to the park")
-    v1 = client.post("/v1/activation/single", json={"model": MODEL_ID, "prompt": "the dog ran to the park",
-                                                    "source": "1-res-standard", "index": "12"}).json()
+    v1 = client.post(
+        "/v1/activation/single",
+        json={"model": MODEL_ID, "prompt": "the dog ran to the park", "source": "1-res-standard", "index": "12"},
+    ).json()
     assert one.tokens == v1["tokens"] and one.values == v1["activation"]["values"]
     many = ActivationRequest().compute_activation_for_texts(MODEL_ID, "1-res-standard", "12", ["a cat", "the dog"])
     assert [len(a.tokens) for a in many] == [len(a.values) for a in many] and len(many) == 2
@@ -48,31 +51,39 @@ def test_activation_requests(np_client: Any, client: Any) -> None:
 def test_topk_by_token_request(np_client: Any, factory: Any) -> None:
     from neuronpedia.requests.topk_by_token_request import TopKByTokenRequest
 
-    rows = TopKByTokenRequest().compute_top_features_by_token_for_text(MODEL_ID, "1-res-standard",
-                                                                       "the cat sat on a mat", num_results=3)
+    rows = TopKByTokenRequest().compute_top_features_by_token_for_text(
+        MODEL_ID, "1-res-standard", "the cat sat on a mat", num_results=3
+    )
     assert rows and rows[0].position == 1
-    assert all(len(r.topFeatures) <= 3 and isinstance(r.topFeatures[0].feature.index, int) for r in rows
-               if r.topFeatures)
-    again = TopKByTokenRequest().compute_top_features_by_token_for_text(MODEL_ID, "1-res-standard",
-                                                                        "the cat sat on a mat", num_results=3)
+    assert all(
+        len(r.topFeatures) <= 3 and isinstance(r.topFeatures[0].feature.index, int) for r in rows if r.topFeatures
+    )
+    again = TopKByTokenRequest().compute_top_features_by_token_for_text(
+        MODEL_ID, "1-res-standard", "the cat sat on a mat", num_results=3
+    )
     assert again == rows
-    batch = TopKByTokenRequest().compute_top_features_by_token_for_texts(MODEL_ID, "1-res-standard",
-                                                                         ["a cat", "the dog ran"], num_results=2)
+    batch = TopKByTokenRequest().compute_top_features_by_token_for_texts(
+        MODEL_ID, "1-res-standard", ["a cat", "the dog ran"], num_results=2
+    )
     assert len(batch) == 2
     with factory() as session:
-        assert session.scalar(select(func.count()).select_from(SavedSearch)
-                              .where(SavedSearch.kind == "topk-by-token")) == 3
+        assert (
+            session.scalar(select(func.count()).select_from(SavedSearch).where(SavedSearch.kind == "topk-by-token"))
+            == 3
+        )
 
 
 def test_search_all_request(np_client: Any, client: Any, factory: Any) -> None:
     from neuronpedia.requests.source_activation_request import SourceActivationRequest
 
     acts = SourceActivationRequest().compute_top_features_for_text(
-        MODEL_ID, ["0-res-standard", "1-res-standard"], "the king spoke unto his people", num_results=6)
+        MODEL_ID, ["0-res-standard", "1-res-standard"], "the king spoke unto his people", num_results=6
+    )
     assert 0 < len(acts) <= 6 and all(len(a.tokens) == len(a.values) for a in acts)
     assert {a.source for a in acts} <= {"0-res-standard", "1-res-standard"}
     one_source = SourceActivationRequest().compute_top_features_for_text(
-        MODEL_ID, "1-res-standard", "the king spoke unto his people", sort_results_by_activations_at_token_indexes=[3])
+        MODEL_ID, "1-res-standard", "the king spoke unto his people", sort_results_by_activations_at_token_indexes=[3]
+    )
     assert {a.source for a in one_source} == {"1-res-standard"}
     assert [a.values[3] for a in one_source] == sorted((a.values[3] for a in one_source), reverse=True)
     texts = SourceActivationRequest().compute_top_features_for_texts(MODEL_ID, "1-res-standard", ["a cat", "a dog"])
@@ -83,8 +94,9 @@ def test_search_all_request(np_client: Any, client: Any, factory: Any) -> None:
         n = session.scalar(select(func.count()).select_from(SavedSearch).where(SavedSearch.kind == "search-all"))
     assert client.post("/api/search-all", json=body).json() == first
     with factory() as session:
-        assert session.scalar(select(func.count()).select_from(SavedSearch)
-                              .where(SavedSearch.kind == "search-all")) == n
+        assert (
+            session.scalar(select(func.count()).select_from(SavedSearch).where(SavedSearch.kind == "search-all")) == n
+        )
 
 
 def test_steer_completion_is_cached_and_shareable(np_client: Any, client: Any, factory: Any) -> None:
@@ -116,8 +128,9 @@ def test_steer_chat_request(np_client: Any, client: Any) -> None:
     from neuronpedia.requests.steer_request import SteerChatRequest
 
     feature = SteerFeature(modelId=MODEL_ID, source="1-res-standard", index=5, strength=30)
-    out = SteerChatRequest().steer_features(MODEL_ID, [feature], [{"role": "user", "content": "hi"}],
-                                            [{"role": "user", "content": "hello"}], n_tokens=6)
+    out = SteerChatRequest().steer_features(
+        MODEL_ID, [feature], [{"role": "user", "content": "hi"}], [{"role": "user", "content": "hello"}], n_tokens=6
+    )
     assert out["DEFAULT"]["chat_template"][0] == {"role": "user", "content": "hi"}
     assert out["STEERED"]["chatTemplate"][0] == {"role": "user", "content": "hello"}
     assert out["STEERED"]["chat_template"][-1]["role"] == "assistant"
@@ -145,25 +158,46 @@ def test_vectors_new_get_steer_delete(np_client: Any, client: Any, api_key: str)
     assert steered["STEERED"] != steered["DEFAULT"]
     chat = vector.steer_chat([{"role": "user", "content": "hello"}])
     assert chat["STEERED"]["chat_template"][-1]["role"] == "assistant"
-    mixed = client.post("/api/steer", json={
-        "modelId": MODEL_ID, "prompt": "a cat", "temperature": 0, "n_tokens": 4,
-        "features": [{"modelId": MODEL_ID, "layer": vector.source, "index": 0, "strength": 1},
-                     {"modelId": MODEL_ID, "layer": "1-res-standard", "index": 5, "strength": 1}]})
+    mixed = client.post(
+        "/api/steer",
+        json={
+            "modelId": MODEL_ID,
+            "prompt": "a cat",
+            "temperature": 0,
+            "n_tokens": 4,
+            "features": [
+                {"modelId": MODEL_ID, "layer": vector.source, "index": 0, "strength": 1},
+                {"modelId": MODEL_ID, "layer": "1-res-standard", "index": 5, "strength": 1},
+            ],
+        },
+    )
     assert mixed.status_code == 422 and "vectors and SAE features" in mixed.json()["message"]
     other = client.post("/api/vector/delete", json={"modelId": MODEL_ID, "source": vector.source, "index": "0"})
     assert other.status_code == 401
     vector.delete()
     with pytest.raises(Exception, match="404"):
         NPVector.get(MODEL_ID, vector.source, vector.index)
-    bad = client.post("/api/vector/new", headers={"x-api-key": api_key}, json={
-        "modelId": MODEL_ID, "layerNumber": 1, "hookType": "hook_resid_pre", "vector": [1.0] * 5, "vectorLabel": "x"})
+    bad = client.post(
+        "/api/vector/new",
+        headers={"x-api-key": api_key},
+        json={
+            "modelId": MODEL_ID,
+            "layerNumber": 1,
+            "hookType": "hook_resid_pre",
+            "vector": [1.0] * 5,
+            "vectorLabel": "x",
+        },
+    )
     assert bad.status_code == 422 and "dimension" in bad.json()["message"]
 
 
 def test_tokenize(registered: TinyInference, client: Any) -> None:
     r = client.post("/api/tokenize", json={"modelId": MODEL_ID, "prompt": "the cat"}).json()
-    assert r["prependBos"] is True and r["tokenStrings"][0] == "<|endoftext|>" and len(r["tokens"]) == len(
-        r["tokenStrings"])
+    assert (
+        r["prependBos"] is True
+        and r["tokenStrings"][0] == "<|endoftext|>"
+        and len(r["tokens"]) == len(r["tokenStrings"])
+    )
 
 
 def test_inference_role_serves_only_v1(registered: TinyInference, settings: Any) -> None:

@@ -28,8 +28,13 @@ TEXT = "the king spoke unto his people"
 def write_features(path: Path, model_id: str, n: int = 96) -> Path:
     """Dashboards for features 0..n-1 of ``model_id``/1-res-standard, so results link to real features."""
     path.mkdir(parents=True)
-    doc = {"model_id": model_id, "layer": 1, "sae_set": "res-standard", "sae_id_suffix": None,
-           "features": [make_feature(i) for i in range(n)]}
+    doc = {
+        "model_id": model_id,
+        "layer": 1,
+        "sae_set": "res-standard",
+        "sae_id_suffix": None,
+        "features": [make_feature(i) for i in range(n)],
+    }
     (path / "batch-0.json").write_text(json.dumps(doc))
     return path
 
@@ -70,8 +75,10 @@ def test_feature_page_has_a_live_test_box(client: Any, live: TinyInference) -> N
     assert f'href="/{MODEL_ID}/steer?source={SOURCE}&amp;index=12&amp;strength=10"' in html  # steer with it
     assert f'href="/search?modelId={MODEL_ID}&amp;sourceSet=res-standard"' in html
     # What the box's script posts, and what it shows.
-    r = client.post("/api/activation/new", json={"feature": {"modelId": MODEL_ID, "source": SOURCE, "index": "12"},
-                                                  "customText": "the dog ran"})
+    r = client.post(
+        "/api/activation/new",
+        json={"feature": {"modelId": MODEL_ID, "source": SOURCE, "index": "12"}, "customText": "the dog ran"},
+    )
     assert r.status_code == 200 and len(r.json()["tokens"]) == len(r.json()["values"])
 
 
@@ -119,10 +126,13 @@ def test_search_shows_features_with_explanations_and_sorts(client: Any, live: Ti
     assert re.search(r"explained \d+", page.text)  # explanations of the features that exist here
     assert 'class="t p' in page.text and "data-v=" in page.text  # coloured token strips with hover values
     twin = client.get("/search.json", params=params).json()
-    api = client.post("/api/search-all", json={"modelId": MODEL_ID, "sourceSet": "res-standard", "text": TEXT,
-                                               "numResults": 10, "densityThreshold": -1}).json()
-    assert [(r["layer"], r["index"]) for r in twin["result"]["result"]] == \
-        [(r["layer"], r["index"]) for r in api["result"]]
+    api = client.post(
+        "/api/search-all",
+        json={"modelId": MODEL_ID, "sourceSet": "res-standard", "text": TEXT, "numResults": 10, "densityThreshold": -1},
+    ).json()
+    assert [(r["layer"], r["index"]) for r in twin["result"]["result"]] == [
+        (r["layer"], r["index"]) for r in api["result"]
+    ]
     # Sorting by chosen token positions: the token links toggle sortIndexes, results follow the sum there.
     assert 'href="/search?' in page.text and "sortIndexes=3" in page.text
     sorted_twin = client.get("/search.json", params={**params, "sortIndexes": "3,4"}).json()
@@ -144,18 +154,22 @@ def test_search_ignore_bos_switch(client: Any, live: TinyInference) -> None:
     assert checked["form"]["ignoreBos"] is True  # the checkbox after its hidden "false"
 
 
-@pytest.mark.parametrize(("params", "status", "words"), [
-    ({"sourceSet": "res-standard", "modelId": MODEL_ID, "sortIndexes": "1,x"}, 422, "sortIndexes must be token"),
-    ({"sourceSet": "res-standard", "modelId": MODEL_ID, "sortIndexes": "99"}, 422, "out of range for a prompt"),
-    ({"sourceSet": "res-nothing", "modelId": MODEL_ID}, 404, "is not a source set of model"),
-    ({"sourceSet": "res-standard", "modelId": "no-such-model"}, 404, "no-such-model&#39; not found"),
-    ({"sourceSet": "res-standard", "modelId": MODEL_ID, "numResults": "500"}, 422, "numResults must be between"),
-    ({"sourceSet": "res-standard", "modelId": MODEL_ID, "ignoreBos": "maybe"}, 422, "ignoreBos must be true"),
-    ({"sourceSet": "res-standard", "modelId": MODEL_ID, "densityThreshold": "7"}, 422, "densityThreshold"),
-    ({"sourceSet": "res-standard", "modelId": MODEL_ID, "q": "word " * 900}, 422, "longer than"),
-])
-def test_search_bad_input_is_a_clear_message(client: Any, live: TinyInference, params: dict[str, str], status: int,
-                                             words: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "status", "words"),
+    [
+        ({"sourceSet": "res-standard", "modelId": MODEL_ID, "sortIndexes": "1,x"}, 422, "sortIndexes must be token"),
+        ({"sourceSet": "res-standard", "modelId": MODEL_ID, "sortIndexes": "99"}, 422, "out of range for a prompt"),
+        ({"sourceSet": "res-nothing", "modelId": MODEL_ID}, 404, "is not a source set of model"),
+        ({"sourceSet": "res-standard", "modelId": "no-such-model"}, 404, "no-such-model&#39; not found"),
+        ({"sourceSet": "res-standard", "modelId": MODEL_ID, "numResults": "500"}, 422, "numResults must be between"),
+        ({"sourceSet": "res-standard", "modelId": MODEL_ID, "ignoreBos": "maybe"}, 422, "ignoreBos must be true"),
+        ({"sourceSet": "res-standard", "modelId": MODEL_ID, "densityThreshold": "7"}, 422, "densityThreshold"),
+        ({"sourceSet": "res-standard", "modelId": MODEL_ID, "q": "word " * 900}, 422, "longer than"),
+    ],
+)
+def test_search_bad_input_is_a_clear_message(
+    client: Any, live: TinyInference, params: dict[str, str], status: int, words: str
+) -> None:
     params = {"q": TEXT, **params}
     page = client.get("/search", params=params, headers=HTML)
     assert page.status_code == status and 'id="form-error"' in page.text and words in page.text
@@ -190,11 +204,14 @@ def test_topk_by_token_page(client: Any, live: TinyInference) -> None:
     assert with_bos["result"]["results"][0]["position"] == 0
 
 
-@pytest.mark.parametrize(("params", "status", "words"), [
-    ({"source": "9-res-none"}, 404, "9-res-none"),
-    ({"source": SOURCE, "numResults": "50"}, 422, "numResults must be between 1 and 20"),
-    ({"source": ""}, 422, "choose a source"),
-])
+@pytest.mark.parametrize(
+    ("params", "status", "words"),
+    [
+        ({"source": "9-res-none"}, 404, "9-res-none"),
+        ({"source": SOURCE, "numResults": "50"}, 422, "numResults must be between 1 and 20"),
+        ({"source": ""}, 422, "choose a source"),
+    ],
+)
 def test_topk_bad_input(client: Any, live: TinyInference, params: dict[str, str], status: int, words: str) -> None:
     params = {"modelId": MODEL_ID, "q": "a cat", **params}
     page = client.get("/search-topk-by-token", params=params, headers=HTML)
@@ -206,16 +223,29 @@ def test_topk_bad_input(client: Any, live: TinyInference, params: dict[str, str]
 
 
 def _steer_form(csrf: str, **overrides: Any) -> dict[str, Any]:
-    form = {"csrf_token": csrf, "mode": "completion", "prompt": "the cat sat", "source": [SOURCE, SOURCE],
-            "index": ["5", ""], "strength": ["40", ""], "temperature": "0.5", "n_tokens": "8", "seed": "16",
-            "strength_multiplier": "1", "freq_penalty": "0", "steer_method": "SIMPLE_ADDITIVE"}
+    form = {
+        "csrf_token": csrf,
+        "mode": "completion",
+        "prompt": "the cat sat",
+        "source": [SOURCE, SOURCE],
+        "index": ["5", ""],
+        "strength": ["40", ""],
+        "temperature": "0.5",
+        "n_tokens": "8",
+        "seed": "16",
+        "strength_multiplier": "1",
+        "freq_penalty": "0",
+        "steer_method": "SIMPLE_ADDITIVE",
+    }
     form.update(overrides)
     return form
 
 
 def test_steer_page_runs_and_share_link_reloads(client: Any, live: TinyInference, factory: Any) -> None:
-    assert client.get("/steer", follow_redirects=False).headers["location"] in (f"/{MODEL_ID}/steer",
-                                                                                f"/{PLAIN_MODEL_ID}/steer")
+    assert client.get("/steer", follow_redirects=False).headers["location"] in (
+        f"/{MODEL_ID}/steer",
+        f"/{PLAIN_MODEL_ID}/steer",
+    )
     page = client.get(f"/{MODEL_ID}/steer", params={"source": SOURCE, "index": "5", "strength": "40"}, headers=HTML)
     assert page.status_code == 200
     for method in ("SIMPLE_ADDITIVE", "ORTHOGONAL_DECOMP", "PROJECTION_CAP"):
@@ -238,15 +268,21 @@ def test_steer_page_runs_and_share_link_reloads(client: Any, live: TinyInference
     # The same settings answer from the cache: the same share id.
     again = client.post(f"/{MODEL_ID}/steer", data=_steer_form(_csrf(page.text)), follow_redirects=False)
     assert again.headers["location"] == share
-    other = client.post(f"/{MODEL_ID}/steer", follow_redirects=False,
-                        data=_steer_form(_csrf(page.text), steer_method="ORTHOGONAL_DECOMP", strength_multiplier="2"))
+    other = client.post(
+        f"/{MODEL_ID}/steer",
+        follow_redirects=False,
+        data=_steer_form(_csrf(page.text), steer_method="ORTHOGONAL_DECOMP", strength_multiplier="2"),
+    )
     assert other.status_code == 303 and other.headers["location"] != share
 
 
 def test_steer_chat_mode_and_models_without_a_template(client: Any, live: TinyInference) -> None:
     page = client.get(f"/{MODEL_ID}/steer", headers=HTML)
-    done = client.post(f"/{MODEL_ID}/steer", follow_redirects=False,
-                       data=_steer_form(_csrf(page.text), mode="chat", prompt="hello there", n_tokens="5"))
+    done = client.post(
+        f"/{MODEL_ID}/steer",
+        follow_redirects=False,
+        data=_steer_form(_csrf(page.text), mode="chat", prompt="hello there", n_tokens="5"),
+    )
     assert done.status_code == 303, done.text
     shown = client.get(done.headers["location"], headers=HTML)
     assert 'class="chat-msg assistant"' in shown.text and "hello there" in shown.text
@@ -256,20 +292,24 @@ def test_steer_chat_mode_and_models_without_a_template(client: Any, live: TinyIn
     assert refused.status_code == 422 and "has no chat template" in refused.text
 
 
-@pytest.mark.parametrize(("overrides", "status", "words"), [
-    ({"prompt": "  "}, 422, "type a prompt"),
-    ({"index": ["", ""]}, 422, "pick at least one feature"),
-    ({"index": ["x5", ""]}, 422, "the index must be a whole number"),
-    ({"strength": ["", ""]}, 422, "give a strength"),
-    ({"strength": ["nan", ""]}, 422, "strength"),
-    ({"index": ["100000", ""]}, 422, "out of range"),
-    ({"n_tokens": "100000"}, 422, "n_tokens must be at most"),
-    ({"temperature": "hot"}, 422, "temperature must be a number"),
-    ({"steer_method": "MAGIC"}, 422, "steer_method"),
-    ({"source": ["9-res-none", ""]}, 404, "9-res-none"),
-])
-def test_steer_bad_input_is_a_clear_message(client: Any, live: TinyInference, overrides: dict[str, Any],
-                                            status: int, words: str) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "status", "words"),
+    [
+        ({"prompt": "  "}, 422, "type a prompt"),
+        ({"index": ["", ""]}, 422, "pick at least one feature"),
+        ({"index": ["x5", ""]}, 422, "the index must be a whole number"),
+        ({"strength": ["", ""]}, 422, "give a strength"),
+        ({"strength": ["nan", ""]}, 422, "strength"),
+        ({"index": ["100000", ""]}, 422, "out of range"),
+        ({"n_tokens": "100000"}, 422, "n_tokens must be at most"),
+        ({"temperature": "hot"}, 422, "temperature must be a number"),
+        ({"steer_method": "MAGIC"}, 422, "steer_method"),
+        ({"source": ["9-res-none", ""]}, 404, "9-res-none"),
+    ],
+)
+def test_steer_bad_input_is_a_clear_message(
+    client: Any, live: TinyInference, overrides: dict[str, Any], status: int, words: str
+) -> None:
     page = client.get(f"/{MODEL_ID}/steer", headers=HTML)
     r = client.post(f"/{MODEL_ID}/steer", data=_steer_form(_csrf(page.text), **overrides), headers=HTML)
     assert r.status_code == status and words in r.text and 'id="form-error"' in r.text
@@ -299,8 +339,9 @@ def test_steer_page_of_a_model_without_weights(client: Any, live: TinyInference,
 # --- the demo serves with inference on --------------------------------------------------------------------------
 
 
-def test_demo_switches_inference_on_for_generated_sources(client: Any, live: TinyInference, factory: Any,
-                                                           settings: Any) -> None:
+def test_demo_switches_inference_on_for_generated_sources(
+    client: Any, live: TinyInference, factory: Any, settings: Any
+) -> None:
     from interpedia.db.tables import GenerateRun
     from interpedia.demo.cli import enable_inference, serving_settings
 
@@ -310,8 +351,15 @@ def test_demo_switches_inference_on_for_generated_sources(client: Any, live: Tin
         src.inference_enabled = False
         other = session.query(Source).filter(Source.model_id == MODEL_ID, Source.name == "1-res-topk").one()
         other.inference_enabled = False
-        session.add(GenerateRun(id="run-1", source_id=src.id, model_id=MODEL_ID, source_name=SOURCE,
-                                run={"config": {"model": str(live.model), "sae": str(live.saes["standard"])}}))
+        session.add(
+            GenerateRun(
+                id="run-1",
+                source_id=src.id,
+                model_id=MODEL_ID,
+                source_name=SOURCE,
+                run={"config": {"model": str(live.model), "sae": str(live.saes["standard"])}},
+            )
+        )
     assert 'data-available="false"' in client.get(f"/{MODEL_ID}/{SOURCE}/12", headers=HTML).text
     assert enable_inference(factory) == [f"{MODEL_ID}/{SOURCE}"]
     assert 'data-available="true"' in client.get(f"/{MODEL_ID}/{SOURCE}/12", headers=HTML).text
@@ -322,8 +370,9 @@ def test_demo_switches_inference_on_for_generated_sources(client: Any, live: Tin
     assert serving_settings(settings.model_copy(update={"inference_torch_threads": 7})).inference_torch_threads == 7
 
 
-def test_demo_warms_inference_in_the_background(app: Any, live: TinyInference,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_demo_warms_inference_in_the_background(
+    app: Any, live: TinyInference, caplog: pytest.LogCaptureFixture
+) -> None:
     from interpedia.demo.cli import warm_inference
 
     with caplog.at_level("INFO", logger="interpedia.demo.cli"):

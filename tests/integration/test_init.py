@@ -59,12 +59,19 @@ def _index_options(url: str) -> list[str] | None:
 
 def _run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     # The real command in a fresh process, with stdin closed: no prompt may be needed.
-    return subprocess.run([sys.executable, "-m", "interpedia.cli", *args], env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "interpedia.cli", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_init_with_flags_and_no_stdin_sets_everything_up_and_is_safe_to_rerun(
-        empty_db: tuple[str, str], home: Path) -> None:
+    empty_db: tuple[str, str], home: Path
+) -> None:
     url, pasted = empty_db
     env = {**os.environ, "INTERPEDIA_HOME": str(home)}
     first = _run_cli("init", "--database-url", pasted + "?pgbouncer=true", "--direct-url", pasted, env=env)
@@ -102,8 +109,13 @@ def test_init_with_flags_and_no_stdin_sets_everything_up_and_is_safe_to_rerun(
     assert settings.session_secret == secret and settings.log_level == "WARNING"
 
     # The settings file is what `serve` and every other command then use.
-    check = subprocess.run([sys.executable, "-c", "from interpedia.config import get_settings as g; "
-                            "print(g().database_url)"], env=env, capture_output=True, text=True, timeout=60)
+    check = subprocess.run(
+        [sys.executable, "-c", "from interpedia.config import get_settings as g; print(g().database_url)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert check.stdout.strip() == url
 
 
@@ -136,8 +148,10 @@ def test_init_refuses_bad_urls_and_unreachable_servers_without_writing(pg_cluste
 
 
 def test_normalize_url_accepts_provider_strings() -> None:
-    assert normalize_url("postgres://u:p@h:5432/db?sslmode=require&pgbouncer=true", "pooled") == \
-        "postgresql+psycopg://u:p@h:5432/db?sslmode=require"
+    assert (
+        normalize_url("postgres://u:p@h:5432/db?sslmode=require&pgbouncer=true", "pooled")
+        == "postgresql+psycopg://u:p@h:5432/db?sslmode=require"
+    )
     assert normalize_url("postgresql://u@h/db", "direct") == "postgresql+psycopg://u@h/db"
     for bad in ("", "sqlite:///x.db", "not a url"):
         with pytest.raises(InitError):

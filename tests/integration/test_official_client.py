@@ -53,11 +53,27 @@ def test_model_source_set_and_upload_batch(np_client: Any) -> None:
     assert created.name == got.name == "puppyscope-res-16k"
     source = "1-puppyscope-res-16k"
     features = [
-        Feature(modelId="pup-model-3", source=source, index=i, density=0.02,
-                top_logits=[Logit("Ġdog", 1.25)], bottom_logits=[Logit("Ġcat", -0.5)],
-                explanations=[Explanation("pup-model-3", source, i, f"dogs {i}", "manual", None)],
-                activations=[Activation("pup-model-3", source, i, ["a", "Ġdog", "."], [0.0, 2.5, 0.125],
-                                        quantileMax=2.5, quantileMin=0.0, quantileFraction=0.5)])
+        Feature(
+            modelId="pup-model-3",
+            source=source,
+            index=i,
+            density=0.02,
+            top_logits=[Logit("Ġdog", 1.25)],
+            bottom_logits=[Logit("Ġcat", -0.5)],
+            explanations=[Explanation("pup-model-3", source, i, f"dogs {i}", "manual", None)],
+            activations=[
+                Activation(
+                    "pup-model-3",
+                    source,
+                    i,
+                    ["a", "Ġdog", "."],
+                    [0.0, 2.5, 0.125],
+                    quantileMax=2.5,
+                    quantileMin=0.0,
+                    quantileFraction=0.5,
+                )
+            ],
+        )
         for i in range(3)
     ]
     FeatureRequest().upload_batch("pup-model-3", source, features)

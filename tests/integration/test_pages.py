@@ -39,8 +39,14 @@ def site(factory: Any, tmp_path: Path) -> dict[str, Any]:
     with transaction(factory) as session:
         exp = session.query(Explanation).join(Feature).filter(Feature.index == 0).first()
         assert exp is not None
-        session.add(ExplanationScore(explanation_id=exp.id, value=0.8125, explanation_score_type_name="recall_alt",
-                                     explanation_score_model_name="gpt-4o-mini"))
+        session.add(
+            ExplanationScore(
+                explanation_id=exp.id,
+                value=0.8125,
+                explanation_score_type_name="recall_alt",
+                explanation_score_model_name="gpt-4o-mini",
+            )
+        )
         exp.description = "cats <script>alert('x')</script> sitting"
         src = session.query(Source).filter(Source.name == "3-res-np").one()
         src.saelens_config = {"d_in": 64, "d_sae": 256, "architecture": "topk", "hook_name": "blocks.3.hook_resid_pre"}
@@ -154,8 +160,11 @@ def test_errors_are_pages_for_browsers_and_json_for_twins(client: Any, site: dic
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
     assert "feature tiny-test/0-res-test/99 not found" in page.text
     assert client.get("/nope", headers=HTML).status_code == 404
-    for resp in (client.get("/tiny-test/0-res-test/99.json"), client.get("/nope/x", headers=JSON),
-                 client.get("/api/nope", headers=HTML)):
+    for resp in (
+        client.get("/tiny-test/0-res-test/99.json"),
+        client.get("/nope/x", headers=JSON),
+        client.get("/api/nope", headers=HTML),
+    ):
         assert resp.status_code == 404
         assert set(resp.json()) == {"error", "message", "status", "field"}
 
@@ -177,8 +186,12 @@ def test_forms_need_sign_in_then_create_model_and_sae_set(client: Any, site: dic
     form = client.get("/signin?next=/model/new", headers=HTML)
     bad = client.post("/signin", data={"api_key": "sk-np-nope", "csrf_token": _csrf(form.text)}, headers=HTML)
     assert bad.status_code == 401 and 'id="err-api_key"' in bad.text
-    resp = client.post("/signin", data={"api_key": api_key, "csrf_token": _csrf(form.text), "next": "/model/new"},
-                       headers=HTML, follow_redirects=False)
+    resp = client.post(
+        "/signin",
+        data={"api_key": api_key, "csrf_token": _csrf(form.text), "next": "/model/new"},
+        headers=HTML,
+        follow_redirects=False,
+    )
     assert resp.status_code == 303 and resp.headers["location"] == "/model/new"
 
     form = client.get("/model/new", headers=HTML)
@@ -191,8 +204,12 @@ def test_forms_need_sign_in_then_create_model_and_sae_set(client: Any, site: dic
     assert 'id="err-layers"' in errors.text and 'value="tiny-test"' in errors.text
     taken = client.post("/model/new", data={"id": "tiny-test", "layers": "2", "csrf_token": token}, headers=HTML)
     assert taken.status_code == 409 and 'id="err-id"' in taken.text and "already exists" in taken.text
-    made = client.post("/model/new", data={"id": "my-model", "displayName": "My <b>Model</b>", "owner": "Me",
-                                           "layers": "2", "csrf_token": token}, headers=HTML, follow_redirects=False)
+    made = client.post(
+        "/model/new",
+        data={"id": "my-model", "displayName": "My <b>Model</b>", "owner": "Me", "layers": "2", "csrf_token": token},
+        headers=HTML,
+        follow_redirects=False,
+    )
     assert made.status_code == 303 and made.headers["location"] == "/my-model"
     assert "My &lt;b&gt;Model&lt;/b&gt;" in client.get("/my-model", headers=HTML).text
 
@@ -200,16 +217,27 @@ def test_forms_need_sign_in_then_create_model_and_sae_set(client: Any, site: dic
     assert '<option value="my-model" selected>' in form.text
     missing = client.post("/sae/new", data={"modelId": "my-model", "csrf_token": _csrf(form.text)}, headers=HTML)
     assert missing.status_code == 422 and 'id="err-name"' in missing.text
-    made = client.post("/sae/new", data={"modelId": "my-model", "name": "res-me", "description": "Mine",
-                                         "type": "Residual Stream", "creatorName": "Me",
-                                         "csrf_token": _csrf(form.text)}, headers=HTML, follow_redirects=False)
+    made = client.post(
+        "/sae/new",
+        data={
+            "modelId": "my-model",
+            "name": "res-me",
+            "description": "Mine",
+            "type": "Residual Stream",
+            "creatorName": "Me",
+            "csrf_token": _csrf(form.text),
+        },
+        headers=HTML,
+        follow_redirects=False,
+    )
     assert made.status_code == 303 and made.headers["location"] == "/my-model/res-me"
     doc = client.get("/my-model/res-me.json").json()
     assert [s["id"] for s in doc["sourceSet"]["sources"]] == ["0-res-me", "1-res-me"]
     assert doc["sourceSet"]["type"] == "Residual Stream" and doc["sourceSet"]["creatorName"] == "Me"
 
-    out = client.post("/signout", data={"csrf_token": _csrf(client.get("/", headers=HTML).text)},
-                      headers=HTML, follow_redirects=False)
+    out = client.post(
+        "/signout", data={"csrf_token": _csrf(client.get("/", headers=HTML).text)}, headers=HTML, follow_redirects=False
+    )
     assert out.status_code == 303
     assert client.get("/model/new", headers=HTML, follow_redirects=False).status_code == 303
 

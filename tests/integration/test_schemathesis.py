@@ -45,22 +45,32 @@ def _first_server_error(op: Any, headers: dict[str, str]) -> str | None:
     seen: list[str] = []
 
     @given(case=op.as_strategy())
-    @hsettings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-               suppress_health_check=list(HealthCheck), print_blob=False)
+    @hsettings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+    )
     def run(case: Any) -> None:
         response = case.call(headers=headers)
         if response.status_code >= 500 and not seen:
-            seen.append(f"{op.method.upper()} {op.path} -> {response.status_code} {response.text[:300]}\n"
-                        f"    {case.as_curl_command(headers=headers)}")
+            seen.append(
+                f"{op.method.upper()} {op.path} -> {response.status_code} {response.text[:300]}\n"
+                f"    {case.as_curl_command(headers=headers)}"
+            )
 
     run()
     return seen[0] if seen else None
 
 
-def test_no_generated_request_gets_a_server_error(settings: Settings, factory: Any, api_key: str,
-                                                  tmp_path: Path) -> None:
-    import_path(write_saedashboard_dir(tmp_path / "dash", n_features=6, model_id="fuzz-model", sae_set="res-fz"),
-                factory)
+def test_no_generated_request_gets_a_server_error(
+    settings: Settings, factory: Any, api_key: str, tmp_path: Path
+) -> None:
+    import_path(
+        write_saedashboard_dir(tmp_path / "dash", n_features=6, model_id="fuzz-model", sae_set="res-fz"), factory
+    )
     import_path(write_np_export(tmp_path / "np"), factory)
     # No rate limits here: a 429 would stop the fuzzer from reaching the handlers behind it.
     app = create_app(settings.model_copy(update={"rate_limit_enabled": False}))

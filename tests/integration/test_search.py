@@ -63,12 +63,23 @@ def test_search_all_finds_features_by_meaning(client: Any, corpus: None) -> None
     assert 0 < top["cosine_similarity"] <= 1
     sims = [r["cosine_similarity"] for r in doc["results"]]
     assert sims == sorted(sims, reverse=True)
-    assert set(top) >= {"id", "modelId", "layer", "index", "description", "typeName", "explanationModelName",
-                        "cosine_similarity", "neuron"}
+    assert set(top) >= {
+        "id",
+        "modelId",
+        "layer",
+        "index",
+        "description",
+        "typeName",
+        "explanationModelName",
+        "cosine_similarity",
+        "neuron",
+    }
     assert top["neuron"]["modelId"] == "tiny-test" and 0 < len(top["neuron"]["activations"]) <= 3
     assert doc["request"] == {"query": "religious scripture", "offset": 0}
     assert search(client, "search-all", query="a good dinner to cook")["results"][0]["description"] in (
-        TOPICS[2], "pasta and Italian food")
+        TOPICS[2],
+        "pasta and Italian food",
+    )
 
 
 def test_scopes(client: Any, corpus: None, factory: Any) -> None:
@@ -85,10 +96,15 @@ def test_scopes(client: Any, corpus: None, factory: Any) -> None:
     release = search(client, "search-release", releaseName="test-release", query="religious scripture")
     assert {r["layer"] for r in release["results"]} == {"0-res-test"}  # the private source is left out
     assert {r["layer"] for r in search(client, "search-all", query="food")["results"]} == {"0-res-test"}
-    assert client.post("/api/explanation/search", json={"modelId": "tiny-test", "layers": ["7-nope"],
-                                                         "query": "food"}).status_code == 404
-    assert client.post("/api/explanation/search-release", json={"releaseName": "nope", "query": "food"}
-                       ).status_code == 404
+    assert (
+        client.post(
+            "/api/explanation/search", json={"modelId": "tiny-test", "layers": ["7-nope"], "query": "food"}
+        ).status_code
+        == 404
+    )
+    assert (
+        client.post("/api/explanation/search-release", json={"releaseName": "nope", "query": "food"}).status_code == 404
+    )
     assert client.post("/api/explanation/search-model", json={"modelId": "nope", "query": "food"}).status_code == 404
 
 
@@ -110,8 +126,9 @@ def test_other_widths_are_dropped_and_recomputed_on_import(settings: Any, factor
     import_path(write_saedashboard_dir(tmp_path / "a", n_features=3), factory)
     with transaction(factory) as session:
         source = session.scalar(select(Source))
-        record = FeatureRecord(index=1, explanations=[ExplanationRecord(description="the word cat",
-                                                                        embedding=[0.5] * 256)])
+        record = FeatureRecord(
+            index=1, explanations=[ExplanationRecord(description="the word cat", embedding=[0.5] * 256)]
+        )
         write_features(session, source, [record], creator_id=None, token_ids={})
     with factory() as session:
         blob = session.scalar(select(Explanation.embedding))
@@ -119,8 +136,9 @@ def test_other_widths_are_dropped_and_recomputed_on_import(settings: Any, factor
     assert np.allclose(np.frombuffer(blob, dtype="<f4"), expected, atol=1e-5)
 
 
-def test_embed_missing_fills_what_the_partial_index_finds(client: Any, corpus: None, factory: Any,
-                                                          backend: str) -> None:
+def test_embed_missing_fills_what_the_partial_index_finds(
+    client: Any, corpus: None, factory: Any, backend: str
+) -> None:
     assert search(client, "search-all", query="football")["resultsCount"] == 8  # index loaded / warm
     with transaction(factory) as session:
         session.execute(update(Explanation).values(embedding=None))
@@ -151,20 +169,24 @@ def test_writes_by_another_process_show_up_at_once(client: Any, corpus: None, se
     assert doc["results"][0]["description"] == "astronomy: planets and stars"
     with transaction(other) as session:
         session.execute(Explanation.__table__.delete().where(Explanation.description.like("astronomy%")))
-    assert all("astronomy" not in r["description"]
-               for r in search(client, "search-all", query="astronomy and planets")["results"])
+    assert all(
+        "astronomy" not in r["description"]
+        for r in search(client, "search-all", query="astronomy and planets")["results"]
+    )
 
 
-def test_postgres_uses_the_hnsw_index_and_reindex_rebuilds_it(client: Any, corpus: None, factory: Any,
-                                                              backend: str) -> None:
+def test_postgres_uses_the_hnsw_index_and_reindex_rebuilds_it(
+    client: Any, corpus: None, factory: Any, backend: str
+) -> None:
     if backend != "postgresql":
         pytest.skip("HNSW is the Postgres index")
     with factory() as session:
         q = "[" + ",".join(["0.05"] * 384) + "]"
         plan = _plan(session, backend, f"SELECT id FROM explanations ORDER BY embedding <=> '{q}' LIMIT 5")
         assert "ix_explanations_embedding_hnsw" in plan
-    result = CliRunner().invoke(main, ["embed", "--reindex", "--m", "8", "--ef-construction", "32"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        main, ["embed", "--reindex", "--m", "8", "--ef-construction", "32"], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     assert "rebuilt the HNSW index" in result.output and "m=8" in result.output
     assert search(client, "search-all", query="religious scripture")["resultsCount"] == 8
@@ -194,8 +216,9 @@ def test_feature_ids_in_scope_are_respected_after_feature_deletion(client: Any, 
     assert TOPICS[0] not in descriptions and "the LORD God of Israel" not in descriptions
 
 
-def test_migration_keeps_384_dim_embeddings_and_drops_others(backend: str, tmp_path: Path,
-                                                             request: pytest.FixtureRequest) -> None:
+def test_migration_keeps_384_dim_embeddings_and_drops_others(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     from alembic import command
 
     from interpedia.db import migrate
@@ -209,20 +232,37 @@ def test_migration_keeps_384_dim_embeddings_and_drops_others(backend: str, tmp_p
     keep = np.arange(384, dtype="<f4") / 384
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO models (id, display_name, layers, visibility, inference_enabled, instruct, "
-                          "thinking, updated_at) VALUES ('m', 'm', 1, 'PUBLIC', false, false, false, "
-                          "CURRENT_TIMESTAMP)"))
-        conn.execute(text("INSERT INTO source_sets (model_id, name, description, visibility, has_dashboards, "
-                          "allow_inference_search, default_range, default_show_breaks, show_dfa, show_correlated, "
-                          "show_head_attribution, show_umap, urls) VALUES ('m', 's', '', 'PUBLIC', true, false, 1, "
-                          "true, false, false, false, false, '[]')"))
-        conn.execute(text("INSERT INTO sources (model_id, name, set_id, set_name, visibility, has_dashboards, "
-                          "inference_enabled, has_umap, has_umap_log_sparsity, has_umap_clusters) VALUES "
-                          "('m', '0-s', 1, 's', 'PUBLIC', true, false, false, false, false)"))
-        conn.execute(text("INSERT INTO features (id, source_id, \"index\", has_vector) VALUES (1, 1, 0, false)"))
+        conn.execute(
+            text(
+                "INSERT INTO models (id, display_name, layers, visibility, inference_enabled, instruct, "
+                "thinking, updated_at) VALUES ('m', 'm', 1, 'PUBLIC', false, false, false, "
+                "CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO source_sets (model_id, name, description, visibility, has_dashboards, "
+                "allow_inference_search, default_range, default_show_breaks, show_dfa, show_correlated, "
+                "show_head_attribution, show_umap, urls) VALUES ('m', 's', '', 'PUBLIC', true, false, 1, "
+                "true, false, false, false, false, '[]')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO sources (model_id, name, set_id, set_name, visibility, has_dashboards, "
+                "inference_enabled, has_umap, has_umap_log_sparsity, has_umap_clusters) VALUES "
+                "('m', '0-s', 1, 's', 'PUBLIC', true, false, false, false, false)"
+            )
+        )
+        conn.execute(text('INSERT INTO features (id, source_id, "index", has_vector) VALUES (1, 1, 0, false)'))
         for eid, blob in (("keep", keep.tobytes()), ("drop", np.ones(256, dtype="<f4").tobytes())):
-            conn.execute(text("INSERT INTO explanations (id, feature_id, description, score_v1, embedding, "
-                              "updated_at) VALUES (:id, 1, 'x', 0, :e, CURRENT_TIMESTAMP)"), {"id": eid, "e": blob})
+            conn.execute(
+                text(
+                    "INSERT INTO explanations (id, feature_id, description, score_v1, embedding, "
+                    "updated_at) VALUES (:id, 1, 'x', 0, :e, CURRENT_TIMESTAMP)"
+                ),
+                {"id": eid, "e": blob},
+            )
     engine.dispose()
     migrate(url)
     factory = make_sessionmaker(make_engine(url))

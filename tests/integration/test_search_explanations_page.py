@@ -90,11 +90,20 @@ def test_json_twin_matches_the_api(client: Any, corpus: None) -> None:
 
 
 def test_scopes(client: Any, corpus: None, factory: Any) -> None:
-    only_1 = client.get("/search-explanations.json", params={"q": "religious scripture", "modelId": "tiny-test",
-                                                               "sources": "1-res-test"}).json()["search"]
+    only_1 = client.get(
+        "/search-explanations.json",
+        params={"q": "religious scripture", "modelId": "tiny-test", "sources": "1-res-test"},
+    ).json()["search"]
     assert {r["layer"] for r in only_1["results"]} == {"1-res-test"} and only_1["resultsCount"] == 2
-    both = client.get("/search-explanations.json", params=[("q", "religious scripture"), ("modelId", "tiny-test"),
-                                                           ("sources", "0-res-test"), ("sources", "1-res-test")])
+    both = client.get(
+        "/search-explanations.json",
+        params=[
+            ("q", "religious scripture"),
+            ("modelId", "tiny-test"),
+            ("sources", "0-res-test"),
+            ("sources", "1-res-test"),
+        ],
+    )
     assert {r["layer"] for r in both.json()["search"]["results"]} == {"0-res-test", "1-res-test"}
     with transaction(factory) as session:
         session.add(SourceRelease(name="test-release", description="r"))
@@ -105,17 +114,20 @@ def test_scopes(client: Any, corpus: None, factory: Any) -> None:
     assert {h[1].split("/")[2] for h in _hits(page.text)} == {"0-res-test", "1-res-test"}
 
 
-@pytest.mark.parametrize(("params", "status", "field"), [
-    ({"q": "ab"}, 400, "q"),
-    ({"q": "x" * 1001}, 400, "q"),
-    ({"q": "food", "modelId": "nope"}, 404, "modelId"),
-    ({"q": "food", "modelId": "tiny-test", "sources": "9-nope"}, 404, "sources"),
-    ({"q": "food", "sources": "0-res-test"}, 400, "modelId"),
-    ({"q": "food", "modelId": "tiny-test", "releaseName": "r"}, 400, "releaseName"),
-    ({"q": "food", "releaseName": "nope"}, 404, "releaseName"),
-    ({"q": "food", "offset": "-1"}, 422, "offset"),
-    ({"q": "food", "offset": "abc"}, 422, "offset"),
-])
+@pytest.mark.parametrize(
+    ("params", "status", "field"),
+    [
+        ({"q": "ab"}, 400, "q"),
+        ({"q": "x" * 1001}, 400, "q"),
+        ({"q": "food", "modelId": "nope"}, 404, "modelId"),
+        ({"q": "food", "modelId": "tiny-test", "sources": "9-nope"}, 404, "sources"),
+        ({"q": "food", "sources": "0-res-test"}, 400, "modelId"),
+        ({"q": "food", "modelId": "tiny-test", "releaseName": "r"}, 400, "releaseName"),
+        ({"q": "food", "releaseName": "nope"}, 404, "releaseName"),
+        ({"q": "food", "offset": "-1"}, 422, "offset"),
+        ({"q": "food", "offset": "abc"}, 422, "offset"),
+    ],
+)
 def test_bad_input(client: Any, corpus: None, params: dict[str, str], status: int, field: str) -> None:
     resp = client.get("/search-explanations.json", params=params)
     assert resp.status_code == status, resp.text
@@ -153,8 +165,9 @@ def test_empty_form_and_missing_embeddings(client: Any, corpus: None, factory: A
     assert "interpedia embed --missing" in page.text and 'id="search-notice"' in page.text
 
 
-def test_embedding_model_loaded_once_and_warmed(client: Any, corpus: None, settings: Any,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_embedding_model_loaded_once_and_warmed(
+    client: Any, corpus: None, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     loads = []
     original = LocalEmbedder._load
 
@@ -193,9 +206,11 @@ def test_unavailable_embeddings_say_why(corpus: None, settings: Any, monkeypatch
 
 
 def test_search_boxes_on_model_source_set_and_source_pages(client: Any, corpus: None) -> None:
-    for path, hidden in (("/tiny-test", {"modelId": "tiny-test"}),
-                         ("/tiny-test/res-test", {"modelId": "tiny-test", "sources": "0-res-test,1-res-test"}),
-                         ("/tiny-test/1-res-test", {"modelId": "tiny-test", "sources": "1-res-test"})):
+    for path, hidden in (
+        ("/tiny-test", {"modelId": "tiny-test"}),
+        ("/tiny-test/res-test", {"modelId": "tiny-test", "sources": "0-res-test,1-res-test"}),
+        ("/tiny-test/1-res-test", {"modelId": "tiny-test", "sources": "1-res-test"}),
+    ):
         page = client.get(path, headers={"accept": "text/html"}).text
         box = re.search(r'<section class="pane" id="search-explanations-box">.*?</section>', page, flags=re.S)
         assert box, path

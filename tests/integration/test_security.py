@@ -51,8 +51,11 @@ def test_security_headers_on_every_kind_of_response(plain: TestClient) -> None:
         "json api": plain.post("/api/model/list"),
         "page 404": plain.get("/no-such-model", headers=HTML),
         "api 404": plain.get("/api/feature/none/0-x/1"),
-        "422": plain.post("/api/model/new", content=b"{not json", headers={"content-type": "application/json",
-                                                                            "x-api-key": "sk-np-wrong"}),
+        "422": plain.post(
+            "/api/model/new",
+            content=b"{not json",
+            headers={"content-type": "application/json", "x-api-key": "sk-np-wrong"},
+        ),
         "static": plain.get("/static/app.css"),
         "health": plain.get("/health"),
     }
@@ -76,8 +79,11 @@ def test_default_rate_limits_are_neuronpedias_routes() -> None:
     assert DEFAULT_RATE_LIMITS["/api/explanation/search*"] == 200
     assert DEFAULT_RATE_LIMITS["/api/steer*"] == 240
     limiter = RateLimiter(DEFAULT_RATE_LIMITS, 3600)
-    for path, pattern in [("/api/explanation/search-all", "/api/explanation/search*"), ("/api/steer-chat/",
-                          "/api/steer*"), ("/api/activation/new", "/api/activation/new")]:
+    for path, pattern in [
+        ("/api/explanation/search-all", "/api/explanation/search*"),
+        ("/api/steer-chat/", "/api/steer*"),
+        ("/api/activation/new", "/api/activation/new"),
+    ]:
         rule = limiter.rule_for(path)
         assert rule is not None and rule.pattern == pattern
     assert limiter.rule_for("/api/feature/m/0-x/1") is None
@@ -112,8 +118,9 @@ def test_limits_are_per_key_and_per_ip_and_configurable(settings: Settings, api_
         assert client.post("/api/model/list/", headers=ip_a).status_code == 429
     with _client(settings, rate_limits=rules) as client:
         # Without trust in the proxy header, a forged X-Forwarded-For changes nothing.
-        codes = [client.post("/api/model/list", headers={"x-forwarded-for": f"10.0.0.{n}"}).status_code
-                 for n in range(4)]
+        codes = [
+            client.post("/api/model/list", headers={"x-forwarded-for": f"10.0.0.{n}"}).status_code for n in range(4)
+        ]
         assert codes == [200, 200, 200, 429]
     with _client(settings, rate_limits=rules, rate_limit_enabled=False) as client:
         assert {client.post("/api/model/list").status_code for _ in range(5)} == {200}
@@ -147,15 +154,17 @@ def test_oversized_bodies_get_413_in_the_error_shape(settings: Settings) -> None
             for _ in range(10):
                 yield b"a" * 500
 
-        _assert_error(client.post("/api/explanation/new", content=chunks(),
-                                  headers={"content-type": "application/json"}), 413)
+        _assert_error(
+            client.post("/api/explanation/new", content=chunks(), headers={"content-type": "application/json"}), 413
+        )
 
 
 def test_cors_is_off_by_default(plain: TestClient) -> None:
     resp = plain.post("/api/model/list", headers={"origin": "https://evil.example"})
     assert "access-control-allow-origin" not in resp.headers
-    pre = plain.options("/api/model/list", headers={"origin": "https://evil.example",
-                                                    "access-control-request-method": "POST"})
+    pre = plain.options(
+        "/api/model/list", headers={"origin": "https://evil.example", "access-control-request-method": "POST"}
+    )
     assert "access-control-allow-origin" not in pre.headers
 
 
@@ -163,9 +172,14 @@ def test_cors_allows_only_configured_origins(settings: Settings) -> None:
     with _client(settings, cors_origins=["https://lab.example"]) as client:
         ok = client.post("/api/model/list", headers={"origin": "https://lab.example"})
         assert ok.headers["access-control-allow-origin"] == "https://lab.example"
-        pre = client.options("/api/model/list", headers={"origin": "https://lab.example",
-                                                         "access-control-request-method": "POST",
-                                                         "access-control-request-headers": "x-api-key"})
+        pre = client.options(
+            "/api/model/list",
+            headers={
+                "origin": "https://lab.example",
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "x-api-key",
+            },
+        )
         assert pre.status_code == 200 and "x-api-key" in pre.headers["access-control-allow-headers"].lower()
         other = client.post("/api/model/list", headers={"origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
@@ -188,26 +202,37 @@ def _all_routes(routes: list[Any]) -> Iterator[Any]:
 
 
 def test_every_form_post_needs_the_csrf_token(plain: TestClient, api_key: str) -> None:
-    form_posts = sorted({r.path for r in _all_routes(plain.app.routes)  # type: ignore[attr-defined]
-                         if "POST" in (getattr(r, "methods", None) or ())
-                         and not str(getattr(r, "path", "")).startswith(("/api", "/v1"))})
+    form_posts = sorted(
+        {
+            r.path
+            for r in _all_routes(plain.app.routes)  # type: ignore[attr-defined]
+            if "POST" in (getattr(r, "methods", None) or ())
+            and not str(getattr(r, "path", "")).startswith(("/api", "/v1"))
+        }
+    )
     assert {"/signin", "/signout", "/model/new"} <= set(form_posts)
     # A signed-in browser (session cookie set), posting each form without its token, or with a wrong one.
     form = plain.get("/signin", headers=HTML)
     token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
     assert token is not None
-    signed = plain.post("/signin", data={"api_key": api_key, "csrf_token": token.group(1)}, headers=HTML,
-                        follow_redirects=False)
+    signed = plain.post(
+        "/signin", data={"api_key": api_key, "csrf_token": token.group(1)}, headers=HTML, follow_redirects=False
+    )
     assert signed.status_code == 303
     for path in form_posts:
         for extra in ({}, {"csrf_token": "forged-token-forged-token"}):
-            resp = plain.post(_fill(path), data={"name": "x", "id": "x", "layers": "1", **extra},
-                              headers={"accept": "application/json"}, follow_redirects=False)
+            resp = plain.post(
+                _fill(path),
+                data={"name": "x", "id": "x", "layers": "1", **extra},
+                headers={"accept": "application/json"},
+                follow_redirects=False,
+            )
             assert resp.status_code == 403, f"{path} accepted a form post without its CSRF token ({resp.status_code})"
 
 
-def test_api_keys_are_compared_in_constant_time(plain: TestClient, api_key: str,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_keys_are_compared_in_constant_time(
+    plain: TestClient, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import hmac
 
     from interpedia.store import users
@@ -243,12 +268,19 @@ def catalogue(settings: Settings, factory: Any, tmp_path: Any) -> dict[str, str]
     from interpedia.store.writer import write_features
 
     for model, layer in [("pub-m", 0), ("pub-m", 1), ("priv-m", 0), ("unl-m", 0)]:
-        import_path(write_saedashboard_dir(tmp_path / f"{model}-{layer}", n_features=3, model_id=model, layer=layer,
-                                           sae_set="res-a"), factory)
+        import_path(
+            write_saedashboard_dir(
+                tmp_path / f"{model}-{layer}", n_features=3, model_id=model, layer=layer, sae_set="res-a"
+            ),
+            factory,
+        )
     with transaction(factory) as session:
         owner = ensure_user(session, "owner")
-        keys = {"owner": create_api_key(session, owner), "stranger": create_api_key(session, ensure_user(
-            session, "stranger")), "admin": create_api_key(session, ensure_user(session, "boss", admin=True))}
+        keys = {
+            "owner": create_api_key(session, owner),
+            "stranger": create_api_key(session, ensure_user(session, "stranger")),
+            "admin": create_api_key(session, ensure_user(session, "boss", admin=True)),
+        }
         priv = session.get(Model, "priv-m")
         assert priv is not None
         priv.visibility, priv.creator_id = "PRIVATE", owner.id
@@ -260,19 +292,37 @@ def catalogue(settings: Settings, factory: Any, tmp_path: Any) -> dict[str, str]
         hidden.visibility, hidden.creator_id = "PRIVATE", owner.id
         session.flush()
         for source in session.scalars(select(Source)):
-            write_features(session, source, [FeatureRecord(index=0, explanations=[ExplanationRecord(
-                description=f"secret laboratory plans {source.model_id} {source.name}")])],
-                creator_id=None, token_ids={})
+            write_features(
+                session,
+                source,
+                [
+                    FeatureRecord(
+                        index=0,
+                        explanations=[
+                            ExplanationRecord(description=f"secret laboratory plans {source.model_id} {source.name}")
+                        ],
+                    )
+                ],
+                creator_id=None,
+                token_ids={},
+            )
         assert session.scalar(select(SourceSet).where(SourceSet.model_id == "pub-m")) is not None
     return keys
 
 
 HIDDEN_URLS = [
-    ("GET", "/priv-m", None), ("GET", "/priv-m.json", None), ("GET", "/priv-m/res-a.json", None),
-    ("GET", "/priv-m/0-res-a", None), ("GET", "/priv-m/0-res-a/1", None), ("GET", "/priv-m/0-res-a/1.json", None),
-    ("GET", "/pub-m/1-res-a", None), ("GET", "/pub-m/1-res-a/1", None), ("GET", "/pub-m/1-res-a/1.json", None),
+    ("GET", "/priv-m", None),
+    ("GET", "/priv-m.json", None),
+    ("GET", "/priv-m/res-a.json", None),
+    ("GET", "/priv-m/0-res-a", None),
+    ("GET", "/priv-m/0-res-a/1", None),
+    ("GET", "/priv-m/0-res-a/1.json", None),
+    ("GET", "/pub-m/1-res-a", None),
+    ("GET", "/pub-m/1-res-a/1", None),
+    ("GET", "/pub-m/1-res-a/1.json", None),
     ("GET", "/random/priv-m.json", None),
-    ("GET", "/api/feature/priv-m/0-res-a/1", None), ("GET", "/api/feature/pub-m/1-res-a/1", None),
+    ("GET", "/api/feature/priv-m/0-res-a/1", None),
+    ("GET", "/api/feature/pub-m/1-res-a/1", None),
     ("POST", "/api/model/get", {"id": "priv-m"}),
     ("POST", "/api/features-offset", {"modelId": "pub-m", "layer": "1-res-a"}),
     ("POST", "/api/explanation/search-model", {"modelId": "priv-m", "query": "secret laboratory plans"}),
@@ -290,12 +340,16 @@ def _listed(client: TestClient, key: str | None) -> dict[str, set[str]]:
     home = client.get("/index.json", headers=headers).json()["models"]
     home_sources = {s["id"] for m in home for st in m["sourceSets"] for s in st["sources"]}
     pub = client.get("/pub-m/res-a.json", headers=headers).json()
-    found = client.post("/api/explanation/search-all", json={"query": "secret laboratory plans"},
-                        headers=headers).json()["results"]
-    return {"models": models, "home_models": {m["id"] for m in home},
-            "home_sources": {f"{m['id']}/{s}" for m in home for s in home_sources if s},
-            "set_sources": {s["id"] for s in pub["sourceSet"]["sources"]},
-            "search": {f"{r['modelId']}/{r['layer']}" for r in found}}
+    found = client.post(
+        "/api/explanation/search-all", json={"query": "secret laboratory plans"}, headers=headers
+    ).json()["results"]
+    return {
+        "models": models,
+        "home_models": {m["id"] for m in home},
+        "home_sources": {f"{m['id']}/{s}" for m in home for s in home_sources if s},
+        "set_sources": {s["id"] for s in pub["sourceSet"]["sources"]},
+        "search": {f"{r['modelId']}/{r['layer']}" for r in found},
+    }
 
 
 def test_private_rows_are_not_found_by_others(plain: TestClient, catalogue: dict[str, str]) -> None:

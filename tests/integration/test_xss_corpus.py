@@ -49,8 +49,9 @@ class _Inert(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         named = dict(attrs)
-        if tag == "script" and not ((named.get("src") or "").startswith("/static/")
-                                    or named.get("type") == "application/json"):
+        if tag == "script" and not (
+            (named.get("src") or "").startswith("/static/") or named.get("type") == "application/json"
+        ):
             self.problems.append(f"script element {attrs}")
         if tag in ("img", "iframe", "object", "embed", "b"):  # the pages use none of these; the corpus does
             self.problems.append(f"injected <{tag}>")
@@ -58,7 +59,8 @@ class _Inert(HTMLParser):
             if name.startswith("on"):
                 self.problems.append(f"handler attribute {name}={value!r} on <{tag}>")
             if name in ("href", "src", "action", "formaction") and (value or "").strip().lower().startswith(
-                    ("javascript:", "data:text/html", "vbscript:")):
+                ("javascript:", "data:text/html", "vbscript:")
+            ):
                 self.problems.append(f"script URL {name}={value!r} on <{tag}>")
 
     def handle_data(self, data: str) -> None:
@@ -89,7 +91,7 @@ def assert_json(resp: Any) -> Any:
     assert resp.headers["content-type"].startswith("application/json"), resp.url
     for bad in ("\\u0000", "\x00"):
         at = resp.text.find(bad)
-        assert at < 0, (resp.url, resp.text[max(0, at - 200): at + 50])
+        assert at < 0, (resp.url, resp.text[max(0, at - 200) : at + 50])
     return resp.json()
 
 
@@ -106,8 +108,9 @@ def test_import_keeps_payloads_verbatim_except_nul(corpus: None, factory: Any) -
         assert session.scalar(select(func.count()).select_from(Feature)) == 5  # the SQL fragment was data
         assert session.scalar(select(func.count()).select_from(Activation)) == 10
         descs = {e.description for e in session.scalars(select(Explanation))}
-        embedded = session.scalar(select(func.count()).select_from(Explanation)
-                                  .where(Explanation.embedding.is_not(None)))
+        embedded = session.scalar(
+            select(func.count()).select_from(Explanation).where(Explanation.embedding.is_not(None))
+        )
     assert descs == {t.replace("\x00", " ") for t in EXPLANATIONS.values()}
     assert embedded == 5  # embedded on import
 
@@ -119,14 +122,15 @@ def test_every_page_and_twin_renders_inertly(client: Any, corpus: None) -> None:
     assert_inert(client.get(f"/{MODEL}/{SET}", headers=HTML), (f"set {IMG}",))
     assert_inert(client.get(f"/{MODEL}/{LAYER}", headers=HTML), (SCRIPT, EXPLANATIONS[0]))
     for i, text in EXPLANATIONS.items():
-        shown = assert_inert(client.get(f"/{MODEL}/{LAYER}/{i}", headers=HTML),
-                             (text.replace("\x00", " "), SCRIPT, IMG, BIG))
+        shown = assert_inert(
+            client.get(f"/{MODEL}/{LAYER}/{i}", headers=HTML), (text.replace("\x00", " "), SCRIPT, IMG, BIG)
+        )
         assert RTL in shown
-    found = assert_inert(client.get("/search-explanations", params={"q": "script tags"}, headers=HTML),
-                         (EXPLANATIONS[0],))
+    found = assert_inert(
+        client.get("/search-explanations", params={"q": "script tags"}, headers=HTML), (EXPLANATIONS[0],)
+    )
     assert EXPLANATIONS[0] in found
-    assert_inert(client.get("/search-explanations", params={"q": SCRIPT, "modelId": MODEL}, headers=HTML),
-                 (SCRIPT,))
+    assert_inert(client.get("/search-explanations", params={"q": SCRIPT, "modelId": MODEL}, headers=HTML), (SCRIPT,))
     assert_inert(client.get("/search-explanations", params={"q": IMG, "modelId": SCRIPT}, headers=HTML))
     assert_inert(client.get(f"/{MODEL}/{LAYER}/{SCRIPT}", headers=HTML))  # error pages echo no markup
     assert_inert(client.get(f"/{MODEL}/{IMG}", headers=HTML))
@@ -138,8 +142,14 @@ def test_every_page_and_twin_renders_inertly(client: Any, corpus: None) -> None:
     tokens = [t for act in api["activations"] for t in act["tokens"]]
     assert SCRIPT in tokens and BIG in tokens and NUL.replace("\x00", " ") in tokens and RTL in tokens
     assert api["pos_str"] == [SCRIPT, RTL, BIG] and api["neg_str"] == [IMG, "nul byte"]
-    for path in ("/index.json", f"/{MODEL}.json", f"/{MODEL}/{SET}.json", f"/{MODEL}/{LAYER}.json",
-                 f"/api/source-set/{MODEL}/{SET}", "/api/global"):
+    for path in (
+        "/index.json",
+        f"/{MODEL}.json",
+        f"/{MODEL}/{SET}.json",
+        f"/{MODEL}/{LAYER}.json",
+        f"/api/source-set/{MODEL}/{SET}",
+        "/api/global",
+    ):
         assert_json(client.get(path))
     twin = assert_json(client.get("/search-explanations.json", params={"q": SQL}))
     assert any(r["description"] == EXPLANATIONS[3] for r in twin["search"]["results"])
@@ -150,24 +160,32 @@ def test_every_page_and_twin_renders_inertly(client: Any, corpus: None) -> None:
     assert_json(client.post("/api/features", json={"modelId": MODEL, "layer": LAYER, "indexes": [0, 1]}))
 
 
-@pytest.mark.parametrize("path", [
-    f"/{MODEL}/{LAYER}/0%00", f"/{MODEL}/%00/1", "/%00", f"/api/feature/{MODEL}/{LAYER}%00/1",
-    f"/api/feature/{MODEL}%00/{LAYER}/1",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/{MODEL}/{LAYER}/0%00",
+        f"/{MODEL}/%00/1",
+        "/%00",
+        f"/api/feature/{MODEL}/{LAYER}%00/1",
+        f"/api/feature/{MODEL}%00/{LAYER}/1",
+    ],
+)
 def test_nul_in_urls_is_not_found(client: Any, corpus: None, path: str) -> None:
     resp = client.get(path, headers={"accept": "application/json"})
     assert resp.status_code in (404, 422), (path, resp.status_code, resp.text[:300])
     assert set(resp.json()) == {"error", "message", "status", "field"}
 
 
-def test_nul_in_queries_and_api_writes_follows_the_rule(client: Any, corpus: None, api_key: str,
-                                                        factory: Any) -> None:
+def test_nul_in_queries_and_api_writes_follows_the_rule(client: Any, corpus: None, api_key: str, factory: Any) -> None:
     resp = client.get("/search-explanations.json", params={"q": "script\x00tags"})
     assert resp.status_code == 200 and resp.json()["search"]["results"]
     resp = client.post("/api/explanation/search-all", json={"query": "java\x00script"})
     assert resp.status_code == 200
-    resp = client.post("/api/explanation/new", headers={"x-api-key": api_key}, json={
-        "feature": {"modelId": MODEL, "layer": LAYER, "index": 1, "explanation": f"by hand {NUL} {SCRIPT}"}})
+    resp = client.post(
+        "/api/explanation/new",
+        headers={"x-api-key": api_key},
+        json={"feature": {"modelId": MODEL, "layer": LAYER, "index": 1, "explanation": f"by hand {NUL} {SCRIPT}"}},
+    )
     assert resp.status_code == 200, resp.text
     assert resp.json()["explanation"]["description"] == f"by hand nul byte {SCRIPT}"
     page = client.get(f"/{MODEL}/{LAYER}/1", headers=HTML)
@@ -177,14 +195,33 @@ def test_nul_in_queries_and_api_writes_follows_the_rule(client: Any, corpus: Non
 
 def test_api_uploads_follow_the_same_rules(client: Any, corpus: None, api_key: str) -> None:
     h = {"x-api-key": api_key}
-    assert client.post("/api/model/new", json={"id": "up-model", "layers": 4, "displayName": f"up {NUL} {SCRIPT}"},
-                       headers=h).status_code < 300
-    assert client.post("/api/source-set/new", json={"name": "res-up", "modelId": "up-model",
-                                                    "description": f"{IMG} {NUL}"}, headers=h).status_code < 300
-    body = {"modelId": "up-model", "source": "3-res-up", "features": [{
-        "index": 0, "density": 0.01, "topLogits": [{"token": SCRIPT, "value": 1.0}, {"token": NUL, "value": 0.5}],
-        "explanations": [{"text": f"uploaded {NUL} {IMG}", "methodName": "manual"}],
-        "activations": [{"tokens": [SCRIPT, NUL, RTL, BIG], "values": [0, 1.5, 0.25, 0.1]}]}]}
+    assert (
+        client.post(
+            "/api/model/new", json={"id": "up-model", "layers": 4, "displayName": f"up {NUL} {SCRIPT}"}, headers=h
+        ).status_code
+        < 300
+    )
+    assert (
+        client.post(
+            "/api/source-set/new",
+            json={"name": "res-up", "modelId": "up-model", "description": f"{IMG} {NUL}"},
+            headers=h,
+        ).status_code
+        < 300
+    )
+    body = {
+        "modelId": "up-model",
+        "source": "3-res-up",
+        "features": [
+            {
+                "index": 0,
+                "density": 0.01,
+                "topLogits": [{"token": SCRIPT, "value": 1.0}, {"token": NUL, "value": 0.5}],
+                "explanations": [{"text": f"uploaded {NUL} {IMG}", "methodName": "manual"}],
+                "activations": [{"tokens": [SCRIPT, NUL, RTL, BIG], "values": [0, 1.5, 0.25, 0.1]}],
+            }
+        ],
+    }
     resp = client.post("/api/feature/upload-batch", json=body, headers=h)
     assert resp.status_code == 200, resp.text
     doc = assert_json(client.get("/api/feature/up-model/3-res-up/0"))

@@ -26,7 +26,7 @@ from interpedia.autointerp.llm import (  # noqa: E402
     LLMUnavailable,
 )
 
-HELLO = [{"role": "user", "content": "Tokens where it fires most: \"cat\""}]
+HELLO = [{"role": "user", "content": 'Tokens where it fires most: "cat"'}]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,7 @@ def fake() -> Iterator[FakeLLM]:
 
 
 def client(fake: FakeLLM, model: str, sleeps: list[float] | None = None, **cfg: object) -> ChatClient:
-    config = LLMConfig(base_url=fake.url, api_key="sk-test", model=model, max_retries=2, backoff_base_s=0.01,
-                       **cfg)  # type: ignore[arg-type]
+    config = LLMConfig(base_url=fake.url, api_key="sk-test", model=model, max_retries=2, backoff_base_s=0.01, **cfg)  # type: ignore[arg-type]
     return ChatClient(config, sleep=(sleeps.append if sleeps is not None else lambda s: None))
 
 
@@ -48,8 +47,10 @@ def test_a_good_reply_is_returned_and_the_key_sent(fake: FakeLLM) -> None:
     assert last["auth"] == "Bearer sk-test" and last["body"]["messages"] == HELLO
 
 
-@pytest.mark.parametrize(("model", "error", "status"), [
-    ("fail-401", LLMAuthError, 401), ("fail-403", LLMAuthError, 403), ("fail-402", LLMNoCredits, 402)])
+@pytest.mark.parametrize(
+    ("model", "error", "status"),
+    [("fail-401", LLMAuthError, 401), ("fail-403", LLMAuthError, 403), ("fail-402", LLMNoCredits, 402)],
+)
 def test_refused_keys_and_empty_accounts_fail_at_once(fake: FakeLLM, model: str, error: type, status: int) -> None:
     before = len(fake.chat_requests(model))
     with pytest.raises(error) as info:
@@ -66,7 +67,7 @@ def test_a_bad_key_is_an_auth_error(fake: FakeLLM) -> None:
 
 def test_429_is_retried_honouring_retry_after(fake: FakeLLM) -> None:
     sleeps: list[float] = []
-    messages = [{"role": "user", "content": "Tokens where it fires most: \"dog\""}]
+    messages = [{"role": "user", "content": 'Tokens where it fires most: "dog"'}]
     assert client(fake, "flaky-429", sleeps).chat(messages) == "the word dog"
     assert sleeps == [0.0]  # Retry-After: 0, not the exponential backoff
     assert len([r for r in fake.chat_requests("flaky-429") if r["body"]["messages"] == messages]) == 2
@@ -74,7 +75,7 @@ def test_429_is_retried_honouring_retry_after(fake: FakeLLM) -> None:
 
 def test_a_500_then_ok_is_retried_with_backoff(fake: FakeLLM) -> None:
     sleeps: list[float] = []
-    messages = [{"role": "user", "content": "Tokens where it fires most: \"emu\""}]
+    messages = [{"role": "user", "content": 'Tokens where it fires most: "emu"'}]
     assert client(fake, "flaky-500", sleeps).chat(messages) == "the word emu"
     assert len(sleeps) == 1 and 0 < sleeps[0] <= 0.01
 

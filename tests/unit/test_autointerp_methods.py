@@ -33,8 +33,12 @@ def ex(text: str, hot: str, peak: float = 5.0) -> Example:
     return Example(tokens, values)
 
 
-LORD = [ex("And the LORD said unto Moses", "LORD", 9.0), ex("for the LORD is good", "LORD", 7.5),
-        ex("praise the LORD all nations", "LORD", 6.0), ex("the LORD spake unto Aaron", "LORD", 4.0)]
+LORD = [
+    ex("And the LORD said unto Moses", "LORD", 9.0),
+    ex("for the LORD is good", "LORD", 7.5),
+    ex("praise the LORD all nations", "LORD", 6.0),
+    ex("the LORD spake unto Aaron", "LORD", 4.0),
+]
 OTHER = [ex("import numpy as np", "", 0), ex("the cat sat on the mat", "", 0), ex("def main ( ) :", "", 0)]
 
 
@@ -114,8 +118,16 @@ def test_a_good_explanation_outscores_a_bad_one(fake: FakeLLM, name: str) -> Non
     assert details["method"] and details["breakdown"] and "tp" in details
     if name != "recall_alt":
         row = good.breakdown[0]
-        assert set(row) == {"str_tokens", "activations", "distance", "ground_truth", "prediction", "highlighted",
-                            "probability", "correct"}
+        assert set(row) == {
+            "str_tokens",
+            "activations",
+            "distance",
+            "ground_truth",
+            "prediction",
+            "highlighted",
+            "probability",
+            "correct",
+        }
         assert isinstance(row["distance"], int)
 
 
@@ -123,21 +135,21 @@ def test_llm_scorers_refuse_without_both_kinds_and_on_bad_replies(fake: FakeLLM)
     with pytest.raises(NotScorable, match="non-activating"):
         run_scorer(get_scorer("eleuther_fuzz"), "x", LORD, [], llm=llm(fake), embedder=None)
     with pytest.raises(LLMBadReply):
-        run_scorer(get_scorer("eleuther_recall"), "the word LORD", LORD, OTHER, llm=llm(fake, "nonsense"),
-                   embedder=None)
+        run_scorer(
+            get_scorer("eleuther_recall"), "the word LORD", LORD, OTHER, llm=llm(fake, "nonsense"), embedder=None
+        )
     with pytest.raises(LLMBadReply):
-        run_scorer(get_scorer("recall_alt"), "the word LORD", LORD, OTHER, llm=llm(fake, "nonsense"),
-                   embedder=None)
+        run_scorer(get_scorer("recall_alt"), "the word LORD", LORD, OTHER, llm=llm(fake, "nonsense"), embedder=None)
 
 
 def test_the_embedding_scorer_is_a_roc_auc_with_the_local_model() -> None:
     from interpedia.search.embeddings import LocalEmbedder
 
     embedder = LocalEmbedder()
-    biblical = run_scorer(get_scorer("eleuther_embedding"), "the LORD in Biblical verses", LORD, OTHER,
-                          llm=None, embedder=embedder)
+    biblical = run_scorer(
+        get_scorer("eleuther_embedding"), "the LORD in Biblical verses", LORD, OTHER, llm=None, embedder=embedder
+    )
     assert biblical.value == 1.0
     assert {"text", "distance", "similarity"} == set(biblical.breakdown[0])
-    code = run_scorer(get_scorer("eleuther_embedding"), "Python source code", LORD, OTHER, llm=None,
-                      embedder=embedder)
+    code = run_scorer(get_scorer("eleuther_embedding"), "Python source code", LORD, OTHER, llm=None, embedder=embedder)
     assert code.value < biblical.value

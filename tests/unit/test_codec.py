@@ -142,7 +142,8 @@ def test_batch_encoder_handles_empty_and_very_long_examples() -> None:
     values = np.zeros(len(ids))
     values[::97] = 1.5
     blobs = encode_activations(ids, values, offsets)
-    assert [decode_activation(b)[0].tolist() for b in blobs] == [ids[a:b].tolist() for a, b in
-                                                                 zip(offsets[:-1], offsets[1:], strict=True)]
+    assert [decode_activation(b)[0].tolist() for b in blobs] == [
+        ids[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:], strict=True)
+    ]
     with pytest.raises(ValueError):
         encode_activations(ids[:-1], values, offsets)

@@ -98,8 +98,9 @@ def test_jsonl_txt_and_hf_text_give_the_same_rows(tiny: Tiny, model: HookedModel
 
 
 def test_no_concat_skips_short_documents_and_no_bos(tiny: Tiny, model: HookedModel) -> None:
-    rows = TokenSource(str(tiny.jsonl), model.tokenizer, context_size=CTX, n_prompts=1000, prepend_bos=False,
-                       concat=False).rows()
+    rows = TokenSource(
+        str(tiny.jsonl), model.tokenizer, context_size=CTX, n_prompts=1000, prepend_bos=False, concat=False
+    ).rows()
     assert rows.skipped_short > 0 and rows.n_prompts > 0
     assert not (rows.tokens[:, 0] == model.tokenizer.bos_token_id).all()
 
@@ -109,11 +110,13 @@ def test_input_ids_rows_are_used_as_they_are(model: HookedModel, tmp_path: Path,
 
     ids = [[5 + i] * (CTX + 3) for i in range(4)] + [[9] * 3]  # the last row is too short
     Dataset.from_dict({"input_ids": ids}).save_to_disk(str(tmp_path / "ids"))
-    plain = TokenSource(str(tmp_path / "ids"), model.tokenizer, context_size=CTX, n_prompts=10,
-                        prepend_bos=False).rows()
+    plain = TokenSource(
+        str(tmp_path / "ids"), model.tokenizer, context_size=CTX, n_prompts=10, prepend_bos=False
+    ).rows()
     assert plain.n_prompts == 4 and plain.skipped_short == 1 and (plain.tokens[:, 0] == [5, 6, 7, 8]).all()
-    with_bos = TokenSource(str(tmp_path / "ids"), model.tokenizer, context_size=CTX, n_prompts=10,
-                           prepend_bos=True).rows()
+    with_bos = TokenSource(
+        str(tmp_path / "ids"), model.tokenizer, context_size=CTX, n_prompts=10, prepend_bos=True
+    ).rows()
     assert (with_bos.tokens[:, 0] == model.tokenizer.bos_token_id).all()
     assert (with_bos.tokens[:, 1] == [5, 6, 7, 8]).all()
 
@@ -138,5 +141,6 @@ def test_hugging_face_model_directory_loads(tiny: Tiny, tmp_path: Path) -> None:
     toks = torch.randint(0, len(tok), (2, 12))
     with torch.no_grad():
         expected = hf(toks, output_hidden_states=True).hidden_states[1]
-    torch.testing.assert_close(model.activations(toks, "blocks.1.hook_resid_pre"), expected.reshape(24, -1),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        model.activations(toks, "blocks.1.hook_resid_pre"), expected.reshape(24, -1), rtol=1e-4, atol=1e-4
+    )

@@ -22,6 +22,7 @@ from interpedia.generate.tokens import TokenSource  # noqa: E402
 N_PROMPTS = 48
 TOP_K = 6
 
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
     return tiny_inputs(tmp_path_factory)
@@ -31,8 +32,11 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
 def loaded(tiny: Tiny) -> tuple[HookedModel, LoadedSae, np.ndarray]:
     model = HookedModel.load(str(tiny.model))
     sae = LoadedSae.load(str(tiny.sae("standard")))
-    tokens = TokenSource(str(tiny.jsonl), model.tokenizer, context_size=CTX, n_prompts=N_PROMPTS,
-                         prepend_bos=True).rows().tokens
+    tokens = (
+        TokenSource(str(tiny.jsonl), model.tokenizer, context_size=CTX, n_prompts=N_PROMPTS, prepend_bos=True)
+        .rows()
+        .tokens
+    )
     return model, sae, tokens
 
 
@@ -48,12 +52,20 @@ def _dense_acts(fp: FeaturePass, tokens: np.ndarray, n_feat: int) -> torch.Tenso
 @pytest.mark.parametrize("distinct", [True, False], ids=["distinct-prompts", "all-positions"])
 def test_topk_and_counts_equal_brute_force(loaded: tuple[HookedModel, LoadedSae, np.ndarray], distinct: bool) -> None:
     model, sae, tokens = loaded
-    fp = FeaturePass(model, sae, tokens, hook_name=HOOK, top_k=TOP_K, batch_size=5,
-                     ignore_ids=model.special_token_ids(), distinct_prompts=distinct)
+    fp = FeaturePass(
+        model,
+        sae,
+        tokens,
+        hook_name=HOOK,
+        top_k=TOP_K,
+        batch_size=5,
+        ignore_ids=model.special_token_ids(),
+        distinct_prompts=distinct,
+    )
     results = [fp.run_shard(spec) for spec in plan_shards(len(tokens), 13)]
     state = merge_states([r.state for r in results])
     dense = _dense_acts(fp, tokens, sae.d_sae)
-    assert bool((dense[0 :: CTX] == 0).all())  # BOS positions are excluded
+    assert bool((dense[0::CTX] == 0).all())  # BOS positions are excluded
     assert torch.equal(state.count, (dense > 0).sum(0))
     if distinct:
         # one example per prompt, at the prompt's maximum (first position on ties), prompts by descending value
@@ -64,7 +76,8 @@ def test_topk_and_counts_equal_brute_force(loaded: tuple[HookedModel, LoadedSae,
         values = torch.gather(prompt_max, 0, rows)
         order = rows * CTX + torch.gather(prompt_arg, 0, rows)
         assert len(set(state.top_pos[0][state.top_pos[0] >= 0].div(CTX, rounding_mode="floor").tolist())) == int(
-            (state.top_pos[0] >= 0).sum())
+            (state.top_pos[0] >= 0).sum()
+        )
     else:
         order = torch.argsort(-dense, dim=0, stable=True)[:TOP_K]  # ties: earlier position first
         values = torch.gather(dense, 0, order)
@@ -77,9 +90,18 @@ def test_topk_and_counts_equal_brute_force(loaded: tuple[HookedModel, LoadedSae,
 
 
 def _run(tiny: Tiny, out: Path, arch: str = "standard", **kw: Any) -> dict[str, Any]:
-    cfg = GenerateConfig(model=str(tiny.model), sae=str(tiny.sae(arch)), dataset=str(tiny.jsonl), out=str(out),
-                         context_size=CTX, n_prompts=N_PROMPTS, top_k=TOP_K, batch_size=8, shard_prompts=16,
-                         **kw)
+    cfg = GenerateConfig(
+        model=str(tiny.model),
+        sae=str(tiny.sae(arch)),
+        dataset=str(tiny.jsonl),
+        out=str(out),
+        context_size=CTX,
+        n_prompts=N_PROMPTS,
+        top_k=TOP_K,
+        batch_size=8,
+        shard_prompts=16,
+        **kw,
+    )
     return GenerateRun(cfg, progress=False).run().run
 
 
@@ -96,10 +118,12 @@ def test_every_architecture_gives_dashboards_that_match_brute_force(tiny: Tiny, 
     run = _run(tiny, tmp_path / "out", arch)
     model = HookedModel.load(str(tiny.model))
     sae = LoadedSae.load(str(tiny.sae(arch)))
-    rows = TokenSource(str(tiny.jsonl), model.tokenizer, context_size=CTX, n_prompts=N_PROMPTS,
-                       prepend_bos=True).rows().tokens
-    fp = FeaturePass(model, sae, rows, hook_name=HOOK, top_k=TOP_K, batch_size=8,
-                     ignore_ids=model.special_token_ids())
+    rows = (
+        TokenSource(str(tiny.jsonl), model.tokenizer, context_size=CTX, n_prompts=N_PROMPTS, prepend_bos=True)
+        .rows()
+        .tokens
+    )
+    fp = FeaturePass(model, sae, rows, hook_name=HOOK, top_k=TOP_K, batch_size=8, ignore_ids=model.special_token_ids())
     dense = _dense_acts(fp, rows, sae.d_sae)
     counts = (dense > 0).sum(0)
     feats = _features(tmp_path / "out")
@@ -126,8 +150,11 @@ def test_every_architecture_gives_dashboards_that_match_brute_force(tiny: Tiny, 
         for a in acts:
             assert len(a["tokens"]) == len(a["values"]) == CTX - 1
             # the example is the real context: its values are the feature's activations over that prompt
-            matches = [p for p in prompts_by_window.get(tuple(a["tokens"]), [])
-                       if np.allclose(col[p * CTX + 1 : (p + 1) * CTX].numpy(), a["values"], atol=1e-4)]
+            matches = [
+                p
+                for p in prompts_by_window.get(tuple(a["tokens"]), [])
+                if np.allclose(col[p * CTX + 1 : (p + 1) * CTX].numpy(), a["values"], atol=1e-4)
+            ]
             assert matches, "example tokens/values are not a real prompt of this feature"
             q = a["values"][a["qualifying_token_index"]]
             if a["bin_min"] != -1:  # interval samples lie in their (closed) interval
@@ -139,9 +166,17 @@ def test_every_architecture_gives_dashboards_that_match_brute_force(tiny: Tiny, 
 
 def test_resume_after_a_kill_gives_the_same_output(tiny: Tiny, tmp_path: Path) -> None:
     clean = _run(tiny, tmp_path / "clean")
-    cfg = GenerateConfig(model=str(tiny.model), sae=str(tiny.sae("standard")), dataset=str(tiny.jsonl),
-                         out=str(tmp_path / "resumed"), context_size=CTX, n_prompts=N_PROMPTS, top_k=TOP_K,
-                         batch_size=8, shard_prompts=16)
+    cfg = GenerateConfig(
+        model=str(tiny.model),
+        sae=str(tiny.sae("standard")),
+        dataset=str(tiny.jsonl),
+        out=str(tmp_path / "resumed"),
+        context_size=CTX,
+        n_prompts=N_PROMPTS,
+        top_k=TOP_K,
+        batch_size=8,
+        shard_prompts=16,
+    )
     with pytest.raises(InterruptedError):
         GenerateRun(cfg, progress=False, stop_after_shards=1).run()
     shards = list((tmp_path / "resumed" / ".interpedia-work").glob("*/shards/shard-*"))
@@ -158,15 +193,29 @@ def test_run_json_records_the_run(tiny: Tiny, tmp_path: Path) -> None:
     run = _run(tiny, tmp_path / "out")
     on_disk = json.loads((tmp_path / "out" / "run.json").read_text())
     assert on_disk["fingerprint"] == run["fingerprint"]
-    for key in ("config", "versions", "tokens", "pass_seconds", "tokens_per_second", "features_written",
-                "dead_features", "timings", "definitions", "peak_rss_mb"):
+    for key in (
+        "config",
+        "versions",
+        "tokens",
+        "pass_seconds",
+        "tokens_per_second",
+        "features_written",
+        "dead_features",
+        "timings",
+        "definitions",
+        "peak_rss_mb",
+    ):
         assert key in on_disk, key
     assert on_disk["tokens"]["prepend_bos"] is True and on_disk["tokens"]["bos_excluded_from_statistics"] is True
     assert on_disk["tokens"]["n_tokens"] == N_PROMPTS * CTX
     assert {"torch", "transformer_lens", "sae-lens"} <= set(on_disk["versions"])
     assert "not folded" in on_disk["definitions"]["logit_lens"]
-    assert on_disk["catalogue"] == {"model_id": "tiny-gen", "source_id": "1-res-standard", "layer": "1",
-                                    "source_set": "res-standard"}
+    assert on_disk["catalogue"] == {
+        "model_id": "tiny-gen",
+        "source_id": "1-res-standard",
+        "layer": "1",
+        "source_set": "res-standard",
+    }
     doc = json.loads((tmp_path / "out" / "batch-0.json").read_text())
     assert (doc["model_id"], doc["layer"], doc["sae_set"]) == ("tiny-gen", 1, "res-standard")
     skipped = json.loads((tmp_path / "out" / "skipped_indexes.json").read_text())

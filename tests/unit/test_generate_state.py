@@ -11,8 +11,9 @@ from interpedia.generate.decoder import dense_histogram_rows, linspace_rows  # n
 from interpedia.generate.state import FeatureState, interleave  # noqa: E402
 
 
-def _minibatch(gen: torch.Generator, n_feat: int, n_tok: int, offset: int, *, ties: bool
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _minibatch(
+    gen: torch.Generator, n_feat: int, n_tok: int, offset: int, *, ties: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sparse feature-major entries of a random [n_feat, n_tok] block with uneven densities."""
     density = torch.rand(n_feat, 1, generator=gen) ** 3
     dense = torch.rand(n_feat, n_tok, generator=gen)
@@ -23,8 +24,9 @@ def _minibatch(gen: torch.Generator, n_feat: int, n_tok: int, offset: int, *, ti
     return feat, tok + offset, dense[feat, tok - 0]
 
 
-def _brute_force(feats: torch.Tensor, pos: torch.Tensor, vals: torch.Tensor, n_feat: int, k: int
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _brute_force(
+    feats: torch.Tensor, pos: torch.Tensor, vals: torch.Tensor, n_feat: int, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     top_val = torch.zeros(n_feat, k)
     top_pos = torch.full((n_feat, k), -1, dtype=torch.int64)
     count = torch.bincount(feats, minlength=n_feat)

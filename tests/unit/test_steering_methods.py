@@ -10,8 +10,16 @@ import torch
 from interpedia.inference.steering import Direction, SteerSettings, _make_hook
 
 
-def _apply(method: str, act: torch.Tensor, vec: torch.Tensor, strength: float, *, multiplier: float = 1.0,
-           normalize: bool = False, mask: torch.Tensor | None = None) -> torch.Tensor:
+def _apply(
+    method: str,
+    act: torch.Tensor,
+    vec: torch.Tensor,
+    strength: float,
+    *,
+    multiplier: float = 1.0,
+    normalize: bool = False,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     settings = SteerSettings(method=method, strength_multiplier=multiplier, normalize=normalize)
     hook = _make_hook([Direction("blocks.0.hook_resid_pre", vec, strength)], settings, {"mask": mask})
     return hook(act.clone(), SimpleNamespace(name="blocks.0.hook_resid_pre"))
@@ -27,8 +35,9 @@ def vec() -> torch.Tensor:
     return torch.randn(8, generator=torch.Generator().manual_seed(1)) * 3
 
 
-def test_simple_additive_adds_strength_times_multiplier_times_vector_everywhere(act: torch.Tensor,
-                                                                                 vec: torch.Tensor) -> None:
+def test_simple_additive_adds_strength_times_multiplier_times_vector_everywhere(
+    act: torch.Tensor, vec: torch.Tensor
+) -> None:
     out = _apply("SIMPLE_ADDITIVE", act, vec, 2.0, multiplier=1.5)
     assert torch.allclose(out, act + 3.0 * vec, atol=1e-6)
 
@@ -47,8 +56,9 @@ def test_orthogonal_decomp_scales_only_the_parallel_component(act: torch.Tensor,
     assert torch.allclose((out - act) @ torch.linalg.svd(p).U[:, 1:], torch.zeros(1, 5, 7), atol=1e-5)
 
 
-def test_projection_cap_lowers_the_projection_to_the_cap_and_never_raises_it(act: torch.Tensor,
-                                                                             vec: torch.Tensor) -> None:
+def test_projection_cap_lowers_the_projection_to_the_cap_and_never_raises_it(
+    act: torch.Tensor, vec: torch.Tensor
+) -> None:
     unit = vec / vec.norm()
     proj = act @ unit
     cap = float(proj.median())

@@ -44,8 +44,9 @@ def test_nan_and_infinity_literals_parse_so_validation_can_name_the_field() -> N
         as_float(doc["b"], "frac_nonzero")
 
 
-@pytest.mark.parametrize("value", [["0.5", "0.25"], [0.5, "x"], [0.1, 0.2, 0.3, 0.4, "0.5"], "0.5,0.25",
-                                   [[0.5], [0.25]], [0.5, None], 3])
+@pytest.mark.parametrize(
+    "value", [["0.5", "0.25"], [0.5, "x"], [0.1, 0.2, 0.3, 0.4, "0.5"], "0.5,0.25", [[0.5], [0.25]], [0.5, None], 3]
+)
 def test_float_list_refuses_non_numbers(value: object) -> None:
     with pytest.raises(BadInput, match=r"field 'values'"):
         as_float_list(value, "values", allow_none=False)
@@ -80,8 +81,9 @@ def test_activation_with_mismatched_lengths_is_refused() -> None:
 
 
 def test_activation_record_keeps_bins_and_computes_max() -> None:
-    rec = activation_record(["a", "b", "c"], [0.5, 2.0, -1.0], bin_min=-1, bin_max=2.0, bin_contains=0.00123,
-                            qualifying_token_index=1)
+    rec = activation_record(
+        ["a", "b", "c"], [0.5, 2.0, -1.0], bin_min=-1, bin_max=2.0, bin_contains=0.00123, qualifying_token_index=1
+    )
     assert (rec.max_value, rec.max_value_token_index, rec.min_value) == (2.0, 1, -1.0)
     assert (rec.bin_min, rec.bin_max, rec.bin_contains, rec.qualifying_token_index) == (-1.0, 2.0, 0.00123, 1)
 

@@ -64,5 +64,15 @@ def umap(body: UmapBody, session: SessionDep, user: OptionalUser) -> Response:
 @router.post("/cossim", summary="Top features of another source by decoder cosine similarity")
 def cossim(body: CossimBody, request: Request, session: SessionDep, user: OptionalUser) -> Response:
     """``{feature, topk_decoder_cossim_features: [{feature: {model, source, index}, cosine_similarity}]}``."""
-    return _json(topk_cossim(session, _directions(request), body.modelId, body.source, parse_index(body.index),
-                             body.targetModelId, body.targetSourceId, body.numResults))
+    return _json(
+        topk_cossim(
+            session,
+            _directions(request),
+            body.modelId,
+            body.source,
+            parse_index(body.index),
+            body.targetModelId,
+            body.targetSourceId,
+            body.numResults,
+        )
+    )

@@ -41,8 +41,15 @@ def _source_set_doc(session: Any, set_row: Any) -> dict[str, Any]:
 def model_new(body: ModelNewBody, session: SessionDep, user: RequiredUser) -> dict[str, Any]:
     """Create a model owned by the caller; 409 when the id is taken."""
     with session.begin_nested() if session.in_transaction() else session.begin():
-        model = create_model(session, body.id, layers=body.layers, display_name=body.displayName,
-                             creator_id=user.id, website=body.url, owner=user.name)
+        model = create_model(
+            session,
+            body.id,
+            layers=body.layers,
+            display_name=body.displayName,
+            creator_id=user.id,
+            website=body.url,
+            owner=user.name,
+        )
     session.commit()
     return model_json(model)
 
@@ -72,8 +79,15 @@ def source_set_get(modelId: str, name: str, session: SessionDep, user: OptionalU
 def source_set_new(body: SourceSetNewBody, session: SessionDep, user: RequiredUser) -> dict[str, Any]:
     """Create a source set on an existing model, owned by the caller (who can then upload into it)."""
     with session.begin_nested() if session.in_transaction() else session.begin():
-        row = create_source_set(session, body.modelId, body.name, description=body.description or "",
-                                creator_id=user.id, creator_name=user.name, urls=[body.url] if body.url else [])
+        row = create_source_set(
+            session,
+            body.modelId,
+            body.name,
+            description=body.description or "",
+            creator_id=user.id,
+            creator_name=user.name,
+            urls=[body.url] if body.url else [],
+        )
         # Like neuronpedia.org: one source per layer of the model, ready for uploads.
         for layer in range(get_model(session, body.modelId).layers):
             ensure_source(session, body.modelId, f"{layer}-{body.name}", creator_id=user.id)

@@ -150,8 +150,9 @@ def bookmark_add(body: FeatureRef, session: SessionDep, user: CommunityUser) -> 
     with session.begin():
         model, source, feature = get_feature_row(session, body.modelId, body.layer, body.index)
         _, created = add_bookmark(session, user, feature)
-    return _json({"modelId": model.id, "layer": source.name, "index": str(feature.index), "bookmarked": True,
-                  "created": created})
+    return _json(
+        {"modelId": model.id, "layer": source.name, "index": str(feature.index), "bookmarked": True, "created": created}
+    )
 
 
 @router.post("/bookmark/delete", summary="Remove a bookmark")

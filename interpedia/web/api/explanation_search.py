@@ -57,11 +57,18 @@ class SearchAllBody(_Body):
     offset: Offset = 0
 
 
-def _run(session: Any, settings: Any, user: Any, body: _Body, scope: SearchScope, query: str,
-         offset: int) -> Response:
+def _run(session: Any, settings: Any, user: Any, body: _Body, scope: SearchScope, query: str, offset: int) -> Response:
     try:
-        doc = search_explanations(session, settings, get_embedder(settings), query=query, scope=scope,
-                                  offset=offset, user=user, request=body.model_dump())
+        doc = search_explanations(
+            session,
+            settings,
+            get_embedder(settings),
+            query=query,
+            scope=scope,
+            offset=offset,
+            user=user,
+            request=body.model_dump(),
+        )
     except EmbeddingError as exc:
         raise ApiError(503, f"explanation search is unavailable: {exc}") from None
     return Response(dumps(doc), media_type="application/json")
@@ -81,8 +88,7 @@ def search_model(body: SearchModelBody, session: SessionDep, settings: SettingsD
 
 
 @router.post("/explanation/search-release", summary="Search explanations in a release")
-def search_release(body: SearchReleaseBody, session: SessionDep, settings: SettingsDep,
-                   user: OptionalUser) -> Response:
+def search_release(body: SearchReleaseBody, session: SessionDep, settings: SettingsDep, user: OptionalUser) -> Response:
     """Explanations nearest the query in meaning within the release's source sets."""
     return _run(session, settings, user, body, SearchScope(release=body.releaseName), body.query, body.offset)
 

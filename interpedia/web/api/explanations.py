@@ -88,8 +88,7 @@ def generate(body: GenerateBody, session: SessionDep, settings: SettingsDep, use
     400 when an explanation of that type and model exists. A failing LLM stores nothing."""
     _, _, feature = get_feature_row(session, body.modelId, body.layer, body.index)
     with llm_errors():
-        exp = generate_explanation(session, settings, feature, body.explanationType, body.explanationModelName,
-                                   user)
+        exp = generate_explanation(session, settings, feature, body.explanationType, body.explanationModelName, user)
     return _json({"explanation": explanation_json(session, exp)})
 
 
@@ -101,10 +100,23 @@ def new(body: NewBody, session: SessionDep, settings: SettingsDep, user: Require
     embedding = try_embed(get_embedder(settings), [f.explanation.strip()])[0]
     session.rollback()
     with session.begin():
-        exp = add_explanation(session, feature, f.explanation, type_name=None, model_name=f.explanationModel,
-                              author_id=user.id, triggered_by=user.id, embedding=embedding)
-    return _json({"message": "Explanation created.", "explanation": explanation_json(session, exp),
-                  "url": f"{settings.public_base_url.rstrip('/')}/{f.modelId}/{f.layer}/{feature.index}"})
+        exp = add_explanation(
+            session,
+            feature,
+            f.explanation,
+            type_name=None,
+            model_name=f.explanationModel,
+            author_id=user.id,
+            triggered_by=user.id,
+            embedding=embedding,
+        )
+    return _json(
+        {
+            "message": "Explanation created.",
+            "explanation": explanation_json(session, exp),
+            "url": f"{settings.public_base_url.rstrip('/')}/{f.modelId}/{f.layer}/{feature.index}",
+        }
+    )
 
 
 @router.get("/explanation/{explanationId}", summary="One explanation with its scores")

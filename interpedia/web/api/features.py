@@ -37,8 +37,9 @@ def get_feature(modelId: str, layer: str, index: str, session: SessionDep, user:
 
 
 @router.post("/features", summary="Several features in one call (order preserved)")
-def get_features(body: Annotated[list[FeatureRef], Body(max_length=1000)], session: SessionDep,
-                 user: OptionalUser) -> Response:
+def get_features(
+    body: Annotated[list[FeatureRef], Body(max_length=1000)], session: SessionDep, user: OptionalUser
+) -> Response:
     """Each requested feature that exists, in request order; unknown ones are left out."""
     out = []
     for ref in body:
@@ -46,8 +47,7 @@ def get_features(body: Annotated[list[FeatureRef], Body(max_length=1000)], sessi
             model, source, feature = get_feature_row(session, ref.modelId, ref.layer, ref.index)
         except NotFound:
             continue
-        out.append(feature_json(session, model, source, feature, max_acts=ref.maxActsToReturn,
-                                with_catalogue=False))
+        out.append(feature_json(session, model, source, feature, max_acts=ref.maxActsToReturn, with_catalogue=False))
     return _json(out)
 
 

@@ -127,10 +127,25 @@ def activation_new(body: ActivationNewBody, svc: Service, settings: SettingsDep,
         r = svc.activation_single(model_id, text, source, index)
         act = r["activation"]
         values, top, at = act["values"], act["max_value"], act["max_value_index"]
-        out.append({"modelId": model_id, "layer": source, "index": str(index), "tokens": r["tokens"],
-                    "tokensIsSpecial": r["tokens_is_special"], "values": values, "maxValue": top,
-                    "maxValueIndex": at, "activations": {"layer": source, "index": str(index), "values": values,
-                                                         "maxValue": top, "maxValueIndex": at}})
+        out.append(
+            {
+                "modelId": model_id,
+                "layer": source,
+                "index": str(index),
+                "tokens": r["tokens"],
+                "tokensIsSpecial": r["tokens_is_special"],
+                "values": values,
+                "maxValue": top,
+                "maxValueIndex": at,
+                "activations": {
+                    "layer": source,
+                    "index": str(index),
+                    "values": values,
+                    "maxValue": top,
+                    "maxValueIndex": at,
+                },
+            }
+        )
     return _json(out[0] if isinstance(body.customText, str) else out)
 
 
@@ -143,39 +158,71 @@ def activation_source(body: ActivationSourceBody, svc: Service) -> Response:
 
 def _search_all_one(svc: Any, session: Any, body: SearchAllBody, text: str, weights: list[str]) -> dict[str, Any]:
     threshold = _density(body.densityThreshold)
-    params = {"modelId": body.modelId, "sourceSet": body.sourceSet, "text": text,
-              "selectedLayers": sorted(set(body.selectedLayers)), "sortIndexes": body.sortIndexes,
-              "ignoreBos": body.ignoreBos, "densityThreshold": body.densityThreshold, "numResults": body.numResults,
-              "weights": weights}
+    params = {
+        "modelId": body.modelId,
+        "sourceSet": body.sourceSet,
+        "text": text,
+        "selectedLayers": sorted(set(body.selectedLayers)),
+        "sortIndexes": body.sortIndexes,
+        "ignoreBos": body.ignoreBos,
+        "densityThreshold": body.densityThreshold,
+        "numResults": body.numResults,
+        "weights": weights,
+    }
     key = cache_key("search-all", params)
     cached = saved_result(session, key)
     if cached is not None:
         return dict(cached)
     ask = body.numResults if threshold is None else min(body.numResults * 10, 1000)
-    r = svc.activation_all(body.modelId, text, body.sourceSet, body.selectedLayers, body.sortIndexes,
-                           body.ignoreBos, ask)
+    r = svc.activation_all(
+        body.modelId, text, body.sourceSet, body.selectedLayers, body.sortIndexes, body.ignoreBos, ask
+    )
     facts = feature_facts(session, body.modelId, [(a["source"], a["index"]) for a in r["activations"]])
     result = []
     for a in r["activations"]:
         fact = facts.get((a["source"], a["index"]))
         if not _dense_enough(fact, threshold):
             continue
-        result.append({"modelId": body.modelId, "layer": a["source"], "index": str(a["index"]), "values": a["values"],
-                       "maxValue": a["max_value"], "maxValueIndex": a["max_value_index"],
-                       "sumValues": a["sum_values"], "neuron": fact})
+        result.append(
+            {
+                "modelId": body.modelId,
+                "layer": a["source"],
+                "index": str(a["index"]),
+                "values": a["values"],
+                "maxValue": a["max_value"],
+                "maxValueIndex": a["max_value_index"],
+                "sumValues": a["sum_values"],
+                "neuron": fact,
+            }
+        )
         if len(result) >= body.numResults:
             break
-    doc = {"tokens": r["tokens"], "result": result, "sortIndexes": body.sortIndexes, "ignoreBos": body.ignoreBos,
-           "sourceSet": body.sourceSet, "selectedLayers": body.selectedLayers}
-    save_result(session, key, kind="search-all", query=text, model_id=body.modelId, source_set=body.sourceSet,
-                params=params, result=doc)
+    doc = {
+        "tokens": r["tokens"],
+        "result": result,
+        "sortIndexes": body.sortIndexes,
+        "ignoreBos": body.ignoreBos,
+        "sourceSet": body.sourceSet,
+        "selectedLayers": body.selectedLayers,
+    }
+    save_result(
+        session,
+        key,
+        kind="search-all",
+        query=text,
+        model_id=body.modelId,
+        source_set=body.sourceSet,
+        params=params,
+        result=doc,
+    )
     session.commit()
     return doc
 
 
 @router.post("/search-all", summary="Top features for a text across a source set (search via inference)")
-def search_all(body: SearchAllBody, session: SessionDep, svc: Service, settings: SettingsDep,
-               user: OptionalUser) -> Response:
+def search_all(
+    body: SearchAllBody, session: SessionDep, svc: Service, settings: SettingsDep, user: OptionalUser
+) -> Response:
     """``{tokens, result: [{modelId, layer, index, values, maxValue, maxValueIndex, neuron}]}``; for a list of texts
     ``{results: [...]}``. Sorted by max activation, or by the sum at ``sortIndexes``; cached."""
     texts = _texts(body.text, settings, "text")
@@ -187,12 +234,20 @@ def search_all(body: SearchAllBody, session: SessionDep, svc: Service, settings:
     return _json({"results": [{"tokens": d["tokens"], "result": d["result"]} for d in docs]})
 
 
-def _topk_one(svc: Any, session: Any, body: SearchTopkBody, text: str, weights: list[str],
-              single: bool) -> dict[str, Any]:
+def _topk_one(
+    svc: Any, session: Any, body: SearchTopkBody, text: str, weights: list[str], single: bool
+) -> dict[str, Any]:
     threshold = _density(body.densityThreshold)
-    params = {"modelId": body.modelId, "source": body.source, "text": text, "numResults": body.numResults,
-              "ignoreBos": body.ignoreBos, "densityThreshold": body.densityThreshold, "single": single,
-              "weights": weights}
+    params = {
+        "modelId": body.modelId,
+        "source": body.source,
+        "text": text,
+        "numResults": body.numResults,
+        "ignoreBos": body.ignoreBos,
+        "densityThreshold": body.densityThreshold,
+        "single": single,
+        "weights": weights,
+    }
     key = cache_key("topk-by-token", params)
     cached = saved_result(session, key)
     if cached is not None:
@@ -209,20 +264,40 @@ def _topk_one(svc: Any, session: Any, body: SearchTopkBody, text: str, weights: 
             fact = facts.get((body.source, f["feature_index"]))
             if single and not _dense_enough(fact, threshold):
                 continue
-            feats.append({"activationValue": f["activation_value"], "featureIndex": f["feature_index"],
-                          "feature": fact if single else None})
-        results.append({"position": item["token_position"], "token": item["token"], "isSpecial": item["is_special"],
-                        "topFeatures": feats})
+            feats.append(
+                {
+                    "activationValue": f["activation_value"],
+                    "featureIndex": f["feature_index"],
+                    "feature": fact if single else None,
+                }
+            )
+        results.append(
+            {
+                "position": item["token_position"],
+                "token": item["token"],
+                "isSpecial": item["is_special"],
+                "topFeatures": feats,
+            }
+        )
     doc = {"source": body.source, "results": results, "tokens": r["tokens"]}
-    save_result(session, key, kind="topk-by-token", query=text, model_id=body.modelId,
-                source_set=source_set_name_of(body.source) if "-" in body.source else None, params=params, result=doc)
+    save_result(
+        session,
+        key,
+        kind="topk-by-token",
+        query=text,
+        model_id=body.modelId,
+        source_set=source_set_name_of(body.source) if "-" in body.source else None,
+        params=params,
+        result=doc,
+    )
     session.commit()
     return doc
 
 
 @router.post("/search-topk-by-token", summary="Top features at each token of a text")
-def search_topk_by_token(body: SearchTopkBody, session: SessionDep, svc: Service,
-                         settings: SettingsDep, user: OptionalUser) -> Response:
+def search_topk_by_token(
+    body: SearchTopkBody, session: SessionDep, svc: Service, settings: SettingsDep, user: OptionalUser
+) -> Response:
     """``{source, results: [{position, token, isSpecial, topFeatures: [{activationValue, featureIndex, feature}]}]}``;
     for a list of texts ``{results: [{source, results}]}``. Cached."""
     texts = _texts(body.text, settings, "text")

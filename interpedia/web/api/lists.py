@@ -112,13 +112,17 @@ def list_new(body: ListNewBody, request: Request, user: RequiredUser, settings: 
 
 
 @router.post("/list/new-with-features", summary="Create a list holding the given features")
-def list_new_with_features(body: ListNewWithFeaturesBody, request: Request, user: RequiredUser,
-                           settings: SettingsDep) -> Response:
+def list_new_with_features(
+    body: ListNewWithFeaturesBody, request: Request, user: RequiredUser, settings: SettingsDep
+) -> Response:
     """The new list with its ``url``; an unknown feature or too many features is a 4xx and creates nothing."""
     refs = _refs(body.features, "features")
     if len(refs) > settings.list_max_features:
-        raise store.TooMany(f"a list holds at most {settings.list_max_features:,} features "
-                            f"(INTERPEDIA_LIST_MAX_FEATURES); {len(refs):,} were sent", field="features")
+        raise store.TooMany(
+            f"a list holds at most {settings.list_max_features:,} features "
+            f"(INTERPEDIA_LIST_MAX_FEATURES); {len(refs):,} were sent",
+            field="features",
+        )
     with transaction(request.app.state.sessionmaker) as session:
         lst = store.create_list(session, user, body.name, body.description, body.testText)
         store.add_features(session, lst, user, refs, max_features=settings.list_max_features, field="features")
@@ -130,8 +134,9 @@ def list_new_with_features(body: ListNewWithFeaturesBody, request: Request, user
 def list_add_features(body: ListAddBody, request: Request, user: RequiredUser, settings: SettingsDep) -> Response:
     """The memberships added (features already in the list are skipped)."""
     if len(body.featuresToAdd) > store.MAX_ADD_PER_CALL:
-        raise store.TooMany(f"Too many features to add. Max is {store.MAX_ADD_PER_CALL} at a time.",
-                            field="featuresToAdd")
+        raise store.TooMany(
+            f"Too many features to add. Max is {store.MAX_ADD_PER_CALL} at a time.", field="featuresToAdd"
+        )
     refs = _refs(body.featuresToAdd, "featuresToAdd")
     with transaction(request.app.state.sessionmaker) as session:
         lst = store.list_for_change(session, body.listId, user)

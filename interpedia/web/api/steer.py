@@ -91,9 +91,15 @@ def _json(doc: Any) -> Response:
 
 
 def _settings(body: _SteerSettingsBody, chat: bool) -> dict[str, Any]:
-    out = {"temperature": body.temperature, "n_tokens": body.n_tokens, "freq_penalty": body.freq_penalty,
-           "seed": body.seed, "strength_multiplier": body.strength_multiplier, "steer_method": body.steer_method,
-           "n_logprobs": body.n_logprobs}
+    out = {
+        "temperature": body.temperature,
+        "n_tokens": body.n_tokens,
+        "freq_penalty": body.freq_penalty,
+        "seed": body.seed,
+        "strength_multiplier": body.strength_multiplier,
+        "steer_method": body.steer_method,
+        "n_logprobs": body.n_logprobs,
+    }
     if chat:
         out["steer_special_tokens"] = getattr(body, "steer_special_tokens", True)
     return out
@@ -103,10 +109,12 @@ def _features(body: _SteerSettingsBody) -> list[dict[str, Any]]:
     feats = []
     for n, f in enumerate(body.features):
         if f.modelId != body.modelId:
-            raise ApiError(422, f"feature {n} is of model {f.modelId!r}, not {body.modelId!r}",
-                           f"features[{n}].modelId")
-        feats.append({"modelId": f.modelId, "layer": f.layer, "index": str(parse_index(f.index)),
-                      "strength": f.strength})
+            raise ApiError(
+                422, f"feature {n} is of model {f.modelId!r}, not {body.modelId!r}", f"features[{n}].modelId"
+            )
+        feats.append(
+            {"modelId": f.modelId, "layer": f.layer, "index": str(parse_index(f.index)), "strength": f.strength}
+        )
     return sorted(feats, key=lambda f: (f["layer"], int(f["index"]), f["strength"]))
 
 
@@ -122,11 +130,16 @@ def _directions(svc: Any, body: _SteerSettingsBody, feats: list[dict[str, Any]])
 def _steer_settings(settings: dict[str, Any]) -> Any:
     from interpedia.inference.steering import SteerSettings
 
-    return SteerSettings(method=settings["steer_method"], strength_multiplier=settings["strength_multiplier"],
-                         n_tokens=settings["n_tokens"], temperature=settings["temperature"],
-                         freq_penalty=settings["freq_penalty"], seed=int(settings["seed"]),
-                         n_logprobs=settings["n_logprobs"],
-                         steer_special_tokens=settings.get("steer_special_tokens", True))
+    return SteerSettings(
+        method=settings["steer_method"],
+        strength_multiplier=settings["strength_multiplier"],
+        n_tokens=settings["n_tokens"],
+        temperature=settings["temperature"],
+        freq_penalty=settings["freq_penalty"],
+        seed=int(settings["seed"]),
+        n_logprobs=settings["n_logprobs"],
+        steer_special_tokens=settings.get("steer_special_tokens", True),
+    )
 
 
 def _sae_sources(svc: Any, body: _SteerSettingsBody, feats: list[dict[str, Any]]) -> list[str]:
@@ -135,8 +148,9 @@ def _sae_sources(svc: Any, body: _SteerSettingsBody, feats: list[dict[str, Any]]
 
 def _check_tokens(settings: SettingsDep, n_tokens: int) -> None:
     if n_tokens > settings.steer_max_tokens:
-        raise ApiError(422, f"n_tokens must be at most {settings.steer_max_tokens} (INTERPEDIA_STEER_MAX_TOKENS)",
-                       "n_tokens")
+        raise ApiError(
+            422, f"n_tokens must be at most {settings.steer_max_tokens} (INTERPEDIA_STEER_MAX_TOKENS)", "n_tokens"
+        )
 
 
 @router.post("/steer", summary="Steer a completion with features; default and steered side by side")
@@ -147,8 +161,10 @@ def steer(body: SteerBody, session: SessionDep, svc: Service, settings: Settings
     params = _settings(body, chat=False)
     weights = svc.weights_id(body.modelId, _sae_sources(svc, body, feats))
     key_params = {**params, "weights": weights}
-    keys = {kind: steer_key(kind, body.modelId, key_params, {"prompt": body.prompt}, feats)
-            for kind in ("DEFAULT", "STEERED")}
+    keys = {
+        kind: steer_key(kind, body.modelId, key_params, {"prompt": body.prompt}, feats)
+        for kind in ("DEFAULT", "STEERED")
+    }
     rows = {kind: find_output(session, key) for kind, key in keys.items()}
     missing = [kind for kind in ("STEERED", "DEFAULT") if rows[kind] is None]
     if missing:
@@ -158,23 +174,42 @@ def steer(body: SteerBody, session: SessionDep, svc: Service, settings: Settings
         for kind in ("DEFAULT", "STEERED"):
             if kind in made:
                 default_id = rows["DEFAULT"].id if kind == "STEERED" and rows["DEFAULT"] is not None else None
-                rows[kind] = save_output(session, keys[kind], kind=kind, model_id=body.modelId, settings=params,
-                                         input_text=body.prompt, output_text=made[kind]["output"], features=feats,
-                                         logprobs=made[kind].get("logprobs"), creator_id=user.id if user else None,
-                                         default_id=default_id)
+                rows[kind] = save_output(
+                    session,
+                    keys[kind],
+                    kind=kind,
+                    model_id=body.modelId,
+                    settings=params,
+                    input_text=body.prompt,
+                    output_text=made[kind]["output"],
+                    features=feats,
+                    logprobs=made[kind].get("logprobs"),
+                    creator_id=user.id if user else None,
+                    default_id=default_id,
+                )
         session.commit()
     steered, default = rows["STEERED"], rows["DEFAULT"]
     assert steered is not None and default is not None
     base = settings.public_base_url.rstrip("/")
-    return _json({"STEERED": steered.output_text, "DEFAULT": default.output_text,
-                  "steeredLogProbs": output_logprobs(steered), "defaultLogProbs": output_logprobs(default),
-                  "id": steered.id, "shareUrl": f"{base}/steer/{steered.id}", "limit": None,
-                  "settings": params, "features": feats})
+    return _json(
+        {
+            "STEERED": steered.output_text,
+            "DEFAULT": default.output_text,
+            "steeredLogProbs": output_logprobs(steered),
+            "defaultLogProbs": output_logprobs(default),
+            "id": steered.id,
+            "shareUrl": f"{base}/steer/{steered.id}",
+            "limit": None,
+            "settings": params,
+            "features": feats,
+        }
+    )
 
 
 @router.post("/steer-chat", summary="Steer a chat with features; default and steered side by side")
-def steer_chat(body: SteerChatBody, session: SessionDep, svc: Service, settings: SettingsDep,
-               user: OptionalUser) -> Response:
+def steer_chat(
+    body: SteerChatBody, session: SessionDep, svc: Service, settings: SettingsDep, user: OptionalUser
+) -> Response:
     """``{STEERED: {raw, chatTemplate}, DEFAULT: {...}, id, shareUrl, limit, settings}``; 422 for a model
     without a chat template."""
     _check_tokens(settings, body.n_tokens)
@@ -182,8 +217,10 @@ def steer_chat(body: SteerChatBody, session: SessionDep, svc: Service, settings:
     params = _settings(body, chat=True)
     weights = svc.weights_id(body.modelId, _sae_sources(svc, body, feats))
     key_params = {**params, "weights": weights}
-    chats = {"DEFAULT": [m.model_dump() for m in body.defaultChatMessages],
-             "STEERED": [m.model_dump() for m in body.steeredChatMessages]}
+    chats = {
+        "DEFAULT": [m.model_dump() for m in body.defaultChatMessages],
+        "STEERED": [m.model_dump() for m in body.steeredChatMessages],
+    }
     keys = {kind: steer_key(kind, body.modelId, key_params, {"chat": chats[kind]}, feats) for kind in chats}
     rows = {kind: find_output(session, key) for kind, key in keys.items()}
     made_any = False
@@ -194,19 +231,38 @@ def steer_chat(body: SteerChatBody, session: SessionDep, svc: Service, settings:
         result = svc.steer_chat(body.modelId, chats[kind], directions, [kind], _steer_settings(params))
         out = result["outputs"][0]
         default_row = rows["DEFAULT"]
-        rows[kind] = save_output(session, keys[kind], kind=kind, model_id=body.modelId, settings=params,
-                                 input_text=result["input"]["raw"], output_text=out["raw"], features=feats,
-                                 logprobs=out.get("logprobs"), creator_id=user.id if user else None,
-                                 input_chat=chats[kind], output_chat=out["chat_template"],
-                                 default_id=default_row.id if kind == "STEERED" and default_row else None)
+        rows[kind] = save_output(
+            session,
+            keys[kind],
+            kind=kind,
+            model_id=body.modelId,
+            settings=params,
+            input_text=result["input"]["raw"],
+            output_text=out["raw"],
+            features=feats,
+            logprobs=out.get("logprobs"),
+            creator_id=user.id if user else None,
+            input_chat=chats[kind],
+            output_chat=out["chat_template"],
+            default_id=default_row.id if kind == "STEERED" and default_row else None,
+        )
         made_any = True
     if made_any:
         session.commit()
     steered, default = rows["STEERED"], rows["DEFAULT"]
     assert steered is not None and default is not None
     base = settings.public_base_url.rstrip("/")
-    return _json({"STEERED": output_chat(steered), "DEFAULT": output_chat(default), "id": steered.id,
-                  "shareUrl": f"{base}/steer/{steered.id}", "limit": None, "settings": params, "features": feats})
+    return _json(
+        {
+            "STEERED": output_chat(steered),
+            "DEFAULT": output_chat(default),
+            "id": steered.id,
+            "shareUrl": f"{base}/steer/{steered.id}",
+            "limit": None,
+            "settings": params,
+            "features": feats,
+        }
+    )
 
 
 @router.post("/steer-load", summary="A saved steering result, by its share id")

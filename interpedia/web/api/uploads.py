@@ -17,17 +17,22 @@ router = APIRouter(tags=["uploads"])
 
 
 @router.post("/feature/upload-batch", summary="Upload 1-128 feature dashboards into your source set")
-def feature_upload_batch(body: FeatureUploadBody, request: Request, user: RequiredUser,
-                         settings: SettingsDep) -> dict[str, Any]:
+def feature_upload_batch(
+    body: FeatureUploadBody, request: Request, user: RequiredUser, settings: SettingsDep
+) -> dict[str, Any]:
     """Create or replace dashboards (examples, logits, density, explanations) in one transaction."""
     # The NUL rule (interpedia.db.nul): these texts reach the database through bulk inserts, past the ORM.
     records = [
         feature_record(
-            f.index, without_nul([a.model_dump() for a in f.activations]), density=f.density,
+            f.index,
+            without_nul([a.model_dump() for a in f.activations]),
+            density=f.density,
             top_logits=without_nul([t.model_dump() for t in f.topLogits]) if f.topLogits is not None else None,
-            bottom_logits=(without_nul([t.model_dump() for t in f.bottomLogits])
-                           if f.bottomLogits is not None else None),
-            explanations=without_nul([e.model_dump() for e in f.explanations or []]), author_id=user.id,
+            bottom_logits=(
+                without_nul([t.model_dump() for t in f.bottomLogits]) if f.bottomLogits is not None else None
+            ),
+            explanations=without_nul([e.model_dump() for e in f.explanations or []]),
+            author_id=user.id,
         )
         for f in body.features
     ]
@@ -35,8 +40,11 @@ def feature_upload_batch(body: FeatureUploadBody, request: Request, user: Requir
     base = settings.public_base_url.rstrip("/")
     return {
         "message": f"uploaded {result.counts.features} features",
-        "modelId": result.model_id, "source": result.source_id, "features": result.counts.features,
-        "activations": result.counts.activations, "explanations": result.counts.explanations,
+        "modelId": result.model_id,
+        "source": result.source_id,
+        "features": result.counts.features,
+        "activations": result.counts.activations,
+        "explanations": result.counts.explanations,
         "url": f"{base}/{result.model_id}/{result.source_id}",
     }
 
@@ -44,8 +52,17 @@ def feature_upload_batch(body: FeatureUploadBody, request: Request, user: Requir
 @router.post("/activation/upload-batch", summary="Add examples to one of your features")
 def activation_upload_batch(body: ActivationUploadBody, request: Request, user: RequiredUser) -> dict[str, Any]:
     """Append examples to a feature you created (duplicates are skipped)."""
-    acts = [ActivationRecord(tokens=without_nul(a.tokens), values=a.values, bin_max=a.quantileMax,
-                             bin_min=a.quantileMin, bin_contains=a.quantileFraction) for a in body.activations]
-    added = upload_activations(request.app.state.sessionmaker, user, body.modelId, body.source,
-                               parse_index(body.index), acts)
+    acts = [
+        ActivationRecord(
+            tokens=without_nul(a.tokens),
+            values=a.values,
+            bin_max=a.quantileMax,
+            bin_min=a.quantileMin,
+            bin_contains=a.quantileFraction,
+        )
+        for a in body.activations
+    ]
+    added = upload_activations(
+        request.app.state.sessionmaker, user, body.modelId, body.source, parse_index(body.index), acts
+    )
     return {"message": f"added {added} activations", "added": added, "skipped": len(acts) - added}

@@ -71,8 +71,16 @@ def vector_new(body: VectorNewBody, request: Request, user: RequiredUser, settin
     for attempt in range(5):
         try:
             with transaction(request.app.state.sessionmaker) as session:
-                source, feature = create_vector(session, user, body.modelId, body.layerNumber, body.hookType,
-                                                body.vector, body.vectorLabel, strength)
+                source, feature = create_vector(
+                    session,
+                    user,
+                    body.modelId,
+                    body.layerNumber,
+                    body.hookType,
+                    body.vector,
+                    body.vectorLabel,
+                    strength,
+                )
                 doc = vector_json(body.modelId, source.name, feature)
             break
         except IntegrityError:  # another upload took the same index
@@ -80,8 +88,14 @@ def vector_new(body: VectorNewBody, request: Request, user: RequiredUser, settin
                 raise ApiError(409, "could not allocate an index for the vector; try again") from None
     _forget(request)
     url = f"{settings.public_base_url.rstrip('/')}/{body.modelId}/{doc['source']}/{doc['index']}"
-    return _json({"message": "vector created", "url": url,
-                  "id": {"modelId": body.modelId, "source": doc["source"], "index": doc["index"]}, "vector": doc})
+    return _json(
+        {
+            "message": "vector created",
+            "url": url,
+            "id": {"modelId": body.modelId, "source": doc["source"], "index": doc["index"]},
+            "vector": doc,
+        }
+    )
 
 
 @router.post("/vector/get", summary="A steering vector")

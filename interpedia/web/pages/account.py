@@ -42,27 +42,51 @@ MAX_LABEL = 100
 
 def user_json(user: User) -> dict[str, Any]:
     """The public part of a user."""
-    return {"id": user.id, "name": user.name, "admin": user.admin, "bot": user.bot,
-            "createdAt": iso(user.created_at)}
+    return {"id": user.id, "name": user.name, "admin": user.admin, "bot": user.bot, "createdAt": iso(user.created_at)}
 
 
 def _key_json(row: ApiKey) -> dict[str, Any]:
-    return {"id": row.id, "prefix": row.prefix, "label": row.label, "createdAt": iso(row.created_at),
-            "lastUsedAt": iso(row.last_used_at), "revokedAt": iso(row.revoked_at)}
+    return {
+        "id": row.id,
+        "prefix": row.prefix,
+        "label": row.label,
+        "createdAt": iso(row.created_at),
+        "lastUsedAt": iso(row.last_used_at),
+        "revokedAt": iso(row.revoked_at),
+    }
 
 
 def _owned_lists(session: Session, user: User) -> list[dict[str, Any]]:
-    counts = (select(ListFeature.list_id, func.count().label("n")).group_by(ListFeature.list_id).subquery())
-    rows = session.execute(select(FeatureList, counts.c.n).outerjoin(counts, counts.c.list_id == FeatureList.id)
-                           .where(FeatureList.user_id == user.id).order_by(FeatureList.created_at)).all()
-    return [{"id": lst.id, "name": lst.name, "description": lst.description, "featureCount": n or 0,
-             "url": f"/list/{lst.id}"} for lst, n in rows]
+    counts = select(ListFeature.list_id, func.count().label("n")).group_by(ListFeature.list_id).subquery()
+    rows = session.execute(
+        select(FeatureList, counts.c.n)
+        .outerjoin(counts, counts.c.list_id == FeatureList.id)
+        .where(FeatureList.user_id == user.id)
+        .order_by(FeatureList.created_at)
+    ).all()
+    return [
+        {
+            "id": lst.id,
+            "name": lst.name,
+            "description": lst.description,
+            "featureCount": n or 0,
+            "url": f"/list/{lst.id}",
+        }
+        for lst, n in rows
+    ]
 
 
 def _account_data(session: Session, user: User, **extra: Any) -> dict[str, Any]:
-    return {"page": "account", "user": user_json(user), "hasPassword": bool(user.password_hash),
-            "apiKeys": [_key_json(k) for k in list_api_keys(session, user)],
-            "lists": _owned_lists(session, user), "newKey": None, "errors": {}, **extra}
+    return {
+        "page": "account",
+        "user": user_json(user),
+        "hasPassword": bool(user.password_hash),
+        "apiKeys": [_key_json(k) for k in list_api_keys(session, user)],
+        "lists": _owned_lists(session, user),
+        "newKey": None,
+        "errors": {},
+        **extra,
+    }
 
 
 def _signed_in(request: Request, session: Session) -> User:
@@ -86,8 +110,15 @@ def signup_form(request: Request, session: SessionDep, next: str = "/") -> Respo
 
 
 @router.post("/signup")
-def signup(request: Request, session: SessionDep, name: Field = "", password: Field = "", email: Field = "",
-           csrf_token: Field = "", next: Field = "/") -> Response:
+def signup(
+    request: Request,
+    session: SessionDep,
+    name: Field = "",
+    password: Field = "",
+    email: Field = "",
+    csrf_token: Field = "",
+    next: Field = "/",
+) -> Response:
     """Create a local account and sign the browser in."""
     as_json = wants_json(request)
     check_csrf(request, session, csrf_token)
@@ -130,8 +161,14 @@ def next_error(errors: dict[str, str]) -> tuple[str, str]:
 
 
 @router.post("/signin/password")
-def signin_password(request: Request, session: SessionDep, name: Field = "", password: Field = "",
-                    csrf_token: Field = "", next: Field = "/") -> Response:
+def signin_password(
+    request: Request,
+    session: SessionDep,
+    name: Field = "",
+    password: Field = "",
+    csrf_token: Field = "",
+    next: Field = "/",
+) -> Response:
     """Check the name and password (argon2) and remember the user in the signed session cookie."""
     as_json = wants_json(request)
     check_csrf(request, session, csrf_token)
@@ -142,8 +179,13 @@ def signin_password(request: Request, session: SessionDep, name: Field = "", pas
         status = 422 if missing else 401
         if as_json:
             return error_response(status, message, "password")
-        data = {"page": "signin", "next": _safe_next(next), "user": None, "errors": {"password": message},
-                "values": {"name": name.strip()}}
+        data = {
+            "page": "signin",
+            "next": _safe_next(next),
+            "user": None,
+            "errors": {"password": message},
+            "values": {"name": name.strip()},
+        }
         return renderer(request).html(request, session, "signin.html", data, status=status)
     session.commit()  # a rehashed password is saved
     manager(request).load(request).sign_in_password(user)
@@ -221,8 +263,9 @@ def account_revoke_key(request: Request, session: SessionDep, key_id: str, csrf_
 
 
 @router.post("/account/password")
-def account_password(request: Request, session: SessionDep, password: Field = "", new_password: Field = "",
-                     csrf_token: Field = "") -> Response:
+def account_password(
+    request: Request, session: SessionDep, password: Field = "", new_password: Field = "", csrf_token: Field = ""
+) -> Response:
     """Set a new password (the current one is needed when there is one); other browsers are signed out."""
     as_json = wants_json(request)
     user = _signed_in(request, session)
@@ -245,8 +288,9 @@ def account_password(request: Request, session: SessionDep, password: Field = ""
         if as_json:
             field, message = next_error(errors)
             return error_response(status, message, field)
-        return renderer(request).html(request, session, "account.html", _account_data(session, user, errors=errors),
-                                      status=status)
+        return renderer(request).html(
+            request, session, "account.html", _account_data(session, user, errors=errors), status=status
+        )
     fresh = session.get(User, user.id)
     assert fresh is not None
     sess = manager(request).load(request)

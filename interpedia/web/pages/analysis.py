@@ -52,13 +52,28 @@ def scatter(rows: list[dict[str, Any]], x: str, y: str) -> dict[str, Any] | None
 
     sx = scale(min(xs), max(xs), PAD_L + 8, W - PAD_R - 8)
     sy = scale(min(ys), max(ys), H - PAD_B - 8, PAD_T + 8)
-    points = [{"cx": round(sx(vx), 2), "cy": round(sy(vy), 2), "x": vx, "y": vy,
-               "label": f"{r['modelId']}/{r['source']}", "href": page_url(r["modelId"], r["source"])}
-              for vx, vy, r in pts]
-    return {"width": W, "height": H, "left": PAD_L, "right": W - PAD_R, "top": PAD_T, "bottom": H - PAD_B,
-            "points": points,
-            "xticks": [{"pos": round(sx(v), 2), "label": _tick_label(v)} for v in _ticks(min(xs), max(xs))],
-            "yticks": [{"pos": round(sy(v), 2), "label": _tick_label(v)} for v in _ticks(min(ys), max(ys))]}
+    points = [
+        {
+            "cx": round(sx(vx), 2),
+            "cy": round(sy(vy), 2),
+            "x": vx,
+            "y": vy,
+            "label": f"{r['modelId']}/{r['source']}",
+            "href": page_url(r["modelId"], r["source"]),
+        }
+        for vx, vy, r in pts
+    ]
+    return {
+        "width": W,
+        "height": H,
+        "left": PAD_L,
+        "right": W - PAD_R,
+        "top": PAD_T,
+        "bottom": H - PAD_B,
+        "points": points,
+        "xticks": [{"pos": round(sx(v), 2), "label": _tick_label(v)} for v in _ticks(min(xs), max(xs))],
+        "yticks": [{"pos": round(sy(v), 2), "label": _tick_label(v)} for v in _ticks(min(ys), max(ys))],
+    }
 
 
 def _pick(columns: list[dict[str, Any]], wanted: str | None, fallback: int, field: str) -> str | None:
@@ -73,8 +88,9 @@ def _pick(columns: list[dict[str, Any]], wanted: str | None, fallback: int, fiel
 
 @router.get("/sae-bench")
 @router.get("/sae-bench.json")
-def sae_bench_page(request: Request, session: SessionDep, type: str | None = None, x: str | None = None,
-                   y: str | None = None) -> Response:
+def sae_bench_page(
+    request: Request, session: SessionDep, type: str | None = None, x: str | None = None, y: str | None = None
+) -> Response:
     """SAEBench results of one eval type for every source that has them: a sortable table and a plot."""
     data = sae_bench(session, type)
     data["page"] = "saeBench"
@@ -84,5 +100,6 @@ def sae_bench_page(request: Request, session: SessionDep, type: str | None = Non
         return json_page(data)
     plot = scatter(data["rows"], data["x"], data["y"]) if data["x"] and data["y"] else None
     titles = {c["key"]: f"{c['category']} · {c['title']}" for c in data["columns"]}
-    return renderer(request).html(request, session, "sae_bench.html", data, plot=plot, titles=titles,
-                                  isfinite=math.isfinite)
+    return renderer(request).html(
+        request, session, "sae_bench.html", data, plot=plot, titles=titles, isfinite=math.isfinite
+    )

@@ -81,24 +81,36 @@ def autointerp_options(settings: Settings, user: User | None) -> dict[str, Any]:
     if user is None:
         reason = "Sign in to explain features or score explanations."
     elif not configured:
-        reason = ("No LLM is configured on this server (INTERPEDIA_LLM_BASE_URL and INTERPEDIA_LLM_MODEL), "
-                  "so LLM explanations and LLM scores are off; the offline explainer and the embedding score "
-                  "still work.")
+        reason = (
+            "No LLM is configured on this server (INTERPEDIA_LLM_BASE_URL and INTERPEDIA_LLM_MODEL), "
+            "so LLM explanations and LLM scores are off; the offline explainer and the embedding score "
+            "still work."
+        )
     elif not allowed:
-        reason = ("LLM explanations and scores spend this server's LLM credits: only admins and users allowed "
-                  "to trigger explanations may ask for them.")
+        reason = (
+            "LLM explanations and scores spend this server's LLM credits: only admins and users allowed "
+            "to trigger explanations may ask for them."
+        )
     with _failures_lock:
         failure = _failures.get(settings.llm_base_url) if configured else None
     llm_ok = user is not None and configured and allowed
     return {
-        "signedIn": user is not None, "llmConfigured": configured, "llmUsable": llm_ok,
-        "llmModel": settings.llm_model or None, "reason": reason,
-        "lastFailure": None if failure is None else {
-            "message": failure.message, "at": time.strftime("%H:%M UTC", time.gmtime(failure.at))},
-        "explainers": [{"name": e.name, "label": e.display_name, "llm": e.needs_llm,
-                        "enabled": (not e.needs_llm) or llm_ok} for e in EXPLAINERS.values()],
-        "scorers": [{"name": s.name, "label": s.display_name, "llm": s.needs_llm,
-                     "enabled": (not s.needs_llm) or llm_ok} for s in SCORERS.values()],
+        "signedIn": user is not None,
+        "llmConfigured": configured,
+        "llmUsable": llm_ok,
+        "llmModel": settings.llm_model or None,
+        "reason": reason,
+        "lastFailure": None
+        if failure is None
+        else {"message": failure.message, "at": time.strftime("%H:%M UTC", time.gmtime(failure.at))},
+        "explainers": [
+            {"name": e.name, "label": e.display_name, "llm": e.needs_llm, "enabled": (not e.needs_llm) or llm_ok}
+            for e in EXPLAINERS.values()
+        ],
+        "scorers": [
+            {"name": s.name, "label": s.display_name, "llm": s.needs_llm, "enabled": (not s.needs_llm) or llm_ok}
+            for s in SCORERS.values()
+        ],
         "offlineType": OFFLINE_TYPE,
     }
 
@@ -141,9 +153,16 @@ def _llm_failed(request: Request, settings: Settings, exc: LLMError, url: str) -
 
 
 @router.post("/explanation/explain")
-def explain_form(request: Request, session: SessionDep, settings: SettingsDep, modelId: Field = "",
-                 layer: Field = "", index: Field = "", explanationType: Field = "",
-                 csrf_token: Field = "") -> Response:
+def explain_form(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    modelId: Field = "",
+    layer: Field = "",
+    index: Field = "",
+    explanationType: Field = "",
+    csrf_token: Field = "",
+) -> Response:
     """Explain the feature with the chosen method (an LLM one, or the offline one), then show it."""
     user = _signed_in(request, session, csrf_token)
     model, source, feature = get_feature_row(session, modelId, layer, index)
@@ -160,8 +179,16 @@ def explain_form(request: Request, session: SessionDep, settings: SettingsDep, m
 
 
 @router.post("/explanation/add")
-def add_form(request: Request, session: SessionDep, settings: SettingsDep, modelId: Field = "", layer: Field = "",
-             index: Field = "", explanation: Field = "", csrf_token: Field = "") -> Response:
+def add_form(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    modelId: Field = "",
+    layer: Field = "",
+    index: Field = "",
+    explanation: Field = "",
+    csrf_token: Field = "",
+) -> Response:
     """Add an explanation written by hand (``/api/explanation/new``'s form twin), embedded for search."""
     user = _signed_in(request, session, csrf_token)
     model, source, feature = get_feature_row(session, modelId, layer, index)
@@ -169,8 +196,16 @@ def add_form(request: Request, session: SessionDep, settings: SettingsDep, model
     embedding = try_embed(get_embedder(settings), [text])[0]
     session.rollback()  # the embedder may take a while: no transaction stays open meanwhile
     with session.begin():
-        exp = add_explanation(session, feature, text, type_name=None, model_name=None, author_id=user.id,
-                              triggered_by=user.id, embedding=embedding)
+        exp = add_explanation(
+            session,
+            feature,
+            text,
+            type_name=None,
+            model_name=None,
+            author_id=user.id,
+            triggered_by=user.id,
+            embedding=embedding,
+        )
     url = page_url(model.id, source.name, feature.index)
     if wants_json(request):
         return json_page({"explanation": explanation_json(session, exp), "url": url})
@@ -178,8 +213,14 @@ def add_form(request: Request, session: SessionDep, settings: SettingsDep, model
 
 
 @router.post("/explanation/{explanation_id}/score")
-def score_form(request: Request, session: SessionDep, settings: SettingsDep, explanation_id: str,
-               scorerType: Field = "", csrf_token: Field = "") -> Response:
+def score_form(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    explanation_id: str,
+    scorerType: Field = "",
+    csrf_token: Field = "",
+) -> Response:
     """Score the explanation with the chosen method, then show the score on its feature page."""
     user = _signed_in(request, session, csrf_token)
     exp = get_explanation(session, explanation_id, user)

@@ -28,11 +28,15 @@ def _height(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.3g}"
 
 
-def histogram_svg(xs: Sequence[float] | None, heights: Sequence[float] | None, *, label: str,
-                  signed: bool = False) -> Markup | None:
+def histogram_svg(
+    xs: Sequence[float] | None, heights: Sequence[float] | None, *, label: str, signed: bool = False
+) -> Markup | None:
     """A histogram of ``heights`` at bin positions ``xs``; ``signed`` colours negative and positive bins apart."""
-    pairs = [(float(x), float(h)) for x, h in zip(xs or [], heights or [], strict=False)
-             if x is not None and h is not None and math.isfinite(x) and math.isfinite(h)]
+    pairs = [
+        (float(x), float(h))
+        for x, h in zip(xs or [], heights or [], strict=False)
+        if x is not None and h is not None and math.isfinite(x) and math.isfinite(h)
+    ]
     if not pairs:
         return None
     n = len(pairs)
@@ -46,9 +50,11 @@ def histogram_svg(xs: Sequence[float] | None, heights: Sequence[float] | None, *
             continue
         bar_h = max(plot_h * h / top, 0.5)
         cls = ("neg" if x < 0 else "pos") if signed else "act"
-        parts.append(f'<rect class="{cls}" x="{_LEFT + i * bar_w:.2f}" y="{_TOP + plot_h - bar_h:.2f}" '
-                     f'width="{max(bar_w - 1, 0.6):.2f}" height="{bar_h:.2f}">'
-                     f"<title>{escape(_label(x))}: {escape(_height(h))}</title></rect>")
+        parts.append(
+            f'<rect class="{cls}" x="{_LEFT + i * bar_w:.2f}" y="{_TOP + plot_h - bar_h:.2f}" '
+            f'width="{max(bar_w - 1, 0.6):.2f}" height="{bar_h:.2f}">'
+            f"<title>{escape(_label(x))}: {escape(_height(h))}</title></rect>"
+        )
     base = _TOP + plot_h
     parts.append(f'<line class="axis" x1="{_LEFT}" y1="{base}" x2="{_W - _RIGHT}" y2="{base}"/>')
     parts.append(f'<line class="axis" x1="{_LEFT}" y1="{_TOP}" x2="{_LEFT}" y2="{base}"/>')
@@ -59,7 +65,6 @@ def histogram_svg(xs: Sequence[float] | None, heights: Sequence[float] | None, *
         ticks.append((n // 2, pairs[n // 2][0], "middle"))
     for i, x, anchor in ticks:
         cx = _LEFT + (i + 0.5) * bar_w if anchor == "middle" else (_LEFT if anchor == "start" else _W - _RIGHT)
-        parts.append(f'<text class="tick" x="{cx:.1f}" y="{_H - 6}" text-anchor="{anchor}">'
-                     f"{escape(_label(x))}</text>")
+        parts.append(f'<text class="tick" x="{cx:.1f}" y="{_H - 6}" text-anchor="{anchor}">{escape(_label(x))}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -49,8 +49,16 @@ def _done(request: Request, url: str, doc: dict[str, Any]) -> Response:
 
 
 @router.post("/comment/new")
-def comment_form(request: Request, session: SessionDep, text: Field = "", modelId: Field = "", layer: Field = "",
-                 index: Field = "", listId: Field = "", csrf_token: Field = "") -> Response:
+def comment_form(
+    request: Request,
+    session: SessionDep,
+    text: Field = "",
+    modelId: Field = "",
+    layer: Field = "",
+    index: Field = "",
+    listId: Field = "",
+    csrf_token: Field = "",
+) -> Response:
     """Post a comment on a feature (``modelId``, ``layer``, ``index``) or on a list (``listId``)."""
     user = _user(request, session, csrf_token)
     with session.begin():
@@ -66,8 +74,9 @@ def comment_form(request: Request, session: SessionDep, text: Field = "", modelI
 
 
 @router.post("/comment/delete")
-def comment_delete_form(request: Request, session: SessionDep, commentId: Field = "",
-                        csrf_token: Field = "") -> Response:
+def comment_delete_form(
+    request: Request, session: SessionDep, commentId: Field = "", csrf_token: Field = ""
+) -> Response:
     """Delete a comment (its author or an admin), then go back to what it was on."""
     user = _user(request, session, csrf_token)
     with session.begin():
@@ -87,8 +96,15 @@ def _feature_url(session: Session, feature: Feature) -> str:
 
 @router.post("/bookmark/add")
 @router.post("/bookmark/delete")
-def bookmark_form(request: Request, session: SessionDep, modelId: Field = "", layer: Field = "", index: Field = "",
-                  back: Field = "", csrf_token: Field = "") -> Response:
+def bookmark_form(
+    request: Request,
+    session: SessionDep,
+    modelId: Field = "",
+    layer: Field = "",
+    index: Field = "",
+    back: Field = "",
+    csrf_token: Field = "",
+) -> Response:
     """Bookmark or un-bookmark a feature; ``back=bookmarks`` returns to the bookmarks page."""
     user = _user(request, session, csrf_token)
     adding = request.url.path.endswith("/add")

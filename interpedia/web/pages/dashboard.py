@@ -117,8 +117,9 @@ def token_strip(tokens: list[str], values: list[float], center: int, inv_scale: 
         value = values[i]
         html, newline = _token_html[tokens[i]]
         level = min(LEVELS, max(1, math.ceil(abs(value) * inv_scale * LEVELS - 1e-9)))
-        spans[i] = (f'<span class="t {"p" if value > 0 else "n"}{level}" data-v="{value!r}">{html}</span>'
-                    + ('<br class="br">' if newline else ""))
+        spans[i] = f'<span class="t {"p" if value > 0 else "n"}{level}" data-v="{value!r}">{html}</span>' + (
+            '<br class="br">' if newline else ""
+        )
     n = len(spans)
     if not n:
         return Markup("")
@@ -180,9 +181,10 @@ def activation_groups(doc: dict[str, Any]) -> list[Group]:
     top = Group(title="Top Activations")
     intervals: dict[tuple[float, float, float | None], Group] = {}
     for act in acts:
-        example = Example(max_value=act.get("maxValue") or 0.0,
-                          strip=token_strip(act["tokens"], act["values"], act.get("maxValueTokenIndex") or 0,
-                                            inv_scale))
+        example = Example(
+            max_value=act.get("maxValue") or 0.0,
+            strip=token_strip(act["tokens"], act["values"], act.get("maxValueTokenIndex") or 0, inv_scale),
+        )
         bin_min, bin_max = act.get("binMin"), act.get("binMax")
         if bin_min is None or bin_max is None or bin_min < 0:
             top.examples.append(example)
@@ -192,7 +194,10 @@ def activation_groups(doc: dict[str, Any]) -> list[Group]:
         if group is None:
             group = intervals[key] = Group(
                 title=f"Interval {_fmt(bin_min)}–{_fmt(bin_max)} (Contains {_contains(key[2])})",
-                bin_min=bin_min, bin_max=bin_max, contains=key[2])
+                bin_min=bin_min,
+                bin_max=bin_max,
+                contains=key[2],
+            )
         group.examples.append(example)
     groups = [top] if top.examples else []
     groups += sorted(intervals.values(), key=lambda g: (-(g.bin_max or 0.0), -(g.bin_min or 0.0)))
@@ -233,8 +238,11 @@ def alignment(doc: dict[str, Any]) -> list[tuple[int, float, float | None]]:
     idx = doc.get("neuron_alignment_indices") or []
     val = doc.get("neuron_alignment_values") or []
     l1 = doc.get("neuron_alignment_l1") or []
-    return [(int(i), float(v), (float(l1[n]) if n < len(l1) and l1[n] is not None else None))
-            for n, (i, v) in enumerate(zip(idx, val, strict=False)) if i is not None and v is not None]
+    return [
+        (int(i), float(v), (float(l1[n]) if n < len(l1) and l1[n] is not None else None))
+        for n, (i, v) in enumerate(zip(idx, val, strict=False))
+        if i is not None and v is not None
+    ]
 
 
 def dashboard_view(doc: dict[str, Any]) -> dict[str, Any]:
@@ -242,13 +250,20 @@ def dashboard_view(doc: dict[str, Any]) -> dict[str, Any]:
     neg, pos = logits(doc)
     return {
         "groups": activation_groups(doc),
-        "neg_logits": neg, "pos_logits": pos,
+        "neg_logits": neg,
+        "pos_logits": pos,
         "similar": similar(doc),
         "alignment": alignment(doc),
-        "act_hist": histogram_svg(doc.get("freq_hist_data_bar_values"), doc.get("freq_hist_data_bar_heights"),
-                                  label="Activation frequency histogram"),
-        "logit_hist": histogram_svg(doc.get("logits_hist_data_bar_values"),
-                                    doc.get("logits_hist_data_bar_heights"), label="Logit effect histogram",
-                                    signed=True),
+        "act_hist": histogram_svg(
+            doc.get("freq_hist_data_bar_values"),
+            doc.get("freq_hist_data_bar_heights"),
+            label="Activation frequency histogram",
+        ),
+        "logit_hist": histogram_svg(
+            doc.get("logits_hist_data_bar_values"),
+            doc.get("logits_hist_data_bar_heights"),
+            label="Logit effect histogram",
+            signed=True,
+        ),
         "dead": not (doc.get("maxActApprox") or 0) > 0,
     }

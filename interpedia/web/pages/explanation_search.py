@@ -84,8 +84,9 @@ def _scope(model_id: str, release: str, sources: tuple[str, ...]) -> SearchScope
 
 def _choices(session: Session) -> dict[str, list[str]]:
     """The models and releases the scope selectors offer (visible ones only)."""
-    releases = session.scalars(select(SourceRelease.name).where(SourceRelease.visibility != "PRIVATE")
-                               .order_by(SourceRelease.name))
+    releases = session.scalars(
+        select(SourceRelease.name).where(SourceRelease.visibility != "PRIVATE").order_by(SourceRelease.name)
+    )
     return {"models": [m.id for m in list_models(session)], "releases": list(releases)}
 
 
@@ -103,32 +104,49 @@ def _empty_reason(session: Session) -> str | None:
         return None
     if session.scalar(select(Explanation.id).limit(1)) is None:
         return "There are no explanations yet: run `interpedia explain --source MODEL/SOURCE` to make some."
-    return ("No explanation has an embedding yet, so none can be found by meaning: run "
-            "`interpedia embed --missing`.")
+    return "No explanation has an embedding yet, so none can be found by meaning: run `interpedia embed --missing`."
 
 
 @router.get(PATH)
 @router.get(PATH + ".json")
-def search_page(request: Request, session: SessionDep, settings: SettingsDep, q: str = "",
-                modelId: str = "", releaseName: str = "",
-                sources: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
-                offset: Annotated[int, Query(ge=0, le=MAX_CANDIDATES - PAGE_SIZE)] = 0) -> Response:
+def search_page(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    q: str = "",
+    modelId: str = "",
+    releaseName: str = "",
+    sources: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+    offset: Annotated[int, Query(ge=0, le=MAX_CANDIDATES - PAGE_SIZE)] = 0,
+) -> Response:
     """Search explanations by meaning; without ``q`` the page shows the empty form."""
     as_json = wants_json(request, request.url.path.endswith(".json"))
     q, model_id, release = q.strip(), modelId.strip(), releaseName.strip()
     source_names = _split_sources(sources)
     params = {"q": q, "modelId": model_id, "releaseName": release, "sources": source_names}
-    data: dict[str, Any] = {"page": "searchExplanations",
-                            "request": {**params, "sources": list(source_names), "offset": offset},
-                            "search": None, "error": None, "notice": None}
+    data: dict[str, Any] = {
+        "page": "searchExplanations",
+        "request": {**params, "sources": list(source_names), "offset": offset},
+        "search": None,
+        "error": None,
+        "notice": None,
+    }
     status = 200
     if q:
         try:
             if len(q) > MAX_QUERY or len(q) < MIN_QUERY:  # checked here too: the form echoes the field
                 raise StoreError(f"a query has {MIN_QUERY} to {MAX_QUERY} characters", field="q")
             scope = _scope(model_id, release, source_names)
-            doc = search_explanations(session, settings, get_embedder(settings), query=q, scope=scope,
-                                      offset=offset, user=current_user(request, session), request=data["request"])
+            doc = search_explanations(
+                session,
+                settings,
+                get_embedder(settings),
+                query=q,
+                scope=scope,
+                offset=offset,
+                user=current_user(request, session),
+                request=data["request"],
+            )
         except StoreError as exc:
             status = exc.status if exc.status != 422 else 400
             # The form's names: the search code calls the query 'query' and the sources 'layers' (the API's).
@@ -148,8 +166,19 @@ def search_page(request: Request, session: SessionDep, settings: SettingsDep, q:
     if not q:
         warm_embedder(settings)
     search = data["search"]
-    links = {"prev": _page_link(params, max(0, offset - PAGE_SIZE)) if search and offset > 0 else None,
-             "next": _page_link(params, search["nextOffset"]) if search and search["hasMore"] else None}
-    return renderer(request).html(request, session, "search_explanations.html", data, status=status,
-                                  choices=_choices(session), links=links, min_query=MIN_QUERY,
-                                  max_query=MAX_QUERY, page_size=PAGE_SIZE)
+    links = {
+        "prev": _page_link(params, max(0, offset - PAGE_SIZE)) if search and offset > 0 else None,
+        "next": _page_link(params, search["nextOffset"]) if search and search["hasMore"] else None,
+    }
+    return renderer(request).html(
+        request,
+        session,
+        "search_explanations.html",
+        data,
+        status=status,
+        choices=_choices(session),
+        links=links,
+        min_query=MIN_QUERY,
+        max_query=MAX_QUERY,
+        page_size=PAGE_SIZE,
+    )

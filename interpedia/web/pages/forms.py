@@ -44,8 +44,13 @@ Field = Annotated[str, Form()]
 def _safe_next(target: str | None) -> str:
     """Only same-site paths: ``/x`` yes, ``//evil.example``, ``https://...`` and ``/\\t/evil`` no."""
     # Browsers drop tabs and newlines from URLs and read '\\' as '/', so those could make '//host'.
-    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
-            or any(ord(c) < 0x21 or ord(c) == 0x7F for c in target)):
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 0x21 or ord(c) == 0x7F for c in target)
+    ):
         return "/"
     return target
 
@@ -54,8 +59,17 @@ def _signin_url(path: str) -> str:
     return "/signin?" + urlencode({"next": path})
 
 
-def _form_page(request: Request, db: Session, template: str, name: str, values: dict[str, Any],
-               errors: dict[str, str], as_json: bool, status: int = 200, **extra: Any) -> Response:
+def _form_page(
+    request: Request,
+    db: Session,
+    template: str,
+    name: str,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    as_json: bool,
+    status: int = 200,
+    **extra: Any,
+) -> Response:
     if as_json:
         if errors:
             field, message = next(iter(errors.items()))
@@ -80,16 +94,16 @@ def _require_user(request: Request, db: Session) -> User:
 def signin_form(request: Request, session: SessionDep, next: str = "/") -> Response:
     """The sign-in form: paste an API key."""
     user = current_user(request, session)
-    data = {"page": "signin", "next": _safe_next(next), "user": {"name": user.name} if user else None,
-            "errors": {}}
+    data = {"page": "signin", "next": _safe_next(next), "user": {"name": user.name} if user else None, "errors": {}}
     if wants_json(request, request.url.path.endswith(".json")):
         return json_page(data)
     return renderer(request).html(request, session, "signin.html", data)
 
 
 @router.post("/signin")
-def signin(request: Request, session: SessionDep, api_key: Field = "", csrf_token: Field = "",
-           next: Field = "/") -> Response:
+def signin(
+    request: Request, session: SessionDep, api_key: Field = "", csrf_token: Field = "", next: Field = "/"
+) -> Response:
     """Check the key and remember it in the signed session cookie."""
     as_json = wants_json(request)
     check_csrf(request, session, csrf_token)
@@ -132,13 +146,19 @@ def model_new_form(request: Request, session: SessionDep) -> Response:
     if user is None and not as_json:
         return redirect(request, _signin_url("/model/new"), status=303)
     values = {"id": "", "displayName": "", "owner": user.name if user else "", "layers": ""}
-    return _form_page(request, session, "model_new.html", "modelNew", values, {}, as_json,
-                      signedIn=user is not None)
+    return _form_page(request, session, "model_new.html", "modelNew", values, {}, as_json, signedIn=user is not None)
 
 
 @router.post("/model/new")
-def model_new(request: Request, session: SessionDep, id: Field = "", displayName: Field = "", owner: Field = "",
-              layers: Field = "", csrf_token: Field = "") -> Response:
+def model_new(
+    request: Request,
+    session: SessionDep,
+    id: Field = "",
+    displayName: Field = "",
+    owner: Field = "",
+    layers: Field = "",
+    csrf_token: Field = "",
+) -> Response:
     """Create a model owned by the signed-in user, then go to its page."""
     as_json = wants_json(request)
     user = _require_user(request, session)
@@ -165,15 +185,21 @@ def model_new(request: Request, session: SessionDep, id: Field = "", displayName
         session.commit()  # end the read transaction the user lookup opened
         try:
             with session.begin():
-                model = create_model(session, values["id"], layers=n_layers,
-                                     display_name=values["displayName"] or None, creator_id=user.id,
-                                     owner=values["owner"] or user.name)
+                model = create_model(
+                    session,
+                    values["id"],
+                    layers=n_layers,
+                    display_name=values["displayName"] or None,
+                    creator_id=user.id,
+                    owner=values["owner"] or user.name,
+                )
         except StoreError as exc:
             errors[exc.field if exc.field in _MODEL_FIELDS else "id"] = exc.message
     if errors or model is None:
         status = 409 if any("already exists" in m for m in errors.values()) else 422
-        return _form_page(request, session, "model_new.html", "modelNew", values, errors, as_json, status=status,
-                          signedIn=True)
+        return _form_page(
+            request, session, "model_new.html", "modelNew", values, errors, as_json, status=status, signedIn=True
+        )
     url = page_url(model.id)
     if as_json:
         return json_page({"page": "modelNew", "model": model_json(model), "url": url}, status=201)
@@ -198,19 +224,41 @@ def sae_new_form(request: Request, session: SessionDep, model: str = "") -> Resp
     if user is None and not as_json:
         return redirect(request, _signin_url("/sae/new" + (f"?{urlencode({'model': model})}" if model else "")))
     values = {"modelId": model, "name": "", "description": "", "type": "", "creatorName": user.name if user else ""}
-    return _form_page(request, session, "sae_new.html", "saeNew", values, {}, as_json,
-                      models=_model_choices(session), signedIn=user is not None)
+    return _form_page(
+        request,
+        session,
+        "sae_new.html",
+        "saeNew",
+        values,
+        {},
+        as_json,
+        models=_model_choices(session),
+        signedIn=user is not None,
+    )
 
 
 @router.post("/sae/new")
-def sae_new(request: Request, session: SessionDep, modelId: Field = "", name: Field = "", description: Field = "",
-            type: Field = "", creatorName: Field = "", csrf_token: Field = "") -> Response:
+def sae_new(
+    request: Request,
+    session: SessionDep,
+    modelId: Field = "",
+    name: Field = "",
+    description: Field = "",
+    type: Field = "",
+    creatorName: Field = "",
+    csrf_token: Field = "",
+) -> Response:
     """Create a source set (one source per model layer, ready for uploads), then go to its page."""
     as_json = wants_json(request)
     user = _require_user(request, session)
     check_csrf(request, session, csrf_token)
-    values = {"modelId": modelId.strip(), "name": name.strip(), "description": description.strip(),
-              "type": type.strip(), "creatorName": creatorName.strip()}
+    values = {
+        "modelId": modelId.strip(),
+        "name": name.strip(),
+        "description": description.strip(),
+        "type": type.strip(),
+        "creatorName": creatorName.strip(),
+    }
     errors: dict[str, str] = {}
     if not values["modelId"]:
         errors["modelId"] = "Choose a model."
@@ -225,20 +273,34 @@ def sae_new(request: Request, session: SessionDep, modelId: Field = "", name: Fi
         try:
             with session.begin():
                 model = get_model(session, values["modelId"])
-                set_row = create_source_set(session, model.id, values["name"],
-                                            description=values["description"], type=values["type"] or None,
-                                            creator_id=user.id, creator_name=values["creatorName"] or user.name)
+                set_row = create_source_set(
+                    session,
+                    model.id,
+                    values["name"],
+                    description=values["description"],
+                    type=values["type"] or None,
+                    creator_id=user.id,
+                    creator_name=values["creatorName"] or user.name,
+                )
                 for layer in range(model.layers):
                     ensure_source(session, model.id, f"{layer}-{set_row.name}", creator_id=user.id)
         except StoreError as exc:
             errors[exc.field if exc.field in _SAE_FIELDS else "name"] = exc.message
     if errors or set_row is None:
         status = 409 if any("already exists" in m for m in errors.values()) else 422
-        return _form_page(request, session, "sae_new.html", "saeNew", values, errors, as_json, status=status,
-                          models=_model_choices(session), signedIn=True)
+        return _form_page(
+            request,
+            session,
+            "sae_new.html",
+            "saeNew",
+            values,
+            errors,
+            as_json,
+            status=status,
+            models=_model_choices(session),
+            signedIn=True,
+        )
     url = page_url(set_row.model_id, set_row.name)
     if as_json:
-        return json_page({"page": "saeNew", "sourceSet": source_set_doc(session, set_row), "url": url},
-                         status=201)
+        return json_page({"page": "saeNew", "sourceSet": source_set_doc(session, set_row), "url": url}, status=201)
     return redirect(request, url)
-

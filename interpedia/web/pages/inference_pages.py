@@ -97,8 +97,9 @@ def _positions(request: Request) -> list[int]:
             if not part:
                 continue
             if not part.isdigit():
-                raise FormError(422, f"sortIndexes must be token positions (whole numbers >= 0), not {part!r}",
-                                "sortIndexes")
+                raise FormError(
+                    422, f"sortIndexes must be token positions (whole numbers >= 0), not {part!r}", "sortIndexes"
+                )
             if int(part) not in out:
                 out.append(int(part))
     return out
@@ -127,15 +128,18 @@ def call_api(handler: Any, body_cls: Any, body: dict[str, Any], **deps: Any) -> 
 def pickers(session: Session) -> list[dict[str, Any]]:
     """Models with their source sets and sources, for the form's selects."""
     sets: dict[str, list[dict[str, Any]]] = {}
-    for row in session.scalars(select(SourceSet).where(SourceSet.visibility != "PRIVATE")
-                               .order_by(SourceSet.model_id, SourceSet.name)):
+    for row in session.scalars(
+        select(SourceSet).where(SourceSet.visibility != "PRIVATE").order_by(SourceSet.model_id, SourceSet.name)
+    ):
         sets.setdefault(row.model_id, []).append({"name": row.name, "sources": []})
     for src in session.scalars(select(Source).order_by(Source.model_id, Source.layer_num, Source.name)):
         for s in sets.get(src.model_id, []):
             if s["name"] == src.set_name:
                 s["sources"].append(src.name)
-    return [{"id": m.id, "displayName": m.display_name or m.id, "sourceSets": sets.get(m.id, [])}
-            for m in list_models(session)]
+    return [
+        {"id": m.id, "displayName": m.display_name or m.id, "sourceSets": sets.get(m.id, [])}
+        for m in list_models(session)
+    ]
 
 
 def _pick_model(models: list[dict[str, Any]], wanted: str | None) -> str | None:
@@ -174,8 +178,15 @@ def _sort_link(params: dict[str, Any], sort: list[int], position: int) -> str:
     return "/search?" + urlencode({k: v for k, v in query.items() if v not in (None, "")})
 
 
-def _page(request: Request, session: Session, template: str, data: dict[str, Any], error: FormError | None,
-          as_json: bool, **view: Any) -> Response:
+def _page(
+    request: Request,
+    session: Session,
+    template: str,
+    data: dict[str, Any],
+    error: FormError | None,
+    as_json: bool,
+    **view: Any,
+) -> Response:
     if error is not None:
         data["error"] = {"message": error.message, "field": error.field, "status": error.status}
         if as_json:
@@ -183,8 +194,9 @@ def _page(request: Request, session: Session, template: str, data: dict[str, Any
     if as_json:
         return json_page(data)
     status = error.status if error is not None else 200
-    return renderer(request).html(request, session, template, data, status=status,
-                                  request_query=request.url.query, **view)
+    return renderer(request).html(
+        request, session, template, data, status=status, request_query=request.url.query, **view
+    )
 
 
 @router.get("/search")
@@ -197,9 +209,15 @@ def search_page(request: Request, session: SessionDep, settings: SettingsDep) ->
     as_json = wants_json(request, request.url.path.endswith(".json"))
     models = pickers(session)
     query = (_last(request, "q") or "").strip("\n")
-    form: dict[str, Any] = {"modelId": _pick_model(models, _last(request, "modelId")),
-                            "sourceSet": _last(request, "sourceSet") or "", "q": query,
-                            "ignoreBos": True, "sortIndexes": [], "numResults": 50, "densityThreshold": -1.0}
+    form: dict[str, Any] = {
+        "modelId": _pick_model(models, _last(request, "modelId")),
+        "sourceSet": _last(request, "sourceSet") or "",
+        "q": query,
+        "ignoreBos": True,
+        "sortIndexes": [],
+        "numResults": 50,
+        "densityThreshold": -1.0,
+    }
     data: dict[str, Any] = {"page": "search", "form": form, "models": models, "result": None}
     view: dict[str, Any] = {"rows": [], "tokens": []}
     error: FormError | None = None
@@ -216,15 +234,31 @@ def search_page(request: Request, session: SessionDep, settings: SettingsDep) ->
             if not form["sourceSet"]:
                 raise FormError(422, "choose a source set to search", "sourceSet")
             _check_model(session, settings, form["modelId"])
-            if session.scalar(select(SourceSet.id).where(SourceSet.model_id == form["modelId"],
-                                                         SourceSet.name == form["sourceSet"])) is None:
-                raise FormError(404, f"source set {form['sourceSet']!r} is not a source set of model "
-                                     f"{form['modelId']!r}", "sourceSet")
-            body = {"modelId": form["modelId"], "sourceSet": form["sourceSet"], "text": query,
-                    "sortIndexes": form["sortIndexes"], "ignoreBos": form["ignoreBos"],
-                    "numResults": form["numResults"], "densityThreshold": form["densityThreshold"]}
-            result = call_api(search_all, SearchAllBody, body, session=session, svc=service(request),
-                              settings=settings, user=None)
+            if (
+                session.scalar(
+                    select(SourceSet.id).where(
+                        SourceSet.model_id == form["modelId"], SourceSet.name == form["sourceSet"]
+                    )
+                )
+                is None
+            ):
+                raise FormError(
+                    404,
+                    f"source set {form['sourceSet']!r} is not a source set of model {form['modelId']!r}",
+                    "sourceSet",
+                )
+            body = {
+                "modelId": form["modelId"],
+                "sourceSet": form["sourceSet"],
+                "text": query,
+                "sortIndexes": form["sortIndexes"],
+                "ignoreBos": form["ignoreBos"],
+                "numResults": form["numResults"],
+                "densityThreshold": form["densityThreshold"],
+            }
+            result = call_api(
+                search_all, SearchAllBody, body, session=session, svc=service(request), settings=settings, user=None
+            )
             data["result"] = result
             view = _search_view(form, result)
     except FormError as exc:
@@ -233,20 +267,35 @@ def search_page(request: Request, session: SessionDep, settings: SettingsDep) ->
 
 
 def _search_view(form: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-    params = {"modelId": form["modelId"], "sourceSet": form["sourceSet"], "q": form["q"],
-              "ignoreBos": "true" if form["ignoreBos"] else "false", "numResults": form["numResults"],
-              "densityThreshold": "" if form["densityThreshold"] == -1 else form["densityThreshold"]}
+    params = {
+        "modelId": form["modelId"],
+        "sourceSet": form["sourceSet"],
+        "q": form["q"],
+        "ignoreBos": "true" if form["ignoreBos"] else "false",
+        "numResults": form["numResults"],
+        "densityThreshold": "" if form["densityThreshold"] == -1 else form["densityThreshold"],
+    }
     sort = form["sortIndexes"]
-    tokens = [{"position": i, "text": display_token(t), "chosen": i in sort, "link": _sort_link(params, sort, i)}
-              for i, t in enumerate(result["tokens"])]
+    tokens = [
+        {"position": i, "text": display_token(t), "chosen": i in sort, "link": _sort_link(params, sort, i)}
+        for i, t in enumerate(result["tokens"])
+    ]
     rows = []
     for r in result["result"]:
         values = [float(v) for v in r["values"]]
-        rows.append({"layer": r["layer"], "index": r["index"], "url": page_url(r["modelId"], r["layer"], r["index"]),
-                     "maxValue": r["maxValue"], "sortValue": sum(values[p] for p in sort if p < len(values))
-                     if sort else r["maxValue"], "explanation": _explanation(r.get("neuron")),
-                     "strip": token_strip(result["tokens"], values, int(r["maxValueIndex"]),
-                                          _scale(values, r.get("neuron")))})
+        rows.append(
+            {
+                "layer": r["layer"],
+                "index": r["index"],
+                "url": page_url(r["modelId"], r["layer"], r["index"]),
+                "maxValue": r["maxValue"],
+                "sortValue": sum(values[p] for p in sort if p < len(values)) if sort else r["maxValue"],
+                "explanation": _explanation(r.get("neuron")),
+                "strip": token_strip(
+                    result["tokens"], values, int(r["maxValueIndex"]), _scale(values, r.get("neuron"))
+                ),
+            }
+        )
     return {"rows": rows, "tokens": tokens, "clear_sort": _sort_link(params, [], -1) if sort else None}
 
 
@@ -260,9 +309,14 @@ def topk_page(request: Request, session: SessionDep, settings: SettingsDep) -> R
     as_json = wants_json(request, request.url.path.endswith(".json"))
     models = pickers(session)
     query = (_last(request, "q") or "").strip("\n")
-    form: dict[str, Any] = {"modelId": _pick_model(models, _last(request, "modelId")),
-                            "source": _last(request, "source") or "", "q": query, "ignoreBos": True,
-                            "numResults": 5, "densityThreshold": -1.0}
+    form: dict[str, Any] = {
+        "modelId": _pick_model(models, _last(request, "modelId")),
+        "source": _last(request, "source") or "",
+        "q": query,
+        "ignoreBos": True,
+        "numResults": 5,
+        "densityThreshold": -1.0,
+    }
     data: dict[str, Any] = {"page": "searchTopkByToken", "form": form, "models": models, "result": None}
     view: dict[str, Any] = {"columns": []}
     error: FormError | None = None
@@ -278,11 +332,23 @@ def topk_page(request: Request, session: SessionDep, settings: SettingsDep) -> R
             if not form["source"]:
                 raise FormError(422, "choose a source (SAE) to search", "source")
             _check_model(session, settings, form["modelId"])
-            body = {"modelId": form["modelId"], "source": form["source"], "text": query,
-                    "numResults": form["numResults"], "ignoreBos": form["ignoreBos"],
-                    "densityThreshold": form["densityThreshold"]}
-            result = call_api(search_topk_by_token, SearchTopkBody, body, session=session, svc=service(request),
-                              settings=settings, user=None)
+            body = {
+                "modelId": form["modelId"],
+                "source": form["source"],
+                "text": query,
+                "numResults": form["numResults"],
+                "ignoreBos": form["ignoreBos"],
+                "densityThreshold": form["densityThreshold"],
+            }
+            result = call_api(
+                search_topk_by_token,
+                SearchTopkBody,
+                body,
+                session=session,
+                svc=service(request),
+                settings=settings,
+                user=None,
+            )
             data["result"] = result
             view = {"columns": _topk_view(form, result)}
     except FormError as exc:
@@ -297,9 +363,21 @@ def _topk_view(form: dict[str, Any], result: dict[str, Any]) -> list[dict[str, A
         feats = []
         for f in item["topFeatures"]:
             level = min(10, max(1, math.ceil(abs(f["activationValue"]) / top * 10))) if top > 0 else 1
-            feats.append({"index": f["featureIndex"], "value": f["activationValue"], "level": level,
-                          "url": page_url(form["modelId"], result["source"], f["featureIndex"]),
-                          "explanation": _explanation(f.get("feature"))})
-        columns.append({"position": item["position"], "token": display_token(item["token"]),
-                        "special": item["isSpecial"], "features": feats})
+            feats.append(
+                {
+                    "index": f["featureIndex"],
+                    "value": f["activationValue"],
+                    "level": level,
+                    "url": page_url(form["modelId"], result["source"], f["featureIndex"]),
+                    "explanation": _explanation(f.get("feature")),
+                }
+            )
+        columns.append(
+            {
+                "position": item["position"],
+                "token": display_token(item["token"]),
+                "special": item["isSpecial"],
+                "features": feats,
+            }
+        )
     return columns

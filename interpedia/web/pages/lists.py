@@ -59,8 +59,9 @@ def _mark_live(session: Session, settings: Settings, neurons: list[dict[str, Any
         neuron = item["neuron"]
         key = (neuron["modelId"], neuron["layer"])
         if key not in status:
-            status[key] = inference_availability(session, settings, get_model(session, key[0]),
-                                                 get_source(session, *key))
+            status[key] = inference_availability(
+                session, settings, get_model(session, key[0]), get_source(session, *key)
+            )
         neuron["inferenceEnabled"] = status[key]["available"]
     return next((s["reason"] for s in status.values() if not s["available"]), None)
 
@@ -99,9 +100,14 @@ def list_page(request: Request, session: SessionDep, list_id: str) -> Response:
     doc = store.list_details(session, lst, base)
     reason = _mark_live(session, request.app.state.settings, doc["neurons"])
     live_note = _live_note(doc["neurons"], lst.default_test_text, reason)
-    data = {"page": "list", "list": doc, "canEdit": user is not None and user.id == lst.user_id,
-            "canRemove": can_modify(user, lst.user_id), "liveNote": live_note,
-            "community": list_community(session, lst.id, user)}
+    data = {
+        "page": "list",
+        "list": doc,
+        "canEdit": user is not None and user.id == lst.user_id,
+        "canRemove": can_modify(user, lst.user_id),
+        "liveNote": live_note,
+        "community": list_community(session, lst.id, user),
+    }
     if wants_json(request, as_json):
         return json_page(data)
     strips = {i: _top_strip(n["neuron"]) for i, n in enumerate(doc["neurons"])}
@@ -110,9 +116,17 @@ def list_page(request: Request, session: SessionDep, list_id: str) -> Response:
 
 
 @router.post("/list/new")
-def list_new(request: Request, session: SessionDep, name: Field = "", description: Field = "",
-             modelId: Field = "", layer: Field = "", index: Field = "", next: Field = "",
-             csrf_token: Field = "") -> Response:
+def list_new(
+    request: Request,
+    session: SessionDep,
+    name: Field = "",
+    description: Field = "",
+    modelId: Field = "",
+    layer: Field = "",
+    index: Field = "",
+    next: Field = "",
+    csrf_token: Field = "",
+) -> Response:
     """Create a list (and put the feature named by ``modelId``/``layer``/``index`` in it, when given)."""
     user = _user(request, session)
     check_csrf(request, session, csrf_token)
@@ -132,8 +146,17 @@ def _index(value: str) -> int:
 
 
 @router.post("/list/add")
-def list_add(request: Request, session: SessionDep, listId: Field = "", modelId: Field = "", layer: Field = "",
-             index: Field = "", description: Field = "", next: Field = "", csrf_token: Field = "") -> Response:
+def list_add(
+    request: Request,
+    session: SessionDep,
+    listId: Field = "",
+    modelId: Field = "",
+    layer: Field = "",
+    index: Field = "",
+    description: Field = "",
+    next: Field = "",
+    csrf_token: Field = "",
+) -> Response:
     """Put a feature in one of your lists (the feature page's "add to list")."""
     list_id = listId
     user = _user(request, session)
@@ -147,8 +170,15 @@ def list_add(request: Request, session: SessionDep, listId: Field = "", modelId:
 
 
 @router.post("/list/{list_id}/remove")
-def list_remove(request: Request, session: SessionDep, list_id: str, modelId: Field = "", layer: Field = "",
-                index: Field = "", csrf_token: Field = "") -> Response:
+def list_remove(
+    request: Request,
+    session: SessionDep,
+    list_id: str,
+    modelId: Field = "",
+    layer: Field = "",
+    index: Field = "",
+    csrf_token: Field = "",
+) -> Response:
     """Take a feature out of the list (owner or admin)."""
     user = _user(request, session)
     check_csrf(request, session, csrf_token)
@@ -159,8 +189,16 @@ def list_remove(request: Request, session: SessionDep, list_id: str, modelId: Fi
 
 
 @router.post("/list/{list_id}/edit-feature")
-def list_edit_feature(request: Request, session: SessionDep, list_id: str, modelId: Field = "", layer: Field = "",
-                      index: Field = "", description: Field = "", csrf_token: Field = "") -> Response:
+def list_edit_feature(
+    request: Request,
+    session: SessionDep,
+    list_id: str,
+    modelId: Field = "",
+    layer: Field = "",
+    index: Field = "",
+    description: Field = "",
+    csrf_token: Field = "",
+) -> Response:
     """Change the note on one of the list's features (owner only)."""
     user = _user(request, session)
     check_csrf(request, session, csrf_token)
@@ -171,8 +209,15 @@ def list_edit_feature(request: Request, session: SessionDep, list_id: str, model
 
 
 @router.post("/list/{list_id}/update")
-def list_update(request: Request, session: SessionDep, list_id: str, name: Field = "", description: Field = "",
-                defaultTestText: Field = "", csrf_token: Field = "") -> Response:
+def list_update(
+    request: Request,
+    session: SessionDep,
+    list_id: str,
+    name: Field = "",
+    description: Field = "",
+    defaultTestText: Field = "",
+    csrf_token: Field = "",
+) -> Response:
     """Rename the list, change its description or its shared test text (owner only)."""
     user = _user(request, session)
     check_csrf(request, session, csrf_token)
@@ -192,4 +237,3 @@ def list_delete(request: Request, session: SessionDep, list_id: str, csrf_token:
         store.delete_list(tx, store.list_for_change(tx, list_id, user, removal=True))
     log.info("user %s deleted list %s", user.name, list_id)
     return _done(request, "/account", True)
-

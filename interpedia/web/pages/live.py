@@ -33,17 +33,23 @@ def model_availability(session: Session, settings: Settings, model: Model) -> di
     from interpedia.inference.plans import plan_model  # no torch: plans read the catalogue only
 
     if not model.inference_enabled:
-        return {"available": False, "spec": None,
-                "reason": f"Live inference is switched off for model {model.id} (its inference_enabled flag "
-                          "is false in the catalogue)."}
+        return {
+            "available": False,
+            "spec": None,
+            "reason": f"Live inference is switched off for model {model.id} (its inference_enabled flag "
+            "is false in the catalogue).",
+        }
     try:
         plan = plan_model(session, settings, model.id)
     except StoreError as exc:
         return {"available": False, "spec": None, "reason": f"Live inference is not available: {exc}"}
     if _local_path_missing(plan.spec):
-        return {"available": False, "spec": plan.spec,
-                "reason": f"Live inference is not available: the weights of model {model.id} were not found "
-                          f"at {plan.spec}."}
+        return {
+            "available": False,
+            "spec": plan.spec,
+            "reason": f"Live inference is not available: the weights of model {model.id} were not found "
+            f"at {plan.spec}.",
+        }
     return {"available": True, "spec": plan.spec, "reason": None}
 
 
@@ -55,17 +61,21 @@ def inference_availability(session: Session, settings: Settings, model: Model, s
     if not status["available"]:
         return {"available": False, "reason": status["reason"]}
     if not source.inference_enabled:
-        return {"available": False,
-                "reason": f"Live inference is switched off for {model.id}/{source.name} (its inference_enabled "
-                          "flag is false in the catalogue)."}
+        return {
+            "available": False,
+            "reason": f"Live inference is switched off for {model.id}/{source.name} (its inference_enabled "
+            "flag is false in the catalogue).",
+        }
     try:
         plan = plan_sae(session, model.id, source.name)
     except StoreError as exc:
         return {"available": False, "reason": f"Live inference is not available: {exc}"}
     if "/" in plan.spec and _local_path_missing(plan.spec):
-        return {"available": False,
-                "reason": f"Live inference is not available: the SAE weights of {model.id}/{source.name} were not "
-                          f"found at {plan.spec}."}
+        return {
+            "available": False,
+            "reason": f"Live inference is not available: the SAE weights of {model.id}/{source.name} were not "
+            f"found at {plan.spec}.",
+        }
     return {"available": True, "reason": None}
 
 

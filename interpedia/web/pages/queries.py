@@ -45,8 +45,11 @@ def catalogue(session: Session) -> list[dict[str, Any]]:
     """Every visible model with its source sets and feature counts (the home page)."""
     models = list_models(session)
     sets: dict[str, list[SourceSet]] = defaultdict(list)
-    for row in session.scalars(select(SourceSet).where(listed_condition(SourceSet.visibility, SourceSet.creator_id))
-                               .order_by(SourceSet.model_id, SourceSet.name)):
+    for row in session.scalars(
+        select(SourceSet)
+        .where(listed_condition(SourceSet.visibility, SourceSet.creator_id))
+        .order_by(SourceSet.model_id, SourceSet.name)
+    ):
         sets[row.model_id].append(row)
     by_set: dict[int, list[Source]] = defaultdict(list)
     for src in session.scalars(select(Source).where(listed_condition(Source.visibility, Source.creator_id))):
@@ -56,49 +59,59 @@ def catalogue(session: Session) -> list[dict[str, Any]]:
     for model in models:
         set_docs = []
         for set_row in sets.get(model.id, []):
-            sources = sorted(by_set.get(set_row.id, []),
-                             key=lambda s: (s.layer_num if s.layer_num is not None else 1 << 30, s.name))
+            sources = sorted(
+                by_set.get(set_row.id, []), key=lambda s: (s.layer_num if s.layer_num is not None else 1 << 30, s.name)
+            )
             docs = _sources_doc(sources, counts)
-            set_docs.append({**source_set_json(set_row), "featureCount": sum(d["featureCount"] for d in docs),
-                             "sources": docs})
-        out.append({**model_json(model), "featureCount": sum(d["featureCount"] for d in set_docs),
-                    "sourceSets": set_docs})
+            set_docs.append(
+                {**source_set_json(set_row), "featureCount": sum(d["featureCount"] for d in docs), "sources": docs}
+            )
+        out.append(
+            {**model_json(model), "featureCount": sum(d["featureCount"] for d in set_docs), "sourceSets": set_docs}
+        )
     return out
 
 
 def browse(session: Session, source: Source, offset: int, limit: int) -> dict[str, Any]:
     """One page of a source's features by index: max activation, density and the best explanation."""
-    total = int(session.scalar(select(func.count()).select_from(Feature).where(Feature.source_id == source.id))
-                or 0)
+    total = int(session.scalar(select(func.count()).select_from(Feature).where(Feature.source_id == source.id)) or 0)
     rows = session.execute(
         select(Feature.id, Feature.index, Feature.max_act_approx, Feature.frac_nonzero)
-        .where(Feature.source_id == source.id).order_by(Feature.index).offset(offset).limit(limit)
+        .where(Feature.source_id == source.id)
+        .order_by(Feature.index)
+        .offset(offset)
+        .limit(limit)
     ).all()
     best: dict[int, str] = {}
     if rows:
         for fid, description in session.execute(
             select(Explanation.feature_id, Explanation.description)
             .where(Explanation.feature_id.in_([r[0] for r in rows]))
-            .order_by(Explanation.feature_id, Explanation.score_v2.desc().nulls_last(),
-                      Explanation.score_v1.desc(), Explanation.created_at)
+            .order_by(
+                Explanation.feature_id,
+                Explanation.score_v2.desc().nulls_last(),
+                Explanation.score_v1.desc(),
+                Explanation.created_at,
+            )
         ):
             best.setdefault(fid, description)
-    features = [{"index": str(index), "maxActApprox": max_act, "frac_nonzero": density,
-                 "explanation": best.get(fid)} for fid, index, max_act, density in rows]
+    features = [
+        {"index": str(index), "maxActApprox": max_act, "frac_nonzero": density, "explanation": best.get(fid)}
+        for fid, index, max_act, density in rows
+    ]
     return {"offset": offset, "limit": limit, "total": total, "features": features}
 
 
 def neighbours(session: Session, source_id: int, index: int) -> tuple[int | None, int | None]:
     """The indexes just before and after ``index`` in the source (None at either end)."""
-    prev = session.scalar(select(func.max(Feature.index)).where(Feature.source_id == source_id,
-                                                                Feature.index < index))
-    nxt = session.scalar(select(func.min(Feature.index)).where(Feature.source_id == source_id,
-                                                               Feature.index > index))
+    prev = session.scalar(select(func.max(Feature.index)).where(Feature.source_id == source_id, Feature.index < index))
+    nxt = session.scalar(select(func.min(Feature.index)).where(Feature.source_id == source_id, Feature.index > index))
     return prev, nxt
 
 
-def random_feature(session: Session, model_id: str, source_name: str | None = None,
-                   rng: random.Random | None = None) -> tuple[str, int] | None:
+def random_feature(
+    session: Session, model_id: str, source_name: str | None = None, rng: random.Random | None = None
+) -> tuple[str, int] | None:
     """A random live feature (one with activations) of the model, or of one of its sources.
 
     Picks a random point in the primary-key range and takes the first feature at or after it, which
@@ -112,8 +125,7 @@ def random_feature(session: Session, model_id: str, source_name: str | None = No
     if not names:
         return None
     ids = list(names)
-    lo, hi = session.execute(select(func.min(Feature.id), func.max(Feature.id))
-                             .where(Feature.source_id.in_(ids))).one()
+    lo, hi = session.execute(select(func.min(Feature.id), func.max(Feature.id)).where(Feature.source_id.in_(ids))).one()
     if lo is None:
         return None
     pivot = rng.randint(lo, hi)
@@ -122,8 +134,9 @@ def random_feature(session: Session, model_id: str, source_name: str | None = No
         cond = [Feature.source_id.in_(ids), Feature.id >= start]
         if live_only:
             cond.append(Feature.max_act_approx > 0)
-        row = session.execute(select(Feature.source_id, Feature.index).where(*cond)
-                              .order_by(Feature.id).limit(1)).first()
+        row = session.execute(
+            select(Feature.source_id, Feature.index).where(*cond).order_by(Feature.id).limit(1)
+        ).first()
         if row is not None:
             source_id, index = row  # (not row.index: that is tuple.index)
             return names[source_id], int(index)

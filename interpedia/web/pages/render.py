@@ -28,10 +28,11 @@ TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 
 # Pages never need inline script or style: everything is in /static (and SVG attributes).
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
-       "base-uri 'none'; form-action 'self'; frame-ancestors 'self'")
-HTML_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-                "Referrer-Policy": "same-origin"}
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
+)
+HTML_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
 JSON_SUFFIX = ".json"
 # First path segments that belong to other parts of the app, never to a model id.
 NOT_PAGES = frozenset({"api", "v1", "static", "docs", "redoc", "openapi.json", "health"})
@@ -98,22 +99,39 @@ class Renderer:
     """The app's template environment and response helpers."""
 
     def __init__(self, settings: Settings) -> None:
-        self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
-                               auto_reload=settings.env == "development", trim_blocks=True, lstrip_blocks=True)
+        self.env = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=True,
+            undefined=StrictUndefined,
+            auto_reload=settings.env == "development",
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
         versions = _static_versions()
         self.env.globals.update(
             static=lambda name: f"/static/{name}?v={versions.get(name, __version__)}",
-            url=page_url, version=__version__, csrf_field=CSRF_FIELD,
+            url=page_url,
+            version=__version__,
+            csrf_field=CSRF_FIELD,
         )
         self.env.filters.update(num=_num, pct=_pct, href=_href)
 
-    def html(self, request: Request, db: Session | None, template: str, data: dict[str, Any], *,
-             status: int = 200, **view: Any) -> HTMLResponse:
+    def html(
+        self,
+        request: Request,
+        db: Session | None,
+        template: str,
+        data: dict[str, Any],
+        *,
+        status: int = 200,
+        **view: Any,
+    ) -> HTMLResponse:
         """Render ``template`` with the page data, the signed-in user and a CSRF token getter."""
         user = current_user(request, db) if db is not None else None
         sess = manager(request).load(request)
-        body = self.env.get_template(template).render(data=data, user=user, csrf=sess.token, path=request.url.path,
-                                                     **view)
+        body = self.env.get_template(template).render(
+            data=data, user=user, csrf=sess.token, path=request.url.path, **view
+        )
         response = HTMLResponse(body, status_code=status, headers=HTML_HEADERS)
         manager(request).save(request, response)
         return response
@@ -121,7 +139,8 @@ class Renderer:
     def error(self, request: Request, status: int, message: str) -> HTMLResponse:
         """An HTML error page (the JSON error shape stays for the API and the JSON twins)."""
         body = self.env.get_template("error.html").render(
-            data={"status": status, "message": message}, user=None, csrf=lambda: "", path=request.url.path)
+            data={"status": status, "message": message}, user=None, csrf=lambda: "", path=request.url.path
+        )
         return HTMLResponse(body, status_code=status, headers=HTML_HEADERS)
 
 
@@ -140,4 +159,3 @@ def redirect(request: Request, url: str, status: int = 303) -> RedirectResponse:
 def renderer(request: Request) -> Renderer:
     """The app's renderer."""
     return request.app.state.pages  # type: ignore[no-any-return]
-

@@ -89,8 +89,9 @@ def random_feature(request: Request, session: SessionDep, model_id: str, source:
         raise NotFound(f"model {model_id!r} has no features yet", field="modelId")
     url = page_url(model_id, picked[0], picked[1])
     if wants_json(request, as_json):
-        return json_page({"page": "random", "modelId": model_id, "layer": picked[0], "index": str(picked[1]),
-                          "url": url})
+        return json_page(
+            {"page": "random", "modelId": model_id, "layer": picked[0], "index": str(picked[1]), "url": url}
+        )
     return redirect(request, url, status=302)
 
 
@@ -106,9 +107,15 @@ def model_page(request: Request, session: SessionDep, model_id: str) -> Response
 
 
 @router.get("/{model_id}/{layer}")
-def source_page(request: Request, session: SessionDep, model_id: str, layer: str,
-                offset: Annotated[int, Query(ge=0)] = 0,
-                limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE, source: str | None = None) -> Response:
+def source_page(
+    request: Request,
+    session: SessionDep,
+    model_id: str,
+    layer: str,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE,
+    source: str | None = None,
+) -> Response:
     """A source set (``/gpt2-small/res-jb``) or a source (``/gpt2-small/6-res-jb``) with its feature browser."""
     layer, as_json = split_json(layer)
     model = get_model(session, model_id)
@@ -119,8 +126,11 @@ def source_page(request: Request, session: SessionDep, model_id: str, layer: str
         names = [s["id"] for s in set_doc["sources"]]
         if source is not None and source not in names:
             raise NotFound(f"source {model.id}/{source} is not in source set {layer}", field="source")
-        chosen = source or next((s["id"] for s in set_doc["sources"] if s["featureCount"]), None) \
+        chosen = (
+            source
+            or next((s["id"] for s in set_doc["sources"] if s["featureCount"]), None)
             or (names[0] if names else None)
+        )
         browser = None
         if chosen is not None:
             src_row = next(s for s in list_sources(session, set_row) if s.name == chosen)
@@ -131,10 +141,14 @@ def source_page(request: Request, session: SessionDep, model_id: str, layer: str
         src = get_source(session, model.id, layer)
         src_set = session.get(SourceSet, src.set_id)
         browser = {"source": src.name, **queries.browse(session, src, offset, limit)}
-        data = {"page": "source", "model": model_json(model),
-                "sourceSet": source_set_json(src_set) if src_set else None,
-                "source": {**source_json(src), "featureCount": browser["total"]},
-                "evals": queries.evals(session, src.id), "browser": browser}
+        data = {
+            "page": "source",
+            "model": model_json(model),
+            "sourceSet": source_set_json(src_set) if src_set else None,
+            "source": {**source_json(src), "featureCount": browser["total"]},
+            "evals": queries.evals(session, src.id),
+            "browser": browser,
+        }
         template = "source.html"
     if wants_json(request, as_json):
         return json_page(data)
@@ -154,20 +168,34 @@ def feature_page(request: Request, session: SessionDep, model_id: str, layer: st
         "random": f"{page_url('random', model.id)}?{urlencode({'source': source.name})}",
     }
     data = {"page": "feature", "feature": doc, "navigation": navigation}
-    data["community"] = feature_community(session, feature, [e["id"] for e in doc["explanations"]],
-                                          current_user(request, session))
+    data["community"] = feature_community(
+        session, feature, [e["id"] for e in doc["explanations"]], current_user(request, session)
+    )
     if wants_json(request, as_json):
         return json_page(data)
     set_doc = doc.get("sourceSet") or {}
     default_range = set_doc.get("defaultRange", 1)
     context = CONTEXT_CHOICES[default_range] if isinstance(default_range, int) and 0 <= default_range < 3 else "16"
     live = inference_availability(session, request.app.state.settings, model, source)
-    page_data = {"modelId": model.id, "layer": source.name, "index": str(feature.index),
-                 "maxActApprox": doc.get("maxActApprox"),
-                 "inferenceEnabled": live["available"]}
-    return renderer(request).html(request, session, "feature.html", data, view=dashboard_view(doc),
-                                  context=context, show_breaks=set_doc.get("defaultShowBreaks", True),
-                                  page_data=page_data, live=live, my_lists=_my_lists(request, session, feature.id))
+    page_data = {
+        "modelId": model.id,
+        "layer": source.name,
+        "index": str(feature.index),
+        "maxActApprox": doc.get("maxActApprox"),
+        "inferenceEnabled": live["available"],
+    }
+    return renderer(request).html(
+        request,
+        session,
+        "feature.html",
+        data,
+        view=dashboard_view(doc),
+        context=context,
+        show_breaks=set_doc.get("defaultShowBreaks", True),
+        page_data=page_data,
+        live=live,
+        my_lists=_my_lists(request, session, feature.id),
+    )
 
 
 def _my_lists(request: Request, session: Session, feature_id: int) -> list[dict[str, Any]]:

@@ -122,9 +122,12 @@ class SessionManager:
                 data: Any = self.serializer.loads(raw, max_age=self.max_age)
                 if isinstance(data, dict) and isinstance(data.get("c"), str) and len(data["c"]) >= 20:
                     key_id, user_id, pw_print = data.get("k"), data.get("u"), data.get("p")
-                    sess = WebSession(key_id=key_id if isinstance(key_id, str) else None,
-                                      user_id=user_id if isinstance(user_id, str) else None,
-                                      pw_print=pw_print if isinstance(pw_print, str) else None, csrf=data["c"])
+                    sess = WebSession(
+                        key_id=key_id if isinstance(key_id, str) else None,
+                        user_id=user_id if isinstance(user_id, str) else None,
+                        pw_print=pw_print if isinstance(pw_print, str) else None,
+                        csrf=data["c"],
+                    )
             except BadSignature:
                 sess = None
         if sess is None:
@@ -137,9 +140,15 @@ class SessionManager:
         sess = getattr(request.state, "web_session", None)
         if sess is None or not sess.dirty:
             return
-        response.set_cookie(COOKIE, self.serializer.dumps({"k": sess.key_id, "u": sess.user_id,
-                                                           "p": sess.pw_print, "c": sess.csrf}),
-                            max_age=self.max_age, httponly=True, samesite="lax", secure=self.secure, path="/")
+        response.set_cookie(
+            COOKIE,
+            self.serializer.dumps({"k": sess.key_id, "u": sess.user_id, "p": sess.pw_print, "c": sess.csrf}),
+            max_age=self.max_age,
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+            path="/",
+        )
 
 
 def manager(request: Request) -> SessionManager:
@@ -183,8 +192,7 @@ def current_user(request: Request, session: Session) -> User | None:
             sess.user = session.get(User, row.user_id)
     elif sess.user_id:
         user = session.get(User, sess.user_id)
-        if user is None or not user.password_hash or not hmac.compare_digest(password_print(user),
-                                                                               sess.pw_print or ""):
+        if user is None or not user.password_hash or not hmac.compare_digest(password_print(user), sess.pw_print or ""):
             sess.sign_out()  # the user is gone or changed their password
         else:
             sess.user = user

@@ -32,9 +32,17 @@ from interpedia.web.pages.session import check_csrf, current_user
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 METHODS = ("SIMPLE_ADDITIVE", "ORTHOGONAL_DECOMP", "PROJECTION_CAP")
-DEFAULTS: dict[str, Any] = {"mode": "completion", "prompt": "", "temperature": 0.5, "n_tokens": 32, "seed": 16,
-                            "strength_multiplier": 1.0, "freq_penalty": 0.0, "steer_method": "SIMPLE_ADDITIVE",
-                            "steer_special_tokens": True}
+DEFAULTS: dict[str, Any] = {
+    "mode": "completion",
+    "prompt": "",
+    "temperature": 0.5,
+    "n_tokens": 32,
+    "seed": 16,
+    "strength_multiplier": 1.0,
+    "freq_penalty": 0.0,
+    "steer_method": "SIMPLE_ADDITIVE",
+    "steer_special_tokens": True,
+}
 BLANK_ROWS = 2
 FormList = Annotated[list[str], Form()]
 FormText = Annotated[str, Form()]
@@ -42,12 +50,22 @@ FormText = Annotated[str, Form()]
 
 def _model_context(session: Session, settings: Settings, model: Model) -> dict[str, Any]:
     status = model_availability(session, settings, model)
-    sources = [s.name for s in session.scalars(select(Source).where(Source.model_id == model.id)
-                                               .order_by(Source.layer_num, Source.name))]
+    sources = [
+        s.name
+        for s in session.scalars(
+            select(Source).where(Source.model_id == model.id).order_by(Source.layer_num, Source.name)
+        )
+    ]
     chat = has_chat_template(status.get("spec"), model) if status["available"] else False
-    return {"modelId": model.id, "displayName": model.display_name or model.id, "sources": sources,
-            "available": status["available"], "reason": status["reason"], "chat": chat,
-            "chatNote": None if chat else f"Chat steering is not offered: model {model.id} has no chat template."}
+    return {
+        "modelId": model.id,
+        "displayName": model.display_name or model.id,
+        "sources": sources,
+        "available": status["available"],
+        "reason": status["reason"],
+        "chat": chat,
+        "chatNote": None if chat else f"Chat steering is not offered: model {model.id} has no chat template.",
+    }
 
 
 def _number(raw: str, name: str, kind: type) -> Any:
@@ -69,13 +87,18 @@ def _features(model_id: str, sources: list[str], indexes: list[str], strengths: 
         if not source:
             raise FormError(422, f"feature {n + 1}: choose an SAE", "source")
         if not raw_index.isdigit():
-            raise FormError(422, f"feature {n + 1}: the index must be a whole number >= 0, not {raw_index!r}",
-                            "index")
+            raise FormError(422, f"feature {n + 1}: the index must be a whole number >= 0, not {raw_index!r}", "index")
         raw_strength = strengths[n].strip() if n < len(strengths) else ""
         if not raw_strength:
             raise FormError(422, f"feature {n + 1}: give a strength", "strength")
-        out.append({"modelId": model_id, "layer": source, "index": int(raw_index),
-                    "strength": _number(raw_strength, f"feature {n + 1} strength", float)})
+        out.append(
+            {
+                "modelId": model_id,
+                "layer": source,
+                "index": int(raw_index),
+                "strength": _number(raw_strength, f"feature {n + 1} strength", float),
+            }
+        )
     if not out:
         raise FormError(422, "pick at least one feature to steer with (an SAE and an index)", "index")
     return out
@@ -87,24 +110,43 @@ def _prefill(request: Request) -> list[dict[str, Any]]:
     rows = []
     for n, index in enumerate(q.getlist("index")):
         sources, strengths = q.getlist("source"), q.getlist("strength")
-        rows.append({"layer": sources[n] if n < len(sources) else "", "index": index,
-                     "strength": strengths[n] if n < len(strengths) else "10"})
+        rows.append(
+            {
+                "layer": sources[n] if n < len(sources) else "",
+                "index": index,
+                "strength": strengths[n] if n < len(strengths) else "10",
+            }
+        )
     return rows
 
 
-def _render(request: Request, session: Session, ctx: dict[str, Any], form: dict[str, Any],
-            features: list[dict[str, Any]], result: dict[str, Any] | None, error: FormError | None,
-            as_json: bool) -> Response:
-    data = {"page": "steer", "model": ctx, "form": form, "features": features, "result": result,
-            "error": None if error is None else {"message": error.message, "field": error.field}}
+def _render(
+    request: Request,
+    session: Session,
+    ctx: dict[str, Any],
+    form: dict[str, Any],
+    features: list[dict[str, Any]],
+    result: dict[str, Any] | None,
+    error: FormError | None,
+    as_json: bool,
+) -> Response:
+    data = {
+        "page": "steer",
+        "model": ctx,
+        "form": form,
+        "features": features,
+        "result": result,
+        "error": None if error is None else {"message": error.message, "field": error.field},
+    }
     if as_json:
         if error is not None:
             return error_response(error.status, error.message, error.field)
         return json_page(data)
     blank_source = features[0]["layer"] if features else ""
     rows = [*features, *({"layer": blank_source, "index": "", "strength": ""} for _ in range(BLANK_ROWS))]
-    return renderer(request).html(request, session, "steer.html", data, status=200 if error is None else error.status,
-                                  rows=rows, methods=METHODS)
+    return renderer(request).html(
+        request, session, "steer.html", data, status=200 if error is None else error.status, rows=rows, methods=METHODS
+    )
 
 
 @router.get("/steer")
@@ -127,12 +169,21 @@ def steer_shared(request: Request, session: SessionDep, settings: SettingsDep, o
     if doc["isChat"]:
         messages = doc.get("steeredChatMessages") or doc.get("defaultChatMessages") or []
         prompt = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-    form = {**DEFAULTS, **{k: v for k, v in doc["settings"].items() if v is not None},
-            "mode": "chat" if doc["isChat"] else "completion", "prompt": prompt}
-    result = {"id": doc["id"], "shareUrl": page_url("steer", doc["id"]), "isChat": doc["isChat"],
-              "DEFAULT": doc.get("DEFAULT"), "STEERED": doc.get("STEERED"), "createdAt": doc.get("createdAt")}
-    return _render(request, session, ctx, form, list(doc["features"]), result, None,
-                   wants_json(request, as_json))
+    form = {
+        **DEFAULTS,
+        **{k: v for k, v in doc["settings"].items() if v is not None},
+        "mode": "chat" if doc["isChat"] else "completion",
+        "prompt": prompt,
+    }
+    result = {
+        "id": doc["id"],
+        "shareUrl": page_url("steer", doc["id"]),
+        "isChat": doc["isChat"],
+        "DEFAULT": doc.get("DEFAULT"),
+        "STEERED": doc.get("STEERED"),
+        "createdAt": doc.get("createdAt"),
+    }
+    return _render(request, session, ctx, form, list(doc["features"]), result, None, wants_json(request, as_json))
 
 
 @router.get("/{model_id}/steer")
@@ -142,19 +193,43 @@ def steer_page(request: Request, session: SessionDep, settings: SettingsDep, mod
     model = get_model(session, model_id)
     ctx = _model_context(session, settings, model)
     mode = request.query_params.get("mode", "completion")
-    form = {**DEFAULTS, "mode": mode if mode == "chat" and ctx["chat"] else "completion",
-            "prompt": request.query_params.get("prompt", "")}
-    return _render(request, session, ctx, form, _prefill(request), None, None,
-                   wants_json(request, request.url.path.endswith(".json")))
+    form = {
+        **DEFAULTS,
+        "mode": mode if mode == "chat" and ctx["chat"] else "completion",
+        "prompt": request.query_params.get("prompt", ""),
+    }
+    return _render(
+        request,
+        session,
+        ctx,
+        form,
+        _prefill(request),
+        None,
+        None,
+        wants_json(request, request.url.path.endswith(".json")),
+    )
 
 
 @router.post("/{model_id}/steer")
-def steer_run(request: Request, session: SessionDep, settings: SettingsDep, model_id: str,
-              csrf_token: FormText = "", mode: FormText = "completion", prompt: FormText = "",
-              source: FormList = [], index: FormList = [], strength: FormList = [],  # noqa: B006 (FastAPI copies)
-              temperature: FormText = "0.5", n_tokens: FormText = "32", seed: FormText = "16",
-              strength_multiplier: FormText = "1", freq_penalty: FormText = "0",
-              steer_method: FormText = "SIMPLE_ADDITIVE", steer_special_tokens: FormList = []) -> Response:  # noqa: B006
+def steer_run(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    model_id: str,
+    csrf_token: FormText = "",
+    mode: FormText = "completion",
+    prompt: FormText = "",
+    source: FormList = [],  # noqa: B006
+    index: FormList = [],  # noqa: B006
+    strength: FormList = [],  # noqa: B006 (FastAPI copies)
+    temperature: FormText = "0.5",
+    n_tokens: FormText = "32",
+    seed: FormText = "16",
+    strength_multiplier: FormText = "1",
+    freq_penalty: FormText = "0",
+    steer_method: FormText = "SIMPLE_ADDITIVE",
+    steer_special_tokens: FormList = [],  # noqa: B006
+) -> Response:  # noqa: B006
     """Run the steering form and redirect to the saved result (``/steer/{id}``)."""
     from interpedia.web.api.steer import SteerBody, SteerChatBody, steer, steer_chat
     from interpedia.web.v1.inference import service
@@ -163,12 +238,21 @@ def steer_run(request: Request, session: SessionDep, settings: SettingsDep, mode
     check_csrf(request, session, csrf_token)
     model = get_model(session, model_id)
     ctx = _model_context(session, settings, model)
-    form: dict[str, Any] = {**DEFAULTS, "mode": mode, "prompt": prompt, "temperature": temperature,
-                            "n_tokens": n_tokens, "seed": seed, "strength_multiplier": strength_multiplier,
-                            "freq_penalty": freq_penalty, "steer_method": steer_method,
-                            "steer_special_tokens": (steer_special_tokens or ["true"])[-1] == "true"}
-    shown = [{"layer": s, "index": i, "strength": st} for s, i, st in zip(source, index, strength, strict=False)
-             if i.strip()]
+    form: dict[str, Any] = {
+        **DEFAULTS,
+        "mode": mode,
+        "prompt": prompt,
+        "temperature": temperature,
+        "n_tokens": n_tokens,
+        "seed": seed,
+        "strength_multiplier": strength_multiplier,
+        "freq_penalty": freq_penalty,
+        "steer_method": steer_method,
+        "steer_special_tokens": (steer_special_tokens or ["true"])[-1] == "true",
+    }
+    shown = [
+        {"layer": s, "index": i, "strength": st} for s, i, st in zip(source, index, strength, strict=False) if i.strip()
+    ]
     try:
         if not ctx["available"]:
             raise FormError(503, ctx["reason"], "modelId")
@@ -177,21 +261,31 @@ def steer_run(request: Request, session: SessionDep, settings: SettingsDep, mode
         if mode == "chat" and not ctx["chat"]:
             raise FormError(422, ctx["chatNote"], "mode")
         if not prompt.strip():
-            raise FormError(422, "type a prompt to complete" if mode == "completion" else "type a chat message",
-                            "prompt")
+            raise FormError(
+                422, "type a prompt to complete" if mode == "completion" else "type a chat message", "prompt"
+            )
         feats = _features(model.id, source, index, strength)
         body: dict[str, Any] = {
-            "modelId": model.id, "features": feats, "steer_method": steer_method,
+            "modelId": model.id,
+            "features": feats,
+            "steer_method": steer_method,
             "temperature": _number(temperature, "temperature", float),
-            "n_tokens": _number(n_tokens, "n_tokens", int), "seed": _number(seed, "seed", float),
+            "n_tokens": _number(n_tokens, "n_tokens", int),
+            "seed": _number(seed, "seed", float),
             "strength_multiplier": _number(strength_multiplier, "strength_multiplier", float),
-            "freq_penalty": _number(freq_penalty, "freq_penalty", float)}
-        deps = {"session": session, "svc": service(request), "settings": settings,
-                "user": current_user(request, session)}
+            "freq_penalty": _number(freq_penalty, "freq_penalty", float),
+        }
+        deps = {
+            "session": session,
+            "svc": service(request),
+            "settings": settings,
+            "user": current_user(request, session),
+        }
         if mode == "chat":
             chat = [{"role": "user", "content": prompt}]
-            body.update(defaultChatMessages=chat, steeredChatMessages=chat,
-                        steer_special_tokens=form["steer_special_tokens"])
+            body.update(
+                defaultChatMessages=chat, steeredChatMessages=chat, steer_special_tokens=form["steer_special_tokens"]
+            )
             doc = call_api(steer_chat, SteerChatBody, body, **deps)
         else:
             doc = call_api(steer, SteerBody, {**body, "prompt": prompt}, **deps)

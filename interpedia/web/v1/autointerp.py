@@ -110,13 +110,16 @@ def explain_default(body: ExplainDefaultBody, settings: SettingsDep) -> Response
 def score_fuzz_detection(body: ScoreFuzzDetectionBody, settings: SettingsDep) -> Response:
     """``{score, breakdown}``: balanced accuracy of the LLM's verdicts on activating examples and on
     examples whose values are all 0; 400 without both kinds."""
-    split = split_examples(_examples(body.activations), n_top=len(body.activations),
-                           n_negatives=len(body.activations))
+    split = split_examples(_examples(body.activations), n_top=len(body.activations), n_negatives=len(body.activations))
     run = score_fuzz if body.type == "FUZZ" else score_detection
     try:
-        result = run(body.explanation, split.examples, split.negatives, _llm(settings, body.model,
-                                                                             body.openrouter_key),
-                     random.Random(_seed(body)))
+        result = run(
+            body.explanation,
+            split.examples,
+            split.negatives,
+            _llm(settings, body.model, body.openrouter_key),
+            random.Random(_seed(body)),
+        )
     except NotScorable as exc:
         raise ApiError(400, str(exc), "activations") from None
     except LLMError as exc:
@@ -128,8 +131,7 @@ def score_fuzz_detection(body: ScoreFuzzDetectionBody, settings: SettingsDep) ->
 def score_by_embedding(body: ScoreEmbeddingBody, settings: SettingsDep) -> Response:
     """``{score, breakdown}``: ROC-AUC of explanation/example similarity (all-MiniLM-L6-v2 here, where
     Neuronpedia uses stella_en_400M_v5 on CUDA); 400 without both activating and all-zero examples."""
-    split = split_examples(_examples(body.activations), n_top=len(body.activations),
-                           n_negatives=len(body.activations))
+    split = split_examples(_examples(body.activations), n_top=len(body.activations), n_negatives=len(body.activations))
     try:
         result = score_embedding(body.explanation, split.examples, split.negatives, get_embedder(settings))
     except NotScorable as exc:

@@ -11,8 +11,9 @@ from interpedia.web.deps import SettingsDep
 from interpedia.web.errors import ApiError
 
 
-def require_secret(settings: SettingsDep,
-                   x_secret_key: Annotated[str | None, Header(alias="X-SECRET-KEY")] = None) -> None:
+def require_secret(
+    settings: SettingsDep, x_secret_key: Annotated[str | None, Header(alias="X-SECRET-KEY")] = None
+) -> None:
     """401 unless the X-SECRET-KEY header matches INTERPEDIA_SECRET (no check when it is unset)."""
     if not settings.secret:
         return

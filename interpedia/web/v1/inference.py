@@ -149,8 +149,9 @@ class _SteerBody(_In):
         if (self.features is None) == (self.vectors is None):
             raise ValueError("exactly one of features or vectors must be provided")
         if self.stream:
-            raise ValueError("stream: true is not supported (the official client cannot read server-sent events); "
-                             "send stream: false")
+            raise ValueError(
+                "stream: true is not supported (the official client cannot read server-sent events); send stream: false"
+            )
         if len(set(self.types)) != len(self.types):
             raise ValueError("types lists the same type twice")
         return self
@@ -220,8 +221,12 @@ Service = Annotated[Any, Depends(service)]  # an InferenceService; Any keeps tor
 
 def _check_batch(prompts: list[str], settings: Any) -> None:
     if len(prompts) > settings.inference_max_batch_prompts:
-        raise ApiError(422, f"at most {settings.inference_max_batch_prompts} prompts per request "
-                            "(INTERPEDIA_INFERENCE_MAX_BATCH_PROMPTS)", "prompts")
+        raise ApiError(
+            422,
+            f"at most {settings.inference_max_batch_prompts} prompts per request "
+            "(INTERPEDIA_INFERENCE_MAX_BATCH_PROMPTS)",
+            "prompts",
+        )
 
 
 def _single(svc: InferenceService, body: SingleBody, prompt: str) -> dict[str, Any]:
@@ -244,8 +249,15 @@ def activation_single_batch(body: SingleBatchBody, svc: Service, settings: Setti
 
 
 def _all(svc: InferenceService, body: AllBody, prompt: str) -> dict[str, Any]:
-    return svc.activation_all(body.model, prompt, body.source_set, body.selected_sources, body.sort_by_token_indexes,
-                              body.ignore_bos, body.num_results)
+    return svc.activation_all(
+        body.model,
+        prompt,
+        body.source_set,
+        body.selected_sources,
+        body.sort_by_token_indexes,
+        body.ignore_bos,
+        body.num_results,
+    )
 
 
 @router.post("/activation/all", summary="Top features of a prompt across the sources of a set")
@@ -271,8 +283,9 @@ def activation_topk_by_token(body: TopkBody, svc: Service) -> Response:
 def activation_topk_by_token_batch(body: TopkBatchBody, svc: Service, settings: SettingsDep) -> Response:
     """``{results: [...]}`` in prompt order."""
     _check_batch(body.prompts, settings)
-    return _json({"results": [svc.topk_by_token(body.model, p, body.source, body.top_k, body.ignore_bos)
-                              for p in body.prompts]})
+    return _json(
+        {"results": [svc.topk_by_token(body.model, p, body.source, body.top_k, body.ignore_bos) for p in body.prompts]}
+    )
 
 
 @router.post("/activation/source", summary="Every active feature of a source, per prompt (sparse)")
@@ -289,15 +302,23 @@ def _steer_parts(svc: InferenceService, body: _SteerBody) -> tuple[list[Any], An
         for n, f in enumerate(body.features):
             if f.model != body.model:
                 raise ApiError(422, f"feature {n} is of model {f.model!r}, not {body.model!r}", f"features[{n}].model")
-        directions = svc.directions(body.model, [FeatureRef(f.source, parse_index(f.index), f.strength,
-                                                            f.steering_vector) for f in body.features])
+        directions = svc.directions(
+            body.model,
+            [FeatureRef(f.source, parse_index(f.index), f.strength, f.steering_vector) for f in body.features],
+        )
     else:
         directions = svc.vector_directions([(v.steering_vector, v.strength, v.hook) for v in body.vectors or []])
-    settings = SteerSettings(method=body.steer_method, normalize=body.normalize_steering,
-                             strength_multiplier=body.strength_multiplier, n_tokens=body.n_completion_tokens,
-                             temperature=body.temperature, freq_penalty=body.freq_penalty, seed=int(body.seed),
-                             n_logprobs=body.n_logprobs,
-                             steer_special_tokens=getattr(body, "steer_special_tokens", True))
+    settings = SteerSettings(
+        method=body.steer_method,
+        normalize=body.normalize_steering,
+        strength_multiplier=body.strength_multiplier,
+        n_tokens=body.n_completion_tokens,
+        temperature=body.temperature,
+        freq_penalty=body.freq_penalty,
+        seed=int(body.seed),
+        n_logprobs=body.n_logprobs,
+        steer_special_tokens=getattr(body, "steer_special_tokens", True),
+    )
     return directions, settings
 
 
@@ -312,8 +333,9 @@ def steer_completion(body: SteerCompletionBody, svc: Service) -> Response:
 def steer_completion_chat(body: SteerChatBody, svc: Service) -> Response:
     """``{input: {chat_template, raw}, outputs: [{chat_template, raw, type}]}``; 422 without a chat template."""
     if body.is_assistant_axis:
-        raise ApiError(422, "is_assistant_axis (persona monitoring) is not supported by this server",
-                       "is_assistant_axis")
+        raise ApiError(
+            422, "is_assistant_axis (persona monitoring) is not supported by this server", "is_assistant_axis"
+        )
     directions, settings = _steer_parts(svc, body)
     messages = [{"role": m.role, "content": m.content} for m in body.prompt]
     return _json(svc.steer_chat(body.model, messages, directions, list(body.types), settings))

@@ -39,31 +39,40 @@ def _upgrade_postgres() -> None:
     bind = op.get_bind()
     available = bind.execute(sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).scalar()
     if available is None:
-        raise RuntimeError("the pgvector extension is not installed on this PostgreSQL server; install it "
-                           "(scripts/install-system.sh does, for PostgreSQL 15) and rerun the migration")
+        raise RuntimeError(
+            "the pgvector extension is not installed on this PostgreSQL server; install it "
+            "(scripts/install-system.sh does, for PostgreSQL 15) and rerun the migration"
+        )
     op.execute("CREATE EXTENSION IF NOT EXISTS vector")
     op.execute(f"ALTER TABLE explanations ADD COLUMN embedding_vec vector({DIM})")
     # Carry over embeddings that already have the right width; the others are recomputed later.
     last = ""
     while True:
-        rows = bind.execute(sa.text(
-            "SELECT id, embedding FROM explanations WHERE id > :last AND octet_length(embedding) = :n "
-            "ORDER BY id LIMIT :batch"), {"last": last, "n": DIM * 4, "batch": _BATCH}).all()
+        rows = bind.execute(
+            sa.text(
+                "SELECT id, embedding FROM explanations WHERE id > :last AND octet_length(embedding) = :n "
+                "ORDER BY id LIMIT :batch"
+            ),
+            {"last": last, "n": DIM * 4, "batch": _BATCH},
+        ).all()
         if not rows:
             break
-        bind.execute(sa.text("UPDATE explanations SET embedding_vec = CAST(:v AS vector) WHERE id = :id"),
-                     [{"id": r[0], "v": _literal(bytes(r[1]))} for r in rows])
+        bind.execute(
+            sa.text("UPDATE explanations SET embedding_vec = CAST(:v AS vector) WHERE id = :id"),
+            [{"id": r[0], "v": _literal(bytes(r[1]))} for r in rows],
+        )
         last = rows[-1][0]
     op.execute("ALTER TABLE explanations DROP COLUMN embedding")
     op.execute("ALTER TABLE explanations RENAME COLUMN embedding_vec TO embedding")
-    op.execute(f"CREATE INDEX {HNSW_INDEX} ON explanations USING hnsw (embedding vector_cosine_ops) "
-               "WITH (m = 16, ef_construction = 100)")
+    op.execute(
+        f"CREATE INDEX {HNSW_INDEX} ON explanations USING hnsw (embedding vector_cosine_ops) "
+        "WITH (m = 16, ef_construction = 100)"
+    )
 
 
 def _upgrade_sqlite() -> None:
     op.execute(f"UPDATE explanations SET embedding = NULL WHERE length(embedding) != {DIM * 4}")
-    op.execute(f"CREATE TABLE {CHANGES} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-               "explanation_id VARCHAR(32) NOT NULL)")
+    op.execute(f"CREATE TABLE {CHANGES} (seq INTEGER PRIMARY KEY AUTOINCREMENT, explanation_id VARCHAR(32) NOT NULL)")
     op.execute(f"""CREATE TRIGGER trg_explanations_embedding_insert AFTER INSERT ON explanations
                    WHEN NEW.embedding IS NOT NULL
                    BEGIN INSERT INTO {CHANGES} (explanation_id) VALUES (NEW.id); END""")
@@ -84,8 +93,13 @@ def upgrade() -> None:
         _upgrade_postgres()
     else:
         _upgrade_sqlite()
-    op.create_index(MISSING_INDEX, "explanations", ["id"], postgresql_where=sa.text("embedding IS NULL"),
-                    sqlite_where=sa.text("embedding IS NULL"))
+    op.create_index(
+        MISSING_INDEX,
+        "explanations",
+        ["id"],
+        postgresql_where=sa.text("embedding IS NULL"),
+        sqlite_where=sa.text("embedding IS NULL"),
+    )
 
 
 def downgrade() -> None:
@@ -101,13 +115,19 @@ def downgrade() -> None:
     op.execute("ALTER TABLE explanations ADD COLUMN embedding_blob bytea")
     last = ""
     while True:
-        rows = bind.execute(sa.text(
-            "SELECT id, embedding::text FROM explanations WHERE id > :last AND embedding IS NOT NULL "
-            "ORDER BY id LIMIT :batch"), {"last": last, "batch": _BATCH}).all()
+        rows = bind.execute(
+            sa.text(
+                "SELECT id, embedding::text FROM explanations WHERE id > :last AND embedding IS NOT NULL "
+                "ORDER BY id LIMIT :batch"
+            ),
+            {"last": last, "batch": _BATCH},
+        ).all()
         if not rows:
             break
-        bind.execute(sa.text("UPDATE explanations SET embedding_blob = :b WHERE id = :id"), [
-            {"id": r[0], "b": np.array(r[1].strip("[]").split(","), dtype="<f4").tobytes()} for r in rows])
+        bind.execute(
+            sa.text("UPDATE explanations SET embedding_blob = :b WHERE id = :id"),
+            [{"id": r[0], "b": np.array(r[1].strip("[]").split(","), dtype="<f4").tobytes()} for r in rows],
+        )
         last = rows[-1][0]
     op.execute("ALTER TABLE explanations DROP COLUMN embedding")
     op.execute("ALTER TABLE explanations RENAME COLUMN embedding_blob TO embedding")
