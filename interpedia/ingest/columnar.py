@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -127,7 +127,7 @@ class NotFast(Exception):
 _DONE = object()
 
 
-def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+def prefetched(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
     """``items``, produced by a background thread up to ``depth`` ahead of the consumer.
 
     Arrow parses and numpy encodes without holding the GIL, so reading the next batch overlaps
