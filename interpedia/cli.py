@@ -187,8 +187,11 @@ def generate_cmd(
         work_dir = settings.home / "generate"
     try:
         cfg = GenerateConfig(
-            out=str(out) if out else None, into_db=into_db, work_dir=str(work_dir) if work_dir else None, **options
-        )  # type: ignore[arg-type]
+            out=str(out) if out else None,
+            into_db=into_db,
+            work_dir=str(work_dir) if work_dir else None,
+            **options,  # type: ignore[arg-type]  # click's options, checked by GenerateConfig itself
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     factory = _factory(settings) if into_db else None

@@ -92,7 +92,7 @@ def train_sae(model: Any, rows: np.ndarray, cfg: SAETrainConfig, out_dir: Path) 
     out_dir.mkdir(parents=True, exist_ok=True)
     inference = sae.to_inference_model() if hasattr(sae, "to_inference_model") else sae
     inference.save_model(str(out_dir))
-    stats = measure_sae(model, inference, rows[-64:], cfg.hook_name)
+    stats: dict[str, Any] = dict(measure_sae(model, inference, rows[-64:], cfg.hook_name))
     stats["config"] = asdict(cfg)
     (out_dir / "training.json").write_text(json.dumps(stats, indent=2))
     log.info(
