@@ -150,17 +150,15 @@ def _varint_lengths(values: npt.NDArray[Any], groups: int = 5) -> npt.NDArray[np
 
 def _varint_stream(values: npt.NDArray[Any], lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
     """The LEB128 varints of ``values`` back to back (``lengths`` from :func:`_varint_lengths`)."""
-    out = np.empty(int(lengths.sum()), dtype=np.uint8)
-    at = np.cumsum(lengths) - lengths
+    groups = int(lengths.max()) if len(lengths) else 0
     v = values.astype(np.uint32)
-    todo = np.arange(len(v))
-    group = 0
-    while len(todo):  # group k of every value that has one; most ranked ids have only one or two
-        more = lengths[todo] > group + 1
-        out[at[todo] + group] = ((v[todo] >> (7 * group)) & 0x7F) | (more.astype(np.uint32) << 7)
-        todo = todo[more]
-        group += 1
-    return out
+    table = np.empty((len(v), groups), dtype=np.uint8)
+    for k in range(groups):  # group k of every value, its high bit set when another group follows
+        column = ((v >> (7 * k)) & 0x7F).astype(np.uint8)
+        if k + 1 < groups:
+            column |= (lengths > k + 1).astype(np.uint8) << 7
+        table[:, k] = column
+    return table[np.arange(groups) < lengths[:, None]]  # type: ignore[no-any-return]
 
 
 def _fixed_stream(ids: npt.NDArray[np.int64], widths: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
@@ -169,14 +167,45 @@ def _fixed_stream(ids: npt.NDArray[np.int64], widths: npt.NDArray[np.int64]) -> 
     return as_bytes[np.arange(4)[None, :] < widths[:, None]]  # type: ignore[no-any-return]
 
 
-def encode_activations(
+Part = tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]
+"""A section of many rows: the rows' bytes back to back, and how many belong to each row."""
+
+
+def interleave(parts: Sequence[Part]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """Rows made of sections: row ``i`` is section 0's bytes of row ``i``, then section 1's, and so on.
+
+    Returns the rows back to back and their bounds (row ``i`` is ``out[bounds[i]:bounds[i + 1]]``).
+    Every byte is placed by one numpy scatter per section: no per-row Python.
+    """
+    n = len(parts[0][1])
+    sizes = np.zeros(n, dtype=np.int64)
+    for _, lengths in parts:
+        sizes += lengths
+    bounds = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(sizes, out=bounds[1:])
+    out = np.empty(int(bounds[-1]), dtype=np.uint8)
+    at = bounds[:-1].copy()
+    for stream, lengths in parts:
+        if len(stream):
+            width = int(lengths[0])
+            if len(stream) == width * n and (lengths == width).all():  # fixed width: a 2-D scatter
+                out[at[:, None] + np.arange(width)] = stream.reshape(n, width)
+            else:
+                starts = np.cumsum(lengths) - lengths
+                out[np.repeat(at - starts, lengths) + np.arange(len(stream))] = stream
+        at += lengths
+    return out, bounds
+
+
+def activation_parts(
     token_ids: npt.NDArray[np.integer], values: npt.NDArray[np.floating], offsets: npt.NDArray[np.integer]
-) -> list[bytes]:
-    """:func:`encode_activation` of many examples at once, byte for byte the same.
+) -> list[Part] | None:
+    """The sections of :func:`encode_activation`'s blobs of many examples, built for the whole batch.
 
     ``token_ids`` and ``values`` are the examples concatenated; example ``i`` is
-    ``offsets[i]:offsets[i + 1]``. Each part of the layout (ids, positions, values) is built for the
-    whole batch by numpy, so the per-example work left is joining slices.
+    ``offsets[i]:offsets[i + 1]``. :func:`interleave` of the result gives the blobs, byte for byte
+    those of :func:`encode_activation`. None when an example is empty or longer than 65,536 tokens
+    (rare: encode those one by one).
     """
     ids = np.asarray(token_ids, dtype=np.int64)
     offs = np.asarray(offsets, dtype=np.int64)
@@ -187,14 +216,8 @@ def encode_activations(
         raise ValueError("offsets must not decrease")
     if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= 1 << 32):
         raise ValueError("token ids must be in [0, 2**32)")
-    if ((lens == 0) | (lens > 1 << 16)).any():  # empty or very long examples: rare enough to go one by one
-        return [
-            encode_activation(ids[a:b], np.asarray(values[a:b]))
-            for a, b in zip(offs[:-1].tolist(), offs[1:].tolist(), strict=True)
-        ]
-    n_rows = len(lens)
-    if n_rows == 0:
-        return []
+    if ((lens == 0) | (lens > 1 << 16)).any():
+        return None
     v32 = np.asarray(values, dtype=np.float32)
     nonzero = v32 != 0
     nnz = _segment_sums(nonzero, offs)
@@ -210,7 +233,7 @@ def encode_activations(
         | np.where(dense, _DENSE, 0)
         | np.where(~dense & pos_u16, _POS_U16, 0)
         | np.where(use_varint, _IDS_VARINT, 0)
-    )
+    ).astype(np.uint8)
 
     # Id sections of all examples back to back.
     if use_varint.all():
@@ -218,71 +241,53 @@ def encode_activations(
     elif not use_varint.any():
         id_stream = _fixed_stream(ids, np.repeat(np.where(wide, 4, 2), lens))
     else:
-        row = np.repeat(np.arange(n_rows), lens)
+        row = np.repeat(np.arange(len(lens)), lens)
         var_tok = use_varint[row]
         width = np.where(var_tok, tok_varint, np.where(wide[row], 4, 2))
-        var_bytes = _varint_stream(ids[var_tok], tok_varint[var_tok])
-        fixed_bytes = _fixed_stream(ids[~var_tok], width[~var_tok])
         id_stream = np.empty(int(width.sum()), dtype=np.uint8)
         is_var_byte = np.repeat(var_tok, width)
-        id_stream[is_var_byte] = var_bytes
-        id_stream[~is_var_byte] = fixed_bytes
-    id_bounds = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.where(use_varint, varint_len, fixed_len), out=id_bounds[1:])
+        id_stream[is_var_byte] = _varint_stream(ids[var_tok], tok_varint[var_tok])
+        id_stream[~is_var_byte] = _fixed_stream(ids[~var_tok], width[~var_tok])
 
-    # Value sections: dense examples' values, or sparse examples' positions and non-zero values.
+    # Value sections: dense examples' values, or sparse examples' count, positions and non-zero values.
     v_bytes = v32.astype("<f4").view(np.uint8).reshape(-1, 4)
     in_dense = np.repeat(dense, lens)
-    dense_stream = v_bytes[in_dense].tobytes()
-    dense_bounds = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.where(dense, 4 * lens, 0), out=dense_bounds[1:])
     sparse_nz = nonzero & ~in_dense
-    sparse_stream = v_bytes[sparse_nz].tobytes()
     sparse_counts = np.where(dense, 0, nnz)
-    sparse_bounds = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(4 * sparse_counts, out=sparse_bounds[1:])
-    at_in_row = np.arange(len(ids)) - np.repeat(offs[:-1], lens)
-    positions = at_in_row[sparse_nz]
-    pos_width = np.repeat(np.where(pos_u16, 2, 1), sparse_counts)
-    pos_stream = (
-        _fixed_stream(positions, pos_width).tobytes() if pos_u16.any() else positions.astype(np.uint8).tobytes()
-    )
-    pos_bounds = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(sparse_counts * np.where(pos_u16, 2, 1), out=pos_bounds[1:])
+    positions = (np.arange(len(ids)) - np.repeat(offs[:-1], lens))[sparse_nz]
+    if pos_u16.any():
+        pos_stream = _fixed_stream(positions, np.repeat(np.where(pos_u16, 2, 1), sparse_counts))
+    else:
+        pos_stream = positions.astype(np.uint8)
+    n_len = _varint_lengths(lens)
+    count_len = np.where(dense, 0, _varint_lengths(nnz))
+    return [
+        (flags, np.ones(len(lens), dtype=np.int64)),
+        (_varint_stream(lens, n_len), n_len),
+        (id_stream, np.where(use_varint, varint_len, fixed_len)),
+        (v_bytes[in_dense].reshape(-1), np.where(dense, 4 * lens, 0)),
+        (_varint_stream(nnz[~dense], count_len[~dense]), count_len),
+        (pos_stream, sparse_counts * np.where(pos_u16, 2, 1)),
+        (v_bytes[sparse_nz].reshape(-1), 4 * sparse_counts),
+    ]
 
-    ids_raw = id_stream.tobytes()
-    heads: dict[tuple[int, int], bytes] = {}
-    counts: dict[int, bytes] = {}
-    out = []
-    for flag, n, k, i0, i1, d0, d1, p0, p1, s0, s1 in zip(
-        flags.tolist(),
-        lens.tolist(),
-        nnz.tolist(),
-        id_bounds[:-1].tolist(),
-        id_bounds[1:].tolist(),
-        dense_bounds[:-1].tolist(),
-        dense_bounds[1:].tolist(),
-        pos_bounds[:-1].tolist(),
-        pos_bounds[1:].tolist(),
-        sparse_bounds[:-1].tolist(),
-        sparse_bounds[1:].tolist(),
-        strict=True,
-    ):
-        head = heads.get((flag, n))
-        if head is None:
-            buf = bytearray([flag])
-            _put_varint(buf, n)
-            head = heads[(flag, n)] = bytes(buf)
-        if flag & _DENSE:
-            out.append(b"".join((head, ids_raw[i0:i1], dense_stream[d0:d1])))
-        else:
-            count = counts.get(k)
-            if count is None:
-                buf = bytearray()
-                _put_varint(buf, k)
-                count = counts[k] = bytes(buf)
-            out.append(b"".join((head, ids_raw[i0:i1], count, pos_stream[p0:p1], sparse_stream[s0:s1])))
-    return out
+
+def encode_activations(
+    token_ids: npt.NDArray[np.integer], values: npt.NDArray[np.floating], offsets: npt.NDArray[np.integer]
+) -> list[bytes]:
+    """:func:`encode_activation` of many examples at once, byte for byte the same (see :func:`activation_parts`)."""
+    parts = activation_parts(token_ids, values, offsets)
+    if parts is None:
+        ids, offs = np.asarray(token_ids, dtype=np.int64), np.asarray(offsets, dtype=np.int64)
+        return [
+            encode_activation(ids[a:b], np.asarray(values[a:b]))
+            for a, b in zip(offs[:-1].tolist(), offs[1:].tolist(), strict=True)
+        ]
+    if not len(parts[0][0]):
+        return []
+    blobs, bounds = interleave(parts)
+    raw = blobs.tobytes()
+    return [raw[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
 
 
 def decode_activation(blob: bytes) -> tuple[npt.NDArray[np.int64], list[float]]:

@@ -16,8 +16,9 @@ import gzip
 import logging
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -358,31 +359,71 @@ def _activation_batches(file: Path, target: SourceTarget, size: int, seen: set[i
         yield list(current.values())
 
 
+class _ActivationReader:
+    """The fast reader of one activation file, started ahead of its turn in a background thread.
+
+    The reader parses the file, hands out the vocabulary ids of each batch and encodes its examples
+    (``BatchImporter.prepare``), so the writer is left with each batch's own transaction.
+    """
+
+    def __init__(
+        self,
+        importer: BatchImporter,
+        source: Source,
+        target: SourceTarget,
+        file: Path,
+        key: str,
+        size: int,
+        seen: set[int],
+    ) -> None:
+        self.file, self.key = file, key
+        self.before = set(seen)
+        name = display_name(file)
+        # Two threads: one parses, one waits for the database on new vocabulary and encodes.
+        self.parsed = columnar.prefetched(
+            columnar.np_activation_batches(file, target.model_id, target.source_id, size, seen, _rare_fields)
+        )
+        self.batches = columnar.prefetched(
+            importer.prepare(source, Batch(key=f"{key}#{part}", records=records, file=name, columns=columns))
+            for part, (records, columns) in enumerate(self.parsed)
+        )
+
+    def close(self) -> None:
+        self.batches.close()
+        self.parsed.close()
+
+
 def _import_activation_file(
-    importer: BatchImporter, source: Source, target: SourceTarget, file: Path, key: str, size: int, seen: set[int]
+    importer: BatchImporter,
+    source: Source,
+    target: SourceTarget,
+    reader: _ActivationReader,
+    size: int,
+    seen: set[int],
+    start_next: Callable[[], None] = lambda: None,
 ) -> None:
     """Write an activation file batch by batch: Arrow's reader when it takes the file, else the validating one.
 
     Both cut the file into the same batches, so a rerun after a crash (or after the fast reader gave
-    up halfway) skips what was written, whichever reader wrote it.
+    up halfway) skips what was written, whichever reader wrote it. ``start_next`` is called once the
+    fast reader has read the whole file, so that the next file is read while this one's last
+    batches are written.
     """
+    file, key = reader.file, reader.key
     name = display_name(file)
-    before = set(seen)
     written = 0
     try:
-        with closing(
-            columnar.prefetched(
-                columnar.np_activation_batches(file, target.model_id, target.source_id, size, seen, _rare_fields)
-            )
-        ) as batches:
-            for records, columns in batches:
-                importer.write(source, Batch(key=f"{key}#{written}", records=records, file=name, columns=columns))
+        with closing(reader):
+            for batch in reader.batches:
+                if reader.parsed.done.is_set():
+                    start_next()
+                importer.write(source, batch)
                 written += 1
         return
     except columnar.NotFast as exc:
         log.debug("%s: reading with the validating reader (%s)", name, exc)
     seen.clear()
-    seen.update(before)
+    seen.update(reader.before)
     for part, records in enumerate(_activation_batches(file, target, size, seen)):
         if part >= written:
             importer.write(source, Batch(key=f"{key}#{part}", records=records, file=name))
@@ -420,6 +461,90 @@ def _explanation_batches(file: Path, target: SourceTarget, size: int, author_id:
         yield list(current.values())
 
 
+class _Readahead:
+    """The activation files of one source, each read ahead in a background thread.
+
+    The first starts while the feature files are written, each next one while the last batches of
+    the one before are written. ``seen`` is shared by the files of a source (a feature's examples
+    must not be split across them), so one reader runs at a time.
+    """
+
+    def __init__(
+        self,
+        importer: BatchImporter,
+        source: Source,
+        target: SourceTarget,
+        files: dict[Path, str],
+        size: int,
+        seen: set[int],
+    ) -> None:
+        self.importer, self.source, self.target = importer, source, target
+        self.keys, self.files, self.size, self.seen = files, list(files), size, seen
+        self.readers: dict[Path, _ActivationReader] = {}
+
+    def start(self, position: int) -> None:
+        """Start reading the ``position``-th file (no-op past the end or when started)."""
+        if position < len(self.files) and self.files[position] not in self.readers:
+            file = self.files[position]
+            self.readers[file] = _ActivationReader(
+                self.importer, self.source, self.target, file, self.keys[file], self.size, self.seen
+            )
+
+    def take(self, file: Path) -> tuple[_ActivationReader, Callable[[], None]]:
+        """The reader of ``file`` and the call that starts the next file's."""
+        position = self.files.index(file)
+        self.start(position)
+        return self.readers.pop(file), partial(self.start, position + 1)
+
+    def close(self) -> None:
+        """Stop readers whose files were not reached (an error stopped the import)."""
+        for reader in self.readers.values():
+            reader.close()
+        self.readers.clear()
+
+
+def _import_source_dir(src_dir: Path, importer: BatchImporter, batch_size: int) -> None:
+    try:
+        target = _target(src_dir)
+    except BadInput as exc:
+        raise exc.located(file=display_name(src_dir / "source.jsonl")) from None
+    source = importer.prepare_source(target, file="/".join(src_dir.parts[-2:]))
+    with transaction(importer.factory) as session:
+        _import_release(src_dir, session, target.model_id, source.set_name)
+    seen: set[int] = set()
+    plan: list[tuple[str, Path]] = [("features", f) for f in _batched_files(src_dir / "features")]
+    plan += [("activations", f) for f in _batched_files(src_dir / "activations")]
+    plan += [("explanations", f) for f in _batched_files(src_dir / "explanations")]
+    file_keys = {f: f"np/{kind}/{f.name}:{f.stat().st_size}" for kind, f in plan}
+    done = skip_done(importer, source, file_keys.values())
+    size = batch_size * 45
+    todo = {f: file_keys[f] for kind, f in plan if kind == "activations" and file_keys[f] not in done}
+    ahead = _Readahead(importer, source, target, todo, size, seen)
+    try:
+        ahead.start(0)
+        for kind, file in tqdm(plan, desc=f"import {target.model_id}/{target.source_id}", unit="file", disable=None):
+            key = file_keys[file]
+            if key in done:
+                importer.summary.skipped_batches += 1
+                continue
+            name = display_name(file)
+            if kind == "activations":
+                reader, start_next = ahead.take(file)
+                _import_activation_file(importer, source, target, reader, size, seen, start_next)
+            else:
+                batches = (
+                    _feature_batches(file, target, batch_size)
+                    if kind == "features"
+                    else _explanation_batches(file, target, batch_size * 4, importer.creator_id)
+                )
+                for part, records in enumerate(batches):
+                    importer.write(source, Batch(key=f"{key}#{part}", records=records, file=name))
+            # The whole file is done: mark it so a rerun does not even parse it.
+            importer.write(source, Batch(key=key, records=[], file=name))
+    finally:
+        ahead.close()
+
+
 def import_np_export(path: Path, importer: BatchImporter, *, batch_size: int = 256) -> ImportSummary:
     """Import config catalogues and every source directory under ``path``."""
     root_config = next((p / "config" for p in (path, path.parent, path.parent.parent) if (p / "config").is_dir()), None)
@@ -431,35 +556,5 @@ def import_np_export(path: Path, importer: BatchImporter, *, batch_size: int = 2
             "no Neuronpedia export here (expected <modelId>/<sourceId>/source.jsonl or features/)", file=str(path)
         )
     for src_dir in src_dirs:
-        try:
-            target = _target(src_dir)
-        except BadInput as exc:
-            raise exc.located(file=display_name(src_dir / "source.jsonl")) from None
-        source = importer.prepare_source(target, file="/".join(src_dir.parts[-2:]))
-        with transaction(importer.factory) as session:
-            _import_release(src_dir, session, target.model_id, source.set_name)
-        seen: set[int] = set()
-        plan: list[tuple[str, Path]] = [("features", f) for f in _batched_files(src_dir / "features")]
-        plan += [("activations", f) for f in _batched_files(src_dir / "activations")]
-        plan += [("explanations", f) for f in _batched_files(src_dir / "explanations")]
-        file_keys = {f: f"np/{kind}/{f.name}:{f.stat().st_size}" for kind, f in plan}
-        done = skip_done(importer, source, file_keys.values())
-        for kind, file in tqdm(plan, desc=f"import {target.model_id}/{target.source_id}", unit="file", disable=None):
-            key = file_keys[file]
-            if key in done:
-                importer.summary.skipped_batches += 1
-                continue
-            name = display_name(file)
-            if kind == "activations":
-                _import_activation_file(importer, source, target, file, key, batch_size * 45, seen)
-            else:
-                batches = (
-                    _feature_batches(file, target, batch_size)
-                    if kind == "features"
-                    else _explanation_batches(file, target, batch_size * 4, importer.creator_id)
-                )
-                for part, records in enumerate(batches):
-                    importer.write(source, Batch(key=f"{key}#{part}", records=records, file=name))
-            # The whole file is done: mark it so a rerun does not even parse it.
-            importer.write(source, Batch(key=key, records=[], file=name))
+        _import_source_dir(src_dir, importer, batch_size)
     return importer.summary

@@ -23,7 +23,7 @@ from interpedia.store.errors import StoreError
 from interpedia.store.records import ActivationColumns, FeatureRecord
 from interpedia.store.users import ensure_user
 from interpedia.store.vocab import ensure_tokens
-from interpedia.store.writer import WriteCounts, activation_columns, all_tokens, write_features
+from interpedia.store.writer import WriteCounts, activation_columns, all_tokens, encode_columns, write_features
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class Batch:
     records: list[FeatureRecord]
     file: str | None = None
     columns: ActivationColumns | None = None
+    token_ids: dict[str, int] | None = None  # set by BatchImporter.prepare: vocabulary ids already handed out
 
 
 @dataclass
@@ -166,12 +167,7 @@ class BatchImporter:
         check_indexes(batch.records, file=batch.file or batch.key)
         records, columns = _in_columns(batch)
         try:
-            # Vocabulary ids are handed out in their own short transaction; an unused id is harmless.
-            with transaction(self.factory) as session:
-                tokens = columns.token_counts() if columns is not None else Counter[str]()
-                if any(r.activations for r in records):
-                    tokens.update(all_tokens(records))
-                token_ids = ensure_tokens(session, source.model_id, tokens)
+            token_ids = batch.token_ids if batch.token_ids is not None else self._vocabulary(source, records, columns)
             with transaction(self.factory) as session:
                 counts = write_features(
                     session, source, records, creator_id=self.creator_id, token_ids=token_ids, columns=columns
@@ -194,6 +190,33 @@ class BatchImporter:
             self.summary.batches += 1
         self.summary.counts.add(counts)
         return counts
+
+    def _vocabulary(
+        self, source: Source, records: list[FeatureRecord], columns: ActivationColumns | None
+    ) -> dict[str, int]:
+        # Vocabulary ids are handed out in their own short transaction; an unused id is harmless.
+        with transaction(self.factory) as session:
+            tokens = columns.token_counts() if columns is not None else Counter[str]()
+            if any(r.activations for r in records):
+                tokens.update(all_tokens(records))
+            return ensure_tokens(session, source.model_id, tokens)
+
+    def prepare(self, source: Source, batch: Batch) -> Batch:
+        """The batch with its vocabulary ids handed out and its examples encoded, ready for ``write``.
+
+        Safe in another thread (a reader's), so that this work overlaps with the writing of the
+        batches before it; a batch imported before is returned as it is (``write`` skips it).
+        """
+        if self.is_done(source, batch.key):
+            return batch
+        records, columns = _in_columns(batch)
+        try:
+            token_ids = self._vocabulary(source, records, columns)
+        except StoreError as exc:
+            raise BadInput(exc.message, file=batch.file or batch.key, field=exc.field) from exc
+        if columns is not None:
+            encode_columns(columns, token_ids)
+        return replace(batch, records=records, columns=columns, token_ids=token_ids)
 
     def finish(self) -> ImportSummary:
         """Close the import and return its summary."""

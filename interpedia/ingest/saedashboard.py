@@ -220,7 +220,9 @@ def iter_batches(path: Path, opts: DashboardOptions, importer: BatchImporter) ->
         todo = [f for f in rest if keys[f] not in done]
         importer.summary.skipped_batches += len(rest) - len(todo)
         progress.update(len(rest) - len(todo))
-        with closing(columnar.prefetched(read_batch(f, f.read_bytes()) for f in todo)) as batches:
+        # The reader thread also hands out vocabulary ids and encodes (BatchImporter.prepare).
+        ahead = (importer.prepare(source, read_batch(f, f.read_bytes())) for f in todo)
+        with closing(columnar.prefetched(ahead)) as batches:
             for batch in batches:
                 progress.update(1)
                 yield target, batch

@@ -22,7 +22,7 @@ from sqlalchemy import JSON, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from interpedia.db.codec import encode_activation, encode_activations
+from interpedia.db.codec import activation_parts, encode_activation, encode_activations, interleave
 from interpedia.db.tables import Activation, Explanation, Feature, Source, new_id
 from interpedia.db.vector import EMBEDDING_BYTES
 from interpedia.store.records import FEATURE_STAT_COLUMNS, ActivationColumns, ActivationRecord, FeatureRecord
@@ -219,20 +219,43 @@ def _column_rows(
     )
 
 
-def _column_blobs(
-    columns: ActivationColumns, feature_ids: dict[int, int], token_ids: dict[str, int]
-) -> tuple[npt.NDArray[np.int64], list[bytes]]:
-    """Each example's feature id and its encoded ``data`` blob."""
-    id_of_code = np.fromiter(
-        map(token_ids.__getitem__, columns.token_strings), dtype=np.int64, count=len(columns.token_strings)
-    )
-    blobs = encode_activations(id_of_code[columns.token_codes], columns.values, columns.offsets)
-    # Examples come grouped by feature: one lookup per feature, not per example.
+def _token_ids_of(columns: ActivationColumns, token_ids: dict[str, int]) -> npt.NDArray[np.int64]:
+    """Vocabulary id of each distinct token of the batch (``columns.token_codes`` index into these)."""
+    strings = columns.token_strings
+    return np.fromiter(map(token_ids.__getitem__, strings), dtype=np.int64, count=len(strings))
+
+
+def _feature_ids_of(columns: ActivationColumns, feature_ids: dict[int, int]) -> npt.NDArray[np.int64]:
+    """Each example's feature id (examples come grouped by feature: one lookup per feature)."""
     index = columns.feature_index
     starts = np.flatnonzero(np.concatenate(([True], index[1:] != index[:-1]))) if len(index) else index
     lengths = np.diff(np.append(starts, len(index)))
     firsts = np.fromiter(map(feature_ids.__getitem__, index[starts].tolist()), dtype=np.int64, count=len(starts))
-    return np.repeat(firsts, lengths), blobs
+    return np.repeat(firsts, lengths)
+
+
+def encode_columns(columns: ActivationColumns, token_ids: dict[str, int]) -> None:
+    """Encode the examples' blobs (``columns.blob_parts``) ahead of the write, e.g. in a reader thread.
+
+    Left unset for a batch the batch encoder does not take (the writer encodes those one by one).
+    """
+    if columns.blob_parts is None and len(columns):
+        codes = _token_ids_of(columns, token_ids)
+        columns.blob_parts = activation_parts(codes[columns.token_codes], columns.values, columns.offsets)
+
+
+def _column_blobs(
+    columns: ActivationColumns, feature_ids: dict[int, int], token_ids: dict[str, int]
+) -> tuple[npt.NDArray[np.int64], list[bytes]]:
+    """Each example's feature id and its encoded ``data`` blob."""
+    if columns.blob_parts is not None:
+        rows, bounds = interleave(columns.blob_parts)
+        raw = rows.tobytes()
+        blobs = [raw[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
+    else:
+        codes = _token_ids_of(columns, token_ids)
+        blobs = encode_activations(codes[columns.token_codes], columns.values, columns.offsets)
+    return _feature_ids_of(columns, feature_ids), blobs
 
 
 def _replace_activations(
@@ -309,25 +332,36 @@ _INT4 = (-(1 << 31), (1 << 31) - 1)
 
 def _nullable(values: Sequence[float | int | None], dtype: str) -> tuple[npt.NDArray[Any], npt.NDArray[np.bool_]]:
     """A column with NULLs as (values with 0 in their place, null mask)."""
+    if None not in values:  # the usual case, checked in C
+        return np.asarray(values, dtype=dtype), np.zeros(len(values), dtype=bool)
     null = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
-    if null.any():
-        values = [0 if v is None else v for v in values]
-    return np.asarray(values, dtype=dtype), null
+    return np.asarray([0 if v is None else v for v in values], dtype=dtype), null
 
 
 def _copy_stream(columns: ActivationColumns, feature_ids: dict[int, int], token_ids: dict[str, int]) -> bytes | None:
-    """The examples as binary COPY tuples, framed by numpy for the whole batch (no per-row encoding calls).
+    """The examples as binary COPY tuples, framed by numpy for the whole batch (no per-row Python).
 
-    None when a row needs what only the row-by-row path handles: extras, or a number outside its
-    column's range (which that path reports as an error).
+    None when a row needs what only the row-by-row path handles: extras, an example the batch
+    encoder does not take, or a number outside its column's range (which that path reports as an error).
     """
     if any(e is not None for e in columns.extras):
         return None
-    fids, blobs = _column_blobs(columns, feature_ids, token_ids)
-    n = len(blobs)
+    encode_columns(columns, token_ids)
+    blob_parts = columns.blob_parts
+    if blob_parts is None:
+        return None
+    n = len(columns)
     head = np.empty(n, dtype=_HEAD)
-    head["fields"], head["fid_len"], head["fid"], head["creator"] = len(ACT_COLUMNS), 8, fids, -1
-    head["data_len"] = np.fromiter(map(len, blobs), dtype=np.int64, count=n)
+    head["fields"], head["fid_len"], head["fid"], head["creator"] = (
+        len(ACT_COLUMNS),
+        8,
+        _feature_ids_of(columns, feature_ids),
+        -1,
+    )
+    blob_len = np.zeros(n, dtype=np.int64)
+    for _, lengths in blob_parts:
+        blob_len += lengths
+    head["data_len"] = blob_len
     tail = np.empty(n, dtype=_TAIL)
     keep = np.ones((n, _TAIL.itemsize), dtype=bool)
     at = 0
@@ -348,20 +382,14 @@ def _copy_stream(columns: ActivationColumns, feature_ids: dict[int, int], token_
         keep[null, at + 4 : at + 8] = False  # a NULL is its length (-1) alone
         at += 8
     tail["extras_len"] = -1
-    head_raw = head.tobytes()
+    tail_bytes = tail.view(np.uint8).reshape(n, _TAIL.itemsize)
     if keep.all():
-        tail_raw, tail_ends = tail.tobytes(), np.arange(1, n + 1) * _TAIL.itemsize
+        tail_part = (tail_bytes.reshape(-1), np.full(n, _TAIL.itemsize, dtype=np.int64))
     else:
-        tail_raw = tail.view(np.uint8).reshape(n, _TAIL.itemsize)[keep].tobytes()
-        tail_ends = np.cumsum(keep.sum(axis=1))
-    tail_view, head_view = memoryview(tail_raw), memoryview(head_raw)
-    tail_starts = np.concatenate(([0], tail_ends[:-1])).tolist()
-    size = _HEAD.itemsize
-    parts: list[Any] = [None] * (3 * n)
-    parts[0::3] = [head_view[i * size : (i + 1) * size] for i in range(n)]
-    parts[1::3] = blobs
-    parts[2::3] = [tail_view[a:b] for a, b in zip(tail_starts, tail_ends.tolist(), strict=True)]
-    return b"".join(parts)
+        tail_part = (tail_bytes[keep], keep.sum(axis=1).astype(np.int64))
+    head_part = (head.view(np.uint8).reshape(-1), np.full(n, _HEAD.itemsize, dtype=np.int64))
+    rows, _ = interleave([head_part, *blob_parts, tail_part])
+    return rows.tobytes()
 
 
 def _copy_data(session: Session, streams: Sequence[bytes]) -> None:
