@@ -7,6 +7,7 @@ model row, most frequent first, so that the codec's varints stay short.
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -17,6 +18,7 @@ import numpy.typing as npt
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
+from interpedia.db.codec import interleave
 from interpedia.db.tables import Model, VocabToken
 
 
@@ -84,6 +86,32 @@ class VocabCache:
 vocab_cache = VocabCache()
 
 
+# Binary COPY (https://www.postgresql.org/docs/current/sql-copy.html, "Binary Format"): a first
+# vocabulary holds tens of thousands of tokens, and framing them by numpy costs less than a call per row.
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+_ID_AND_LENGTH = np.dtype([("id_len", ">i4"), ("id", ">i4"), ("token_len", ">i4")])
+
+
+def _copy_tuples(model_id: str, start: int, tokens: list[bytes]) -> bytes:
+    """Binary COPY data of rows (model_id, start + i, tokens[i]), header and trailer included."""
+    n = len(tokens)
+    model = model_id.encode()
+    prefix = struct.pack(">hi", 3, len(model)) + model
+    fixed = np.empty(n, dtype=_ID_AND_LENGTH)
+    fixed["id_len"], fixed["id"] = 4, np.arange(start, start + n)
+    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=n)
+    fixed["token_len"] = lengths
+    rows, _ = interleave(
+        [
+            (np.tile(np.frombuffer(prefix, dtype=np.uint8), n), np.full(n, len(prefix), dtype=np.int64)),
+            (fixed.view(np.uint8).reshape(-1), np.full(n, _ID_AND_LENGTH.itemsize, dtype=np.int64)),
+            (np.frombuffer(b"".join(tokens), dtype=np.uint8), lengths),
+        ]
+    )
+    return b"".join((_COPY_SIGNATURE, rows.tobytes(), _COPY_TRAILER))
+
+
 def ensure_tokens(session: Session, model_id: str, tokens: Iterable[str] | Counter[str]) -> dict[str, int]:
     """Ids for the given token strings, adding unseen ones to the model's vocabulary.
 
@@ -112,16 +140,19 @@ def ensure_tokens(session: Session, model_id: str, tokens: Iterable[str] | Count
     new = [new[i] for i in by_count.tolist()]
     start = len(vocab.strings)
     pending = dict(zip(new, range(start, start + len(new)), strict=True))
-    rows = [(model_id, tid, tok.encode("utf-8", "surrogatepass")) for tok, tid in pending.items()]
+    encoded = [tok.encode("utf-8", "surrogatepass") for tok in new]
     if session.get_bind().dialect.name == "postgresql":
         raw = session.connection().connection.driver_connection
         assert raw is not None
-        with raw.cursor() as cur, cur.copy("COPY vocab_tokens (model_id, token_id, token) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        with (
+            raw.cursor() as cur,
+            cur.copy("COPY vocab_tokens (model_id, token_id, token) FROM STDIN (FORMAT BINARY)") as copy,
+        ):
+            copy.write(_copy_tuples(model_id, start, encoded))
     else:
         session.connection().exec_driver_sql(
-            "INSERT INTO vocab_tokens (model_id, token_id, token) VALUES (?, ?, ?)", rows
+            "INSERT INTO vocab_tokens (model_id, token_id, token) VALUES (?, ?, ?)",
+            [(model_id, tid, tok) for tid, tok in enumerate(encoded, start)],
         )
 
     def _learn(_session: Session) -> None:
