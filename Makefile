@@ -13,6 +13,7 @@ demo: install
 test: install
 	$(BIN)/python -m ruff check interpedia tests bench
 	$(BIN)/python -m ruff format --check interpedia tests bench
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest tests
 
 install: system $(STAMP)
@@ -37,6 +38,7 @@ serve: install
 lint: install
 	$(BIN)/python -m ruff check interpedia tests bench
 	$(BIN)/python -m ruff format --check interpedia tests bench
+	$(BIN)/python -m mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
