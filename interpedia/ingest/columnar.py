@@ -29,6 +29,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
+from isal import igzip_threaded
 
 from interpedia.ingest.validate import BadInput, as_float, as_float_list, as_int_list, as_str_list
 from interpedia.store.records import ActivationColumns, FeatureRecord
@@ -300,10 +301,21 @@ def np_activation_batches(
         yield _np_batch(pa.concat_tables(pending), np.concatenate(pending_idx), seen, rare_row)
 
 
+def _open_stream(file: Path) -> Any:
+    """The file's bytes; a .gz file is decompressed by ISA-L in a thread of its own, ahead of Arrow's parse.
+
+    ISA-L inflates about twice as fast as zlib, and in its own thread (without the GIL) the
+    decompression overlaps with parsing instead of preceding it.
+    """
+    if file.suffix == ".gz":
+        return igzip_threaded.open(file, "rb", threads=1, block_size=4 << 20)
+    return pa.input_stream(str(file))
+
+
 def _np_tables(file: Path, model_id: str, source_id: str) -> Iterator[tuple[pa.Table, npt.NDArray[np.int64]]]:
     """The file's rows in tables of Arrow's blocks, with their feature indexes; owner columns checked."""
     try:
-        stream = pa.input_stream(str(file), compression="gzip" if file.suffix == ".gz" else None)
+        stream = _open_stream(file)
         with (
             stream,
             pj.open_json(
