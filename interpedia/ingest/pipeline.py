@@ -6,12 +6,12 @@ import gc
 import hashlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,8 +22,8 @@ from interpedia.store.catalogue import ensure_model, ensure_source, ensure_sourc
 from interpedia.store.errors import StoreError
 from interpedia.store.records import ActivationColumns, FeatureRecord
 from interpedia.store.users import ensure_user
-from interpedia.store.vocab import ensure_tokens
-from interpedia.store.writer import WriteCounts, activation_columns, all_tokens, encode_columns, write_features
+from interpedia.store.vocab import ensure_token_ids
+from interpedia.store.writer import WriteCounts, activation_columns, encode_columns, write_features
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ class Batch:
     records: list[FeatureRecord]
     file: str | None = None
     columns: ActivationColumns | None = None
-    token_ids: dict[str, int] | None = None  # set by BatchImporter.prepare: vocabulary ids already handed out
 
 
 @dataclass
@@ -167,10 +166,12 @@ class BatchImporter:
         check_indexes(batch.records, file=batch.file or batch.key)
         records, columns = _in_columns(batch)
         try:
-            token_ids = batch.token_ids if batch.token_ids is not None else self._vocabulary(source, records, columns)
+            if columns is not None and columns.token_ids is None:
+                self._vocabulary(source, columns)
             with transaction(self.factory) as session:
+                # The examples are all in ``columns``, which carry their vocabulary ids.
                 counts = write_features(
-                    session, source, records, creator_id=self.creator_id, token_ids=token_ids, columns=columns
+                    session, source, records, creator_id=self.creator_id, token_ids={}, columns=columns
                 )
                 key = _batch_key(source.id, batch.key)
                 existing = session.get(ImportedBatch, key)
@@ -191,15 +192,14 @@ class BatchImporter:
         self.summary.counts.add(counts)
         return counts
 
-    def _vocabulary(
-        self, source: Source, records: list[FeatureRecord], columns: ActivationColumns | None
-    ) -> dict[str, int]:
-        # Vocabulary ids are handed out in their own short transaction; an unused id is harmless.
+    def _vocabulary(self, source: Source, columns: ActivationColumns) -> None:
+        """Hand out ids for the batch's tokens (``columns.token_ids``) in a short transaction of their own.
+
+        An id handed out for a batch that then fails is harmless: ids only map to strings.
+        """
         with transaction(self.factory) as session:
-            tokens = columns.token_counts() if columns is not None else Counter[str]()
-            if any(r.activations for r in records):
-                tokens.update(all_tokens(records))
-            return ensure_tokens(session, source.model_id, tokens)
+            counts = np.bincount(columns.token_codes, minlength=len(columns.token_strings))
+            columns.token_ids = ensure_token_ids(session, source.model_id, columns.token_strings, counts)
 
     def prepare(self, source: Source, batch: Batch) -> Batch:
         """The batch with its vocabulary ids handed out and its examples encoded, ready for ``write``.
@@ -210,13 +210,13 @@ class BatchImporter:
         if self.is_done(source, batch.key):
             return batch
         records, columns = _in_columns(batch)
-        try:
-            token_ids = self._vocabulary(source, records, columns)
-        except StoreError as exc:
-            raise BadInput(exc.message, file=batch.file or batch.key, field=exc.field) from exc
         if columns is not None:
-            encode_columns(columns, token_ids)
-        return replace(batch, records=records, columns=columns, token_ids=token_ids)
+            try:
+                self._vocabulary(source, columns)
+            except StoreError as exc:
+                raise BadInput(exc.message, file=batch.file or batch.key, field=exc.field) from exc
+            encode_columns(columns, {})
+        return replace(batch, records=records, columns=columns)
 
     def finish(self) -> ImportSummary:
         """Close the import and return its summary."""

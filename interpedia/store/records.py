@@ -97,6 +97,8 @@ class ActivationColumns:
     bin_contains: list[float | None]  # (rows,)
     qualifying_token_index: list[int | None]  # (rows,)
     extras: list[dict[str, Any] | None]  # (rows,) the rare fields, as ``activation_extras`` makes them
+    # Vocabulary id of each of ``token_strings``, once handed out (``vocab.ensure_token_ids``).
+    token_ids: npt.NDArray[np.int64] | None = None
     # The encoded blobs' sections (``codec.activation_parts``), once the batch's vocabulary ids are known:
     # the writer frames them without encoding again (see ``writer.encode_columns``).
     blob_parts: list[tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]] | None = None

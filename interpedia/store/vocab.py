@@ -12,6 +12,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -171,3 +172,24 @@ def ensure_tokens(session: Session, model_id: str, tokens: Iterable[str] | Count
     event.listen(session, "after_commit", _learn, once=True)
     event.listen(session, "after_soft_rollback", _forget, once=True)
     return {**vocab.ids, **pending}
+
+
+def ensure_token_ids(
+    session: Session, model_id: str, strings: list[str], counts: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Vocabulary ids of ``strings`` (in their order), adding unseen ones most frequent first by ``counts``.
+
+    The array form of :func:`ensure_tokens` for a batch's distinct tokens: known tokens cost one
+    dictionary lookup each, and only the unseen ones (after a model's first batch, a few) are counted
+    and sent. Same transaction rules as :func:`ensure_tokens`.
+    """
+    known = vocab_cache._get(session, model_id).ids
+    ids = np.fromiter(map(known.get, strings, repeat(-1)), dtype=np.int64, count=len(strings))
+    missing = np.flatnonzero(ids < 0).tolist()
+    if missing:
+        wanted: Counter[str] = Counter()
+        for i in missing:
+            wanted[strings[i]] += int(counts[i])  # a string may appear twice (NUL made a space)
+        added = ensure_tokens(session, model_id, wanted)
+        ids[missing] = np.fromiter((added[strings[i]] for i in missing), dtype=np.int64, count=len(missing))
+    return ids

@@ -221,6 +221,8 @@ def _column_rows(
 
 def _token_ids_of(columns: ActivationColumns, token_ids: dict[str, int]) -> npt.NDArray[np.int64]:
     """Vocabulary id of each distinct token of the batch (``columns.token_codes`` index into these)."""
+    if columns.token_ids is not None:
+        return columns.token_ids
     strings = columns.token_strings
     return np.fromiter(map(token_ids.__getitem__, strings), dtype=np.int64, count=len(strings))
 
