@@ -320,7 +320,9 @@ def _np_tables(file: Path, model_id: str, source_id: str) -> Iterator[tuple[pa.T
             stream,
             pj.open_json(
                 stream,
-                read_options=pj.ReadOptions(block_size=_BLOCK_BYTES),
+                # Parsed in this (reader) thread: Arrow's own pool cost more CPU than it saved here,
+                # where the decompression, the encoding and the database already share the cores.
+                read_options=pj.ReadOptions(block_size=_BLOCK_BYTES, use_threads=False),
                 parse_options=_parse_options(NP_ACTIVATION_SCHEMA),
             ) as reader,
         ):
