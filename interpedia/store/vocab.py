@@ -128,7 +128,10 @@ def ensure_tokens(session: Session, model_id: str, tokens: Iterable[str] | Count
     if known.keys() >= counts.keys():
         return known
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(Model.id).where(Model.id == model_id).with_for_update())
+        # FOR NO KEY UPDATE: excludes other vocabulary writers, but not the foreign-key checks of rows that
+        # reference the model (the vocabulary's own rows among them: under FOR UPDATE each of those
+        # checks cost twice as much, and other importers' source rows would wait).
+        session.execute(select(Model.id).where(Model.id == model_id).with_for_update(key_share=True))
     else:
         # Take SQLite's write lock now, so the read of the newest ids below cannot race another writer.
         session.execute(update(Model).where(Model.id == model_id).values(id=Model.id))
