@@ -38,6 +38,7 @@ from interpedia.db.tables import (
 )
 from interpedia.ingest import columnar
 from interpedia.ingest.pipeline import Batch, BatchImporter, ImportSummary, SourceTarget, skip_done
+from interpedia.ingest.prefetch import prefetched
 from interpedia.ingest.validate import (
     BadInput,
     activation_record,
@@ -380,10 +381,10 @@ class _ActivationReader:
         self.before = set(seen)
         name = display_name(file)
         # Two threads: one parses, one waits for the database on new vocabulary and encodes.
-        self.parsed = columnar.prefetched(
+        self.parsed = prefetched(
             columnar.np_activation_batches(file, target.model_id, target.source_id, size, seen, _rare_fields)
         )
-        self.batches = columnar.prefetched(
+        self.batches = prefetched(
             importer.prepare(source, Batch(key=f"{key}#{part}", records=records, file=name, columns=columns))
             for part, (records, columns) in enumerate(self.parsed)
         )

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from interpedia.ingest import columnar
 from interpedia.ingest.pipeline import Batch, BatchImporter, ImportSummary, SourceTarget, skip_done
+from interpedia.ingest.prefetch import prefetched
 from interpedia.ingest.validate import (
     BadInput,
     activation_record,
@@ -222,7 +223,7 @@ def iter_batches(path: Path, opts: DashboardOptions, importer: BatchImporter) ->
         progress.update(len(rest) - len(todo))
         # The reader thread also hands out vocabulary ids and encodes (BatchImporter.prepare).
         ahead = (importer.prepare(source, read_batch(f, f.read_bytes())) for f in todo)
-        with closing(columnar.prefetched(ahead)) as batches:
+        with closing(prefetched(ahead)) as batches:
             for batch in batches:
                 progress.update(1)
                 yield target, batch
