@@ -251,14 +251,14 @@ def user() -> None:
 def user_create(name: str, password: str, admin: bool) -> None:
     """Create a local account that can sign in on the web with its password."""
     from interpedia.db import transaction
-    from interpedia.store.errors import StoreError
+    from interpedia.errors import UserError
     from interpedia.store.users import create_account
 
     try:
         with transaction(_factory(get_settings())) as session:
             account = create_account(session, name, password)
             account.admin = admin
-    except StoreError as exc:
+    except UserError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"created user {name}{' (admin)' if admin else ''}")
 
@@ -269,13 +269,13 @@ def user_create(name: str, password: str, admin: bool) -> None:
 def user_admin(name: str, remove: bool) -> None:
     """Make a user an admin (admins can remove anyone's content)."""
     from interpedia.db import transaction
-    from interpedia.store.errors import StoreError
+    from interpedia.errors import UserError
     from interpedia.store.users import set_admin
 
     try:
         with transaction(_factory(get_settings())) as session:
             set_admin(session, name, not remove)
-    except StoreError as exc:
+    except UserError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"{name} is {'no longer ' if remove else ''}an admin")
 

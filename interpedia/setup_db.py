@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from interpedia.config import get_settings, settings_file
+from interpedia.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ HNSW_INDEX = "ix_explanations_embedding_hnsw"
 _FOREIGN_PARAMS = ("pgbouncer", "schema", "connection_limit", "pool_timeout", "statement_cache_size")
 
 
-class InitError(Exception):
+class InitError(UserError):
     """A check failed; the message says what to fix."""
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from interpedia.config import get_settings
-from interpedia.store.errors import StoreError
+from interpedia.errors import UserError
 
 
 def _factory():  # type: ignore[no-untyped-def]
@@ -64,7 +64,7 @@ def umap_cmd(
     )
     try:
         summary = run_umap(_factory(), model_id, source_id, sae=sae, cfg=cfg)
-    except StoreError as exc:
+    except UserError as exc:
         raise click.ClickException(f"umap failed: {exc.message}") from None
     click.echo(
         f"{summary.model_id}/{summary.source_id}: UMAP of {summary.features} features, "
@@ -82,7 +82,7 @@ def import_eval_cmd(files: tuple[Path, ...], model_id: str | None, source_id: st
 
     try:
         done = import_evals(_factory(), list(files), model_id=model_id, source_id=source_id)
-    except StoreError as exc:
+    except UserError as exc:
         raise click.ClickException(f"nothing imported: {exc.message}") from None
     for item in done:
         click.echo(

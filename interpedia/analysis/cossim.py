@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from interpedia.analysis.decoder import DirectionCache, sae_spec
 from interpedia.db.tables import Feature
+from interpedia.errors import Invalid, NotFound
 from interpedia.store.catalogue import get_model, get_source
-from interpedia.store.errors import Invalid, NotFound
 
 MAX_RESULTS = 128  # the inference server's clamp for the same call
 

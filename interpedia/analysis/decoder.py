@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from interpedia.db.tables import Source
-from interpedia.store.errors import Invalid
+from interpedia.errors import Invalid
 
 log = logging.getLogger(__name__)
 

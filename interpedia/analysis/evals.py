@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from interpedia.db.community import Eval, EvalType
 from interpedia.db.tables import Source
+from interpedia.errors import Invalid, NotFound
 from interpedia.store.catalogue import get_model, get_source
-from interpedia.store.errors import Invalid, NotFound
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 from interpedia.analysis.evals import metric_table
 from interpedia.db.community import Eval, EvalType
 from interpedia.db.tables import Explanation, Feature, Source
+from interpedia.errors import Invalid, NotFound
 from interpedia.store.catalogue import get_model, get_source
-from interpedia.store.errors import Invalid, NotFound
-from interpedia.store.features import iso
+from interpedia.store.formats import iso
 
 MAX_UMAP_LAYERS = 20
 

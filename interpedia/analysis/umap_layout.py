@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from interpedia.analysis.decoder import load_directions, sae_spec
 from interpedia.db.tables import Feature, Source
+from interpedia.errors import Invalid
 from interpedia.store.catalogue import get_model, get_source
-from interpedia.store.errors import Invalid
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ def _finish(summary: Any, aborted: Exception | None) -> None:
 
 def _run(fn: Any, desc: str, unit: str, **kwargs: Any) -> None:
     from interpedia.autointerp.runner import RunAborted
-    from interpedia.store.errors import StoreError
+    from interpedia.errors import UserError
 
     bar = _bar(desc)
     bar.unit = unit
@@ -54,7 +54,7 @@ def _run(fn: Any, desc: str, unit: str, **kwargs: Any) -> None:
         aborted = None
     except RunAborted as exc:
         summary, aborted = exc.summary, exc
-    except (StoreError, KeyError, ValueError) as exc:
+    except (UserError, KeyError, ValueError) as exc:
         bar.close()
         raise click.ClickException(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
     bar.close()

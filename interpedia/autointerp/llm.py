@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from interpedia.config import Settings
+from interpedia.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +40,14 @@ __all__ = [
 Message = dict[str, str]
 
 
-class LLMError(Exception):
-    """The LLM gave no usable answer; ``http_status`` is what an API route answers with."""
+class LLMError(UserError):
+    """The LLM gave no usable answer; ``status`` is what an API route answers with."""
 
-    http_status = 502
+    status = 502
     kind = "llm_error"
 
     def __init__(self, message: str, *, upstream_status: int | None = None) -> None:
         super().__init__(message)
-        self.message = message
         self.upstream_status = upstream_status
         self.retry_after: float | None = None
 
@@ -55,42 +55,42 @@ class LLMError(Exception):
 class LLMNotConfigured(LLMError):
     """No endpoint or model is set."""
 
-    http_status = 503
+    status = 503
     kind = "not_configured"
 
 
 class LLMAuthError(LLMError):
     """The endpoint refused the API key (401/403)."""
 
-    http_status = 502
+    status = 502
     kind = "auth"
 
 
 class LLMNoCredits(LLMError):
     """The account behind the key has no credits left (402)."""
 
-    http_status = 402
+    status = 402
     kind = "no_credits"
 
 
 class LLMRateLimited(LLMError):
     """Still rate-limited (429) after every retry."""
 
-    http_status = 429
+    status = 429
     kind = "rate_limited"
 
 
 class LLMUnavailable(LLMError):
     """5xx, timeouts or connection errors after every retry."""
 
-    http_status = 502
+    status = 502
     kind = "unavailable"
 
 
 class LLMBadReply(LLMError):
     """A reply that carries an error object, no text, or text that cannot be parsed."""
 
-    http_status = 502
+    status = 502
     kind = "bad_reply"
 
 

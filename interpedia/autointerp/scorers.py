@@ -26,6 +26,7 @@ import numpy as np
 
 from interpedia.autointerp.evidence import Example, readable_token
 from interpedia.autointerp.llm import ChatClient, LLMBadReply, Message
+from interpedia.errors import Invalid
 from interpedia.search.embeddings import Embedder
 
 __all__ = ["SCORERS", "ScoreResult", "Scorer", "balanced_accuracy", "get_scorer", "roc_auc"]
@@ -34,7 +35,7 @@ HIGHLIGHT = 0.3  # Delphi marks tokens at or above 0.3 * the example's max
 _BATCH = 5  # examples per LLM prompt (Delphi's CLI default)
 
 
-class NotScorable(ValueError):
+class NotScorable(Invalid):
     """The examples cannot support a score (no activating or no non-activating ones)."""
 
 

@@ -16,8 +16,8 @@ from interpedia.autointerp.llm import ChatClient, LLMConfig
 from interpedia.autointerp.scorers import NotScorable, Scorer, get_scorer, run_scorer
 from interpedia.config import Settings
 from interpedia.db.tables import Explanation, ExplanationScore, Feature, User
+from interpedia.errors import Forbidden, Invalid, UserError
 from interpedia.search.embeddings import get_embedder, try_embed
-from interpedia.store.errors import Forbidden, Invalid, StoreError
 from interpedia.store.explanations import (
     add_explanation,
     add_score,
@@ -70,23 +70,23 @@ def generate_explanation(
     try:
         explainer = get_explainer(type_name)
     except KeyError as exc:
-        raise StoreError(str(exc.args[0]), field="explanationType") from None
+        raise UserError(str(exc.args[0]), field="explanationType") from None
     if explainer.needs_llm:
         check_may_use_llm(user)
     model = explainer_model_name(explainer, settings, model_name)
     if has_explanation(session, feature.id, explainer.name, model):
-        raise StoreError(
+        raise UserError(
             f"this feature already has an explanation of type {explainer.name} by {model}", field="explanationType"
         )
     evidence = load_evidence(session, feature, n_top=N_TOP)
     if not evidence.examples:
-        raise StoreError("this feature has no activating examples to explain", field="index")
+        raise UserError("this feature has no activating examples to explain", field="index")
     session.rollback()  # no transaction stays open while the LLM thinks
     if explainer.needs_llm and llm is None:
         llm = make_llm(settings, model=model)
     text = explain(explainer, evidence, llm)
     if not text:
-        raise StoreError("the explainer produced no text for this feature", field="index")
+        raise UserError("the explainer produced no text for this feature", field="index")
     embedding = try_embed(get_embedder(settings), [text])[0]
     with session.begin():
         ensure_explanation_catalogue(
@@ -131,12 +131,12 @@ def score_explanation(
     try:
         scorer = get_scorer(type_name)
     except KeyError as exc:
-        raise StoreError(str(exc.args[0]), field="scorerType") from None
+        raise UserError(str(exc.args[0]), field="scorerType") from None
     if scorer.needs_llm:
         check_may_use_llm(user)
     model = scorer_model_name(scorer, settings, model_name)
     if has_score(session, explanation.id, scorer.name, model):
-        raise StoreError("a score using this same method and model already exists", field="scorerType")
+        raise UserError("a score using this same method and model already exists", field="scorerType")
     feature = session.get(Feature, explanation.feature_id)
     assert feature is not None
     evidence = load_evidence(session, feature, n_top=N_TOP, n_negatives=N_NEGATIVES)
@@ -155,7 +155,7 @@ def score_explanation(
             seed=zlib.crc32(explanation_id.encode()),
         )
     except NotScorable as exc:
-        raise StoreError(str(exc), field="explanationId") from None
+        raise UserError(str(exc), field="explanationId") from None
     result.details["negatives"] = "stored zero examples, then top examples of other features of the source"
     with session.begin():
         ensure_score_catalogue(session, scorer.name, scorer.display_name, scorer.description, model)

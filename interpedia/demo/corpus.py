@@ -16,6 +16,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from interpedia.errors import Unavailable
+
 log = logging.getLogger(__name__)
 
 PY_DOC_SOURCES = Path("/usr/share/doc/python3.11/html/_sources")
@@ -27,7 +29,7 @@ _MARKUP_RE = re.compile(r"``([^`]*)``|`([^`<]*?)(?:\s*<[^>]*>)?`_{0,2}|\*\*([^*]
 _UNDERLINE_RE = re.compile(r"^\s*([=\-~^*#+\"'`.:])\1{2,}\s*$")
 
 
-class CorpusUnavailable(RuntimeError):
+class CorpusUnavailable(Unavailable):
     """The offline text sources are not installed."""
 
 

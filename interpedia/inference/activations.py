@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from interpedia.inference.errors import Invalid
+from interpedia.errors import Invalid
 from interpedia.inference.registry import LoadedModel, LoadedSource
 
 

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
 from interpedia.db.tables import GenerateRun, Model, Source
+from interpedia.errors import NotFound, Unavailable
 from interpedia.generate.config import GenerateConfig
-from interpedia.inference.errors import NotFound, Unavailable
 from interpedia.store.catalogue import get_source
 
 _DEFAULTS = GenerateConfig(model="", sae="", dataset="")

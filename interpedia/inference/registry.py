@@ -16,9 +16,9 @@ from typing import Any, Generic, TypeVar
 
 import torch
 
+from interpedia.errors import Invalid, Unavailable
 from interpedia.generate.model import HookedModel, layer_of
 from interpedia.generate.sae import LoadedSae
-from interpedia.inference.errors import Invalid, Unavailable
 from interpedia.inference.plans import ModelPlan, SaePlan
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from interpedia.config import Settings
+from interpedia.errors import Invalid, NotFound
 from interpedia.inference import activations as acts
-from interpedia.inference.errors import Invalid, NotFound
 from interpedia.inference.plans import ModelPlan, SaePlan, inference_sources, plan_model, plan_sae
 from interpedia.inference.registry import InferenceRegistry, LoadedModel, LoadedSource
 from interpedia.inference.steering import Direction, SteerSettings, check_directions, generate, render_chat

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from interpedia.inference.errors import Invalid, Unsupported
+from interpedia.errors import Invalid, Unsupported
 from interpedia.inference.registry import LoadedModel
 
 STEER_METHODS = ("SIMPLE_ADDITIVE", "ORTHOGONAL_DECOMP", "PROJECTION_CAP")

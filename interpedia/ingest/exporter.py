@@ -26,7 +26,8 @@ from interpedia.db.tables import (
     SourceSet,
 )
 from interpedia.ingest.npexport import CONFIG_TABLES
-from interpedia.store.features import activation_doc, iso
+from interpedia.store.features import activation_doc
+from interpedia.store.formats import iso
 from interpedia.store.records import NP_FEATURE_NAMES
 from interpedia.store.vocab import vocab_cache
 

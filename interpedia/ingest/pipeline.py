@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from interpedia.db.engine import transaction
 from interpedia.db.tables import ImportedBatch, Source
+from interpedia.errors import UserError
 from interpedia.ingest.validate import BadInput
 from interpedia.store.catalogue import ensure_model, ensure_source, ensure_source_set
-from interpedia.store.errors import StoreError
 from interpedia.store.records import ActivationColumns, FeatureRecord
 from interpedia.store.users import ensure_user
 from interpedia.store.vocab import ensure_token_ids
@@ -133,7 +133,7 @@ class BatchImporter:
         """Find or create the model, source set and source a batch is for; BadInput when their ids are invalid."""
         try:
             return self._prepare_source(target)
-        except StoreError as exc:
+        except UserError as exc:
             raise BadInput(exc.message, file=file, field=exc.field) from exc
 
     def _prepare_source(self, target: SourceTarget) -> Source:
@@ -185,7 +185,7 @@ class BatchImporter:
                             n_explanations=counts.explanations,
                         )
                     )
-        except StoreError as exc:
+        except UserError as exc:
             raise BadInput(exc.message, file=batch.file or batch.key, field=exc.field) from exc
         if batch.records:  # an empty batch only marks a whole file as done
             self.summary.batches += 1
@@ -213,7 +213,7 @@ class BatchImporter:
         if columns is not None:
             try:
                 self._vocabulary(source, columns)
-            except StoreError as exc:
+            except UserError as exc:
                 raise BadInput(exc.message, file=batch.file or batch.key, field=exc.field) from exc
             encode_columns(columns, {})
         return replace(batch, records=records, columns=columns)

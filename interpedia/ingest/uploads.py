@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from interpedia.db.engine import transaction
 from interpedia.db.tables import Feature, Model, SourceSet, User
+from interpedia.errors import Forbidden, NotFound
 from interpedia.store.activations import append_activations
 from interpedia.store.catalogue import (
     check_id,
@@ -19,7 +20,6 @@ from interpedia.store.catalogue import (
     get_source_set,
     source_set_name_of,
 )
-from interpedia.store.errors import Forbidden, NotFound
 from interpedia.store.records import ActivationRecord, ExplanationRecord, FeatureRecord
 from interpedia.store.vocab import ensure_tokens
 from interpedia.store.writer import WriteCounts, all_tokens, write_features

@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 import orjson
 
+from interpedia.errors import Invalid
 from interpedia.store.records import ActivationRecord, ExplanationRecord
 
 
-class BadInput(ValueError):
+class BadInput(Invalid):
     """Input that cannot be imported; the message names where the problem is."""
 
     def __init__(
@@ -22,7 +23,7 @@ class BadInput(ValueError):
         self.file = file
         self.feature = feature
         self.field = field
-        super().__init__(self._render())
+        super().__init__(self._render(), field)
 
     def _render(self) -> str:
         where = []

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from interpedia.config import Settings
 from interpedia.db.vector import EMBEDDING_DIM
+from interpedia.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ __all__ = [
 Vectors = npt.NDArray[np.float32]  # [n, 384], rows of unit length
 
 
-class EmbeddingError(Exception):
+class EmbeddingError(Unavailable):
     """The embedder could not be loaded or gave no usable vectors."""
 
 

@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
 from interpedia.db.tables import Explanation, Feature, Model, Source, SourceRelease, SourceSet, User
+from interpedia.errors import Invalid, NotFound
 from interpedia.search.embeddings import Embedder
 from interpedia.search.index import MAX_CANDIDATES, search_vectors
 from interpedia.store.access import listed_condition
 from interpedia.store.catalogue import get_model
-from interpedia.store.errors import Invalid, NotFound
-from interpedia.store.features import feature_stats_json, iso, list_activations
+from interpedia.store.features import feature_stats_json, list_activations
+from interpedia.store.formats import iso
 
 PAGE_SIZE = 20
 ACTS_PER_RESULT = 3

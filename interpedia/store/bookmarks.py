@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import Bookmark, Explanation, Feature, Source, User
-from interpedia.store.features import iso
+from interpedia.store.formats import iso
 
 
 def add_bookmark(session: Session, user: User, feature: Feature) -> tuple[Bookmark, bool]:

@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import Feature, Model, Source, SourceSet
+from interpedia.errors import Conflict, Invalid, NotFound
 from interpedia.store.access import current_viewer, listed_condition, may_see
-from interpedia.store.errors import Conflict, Invalid, NotFound
 
 # /api/model/new's rule for new ids; imported ids may also carry upper case and '_'.
 NEW_MODEL_ID_RE = re.compile(r"^[a-z][a-z0-9.-]*[a-z0-9]$")

@@ -8,8 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import Comment, Feature, FeatureList, Source, User
-from interpedia.store.errors import Forbidden, Invalid, NotFound
-from interpedia.store.features import iso
+from interpedia.errors import Forbidden, Invalid, NotFound
+from interpedia.store.formats import iso
 from interpedia.store.users import can_modify
 
 # Neuronpedia caps nothing explicitly; a comment is a remark, not a document, and this keeps one

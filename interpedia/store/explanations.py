@@ -21,8 +21,8 @@ from interpedia.db.tables import (
     Source,
     User,
 )
-from interpedia.store.errors import Conflict, Forbidden, Invalid, NotFound
-from interpedia.store.features import iso
+from interpedia.errors import Conflict, Forbidden, Invalid, NotFound
+from interpedia.store.formats import iso
 
 MAX_DESCRIPTION = 1000
 

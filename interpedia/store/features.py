@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-import numpy as np
-import orjson
 from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session
 
@@ -23,31 +20,11 @@ from interpedia.db.tables import (
     SourceSet,
     User,
 )
+from interpedia.errors import Invalid, NotFound
 from interpedia.store.catalogue import get_model, get_source, source_visible
-from interpedia.store.errors import Invalid, NotFound
+from interpedia.store.formats import f32, iso, parse_index
 from interpedia.store.records import NP_FEATURE_NAMES
 from interpedia.store.vocab import vocab_cache
-
-
-def iso(value: dt.datetime | None) -> str | None:
-    """A timestamp the way Neuronpedia's API writes it."""
-    return None if value is None else value.isoformat(timespec="milliseconds") + "Z"
-
-
-MAX_INDEX = 2**31 - 1
-
-
-def parse_index(index: Any) -> int:
-    """A feature index from a URL or body: a non-negative integer."""
-    try:
-        value = int(str(index), 10)
-    except (TypeError, ValueError):
-        raise Invalid(f"feature index {index!r} is not an integer", field="index") from None
-    if value < 0:
-        raise Invalid(f"feature index {value} is negative", field="index")
-    if value > MAX_INDEX:  # the column is a 32-bit integer: Postgres refuses larger parameters outright
-        raise Invalid(f"feature index {value} is larger than {MAX_INDEX}", field="index")
-    return value
 
 
 def model_json(model: Model) -> dict[str, Any]:
@@ -134,11 +111,6 @@ def feature_stats_json(feature: Feature) -> dict[str, Any]:
 def _bin_contains(value: float | None) -> float | None:
     # SAEDashboard marks the top group with -1; the official client accepts only null or 0..1.
     return value if value is not None and 0.0 <= value <= 1.0 else None
-
-
-def f32(value: float | None) -> float | None:
-    """A float32 column value as the shortest decimal that round-trips it (REAL 0.1234 -> 0.1234)."""
-    return None if value is None else float(str(np.float32(value)))
 
 
 def activation_doc(
@@ -380,8 +352,3 @@ def count_activations(session: Session, feature_ids: Sequence[int]) -> int:
         session.scalar(select(func.count()).select_from(Activation).where(Activation.feature_id.in_(list(feature_ids))))
         or 0
     )
-
-
-def dumps(doc: Any) -> bytes:
-    """JSON bytes of an API document (NaN-free: the importers refuse NaN and Inf)."""
-    return orjson.dumps(doc)

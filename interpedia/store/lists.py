@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from interpedia.db.community import FeatureList, ListFeature
 from interpedia.db.tables import Activation, Feature, Model, Source, User
-from interpedia.store.errors import Forbidden, Invalid, NotFound, StoreError
-from interpedia.store.features import activation_json, iso, list_explanations, parse_index
+from interpedia.errors import Forbidden, Invalid, NotFound, UserError
+from interpedia.store.features import activation_json, list_explanations
+from interpedia.store.formats import iso, parse_index
 from interpedia.store.users import can_modify
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,8 @@ DETAIL_ACTIVATION_FEATURES = 300  # beyond this many members, details carry no e
 _CHUNK = 500  # (source, index) pairs per lookup query
 
 
-class TooMany(StoreError):
+class TooMany(UserError):
     """More features than one call or one list may hold."""
-
-    status = 400
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import SteerOutput
-from interpedia.store.errors import NotFound
+from interpedia.errors import NotFound
 
 STEERING_VERSION = 1
 

@@ -15,13 +15,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import ApiKey, User
-from interpedia.store.errors import Conflict, Invalid, NotFound
+from interpedia.errors import Conflict, Invalid, NotFound
 
 USER_NAME_RE = re.compile(r"^[a-zA-Z0-9-.]{1,39}$")
 KEY_PREFIX = "sk-np-"
 
 
-class InvalidUserName(ValueError):
+class InvalidUserName(Invalid):
     """A user name outside Neuronpedia's rules."""
 
 

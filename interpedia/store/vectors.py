@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import Feature, Model, Source, User
+from interpedia.errors import Forbidden, Invalid, NotFound
 from interpedia.store.catalogue import ensure_source, get_model, get_source
-from interpedia.store.errors import Forbidden, Invalid, NotFound
 
 HOOK_TYPES = {"hook_resid_pre": "resid-pre", "hook_resid_post": "resid-post"}
 MAX_VECTOR_LENGTH = 24576

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
 from interpedia.db.tables import User
+from interpedia.errors import Unauthorized
 from interpedia.store.users import user_for_api_key
-from interpedia.web.errors import ApiError
 
 AUTH_REQUIRED = (
     "This endpoint requires authorization. Specify your API key in the header x-api-key. "
@@ -40,7 +40,7 @@ def optional_user(session: SessionDep, x_api_key: Annotated[str | None, Header()
         return None
     user = user_for_api_key(session, x_api_key)
     if user is None:
-        raise ApiError(401, "invalid or revoked API key (header x-api-key)")
+        raise Unauthorized("invalid or revoked API key (header x-api-key)")
     session.commit()
     return user
 
@@ -48,7 +48,7 @@ def optional_user(session: SessionDep, x_api_key: Annotated[str | None, Header()
 def required_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
     """The key's owner; 401 without a key."""
     if user is None:
-        raise ApiError(401, AUTH_REQUIRED)
+        raise Unauthorized(AUTH_REQUIRED)
     return user
 
 

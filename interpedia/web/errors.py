@@ -10,27 +10,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from interpedia.ingest.validate import BadInput
-from interpedia.store.errors import StoreError
+from interpedia.errors import TooLarge, UserError
 
 log = logging.getLogger(__name__)
 
 
-class ApiError(Exception):
-    """An error to answer with; raise it from handlers."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.field = field
-
-
-class BodyTooLarge(Exception):
+class BodyTooLarge(TooLarge):
     """The request body went over INTERPEDIA_MAX_BODY_BYTES while it was being read."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(limit)
+        super().__init__(f"request body is larger than {limit} bytes (INTERPEDIA_MAX_BODY_BYTES)")
         self.limit = limit
 
 
@@ -72,21 +61,13 @@ def _loc_to_field(loc: tuple[Any, ...]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error kind to the one JSON shape."""
 
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> Response:
-        return _respond(request, exc.status, exc.message, exc.field)
-
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
         return error_response(413, f"request body is larger than {exc.limit} bytes (INTERPEDIA_MAX_BODY_BYTES)")
 
-    @app.exception_handler(StoreError)
-    async def _store_error(request: Request, exc: StoreError) -> Response:
+    @app.exception_handler(UserError)
+    async def _user_error(request: Request, exc: UserError) -> Response:
         return _respond(request, exc.status, exc.message, exc.field)
-
-    @app.exception_handler(BadInput)
-    async def _bad_input(_: Request, exc: BadInput) -> JSONResponse:
-        return error_response(422, str(exc), exc.field)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

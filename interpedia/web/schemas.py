@@ -5,35 +5,26 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import (
-    AllowInfNan,
-    BaseModel,
-    ConfigDict,
     Field,
-    Strict,
     StrictInt,
     StrictStr,
     field_validator,
     model_validator,
 )
 
-Finite = Annotated[float, Strict(), AllowInfNan(False)]
-FeatureIndex = Annotated[StrictInt | StrictStr, Field(description="Feature index (integer or numeric string).")]
+from interpedia.web.wire import Body, Finite, Index
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-
-class FeatureRef(_Body):
+class FeatureRef(Body):
     """One feature address of ``POST /api/features``."""
 
     modelId: StrictStr
     layer: StrictStr
-    index: FeatureIndex
+    index: Index
     maxActsToReturn: Annotated[int, Field(ge=0, le=1000)] | None = None
 
 
-class FeaturesOffsetBody(_Body):
+class FeaturesOffsetBody(Body):
     """``POST /api/features-offset``."""
 
     modelId: StrictStr
@@ -41,15 +32,15 @@ class FeaturesOffsetBody(_Body):
     offset: Annotated[int, Field(ge=0)] = 0
 
 
-class ActivationGetBody(_Body):
+class ActivationGetBody(Body):
     """``POST /api/activation/get``."""
 
     modelId: StrictStr
     source: StrictStr
-    index: FeatureIndex
+    index: Index
 
 
-class ModelNewBody(_Body):
+class ModelNewBody(Body):
     """``POST /api/model/new``."""
 
     id: Annotated[StrictStr, Field(min_length=2, max_length=32)]
@@ -58,13 +49,13 @@ class ModelNewBody(_Body):
     url: StrictStr | None = None
 
 
-class ModelGetBody(_Body):
+class ModelGetBody(Body):
     """``POST /api/model/get``."""
 
     id: StrictStr
 
 
-class SourceSetNewBody(_Body):
+class SourceSetNewBody(Body):
     """``POST /api/source-set/new``."""
 
     name: Annotated[StrictStr, Field(min_length=1, max_length=100)]
@@ -73,14 +64,14 @@ class SourceSetNewBody(_Body):
     url: StrictStr | None = None
 
 
-class LogitBody(_Body):
+class LogitBody(Body):
     """A token and its logit effect."""
 
     token: StrictStr
     value: Finite
 
 
-class UploadExplanation(_Body):
+class UploadExplanation(Body):
     """An explanation sent with an uploaded feature."""
 
     text: Annotated[StrictStr, Field(min_length=1, max_length=10_000)]
@@ -88,7 +79,7 @@ class UploadExplanation(_Body):
     modelName: StrictStr | None = None
 
 
-class UploadActivation(_Body):
+class UploadActivation(Body):
     """An example sent with an uploaded feature."""
 
     tokens: Annotated[list[StrictStr], Field(min_length=1, max_length=1024)]
@@ -104,7 +95,7 @@ class UploadActivation(_Body):
         return self
 
 
-class UploadFeature(_Body):
+class UploadFeature(Body):
     """One feature of ``POST /api/feature/upload-batch``."""
 
     index: Annotated[StrictInt, Field(ge=0)]
@@ -115,7 +106,7 @@ class UploadFeature(_Body):
     activations: Annotated[list[UploadActivation], Field(max_length=1000)] = []
 
 
-class FeatureUploadBody(_Body):
+class FeatureUploadBody(Body):
     """``POST /api/feature/upload-batch``: 1 to 128 features of one source."""
 
     modelId: StrictStr
@@ -133,10 +124,10 @@ class FeatureUploadBody(_Body):
         return features
 
 
-class ActivationUploadBody(_Body):
+class ActivationUploadBody(Body):
     """``POST /api/activation/upload-batch``: examples for one existing feature."""
 
     modelId: StrictStr
     source: StrictStr
-    index: FeatureIndex
+    index: Index
     activations: Annotated[list[UploadActivation], Field(min_length=1, max_length=1000)]

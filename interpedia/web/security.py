@@ -230,8 +230,8 @@ class RateLimitMiddleware:
 
 def _resolve_viewer(app: Any, scope: Scope) -> tuple[str | None, bool]:
     """(user id, admin) of the request's API key or signed-in browser; anonymous when neither (or a bad key)."""
+    from interpedia.errors import UserError
     from interpedia.store.users import user_for_api_key
-    from interpedia.web.errors import ApiError
 
     # A scope copy with its own state: the handler's own user lookup must not get objects of this session.
     request = Request({**scope, "state": {}})
@@ -244,7 +244,7 @@ def _resolve_viewer(app: Any, scope: Scope) -> tuple[str | None, bool]:
             else:
                 key = request.headers.get("x-api-key")
                 user = user_for_api_key(session, key) if key else None
-        except ApiError:
+        except UserError:
             user = None
         return (user.id, bool(user.admin)) if user is not None else (None, False)
 

@@ -118,7 +118,7 @@ def test_overrides_win_over_what_the_files_say(factory: Any, tmp_path: Path) -> 
     import_path(path, factory, options=DashboardOptions(model_id="gpt2-local", layer="5"))
     assert _doc(factory, "gpt2-local", "5-res-test", 1)["index"] == "1"
     with factory() as session:
-        from interpedia.store.errors import NotFound
+        from interpedia.errors import NotFound
 
         with pytest.raises(NotFound):
             get_feature_row(session, "gpt2-small", "2-res-test", 1)

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from interpedia.errors import Invalid
 from interpedia.store.catalogue import RESERVED_MODEL_IDS, create_model
-from interpedia.store.errors import Invalid
 
 
 def test_every_literal_top_level_route_is_reserved(app: Any) -> None:

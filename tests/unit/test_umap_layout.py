@@ -15,7 +15,7 @@ from generate_helpers import make_sae_dir  # noqa: E402
 
 from interpedia.analysis.decoder import load_directions  # noqa: E402
 from interpedia.analysis.umap_layout import UmapConfig, cluster, compute, embed, log_sparsity  # noqa: E402
-from interpedia.store.errors import Invalid  # noqa: E402
+from interpedia.errors import Invalid  # noqa: E402
 
 
 def _blobs(n_per: int = 40, k: int = 3, d: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

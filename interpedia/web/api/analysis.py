@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -12,34 +12,30 @@ from pydantic import Field, StrictStr
 from interpedia.analysis.cossim import MAX_RESULTS, topk_cossim
 from interpedia.analysis.decoder import DirectionCache
 from interpedia.analysis.queries import MAX_UMAP_LAYERS, umap_points
-from interpedia.store.features import dumps, parse_index
+from interpedia.store.formats import parse_index
 from interpedia.web.deps import OptionalUser, SessionDep
-from interpedia.web.schemas import FeatureIndex, _Body
+from interpedia.web.wire import Body, Index, json_response
 
 router = APIRouter(tags=["analysis"])
 _cache_lock = threading.Lock()
 
 
-class UmapBody(_Body):
+class UmapBody(Body):
     """``POST /api/umap``."""
 
     modelId: StrictStr
     layers: Annotated[list[StrictStr], Field(min_length=1, max_length=MAX_UMAP_LAYERS)]
 
 
-class CossimBody(_Body):
+class CossimBody(Body):
     """``POST /api/cossim``."""
 
     modelId: StrictStr
     source: StrictStr
-    index: FeatureIndex
+    index: Index
     targetModelId: StrictStr
     targetSourceId: StrictStr
     numResults: Annotated[int, Field(ge=1, le=MAX_RESULTS)] = 10
-
-
-def _json(doc: Any) -> Response:
-    return Response(dumps(doc), media_type="application/json")
 
 
 def _directions(request: Request) -> DirectionCache:
@@ -58,13 +54,13 @@ def umap(body: UmapBody, session: SessionDep, user: OptionalUser) -> Response:
     One point per feature with coordinates (``interpedia umap``), with its best explanation;
     ``id`` and ``description`` are null for a feature with no explanation.
     """
-    return _json(umap_points(session, body.modelId, body.layers))
+    return json_response(umap_points(session, body.modelId, body.layers))
 
 
 @router.post("/cossim", summary="Top features of another source by decoder cosine similarity")
 def cossim(body: CossimBody, request: Request, session: SessionDep, user: OptionalUser) -> Response:
     """``{feature, topk_decoder_cossim_features: [{feature: {model, source, index}, cosine_similarity}]}``."""
-    return _json(
+    return json_response(
         topk_cossim(
             session,
             _directions(request),

@@ -24,7 +24,8 @@ from interpedia.store.catalogue import (
     list_source_sets,
     list_sources,
 )
-from interpedia.store.features import iso, model_json, source_json, source_set_json
+from interpedia.store.features import model_json, source_json, source_set_json
+from interpedia.store.formats import iso
 from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep
 from interpedia.web.schemas import ModelGetBody, ModelNewBody, SourceSetNewBody
 

@@ -11,31 +11,30 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import StrictStr, model_validator
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import User
+from interpedia.errors import NotFound, Unauthorized
 from interpedia.store.bookmarks import add_bookmark, delete_bookmark, user_bookmarks
 from interpedia.store.comments import add_feature_comment, add_list_comment, comment_json, delete_comment
 from interpedia.store.explanations import get_explanation
-from interpedia.store.features import dumps, get_feature_row
+from interpedia.store.features import get_feature_row
 from interpedia.store.votes import unvote, vote, vote_state
 from interpedia.web.deps import AUTH_REQUIRED, SessionDep
-from interpedia.web.errors import ApiError
 from interpedia.web.pages.session import check_csrf, current_user
+from interpedia.web.wire import Body, Index, json_response
 
 router = APIRouter(tags=["community"])
 
 CSRF_HEADER = "x-csrf-token"
-
-Index = Annotated[StrictInt | StrictStr, Field(description="Feature index (integer or numeric string).")]
 
 
 def community_user(request: Request, session: SessionDep) -> User:
     """The caller (API key, or signed-in browser with a CSRF header on writes); 401 for nobody."""
     user = current_user(request, session)
     if user is None:
-        raise ApiError(401, AUTH_REQUIRED)
+        raise Unauthorized(AUTH_REQUIRED)
     if not request.headers.get("x-api-key") and request.method not in ("GET", "HEAD"):
         check_csrf(request, session, request.headers.get(CSRF_HEADER))
     return user
@@ -44,11 +43,7 @@ def community_user(request: Request, session: SessionDep) -> User:
 CommunityUser = Annotated[User, Depends(community_user)]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class FeatureRef(_Body):
+class FeatureRef(Body):
     """A feature address, as ``/api/bookmark/add`` and ``/delete`` take it."""
 
     modelId: StrictStr
@@ -63,14 +58,14 @@ class CommentNew(FeatureRef):
     text: Any = None
 
 
-class ListCommentNew(_Body):
+class ListCommentNew(Body):
     """``POST /api/list/comment/new``."""
 
     listId: StrictStr
     text: Any = None
 
 
-class CommentDelete(_Body):
+class CommentDelete(Body):
     """``POST /api/comment/delete`` (``commentId``; ``id`` is accepted too)."""
 
     commentId: StrictStr | None = None
@@ -86,10 +81,6 @@ class CommentDelete(_Body):
     def comment_id(self) -> str:
         """The comment's id, whichever field carried it."""
         return self.commentId or self.id or ""
-
-
-def _json(doc: Any, status: int = 200) -> Response:
-    return Response(dumps(doc), status_code=status, media_type="application/json")
 
 
 def _fresh(session: Session) -> None:
@@ -109,7 +100,7 @@ def comment_new(body: CommentNew, session: SessionDep, user: CommunityUser) -> R
         _, _, feature = get_feature_row(session, body.modelId, body.layer, body.index)
         row = add_feature_comment(session, user, feature, body.text)
         doc = comment_json(session, row, user)
-    return _json(doc)
+    return json_response(doc)
 
 
 @router.post("/comment/delete", summary="Delete a comment")
@@ -118,7 +109,7 @@ def comment_delete(body: CommentDelete, session: SessionDep, user: CommunityUser
     _fresh(session)
     with session.begin():
         delete_comment(session, user, body.comment_id)
-    return _json({"message": "Comment deleted.", "id": body.comment_id})
+    return json_response({"message": "Comment deleted.", "id": body.comment_id})
 
 
 @router.post("/list/comment/new", summary="Comment on a list")
@@ -128,7 +119,7 @@ def list_comment_new(body: ListCommentNew, session: SessionDep, user: CommunityU
     with session.begin():
         row = add_list_comment(session, user, body.listId, body.text)
         doc = comment_json(session, row, user)
-    return _json(doc)
+    return json_response(doc)
 
 
 @router.post("/list/comment/delete", summary="Delete a list comment")
@@ -137,7 +128,7 @@ def list_comment_delete(body: CommentDelete, session: SessionDep, user: Communit
     _fresh(session)
     with session.begin():
         delete_comment(session, user, body.comment_id, list_only=True)
-    return _json({"message": "Comment deleted.", "id": body.comment_id})
+    return json_response({"message": "Comment deleted.", "id": body.comment_id})
 
 
 # --- bookmarks ------------------------------------------------------------------------------------
@@ -150,7 +141,7 @@ def bookmark_add(body: FeatureRef, session: SessionDep, user: CommunityUser) -> 
     with session.begin():
         model, source, feature = get_feature_row(session, body.modelId, body.layer, body.index)
         _, created = add_bookmark(session, user, feature)
-    return _json(
+    return json_response(
         {"modelId": model.id, "layer": source.name, "index": str(feature.index), "bookmarked": True, "created": created}
     )
 
@@ -162,15 +153,15 @@ def bookmark_delete(body: FeatureRef, session: SessionDep, user: CommunityUser) 
     with session.begin():
         model, source, feature = get_feature_row(session, body.modelId, body.layer, body.index)
         if not delete_bookmark(session, user, feature):
-            raise ApiError(404, f"feature {model.id}/{source.name}/{feature.index} is not bookmarked", "index")
-    return _json({"modelId": model.id, "layer": source.name, "index": str(feature.index), "bookmarked": False})
+            raise NotFound(f"feature {model.id}/{source.name}/{feature.index} is not bookmarked", "index")
+    return json_response({"modelId": model.id, "layer": source.name, "index": str(feature.index), "bookmarked": False})
 
 
 @router.get("/user/bookmarks", summary="Your bookmarks", operation_id="user_bookmarks_get")
 @router.post("/user/bookmarks", summary="Your bookmarks", operation_id="user_bookmarks_post")
 def bookmarks_list(session: SessionDep, user: CommunityUser) -> Response:
     """The caller's bookmarked features, newest first."""
-    return _json({"bookmarks": user_bookmarks(session, user)})
+    return json_response({"bookmarks": user_bookmarks(session, user)})
 
 
 # --- votes ----------------------------------------------------------------------------------------
@@ -186,7 +177,7 @@ def vote_one(explanationId: str, session: SessionDep, user: CommunityUser) -> Re
     _fresh(session)
     with session.begin():
         vote(session, user, get_explanation(session, explanationId, user))
-    return _json(_vote_doc(session, user, explanationId))
+    return json_response(_vote_doc(session, user, explanationId))
 
 
 @router.post("/explanation/{explanationId}/unvote", summary="Take back your vote")
@@ -195,4 +186,4 @@ def unvote_one(explanationId: str, session: SessionDep, user: CommunityUser) -> 
     _fresh(session)
     with session.begin():
         unvote(session, user, get_explanation(session, explanationId, user))
-    return _json(_vote_doc(session, user, explanationId))
+    return json_response(_vote_doc(session, user, explanationId))

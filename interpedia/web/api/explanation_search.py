@@ -7,13 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import Field, StrictStr
 
+from interpedia.errors import Unavailable
 from interpedia.search.embeddings import EmbeddingError, get_embedder
 from interpedia.search.query import SearchScope, search_explanations
-from interpedia.store.features import dumps
+from interpedia.store.formats import dumps
 from interpedia.web.deps import OptionalUser, SessionDep, SettingsDep
-from interpedia.web.errors import ApiError
+from interpedia.web.wire import Body
 
 router = APIRouter(tags=["explanation search"])
 
@@ -21,11 +22,7 @@ Query = Annotated[StrictStr, Field(min_length=3, max_length=1000, description="W
 Offset = Annotated[int, Field(ge=0, le=980, description="Results to skip (pages of 20).")]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class SearchBody(_Body):
+class SearchBody(Body):
     """``POST /api/explanation/search``: some sources (``layers``) of one model; ``[]`` means all of them."""
 
     modelId: StrictStr
@@ -34,7 +31,7 @@ class SearchBody(_Body):
     offset: Offset = 0
 
 
-class SearchModelBody(_Body):
+class SearchModelBody(Body):
     """``POST /api/explanation/search-model``."""
 
     modelId: StrictStr
@@ -42,7 +39,7 @@ class SearchModelBody(_Body):
     offset: Offset = 0
 
 
-class SearchReleaseBody(_Body):
+class SearchReleaseBody(Body):
     """``POST /api/explanation/search-release``."""
 
     releaseName: StrictStr
@@ -50,14 +47,14 @@ class SearchReleaseBody(_Body):
     offset: Offset = 0
 
 
-class SearchAllBody(_Body):
+class SearchAllBody(Body):
     """``POST /api/explanation/search-all``."""
 
     query: Query
     offset: Offset = 0
 
 
-def _run(session: Any, settings: Any, user: Any, body: _Body, scope: SearchScope, query: str, offset: int) -> Response:
+def _run(session: Any, settings: Any, user: Any, body: Body, scope: SearchScope, query: str, offset: int) -> Response:
     try:
         doc = search_explanations(
             session,
@@ -70,7 +67,7 @@ def _run(session: Any, settings: Any, user: Any, body: _Body, scope: SearchScope
             request=body.model_dump(),
         )
     except EmbeddingError as exc:
-        raise ApiError(503, f"explanation search is unavailable: {exc}") from None
+        raise Unavailable(f"explanation search is unavailable: {exc}") from None
     return Response(dumps(doc), media_type="application/json")
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import Field, StrictStr
 
 from interpedia.autointerp.llm import LLMError
 from interpedia.autointerp.service import generate_explanation, score_explanation
+from interpedia.errors import UserError
 from interpedia.search.embeddings import get_embedder, try_embed
 from interpedia.store.explanations import (
     add_explanation,
@@ -22,20 +23,14 @@ from interpedia.store.explanations import (
     get_explanation,
     score_json,
 )
-from interpedia.store.features import dumps, get_feature_row
+from interpedia.store.features import get_feature_row
 from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep
-from interpedia.web.errors import ApiError
+from interpedia.web.wire import Body, Index, json_response
 
 router = APIRouter(tags=["explanations"])
 
-Index = Annotated[StrictInt | StrictStr, Field(description="Feature index (integer or numeric string).")]
 
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class GenerateBody(_Body):
+class GenerateBody(Body):
     """``POST /api/explanation/generate``."""
 
     modelId: StrictStr
@@ -45,7 +40,7 @@ class GenerateBody(_Body):
     explanationModelName: StrictStr | None = None
 
 
-class NewFeature(_Body):
+class NewFeature(Body):
     """The ``feature`` object of ``POST /api/explanation/new``."""
 
     modelId: StrictStr
@@ -55,22 +50,18 @@ class NewFeature(_Body):
     explanationModel: StrictStr | None = None
 
 
-class NewBody(_Body):
+class NewBody(Body):
     """``POST /api/explanation/new``."""
 
     feature: NewFeature
 
 
-class ScoreBody(_Body):
+class ScoreBody(Body):
     """``POST /api/explanation/score``."""
 
     explanationId: StrictStr
     scorerType: StrictStr
     scorerModel: StrictStr | None = None
-
-
-def _json(doc: Any) -> Response:
-    return Response(dumps(doc), media_type="application/json")
 
 
 @contextmanager
@@ -79,7 +70,7 @@ def llm_errors() -> Iterator[None]:
     try:
         yield
     except LLMError as exc:
-        raise ApiError(exc.http_status, f"{exc.message} (nothing was stored)") from None
+        raise UserError(f"{exc.message} (nothing was stored)", status=exc.status) from None
 
 
 @router.post("/explanation/generate", summary="Explain a feature with an explainer method (autointerp)")
@@ -89,7 +80,7 @@ def generate(body: GenerateBody, session: SessionDep, settings: SettingsDep, use
     _, _, feature = get_feature_row(session, body.modelId, body.layer, body.index)
     with llm_errors():
         exp = generate_explanation(session, settings, feature, body.explanationType, body.explanationModelName, user)
-    return _json({"explanation": explanation_json(session, exp)})
+    return json_response({"explanation": explanation_json(session, exp)})
 
 
 @router.post("/explanation/new", summary="Add an explanation written by hand")
@@ -110,7 +101,7 @@ def new(body: NewBody, session: SessionDep, settings: SettingsDep, user: Require
             triggered_by=user.id,
             embedding=embedding,
         )
-    return _json(
+    return json_response(
         {
             "message": "Explanation created.",
             "explanation": explanation_json(session, exp),
@@ -122,7 +113,7 @@ def new(body: NewBody, session: SessionDep, settings: SettingsDep, user: Require
 @router.get("/explanation/{explanationId}", summary="One explanation with its scores")
 def get_one(explanationId: str, session: SessionDep, user: OptionalUser) -> Response:
     """The explanation, its feature address and its scores; 404 when unknown."""
-    return _json(explanation_json(session, get_explanation(session, explanationId, user)))
+    return json_response(explanation_json(session, get_explanation(session, explanationId, user)))
 
 
 @router.post("/explanation/{explanationId}/delete", summary="Delete your explanation")
@@ -131,7 +122,7 @@ def delete_one(explanationId: str, session: SessionDep, user: RequiredUser) -> R
     session.rollback()
     with session.begin():
         delete_explanation(session, explanationId, user)
-    return _json({"message": "Explanation deleted.", "id": explanationId})
+    return json_response({"message": "Explanation deleted.", "id": explanationId})
 
 
 @router.post("/explanation/score", summary="Score an explanation (autointerp)")
@@ -141,7 +132,7 @@ def score(body: ScoreBody, session: SessionDep, settings: SettingsDep, user: Req
     exp = get_explanation(session, body.explanationId, user)
     with llm_errors():
         row = score_explanation(session, settings, exp, body.scorerType, body.scorerModel, user)
-    return _json({"score": score_json(row)})
+    return json_response({"score": score_json(row)})
 
 
 @router.post("/explanation/score/{explanationScoreId}/delete", summary="Delete your score")
@@ -150,4 +141,4 @@ def delete_one_score(explanationScoreId: str, session: SessionDep, user: Require
     session.rollback()
     with session.begin():
         delete_score(session, explanationScoreId, user)
-    return _json({"message": "Score deleted.", "id": explanationScoreId})
+    return json_response({"message": "Score deleted.", "id": explanationScoreId})

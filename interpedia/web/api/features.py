@@ -2,38 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body
 from fastapi.responses import Response
 from sqlalchemy import select
 
 from interpedia.db.tables import Feature
+from interpedia.errors import NotFound
 from interpedia.store.catalogue import get_model, get_source
-from interpedia.store.errors import NotFound
-from interpedia.store.features import (
-    dumps,
-    feature_json,
-    features_offset,
-    get_feature_row,
-    list_activations,
-    parse_index,
-)
+from interpedia.store.features import feature_json, features_offset, get_feature_row, list_activations
+from interpedia.store.formats import parse_index
 from interpedia.web.deps import OptionalUser, SessionDep
 from interpedia.web.schemas import ActivationGetBody, FeatureRef, FeaturesOffsetBody
+from interpedia.web.wire import json_response
 
 router = APIRouter(tags=["features"])
-
-
-def _json(doc: Any) -> Response:
-    return Response(dumps(doc), media_type="application/json")
 
 
 @router.get("/feature/{modelId}/{layer}/{index}", summary="A feature with its examples and explanations")
 def get_feature(modelId: str, layer: str, index: str, session: SessionDep, user: OptionalUser) -> Response:
     """The whole dashboard of ``/{modelId}/{layer}/{index}``; 404 when any part is unknown."""
     model, source, feature = get_feature_row(session, modelId, layer, index)
-    return _json(feature_json(session, model, source, feature))
+    return json_response(feature_json(session, model, source, feature))
 
 
 @router.post("/features", summary="Several features in one call (order preserved)")
@@ -48,13 +39,13 @@ def get_features(
         except NotFound:
             continue
         out.append(feature_json(session, model, source, feature, max_acts=ref.maxActsToReturn, with_catalogue=False))
-    return _json(out)
+    return json_response(out)
 
 
 @router.post("/features-offset", summary="A page of a source's features")
 def get_features_offset(body: FeaturesOffsetBody, session: SessionDep, user: OptionalUser) -> Response:
     """Features of a source from ``offset`` on, by index, with explanations (20 per page)."""
-    return _json(features_offset(session, body.modelId, body.layer, body.offset))
+    return json_response(features_offset(session, body.modelId, body.layer, body.offset))
 
 
 @router.post("/activation/get", summary="All examples of a feature")
@@ -66,4 +57,4 @@ def get_activations(body: ActivationGetBody, session: SessionDep, user: Optional
     feature = session.scalar(select(Feature).where(Feature.source_id == source.id, Feature.index == idx))
     if feature is None:
         raise NotFound(f"feature {body.modelId}/{body.source}/{idx} not found", field="index")
-    return _json(list_activations(session, body.modelId, body.source, feature))
+    return json_response(list_activations(session, body.modelId, body.source, feature))

@@ -11,28 +11,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import Field, StrictBool, StrictInt, StrictStr
 
+from interpedia.errors import Invalid
 from interpedia.store.catalogue import source_set_name_of
-from interpedia.store.features import dumps, parse_index
+from interpedia.store.formats import parse_index
 from interpedia.store.searches import cache_key, feature_facts, save_result, saved_result
 from interpedia.web.deps import OptionalUser, SessionDep, SettingsDep
-from interpedia.web.errors import ApiError
 from interpedia.web.v1.inference import service
+from interpedia.web.wire import Body, Finite, Index, Texts, json_response
 
 router = APIRouter(tags=["inference"])
 
-Finite = Annotated[float, AllowInfNan(False)]
-Index = StrictInt | StrictStr
-Texts = StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
 Service = Annotated[Any, Depends(service)]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-
-class FeatureAddress(_Body):
+class FeatureAddress(Body):
     """A feature: ``layer`` (or ``source``) is the source id."""
 
     modelId: StrictStr
@@ -41,14 +35,14 @@ class FeatureAddress(_Body):
     index: Index
 
 
-class ActivationNewBody(_Body):
+class ActivationNewBody(Body):
     """``/api/activation/new``."""
 
     feature: FeatureAddress
     customText: Texts
 
 
-class ActivationSourceBody(_Body):
+class ActivationSourceBody(Body):
     """``/api/activation/source``."""
 
     modelId: StrictStr
@@ -56,7 +50,7 @@ class ActivationSourceBody(_Body):
     customText: Texts
 
 
-class SearchAllBody(_Body):
+class SearchAllBody(Body):
     """``/api/search-all``."""
 
     modelId: StrictStr
@@ -69,7 +63,7 @@ class SearchAllBody(_Body):
     numResults: Annotated[StrictInt, Field(ge=1, le=100)] = 50
 
 
-class SearchTopkBody(_Body):
+class SearchTopkBody(Body):
     """``/api/search-topk-by-token``."""
 
     modelId: Annotated[StrictStr, Field(max_length=100)]
@@ -80,7 +74,7 @@ class SearchTopkBody(_Body):
     densityThreshold: Finite = 0.01
 
 
-class TokenizeBody(_Body):
+class TokenizeBody(Body):
     """``/api/tokenize``."""
 
     prompt: Annotated[StrictStr, Field(max_length=10000)]
@@ -88,14 +82,10 @@ class TokenizeBody(_Body):
     prependBos: StrictBool = True
 
 
-def _json(doc: Any) -> Response:
-    return Response(dumps(doc), media_type="application/json")
-
-
 def _texts(value: str | list[str], settings: Any, field: str) -> list[str]:
     texts = [value] if isinstance(value, str) else value
     if len(texts) > settings.inference_max_batch_prompts:
-        raise ApiError(422, f"at most {settings.inference_max_batch_prompts} texts per request", field)
+        raise Invalid(f"at most {settings.inference_max_batch_prompts} texts per request", field)
     return texts
 
 
@@ -104,7 +94,7 @@ def _density(threshold: float) -> float | None:
     if threshold in (-1, 0):
         return None
     if not 0 < threshold < 1:
-        raise ApiError(422, "densityThreshold must be -1 (none) or between 0 and 1", "densityThreshold")
+        raise Invalid("densityThreshold must be -1 (none) or between 0 and 1", "densityThreshold")
     return threshold
 
 
@@ -120,7 +110,7 @@ def activation_new(body: ActivationNewBody, svc: Service, settings: SettingsDep,
     """``{tokens, values, maxValue, maxValueIndex, activations: {...}}``; a list of them for a list of texts."""
     source = body.feature.source or body.feature.layer
     if not source:
-        raise ApiError(422, "feature.layer (the source id) is required", "feature.layer")
+        raise Invalid("feature.layer (the source id) is required", "feature.layer")
     model_id, index = body.feature.modelId, parse_index(body.feature.index)
     out = []
     for text in _texts(body.customText, settings, "customText"):
@@ -146,14 +136,14 @@ def activation_new(body: ActivationNewBody, svc: Service, settings: SettingsDep,
                 },
             }
         )
-    return _json(out[0] if isinstance(body.customText, str) else out)
+    return json_response(out[0] if isinstance(body.customText, str) else out)
 
 
 @router.post("/activation/source", summary="All of a source's feature activations on your text")
 def activation_source(body: ActivationSourceBody, svc: Service) -> Response:
     """``{results: [{tokens, activeFeatures: {index: [[token, value], ...]}}]}`` (at most 4 texts)."""
     texts = [body.customText] if isinstance(body.customText, str) else body.customText
-    return _json(svc.activation_source(body.modelId, texts, body.source))
+    return json_response(svc.activation_source(body.modelId, texts, body.source))
 
 
 def _search_all_one(svc: Any, session: Any, body: SearchAllBody, text: str, weights: list[str]) -> dict[str, Any]:
@@ -230,8 +220,8 @@ def search_all(
     weights = svc.weights_id(body.modelId, body.selectedLayers)
     docs = [_search_all_one(svc, session, body, t, weights) for t in texts]
     if isinstance(body.text, str):
-        return _json(docs[0])
-    return _json({"results": [{"tokens": d["tokens"], "result": d["result"]} for d in docs]})
+        return json_response(docs[0])
+    return json_response({"results": [{"tokens": d["tokens"], "result": d["result"]} for d in docs]})
 
 
 def _topk_one(
@@ -306,12 +296,12 @@ def search_topk_by_token(
     single = isinstance(body.text, str)
     docs = [_topk_one(svc, session, body, t, weights, single) for t in texts]
     if single:
-        return _json(docs[0])
-    return _json({"results": [{"source": d["source"], "results": d["results"]} for d in docs]})
+        return json_response(docs[0])
+    return json_response({"results": [{"source": d["source"], "results": d["results"]} for d in docs]})
 
 
 @router.post("/tokenize", summary="Tokenize text with a model's tokenizer")
 def tokenize(body: TokenizeBody, svc: Service) -> Response:
     """``{tokens, tokenStrings, prependBos}``."""
     r = svc.tokenize(body.modelId, body.prompt, body.prependBos)
-    return _json({"tokens": r["tokens"], "tokenStrings": r["token_strings"], "prependBos": r["prepend_bos"]})
+    return json_response({"tokens": r["tokens"], "tokenStrings": r["token_strings"], "prependBos": r["prepend_bos"]})

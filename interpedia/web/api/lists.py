@@ -7,26 +7,21 @@ transaction, so a bad request writes nothing.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr
+from pydantic import StrictInt, StrictStr
 
 from interpedia.db import transaction
+from interpedia.errors import UserError
 from interpedia.store import lists as store
-from interpedia.store.errors import StoreError
-from interpedia.store.features import dumps, parse_index
+from interpedia.store.formats import parse_index
 from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep
+from interpedia.web.wire import Body, json_response
 
 router = APIRouter(tags=["lists"])
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-
-class ListFeatureIn(_Body):
+class ListFeatureIn(Body):
     """A feature to put in a list, with an optional note."""
 
     modelId: StrictStr
@@ -35,7 +30,7 @@ class ListFeatureIn(_Body):
     description: StrictStr | None = None
 
 
-class ListNewBody(_Body):
+class ListNewBody(Body):
     """``/api/list/new``."""
 
     name: StrictStr
@@ -49,14 +44,14 @@ class ListNewWithFeaturesBody(ListNewBody):
     features: list[ListFeatureIn] = []
 
 
-class ListAddBody(_Body):
+class ListAddBody(Body):
     """``/api/list/add-features``."""
 
     listId: StrictStr
     featuresToAdd: list[ListFeatureIn]
 
 
-class ListFeatureRefBody(_Body):
+class ListFeatureRefBody(Body):
     """``/api/list/remove``."""
 
     listId: StrictStr
@@ -71,7 +66,7 @@ class ListEditFeatureBody(ListFeatureRefBody):
     description: StrictStr | None = ""
 
 
-class ListUpdateBody(_Body):
+class ListUpdateBody(Body):
     """``/api/list/update``."""
 
     listId: StrictStr
@@ -80,14 +75,10 @@ class ListUpdateBody(_Body):
     defaultTestText: StrictStr | None = None
 
 
-class ListIdBody(_Body):
+class ListIdBody(Body):
     """``/api/list/get`` and ``/api/list/delete``."""
 
     listId: StrictStr
-
-
-def _json(doc: Any) -> Response:
-    return Response(dumps(doc), media_type="application/json")
 
 
 def _refs(items: list[ListFeatureIn], field: str) -> list[store.FeatureRef]:
@@ -95,7 +86,7 @@ def _refs(items: list[ListFeatureIn], field: str) -> list[store.FeatureRef]:
     for i, item in enumerate(items):
         try:
             index = parse_index(item.index)
-        except StoreError as exc:
+        except UserError as exc:
             exc.field = f"{field}[{i}].index"
             raise
         out.append(store.FeatureRef(item.modelId, item.layer, index, item.description))
@@ -108,7 +99,7 @@ def list_new(body: ListNewBody, request: Request, user: RequiredUser, settings: 
     with transaction(request.app.state.sessionmaker) as session:
         lst = store.create_list(session, user, body.name, body.description, body.testText)
         doc = store.list_json(lst, user.name, settings.public_base_url)
-    return _json(doc)
+    return json_response(doc)
 
 
 @router.post("/list/new-with-features", summary="Create a list holding the given features")
@@ -127,7 +118,7 @@ def list_new_with_features(
         lst = store.create_list(session, user, body.name, body.description, body.testText)
         store.add_features(session, lst, user, refs, max_features=settings.list_max_features, field="features")
         doc = store.list_json(lst, user.name, settings.public_base_url)
-    return _json(doc)
+    return json_response(doc)
 
 
 @router.post("/list/add-features", summary="Add features to one of your lists (at most 100 per call)")
@@ -141,7 +132,7 @@ def list_add_features(body: ListAddBody, request: Request, user: RequiredUser, s
     with transaction(request.app.state.sessionmaker) as session:
         lst = store.list_for_change(session, body.listId, user)
         added = store.add_features(session, lst, user, refs, max_features=settings.list_max_features)
-    return _json(added)
+    return json_response(added)
 
 
 @router.post("/list/remove", summary="Remove a feature from a list")
@@ -150,7 +141,7 @@ def list_remove(body: ListFeatureRefBody, request: Request, user: RequiredUser) 
     with transaction(request.app.state.sessionmaker) as session:
         lst = store.list_for_change(session, body.listId, user, removal=True)
         doc = store.remove_feature(session, lst, body.modelId, body.layer, body.index)
-    return _json(doc)
+    return json_response(doc)
 
 
 @router.post("/list/edit-feature", summary="Change the note on a feature of your list")
@@ -159,7 +150,7 @@ def list_edit_feature(body: ListEditFeatureBody, request: Request, user: Require
     with transaction(request.app.state.sessionmaker) as session:
         lst = store.list_for_change(session, body.listId, user)
         doc = store.edit_feature(session, lst, body.modelId, body.layer, body.index, body.description)
-    return _json(doc)
+    return json_response(doc)
 
 
 @router.post("/list/update", summary="Rename a list, change its description or shared test text")
@@ -169,7 +160,7 @@ def list_update(body: ListUpdateBody, request: Request, user: RequiredUser, sett
         lst = store.list_for_change(session, body.listId, user)
         store.update_list(session, lst, body.name, body.description, body.defaultTestText)
         doc = store.list_json(lst, None, settings.public_base_url)
-    return _json(doc)
+    return json_response(doc)
 
 
 @router.post("/list/delete", summary="Delete a list")
@@ -177,16 +168,16 @@ def list_delete(body: ListIdBody, request: Request, user: RequiredUser) -> Respo
     """``true`` (an admin may delete anyone's list)."""
     with transaction(request.app.state.sessionmaker) as session:
         store.delete_list(session, store.list_for_change(session, body.listId, user, removal=True))
-    return _json(True)
+    return json_response(True)
 
 
 @router.post("/list/get", summary="A list with its features, their explanations and top examples")
 def list_get(body: ListIdBody, session: SessionDep, user: OptionalUser, settings: SettingsDep) -> Response:
     """The list, its ``neurons`` (memberships, each with its ``neuron``) and ``url``."""
-    return _json(store.list_details(session, store.get_list(session, body.listId), settings.public_base_url))
+    return json_response(store.list_details(session, store.get_list(session, body.listId), settings.public_base_url))
 
 
 @router.post("/list/list", summary="Your lists")
 def list_list(session: SessionDep, user: RequiredUser) -> Response:
     """A JSON list of your lists, oldest first."""
-    return _json([store.list_json(lst) for lst in store.user_lists(session, user)])
+    return json_response([store.list_json(lst) for lst in store.user_lists(session, user)])

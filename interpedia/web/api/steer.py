@@ -12,26 +12,22 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
+from pydantic import Field, StrictBool, StrictInt, StrictStr, model_validator
 
-from interpedia.store.features import dumps, parse_index
+from interpedia.errors import Invalid
+from interpedia.store.formats import parse_index
 from interpedia.store.steering import find_output, load_shared, output_chat, output_logprobs, save_output, steer_key
 from interpedia.web.deps import OptionalUser, SessionDep, SettingsDep
-from interpedia.web.errors import ApiError
 from interpedia.web.v1.inference import service
+from interpedia.web.wire import Body, Finite, json_response
 
 router = APIRouter(tags=["steering"])
 
-Finite = Annotated[float, AllowInfNan(False)]
 Service = Annotated[Any, Depends(service)]
 MAX_PROMPT_CHARS = 2048
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-
-class SteerFeatureBody(_Body):
+class SteerFeatureBody(Body):
     """A feature (or stored vector) and how hard to steer with it."""
 
     modelId: StrictStr
@@ -40,14 +36,14 @@ class SteerFeatureBody(_Body):
     strength: Finite
 
 
-class ChatMessageBody(_Body):
+class ChatMessageBody(Body):
     """One chat message."""
 
     role: Annotated[StrictStr, Field(min_length=1, max_length=64)]
     content: Annotated[StrictStr, Field(max_length=MAX_PROMPT_CHARS * 4)]
 
 
-class _SteerSettingsBody(_Body):
+class _SteerSettingsBody(Body):
     modelId: StrictStr
     features: Annotated[list[SteerFeatureBody], Field(min_length=1, max_length=32)]
     temperature: Annotated[Finite, Field(ge=0, le=2)]
@@ -80,14 +76,10 @@ class SteerChatBody(_SteerSettingsBody):
     steer_special_tokens: StrictBool = True
 
 
-class SteerLoadBody(_Body):
+class SteerLoadBody(Body):
     """``/api/steer-load``."""
 
     steerOutputId: Annotated[StrictStr, Field(min_length=1, max_length=64)]
-
-
-def _json(doc: Any) -> Response:
-    return Response(dumps(doc), media_type="application/json")
 
 
 def _settings(body: _SteerSettingsBody, chat: bool) -> dict[str, Any]:
@@ -109,9 +101,7 @@ def _features(body: _SteerSettingsBody) -> list[dict[str, Any]]:
     feats = []
     for n, f in enumerate(body.features):
         if f.modelId != body.modelId:
-            raise ApiError(
-                422, f"feature {n} is of model {f.modelId!r}, not {body.modelId!r}", f"features[{n}].modelId"
-            )
+            raise Invalid(f"feature {n} is of model {f.modelId!r}, not {body.modelId!r}", f"features[{n}].modelId")
         feats.append(
             {"modelId": f.modelId, "layer": f.layer, "index": str(parse_index(f.index)), "strength": f.strength}
         )
@@ -123,7 +113,7 @@ def _directions(svc: Any, body: _SteerSettingsBody, feats: list[dict[str, Any]])
 
     kinds = {svc.stored_vector(body.modelId, f["layer"], int(f["index"])) is not None for f in feats}
     if len(kinds) > 1:
-        raise ApiError(422, "can't steer with vectors and SAE features together", "features")
+        raise Invalid("can't steer with vectors and SAE features together", "features")
     return svc.directions(body.modelId, [FeatureRef(f["layer"], int(f["index"]), f["strength"]) for f in feats])
 
 
@@ -148,9 +138,7 @@ def _sae_sources(svc: Any, body: _SteerSettingsBody, feats: list[dict[str, Any]]
 
 def _check_tokens(settings: SettingsDep, n_tokens: int) -> None:
     if n_tokens > settings.steer_max_tokens:
-        raise ApiError(
-            422, f"n_tokens must be at most {settings.steer_max_tokens} (INTERPEDIA_STEER_MAX_TOKENS)", "n_tokens"
-        )
+        raise Invalid(f"n_tokens must be at most {settings.steer_max_tokens} (INTERPEDIA_STEER_MAX_TOKENS)", "n_tokens")
 
 
 @router.post("/steer", summary="Steer a completion with features; default and steered side by side")
@@ -191,7 +179,7 @@ def steer(body: SteerBody, session: SessionDep, svc: Service, settings: Settings
     steered, default = rows["STEERED"], rows["DEFAULT"]
     assert steered is not None and default is not None
     base = settings.public_base_url.rstrip("/")
-    return _json(
+    return json_response(
         {
             "STEERED": steered.output_text,
             "DEFAULT": default.output_text,
@@ -252,7 +240,7 @@ def steer_chat(
     steered, default = rows["STEERED"], rows["DEFAULT"]
     assert steered is not None and default is not None
     base = settings.public_base_url.rstrip("/")
-    return _json(
+    return json_response(
         {
             "STEERED": output_chat(steered),
             "DEFAULT": output_chat(default),
@@ -270,4 +258,4 @@ def steer_load(body: SteerLoadBody, session: SessionDep, settings: SettingsDep, 
     """Both outputs, the features, the settings and the prompt (or chat messages) of a share link."""
     doc = load_shared(session, body.steerOutputId)
     doc["shareUrl"] = f"{settings.public_base_url.rstrip('/')}/steer/{doc['id']}"
-    return _json(doc)
+    return json_response(doc)

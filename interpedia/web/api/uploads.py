@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 
 from interpedia.db.nul import without_nul
 from interpedia.ingest.uploads import feature_record, upload_activations, upload_features
-from interpedia.store.features import parse_index
+from interpedia.store.formats import parse_index
 from interpedia.store.records import ActivationRecord
 from interpedia.web.deps import RequiredUser, SettingsDep
 from interpedia.web.schemas import ActivationUploadBody, FeatureUploadBody

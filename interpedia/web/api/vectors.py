@@ -6,15 +6,16 @@ it can then be steered with (``/api/steer``) and tested on text (``/api/activati
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import Field, StrictInt, StrictStr
 from sqlalchemy.exc import IntegrityError
 
 from interpedia.db import transaction
-from interpedia.store.features import dumps, parse_index
+from interpedia.errors import Conflict, NotFound
+from interpedia.store.formats import parse_index
 from interpedia.store.vectors import (
     MAX_VECTOR_LENGTH,
     create_vector,
@@ -24,18 +25,12 @@ from interpedia.store.vectors import (
     vector_json,
 )
 from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep
-from interpedia.web.errors import ApiError
+from interpedia.web.wire import Body, Finite, json_response
 
 router = APIRouter(tags=["vectors"])
 
-Finite = Annotated[float, AllowInfNan(False)]
 
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-
-class VectorNewBody(_Body):
+class VectorNewBody(Body):
     """``/api/vector/new``."""
 
     modelId: StrictStr
@@ -46,16 +41,12 @@ class VectorNewBody(_Body):
     vectorLabel: StrictStr
 
 
-class VectorRefBody(_Body):
+class VectorRefBody(Body):
     """``/api/vector/get`` and ``/delete``."""
 
     modelId: StrictStr
     source: StrictStr
     index: StrictInt | StrictStr
-
-
-def _json(doc: Any) -> Response:
-    return Response(dumps(doc), media_type="application/json")
 
 
 def _forget(request: Request) -> None:
@@ -85,10 +76,10 @@ def vector_new(body: VectorNewBody, request: Request, user: RequiredUser, settin
             break
         except IntegrityError:  # another upload took the same index
             if attempt == 4:
-                raise ApiError(409, "could not allocate an index for the vector; try again") from None
+                raise Conflict("could not allocate an index for the vector; try again") from None
     _forget(request)
     url = f"{settings.public_base_url.rstrip('/')}/{body.modelId}/{doc['source']}/{doc['index']}"
-    return _json(
+    return json_response(
         {
             "message": "vector created",
             "url": url,
@@ -104,14 +95,14 @@ def vector_get(body: VectorRefBody, session: SessionDep, user: OptionalUser) -> 
     index = parse_index(body.index)
     feature = get_vector_feature(session, body.modelId, body.source, index)
     if feature is None:
-        raise ApiError(404, f"vector {body.modelId}/{body.source}/{index} not found", "index")
-    return _json({"vector": vector_json(body.modelId, body.source, feature)})
+        raise NotFound(f"vector {body.modelId}/{body.source}/{index} not found", "index")
+    return json_response({"vector": vector_json(body.modelId, body.source, feature)})
 
 
 @router.post("/vector/list-owned", summary="Your steering vectors")
 def vector_list_owned(session: SessionDep, user: RequiredUser) -> Response:
     """``{vectors: [...]}``, newest first."""
-    return _json({"vectors": owned_vectors(session, user)})
+    return json_response({"vectors": owned_vectors(session, user)})
 
 
 @router.post("/vector/delete", summary="Delete one of your steering vectors")
@@ -121,4 +112,4 @@ def vector_delete(body: VectorRefBody, request: Request, user: RequiredUser) -> 
     with transaction(request.app.state.sessionmaker) as session:
         delete_vector(session, user, body.modelId, body.source, index)
     _forget(request)
-    return _json({"message": f"deleted vector {body.modelId}/{body.source}/{index}"})
+    return json_response({"message": f"deleted vector {body.modelId}/{body.source}/{index}"})

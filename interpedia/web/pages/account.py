@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from interpedia.db.community import FeatureList, ListFeature
 from interpedia.db.tables import ApiKey, User
-from interpedia.store.errors import StoreError
-from interpedia.store.features import iso
+from interpedia.errors import NotFound, Unauthorized, UserError
+from interpedia.store.formats import iso
 from interpedia.store.users import (
     authenticate,
     create_account,
@@ -27,7 +27,7 @@ from interpedia.store.users import (
     set_password,
 )
 from interpedia.web.deps import SessionDep
-from interpedia.web.errors import ApiError, error_response
+from interpedia.web.errors import error_response
 from interpedia.web.pages.forms import RESERVED_IDS, _safe_next, _signin_url
 from interpedia.web.pages.render import json_page, redirect, renderer, wants_json
 from interpedia.web.pages.routes import PageRoute
@@ -92,7 +92,7 @@ def _account_data(session: Session, user: User, **extra: Any) -> dict[str, Any]:
 def _signed_in(request: Request, session: Session) -> User:
     user = current_user(request, session)
     if user is None:
-        raise ApiError(401, "sign in first (/signin)")
+        raise Unauthorized("sign in first (/signin)")
     return user
 
 
@@ -133,7 +133,7 @@ def signup(
         try:
             with session.begin():
                 user = create_account(session, values["name"], password, email=values["email"] or None)
-        except StoreError as exc:
+        except UserError as exc:
             errors[exc.field or "name"] = exc.message
             status = exc.status
     if user is None:
@@ -208,7 +208,7 @@ def account(request: Request, session: SessionDep) -> Response:
     user = current_user(request, session)
     if user is None:
         if as_json:
-            raise ApiError(401, "sign in first (/signin)")
+            raise Unauthorized("sign in first (/signin)")
         return redirect(request, _signin_url("/account"), status=303)
     data = _account_data(session, user)
     if as_json:
@@ -256,7 +256,7 @@ def account_revoke_key(request: Request, session: SessionDep, key_id: str, csrf_
         assert owner is not None
         done = revoke_api_key(session, owner, key_id)
     if not done:
-        raise ApiError(404, "no such API key of yours", field="keyId")
+        raise NotFound("no such API key of yours", field="keyId")
     if as_json:
         return json_page({"page": "account", "revoked": key_id})
     return redirect(request, "/account")
@@ -282,7 +282,7 @@ def account_password(
                 owner = session.get(User, user_id)
                 assert owner is not None
                 set_password(session, owner, new_password)
-        except StoreError as exc:
+        except UserError as exc:
             errors["new_password"] = exc.message
     if errors:
         if as_json:

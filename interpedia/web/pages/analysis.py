@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from interpedia.analysis.queries import sae_bench
-from interpedia.store.errors import Invalid
+from interpedia.errors import Invalid
 from interpedia.web.deps import SessionDep
 from interpedia.web.pages.render import json_page, page_url, renderer, wants_json
 from interpedia.web.pages.routes import PageRoute

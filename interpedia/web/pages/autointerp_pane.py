@@ -28,6 +28,7 @@ from interpedia.autointerp.scorers import SCORERS
 from interpedia.autointerp.service import generate_explanation, score_explanation
 from interpedia.config import Settings
 from interpedia.db.tables import Feature, Source, User
+from interpedia.errors import Unauthorized, UserError
 from interpedia.search.embeddings import get_embedder, try_embed
 from interpedia.store.explanations import (
     add_explanation,
@@ -38,7 +39,6 @@ from interpedia.store.explanations import (
 )
 from interpedia.store.features import get_feature_row
 from interpedia.web.deps import SessionDep, SettingsDep
-from interpedia.web.errors import ApiError
 from interpedia.web.pages.render import json_page, page_url, redirect, wants_json
 from interpedia.web.pages.routes import PageRoute
 from interpedia.web.pages.session import check_csrf, current_user
@@ -138,7 +138,7 @@ def _signed_in(request: Request, session: Any, token: str) -> User:
     check_csrf(request, session, token)
     user = current_user(request, session)
     if user is None:
-        raise ApiError(401, "sign in first: paste an API key at /signin (interpedia apikey create --user NAME)")
+        raise Unauthorized("sign in first: paste an API key at /signin (interpedia apikey create --user NAME)")
     session.commit()  # end the lookup's read transaction: the service opens its own
     return user
 
@@ -148,7 +148,7 @@ def _llm_failed(request: Request, settings: Settings, exc: LLMError, url: str) -
     _record_failure(settings, exc)
     log.warning("LLM call from the feature page failed: %s", exc.message)
     if wants_json(request):
-        raise ApiError(exc.http_status, f"{exc.message} (nothing was stored)")
+        raise UserError(f"{exc.message} (nothing was stored)", status=exc.status)
     return redirect(request, url + "#explanations")
 
 
@@ -228,7 +228,7 @@ def score_form(
     source = session.get(Source, feature.source_id) if feature is not None else None
     url = page_url(source.model_id, source.name, feature.index) if feature and source else "/"
     if not scorerType:
-        raise ApiError(400, "choose a score type", field="scorerType")
+        raise UserError("choose a score type", field="scorerType", status=400)
     try:
         row = score_explanation(session, settings, exp, scorerType, None, user)
     except LLMError as exc:

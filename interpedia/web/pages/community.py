@@ -15,13 +15,13 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import Feature, Source, User
+from interpedia.errors import Unauthorized
 from interpedia.store.bookmarks import add_bookmark, delete_bookmark, user_bookmarks
 from interpedia.store.comments import add_feature_comment, add_list_comment, delete_comment
 from interpedia.store.explanations import get_explanation
 from interpedia.store.features import get_feature_row
 from interpedia.store.votes import unvote, vote, vote_state
 from interpedia.web.deps import SessionDep
-from interpedia.web.errors import ApiError
 from interpedia.web.pages.render import json_page, page_url, redirect, renderer, wants_json
 from interpedia.web.pages.routes import PageRoute
 from interpedia.web.pages.session import check_csrf, current_user
@@ -35,7 +35,7 @@ BOOKMARKS_URL = "/account/bookmarks"
 def _user(request: Request, session: Session, token: str) -> User:
     user = current_user(request, session)
     if user is None:
-        raise ApiError(401, "sign in first (/signin) to comment, bookmark or vote")
+        raise Unauthorized("sign in first (/signin) to comment, bookmark or vote")
     check_csrf(request, session, token)
     session.commit()  # end the lookup's read transaction: the write below runs in its own
     return user
@@ -143,7 +143,7 @@ def bookmarks_page(request: Request, session: SessionDep) -> Response:
     user = current_user(request, session)
     if user is None:
         if as_json:
-            raise ApiError(401, "sign in to see your bookmarks")
+            raise Unauthorized("sign in to see your bookmarks")
         return redirect(request, "/signin?next=" + BOOKMARKS_URL, status=303)
     data = {"page": "bookmarks", "user": {"name": user.name}, "bookmarks": user_bookmarks(session, user)}
     if as_json:

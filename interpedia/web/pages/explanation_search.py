@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
 from interpedia.db.tables import Explanation, SourceRelease
+from interpedia.errors import UserError
 from interpedia.search.embeddings import EmbeddingError, LocalEmbedder, get_embedder
 from interpedia.search.index import MAX_CANDIDATES
 from interpedia.search.query import MAX_QUERY, MIN_QUERY, PAGE_SIZE, SearchScope, search_explanations
 from interpedia.store.catalogue import list_models
-from interpedia.store.errors import StoreError
 from interpedia.web.deps import SessionDep, SettingsDep
 from interpedia.web.errors import error_response
 from interpedia.web.pages.render import json_page, renderer, wants_json
@@ -74,11 +74,11 @@ def _split_sources(values: list[str]) -> tuple[str, ...]:
 
 def _scope(model_id: str, release: str, sources: tuple[str, ...]) -> SearchScope:
     if model_id and release:
-        raise StoreError("search either a model or a release, not both", field="releaseName")
+        raise UserError("search either a model or a release, not both", field="releaseName")
     if sources and not model_id:
-        raise StoreError("sources belong to a model: choose the model too", field="modelId")
+        raise UserError("sources belong to a model: choose the model too", field="modelId")
     if len(sources) > MAX_SOURCES:
-        raise StoreError(f"at most {MAX_SOURCES} sources", field="sources")
+        raise UserError(f"at most {MAX_SOURCES} sources", field="sources")
     return SearchScope(model_id=model_id or None, source_names=sources, release=release or None)
 
 
@@ -135,7 +135,7 @@ def search_page(
     if q:
         try:
             if len(q) > MAX_QUERY or len(q) < MIN_QUERY:  # checked here too: the form echoes the field
-                raise StoreError(f"a query has {MIN_QUERY} to {MAX_QUERY} characters", field="q")
+                raise UserError(f"a query has {MIN_QUERY} to {MAX_QUERY} characters", field="q")
             scope = _scope(model_id, release, source_names)
             doc = search_explanations(
                 session,
@@ -147,7 +147,7 @@ def search_page(
                 user=current_user(request, session),
                 request=data["request"],
             )
-        except StoreError as exc:
+        except UserError as exc:
             status = exc.status if exc.status != 422 else 400
             # The form's names: the search code calls the query 'query' and the sources 'layers' (the API's).
             field = {"query": "q", "layers": "sources"}.get(exc.field or "", exc.field)

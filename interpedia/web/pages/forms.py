@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import User
+from interpedia.errors import Unauthorized, UserError
 from interpedia.store.catalogue import (
     RESERVED_MODEL_IDS,
     create_model,
@@ -23,10 +24,9 @@ from interpedia.store.catalogue import (
     get_model,
     list_models,
 )
-from interpedia.store.errors import StoreError
 from interpedia.store.features import model_json
 from interpedia.web.deps import SessionDep
-from interpedia.web.errors import ApiError, error_response
+from interpedia.web.errors import error_response
 from interpedia.web.pages.queries import source_set_doc
 from interpedia.web.pages.render import json_page, page_url, redirect, renderer, wants_json
 from interpedia.web.pages.routes import PageRoute
@@ -82,7 +82,7 @@ def _form_page(
 def _require_user(request: Request, db: Session) -> User:
     user = current_user(request, db)
     if user is None:
-        raise ApiError(401, "sign in first: paste an API key at /signin (interpedia apikey create --user NAME)")
+        raise Unauthorized("sign in first: paste an API key at /signin (interpedia apikey create --user NAME)")
     return user
 
 
@@ -193,7 +193,7 @@ def model_new(
                     creator_id=user.id,
                     owner=values["owner"] or user.name,
                 )
-        except StoreError as exc:
+        except UserError as exc:
             errors[exc.field if exc.field in _MODEL_FIELDS else "id"] = exc.message
     if errors or model is None:
         status = 409 if any("already exists" in m for m in errors.values()) else 422
@@ -284,7 +284,7 @@ def sae_new(
                 )
                 for layer in range(model.layers):
                     ensure_source(session, model.id, f"{layer}-{set_row.name}", creator_id=user.id)
-        except StoreError as exc:
+        except UserError as exc:
             errors[exc.field if exc.field in _SAE_FIELDS else "name"] = exc.message
     if errors or set_row is None:
         status = 409 if any("already exists" in m for m in errors.values()) else 422

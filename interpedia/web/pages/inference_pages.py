@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
 from interpedia.db.tables import Model, Source, SourceSet
+from interpedia.errors import Invalid, NotFound, Unavailable, UserError
 from interpedia.store.catalogue import list_models
-from interpedia.store.errors import StoreError
 from interpedia.web.deps import SessionDep, SettingsDep
-from interpedia.web.errors import ApiError, error_response
+from interpedia.web.errors import error_response
 from interpedia.web.pages.dashboard import display_token, token_strip
 from interpedia.web.pages.live import model_availability
 from interpedia.web.pages.render import json_page, page_url, renderer, wants_json
@@ -35,14 +35,6 @@ from interpedia.web.pages.routes import PageRoute
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 MAX_QUERY_CHARS = 4000
-
-
-class FormError(Exception):
-    """Bad input on a page form: shown next to the form, or as the JSON error shape."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
 
 
 def _last(request: Request, name: str) -> str | None:
@@ -59,7 +51,7 @@ def _flag(request: Request, name: str, default: bool) -> bool:
         return True
     if value.lower() in ("false", "0", "off", "no"):
         return False
-    raise FormError(422, f"{name} must be true or false, not {value!r}", name)
+    raise Invalid(f"{name} must be true or false, not {value!r}", name)
 
 
 def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -69,9 +61,9 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise FormError(422, f"{name} must be a whole number, not {value!r}", name) from None
+        raise Invalid(f"{name} must be a whole number, not {value!r}", name) from None
     if not low <= number <= high:
-        raise FormError(422, f"{name} must be between {low} and {high}", name)
+        raise Invalid(f"{name} must be between {low} and {high}", name)
     return number
 
 
@@ -82,9 +74,9 @@ def _float(request: Request, name: str, default: float) -> float:
     try:
         number = float(value)
     except ValueError:
-        raise FormError(422, f"{name} must be a number, not {value!r}", name) from None
+        raise Invalid(f"{name} must be a number, not {value!r}", name) from None
     if not math.isfinite(number):
-        raise FormError(422, f"{name} must be a finite number", name)
+        raise Invalid(f"{name} must be a finite number", name)
     return number
 
 
@@ -97,9 +89,7 @@ def _positions(request: Request) -> list[int]:
             if not part:
                 continue
             if not part.isdigit():
-                raise FormError(
-                    422, f"sortIndexes must be token positions (whole numbers >= 0), not {part!r}", "sortIndexes"
-                )
+                raise Invalid(f"sortIndexes must be token positions (whole numbers >= 0), not {part!r}", "sortIndexes")
             if int(part) not in out:
                 out.append(int(part))
     return out
@@ -112,16 +102,12 @@ def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
 
 
 def call_api(handler: Any, body_cls: Any, body: dict[str, Any], **deps: Any) -> Any:
-    """Run a webapp API handler in-process and return its JSON document; its errors become FormError."""
+    """Run a webapp API handler in-process and return its JSON document; its errors become UserError."""
     try:
         response = handler(body_cls(**body), **deps)
     except ValidationError as exc:
         message, field = _validation_message(exc)
-        raise FormError(422, message, field) from None
-    except ApiError as exc:
-        raise FormError(exc.status, exc.message, exc.field) from None
-    except StoreError as exc:
-        raise FormError(exc.status, exc.message, exc.field) from None
+        raise Invalid(message, field) from None
     return json.loads(response.body)
 
 
@@ -154,10 +140,10 @@ def _pick_model(models: list[dict[str, Any]], wanted: str | None) -> str | None:
 def _check_model(session: Session, settings: Settings, model_id: str) -> None:
     model = session.get(Model, model_id)
     if model is None:
-        raise FormError(404, f"model {model_id!r} not found", "modelId")
+        raise NotFound(f"model {model_id!r} not found", "modelId")
     status = model_availability(session, settings, model)
     if not status["available"]:
-        raise FormError(503, status["reason"], "modelId")
+        raise Unavailable(status["reason"], "modelId")
 
 
 def _scale(values: list[float], feature: dict[str, Any] | None) -> float:
@@ -183,7 +169,7 @@ def _page(
     session: Session,
     template: str,
     data: dict[str, Any],
-    error: FormError | None,
+    error: UserError | None,
     as_json: bool,
     **view: Any,
 ) -> Response:
@@ -220,7 +206,7 @@ def search_page(request: Request, session: SessionDep, settings: SettingsDep) ->
     }
     data: dict[str, Any] = {"page": "search", "form": form, "models": models, "result": None}
     view: dict[str, Any] = {"rows": [], "tokens": []}
-    error: FormError | None = None
+    error: UserError | None = None
     try:
         form["ignoreBos"] = _flag(request, "ignoreBos", True)
         form["sortIndexes"] = _positions(request)
@@ -228,11 +214,11 @@ def search_page(request: Request, session: SessionDep, settings: SettingsDep) ->
         form["densityThreshold"] = _float(request, "densityThreshold", -1.0)
         if query.strip():
             if len(query) > MAX_QUERY_CHARS:
-                raise FormError(422, f"the text is longer than {MAX_QUERY_CHARS} characters", "q")
+                raise Invalid(f"the text is longer than {MAX_QUERY_CHARS} characters", "q")
             if not form["modelId"]:
-                raise FormError(422, "choose a model", "modelId")
+                raise Invalid("choose a model", "modelId")
             if not form["sourceSet"]:
-                raise FormError(422, "choose a source set to search", "sourceSet")
+                raise Invalid("choose a source set to search", "sourceSet")
             _check_model(session, settings, form["modelId"])
             if (
                 session.scalar(
@@ -242,8 +228,7 @@ def search_page(request: Request, session: SessionDep, settings: SettingsDep) ->
                 )
                 is None
             ):
-                raise FormError(
-                    404,
+                raise NotFound(
                     f"source set {form['sourceSet']!r} is not a source set of model {form['modelId']!r}",
                     "sourceSet",
                 )
@@ -261,7 +246,7 @@ def search_page(request: Request, session: SessionDep, settings: SettingsDep) ->
             )
             data["result"] = result
             view = _search_view(form, result)
-    except FormError as exc:
+    except UserError as exc:
         error = exc
     return _page(request, session, "search.html", data, error, as_json, **view)
 
@@ -319,18 +304,18 @@ def topk_page(request: Request, session: SessionDep, settings: SettingsDep) -> R
     }
     data: dict[str, Any] = {"page": "searchTopkByToken", "form": form, "models": models, "result": None}
     view: dict[str, Any] = {"columns": []}
-    error: FormError | None = None
+    error: UserError | None = None
     try:
         form["ignoreBos"] = _flag(request, "ignoreBos", True)
         form["numResults"] = _int(request, "numResults", 5, 1, 20)
         form["densityThreshold"] = _float(request, "densityThreshold", -1.0)
         if query.strip():
             if len(query) > MAX_QUERY_CHARS:
-                raise FormError(422, f"the text is longer than {MAX_QUERY_CHARS} characters", "q")
+                raise Invalid(f"the text is longer than {MAX_QUERY_CHARS} characters", "q")
             if not form["modelId"]:
-                raise FormError(422, "choose a model", "modelId")
+                raise Invalid("choose a model", "modelId")
             if not form["source"]:
-                raise FormError(422, "choose a source (SAE) to search", "source")
+                raise Invalid("choose a source (SAE) to search", "source")
             _check_model(session, settings, form["modelId"])
             body = {
                 "modelId": form["modelId"],
@@ -351,7 +336,7 @@ def topk_page(request: Request, session: SessionDep, settings: SettingsDep) -> R
             )
             data["result"] = result
             view = {"columns": _topk_view(form, result)}
-    except FormError as exc:
+    except UserError as exc:
         error = exc
     return _page(request, session, "search_topk.html", data, error, as_json, **view)
 

@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session
 from interpedia.config import Settings
 from interpedia.db import transaction
 from interpedia.db.tables import User
+from interpedia.errors import Unauthorized
 from interpedia.store import lists as store
 from interpedia.store.catalogue import get_model, get_source
 from interpedia.store.community import list_community
-from interpedia.store.features import parse_index
+from interpedia.store.formats import parse_index
 from interpedia.store.users import can_modify
 from interpedia.web.deps import SessionDep
-from interpedia.web.errors import ApiError
 from interpedia.web.pages.dashboard import token_strip
 from interpedia.web.pages.forms import _safe_next
 from interpedia.web.pages.live import inference_availability
@@ -41,7 +41,7 @@ Field = Annotated[str, Form()]
 def _user(request: Request, session: Session) -> User:
     user = current_user(request, session)
     if user is None:
-        raise ApiError(401, "sign in first (/signin)")
+        raise Unauthorized("sign in first (/signin)")
     return user
 
 

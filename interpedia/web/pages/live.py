@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
 from interpedia.db.tables import Model, Source
-from interpedia.store.errors import StoreError
+from interpedia.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def model_availability(session: Session, settings: Settings, model: Model) -> di
         }
     try:
         plan = plan_model(session, settings, model.id)
-    except StoreError as exc:
+    except UserError as exc:
         return {"available": False, "spec": None, "reason": f"Live inference is not available: {exc}"}
     if _local_path_missing(plan.spec):
         return {
@@ -68,7 +68,7 @@ def inference_availability(session: Session, settings: Settings, model: Model, s
         }
     try:
         plan = plan_sae(session, model.id, source.name)
-    except StoreError as exc:
+    except UserError as exc:
         return {"available": False, "reason": f"Live inference is not available: {exc}"}
     if "/" in plan.spec and _local_path_missing(plan.spec):
         return {

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from interpedia import __version__
 from interpedia.config import Settings
-from interpedia.store.features import dumps
+from interpedia.store.formats import dumps
 from interpedia.web.pages.session import CSRF_FIELD, current_user, manager
 
 HERE = Path(__file__).parent

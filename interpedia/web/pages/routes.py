@@ -18,9 +18,9 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from interpedia.db.tables import SourceSet
+from interpedia.errors import Invalid, NotFound
 from interpedia.store.catalogue import get_model, get_source, list_sources
 from interpedia.store.community import feature_community
-from interpedia.store.errors import Invalid, NotFound
 from interpedia.store.features import (
     feature_json,
     get_feature_row,

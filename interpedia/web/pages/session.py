@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
 from interpedia.db.tables import ApiKey, User
+from interpedia.errors import Forbidden, Unauthorized
 from interpedia.store.users import hash_key, user_for_api_key
-from interpedia.web.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def header_user(request: Request, session: Session) -> User | None:
         return None
     user = user_for_api_key(session, key)
     if user is None:
-        raise ApiError(401, "invalid or revoked API key (header x-api-key)")
+        raise Unauthorized("invalid or revoked API key (header x-api-key)")
     session.commit()
     return user
 
@@ -205,6 +205,6 @@ def check_csrf(request: Request, session: Session, token: Any) -> None:
         return
     sess = manager(request).load(request)
     if sess.fresh:
-        raise ApiError(403, "no session cookie: load the form again (cookies must be enabled)")
+        raise Forbidden("no session cookie: load the form again (cookies must be enabled)")
     if not isinstance(token, str) or not hmac.compare_digest(token.encode(), sess.csrf.encode()):
-        raise ApiError(403, "the form's security token is missing or stale: load the form again", field=CSRF_FIELD)
+        raise Forbidden("the form's security token is missing or stale: load the form again", field=CSRF_FIELD)

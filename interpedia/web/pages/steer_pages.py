@@ -18,12 +18,12 @@ from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
 from interpedia.db.tables import Model, Source
+from interpedia.errors import Invalid, NotFound, Unavailable, UserError
 from interpedia.store.catalogue import get_model, list_models
-from interpedia.store.errors import NotFound
 from interpedia.store.steering import load_shared
 from interpedia.web.deps import SessionDep, SettingsDep
 from interpedia.web.errors import error_response
-from interpedia.web.pages.inference_pages import FormError, call_api
+from interpedia.web.pages.inference_pages import call_api
 from interpedia.web.pages.live import has_chat_template, model_availability
 from interpedia.web.pages.render import json_page, page_url, redirect, renderer, split_json, wants_json
 from interpedia.web.pages.routes import PageRoute
@@ -73,7 +73,7 @@ def _number(raw: str, name: str, kind: type) -> Any:
         return kind(raw)
     except ValueError:
         word = "a whole number" if kind is int else "a number"
-        raise FormError(422, f"{name} must be {word}, not {raw!r}", name) from None
+        raise Invalid(f"{name} must be {word}, not {raw!r}", name) from None
 
 
 def _features(model_id: str, sources: list[str], indexes: list[str], strengths: list[str]) -> list[dict[str, Any]]:
@@ -85,12 +85,12 @@ def _features(model_id: str, sources: list[str], indexes: list[str], strengths: 
             continue
         source = sources[n].strip() if n < len(sources) else ""
         if not source:
-            raise FormError(422, f"feature {n + 1}: choose an SAE", "source")
+            raise Invalid(f"feature {n + 1}: choose an SAE", "source")
         if not raw_index.isdigit():
-            raise FormError(422, f"feature {n + 1}: the index must be a whole number >= 0, not {raw_index!r}", "index")
+            raise Invalid(f"feature {n + 1}: the index must be a whole number >= 0, not {raw_index!r}", "index")
         raw_strength = strengths[n].strip() if n < len(strengths) else ""
         if not raw_strength:
-            raise FormError(422, f"feature {n + 1}: give a strength", "strength")
+            raise Invalid(f"feature {n + 1}: give a strength", "strength")
         out.append(
             {
                 "modelId": model_id,
@@ -100,7 +100,7 @@ def _features(model_id: str, sources: list[str], indexes: list[str], strengths: 
             }
         )
     if not out:
-        raise FormError(422, "pick at least one feature to steer with (an SAE and an index)", "index")
+        raise Invalid("pick at least one feature to steer with (an SAE and an index)", "index")
     return out
 
 
@@ -127,7 +127,7 @@ def _render(
     form: dict[str, Any],
     features: list[dict[str, Any]],
     result: dict[str, Any] | None,
-    error: FormError | None,
+    error: UserError | None,
     as_json: bool,
 ) -> Response:
     data = {
@@ -255,15 +255,13 @@ def steer_run(
     ]
     try:
         if not ctx["available"]:
-            raise FormError(503, ctx["reason"], "modelId")
+            raise Unavailable(ctx["reason"], "modelId")
         if mode not in ("completion", "chat"):
-            raise FormError(422, "mode must be completion or chat", "mode")
+            raise Invalid("mode must be completion or chat", "mode")
         if mode == "chat" and not ctx["chat"]:
-            raise FormError(422, ctx["chatNote"], "mode")
+            raise Invalid(ctx["chatNote"], "mode")
         if not prompt.strip():
-            raise FormError(
-                422, "type a prompt to complete" if mode == "completion" else "type a chat message", "prompt"
-            )
+            raise Invalid("type a prompt to complete" if mode == "completion" else "type a chat message", "prompt")
         feats = _features(model.id, source, index, strength)
         body: dict[str, Any] = {
             "modelId": model.id,
@@ -289,7 +287,7 @@ def steer_run(
             doc = call_api(steer_chat, SteerChatBody, body, **deps)
         else:
             doc = call_api(steer, SteerBody, {**body, "prompt": prompt}, **deps)
-    except FormError as exc:
+    except UserError as exc:
         return _render(request, session, ctx, form, shown, None, exc, as_json)
     if as_json:
         return json_page(doc)

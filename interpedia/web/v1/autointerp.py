@@ -7,29 +7,28 @@ from __future__ import annotations
 import random
 import zlib
 from dataclasses import replace
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
 from interpedia.autointerp.evidence import Example, split_examples
 from interpedia.autointerp.explainers import explain_default as run_default_explainer
 from interpedia.autointerp.llm import ChatClient, LLMConfig, LLMError
 from interpedia.autointerp.scorers import NotScorable, score_detection, score_embedding, score_fuzz
 from interpedia.config import Settings
+from interpedia.errors import Unavailable, UserError
 from interpedia.search.embeddings import EmbeddingError, get_embedder
-from interpedia.store.features import dumps
 from interpedia.web.deps import SettingsDep
-from interpedia.web.errors import ApiError
 from interpedia.web.v1.deps import require_secret
+from interpedia.web.wire import Finite, json_response
 
 router = APIRouter(prefix="/v1", tags=["autointerp"], dependencies=[Depends(require_secret)])
 
 # Neuronpedia's autointerp server calls OpenRouter with the key it is given.
 OPENROUTER = "https://openrouter.ai/api/v1"
 DEFAULT_THRESHOLD = 0.6  # DefaultExplainer(client, threshold=0.6) on Neuronpedia's server
-Finite = Annotated[float, AllowInfNan(False)]
 
 
 class NPActivation(BaseModel):
@@ -74,10 +73,6 @@ class ScoreEmbeddingBody(BaseModel):
     explanation: Annotated[StrictStr, Field(min_length=1, max_length=1000)]
 
 
-def _json(doc: Any) -> Response:
-    return Response(dumps(doc), media_type="application/json")
-
-
 def _examples(acts: list[NPActivation]) -> list[Example]:
     return [Example(tuple(a.tokens), tuple(a.values)) for a in acts]
 
@@ -98,12 +93,12 @@ def explain_default(body: ExplainDefaultBody, settings: SettingsDep) -> Response
     """``{explanation}`` from the activating examples, tokens at or above 0.6 x max highlighted."""
     examples = [e for e in _examples(body.activations) if e.activating]
     if not examples:
-        raise ApiError(400, "no activating examples (every value is 0)", "activations")
+        raise UserError("no activating examples (every value is 0)", "activations", status=400)
     try:
         text = run_default_explainer(examples, _llm(settings, body.model, body.openrouter_key), DEFAULT_THRESHOLD)
     except LLMError as exc:
-        raise ApiError(exc.http_status, exc.message) from None
-    return _json({"explanation": text})
+        raise UserError(exc.message, status=exc.status) from None
+    return json_response({"explanation": text})
 
 
 @router.post("/score/fuzz-detection", summary="Score an explanation by fuzzing or detection")
@@ -121,10 +116,10 @@ def score_fuzz_detection(body: ScoreFuzzDetectionBody, settings: SettingsDep) ->
             random.Random(_seed(body)),
         )
     except NotScorable as exc:
-        raise ApiError(400, str(exc), "activations") from None
+        raise UserError(str(exc), "activations", status=400) from None
     except LLMError as exc:
-        raise ApiError(exc.http_status, exc.message) from None
-    return _json({"score": result.value, "breakdown": result.breakdown})
+        raise UserError(exc.message, status=exc.status) from None
+    return json_response({"score": result.value, "breakdown": result.breakdown})
 
 
 @router.post("/score/embedding", summary="Score an explanation by embedding similarity")
@@ -135,7 +130,7 @@ def score_by_embedding(body: ScoreEmbeddingBody, settings: SettingsDep) -> Respo
     try:
         result = score_embedding(body.explanation, split.examples, split.negatives, get_embedder(settings))
     except NotScorable as exc:
-        raise ApiError(400, str(exc), "activations") from None
+        raise UserError(str(exc), "activations", status=400) from None
     except EmbeddingError as exc:
-        raise ApiError(503, f"the embedding model is unavailable: {exc}") from None
-    return _json({"score": result.value, "breakdown": result.breakdown})
+        raise Unavailable(f"the embedding model is unavailable: {exc}") from None
+    return json_response({"score": result.value, "breakdown": result.breakdown})

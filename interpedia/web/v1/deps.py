@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import Header
 
+from interpedia.errors import Unauthorized
 from interpedia.web.deps import SettingsDep
-from interpedia.web.errors import ApiError
 
 
 def require_secret(
@@ -18,4 +18,4 @@ def require_secret(
     if not settings.secret:
         return
     if x_secret_key is None or not hmac.compare_digest(x_secret_key.encode(), settings.secret.encode()):
-        raise ApiError(401, "missing or wrong X-SECRET-KEY header (INTERPEDIA_SECRET is set on this server)")
+        raise Unauthorized("missing or wrong X-SECRET-KEY header (INTERPEDIA_SECRET is set on this server)")

@@ -12,31 +12,25 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, StrictBool, StrictInt, StrictStr, model_validator
 
-from interpedia.store.features import dumps, parse_index
+from interpedia.errors import Invalid
+from interpedia.store.formats import parse_index
 from interpedia.web.deps import SettingsDep
-from interpedia.web.errors import ApiError
 from interpedia.web.v1.deps import require_secret
+from interpedia.web.wire import CamelBody, Finite, Index, json_response
 
 if TYPE_CHECKING:
     from interpedia.inference.service import InferenceService
 
 router = APIRouter(prefix="/v1", tags=["inference"], dependencies=[Depends(require_secret)])
 
-Finite = Annotated[float, AllowInfNan(False)]
-Index = StrictStr | StrictInt
 SteerMethod = Literal["SIMPLE_ADDITIVE", "ORTHOGONAL_DECOMP", "PROJECTION_CAP"]
 SteerType = Literal["STEERED", "DEFAULT"]
 Prompts = Annotated[list[StrictStr], Field(min_length=1)]
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-
-class SingleBody(_In):
+class SingleBody(CamelBody):
     """``/activation/single``: a feature (``source`` + ``index``) or a ``vector`` at a ``hook``."""
 
     prompt: StrictStr
@@ -60,7 +54,7 @@ class SingleBatchBody(SingleBody):
     prompts: Prompts
 
 
-class AllBody(_In):
+class AllBody(CamelBody):
     """``/activation/all``."""
 
     prompt: StrictStr
@@ -79,7 +73,7 @@ class AllBatchBody(AllBody):
     prompts: Prompts
 
 
-class TopkBody(_In):
+class TopkBody(CamelBody):
     """``/activation/topk-by-token``."""
 
     prompt: StrictStr
@@ -96,7 +90,7 @@ class TopkBatchBody(TopkBody):
     prompts: Prompts
 
 
-class SourceBody(_In):
+class SourceBody(CamelBody):
     """``/activation/source``."""
 
     prompts: Prompts
@@ -104,7 +98,7 @@ class SourceBody(_In):
     source: StrictStr
 
 
-class SteerFeatureIn(_In):
+class SteerFeatureIn(CamelBody):
     """A feature to steer with."""
 
     model: StrictStr
@@ -114,7 +108,7 @@ class SteerFeatureIn(_In):
     steering_vector: list[Finite] | None = None
 
 
-class SteerVectorIn(_In):
+class SteerVectorIn(CamelBody):
     """A raw vector to steer with."""
 
     steering_vector: Annotated[list[Finite], Field(min_length=1)]
@@ -122,14 +116,14 @@ class SteerVectorIn(_In):
     hook: StrictStr
 
 
-class ChatMessage(_In):
+class ChatMessage(CamelBody):
     """One chat message."""
 
     role: Annotated[StrictStr, Field(min_length=1, max_length=64)]
     content: StrictStr
 
 
-class _SteerBody(_In):
+class _SteerBody(CamelBody):
     model: StrictStr
     steer_method: SteerMethod = "SIMPLE_ADDITIVE"
     normalize_steering: StrictBool = False
@@ -171,7 +165,7 @@ class SteerChatBody(_SteerBody):
     is_assistant_axis: StrictBool = False
 
 
-class TokenizeBody(_In):
+class TokenizeBody(CamelBody):
     """``/tokenize``."""
 
     model: StrictStr
@@ -179,7 +173,7 @@ class TokenizeBody(_In):
     prepend_bos: StrictBool | None = None
 
 
-class SaeVectorBody(_In):
+class SaeVectorBody(CamelBody):
     """``/util/sae-vector``."""
 
     model: StrictStr
@@ -187,7 +181,7 @@ class SaeVectorBody(_In):
     index: Index
 
 
-class NPFeatureIn(_In):
+class NPFeatureIn(CamelBody):
     """A feature address."""
 
     model: StrictStr
@@ -195,7 +189,7 @@ class NPFeatureIn(_In):
     index: Index
 
 
-class CossimBody(_In):
+class CossimBody(CamelBody):
     """``/util/sae-topk-by-decoder-cossim``."""
 
     feature: NPFeatureIn | None = None
@@ -203,10 +197,6 @@ class CossimBody(_In):
     model: StrictStr
     source: StrictStr
     num_results: Annotated[StrictInt, Field(ge=1)]
-
-
-def _json(doc: Any) -> Response:
-    return Response(dumps(doc), media_type="application/json")
 
 
 def service(request: Request) -> InferenceService:
@@ -221,8 +211,7 @@ Service = Annotated[Any, Depends(service)]  # an InferenceService; Any keeps tor
 
 def _check_batch(prompts: list[str], settings: Any) -> None:
     if len(prompts) > settings.inference_max_batch_prompts:
-        raise ApiError(
-            422,
+        raise Invalid(
             f"at most {settings.inference_max_batch_prompts} prompts per request "
             "(INTERPEDIA_INFERENCE_MAX_BATCH_PROMPTS)",
             "prompts",
@@ -238,14 +227,14 @@ def _single(svc: InferenceService, body: SingleBody, prompt: str) -> dict[str, A
 @router.post("/activation/single", summary="Activations of one SAE latent, or of a vector at a hook")
 def activation_single(body: SingleBody, svc: Service) -> Response:
     """Values at every token (BOS dropped for a latent), with the tokens and which are special."""
-    return _json(_single(svc, body, body.prompt))
+    return json_response(_single(svc, body, body.prompt))
 
 
 @router.post("/activation/single-batch", summary="activation/single for several prompts")
 def activation_single_batch(body: SingleBatchBody, svc: Service, settings: SettingsDep) -> Response:
     """``{results: [...]}`` in prompt order."""
     _check_batch(body.prompts, settings)
-    return _json({"results": [_single(svc, body, p) for p in body.prompts]})
+    return json_response({"results": [_single(svc, body, p) for p in body.prompts]})
 
 
 def _all(svc: InferenceService, body: AllBody, prompt: str) -> dict[str, Any]:
@@ -263,27 +252,27 @@ def _all(svc: InferenceService, body: AllBody, prompt: str) -> dict[str, Any]:
 @router.post("/activation/all", summary="Top features of a prompt across the sources of a set")
 def activation_all(body: AllBody, svc: Service) -> Response:
     """The features with the highest max activation (or sum at ``sort_by_token_indexes``)."""
-    return _json(_all(svc, body, body.prompt))
+    return json_response(_all(svc, body, body.prompt))
 
 
 @router.post("/activation/all-batch", summary="activation/all for several prompts")
 def activation_all_batch(body: AllBatchBody, svc: Service, settings: SettingsDep) -> Response:
     """``{results: [...]}`` in prompt order."""
     _check_batch(body.prompts, settings)
-    return _json({"results": [_all(svc, body, p) for p in body.prompts]})
+    return json_response({"results": [_all(svc, body, p) for p in body.prompts]})
 
 
 @router.post("/activation/topk-by-token", summary="Top features at each token of a prompt")
 def activation_topk_by_token(body: TopkBody, svc: Service) -> Response:
     """Per token: position, string, whether special, and the ``top_k`` most active features."""
-    return _json(svc.topk_by_token(body.model, body.prompt, body.source, body.top_k, body.ignore_bos))
+    return json_response(svc.topk_by_token(body.model, body.prompt, body.source, body.top_k, body.ignore_bos))
 
 
 @router.post("/activation/topk-by-token-batch", summary="activation/topk-by-token for several prompts")
 def activation_topk_by_token_batch(body: TopkBatchBody, svc: Service, settings: SettingsDep) -> Response:
     """``{results: [...]}`` in prompt order."""
     _check_batch(body.prompts, settings)
-    return _json(
+    return json_response(
         {"results": [svc.topk_by_token(body.model, p, body.source, body.top_k, body.ignore_bos) for p in body.prompts]}
     )
 
@@ -291,7 +280,7 @@ def activation_topk_by_token_batch(body: TopkBatchBody, svc: Service, settings: 
 @router.post("/activation/source", summary="Every active feature of a source, per prompt (sparse)")
 def activation_source(body: SourceBody, svc: Service) -> Response:
     """``{results: [{tokens, activeFeatures: {index: [[token, value], ...]}}]}``."""
-    return _json(svc.activation_source(body.model, body.prompts, body.source))
+    return json_response(svc.activation_source(body.model, body.prompts, body.source))
 
 
 def _steer_parts(svc: InferenceService, body: _SteerBody) -> tuple[list[Any], Any]:
@@ -301,7 +290,7 @@ def _steer_parts(svc: InferenceService, body: _SteerBody) -> tuple[list[Any], An
     if body.features is not None:
         for n, f in enumerate(body.features):
             if f.model != body.model:
-                raise ApiError(422, f"feature {n} is of model {f.model!r}, not {body.model!r}", f"features[{n}].model")
+                raise Invalid(f"feature {n} is of model {f.model!r}, not {body.model!r}", f"features[{n}].model")
         directions = svc.directions(
             body.model,
             [FeatureRef(f.source, parse_index(f.index), f.strength, f.steering_vector) for f in body.features],
@@ -326,37 +315,35 @@ def _steer_parts(svc: InferenceService, body: _SteerBody) -> tuple[list[Any], An
 def steer_completion(body: SteerCompletionBody, svc: Service) -> Response:
     """``{outputs: [{type, output, logprobs?}]}``, one per requested type."""
     directions, settings = _steer_parts(svc, body)
-    return _json(svc.steer_completion(body.model, body.prompt, directions, list(body.types), settings))
+    return json_response(svc.steer_completion(body.model, body.prompt, directions, list(body.types), settings))
 
 
 @router.post("/steer/completion-chat", summary="Continue a chat with and without steering")
 def steer_completion_chat(body: SteerChatBody, svc: Service) -> Response:
     """``{input: {chat_template, raw}, outputs: [{chat_template, raw, type}]}``; 422 without a chat template."""
     if body.is_assistant_axis:
-        raise ApiError(
-            422, "is_assistant_axis (persona monitoring) is not supported by this server", "is_assistant_axis"
-        )
+        raise Invalid("is_assistant_axis (persona monitoring) is not supported by this server", "is_assistant_axis")
     directions, settings = _steer_parts(svc, body)
     messages = [{"role": m.role, "content": m.content} for m in body.prompt]
-    return _json(svc.steer_chat(body.model, messages, directions, list(body.types), settings))
+    return json_response(svc.steer_chat(body.model, messages, directions, list(body.types), settings))
 
 
 @router.post("/tokenize", summary="Split text into the model's tokens")
 def tokenize(body: TokenizeBody, svc: Service) -> Response:
     """``{tokens, token_strings, prepend_bos}``."""
-    return _json(svc.tokenize(body.model, body.text, body.prepend_bos))
+    return json_response(svc.tokenize(body.model, body.text, body.prepend_bos))
 
 
 @router.post("/util/sae-vector", summary="An SAE latent's decoder vector")
 def util_sae_vector(body: SaeVectorBody, svc: Service) -> Response:
     """``{vector, hookName}``: the trained decoder row and the hook it writes to."""
-    return _json(svc.sae_vector(body.model, body.source, parse_index(body.index)))
+    return json_response(svc.sae_vector(body.model, body.source, parse_index(body.index)))
 
 
 @router.post("/util/sae-topk-by-decoder-cossim", summary="Latents of the same SAE nearest by decoder cosine")
 def util_topk_by_decoder_cossim(body: CossimBody, svc: Service) -> Response:
     """The ``num_results`` (at most 128) other latents whose decoder rows are nearest the feature's (or vector)."""
     if body.feature is not None and (body.feature.model != body.model or body.feature.source != body.source):
-        raise ApiError(422, "feature must be of the same model and source as the request", "feature")
+        raise Invalid("feature must be of the same model and source as the request", "feature")
     index = parse_index(body.feature.index) if body.feature is not None else None
-    return _json(svc.topk_by_decoder_cossim(body.model, body.source, body.num_results, index, body.vector))
+    return json_response(svc.topk_by_decoder_cossim(body.model, body.source, body.num_results, index, body.vector))
