@@ -133,3 +133,11 @@ def write_saedashboard_dir(
         )
     )
     return path
+
+
+def import_embed() -> Any:
+    """The embedder importers get from the settings (None when INTERPEDIA_EMBED_ON_IMPORT is off)."""
+    from interpedia.config import get_settings
+    from interpedia.search.embeddings import import_embedder
+
+    return import_embedder(get_settings())

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from interpedia.config import Settings
 from interpedia.demo.lm import LMConfig
 from interpedia.demo.sae import SAETrainConfig
 
@@ -82,9 +83,10 @@ def _digest(obj: Any) -> str:
 class DemoBuilder:
     """Runs the demo steps in order, skipping those whose cached output matches their settings."""
 
-    def __init__(self, cfg: DemoConfig, home: Path, factory: sessionmaker[Session]) -> None:
+    def __init__(self, cfg: DemoConfig, settings: Settings, factory: sessionmaker[Session]) -> None:
         self.cfg = cfg
-        self.root = home / "demo"
+        self.settings = settings
+        self.root = settings.home / "demo"
         self.factory = factory
         self.report: dict[str, Any] = {}
 
@@ -216,9 +218,8 @@ class DemoBuilder:
     def _build_explanations(self, model_id: str, source_id: str) -> dict[str, Any]:
         """Readable labels for every live feature with no LLM (offline explainer), embedded for search."""
         from interpedia.autointerp.runner import explain_source
-        from interpedia.config import get_settings
 
-        summary = explain_source(self.factory, get_settings(), model_id, source_id, type_name="interpedia_top-tokens")
+        summary = explain_source(self.factory, self.settings, model_id, source_id, type_name="interpedia_top-tokens")
         return {"written": summary.done, "failed": summary.failed}
 
     def _build_umap(self, model_id: str, source_id: str, sae_dir: Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from interpedia.ingest.npexport import import_np_export, is_np_export
 from interpedia.ingest.pipeline import BatchImporter, ImportSummary, fewer_collections
 from interpedia.ingest.saedashboard import DashboardOptions, import_saedashboard, is_saedashboard_dir
 from interpedia.ingest.validate import BadInput
+from interpedia.store.writer import EmbedTexts
 
 __all__ = [
     "BadInput",
@@ -47,12 +48,13 @@ def import_path(
     options: DashboardOptions | None = None,
     force: bool = False,
     batch_size: int = 256,
+    embed: EmbedTexts | None = None,
 ) -> ImportSummary:
-    """Import a directory in whichever format it is in."""
+    """Import a directory in whichever format it is in; ``embed`` embeds explanations that come without one."""
     opts = options or DashboardOptions()
     fmt = detect_format(path)
     with fewer_collections():
-        importer = BatchImporter(factory, creator_name=opts.creator_name, force=force)
+        importer = BatchImporter(factory, creator_name=opts.creator_name, force=force, embed=embed)
         if fmt == "saedashboard":
             import_saedashboard(path, importer, opts)
         else:

@@ -23,7 +23,7 @@ from interpedia.store.catalogue import ensure_model, ensure_source, ensure_sourc
 from interpedia.store.records import ActivationColumns, FeatureRecord
 from interpedia.store.users import ensure_user
 from interpedia.store.vocab import ensure_token_ids
-from interpedia.store.writer import WriteCounts, activation_columns, encode_columns, write_features
+from interpedia.store.writer import EmbedTexts, WriteCounts, activation_columns, encode_columns, write_features
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +121,17 @@ def _in_columns(batch: Batch) -> tuple[list[FeatureRecord], ActivationColumns | 
 class BatchImporter:
     """Writes batches for one or more sources; a batch recorded as done is skipped on rerun."""
 
-    def __init__(self, factory: sessionmaker[Session], *, creator_name: str = "bot", force: bool = False) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        *,
+        creator_name: str = "bot",
+        force: bool = False,
+        embed: EmbedTexts | None = None,
+    ) -> None:
         self.factory = factory
         self.force = force
+        self.embed = embed
         self.summary = ImportSummary()
         self._started = time.perf_counter()
         with transaction(factory) as session:
@@ -171,7 +179,13 @@ class BatchImporter:
             with transaction(self.factory) as session:
                 # The examples are all in ``columns``, which carry their vocabulary ids.
                 counts = write_features(
-                    session, source, records, creator_id=self.creator_id, token_ids={}, columns=columns
+                    session,
+                    source,
+                    records,
+                    creator_id=self.creator_id,
+                    token_ids={},
+                    columns=columns,
+                    embed=self.embed,
                 )
                 key = _batch_key(source.id, batch.key)
                 existing = session.get(ImportedBatch, key)

@@ -22,7 +22,7 @@ from interpedia.store.catalogue import (
 )
 from interpedia.store.records import ActivationRecord, ExplanationRecord, FeatureRecord
 from interpedia.store.vocab import ensure_tokens
-from interpedia.store.writer import WriteCounts, all_tokens, write_features
+from interpedia.store.writer import EmbedTexts, WriteCounts, all_tokens, write_features
 
 
 @dataclass
@@ -83,7 +83,13 @@ def _check_set_owner(session: Session, user: User, model_id: str, source_id: str
 
 
 def upload_features(
-    factory: sessionmaker[Session], user: User, model_id: str, source_id: str, records: list[FeatureRecord]
+    factory: sessionmaker[Session],
+    user: User,
+    model_id: str,
+    source_id: str,
+    records: list[FeatureRecord],
+    *,
+    embed: EmbedTexts | None = None,
 ) -> UploadResult:
     """Write uploaded dashboards into a source of the user's own source set (created on first upload)."""
     with transaction(factory) as session:
@@ -93,7 +99,7 @@ def upload_features(
         source = ensure_source(session, model.id, source_id, creator_id=user.id)
         token_ids = ensure_tokens(session, model.id, all_tokens(records))
     with transaction(factory) as session:
-        counts = write_features(session, source, records, creator_id=user.id, token_ids=token_ids)
+        counts = write_features(session, source, records, creator_id=user.id, token_ids=token_ids, embed=embed)
     return UploadResult(counts=counts, model_id=model_id, source_id=source_id)
 
 

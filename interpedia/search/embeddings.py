@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +31,7 @@ __all__ = [
     "LocalEmbedder",
     "RemoteEmbedder",
     "get_embedder",
+    "import_embedder",
     "try_embed",
 ]
 
@@ -207,3 +208,10 @@ def try_embed(embedder: Embedder, texts: Sequence[str]) -> list[bytes | None]:
             log.warning("explanations stored without embeddings (run `interpedia embed --missing` later): %s", reason)
         return [None] * len(texts)
     return [row.astype("<f4").tobytes() for row in vecs]
+
+
+def import_embedder(settings: Settings) -> Callable[[Sequence[str]], list[bytes | None]] | None:
+    """What importers and uploads embed new explanations with: None when INTERPEDIA_EMBED_ON_IMPORT is off."""
+    if not settings.embed_on_import:
+        return None
+    return lambda texts: try_embed(get_embedder(settings), texts)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
 from typing import Any
@@ -116,11 +116,13 @@ def write_features(
     creator_id: str | None,
     token_ids: dict[str, int],
     columns: ActivationColumns | None = None,
+    embed: EmbedTexts | None = None,
 ) -> WriteCounts:
     """Upsert the batch's features, replace their examples and add their new explanations.
 
     ``columns`` carries examples already in columns (the fast readers'); their features must be
     among ``records``, and their stored examples are replaced like those of records with a list.
+    ``embed`` embeds new explanations that come without a usable embedding (none when not given).
     """
     # Records that carry only examples or explanations (the export's activation and explanation files)
     # touch features another record wrote; counting them too would count one feature several times.
@@ -129,7 +131,7 @@ def write_features(
         return counts
     feature_ids = _upsert_features(session, source, records, creator_id)
     counts.activations = _replace_activations(session, records, feature_ids, token_ids, columns)
-    counts.explanations = _add_explanations(session, records, feature_ids)
+    counts.explanations = _add_explanations(session, records, feature_ids, embed)
     return counts
 
 
@@ -420,22 +422,23 @@ def embedding_bytes(embedding: Sequence[float] | None) -> bytes | None:
     return arr.tobytes() if arr.nbytes == EMBEDDING_BYTES and np.isfinite(arr).all() else None
 
 
-def _embed_missing(rows: list[dict[str, Any]]) -> None:
-    """Embed new explanations that came without a usable embedding (INTERPEDIA_EMBED_ON_IMPORT)."""
-    todo = [row for row in rows if row["embedding"] is None]
-    if not todo:
-        return
-    from interpedia.config import get_settings
-    from interpedia.search.embeddings import get_embedder, try_embed
+# Texts in, stored embeddings out (float32 bytes, or None where one could not be made). The caller chooses
+# the embedder (the search package's, per INTERPEDIA_EMBED_ON_IMPORT); the store only stores what it gets.
+EmbedTexts = Callable[[Sequence[str]], Sequence[bytes | None]]
 
-    settings = get_settings()
-    if not settings.embed_on_import:
+
+def _embed_missing(rows: list[dict[str, Any]], embed: EmbedTexts | None) -> None:
+    """Embed new explanations that came without a usable embedding, when the caller gave an embedder."""
+    todo = [row for row in rows if row["embedding"] is None]
+    if not todo or embed is None:
         return
-    for row, emb in zip(todo, try_embed(get_embedder(settings), [r["description"] for r in todo]), strict=True):
+    for row, emb in zip(todo, embed([r["description"] for r in todo]), strict=True):
         row["embedding"] = emb
 
 
-def _add_explanations(session: Session, records: Sequence[FeatureRecord], feature_ids: dict[int, int]) -> int:
+def _add_explanations(
+    session: Session, records: Sequence[FeatureRecord], feature_ids: dict[int, int], embed: EmbedTexts | None
+) -> int:
     wanted = [(feature_ids[rec.index], exp) for rec in records for exp in rec.explanations]
     if not wanted:
         return 0
@@ -475,7 +478,7 @@ def _add_explanations(session: Session, records: Sequence[FeatureRecord], featur
             row["id"] = exp.id
         rows.append(row)
     if rows:
-        _embed_missing(rows)
+        _embed_missing(rows, embed)
         stmt = _dialect_insert(session, Explanation.__table__).on_conflict_do_nothing(index_elements=["id"])
         for chunk in _chunks(rows):
             session.execute(stmt, [r if "id" in r else {**r, "id": new_id()} for r in chunk])

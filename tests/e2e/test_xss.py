@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
+from factories import import_embed
 from xss_corpus_data import EXPLANATIONS, LAYER, MODEL, RTL, SCRIPT, SET, write_corpus
 
 from interpedia.config import get_settings
@@ -63,7 +64,7 @@ def embed_on_import(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_corpus_pages_run_nothing_in_chromium(
     embed_on_import: None, live_server: str, factory: Any, page: Any, tmp_path: Path
 ) -> None:
-    import_path(write_corpus(tmp_path / "export"), factory)
+    import_path(write_corpus(tmp_path / "export"), factory, embed=import_embed())
     search = "/search-explanations?" + urlencode({"q": "script tags"})
     reflected = "/search-explanations?" + urlencode({"q": SCRIPT, "modelId": MODEL})
     paths = [

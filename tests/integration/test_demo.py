@@ -31,9 +31,11 @@ def corpus(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_toy_demo_builds_serves_and_caches(corpus: Path, tmp_path: Path, factory: Any, client: Any) -> None:
+def test_toy_demo_builds_serves_and_caches(
+    corpus: Path, tmp_path: Path, settings: Any, factory: Any, client: Any
+) -> None:
     cfg = DemoConfig.toy(str(corpus))
-    report = DemoBuilder(cfg, tmp_path / "home", factory).build()
+    report = DemoBuilder(cfg, settings, factory).build()
     assert report["sae"]["l0"] > 0 and report["dashboards"]["features_written"] > 0
     assert (tmp_path / "home/demo/model/tl_config.json").exists()
     assert (tmp_path / "home/demo/sae/cfg.json").exists()
@@ -53,9 +55,9 @@ def test_toy_demo_builds_serves_and_caches(corpus: Path, tmp_path: Path, factory
     assert sum(1 for p in points[cfg.source_id] if p["description"]) >= len(live)
     # a second build reuses every cached step
     started = time.perf_counter()
-    DemoBuilder(cfg, tmp_path / "home", factory).build()
+    DemoBuilder(cfg, settings, factory).build()
     assert time.perf_counter() - started < 10
     # The hub path (--pretrained) takes names (gpt2-small, gpt2-small-res-jb/...); local directories stand in.
     home = tmp_path / "home"
-    report = DemoBuilder(cfg, home, factory).build_pretrained(str(home / "demo/model"), str(home / "demo/sae"))
+    report = DemoBuilder(cfg, settings, factory).build_pretrained(str(home / "demo/model"), str(home / "demo/sae"))
     assert report["pretrained-dashboards"]["features_written"] > 0

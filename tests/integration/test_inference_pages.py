@@ -343,7 +343,7 @@ def test_demo_switches_inference_on_for_generated_sources(
     client: Any, live: TinyInference, factory: Any, settings: Any
 ) -> None:
     from interpedia.db.tables import GenerateRun
-    from interpedia.demo.cli import enable_inference, serving_settings
+    from interpedia.demo.serving import enable_inference, serving_settings
 
     with transaction(factory) as session:
         session.get(Model, MODEL_ID).inference_enabled = False
@@ -373,12 +373,12 @@ def test_demo_switches_inference_on_for_generated_sources(
 def test_demo_warms_inference_in_the_background(
     app: Any, live: TinyInference, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from interpedia.demo.cli import warm_inference
+    from interpedia.demo.serving import warm_inference
 
-    with caplog.at_level("INFO", logger="interpedia.demo.cli"):
+    with caplog.at_level("INFO", logger="interpedia.demo.serving"):
         warm_inference(app, [f"{MODEL_ID}/{SOURCE}"]).join(timeout=120)
     assert "live inference warm in" in caplog.text
     assert app.state.inference.registry.warm()["sources"] == [f"{MODEL_ID}/{SOURCE}"]  # before any request
-    with caplog.at_level("INFO", logger="interpedia.demo.cli"):
+    with caplog.at_level("INFO", logger="interpedia.demo.serving"):
         warm_inference(app, [f"{MODEL_ID}/9-res-none"]).join(timeout=120)
     assert "live inference could not warm up" in caplog.text  # logged, never raised into the server

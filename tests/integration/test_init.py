@@ -18,7 +18,7 @@ from sqlalchemy import inspect, text
 from interpedia.cli import main
 from interpedia.config import Settings, get_settings
 from interpedia.db import make_engine
-from interpedia.setup_db import HNSW_INDEX, InitError, normalize_url
+from interpedia.db.setup import HNSW_INDEX, InitError, normalize_url
 
 pytestmark = pytest.mark.postgres
 _names = itertools.count()
@@ -159,7 +159,7 @@ def test_normalize_url_accepts_provider_strings() -> None:
 
 
 def test_settings_file_values_with_special_characters_round_trip(tmp_path: Path) -> None:
-    from interpedia.setup_db import write_settings
+    from interpedia.db.setup import write_settings
 
     path = tmp_path / "settings.env"
     url = "postgresql+psycopg://u:p%24ss$word#1@h/db"

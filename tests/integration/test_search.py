@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from factories import write_saedashboard_dir
+from factories import import_embed, write_saedashboard_dir
 from fakellm import FakeLLM
 from sqlalchemy import select, text, update
 
@@ -36,7 +36,7 @@ def add(factory: Any, source_name: str, texts: dict[int, str], embed: bool = Tru
     with transaction(factory) as session:
         source = session.scalar(select(Source).where(Source.name == source_name))
         records = [FeatureRecord(index=i, explanations=[ExplanationRecord(description=t)]) for i, t in texts.items()]
-        write_features(session, source, records, creator_id=None, token_ids={})
+        write_features(session, source, records, creator_id=None, token_ids={}, embed=import_embed())
         if not embed:
             session.execute(update(Explanation).values(embedding=None))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import write_saedashboard_dir
+from factories import import_embed, write_saedashboard_dir
 from sqlalchemy import select, update
 
 from interpedia.config import get_settings
@@ -39,7 +39,7 @@ def _add(factory: Any, source_name: str, texts: dict[int, str]) -> None:
     with transaction(factory) as session:
         source = session.scalar(select(Source).where(Source.name == source_name))
         records = [FeatureRecord(index=i, explanations=[ExplanationRecord(description=t)]) for i, t in texts.items()]
-        write_features(session, source, records, creator_id=None, token_ids={})
+        write_features(session, source, records, creator_id=None, token_ids={}, embed=import_embed())
 
 
 @pytest.fixture

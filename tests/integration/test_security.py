@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from factories import import_embed
 from fastapi.testclient import TestClient
 
 from interpedia.config import DEFAULT_RATE_LIMITS, Settings
@@ -305,6 +306,7 @@ def catalogue(settings: Settings, factory: Any, tmp_path: Any) -> dict[str, str]
                 ],
                 creator_id=None,
                 token_ids={},
+                embed=import_embed(),
             )
         assert session.scalar(select(SourceSet).where(SourceSet.model_id == "pub-m")) is not None
     return keys

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from interpedia.db.nul import without_nul
 from interpedia.ingest.uploads import feature_record, upload_activations, upload_features
+from interpedia.search.embeddings import import_embedder
 from interpedia.store.formats import parse_index
 from interpedia.store.records import ActivationRecord
 from interpedia.web.deps import RequiredUser, SettingsDep
@@ -36,7 +37,9 @@ def feature_upload_batch(
         )
         for f in body.features
     ]
-    result = upload_features(request.app.state.sessionmaker, user, body.modelId, body.source, records)
+    result = upload_features(
+        request.app.state.sessionmaker, user, body.modelId, body.source, records, embed=import_embedder(settings)
+    )
     base = settings.public_base_url.rstrip("/")
     return {
         "message": f"uploaded {result.counts.features} features",

@@ -7,21 +7,8 @@ from typing import Any
 
 import click
 
-from interpedia.config import Settings, get_settings
-
-
-def _factory(settings: Settings) -> Any:
-    from interpedia.db import make_engine, make_sessionmaker, migrate
-
-    migrate(settings.database_url_direct)
-    return make_sessionmaker(make_engine(settings.database_url))
-
-
-def _split_source(value: str) -> tuple[str, str]:
-    model_id, sep, source = value.partition("/")
-    if not sep or not model_id or not source:
-        raise click.BadParameter("use MODEL/SOURCE, e.g. gpt2-small/6-res-jb", param_hint="--source")
-    return model_id, source
+from interpedia.cli.common import factory_for, split_source
+from interpedia.config import get_settings
 
 
 def _bar(desc: str) -> Any:
@@ -78,7 +65,7 @@ def explain(source: str, features: str | None, type_name: str, model_name: str |
     from interpedia.autointerp.runner import explain_source, parse_ranges
 
     settings = get_settings()
-    model_id, source_name = _split_source(source)
+    model_id, source_name = split_source(source)
     try:
         indexes = parse_ranges(features)
     except ValueError as exc:
@@ -87,7 +74,7 @@ def explain(source: str, features: str | None, type_name: str, model_name: str |
         explain_source,
         f"explain {type_name}",
         "feat",
-        factory=_factory(settings),
+        factory=factory_for(settings),
         settings=settings,
         model_id=model_id,
         source_name=source_name,
@@ -116,7 +103,7 @@ def score(
     from interpedia.autointerp.runner import parse_ranges, score_source
 
     settings = get_settings()
-    model_id, source_name = _split_source(source)
+    model_id, source_name = split_source(source)
     try:
         indexes = parse_ranges(features)
     except ValueError as exc:
@@ -125,7 +112,7 @@ def score(
         score_source,
         f"score {scorer_type}",
         "expl",
-        factory=_factory(settings),
+        factory=factory_for(settings),
         settings=settings,
         model_id=model_id,
         source_name=source_name,
@@ -151,7 +138,7 @@ def embed(
     from interpedia.search.maintenance import fill_embeddings, index_status, reindex_postgres
 
     settings = get_settings()
-    factory = _factory(settings)
+    factory = factory_for(settings)
     if missing or recompute_all:
         bar = _bar("embed")
         bar.unit = "expl"

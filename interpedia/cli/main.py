@@ -1,36 +1,20 @@
-"""The ``interpedia`` command: serve, import, export, apikey, db (and later generate, demo, explain...)."""
+"""The ``interpedia`` group and its core commands: db, import, export, generate, apikey, user, serve."""
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 
 import click
 
-from interpedia.autointerp import commands as autointerp_commands
-from interpedia.config import Settings, get_settings
-
-
-def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-
-
-def _factory(settings: Settings, *, migrate_first: bool = True):  # type: ignore[no-untyped-def]
-    from interpedia.db import make_engine, make_sessionmaker, migrate
-
-    if migrate_first:
-        migrate(settings.database_url_direct)
-    return make_sessionmaker(make_engine(settings.database_url))
+from interpedia.cli.common import factory_for, setup_logging
+from interpedia.config import get_settings
 
 
 @click.group()
 @click.version_option(package_name="interpedia")
 def main() -> None:
     """interpedia: an open, self-hostable interpretability encyclopedia."""
-    _setup_logging(get_settings())
+    setup_logging(get_settings())
 
 
 @main.group()
@@ -60,12 +44,20 @@ def import_cmd(
 ) -> None:
     """Import a SAEDashboard output directory or a Neuronpedia export (format detected)."""
     from interpedia.ingest import BadInput, DashboardOptions, import_path
+    from interpedia.search.embeddings import import_embedder
 
     settings = get_settings()
-    factory = _factory(settings)
+    factory = factory_for(settings)
     opts = DashboardOptions(model_id=model_id, source_set=source_set, layer=layer, creator_name=creator)
     try:
-        summary = import_path(path, factory, options=opts, force=force, batch_size=settings.import_batch_features)
+        summary = import_path(
+            path,
+            factory,
+            options=opts,
+            force=force,
+            batch_size=settings.import_batch_features,
+            embed=import_embedder(settings),
+        )
     except BadInput as exc:
         raise click.ClickException(f"import failed, nothing of the bad batch was written: {exc}") from None
     click.echo(f"imported {', '.join(summary.sources) or 'nothing'}: {summary.describe()}")
@@ -79,7 +71,7 @@ def export_cmd(out: Path, model_id: str | None, sources: tuple[str, ...]) -> Non
     """Write sources in the Neuronpedia export layout (what `interpedia import` reads)."""
     from interpedia.ingest import export_np
 
-    summary = export_np(_factory(get_settings()), out, model_id=model_id, source_ids=list(sources) or None)
+    summary = export_np(factory_for(get_settings()), out, model_id=model_id, source_ids=list(sources) or None)
     click.echo(
         f"exported {summary.sources} sources, {summary.features} features, {summary.activations} "
         f"activations, {summary.explanations} explanations to {out}"
@@ -194,7 +186,7 @@ def generate_cmd(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    factory = _factory(settings) if into_db else None
+    factory = factory_for(settings) if into_db else None
     try:
         result = GenerateRun(cfg, factory=factory, keep_work=keep_work, progress=progress).run()
     except (ValueError, FileNotFoundError, OSError) as exc:
@@ -222,7 +214,7 @@ def apikey_create(user_name: str, admin: bool, label: str | None) -> None:
     from interpedia.db import transaction
     from interpedia.store.users import InvalidUserName, create_api_key, ensure_user
 
-    with transaction(_factory(get_settings())) as session:
+    with transaction(factory_for(get_settings())) as session:
         try:
             user = ensure_user(session, user_name)
         except InvalidUserName as exc:
@@ -255,7 +247,7 @@ def user_create(name: str, password: str, admin: bool) -> None:
     from interpedia.store.users import create_account
 
     try:
-        with transaction(_factory(get_settings())) as session:
+        with transaction(factory_for(get_settings())) as session:
             account = create_account(session, name, password)
             account.admin = admin
     except UserError as exc:
@@ -273,7 +265,7 @@ def user_admin(name: str, remove: bool) -> None:
     from interpedia.store.users import set_admin
 
     try:
-        with transaction(_factory(get_settings())) as session:
+        with transaction(factory_for(get_settings())) as session:
             set_admin(session, name, not remove)
     except UserError as exc:
         raise click.ClickException(exc.message) from None
@@ -301,26 +293,3 @@ def serve(host: str, port: int, role: str) -> None:
     migrate(settings.database_url_direct)
     click.echo(f"interpedia on http://{host}:{port} (database {settings.database_url.split('@')[-1]})")
     uvicorn.run(create_app(settings, role=role), host=host, port=port, log_level=settings.log_level.lower())
-
-
-# explain, score, embed (autointerp and explanation search) live in interpedia.autointerp.commands.
-for _command in (autointerp_commands.explain, autointerp_commands.score, autointerp_commands.embed):
-    main.add_command(_command)
-
-
-def _register_subcommands() -> None:
-    from interpedia.analysis.commands import import_eval_cmd, umap_cmd
-    from interpedia.demo.cli import demo_cmd
-    from interpedia.setup_db import init_cmd
-
-    main.add_command(demo_cmd)
-    main.add_command(umap_cmd)
-    main.add_command(import_eval_cmd)
-    main.add_command(init_cmd)
-
-
-_register_subcommands()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""CLI commands ``interpedia umap`` and ``interpedia import-eval`` (registered by ``interpedia.cli``)."""
+"""CLI commands ``interpedia umap`` and ``interpedia import-eval`` ."""
 
 from __future__ import annotations
 
@@ -6,23 +6,9 @@ from pathlib import Path
 
 import click
 
+from interpedia.cli.common import factory_for, split_source
 from interpedia.config import get_settings
 from interpedia.errors import UserError
-
-
-def _factory():  # type: ignore[no-untyped-def]
-    from interpedia.db import make_engine, make_sessionmaker, migrate
-
-    settings = get_settings()
-    migrate(settings.database_url_direct)
-    return make_sessionmaker(make_engine(settings.database_url))
-
-
-def _split_source(value: str) -> tuple[str, str]:
-    model_id, _, source_id = value.partition("/")
-    if not model_id or not source_id or "/" in source_id:
-        raise click.BadParameter("expected MODEL/SOURCE, e.g. gpt2-small/6-res-jb", param_hint="--source")
-    return model_id, source_id
 
 
 @click.command("umap")
@@ -53,7 +39,7 @@ def umap_cmd(
     """Compute a UMAP map of a source's decoder directions, clusters and log sparsity; store them."""
     from interpedia.analysis.umap_layout import UmapConfig, run_umap
 
-    model_id, source_id = _split_source(source)
+    model_id, source_id = split_source(source)
     cfg = UmapConfig(
         n_neighbors=n_neighbors,
         min_dist=min_dist,
@@ -63,7 +49,7 @@ def umap_cmd(
         min_cluster_size=min_cluster_size,
     )
     try:
-        summary = run_umap(_factory(), model_id, source_id, sae=sae, cfg=cfg)
+        summary = run_umap(factory_for(get_settings()), model_id, source_id, sae=sae, cfg=cfg)
     except UserError as exc:
         raise click.ClickException(f"umap failed: {exc.message}") from None
     click.echo(
@@ -81,7 +67,7 @@ def import_eval_cmd(files: tuple[Path, ...], model_id: str | None, source_id: st
     from interpedia.analysis.evals import import_evals
 
     try:
-        done = import_evals(_factory(), list(files), model_id=model_id, source_id=source_id)
+        done = import_evals(factory_for(get_settings()), list(files), model_id=model_id, source_id=source_id)
     except UserError as exc:
         raise click.ClickException(f"nothing imported: {exc.message}") from None
     for item in done:

@@ -3,73 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session, sessionmaker
-
-    from interpedia.config import Settings
+from interpedia.cli.common import factory_for
+from interpedia.config import get_settings
 
 log = logging.getLogger(__name__)
-
-
-def enable_inference(factory: sessionmaker[Session]) -> list[str]:
-    """Switch live inference on for every source whose dashboards ``interpedia generate`` wrote here, and for
-    their models: the weights that run recorded are on this machine. Returns ``model/source`` ids."""
-    from sqlalchemy import select
-
-    from interpedia.db import transaction
-    from interpedia.db.tables import GenerateRun, Model, Source
-
-    enabled = []
-    with transaction(factory) as session:
-        source_ids = {sid for sid in session.scalars(select(GenerateRun.source_id)) if sid is not None}
-        for source in session.scalars(select(Source).where(Source.id.in_(source_ids))):
-            model = session.get(Model, source.model_id)
-            if model is None:
-                continue
-            model.inference_enabled = True
-            source.inference_enabled = True
-            enabled.append(f"{model.id}/{source.name}")
-    return sorted(enabled)
-
-
-def warm_inference(app: Any, enabled: list[str]) -> threading.Thread:
-    """Load the demo's model and SAEs in the background once the server is up, so the first live request
-    does not wait for torch and the weights to load. Failures are logged: the pages still say why."""
-    from interpedia.inference.service import for_app
-
-    def load() -> None:
-        started = time.perf_counter()
-        try:
-            service = for_app(app.state)
-            for pair in enabled:
-                model_id, source_id = pair.split("/", 1)
-                service.source(model_id, source_id)
-        except Exception:  # a demo that cannot load its weights still serves its dashboards
-            log.exception("live inference could not warm up")
-            return
-        log.info("live inference warm in %.1fs (%s)", time.perf_counter() - started, ", ".join(enabled))
-
-    thread = threading.Thread(target=load, name="inference-warmup", daemon=True)
-    thread.start()
-    return thread
-
-
-def serving_settings(settings: Settings) -> Settings:
-    """The demo's settings for serving: when torch threads are not configured, half the cores (at most 4), so
-    one live-inference request leaves CPU for the web server and other requests."""
-    if settings.inference_torch_threads > 0:
-        return settings
-    threads = max(1, min(4, (os.cpu_count() or 2) // 2))
-    update: dict[str, Any] = {"inference_torch_threads": threads}
-    return settings.model_copy(update=update)
 
 
 @click.command("demo")
@@ -96,17 +38,15 @@ def demo_cmd(
     pretrained_sae: str | None,
 ) -> None:
     """Build the demo: real text, a tiny model and SAE trained on CPU, dashboards for every feature."""
-    from interpedia.config import get_settings
-    from interpedia.db import make_engine, make_sessionmaker, migrate
     from interpedia.demo.builder import PRETRAINED_MODEL, PRETRAINED_SAE, DemoBuilder, DemoConfig
+    from interpedia.demo.serving import enable_inference, serving_settings, warm_inference
 
     settings = get_settings()
-    migrate(settings.database_url_direct)
-    factory = make_sessionmaker(make_engine(settings.database_url))
+    factory = factory_for(settings)
     corpus_arg = str(corpus.resolve()) if corpus else None
     cfg = DemoConfig.toy(corpus_arg) if toy else DemoConfig(corpus=corpus_arg)
     started = time.perf_counter()
-    builder = DemoBuilder(cfg, settings.home, factory)
+    builder = DemoBuilder(cfg, settings, factory)
     if pretrained:
         report = builder.build_pretrained(pretrained_model or PRETRAINED_MODEL, pretrained_sae or PRETRAINED_SAE)
     else:

@@ -1,0 +1,5 @@
+"""``python -m interpedia.cli``."""
+
+from interpedia.cli import main
+
+main()
