@@ -149,6 +149,32 @@ def json_page(data: Any, status: int = 200) -> Response:
     return Response(dumps(data), status_code=status, media_type="application/json")
 
 
+def twin_url(request: Request) -> str:
+    """The URL of the page's JSON twin: ``.json`` after the last path segment (``/`` -> ``/index.json``)."""
+    path = request.url.path.rstrip("/")
+    twin = (path if path else "") + ("/index.json" if not path else JSON_SUFFIX)
+    return twin + (f"?{request.url.query}" if request.url.query else "")
+
+
+def page(
+    request: Request,
+    session: Session | None,
+    template: str,
+    data: dict[str, Any],
+    *,
+    as_json: bool = False,
+    status: int = 200,
+    **view: Any,
+) -> Response:
+    """A page: its JSON twin (``data`` as it is) when the URL ends in ``.json`` (``as_json``) or the client asks
+    for JSON, else ``template`` rendered with ``data`` and ``view``, linking its twin (``Link: rel=alternate``)."""
+    if wants_json(request, as_json):
+        return json_page(data, status)
+    response = renderer(request).html(request, session, template, data, status=status, **view)
+    response.headers["Link"] = f'<{twin_url(request)}>; rel="alternate"; type="application/json"'
+    return response
+
+
 def redirect(request: Request, url: str, status: int = 303) -> RedirectResponse:
     """A redirect that also saves a changed session (sign-in, sign-out)."""
     response = RedirectResponse(url, status_code=status)

@@ -34,7 +34,7 @@ from interpedia.web.deps import SessionDep
 from interpedia.web.pages import queries
 from interpedia.web.pages.dashboard import dashboard_view
 from interpedia.web.pages.live import inference_availability
-from interpedia.web.pages.render import NOT_PAGES, json_page, page_url, redirect, renderer, split_json, wants_json
+from interpedia.web.pages.render import NOT_PAGES, json_page, page, page_url, redirect, split_json, wants_json
 from interpedia.web.pages.session import current_user
 
 PAGE_SIZE = 50
@@ -63,9 +63,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 def home(request: Request, session: SessionDep) -> Response:
     """Models and their source sets, with feature counts."""
     data = {"page": "home", "models": queries.catalogue(session)}
-    if wants_json(request, request.url.path == "/index.json"):
-        return json_page(data)
-    return renderer(request).html(request, session, "home.html", data)
+    return page(request, session, "home.html", data, as_json=request.url.path == "/index.json")
 
 
 @router.get("/jump")
@@ -101,9 +99,7 @@ def model_page(request: Request, session: SessionDep, model_id: str) -> Response
     model_id, as_json = split_json(model_id)
     model = get_model(session, model_id)
     data = {"page": "model", "model": queries.model_doc(session, model)}
-    if wants_json(request, as_json):
-        return json_page(data)
-    return renderer(request).html(request, session, "model.html", data)
+    return page(request, session, "model.html", data, as_json=as_json)
 
 
 @router.get("/{model_id}/{layer}")
@@ -150,9 +146,7 @@ def source_page(
             "browser": browser,
         }
         template = "source.html"
-    if wants_json(request, as_json):
-        return json_page(data)
-    return renderer(request).html(request, session, template, data)
+    return page(request, session, template, data, as_json=as_json)
 
 
 @router.get("/{model_id}/{layer}/{index}")
@@ -172,7 +166,7 @@ def feature_page(request: Request, session: SessionDep, model_id: str, layer: st
         session, feature, [e["id"] for e in doc["explanations"]], current_user(request, session)
     )
     if wants_json(request, as_json):
-        return json_page(data)
+        return page(request, session, "feature.html", data, as_json=True)  # the twin needs none of the view below
     set_doc = doc.get("sourceSet") or {}
     default_range = set_doc.get("defaultRange", 1)
     context = CONTEXT_CHOICES[default_range] if isinstance(default_range, int) and 0 <= default_range < 3 else "16"
@@ -184,7 +178,7 @@ def feature_page(request: Request, session: SessionDep, model_id: str, layer: st
         "maxActApprox": doc.get("maxActApprox"),
         "inferenceEnabled": live["available"],
     }
-    return renderer(request).html(
+    return page(
         request,
         session,
         "feature.html",
