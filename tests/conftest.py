@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from parts import check_backends  # noqa: E402
 from pgcluster import PostgresCluster  # noqa: E402
 
 from interpedia.config import Settings, get_settings  # noqa: E402
@@ -24,6 +25,13 @@ from interpedia.store.vocab import vocab_cache  # noqa: E402
 
 # INTERPEDIA_TEST_BACKENDS=sqlite runs only SQLite (quick local loops); make test runs both.
 BACKENDS = [b for b in os.environ.get("INTERPEDIA_TEST_BACKENDS", "sqlite,postgres").split(",") if b]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In CI (CI=true) refuse a backend list that would quietly skip part of the suite."""
+    check_backends(BACKENDS)
+
+
 _counter = itertools.count()
 
 

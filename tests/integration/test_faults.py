@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from parts import require_module
 
-pytest.importorskip("torch")
+require_module("torch")
 
 from generate_helpers import CTX, Tiny, make_sae_dir, tiny_inputs  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from parts import require_module
 
-pytest.importorskip("torch")
+require_module("torch")
 
 from click.testing import CliRunner  # noqa: E402
 from generate_helpers import CTX, Tiny, tiny_inputs  # noqa: E402

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from parts import require_module
 
-pytest.importorskip("torch")
-pytest.importorskip("ray")
+require_module("torch")
+require_module("ray")
 
 from generate_helpers import CTX, Tiny, tiny_inputs  # noqa: E402
 

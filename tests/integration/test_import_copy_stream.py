@@ -78,12 +78,11 @@ def _stored(factory: Any, source_name: str) -> dict[int, list[tuple[Any, ...]]]:
     return out
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # binary COPY is the Postgres path
 @pytest.mark.parametrize("with_extras", [False, True], ids=["framed", "extras-fall-back"])
 def test_framed_copy_stores_what_row_copy_stores(
     backend: str, factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_extras: bool
 ) -> None:
-    if backend != "postgresql":
-        pytest.skip("binary COPY is the Postgres path")
     root = tmp_path / "export"
     _source(root, "3-res-framed", with_extras=with_extras)
     _source(root, "3-res-rows", with_extras=with_extras)

@@ -175,11 +175,10 @@ def test_writes_by_another_process_show_up_at_once(client: Any, corpus: None, se
     )
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # HNSW is the Postgres index
 def test_postgres_uses_the_hnsw_index_and_reindex_rebuilds_it(
     client: Any, corpus: None, factory: Any, backend: str
 ) -> None:
-    if backend != "postgresql":
-        pytest.skip("HNSW is the Postgres index")
     with factory() as session:
         q = "[" + ",".join(["0.05"] * 384) + "]"
         plan = _plan(session, backend, f"SELECT id FROM explanations ORDER BY embedding <=> '{q}' LIMIT 5")

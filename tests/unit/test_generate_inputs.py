@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from parts import require_module
 
-torch = pytest.importorskip("torch")
+torch = require_module("torch")
 
 from generate_helpers import ARCHITECTURES, CTX, HOOK, Tiny, tiny_inputs  # noqa: E402
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from parts import require_module
 
-torch = pytest.importorskip("torch")
+torch = require_module("torch")
 
 from generate_helpers import ARCHITECTURES, CTX, HOOK, Tiny, tiny_inputs  # noqa: E402
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from parts import require_module
 
-torch = pytest.importorskip("torch")
+torch = require_module("torch")
 
 from interpedia.generate.dashboards import sample_without_replacement  # noqa: E402
 from interpedia.generate.decoder import dense_histogram_rows, linspace_rows  # noqa: E402
