@@ -14,6 +14,7 @@ test: install
 	$(BIN)/python -m ruff check interpedia tests bench
 	$(BIN)/python -m ruff format --check interpedia tests bench
 	$(BIN)/python -m mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest tests
 
 install: system $(STAMP)
@@ -39,6 +40,7 @@ lint: install
 	$(BIN)/python -m ruff check interpedia tests bench
 	$(BIN)/python -m ruff format --check interpedia tests bench
 	$(BIN)/python -m mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
