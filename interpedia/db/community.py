@@ -154,8 +154,8 @@ class ImportedBatch(Base):
     finished_at: Mapped[dt.datetime] = _created()
 
 
-class GenerateRun(Base):
-    """One ``interpedia generate`` run: its ``run.json`` (settings, versions, timings, dead features)."""
+class GenerateRunRow(Base):
+    """A row of ``generate_runs``: one ``interpedia generate`` run's record (``store.runs.RunRecord``)."""
 
     __tablename__ = "generate_runs"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -262,5 +262,5 @@ class DemoBuilder:
             "features_written": result.features_written,
             "dead": len(result.dead),
             "pass_seconds": run.get("pass_seconds"),
-            "tokens_per_s": run.get("tokens_per_s"),
+            "tokens_per_s": run.get("tokens_per_second"),
         }

@@ -22,11 +22,12 @@ def enable_inference(factory: sessionmaker[Session]) -> list[str]:
     from sqlalchemy import select
 
     from interpedia.db import transaction
-    from interpedia.db.tables import GenerateRun, Model, Source
+    from interpedia.db.tables import Model, Source
+    from interpedia.store.runs import sources_with_runs
 
     enabled = []
     with transaction(factory) as session:
-        source_ids = {sid for sid in session.scalars(select(GenerateRun.source_id)) if sid is not None}
+        source_ids = sources_with_runs(session)
         for source in session.scalars(select(Source).where(Source.id.in_(source_ids))):
             model = session.get(Model, source.model_id)
             if model is None:

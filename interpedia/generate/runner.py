@@ -24,6 +24,7 @@ from interpedia.generate.config import GenerateConfig, path_identity
 from interpedia.generate.model import HookedModel, layer_of
 from interpedia.generate.sae import LoadedSae
 from interpedia.generate.state import ShardResult, ShardStore
+from interpedia.store.runs import RunCatalogue, RunModel, RunRecord, RunSae, RunTokens
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,17 @@ _HOOK_KINDS = (("resid", "res"), ("mlp", "mlp"), ("attn", "att"), ("hook_z", "at
 
 @dataclass
 class RunResult:
-    """What a run did (``run`` is the content of ``run.json``)."""
+    """What a run did: its record (``run.json``), where it wrote, its dead features."""
 
-    run: dict[str, Any]
+    record: RunRecord
     out: Path | None
     dead: list[int] = field(default_factory=list)
     features_written: int = 0
+
+    @property
+    def run(self) -> dict[str, Any]:
+        """The record as the ``run.json`` document."""
+        return self.record.to_dict()
 
 
 def catalogue_names(cfg: GenerateConfig, sae: LoadedSae, model: HookedModel, hook_name: str) -> tuple[str, str, str]:
@@ -198,7 +204,7 @@ class GenerateRun:
             torch.set_num_threads(max_threads)
         self.timings["generate_seconds"] = round(time.perf_counter() - t_all - self.timings["load_seconds"], 4)
         self.timings["total_seconds"] = round(time.perf_counter() - t_all, 4)
-        run = self._record(
+        record = self._record(
             model,
             sae,
             hook_name,
@@ -218,12 +224,12 @@ class GenerateRun:
         if db_source is not None:
             from interpedia.generate.writers import record_run
 
-            record_run(self.factory, run["output_key"], db_source, run)
+            record_run(self.factory, db_source, record)
         if cfg.out:
-            (Path(cfg.out) / "run.json").write_text(json.dumps(run, indent=2, default=str))
+            (Path(cfg.out) / "run.json").write_text(json.dumps(record.to_dict(), indent=2))
         if not self.keep_work:
             shutil.rmtree(work, ignore_errors=True)
-        return RunResult(run=run, out=Path(cfg.out) if cfg.out else None, dead=dead, features_written=written)
+        return RunResult(record=record, out=Path(cfg.out) if cfg.out else None, dead=dead, features_written=written)
 
     def _write(
         self,
@@ -379,8 +385,8 @@ class GenerateRun:
         resumed: int,
         cluster: dict[str, Any] | None,
         torch_version: str,
-    ) -> dict[str, Any]:
-        """The content of ``run.json``."""
+    ) -> RunRecord:
+        """The run's record (``run.json``)."""
         from importlib.metadata import PackageNotFoundError, version
 
         cfg = self.cfg
@@ -393,76 +399,74 @@ class GenerateRun:
         pass_seconds = self.timings.get("pass_seconds", 0.0)
         n_tokens = n_prompts * cfg.context_size
         model_id, layer, source_set = names
-        return {
-            "generator": "interpedia generate",
-            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "fingerprint": fingerprint,
-            "output_key": cfg.output_key(fingerprint),
-            "config": cfg.to_dict(),
-            "catalogue": {
-                "model_id": model_id,
-                "source_id": f"{layer}-{source_set}",
-                "layer": layer,
-                "source_set": source_set,
-            },
-            "model": {
-                "spec": cfg.model,
-                "name": model.name,
-                "loaded_from": model.source,
-                "n_layers": int(model.cfg.n_layers),
-                "d_model": int(model.cfg.d_model),
-                "d_vocab": int(model.cfg.d_vocab),
-                "dtype": cfg.dtype,
-                "device": str(model.device),
-            },
-            "sae": {
-                "spec": cfg.sae,
-                "architecture": sae.architecture,
-                "d_in": sae.d_in,
-                "d_sae": sae.d_sae,
-                "hook_name": hook_name,
-                "decoder_norm_folded": sae.folded,
-                "folded_by": (
+        return RunRecord(
+            generator="interpedia generate",
+            created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            fingerprint=fingerprint,
+            output_key=cfg.output_key(fingerprint),
+            config=cfg.to_dict(),
+            catalogue=RunCatalogue(
+                model_id=model_id, source_id=f"{layer}-{source_set}", layer=layer, source_set=source_set
+            ),
+            model=RunModel(
+                spec=cfg.model,
+                name=model.name,
+                loaded_from=model.source,
+                n_layers=int(model.cfg.n_layers),
+                d_model=int(model.cfg.d_model),
+                d_vocab=int(model.cfg.d_vocab),
+                dtype=cfg.dtype,
+                device=str(model.device),
+            ),
+            sae=RunSae(
+                spec=cfg.sae,
+                architecture=sae.architecture,
+                d_in=sae.d_in,
+                d_sae=sae.d_sae,
+                hook_name=hook_name,
+                decoder_norm_folded=sae.folded,
+                folded_by=(
                     "post-scaling the selected values"
                     if sae.post_scale is not None
                     else "fold_W_dec_norm"
                     if sae.folded
                     else None
                 ),
-                "cfg": sae.cfg_dict(),
+                cfg=sae.cfg_dict(),
+            ),
+            tokens=RunTokens(
+                context_size=cfg.context_size,
+                n_tokens=n_tokens,
+                prepend_bos=cfg.prepend_bos,
+                bos_excluded_from_statistics=cfg.exclude_bos,
+                excluded_token_ids=ignore_ids or [],
+                concat_documents=cfg.concat,
+                example_window=f"positions {window_start}..{cfg.context_size - 1}",
+                extra=dict(token_meta),
+            ),
+            features_written=written,
+            dead_features=dead,
+            extra={
+                "definitions": {
+                    "frac_nonzero": "positions with activation > 0 / all positions (excluded tokens count as 0)",
+                    "quantile_intervals": "SAEDashboard's: linspace(0, max, n+1), closed, over all positions "
+                    "(zeros in the lowest); samples uniform without replacement (seeded), "
+                    "from an exact second pass over the stored non-zero activations",
+                    "top_k": "exact running top-k of positive activations, ties to the earlier position",
+                    "logit_lens": "unit decoder direction (to the residual stream) @ W_U, no b_U; final LayerNorm "
+                    + ("scale folded into W_U" if cfg.fold_ln_final else "scale not folded"),
+                    "correlated_neurons_and_features": "not computed (empty lists)",
+                    "topk_cos_sim": f"top {cfg.n_cos_sim} other features by cosine of decoder rows",
+                },
+                "versions": versions,
+                "torch": torch_version,
+                "timings": self.timings,
+                "pass_seconds": pass_seconds,
+                "tokens_per_second": round(new_tokens / pass_seconds, 1) if pass_seconds > 0 and new_tokens else None,
+                "tokens_in_this_run": new_tokens,
+                "shards": {"total": -(-n_prompts // cfg.shard_prompts), "resumed": resumed},
+                "ray": cluster,
+                "cpu_threads": self.threads or None,
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             },
-            "tokens": {
-                **token_meta,
-                "context_size": cfg.context_size,
-                "n_tokens": n_tokens,
-                "prepend_bos": cfg.prepend_bos,
-                "bos_excluded_from_statistics": cfg.exclude_bos,
-                "excluded_token_ids": ignore_ids or [],
-                "concat_documents": cfg.concat,
-                "example_window": f"positions {window_start}..{cfg.context_size - 1}",
-            },
-            "definitions": {
-                "frac_nonzero": "positions with activation > 0 / all positions (excluded tokens count as 0)",
-                "quantile_intervals": "SAEDashboard's: linspace(0, max, n+1), closed, over all positions "
-                "(zeros in the lowest); samples uniform without replacement (seeded), "
-                "from an exact second pass over the stored non-zero activations",
-                "top_k": "exact running top-k of positive activations, ties to the earlier position",
-                "logit_lens": "unit decoder direction (to the residual stream) @ W_U, no b_U; final LayerNorm "
-                + ("scale folded into W_U" if cfg.fold_ln_final else "scale not folded"),
-                "correlated_neurons_and_features": "not computed (empty lists)",
-                "topk_cos_sim": f"top {cfg.n_cos_sim} other features by cosine of decoder rows",
-            },
-            "versions": versions,
-            "torch": torch_version,
-            "timings": self.timings,
-            "pass_seconds": pass_seconds,
-            "tokens_per_second": round(new_tokens / pass_seconds, 1) if pass_seconds > 0 and new_tokens else None,
-            "tokens_in_this_run": new_tokens,
-            "shards": {"total": -(-n_prompts // cfg.shard_prompts), "resumed": resumed},
-            "ray": cluster,
-            "cpu_threads": self.threads or None,
-            "features_written": written,
-            "dead_features": dead,
-            "n_dead_features": len(dead),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        }
+        )

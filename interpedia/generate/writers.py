@@ -19,6 +19,7 @@ import orjson
 
 from interpedia.generate.dashboards import DashboardBlock
 from interpedia.store.records import ActivationRecord, FeatureRecord
+from interpedia.store.runs import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -286,17 +287,10 @@ class DatabaseWriter:
         return self.importer.finish()
 
 
-def record_run(factory: Any, run_key: str, source: Any, run: dict[str, Any]) -> None:
-    """Keep ``run.json`` in the ``generate_runs`` table (one row per run; a resumed run updates it)."""
+def record_run(factory: Any, source: Any, record: RunRecord) -> None:
+    """Keep the run's record in the ``generate_runs`` table (one row per run; a resumed run updates it)."""
     from interpedia.db.engine import transaction
-    from interpedia.db.tables import GenerateRun
+    from interpedia.store.runs import record_run as store_record
 
     with transaction(factory) as session:
-        row = session.get(GenerateRun, run_key)
-        if row is None:
-            row = GenerateRun(id=run_key)
-            session.add(row)
-        row.source_id = source.id
-        row.model_id = source.model_id
-        row.source_name = source.name
-        row.run = json.loads(json.dumps(run, default=str))
+        store_record(session, source, record)

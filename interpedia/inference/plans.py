@@ -14,16 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
-from interpedia.db.tables import GenerateRun, Model, Source
+from interpedia.db.tables import Model, Source
 from interpedia.errors import NotFound, Unavailable
 from interpedia.generate.config import GenerateConfig
 from interpedia.store.catalogue import get_source
+from interpedia.store.runs import latest_run, sources_with_runs
 
 _DEFAULTS = GenerateConfig(model="", sae="", dataset="")
 
@@ -52,16 +52,6 @@ class SaePlan:
     origin: str  # "generate-run" or "catalogue"
 
 
-def _latest_run(session: Session, *conditions: Any) -> dict[str, Any] | None:
-    row = session.scalar(
-        select(GenerateRun)
-        .where(*conditions)
-        .order_by(GenerateRun.updated_at.desc(), GenerateRun.created_at.desc())
-        .limit(1)
-    )
-    return dict(row.run) if row is not None and isinstance(row.run, dict) else None
-
-
 def plan_model(session: Session, settings: Settings, model_id: str) -> ModelPlan:
     """The model's plan, or NotFound (unknown id) / Unavailable (no weights anywhere)."""
     model = session.get(Model, model_id)
@@ -70,9 +60,9 @@ def plan_model(session: Session, settings: Settings, model_id: str) -> ModelPlan
     dtype = settings.inference_dtype
     if model_id in settings.inference_models:
         return ModelPlan(model_id, settings.inference_models[model_id], dtype, "settings")
-    run = _latest_run(session, GenerateRun.model_id == model_id)
-    spec = ((run or {}).get("config") or {}).get("model")
-    if isinstance(spec, str) and spec and (Path(spec).exists() or not spec.startswith(("/", "."))):
+    run = latest_run(session, model_id=model_id)
+    spec = run.model_spec if run is not None else ""
+    if spec and (Path(spec).exists() or not spec.startswith(("/", "."))):
         return ModelPlan(model_id, spec, dtype, "generate-run")
     if model.tlens_id:
         return ModelPlan(model_id, model.tlens_id, dtype, "tlens-id")
@@ -86,13 +76,12 @@ def plan_model(session: Session, settings: Settings, model_id: str) -> ModelPlan
 def plan_sae(session: Session, model_id: str, source_id: str) -> SaePlan:
     """The SAE plan of a source, or NotFound / Unavailable (no weights recorded)."""
     source: Source = get_source(session, model_id, source_id)
-    run = _latest_run(session, GenerateRun.source_id == source.id)
-    cfg = (run or {}).get("config") or {}
+    run = latest_run(session, source_pk=source.id)
     spec = source.weights_path
     if not spec and source.saelens_release and source.saelens_sae_id:
         spec = f"{source.saelens_release}/{source.saelens_sae_id}"
-    if not spec and isinstance(cfg.get("sae"), str):
-        spec = cfg["sae"]
+    if not spec and run is not None:
+        spec = run.sae_spec
     if not spec:
         raise Unavailable(
             f"source {model_id}/{source_id} has no SAE weights for inference (its catalogue row has "
@@ -100,15 +89,16 @@ def plan_sae(session: Session, model_id: str, source_id: str) -> SaePlan:
             field="source",
         )
     if run is not None:
-        tokens = run.get("tokens") or {}
-        excluded = tokens.get("excluded_token_ids") if tokens.get("bos_excluded_from_statistics", True) else []
+        tokens = run.tokens
+        excluded = tokens.excluded_token_ids if tokens.bos_excluded_from_statistics else []
+        prepend = tokens.prepend_bos
         return SaePlan(
             model_id,
             source_id,
             spec,
-            hook_name=(run.get("sae") or {}).get("hook_name") or source.hook_name,
-            fold_decoder_norm=bool(cfg.get("fold_decoder_norm", _DEFAULTS.fold_decoder_norm)),
-            prepend_bos=bool(tokens.get("prepend_bos", cfg.get("prepend_bos", _DEFAULTS.prepend_bos))),
+            hook_name=run.sae.hook_name or source.hook_name,
+            fold_decoder_norm=bool(run.config.get("fold_decoder_norm", _DEFAULTS.fold_decoder_norm)),
+            prepend_bos=bool(prepend if prepend is not None else run.config.get("prepend_bos", _DEFAULTS.prepend_bos)),
             excluded_token_ids=tuple(int(i) for i in excluded or []),
             origin="generate-run",
         )
@@ -128,12 +118,7 @@ def plan_sae(session: Session, model_id: str, source_id: str) -> SaePlan:
 
 def inference_sources(session: Session, model_id: str, set_name: str) -> list[Source]:
     """Sources of a set that have SAE weights, by layer then name."""
-    rows = session.scalars(select(Source).where(Source.model_id == model_id, Source.set_name == set_name))
-    usable = [
-        s
-        for s in rows
-        if s.weights_path
-        or (s.saelens_release and s.saelens_sae_id)
-        or _latest_run(session, GenerateRun.source_id == s.id) is not None
-    ]
+    rows = list(session.scalars(select(Source).where(Source.model_id == model_id, Source.set_name == set_name)))
+    generated = sources_with_runs(session, [s.id for s in rows])
+    usable = [s for s in rows if s.weights_path or (s.saelens_release and s.saelens_sae_id) or s.id in generated]
     return sorted(usable, key=lambda s: (s.layer_num if s.layer_num is not None else 1 << 30, s.name))

@@ -22,7 +22,7 @@ from sqlalchemy import func, select, text  # noqa: E402
 
 from interpedia.config import Settings  # noqa: E402
 from interpedia.db import make_engine, make_sessionmaker, migrate  # noqa: E402
-from interpedia.db.tables import Activation, Feature, GenerateRun, ImportedBatch, Model, Source  # noqa: E402
+from interpedia.db.tables import Activation, Feature, GenerateRunRow, ImportedBatch, Model, Source  # noqa: E402
 
 D_SAE = 256  # features, one import transaction each: long enough a write phase to kill it in the middle
 N_PROMPTS = 24
@@ -104,7 +104,7 @@ def _snapshot(factory: Any) -> dict[str, Any]:
             "max_act": {k: round(float(v or 0), 4) for k, v in values.items()},
             "models": session.scalar(select(func.count()).select_from(Model)),
             "sources": session.scalar(select(func.count()).select_from(Source)),
-            "runs": session.scalar(select(func.count()).select_from(GenerateRun)),
+            "runs": session.scalar(select(func.count()).select_from(GenerateRunRow)),
         }
 
 

@@ -16,7 +16,7 @@ from generate_helpers import CTX, Tiny, tiny_inputs  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from interpedia.cli import main  # noqa: E402
-from interpedia.db.tables import Activation, Feature, GenerateRun  # noqa: E402
+from interpedia.db.tables import Activation, Feature, GenerateRunRow  # noqa: E402
 from interpedia.ingest import import_path  # noqa: E402
 
 N_PROMPTS = 24
@@ -62,7 +62,7 @@ def test_generate_into_db_then_the_api_serves_the_dashboard(
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     with factory() as session:
         n_features = session.scalar(select(func.count()).select_from(Feature))
-        row = session.get(GenerateRun, run["output_key"])
+        row = session.get(GenerateRunRow, run["output_key"])
         assert row is not None and row.run["features_written"] == run["features_written"]
         assert row.source_name == "1-res-gen" and row.run["dead_features"] == run["dead_features"]
         assert session.scalar(select(func.count()).select_from(Activation)) > 0
@@ -81,7 +81,7 @@ def test_generate_into_db_then_the_api_serves_the_dashboard(
     _generate(tiny, "--into-db", "--model-id", "tiny-gen", "--source-set", "res-gen")
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(Feature)) == n_features
-        assert session.scalar(select(func.count()).select_from(GenerateRun)) == 1
+        assert session.scalar(select(func.count()).select_from(GenerateRunRow)) == 1
 
 
 def test_out_dir_is_what_interpedia_import_reads(tiny: Tiny, factory: Any, tmp_path: Path) -> None:

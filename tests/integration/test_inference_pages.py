@@ -342,7 +342,7 @@ def test_steer_page_of_a_model_without_weights(client: Any, live: TinyInference,
 def test_demo_switches_inference_on_for_generated_sources(
     client: Any, live: TinyInference, factory: Any, settings: Any
 ) -> None:
-    from interpedia.db.tables import GenerateRun
+    from interpedia.db.tables import GenerateRunRow
     from interpedia.demo.serving import enable_inference, serving_settings
 
     with transaction(factory) as session:
@@ -352,7 +352,7 @@ def test_demo_switches_inference_on_for_generated_sources(
         other = session.query(Source).filter(Source.model_id == MODEL_ID, Source.name == "1-res-topk").one()
         other.inference_enabled = False
         session.add(
-            GenerateRun(
+            GenerateRunRow(
                 id="run-1",
                 source_id=src.id,
                 model_id=MODEL_ID,
