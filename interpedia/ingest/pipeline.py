@@ -141,6 +141,8 @@ class BatchImporter:
         """Find or create the model, source set and source a batch is for; BadInput when their ids are invalid."""
         try:
             return self._prepare_source(target)
+        except BadInput:
+            raise  # already located
         except UserError as exc:
             raise BadInput(exc.message, file=file, field=exc.field) from exc
 
@@ -199,6 +201,8 @@ class BatchImporter:
                             n_explanations=counts.explanations,
                         )
                     )
+        except BadInput:
+            raise  # already located
         except UserError as exc:
             raise BadInput(exc.message, file=batch.file or batch.key, field=exc.field) from exc
         if batch.records:  # an empty batch only marks a whole file as done
@@ -227,6 +231,8 @@ class BatchImporter:
         if columns is not None:
             try:
                 self._vocabulary(source, columns)
+            except BadInput:
+                raise  # already located
             except UserError as exc:
                 raise BadInput(exc.message, file=batch.file or batch.key, field=exc.field) from exc
             encode_columns(columns, {})

@@ -147,14 +147,14 @@ def search_page(
                 user=current_user(request, session),
                 request=data["request"],
             )
+        except EmbeddingError as exc:  # first: it is a UserError too, with a message of its own here
+            status = 503
+            data["error"] = {"message": f"Explanation search is unavailable: {exc}", "field": None}
         except UserError as exc:
             status = exc.status if exc.status != 422 else 400
             # The form's names: the search code calls the query 'query' and the sources 'layers' (the API's).
             field = {"query": "q", "layers": "sources"}.get(exc.field or "", exc.field)
             data["error"] = {"message": exc.message, "field": field}
-        except EmbeddingError as exc:
-            status = 503
-            data["error"] = {"message": f"Explanation search is unavailable: {exc}", "field": None}
         else:
             data["search"] = doc
             if not doc["results"] and offset == 0:
