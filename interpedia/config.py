@@ -100,6 +100,13 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser, JSON list; none: CORS off."
     )
+    graph_max_upload_bytes: int = Field(
+        default=200 * 1024 * 1024, description="Largest graph upload (the gzip'd body of its PUT), as upstream."
+    )
+    graph_max_json_bytes: int = Field(
+        default=1024 * 1024 * 1024, description="Largest graph JSON an upload may inflate to (a gzip bomb stops there)."
+    )
+    graph_token_limit: int = Field(default=64, description="Most prompt tokens of a generated graph, as upstream.")
     frame_ancestors: str = Field(
         default="'self'", description="CSP frame-ancestors: who may embed pages in a frame ('none', 'self', URLs)."
     )

@@ -141,3 +141,88 @@ def import_embed() -> Any:
     from interpedia.search.embeddings import import_embedder
 
     return import_embedder(get_settings())
+
+
+def make_graph(
+    model_id: str = "tiny-test",
+    slug: str = "a-graph",
+    *,
+    tokens: tuple[str, ...] = ("<bos>", "The", " cat"),
+    **meta: Any,
+) -> dict[str, Any]:
+    """A small graph JSON in Neuronpedia's format: embeddings, two features, an error node and a logit."""
+    n = len(tokens)
+    nodes: list[dict[str, Any]] = [
+        {
+            "node_id": f"E_{i}_{i}",
+            "feature": i,
+            "layer": "E",
+            "ctx_idx": i,
+            "feature_type": "embedding",
+            "jsNodeId": f"E_{i}-{i}",
+            "clerp": f"Emb: {t!r}",
+            "influence": 0.1,
+            "activation": None,
+        }
+        for i, t in enumerate(tokens)
+    ]
+    nodes += [
+        {
+            "node_id": f"0_{f}_{n - 1}",
+            "feature": f,
+            "layer": "0",
+            "ctx_idx": n - 1,
+            "feature_type": "cross layer transcoder",
+            "jsNodeId": f"0_{f}-{n - 1}",
+            "clerp": "",
+            "influence": 0.5,
+            "activation": 1.5,
+        }
+        for f in (3, 7)
+    ]
+    nodes.append(
+        {
+            "node_id": f"err_0_{n - 1}",
+            "feature": None,
+            "layer": "0",
+            "ctx_idx": n - 1,
+            "feature_type": "mlp reconstruction error",
+            "jsNodeId": f"0_{n - 1}-0",
+            "clerp": "",
+            "influence": 0.2,
+        }
+    )
+    nodes.append(
+        {
+            "node_id": f"3_42_{n - 1}",
+            "feature": 42,
+            "layer": "3",
+            "ctx_idx": n - 1,
+            "feature_type": "logit",
+            "jsNodeId": f"L_42-{n - 1}",
+            "clerp": 'Output " dog" (p=0.400)',
+            "token_prob": 0.4,
+            "is_target_logit": True,
+        }
+    )
+    links = [
+        {"source": f"E_{n - 1}_{n - 1}", "target": f"0_3_{n - 1}", "weight": 2.5},
+        {"source": f"0_3_{n - 1}", "target": f"3_42_{n - 1}", "weight": 1.25},
+        {"source": f"0_7_{n - 1}", "target": f"3_42_{n - 1}", "weight": -0.5},
+        {"source": f"err_0_{n - 1}", "target": f"3_42_{n - 1}", "weight": 0.1},
+    ]
+    metadata = {
+        "slug": slug,
+        "scan": model_id,
+        "prompt": "".join(tokens[1:]),
+        "prompt_tokens": list(tokens),
+        "node_threshold": 0.8,
+        "schema_version": 1,
+        **meta,
+    }
+    return {
+        "metadata": metadata,
+        "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both"},
+        "nodes": nodes,
+        "links": links,
+    }

@@ -385,6 +385,7 @@ from interpedia.db.community import (  # noqa: E402
     SavedSearch,
     SteerOutput,
 )
+from interpedia.db.graphs import GraphData, GraphMetadata, GraphSubgraph, GraphUpload  # noqa: E402
 
 __all__ = [
     "Base",
@@ -397,6 +398,10 @@ __all__ = [
     "EvalType",
     "FeatureList",
     "GenerateRunRow",
+    "GraphData",
+    "GraphMetadata",
+    "GraphSubgraph",
+    "GraphUpload",
     "ImportedBatch",
     "ListFeature",
     "SavedSearch",

@@ -17,6 +17,9 @@ from interpedia.web.security import install_security
 log = logging.getLogger(__name__)
 
 
+GRAPH_UPLOAD_PREFIX = "/api/graph/upload/"
+
+
 class BodyLimitMiddleware:
     """Answer 413 for bodies over the configured size, whether or not Content-Length says so."""
 
@@ -29,9 +32,11 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.settings.max_body_bytes
+        if scope["path"].startswith(GRAPH_UPLOAD_PREFIX):  # graph JSON uploads have their own, larger limit
+            limit = self.settings.graph_max_upload_bytes
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._reject(scope, receive, send)
+            await self._reject(scope, receive, send, limit)
             return
         seen = 0
         exceeded = False
@@ -52,7 +57,7 @@ class BodyLimitMiddleware:
             nonlocal replaced
             if exceeded and message["type"] == "http.response.start":
                 replaced = True
-                await self._reject(scope, receive, send)
+                await self._reject(scope, receive, send, limit)
             if not replaced:
                 await send(message)
 
@@ -60,12 +65,11 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, checked_send)
         except BodyTooLarge:
             if not replaced:
-                await self._reject(scope, receive, send)
+                await self._reject(scope, receive, send, limit)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413, f"request body is larger than {self.settings.max_body_bytes} bytes (INTERPEDIA_MAX_BODY_BYTES)"
-        )
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        setting = "INTERPEDIA_MAX_BODY_BYTES" if limit == self.settings.max_body_bytes else "the graph upload limit"
+        response = error_response(413, f"request body is larger than {limit} bytes ({setting})")
         await response(scope, receive, send)
 
 

@@ -9,6 +9,7 @@ from interpedia.web.api import (
     explanation_search,
     explanations,
     features,
+    graphs,
     inference,
     lists,
     steer,
@@ -19,6 +20,7 @@ from interpedia.web.api import (
 router = APIRouter(prefix="/api")
 router.include_router(analysis.router)
 router.include_router(features.router)
+router.include_router(graphs.router)
 router.include_router(catalogue.router)
 router.include_router(uploads.router)
 router.include_router(explanations.router)
