@@ -129,7 +129,7 @@ def test_other_widths_are_dropped_and_recomputed_on_import(settings: Any, factor
         record = FeatureRecord(
             index=1, explanations=[ExplanationRecord(description="the word cat", embedding=[0.5] * 256)]
         )
-        write_features(session, source, [record], creator_id=None, token_ids={})
+        write_features(session, source, [record], creator_id=None, token_ids={}, embed=import_embed())
     with factory() as session:
         blob = session.scalar(select(Explanation.embedding))
     expected = LocalEmbedder().embed(["the word cat"])[0]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from factories import import_embed
 from xss_corpus_data import (
     BIG,
     BREAKOUT,
@@ -97,7 +98,7 @@ def assert_json(resp: Any) -> Any:
 
 @pytest.fixture
 def corpus(settings: Any, factory: Any, tmp_path: Path) -> None:
-    result = import_path(write_corpus(tmp_path / "export"), factory)
+    result = import_path(write_corpus(tmp_path / "export"), factory, embed=import_embed())
     assert result is not None
 
 
