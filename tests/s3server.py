@@ -99,9 +99,17 @@ class S3Server:
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-s3", daemon=True)
         self._thread.start()
         import boto3
+        from botocore.config import Config
 
+        # Objects are stored without a CRC checksum unless asked, as the public bucket's older uploads are: then
+        # only interpedia's own checks (size, MD5 ETag) stand between a bad body and the importer.
         self.client = boto3.client(
-            "s3", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(request_checksum_calculation="when_required"),
         )
 
     def stop(self) -> None:
@@ -150,6 +158,10 @@ class S3Server:
             self.client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
             sizes[key] = path.stat().st_size
         return sizes
+
+    def upload_with_checksum(self, bucket: str, key: str, data: bytes) -> None:
+        """Upload one object with a CRC32 checksum (what current AWS tools add), which botocore then checks."""
+        self.client.put_object(Bucket=bucket, Key=key, Body=data, ChecksumAlgorithm="CRC32")
 
     def upload_multipart(self, bucket: str, key: str, data: bytes, part_size: int) -> str:
         """Upload ``data`` in parts (an ETag ``<md5 of md5s>-<parts>``, as the AWS CLI makes for large files)."""

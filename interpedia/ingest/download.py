@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumError
 from tqdm import tqdm
 
 from interpedia.errors import Unavailable
@@ -99,6 +99,13 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _discard(part: Path, progress: Callable[[int], None]) -> None:
+    """Throw away a partial download (its bytes leave the progress count)."""
+    if part.exists():
+        progress(-part.stat().st_size)
+        part.unlink()
+
+
 def _problem(part: Path, obj: RemoteObject) -> str | None:
     """What is wrong with a finished download, or None when it matches the listing."""
     size = part.stat().st_size
@@ -148,8 +155,12 @@ class Fetcher:
                 time.sleep(min(self.retry_wait_s * 2 ** (attempt - 1), 10.0))
             try:
                 fetched = self._rest(obj, part, stop, progress)
-            except (BotoCoreError, OSError) as exc:  # the body was cut short, a read timed out, a checksum failed
-                failure = f"the download failed ({exc})"
+            except FlexibleChecksumError as exc:  # botocore's CRC of a whole-object GET: these bytes are wrong
+                failure = f"the bytes do not match the object's checksum ({exc})"
+                _discard(part, progress)
+                continue
+            except (BotoCoreError, OSError) as exc:  # the body was cut short, a read timed out: keep what came
+                failure = f"the transfer broke off ({exc})"
                 continue
             with self.stats.lock:
                 self.stats.bytes += fetched
@@ -160,8 +171,7 @@ class Fetcher:
                     self.stats.files += 1
                 return
             failure = problem
-            progress(-part.stat().st_size)
-            part.unlink()
+            _discard(part, progress)
         raise DownloadFailed(f"{self.url(obj)}: download failed after {self.attempts} attempts: {failure}")
 
     def _rest(
@@ -170,8 +180,7 @@ class Fetcher:
         """Append what ``part`` lacks of the object; the bytes fetched."""
         offset = part.stat().st_size if part.exists() else 0
         if offset > obj.size:
-            progress(-offset)
-            part.unlink()
+            _discard(part, progress)
             offset = 0
         if offset == obj.size and offset:
             return 0
@@ -187,8 +196,7 @@ class Fetcher:
         except BotoCoreError as exc:  # botocore has retried the connection already
             raise DownloadFailed(f"{self.url(obj)}: cannot download ({exc})") from None
         if offset and "ContentRange" not in response:  # the server ignored the range: take the whole body
-            progress(-offset)
-            part.unlink()
+            _discard(part, progress)
         fetched = 0
         body = response["Body"]
         try:
@@ -223,10 +231,12 @@ class Fetcher:
 
 
 class FetchAhead:
-    """Downloads files in the order the importer reads them, at most ``ahead`` files past the oldest unreleased.
+    """Downloads files in the order the importer reads them, at most ``ahead`` of them not yet released.
 
-    ``ahead`` files download at once, and at most ``ahead`` finished files wait on disk for the importer;
-    a released file is deleted unless ``keep``. Safe to call from several threads.
+    Up to ``ahead`` files download at once, and a finished file waits on disk until the importer releases
+    it, so at most ``ahead`` files are on disk at a time; a released file is deleted unless ``keep``. The
+    importer reads (and releases) files in the order given, so the file it waits for is always among the
+    ``ahead`` started. Safe to call from several threads (a reader thread waits for its file).
     """
 
     def __init__(
@@ -235,37 +245,36 @@ class FetchAhead:
         self.fetcher, self.ahead, self.keep, self.progress = fetcher, max(1, ahead), keep, progress
         self._pool = ThreadPoolExecutor(max_workers=self.ahead, thread_name_prefix="interpedia-download")
         self._queue: deque[tuple[Path, RemoteObject]] = deque()
-        self._running: dict[Path, Future[None]] = {}
+        self._started: dict[Path, Future[None]] = {}
         self._objects: dict[Path, RemoteObject] = {}
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._stop = threading.Event()
 
     def want(self, items: Sequence[tuple[Path, RemoteObject]]) -> None:
         """Queue these (destination, object) pairs, in reading order, and start the first ones."""
-        with self._lock:
+        with self._changed:
             self._queue.extend(items)
             self._objects.update(items)
             self._fill()
 
     def _fill(self) -> None:
-        while self._queue and len(self._running) < self.ahead and not self._stop.is_set():
+        while self._queue and len(self._started) < self.ahead and not self._stop.is_set():
             dest, obj = self._queue.popleft()
-            self._running[dest] = self._submit(dest, obj)
-
-    def _submit(self, dest: Path, obj: RemoteObject) -> Future[None]:
-        return self._pool.submit(self.fetcher.fetch, obj, dest, stop=self._stop, progress=self.progress)
+            self._started[dest] = self._pool.submit(
+                self.fetcher.fetch, obj, dest, stop=self._stop, progress=self.progress
+            )
+        self._changed.notify_all()
 
     def wait(self, dest: Path) -> Path:
         """``dest`` once it is downloaded and checked; DownloadFailed when it could not be."""
-        with self._lock:
-            obj = self._objects[dest]
-            future = self._running.get(dest)
-            if future is None and self._stop.is_set():
-                raise DownloadFailed(f"the import stopped before {self.fetcher.url(obj)} was downloaded")
-            if future is None:  # not reached yet (the importer reads out of order): fetch it now
-                self._queue.remove((dest, obj))
-                future = self._running[dest] = self._submit(dest, obj)
+        with self._changed:
+            obj = self._objects[dest]  # KeyError: a file never asked for
+            while dest not in self._started and not self._stop.is_set():
+                self._changed.wait()
+            future = self._started.get(dest)
         try:
+            if future is None:
+                raise _Stopped(dest.name)
             future.result()
         except (_Stopped, CancelledError):
             raise DownloadFailed(f"the import stopped before {self.fetcher.url(obj)} was downloaded") from None
@@ -273,8 +282,8 @@ class FetchAhead:
 
     def release(self, dest: Path) -> None:
         """The importer is done with ``dest``: delete it (unless ``keep``) and start the next download."""
-        with self._lock:
-            self._running.pop(dest, None)
+        with self._changed:
+            self._started.pop(dest, None)
             self._fill()
         if not self.keep:
             dest.unlink(missing_ok=True)
@@ -283,8 +292,9 @@ class FetchAhead:
     def stop(self) -> None:
         """Start nothing more and break off the downloads in progress (their ``.part`` files stay)."""
         self._stop.set()
-        with self._lock:
+        with self._changed:
             self._queue.clear()
+            self._changed.notify_all()
 
     def close(self) -> None:
         """Stop and wait for the download threads."""

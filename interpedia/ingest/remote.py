@@ -101,7 +101,7 @@ def is_remote(location: str) -> bool:
 
 
 def _prefix(path: str) -> str:
-    path = unquote(path).lstrip("/")
+    path = path.lstrip("/")
     return path if not path or path.endswith("/") else path + "/"
 
 
@@ -112,23 +112,21 @@ def parse_location(location: str, *, endpoint_url: str = "") -> RemoteLocation:
     if scheme == "s3":
         if not parts.netloc:
             raise Invalid(f"{location}: no bucket (expected s3://BUCKET/PREFIX)", "location")
-        return RemoteLocation(parts.netloc, _prefix(parts.path), endpoint_url or None)
+        return RemoteLocation(parts.netloc, _prefix(unquote(parts.path)), endpoint_url or None)
     if scheme not in ("http", "https") or not parts.hostname:
         raise Invalid(f"{location}: expected s3://BUCKET/PREFIX or an http(s):// address of a bucket", "location")
-    path = parts.path.removesuffix("index.html")
-    query = parse_qs(parts.query)
-    if "prefix" in query:  # the bucket's browse page: .../index.html?prefix=v1/
-        path = "/" + query["prefix"][0]
+    path = unquote(parts.path.removesuffix("index.html")).lstrip("/")
+    # The bucket's browse page (.../index.html?prefix=v1/) names the prefix in its query.
+    browsed = parse_qs(parts.query).get("prefix", [None])[0]
     aws = _AWS_HOST.match(parts.hostname.lower())
-    if aws is not None and aws.group("bucket"):
-        return RemoteLocation(aws.group("bucket"), _prefix(path), None, aws.group("region"))
-    bucket, _, rest = unquote(path).lstrip("/").partition("/")
+    region = aws.group("region") if aws else None
+    if aws is not None and aws.group("bucket"):  # virtual-hosted style: the bucket is in the host name
+        return RemoteLocation(aws.group("bucket"), _prefix(browsed if browsed is not None else path), None, region)
+    bucket, _, rest = path.partition("/")
     if not bucket:
         raise Invalid(f"{location}: no bucket in the path (expected {scheme}://HOST/BUCKET/PREFIX)", "location")
-    if "prefix" not in query:
-        path = rest
     endpoint = None if aws is not None else f"{scheme}://{parts.netloc}"
-    return RemoteLocation(bucket, _prefix(path), endpoint, aws.group("region") if aws else None)
+    return RemoteLocation(bucket, _prefix(browsed if browsed is not None else rest), endpoint, region)
 
 
 def make_client(location: RemoteLocation, options: RemoteOptions) -> Any:

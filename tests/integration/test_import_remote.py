@@ -6,6 +6,7 @@ the same factory as the local import tests; faults are injected between it and t
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import threading
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from ingest_helpers import (
     counts,
     no_embedding_on_import,  # noqa: F401  (autouse fixture)
     read_jsonl,
+    write_jsonl,
     write_np_export,
 )
 from s3server import FAULTS, S3Server
@@ -58,6 +60,10 @@ class Export:
     def rows(self, source: str, kind: str) -> int:
         """Rows of that file, read with gzip and json (the oracle for what an import holds)."""
         return len(read_jsonl(self.root / "np-model" / source / kind / "batch-0.jsonl.gz"))
+
+    def size(self, key: str) -> int:
+        """Bytes of the file behind ``key``."""
+        return (self.root / key.removeprefix("v1/")).stat().st_size
 
     def explanations(self) -> int:
         """Distinct explanations in the export (the factory gives both sources the same explanation ids)."""
@@ -147,9 +153,13 @@ def test_broken_downloads_are_retried(s3: S3Server, export: Export, factory: Any
     s3.break_gets(export.key("3-res-np", "features"), "500")
     s3.break_gets(export.key("3-res-np", "activations"), "drop")
     s3.break_gets(export.key("3-res-np", "explanations"), "short")
-    s3.break_gets(export.key("4-res-np", "activations"), "corrupt")
+    s3.break_gets(export.key("4-res-np", "features"), "corrupt")
+    checked = export.key("4-res-np", "activations")  # with a CRC32, which botocore checks on a whole-object GET
+    s3.upload_with_checksum(export.bucket, checked, (export.root / checked.removeprefix("v1/")).read_bytes())
+    s3.break_gets(checked, "corrupt")
     result = _run(f"s3://{export.bucket}/v1/")
     assert result.exit_code == 0, result.output
+    assert "4 retries" in result.stdout, result.stdout  # the 500 is retried by botocore, the other four here
     _assert_one_copy(export, factory)
     dropped = [g.range for g in s3.gets() if g.key == export.key("3-res-np", "activations")]
     assert dropped[0] is None and dropped[1] is not None and dropped[1].startswith("bytes="), dropped
@@ -165,7 +175,13 @@ def test_a_download_that_keeps_failing_is_reported_and_a_rerun_completes(
     failed = _run(f"s3://{export.bucket}/v1/")
     assert failed.exit_code == 1
     assert f"import failed: s3://{export.bucket}/{broken}" in failed.stderr, failed.stderr
-    assert "500" in failed.stderr if fault == "500" else "after 3 attempts" in failed.stderr
+    assert {
+        "500": "the server answered 500 InternalError",
+        "drop": "download failed after 3 attempts: the transfer broke off",
+        "short": f"download failed after 3 attempts: got {export.size(broken) // 2} bytes, the listing says "
+        f"{export.size(broken)}",
+        "corrupt": "download failed after 3 attempts: the content's MD5 is not its ETag",
+    }[fault] in failed.stderr, failed.stderr
     assert "the same command again resumes" in failed.stderr
     # Everything before the broken file is in, whole; nothing of it or after it.
     assert _per_source(factory) == {**_whole(export, "3-res-np"), "4-res-np": (N_FEATURES, 0)}
@@ -200,6 +216,37 @@ def test_kept_downloads_are_not_fetched_again(s3: S3Server, export: Export, fact
     assert "downloaded 1 files" in forced.stdout and "16 already downloaded" in forced.stdout, forced.stdout
     assert [g.key for g in s3.gets()] == [export.key("4-res-np", "activations")]
     _assert_one_copy(export, factory)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_one_file_ahead_downloads_in_reading_order(
+    s3: S3Server, export: Export, factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several batch files per kind, INTERPEDIA_DOWNLOAD_AHEAD=1: one at a time, in the order they are imported."""
+    root, bucket = tmp_path / "split", f"{export.bucket}-split"
+    for layer in SOURCES:
+        write_np_export(root, layer=layer, n_features=6)
+        for kind in ("features", "activations", "explanations"):
+            whole = root / "np-model" / layer / kind / "batch-0.jsonl.gz"
+            rows = read_jsonl(whole)
+            per = len(rows) // 3  # two features a file: a feature's examples stay together
+            for n in range(3):
+                write_jsonl(whole.with_name(f"batch-{n}.jsonl.gz"), rows[n * per : (n + 1) * per])
+    s3.public_bucket(bucket)
+    s3.upload_tree(bucket, root, "v1/")
+    s3.gets()
+    monkeypatch.setenv("INTERPEDIA_DOWNLOAD_AHEAD", "1")
+    get_settings.cache_clear()
+    result = _run(f"s3://{bucket}/v1/")
+    assert result.exit_code == 0, result.output
+    assert _per_source(factory) == {s: (6, 12) for s in SOURCES}
+    order = [
+        f"v1/np-model/{layer}/{kind}/batch-{n}.jsonl.gz"
+        for layer in SOURCES
+        for kind in ("features", "activations", "explanations")
+        for n in range(3)
+    ]
+    assert [g.key for g in s3.gets() if "/batch-" in g.key] == order
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -259,3 +306,13 @@ def test_addresses_that_hold_no_export_name_the_problem(
         thread.join(timeout=10)
     assert plain.exit_code == 1 and "S3" in plain.stderr, plain.stderr
     assert counts(factory)["features"] == 0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_bad_file_in_the_bucket_is_reported_as_a_local_one_is(s3: S3Server, export: Export, factory: Any) -> None:
+    bad = export.key("4-res-np", "features")
+    s3.client.put_object(Bucket=export.bucket, Key=bad, Body=gzip.compress(b'{"index": "0", "modelId": \n'))
+    result = _run(f"s3://{export.bucket}/v1/")
+    assert result.exit_code == 1
+    assert "nothing of the bad batch was written: np-model/4-res-np/features/batch-0.jsonl.gz: line 1" in result.stderr
+    assert _per_source(factory) == _whole(export, "3-res-np")
