@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
@@ -146,13 +145,16 @@ class Fetcher:
         if _read_etag(stamp) != obj.etag:  # bytes of another version, or none: start over
             part.unlink(missing_ok=True)
             stamp.write_text(obj.etag + "\n")
+        elif part.exists():  # an earlier run's partial download of this version: resumed below
+            progress(part.stat().st_size)
         failure = ""
         for attempt in range(self.attempts):
             if attempt:
                 with self.stats.lock:
                     self.stats.retries += 1
                 log.warning("%s: %s; retrying (%d of %d)", self.url(obj), failure, attempt + 1, self.attempts)
-                time.sleep(min(self.retry_wait_s * 2 ** (attempt - 1), 10.0))
+                if (stop or threading.Event()).wait(min(self.retry_wait_s * 2 ** (attempt - 1), 10.0)):
+                    raise _Stopped(self.url(obj))
             try:
                 fetched = self._rest(obj, part, stop, progress)
             except FlexibleChecksumError as exc:  # botocore's CRC of a whole-object GET: these bytes are wrong

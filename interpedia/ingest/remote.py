@@ -203,9 +203,9 @@ def _source_dir(key: str) -> str | None:
     """The source directory (``.../<modelId>/<sourceId>/``) a key of the layout belongs to, if it does."""
     parts = key.split("/")
     if parts[-1] in CATALOGUE_FILES:
-        return "/".join(parts[:-1]) + "/"
+        return "".join(p + "/" for p in parts[:-1])
     if len(parts) >= 2 and parts[-2] in BATCH_DIRS and batch_number(parts[-1]) is not None:
-        return "/".join(parts[:-2]) + "/"
+        return "".join(p + "/" for p in parts[:-2])
     return None
 
 
@@ -236,7 +236,8 @@ def find_export(client: Any, location: RemoteLocation) -> RemoteExport:
             export.sources.setdefault(src, []).append(obj)
     for where in [location.prefix, *_parents(location.prefix, 2)]:
         listed = objects if where == location.prefix else list_objects(client, location, where + "config/")
-        export.config = [o for o in listed if o.key.removeprefix(where + "config/") in CONFIG_TABLES]
+        here = where + "config/"
+        export.config = [o for o in listed if o.key.startswith(here) and o.key[len(here) :] in CONFIG_TABLES]
         if export.config:
             break
     if not export.sources and not export.config:

@@ -316,3 +316,19 @@ def test_a_bad_file_in_the_bucket_is_reported_as_a_local_one_is(s3: S3Server, ex
     assert result.exit_code == 1
     assert "nothing of the bad batch was written: np-model/4-res-np/features/batch-0.jsonl.gz: line 1" in result.stderr
     assert _per_source(factory) == _whole(export, "3-res-np")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_private_bucket_with_signed_requests(
+    s3: S3Server, export: Export, factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    private = f"{export.bucket}-signed"
+    s3.public_bucket(private, public=False)
+    s3.upload_tree(private, export.root, "v1/")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")  # what botocore's credential chain finds first
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("INTERPEDIA_S3_UNSIGNED", "false")
+    get_settings.cache_clear()
+    result = _run(f"s3://{private}/v1/")
+    assert result.exit_code == 0, result.output
+    _assert_one_copy(export, factory)
