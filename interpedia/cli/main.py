@@ -93,10 +93,9 @@ def import_cmd(
             )
     except BadInput as exc:
         raise click.ClickException(f"import failed, nothing of the bad batch was written: {exc}") from None
-    except UserError as exc:  # a download that failed, a bucket that is not there
-        raise click.ClickException(
-            f"import failed: {exc.message}\n(batches imported before it stay; the same command again resumes)"
-        ) from None
+    except UserError as exc:  # an address without a bucket, a bucket that is not there, a download that failed
+        resumes = "\n(batches imported before it stay; the same command again resumes)" if exc.status == 503 else ""
+        raise click.ClickException(f"import failed: {exc.message}{resumes}") from None
     click.echo(f"imported {', '.join(summary.sources) or 'nothing'}: {summary.describe()}")
 
 

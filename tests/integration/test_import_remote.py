@@ -284,6 +284,10 @@ def test_multipart_objects_are_checked_by_size(
 def test_addresses_that_hold_no_export_name_the_problem(
     s3: S3Server, export: Export, factory: Any, tmp_path: Path
 ) -> None:
+    no_bucket = _run("s3:///v1/")
+    assert no_bucket.exit_code == 1 and "no bucket (expected s3://BUCKET/PREFIX)" in no_bucket.stderr
+    assert "resumes" not in no_bucket.stderr
+
     missing = _run("s3://no-such-bucket/v1/")
     assert missing.exit_code == 1 and "there is no bucket 'no-such-bucket'" in missing.stderr, missing.stderr
 
