@@ -44,6 +44,25 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024 * 1024, description="Largest accepted request body (413 above).")
     list_max_features: int = Field(default=1000, ge=1, description="Most features one list may hold.")
     import_batch_features: int = Field(default=256, description="Features per import transaction.")
+    download_dir: Path | None = Field(
+        default=None, description="Where `interpedia import s3://...` downloads files; empty: HOME/downloads."
+    )
+    keep_downloads: bool = Field(
+        default=False, description="Keep downloaded files after they are imported (a local mirror of the bucket)."
+    )
+    download_ahead: int = Field(
+        default=4, ge=1, description="Files downloaded at once, ahead of the importer (and at most left on disk)."
+    )
+    download_attempts: int = Field(
+        default=4, ge=1, description="Tries per request and per file before a download is reported as failed."
+    )
+    download_timeout_s: float = Field(default=60.0, description="Seconds to connect, and between bytes, per request.")
+    s3_endpoint_url: str = Field(
+        default="", description="S3-compatible server for s3:// addresses (MinIO, R2 ...); empty: AWS."
+    )
+    s3_unsigned: bool = Field(
+        default=True, description="Anonymous S3 requests (public buckets); false signs them with your AWS credentials."
+    )
     public_base_url: str = Field(default="http://127.0.0.1:8000", description="Used in share and list URLs.")
     default_creator: str = Field(default="bot", description="User that owns imported data.")
     secret: str = Field(default="", description="X-SECRET-KEY required on /v1 when set.")
@@ -114,6 +133,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _resolve(self) -> Settings:
         self.home = self.home.expanduser()
+        self.download_dir = (self.download_dir or self.home / "downloads").expanduser()
         if not self.database_url:
             self.database_url = f"sqlite:///{self.home / 'interpedia.db'}"
         if not self.database_url_direct:

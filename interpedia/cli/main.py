@@ -33,33 +33,69 @@ def db_upgrade() -> None:
 
 
 @main.command("import")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path")
 @click.option("--model", "model_id", help="Model id, when the files do not carry it (SAEDashboard).")
 @click.option("--source-set", help="Source set name, e.g. res-jb (SAEDashboard).")
 @click.option("--layer", help="Layer number or name, when the files do not carry it (SAEDashboard).")
 @click.option("--creator", default="bot", show_default=True, help="User that owns the imported data.")
 @click.option("--force", is_flag=True, help="Re-import batches already recorded as done.")
+@click.option(
+    "--download-dir",
+    type=click.Path(path_type=Path),
+    help="Where files of an s3:// or https:// export go (default: INTERPEDIA_DOWNLOAD_DIR, HOME/downloads).",
+)
+@click.option("--keep-downloads", is_flag=True, help="Keep downloaded files once imported (INTERPEDIA_KEEP_DOWNLOADS).")
 def import_cmd(
-    path: Path, model_id: str | None, source_set: str | None, layer: str | None, creator: str, force: bool
+    path: str,
+    model_id: str | None,
+    source_set: str | None,
+    layer: str | None,
+    creator: str,
+    force: bool,
+    download_dir: Path | None,
+    keep_downloads: bool,
 ) -> None:
-    """Import a SAEDashboard output directory or a Neuronpedia export (format detected)."""
+    """Import a SAEDashboard output directory or a Neuronpedia export: a directory, s3://BUCKET/PREFIX or https://."""
+    from interpedia.errors import UserError
     from interpedia.ingest import BadInput, DashboardOptions, import_path
+    from interpedia.ingest.remote import RemoteOptions, import_remote, is_remote
     from interpedia.search.embeddings import import_embedder
 
     settings = get_settings()
     factory = factory_for(settings)
-    opts = DashboardOptions(model_id=model_id, source_set=source_set, layer=layer, creator_name=creator)
+    embed = import_embedder(settings)
     try:
-        summary = import_path(
-            path,
-            factory,
-            options=opts,
-            force=force,
-            batch_size=settings.import_batch_features,
-            embed=import_embedder(settings),
-        )
+        if is_remote(path):
+            remote = RemoteOptions(
+                download_dir=download_dir or settings.download_dir or settings.home / "downloads",
+                keep=keep_downloads or settings.keep_downloads,
+                endpoint_url=settings.s3_endpoint_url,
+                unsigned=settings.s3_unsigned,
+                attempts=settings.download_attempts,
+                ahead=settings.download_ahead,
+                timeout_s=settings.download_timeout_s,
+            )
+            result = import_remote(
+                path,
+                factory,
+                options=remote,
+                creator_name=creator,
+                force=force,
+                batch_size=settings.import_batch_features,
+                embed=embed,
+            )
+            click.echo(result.downloads.describe())
+            summary = result.summary
+        else:
+            opts = DashboardOptions(model_id=model_id, source_set=source_set, layer=layer, creator_name=creator)
+            summary = import_path(
+                Path(path), factory, options=opts, force=force, batch_size=settings.import_batch_features, embed=embed
+            )
     except BadInput as exc:
         raise click.ClickException(f"import failed, nothing of the bad batch was written: {exc}") from None
+    except UserError as exc:  # an address without a bucket, a bucket that is not there, a download that failed
+        resumes = "\n(batches imported before it stay; the same command again resumes)" if exc.status == 503 else ""
+        raise click.ClickException(f"import failed: {exc.message}{resumes}") from None
     click.echo(f"imported {', '.join(summary.sources) or 'nothing'}: {summary.describe()}")
 
 

@@ -37,6 +37,7 @@ from interpedia.db.tables import (
     SourceRelease,
 )
 from interpedia.ingest import columnar
+from interpedia.ingest.exportfiles import ExportFiles, LocalFiles
 from interpedia.ingest.pipeline import Batch, BatchImporter, ImportSummary, SourceTarget, skip_done
 from interpedia.ingest.prefetch import prefetched
 from interpedia.ingest.validate import (
@@ -58,7 +59,6 @@ from interpedia.store.writer import activation_extras
 
 log = logging.getLogger(__name__)
 
-BATCH_RE = re.compile(r"^batch-(\d+)\.jsonl(\.gz)?$")
 CONFIG_TABLES: dict[str, Any] = {
     "explanation_type.jsonl": ExplanationType,
     "explanation_model_type.jsonl": ExplanationModelType,
@@ -267,13 +267,6 @@ def feature_stats(row: dict[str, Any]) -> dict[str, Any]:
     return stats
 
 
-def _batched_files(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        return []
-    files = [p for p in directory.iterdir() if BATCH_RE.match(p.name)]
-    return sorted(files, key=lambda p: int(BATCH_RE.match(p.name).group(1)))  # type: ignore[union-attr]
-
-
 def _feature_batches(file: Path, target: SourceTarget, size: int) -> Iterator[list[FeatureRecord]]:
     name = display_name(file)
     batch: list[FeatureRecord] = []
@@ -360,6 +353,14 @@ def _activation_batches(file: Path, target: SourceTarget, size: int, seen: set[i
         yield list(current.values())
 
 
+def _parse_when_local(
+    files: ExportFiles, file: Path, target: SourceTarget, size: int, seen: set[int]
+) -> Iterator[tuple[list[FeatureRecord], Any]]:
+    """The fast reader's batches of ``file`` once it is on disk (waited for in the reader's own thread)."""
+    local = files.local(file)
+    yield from columnar.np_activation_batches(local, target.model_id, target.source_id, size, seen, _rare_fields)
+
+
 class _ActivationReader:
     """The fast reader of one activation file, started ahead of its turn in a background thread.
 
@@ -376,14 +377,14 @@ class _ActivationReader:
         key: str,
         size: int,
         seen: set[int],
+        files: ExportFiles,
     ) -> None:
         self.file, self.key = file, key
         self.before = set(seen)
         name = display_name(file)
-        # Two threads: one parses, one waits for the database on new vocabulary and encodes.
-        self.parsed = prefetched(
-            columnar.np_activation_batches(file, target.model_id, target.source_id, size, seen, _rare_fields)
-        )
+        # Two threads: one parses (once the file is on disk), one waits for the database on new vocabulary
+        # and encodes.
+        self.parsed = prefetched(_parse_when_local(files, file, target, size, seen))
         self.batches = prefetched(
             importer.prepare(source, Batch(key=f"{key}#{part}", records=records, file=name, columns=columns))
             for part, (records, columns) in enumerate(self.parsed)
@@ -478,9 +479,11 @@ class _Readahead:
         files: dict[Path, str],
         size: int,
         seen: set[int],
+        export_files: ExportFiles,
     ) -> None:
         self.importer, self.source, self.target = importer, source, target
         self.keys, self.files, self.size, self.seen = files, list(files), size, seen
+        self.export_files = export_files
         self.readers: dict[Path, _ActivationReader] = {}
 
     def start(self, position: int) -> None:
@@ -488,7 +491,7 @@ class _Readahead:
         if position < len(self.files) and self.files[position] not in self.readers:
             file = self.files[position]
             self.readers[file] = _ActivationReader(
-                self.importer, self.source, self.target, file, self.keys[file], self.size, self.seen
+                self.importer, self.source, self.target, file, self.keys[file], self.size, self.seen, self.export_files
             )
 
     def take(self, file: Path) -> tuple[_ActivationReader, Callable[[], None]]:
@@ -504,7 +507,14 @@ class _Readahead:
         self.readers.clear()
 
 
-def _import_source_dir(src_dir: Path, importer: BatchImporter, batch_size: int) -> None:
+def import_source_dir(
+    src_dir: Path, importer: BatchImporter, batch_size: int, files: ExportFiles | None = None
+) -> None:
+    """Import one ``<modelId>/<sourceId>`` directory; ``files`` gives its batch files (default: what is on disk).
+
+    The catalogue files (``source.jsonl`` ...) must be on disk; batch files already imported are not read.
+    """
+    files = files or LocalFiles()
     try:
         target = _target(src_dir)
     except BadInput as exc:
@@ -513,14 +523,17 @@ def _import_source_dir(src_dir: Path, importer: BatchImporter, batch_size: int) 
     with transaction(importer.factory) as session:
         _import_release(src_dir, session, target.model_id, source.set_name)
     seen: set[int] = set()
-    plan: list[tuple[str, Path]] = [("features", f) for f in _batched_files(src_dir / "features")]
-    plan += [("activations", f) for f in _batched_files(src_dir / "activations")]
-    plan += [("explanations", f) for f in _batched_files(src_dir / "explanations")]
-    file_keys = {f: f"np/{kind}/{f.name}:{f.stat().st_size}" for kind, f in plan}
+    plan: list[tuple[str, Path]] = []
+    file_keys: dict[Path, str] = {}
+    for kind in ("features", "activations", "explanations"):
+        for f, nbytes in files.batches(src_dir / kind):
+            plan.append((kind, f))
+            file_keys[f] = f"np/{kind}/{f.name}:{nbytes}"
     done = skip_done(importer, source, file_keys.values())
+    files.fetch([f for _, f in plan if file_keys[f] not in done])
     size = batch_size * 45
     todo = {f: file_keys[f] for kind, f in plan if kind == "activations" and file_keys[f] not in done}
-    ahead = _Readahead(importer, source, target, todo, size, seen)
+    ahead = _Readahead(importer, source, target, todo, size, seen, files)
     try:
         ahead.start(0)
         for kind, file in tqdm(plan, desc=f"import {target.model_id}/{target.source_id}", unit="file", disable=None):
@@ -534,14 +547,18 @@ def _import_source_dir(src_dir: Path, importer: BatchImporter, batch_size: int) 
                 _import_activation_file(importer, source, target, reader, size, seen, start_next)
             else:
                 batches = (
-                    _feature_batches(file, target, batch_size)
+                    _feature_batches(files.local(file), target, batch_size)
                     if kind == "features"
-                    else _explanation_batches(file, target, batch_size * 4, importer.creator_id)
+                    else _explanation_batches(files.local(file), target, batch_size * 4, importer.creator_id)
                 )
                 for part, records in enumerate(batches):
                     importer.write(source, Batch(key=f"{key}#{part}", records=records, file=name))
             # The whole file is done: mark it so a rerun does not even parse it.
             importer.write(source, Batch(key=key, records=[], file=name))
+            files.release(file)
+    except BaseException:
+        files.stop()  # a reader waiting for a download must not hold the error up
+        raise
     finally:
         ahead.close()
 
@@ -557,5 +574,5 @@ def import_np_export(path: Path, importer: BatchImporter, *, batch_size: int = 2
             "no Neuronpedia export here (expected <modelId>/<sourceId>/source.jsonl or features/)", file=str(path)
         )
     for src_dir in src_dirs:
-        _import_source_dir(src_dir, importer, batch_size)
+        import_source_dir(src_dir, importer, batch_size)
     return importer.summary
