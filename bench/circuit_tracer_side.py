@@ -1,0 +1,121 @@
+"""circuit-tracer's side of the graph oracle and bench; runs in ``bench/.venv-circuit-tracer`` (circuit-tracer 0.5.0).
+
+    bench/.venv-circuit-tracer/bin/python bench/circuit_tracer_side.py SPEC.json
+
+SPEC.json: ``{"model_dir": ..., "transcoders": {"0": "layer_0.safetensors", ...}, "input_hook": "mlp.hook_in",
+"output_hook": "mlp.hook_out", "tokens": [...], "slug": ..., "scan": ..., "max_n_logits": 10,
+"desired_logit_prob": 0.95, "batch_size": 64, "max_feature_nodes": null, "node_threshold": 0.8,
+"edge_threshold": 0.98, "repeats": 1, "out_dir": ...}``. The model directory holds ``tl_config.json``,
+``model.safetensors`` and ``tokenizer.json``.
+
+Writes to ``out_dir``: ``graph.safetensors`` (active_features, activation_values, selected_features, adjacency,
+logit_tokens, logit_probabilities), ``{slug}.json`` (``create_graph_files``'s output) and ``timing.json``
+(seconds of each ``attribute`` call, peak RSS).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def main() -> None:
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    import torch
+    from circuit_tracer import attribute
+    from circuit_tracer.replacement_model.replacement_model_transformerlens import TransformerLensReplacementModel
+    from circuit_tracer.transcoder.single_layer_transcoder import load_transcoder_set
+    from circuit_tracer.utils.create_graph_files import create_graph_files
+    from safetensors.torch import load_file, save_file
+    from transformer_lens import HookedTransformerConfig
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    torch.set_grad_enabled(True)
+    out = Path(spec["out_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    model_dir = Path(spec["model_dir"])
+    # A tokenizer saved by transformers 5 does not load in 4.57: rebuild it from tokenizer.json and save it here.
+    special = spec.get("special_token", "<|endoftext|>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_file=str(model_dir / "tokenizer.json"), bos_token=special, eos_token=special, unk_token=special
+    )
+    tok_dir = out / "tokenizer"
+    tok.save_pretrained(str(tok_dir))
+    tok = AutoTokenizer.from_pretrained(str(tok_dir))  # TransformerLens wants the saved one (name_or_path)
+
+    kwargs = json.loads((model_dir / "tl_config.json").read_text())
+    kwargs.update(device="cpu", dtype=torch.float32, tokenizer_name=str(tok_dir))
+    transcoders = load_transcoder_set(
+        {int(k): v for k, v in spec["transcoders"].items()},
+        scan=spec["scan"],
+        feature_input_hook=spec.get("input_hook", "mlp.hook_in"),
+        feature_output_hook=spec.get("output_hook", "mlp.hook_out"),
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        lazy_encoder=False,
+        lazy_decoder=False,
+    )
+    model = TransformerLensReplacementModel.from_config(HookedTransformerConfig(**kwargs), transcoders, tokenizer=tok)
+    state = load_file(str(model_dir / "model.safetensors"))
+    renamed = {}
+    for key, value in state.items():
+        if key.endswith((".mask", ".IGNORE")):
+            continue
+        parts = key.split(".")
+        if len(parts) > 2 and parts[0] == "blocks" and parts[2] == "mlp":
+            key = ".".join([*parts[:3], "old_mlp", *parts[3:]])
+        elif parts[0] == "unembed":
+            key = "unembed.old_unembed." + ".".join(parts[1:])
+        renamed[key] = value
+    missing, unexpected = model.load_state_dict(renamed, strict=False)
+    bad = [k for k in missing if not k.endswith((".mask", ".IGNORE")) and not k.startswith("transcoders.")]
+    if bad or unexpected:
+        raise SystemExit(f"state dict mismatch: missing {bad[:5]}, unexpected {unexpected[:5]}")
+
+    tokens = torch.tensor(spec["tokens"], dtype=torch.long)
+    seconds = []
+    graph = None
+    for _ in range(int(spec.get("repeats", 1))):
+        started = time.perf_counter()
+        graph = attribute(
+            tokens,
+            model,
+            max_n_logits=spec.get("max_n_logits", 10),
+            desired_logit_prob=spec.get("desired_logit_prob", 0.95),
+            batch_size=spec.get("batch_size", 64),
+            max_feature_nodes=spec.get("max_feature_nodes"),
+        )
+        seconds.append(time.perf_counter() - started)
+    assert graph is not None
+    save_file(
+        {
+            "active_features": graph.active_features.contiguous(),
+            "activation_values": graph.activation_values.float().contiguous(),
+            "selected_features": graph.selected_features.contiguous(),
+            "adjacency": graph.adjacency_matrix.float().contiguous(),
+            "logit_tokens": torch.tensor([t.vocab_idx for t in graph.logit_targets], dtype=torch.long),
+            "logit_probabilities": graph.logit_probabilities.float().contiguous(),
+        },
+        str(out / "graph.safetensors"),
+    )
+    create_graph_files(
+        graph,
+        slug=spec["slug"],
+        output_path=str(out),
+        scan=spec["scan"],
+        node_threshold=spec.get("node_threshold", 0.8),
+        edge_threshold=spec.get("edge_threshold", 0.98),
+    )
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    (out / "timing.json").write_text(json.dumps({"attribute_seconds": seconds, "peak_rss_mib": peak_mib}))
+
+
+if __name__ == "__main__":
+    main()
