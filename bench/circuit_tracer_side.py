@@ -2,11 +2,11 @@
 
     bench/.venv-circuit-tracer/bin/python bench/circuit_tracer_side.py SPEC.json
 
-SPEC.json: ``{"model_dir": ..., "transcoders": {"0": "layer_0.safetensors", ...}, "input_hook": "mlp.hook_in",
-"output_hook": "mlp.hook_out", "tokens": [...], "slug": ..., "scan": ..., "max_n_logits": 10,
-"desired_logit_prob": 0.95, "batch_size": 64, "max_feature_nodes": null, "node_threshold": 0.8,
-"edge_threshold": 0.98, "repeats": 1, "out_dir": ...}``. The model directory holds ``tl_config.json``,
-``model.safetensors`` and ``tokenizer.json``.
+SPEC.json holds one spec or a list of them (one process, so the imports are paid once). A spec: ``model_dir``
+(``tl_config.json``, ``model.safetensors``, ``tokenizer.json``), ``transcoders`` ({layer: per-layer safetensors})
+or ``clt`` (a cross-layer transcoder directory), ``input_hook``/``output_hook`` (default ``mlp.hook_in`` /
+``mlp.hook_out``), ``tokens``, ``slug``, ``scan``, ``max_n_logits``, ``desired_logit_prob``, ``batch_size``,
+``max_feature_nodes``, ``node_threshold``, ``edge_threshold``, ``repeats`` and ``out_dir``.
 
 Writes to ``out_dir``: ``graph.safetensors`` (active_features, activation_values, selected_features, adjacency,
 logit_tokens, logit_probabilities), ``{slug}.json`` (``create_graph_files``'s output) and ``timing.json``
@@ -27,7 +27,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def main() -> None:
-    spec = json.loads(Path(sys.argv[1]).read_text())
+    specs = json.loads(Path(sys.argv[1]).read_text())
+    for spec in specs if isinstance(specs, list) else [specs]:
+        run(spec)
+
+
+def run(spec: dict) -> None:
+    """Build one graph with circuit-tracer and write what it found under ``spec["out_dir"]``."""
     import torch
     from circuit_tracer import attribute
     from circuit_tracer.replacement_model.replacement_model_transformerlens import TransformerLensReplacementModel
@@ -52,16 +58,30 @@ def main() -> None:
 
     kwargs = json.loads((model_dir / "tl_config.json").read_text())
     kwargs.update(device="cpu", dtype=torch.float32, tokenizer_name=str(tok_dir))
-    transcoders = load_transcoder_set(
-        {int(k): v for k, v in spec["transcoders"].items()},
-        scan=spec["scan"],
-        feature_input_hook=spec.get("input_hook", "mlp.hook_in"),
-        feature_output_hook=spec.get("output_hook", "mlp.hook_out"),
-        device=torch.device("cpu"),
-        dtype=torch.float32,
-        lazy_encoder=False,
-        lazy_decoder=False,
-    )
+    if spec.get("clt"):
+        from circuit_tracer.transcoder.cross_layer_transcoder import load_clt
+
+        transcoders = load_clt(
+            spec["clt"],
+            scan=spec["scan"],
+            feature_input_hook=spec.get("input_hook", "mlp.hook_in"),
+            feature_output_hook=spec.get("output_hook", "mlp.hook_out"),
+            lazy_encoder=False,
+            lazy_decoder=False,
+            device=torch.device("cpu"),
+            dtype=torch.float32,
+        )
+    else:
+        transcoders = load_transcoder_set(
+            {int(k): v for k, v in spec["transcoders"].items()},
+            scan=spec["scan"],
+            feature_input_hook=spec.get("input_hook", "mlp.hook_in"),
+            feature_output_hook=spec.get("output_hook", "mlp.hook_out"),
+            device=torch.device("cpu"),
+            dtype=torch.float32,
+            lazy_encoder=False,
+            lazy_decoder=False,
+        )
     model = TransformerLensReplacementModel.from_config(HookedTransformerConfig(**kwargs), transcoders, tokenizer=tok)
     state = load_file(str(model_dir / "model.safetensors"))
     renamed = {}

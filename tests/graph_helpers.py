@@ -157,20 +157,24 @@ def prompt_tokens(model_dir: Path, text: str = PROMPT) -> list[int]:
     return [int(tok.bos_token_id), *tok(text, add_special_tokens=False)["input_ids"]]
 
 
-def run_circuit_tracer(spec: dict[str, Any], out: Path, *, timeout: float = 300) -> dict[str, Any]:
-    """Run circuit-tracer (its own venv) on ``spec``; returns its graph tensors and the path of its JSON."""
+def run_circuit_tracer(specs: list[dict[str, Any]], work: Path, *, timeout: float = 600) -> list[dict[str, Any]]:
+    """Run circuit-tracer (its own venv, one process) on each spec; its graph tensors, JSON and timing for each."""
     from safetensors.torch import load_file
 
-    spec = {**spec, "out_dir": str(out)}
-    spec_path = out.parent / f"{out.name}-spec.json"
-    spec_path.write_text(json.dumps(spec))
+    specs = [{**spec, "out_dir": str(work / f"ct-{i}")} for i, spec in enumerate(specs)]
+    spec_path = work / "ct-specs.json"
+    spec_path.write_text(json.dumps(specs))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     done = subprocess.run(
         [str(CT_PYTHON), str(CT_SIDE), str(spec_path)], capture_output=True, text=True, timeout=timeout, env=env
     )
     if done.returncode != 0:
         raise AssertionError(f"circuit-tracer failed:\n{done.stderr[-4000:]}")
-    result: dict[str, Any] = dict(load_file(str(out / "graph.safetensors")))
-    result["json"] = json.loads((out / f"{spec['slug']}.json").read_text())
-    result["timing"] = json.loads((out / "timing.json").read_text())
-    return result
+    results = []
+    for spec in specs:
+        out = Path(spec["out_dir"])
+        result: dict[str, Any] = dict(load_file(str(out / "graph.safetensors")))
+        result["json"] = json.loads((out / f"{spec['slug']}.json").read_text())
+        result["timing"] = json.loads((out / "timing.json").read_text())
+        results.append(result)
+    return results
