@@ -19,6 +19,7 @@ CT_SIDE = ROOT / "bench" / "circuit_tracer_side.py"
 D_MODEL = 32
 D_TC = 64
 PROMPT = "the cat sat on a mat and the dog ran to the park while birds sang"
+SHORT_PROMPT = "the cat sat on a mat and the dog ran"
 
 
 @dataclass

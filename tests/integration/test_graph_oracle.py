@@ -12,14 +12,13 @@ from typing import Any
 
 import pytest
 import torch
-from graph_helpers import CT_PYTHON, PROMPT, TinyGraph, build, prompt_tokens, run_circuit_tracer
+from graph_helpers import CT_PYTHON, SHORT_PROMPT, TinyGraph, build, prompt_tokens, run_circuit_tracer
 
 from interpedia.generate.model import HookedModel
 from interpedia.graph import AttributionSettings, attribute, build_graph_document, load_transcoder_set, prune
 from interpedia.graph.schema import validate_graph
 
 pytestmark = pytest.mark.slow
-SHORT_PROMPT = " ".join(PROMPT.split()[:9])
 
 
 @pytest.fixture(scope="module")
