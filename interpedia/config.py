@@ -77,7 +77,6 @@ class Settings(BaseSettings):
         "generate runs or the model's tlens_id.",
     )
     inference_token_limit: int = Field(default=1024, description="Most tokens in one inference prompt (BOS included).")
-    graph_token_limit: int = Field(default=64, description="Most tokens in an attribution-graph prompt (BOS included).")
     inference_tokenize_limit: int = Field(default=10000, description="Most tokens /v1/tokenize returns.")
     inference_max_models: int = Field(default=2, description="Models kept loaded for inference.")
     inference_max_saes: int = Field(default=32, description="SAEs kept loaded for inference.")
