@@ -10,7 +10,7 @@ or ``clt`` (a cross-layer transcoder directory), ``input_hook``/``output_hook`` 
 
 Writes to ``out_dir``: ``graph.safetensors`` (active_features, activation_values, selected_features, adjacency,
 logit_tokens, logit_probabilities), ``{slug}.json`` (``create_graph_files``'s output) and ``timing.json``
-(seconds of each ``attribute`` call, peak RSS).
+(seconds of each ``attribute`` call, peak RSS). ``threads`` sets torch's thread count.
 """
 
 from __future__ import annotations
@@ -32,6 +32,14 @@ def main() -> None:
         run(spec)
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss it does not carry the parent's over exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run(spec: dict) -> None:
     """Build one graph with circuit-tracer and write what it found under ``spec["out_dir"]``."""
     import torch
@@ -44,6 +52,8 @@ def run(spec: dict) -> None:
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     torch.set_grad_enabled(True)
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
     out = Path(spec["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
     model_dir = Path(spec["model_dir"])
@@ -133,7 +143,7 @@ def run(spec: dict) -> None:
         node_threshold=spec.get("node_threshold", 0.8),
         edge_threshold=spec.get("edge_threshold", 0.98),
     )
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mib()
     (out / "timing.json").write_text(json.dumps({"attribute_seconds": seconds, "peak_rss_mib": peak_mib}))
 
 

@@ -96,8 +96,12 @@ class _Sources:
         self.values = torch.cat([a[a != 0] for a in acts]).float()
         self.n_active = int(self.active.shape[0])
         self.layer_start = [0]
+        self.before_pos: list[list[int]] = []  # per layer: how many of its features sit before each position
         for layer in range(self.n_layers):
-            self.layer_start.append(self.layer_start[-1] + int((self.active[:, 0] == layer).sum()))
+            in_layer = self.active[:, 0] == layer
+            self.layer_start.append(self.layer_start[-1] + int(in_layer.sum()))
+            counts = torch.bincount(self.active[in_layer, 1], minlength=self.n_pos)
+            self.before_pos.append([0, *torch.cumsum(counts, 0).tolist()])
         # Per (source layer, output layer): activation-scaled decoder rows padded per position [P, m, d], and
         # where each feature's value lands in the flattened [P * m] product.
         self.blocks: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []
@@ -118,20 +122,40 @@ class _Sources:
                 self.blocks.append((layer, layer + out, padded.view(self.n_pos, m, -1).transpose(1, 2), flat))
         self.n_cols = self.n_active + (self.n_layers + 1) * self.n_pos
 
-    def rows(self, grads_out: list[torch.Tensor], grad_embed: torch.Tensor) -> torch.Tensor:
-        """Direct effects [B, n_cols] of every source on the targets whose gradients are given."""
-        b = grad_embed.shape[0]
+    def rows(self, grads_out: list[torch.Tensor | None], grad_embed: torch.Tensor) -> torch.Tensor:
+        """Direct effects [B, n_cols] of every source on targets whose gradients [B, P', d] are given (over the
+        first P' positions; None: zero)."""
+        b, p_used = grad_embed.shape[0], grad_embed.shape[1]
         out = torch.zeros(b, self.n_cols, dtype=grad_embed.dtype, device=grad_embed.device)
         for src, dst, dec_t, flat in self.blocks:
-            lo, hi = self.layer_start[src], self.layer_start[src + 1]
-            prod = torch.bmm(grads_out[dst].transpose(0, 1), dec_t)  # [P, B, m]
-            out[:, lo:hi] += prod.transpose(0, 1).reshape(b, -1)[:, flat]
+            grad = grads_out[dst]
+            if grad is None:
+                continue
+            lo = self.layer_start[src]
+            n = int(self.before_pos[src][p_used])  # the layer's features at positions < P' (sorted by position)
+            prod = torch.bmm(grad.transpose(0, 1), dec_t[:p_used])  # [P', B, m]
+            out[:, lo : lo + n] += prod.transpose(0, 1).reshape(b, -1)[:, flat[:n]]
         err0 = self.n_active
-        for layer in range(self.n_layers):
-            cols = slice(err0 + layer * self.n_pos, err0 + (layer + 1) * self.n_pos)
-            out[:, cols] = torch.einsum("bpd,pd->bp", grads_out[layer], self.errors[layer])
+        for layer, grad in enumerate(grads_out):
+            if grad is None:
+                continue
+            start = err0 + layer * self.n_pos
+            out[:, start : start + p_used] = torch.einsum("bpd,pd->bp", grad, self.errors[layer, :p_used])
         tok0 = err0 + self.n_layers * self.n_pos
-        out[:, tok0:] = torch.einsum("bpd,pd->bp", grad_embed, self.token_vecs)
+        out[:, tok0 : tok0 + p_used] = torch.einsum("bpd,pd->bp", grad_embed, self.token_vecs[:p_used])
+        return out
+
+    def feature_rows(
+        self, transpose: ReplacementTranspose, enc_vecs: torch.Tensor, chunk: torch.Tensor
+    ) -> torch.Tensor:
+        """Rows [len(chunk), n_cols] of the active features ``chunk``, one transpose sweep per layer they read."""
+        out = torch.empty(len(chunk), self.n_cols, dtype=enc_vecs.dtype, device=enc_vecs.device)
+        layers = self.active[chunk, 0]
+        for layer in torch.unique(layers).tolist():
+            mask = layers == layer
+            idx = chunk[mask]
+            grads_out, grad_embed = transpose.sweep(int(layer), self.active[idx, 1], enc_vecs[idx])
+            out[mask] = self.rows(grads_out, grad_embed)
         return out
 
 
@@ -197,7 +221,8 @@ def attribute(
     rows = torch.zeros(n_feat + n_logits, logit_offset + n_logits, device=device)
     row_nodes = torch.zeros(n_feat + n_logits, dtype=torch.long, device=device)
 
-    grads_out, grad_embed = transpose.sweep(n_logits, (torch.arange(n_logits, device=device), logit_vecs), {})
+    last = torch.full((n_logits,), n_pos - 1, device=device)
+    grads_out, grad_embed = transpose.sweep(n_layers, last, logit_vecs.to(device))
     rows[:n_logits, :logit_offset] = sources.rows(grads_out, grad_embed)
     row_nodes[:n_logits] = torch.arange(n_logits, device=device) + logit_offset
 
@@ -212,8 +237,7 @@ def attribute(
             rank = torch.argsort(influence[:n_active], descending=True)
             pending = rank[~visited[rank]][: min(s.update_interval * s.batch_size, n_feat - done)]
         for chunk in pending.split(s.batch_size):
-            grads_out, grad_embed = transpose.sweep(len(chunk), None, _feature_injections(sources, enc_vecs, chunk))
-            rows[filled : filled + len(chunk), :logit_offset] = sources.rows(grads_out, grad_embed)
+            rows[filled : filled + len(chunk), :logit_offset] = sources.feature_rows(transpose, enc_vecs, chunk)
             row_nodes[filled : filled + len(chunk)] = chunk
             visited[chunk] = True
             filled += len(chunk)
@@ -240,16 +264,3 @@ def attribute(
         logit_probabilities=logit_p.cpu(),
         adjacency=adjacency.cpu(),
     )
-
-
-def _feature_injections(
-    sources: _Sources, enc_vecs: torch.Tensor, chunk: torch.Tensor
-) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """For each layer: (rows, positions, encoder vectors) of the chunk's features read there."""
-    layers = sources.active[chunk, 0]
-    out = {}
-    for layer in torch.unique(layers).tolist():
-        mask = layers == layer
-        idx = chunk[mask]
-        out[int(layer)] = (torch.nonzero(mask).squeeze(1), sources.active[idx, 1], enc_vecs[idx])
-    return out

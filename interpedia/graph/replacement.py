@@ -123,12 +123,15 @@ class _Norm:
         self.inv_scale = None if scale is None else (1.0 / scale.float())  # [P, 1]
         self.center = norm_type in ("LN", "LNPre")
 
-    def transpose(self, g: torch.Tensor, *, affine: bool = True) -> torch.Tensor:
-        """Gradient at the input from the gradient at the output (``affine=False``: at the normalized value)."""
+    def transpose(self, g: torch.Tensor, *, affine: bool = True, pos: torch.Tensor | None = None) -> torch.Tensor:
+        """Gradient at the input from the gradient at the output (``affine=False``: at the normalized value).
+
+        ``g`` is [B, P', d] over the first P' positions, or [B, d] at positions ``pos`` [B]."""
         if self.identity:
             return g
+        assert self.inv_scale is not None
         h = g * self.w if affine and self.w is not None else g
-        h = h * self.inv_scale
+        h = h * (self.inv_scale[pos] if pos is not None else self.inv_scale[: g.shape[1]])
         return h - h.mean(-1, keepdim=True) if self.center else h
 
 
@@ -146,65 +149,62 @@ class ReplacementTranspose:
         self.ln2 = [_Norm(b.ln2, frozen.ln2_scale[i], norm) for i, b in enumerate(model.blocks)]
         self.ln_final = _Norm(getattr(model, "ln_final", None), frozen.ln_final_scale, norm)
         self.patterns_t = [p.float().transpose(-1, -2).contiguous() for p in frozen.pattern]  # [H, k, q]
-        self.w_o, self.w_v_t = [], []
+        self.w_o, self.w_v_t, self.ov = [], [], []
         for block in model.blocks:
             w_o = block.attn.W_O.detach().float()  # [H, e, d]
             w_v = block.attn.W_V.detach().float()  # [H, d, e] (GQA heads already repeated by TransformerLens)
             self.n_heads, self.d_head = int(w_o.shape[0]), int(w_o.shape[1])
             self.w_o.append(w_o.reshape(-1, self.d_model))  # [H*e, d]
             self.w_v_t.append(w_v.permute(0, 2, 1).reshape(-1, self.d_model))  # [H*e, d]
+            self.ov.append(w_v @ w_o)  # [H, d, d]: what head h writes for what it reads, pattern aside
         self.w_skip = [None if w is None else w.float() for w in transcoders.W_skip]
 
     def _attn_transpose(self, layer: int, g: torch.Tensor) -> torch.Tensor:
-        """Gradient at the attention input (ln1 output) from the gradient at its output, pattern frozen."""
+        """Gradient at the attention input (ln1 output) from the gradient at its output [B, P', d] (the first P'
+        positions: causal attention never reads later ones), pattern frozen."""
         b, p, _ = g.shape
         gz = (g @ self.w_o[layer].T).view(b, p, self.n_heads, self.d_head).transpose(1, 2)  # [B, H, q, e]
-        gv = torch.matmul(self.patterns_t[layer], gz)  # [B, H, k, e]
+        gv = torch.matmul(self.patterns_t[layer][:, :p, :p], gz)  # [B, H, k, e]
         return gv.transpose(1, 2).reshape(b, p, -1) @ self.w_v_t[layer]  # [B, k, d]
 
+    def _site_transpose(self, layer: int, h: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+        """Gradient at the residual stream (resid_mid) from the gradient at the transcoders' input."""
+        if self.site == "resid_mid":
+            return h
+        return self.ln2[layer].transpose(h, affine=self.site == "mlp_in", pos=pos)
+
     def sweep(
-        self,
-        n_rows: int,
-        logit_rows: tuple[torch.Tensor, torch.Tensor] | None,
-        feature_rows: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-    ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Gradients for a batch of ``n_rows`` injected targets.
+        self, layer: int, pos: torch.Tensor, vecs: torch.Tensor
+    ) -> tuple[list[torch.Tensor | None], torch.Tensor]:
+        """Gradients of a batch of targets read at one ``layer``: vectors [B, d] injected at positions ``pos``
+        [B] of that layer's transcoder input (``layer == n_layers``: logit targets, at the final LayerNorm's
+        output). Returns the gradient at each layer's MLP output (None above the injection, where it is zero)
+        and at the embeddings, each [B, P', d] over the first P' = max(pos) + 1 positions (later ones are zero).
 
-        ``logit_rows`` = (row indices [n], vectors [n, d]) injected at the final LayerNorm's output, last
-        position; ``feature_rows[layer]`` = (row indices [n], positions [n], vectors [n, d]) injected at that
-        layer's transcoder input. Returns the gradient at each layer's MLP output ``[L] of [B, P, d]`` and at the
-        embeddings ``[B, P, d]``.
-        """
-        like = self.w_o[0]
-        g = torch.zeros(n_rows, self.n_pos, self.d_model, dtype=like.dtype, device=like.device)
-        if logit_rows is not None:
-            rows, vecs = logit_rows
-            g[rows, self.n_pos - 1] = self._final_t(vecs.to(g))
-        grads_out: list[torch.Tensor] = [g] * self.n_layers
-        for layer in reversed(range(self.n_layers)):
-            grads_out[layer] = g
-            inject = feature_rows.get(layer)
-            skip = self.w_skip[layer]
-            h = g @ skip if skip is not None else None  # gradient at the MLP input through the skip path
-            if inject is not None:
-                rows, pos, vecs = inject
-                if h is None:
-                    h = torch.zeros_like(g)
-                h.index_put_((rows, pos), vecs.to(h), accumulate=True)
-            if h is None:
-                mid = g
-            elif self.site != "resid_mid":
-                mid = g + self.ln2[layer].transpose(h, affine=self.site == "mlp_in")
-            else:
-                mid = g + h
-            g = mid + self.ln1[layer].transpose(self._attn_transpose(layer, mid))
+        At the injection layer the gradient sits at one position per row, so its attention transpose is one
+        row of the pattern times the heads' OV maps; below it, the gradient is dense and goes through the
+        written-out transpose of each layer."""
+        b, p_used = int(pos.shape[0]), int(pos.max()) + 1
+        rows = torch.arange(b, device=pos.device)
+        grads_out: list[torch.Tensor | None] = [None] * self.n_layers
+        if layer == self.n_layers:  # logits: through the final LayerNorm into the last block's output
+            start = self.n_layers - 1
+            v = self.ln_final.transpose(vecs, pos=pos)
+            dense = torch.zeros(b, p_used, self.d_model, dtype=v.dtype, device=v.device)
+            dense[rows, pos] = v
+            grads_out[start] = dense
+            skip = self.w_skip[start]
+            v_mid = v + self._site_transpose(start, v @ skip, pos) if skip is not None else v
+        else:
+            start = layer
+            v_mid = self._site_transpose(start, vecs, pos)
+        heads = torch.einsum("bj,hij->bhi", v_mid, self.ov[start])  # [B, H, d]
+        weights = self.patterns_t[start][:, :p_used, :].permute(2, 0, 1)[pos]  # [B, H, k]
+        g = self.ln1[start].transpose(torch.einsum("bhk,bhi->bki", weights, heads))
+        g[rows, pos] += v_mid
+        for lower in reversed(range(start)):
+            grads_out[lower] = g
+            skip = self.w_skip[lower]
+            mid = g + self._site_transpose(lower, g @ skip) if skip is not None else g
+            g = mid + self.ln1[lower].transpose(self._attn_transpose(lower, mid))
         return grads_out, g
-
-    def _final_t(self, vecs: torch.Tensor) -> torch.Tensor:
-        """Gradient at the final residual (last position) from vectors at the final LayerNorm's output."""
-        inv = None if self.ln_final.inv_scale is None else self.ln_final.inv_scale[-1:]
-        if self.ln_final.identity or inv is None:
-            return vecs
-        h = vecs * self.ln_final.w if self.ln_final.w is not None else vecs
-        h = h * inv
-        return h - h.mean(-1, keepdim=True) if self.ln_final.center else h
