@@ -35,7 +35,7 @@ class AttributionSettings:
 
     max_n_logits: int = 10
     desired_logit_prob: float = 0.95
-    batch_size: int = 256
+    batch_size: int = 64
     max_feature_nodes: int = 10000
     update_interval: int = 4
 

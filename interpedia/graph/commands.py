@@ -70,7 +70,7 @@ def graph_group() -> None:
 @click.option("--node-threshold", default=0.8, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--edge-threshold", default=0.98, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--max-feature-nodes", default=10000, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1), help="Targets per pass.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Targets per pass.")
 @click.option("--device", help="cpu or cuda (default INTERPEDIA_INFERENCE_DEVICE).")
 @click.option("--out", type=click.Path(path_type=Path), help="Where to write the JSON (default ./SLUG.json).")
 def generate_graph_cmd(
@@ -114,6 +114,10 @@ def generate_graph_cmd(
             plan = plan_model(session, settings, model_id)
             paths = transcoder_paths(session, model_id, source_set)
         transcoders = load_transcoder_set(paths)
+        if settings.inference_torch_threads > 0:
+            import torch
+
+            torch.set_num_threads(settings.inference_torch_threads)
         try:
             model = HookedModel.load(plan.spec, device=device or settings.inference_device, dtype="float32")
         except Exception as exc:  # a missing directory, a bad file, no hub: say which model and where
