@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from interpedia.errors import Invalid
 from interpedia.graph.replacement import ReplacementTranspose, run_frozen_forward
 from interpedia.graph.transcoders import TranscoderSet
-from interpedia.store.errors import Invalid
 
 log = logging.getLogger(__name__)
 

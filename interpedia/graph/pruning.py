@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from interpedia.errors import Invalid
 from interpedia.graph.attribution import Attribution
-from interpedia.store.errors import Invalid
 
 
 @dataclass

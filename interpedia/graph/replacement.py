@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
+from interpedia.errors import Invalid
 from interpedia.graph.transcoders import TranscoderSet
-from interpedia.store.errors import Invalid
 
 
 class UnsupportedModel(Invalid):

@@ -12,12 +12,12 @@ from typing import Any
 
 import torch
 
+from interpedia.errors import Invalid
 from interpedia.graph.attribution import AttributionSettings, attribute
 from interpedia.graph.document import build_graph_document
 from interpedia.graph.pruning import prune
-from interpedia.graph.schema import validate_graph
 from interpedia.graph.transcoders import TranscoderSet
-from interpedia.store.errors import Invalid
+from interpedia.store.graph_schema import validate_graph
 
 log = logging.getLogger(__name__)
 _SLUG_CHARS = re.compile(r"[^a-z0-9]+")

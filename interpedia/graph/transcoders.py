@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 
-from interpedia.store.errors import Invalid
+from interpedia.errors import Invalid
 
 # Where the encoders read: the MLP's input (ln2's output, after its weight and bias), ln2's normalized value before
 # its weight and bias (TransformerLens's ``ln2.hook_normalized``), or the residual stream before ln2.

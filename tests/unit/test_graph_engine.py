@@ -12,10 +12,10 @@ import torch
 from graph_helpers import SHORT_PROMPT, TinyGraph, build, prompt_tokens, random_transcoder
 from safetensors.torch import save_file
 
+from interpedia.errors import Invalid
 from interpedia.generate.model import HookedModel
 from interpedia.graph import AttributionSettings, TranscoderError, TranscoderSet, attribute, load_transcoder_set
 from interpedia.graph.service import GraphRequest, generate_graph, prompt_token_ids
-from interpedia.store.errors import Invalid
 
 
 @pytest.fixture(scope="module")

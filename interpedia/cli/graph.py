@@ -1,4 +1,4 @@
-"""CLI ``interpedia graph generate`` (registered by ``interpedia.cli``).
+"""``interpedia graph generate``: an attribution graph of a prompt, written as Neuronpedia's graph JSON.
 
 The model's weights are found as live inference finds them (``INTERPEDIA_INFERENCE_MODELS``, the latest
 ``interpedia generate`` run, or the model's ``tlens_id``); the transcoders are the sources of the source set,
@@ -17,23 +17,15 @@ from typing import Any
 
 import click
 
+from interpedia.cli.common import factory_for
 from interpedia.config import get_settings
-from interpedia.store.errors import StoreError
+from interpedia.errors import Unavailable, UserError
 
 _LAYER_PREFIX = re.compile(r"^(\d+)-")
 
 
-def _factory() -> Any:
-    from interpedia.db import make_engine, make_sessionmaker, migrate
-
-    settings = get_settings()
-    migrate(settings.database_url_direct)
-    return make_sessionmaker(make_engine(settings.database_url))
-
-
 def transcoder_paths(session: Any, model_id: str, set_name: str) -> dict[int, str]:
     """``{layer: weights path}`` of a source set's sources, or NotFound/Unavailable naming what is missing."""
-    from interpedia.inference.errors import Unavailable
     from interpedia.inference.plans import inference_sources, plan_sae
     from interpedia.store.catalogue import get_model, get_source_set
 
@@ -110,7 +102,7 @@ def generate_graph_cmd(
         token_limit=settings.graph_token_limit,
     )
     try:
-        with transaction(_factory()) as session:
+        with transaction(factory_for(settings)) as session:
             plan = plan_model(session, settings, model_id)
             paths = transcoder_paths(session, model_id, source_set)
         transcoders = load_transcoder_set(paths)
@@ -125,7 +117,7 @@ def generate_graph_cmd(
                 f"model {model_id!r} could not be loaded from {plan.spec!r}: {type(exc).__name__}: {exc}"
             ) from None
         doc = generate_graph(model.model, model.tokenizer, transcoders, request, scan=model_id, source_set=source_set)
-    except StoreError as exc:
+    except UserError as exc:
         raise click.ClickException(exc.message) from None
     target = out or Path(f"{request.slug}.json")
     _write_atomically(target, doc)
