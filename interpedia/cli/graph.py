@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,32 +18,7 @@ import click
 
 from interpedia.cli.common import factory_for
 from interpedia.config import get_settings
-from interpedia.errors import Unavailable, UserError
-
-_LAYER_PREFIX = re.compile(r"^(\d+)-")
-
-
-def transcoder_paths(session: Any, model_id: str, set_name: str) -> dict[int, str]:
-    """``{layer: weights path}`` of a source set's sources, or NotFound/Unavailable naming what is missing."""
-    from interpedia.inference.plans import inference_sources, plan_sae
-    from interpedia.store.catalogue import get_model, get_source_set
-
-    get_model(session, model_id)
-    get_source_set(session, model_id, set_name)
-    sources = inference_sources(session, model_id, set_name)
-    if not sources:
-        raise Unavailable(f"source set {model_id}/{set_name} has no sources with weights", field="sourceSet")
-    paths: dict[int, str] = {}
-    for source in sources:
-        layer = source.layer_num
-        if layer is None and (m := _LAYER_PREFIX.match(source.name)):
-            layer = int(m.group(1))
-        if layer is None:
-            raise Unavailable(f"source {model_id}/{source.name} has no layer number", field="sourceSet")
-        if layer in paths:
-            raise Unavailable(f"source set {model_id}/{set_name} has two sources for layer {layer}", field="sourceSet")
-        paths[layer] = plan_sae(session, model_id, source.name).spec
-    return paths
+from interpedia.errors import UserError
 
 
 @click.group("graph")
@@ -85,7 +59,7 @@ def generate_graph_cmd(
     from interpedia.graph.attribution import AttributionSettings
     from interpedia.graph.loading import load_transcoder_set
     from interpedia.graph.service import GraphRequest, default_slug, generate_graph
-    from interpedia.inference.plans import plan_model
+    from interpedia.inference.plans import plan_model, plan_transcoder_set
 
     settings = get_settings()
     request = GraphRequest(
@@ -104,7 +78,7 @@ def generate_graph_cmd(
     try:
         with transaction(factory_for(settings)) as session:
             plan = plan_model(session, settings, model_id)
-            paths = transcoder_paths(session, model_id, source_set)
+            paths = plan_transcoder_set(session, model_id, source_set)
         transcoders = load_transcoder_set(paths)
         if settings.inference_torch_threads > 0:
             import torch
