@@ -4,13 +4,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/install-system.sh | sha1sum | cut -c1-12)
+# circuit-tracer, the attribution-graph oracle: its own venv (it pins transformers<=4.57.3 and huggingface-hub<1).
+CT_VENV := bench/.venv-circuit-tracer
+CT_PINS := torch==2.13.0 circuit-tracer==0.5.0 transformer-lens==3.2.1 transformers==4.57.3
+CT_STAMP := $(CT_VENV)/.installed-$(shell echo '$(CT_PINS)' | sha1sum | cut -c1-12)
 
 .PHONY: demo test install system serve lint clean
 
 demo: install
 	$(BIN)/interpedia demo --host 127.0.0.1 --port 8000
 
-test: install
+test: install $(CT_STAMP)
 	$(BIN)/python -m ruff check interpedia tests bench
 	$(BIN)/python -m ruff format --check interpedia tests bench
 	$(BIN)/python -m mypy
@@ -32,6 +36,11 @@ $(STAMP):
 	# SAEBench eval output schemas (import-eval validates against them); its own deps pull in a whole eval stack
 	$(BIN)/python -m pip install --quiet --no-deps sae-bench==0.6.0
 	rm -f $(VENV)/.installed-* && touch $@
+
+$(CT_STAMP):
+	test -x $(CT_VENV)/bin/python || $(PYTHON) -m venv $(CT_VENV)
+	$(CT_VENV)/bin/python -m pip install --quiet $(CT_PINS)
+	rm -f $(CT_VENV)/.installed-* && touch $@
 
 serve: install
 	$(BIN)/interpedia serve

@@ -12,6 +12,7 @@ excluded (zeroed). Without a run the generator's defaults apply.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,10 @@ from interpedia.config import Settings
 from interpedia.db.tables import Model, Source
 from interpedia.errors import NotFound, Unavailable
 from interpedia.generate.config import GenerateConfig
-from interpedia.store.catalogue import get_source
+from interpedia.store.catalogue import get_model, get_source, get_source_set
 from interpedia.store.runs import latest_run, sources_with_runs
+
+_LAYER_PREFIX = re.compile(r"^(\d+)-")
 
 _DEFAULTS = GenerateConfig(model="", sae="", dataset="")
 
@@ -122,3 +125,24 @@ def inference_sources(session: Session, model_id: str, set_name: str) -> list[So
     generated = sources_with_runs(session, [s.id for s in rows])
     usable = [s for s in rows if s.weights_path or (s.saelens_release and s.saelens_sae_id) or s.id in generated]
     return sorted(usable, key=lambda s: (s.layer_num if s.layer_num is not None else 1 << 30, s.name))
+
+
+def plan_transcoder_set(session: Session, model_id: str, set_name: str) -> dict[int, str]:
+    """``{layer: weights path}`` of a transcoder set (a source set, one source per layer: a SAELens transcoder
+    directory or a circuit-tracer ``.safetensors`` file each), or NotFound/Unavailable naming what is missing."""
+    get_model(session, model_id)
+    get_source_set(session, model_id, set_name)
+    sources = inference_sources(session, model_id, set_name)
+    if not sources:
+        raise Unavailable(f"source set {model_id}/{set_name} has no sources with weights", field="sourceSet")
+    paths: dict[int, str] = {}
+    for source in sources:
+        layer = source.layer_num
+        if layer is None and (m := _LAYER_PREFIX.match(source.name)):
+            layer = int(m.group(1))
+        if layer is None:
+            raise Unavailable(f"source {model_id}/{source.name} has no layer number", field="sourceSet")
+        if layer in paths:
+            raise Unavailable(f"source set {model_id}/{set_name} has two sources for layer {layer}", field="sourceSet")
+        paths[layer] = plan_sae(session, model_id, source.name).spec
+    return paths
