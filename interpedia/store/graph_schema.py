@@ -3,8 +3,10 @@
 Required as upstream requires: ``metadata`` (``slug``, ``scan``, ``prompt_tokens``, ``prompt``), ``qParams``,
 ``nodes`` (``node_id``, ``feature``, ``layer``, ``ctx_idx``, ``feature_type``, ``jsNodeId``, ``clerp``) and
 ``links`` (``source``, ``target``, ``weight``), with upstream's types; optional fields are type-checked when
-present. Beyond the schema, what the graph page needs to draw it: node ids unique and every link between
-known nodes, numbers finite. The first problem is reported as an :class:`Invalid` whose ``field`` is its JSON
+present. Beyond the schema, what the graph page needs to draw it: every link between known nodes, numbers
+finite. Node ids may repeat (circuit-tracer's own files collide; see ``_check_nodes``); integral numbers
+written as floats (``2.0``) count as integers, as JSON does not tell them apart. The first problem is
+reported as an :class:`Invalid` whose ``field`` is its JSON
 path (``nodes[12].ctx_idx``), so an upload names what to fix; nothing is stored.
 
 Checked by hand rather than with a JSON Schema library: a graph can hold a million links, and a generic
@@ -38,6 +40,8 @@ def _expect(value: Any, kinds: tuple[type, ...], path: str, what: str, *, nullab
         return
     if isinstance(value, bool) and bool not in kinds:  # JSON true is not a number
         raise _fail(path, f"must be {what}, not a boolean")
+    if isinstance(value, float) and int in kinds and float not in kinds and value.is_integer():
+        return  # 2.0 is the integer 2 in JSON
     if not isinstance(value, kinds):
         raise _fail(path, f"must be {what}, not {_type_name(value)}")
     if isinstance(value, float) and not math.isfinite(value):
@@ -111,10 +115,9 @@ def _check_nodes(nodes: list[Any]) -> set[str]:
         for name in ("influence", "activation", "token_prob"):
             if name in node:
                 _expect(node[name], _NUMBER, f"{path}.{name}", "a number", nullable=True)
-        node_id = node["node_id"]
-        if node_id in seen:
-            raise _fail(f"{path}.node_id", f"{node_id!r} is the id of an earlier node too")
-        seen.add(node_id)
+        # Not required unique: circuit-tracer names an error node ``0_{layer}_{pos}``, the id of layer-0 feature
+        # ``layer`` at that position, and its own files must upload. interpedia's writer never repeats an id.
+        seen.add(node["node_id"])
     return seen
 
 

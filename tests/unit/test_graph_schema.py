@@ -91,3 +91,15 @@ def test_errors_come_in_document_order() -> None:
     doc["links"][0]["weight"] = "heavy"
     with pytest.raises(Invalid, match=r"nodes\[0\]\.ctx_idx"):
         validate_graph(doc)
+
+
+def test_circuit_tracer_colliding_ids_and_integral_floats_are_accepted() -> None:
+    from factories import make_graph
+
+    from interpedia.store.graph_schema import validate_graph
+
+    doc = make_graph()
+    # circuit-tracer writes an error node 0_{layer}_{pos}: the id of layer-0 feature {layer} at that position
+    doc["nodes"].append({**doc["nodes"][3], "feature_type": "mlp reconstruction error", "feature": -1})
+    doc["nodes"][0]["ctx_idx"] = 0.0
+    assert validate_graph(doc) is doc
