@@ -3,11 +3,12 @@
 The model's weights are found as live inference finds them (``INTERPEDIA_INFERENCE_MODELS``, the latest
 ``interpedia generate`` run, or the model's ``tlens_id``); the transcoders are the sources of the source set,
 one per layer, each a SAELens transcoder directory or a circuit-tracer ``.safetensors`` file (its
-``weights_path``). The graph JSON goes to ``--out``; storing it in the database comes with the graph API.
+``weights_path``). The graph JSON goes to ``--out`` and, with ``--into-db``, into the database.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import tempfile
@@ -39,6 +40,9 @@ def graph_group() -> None:
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Targets per pass.")
 @click.option("--device", help="cpu or cuda (default INTERPEDIA_INFERENCE_DEVICE).")
 @click.option("--out", type=click.Path(path_type=Path), help="Where to write the JSON (default ./SLUG.json).")
+@click.option("--into-db", is_flag=True, help="Store the graph in the database (its page: /MODEL/graph?slug=SLUG).")
+@click.option("--featured", is_flag=True, help="With --into-db: list it first on the model's graph pages.")
+@click.option("--creator", default="bot", show_default=True, help="With --into-db: the user who owns the graph.")
 def generate_graph_cmd(
     model_id: str,
     source_set: str,
@@ -52,45 +56,45 @@ def generate_graph_cmd(
     batch_size: int,
     device: str | None,
     out: Path | None,
+    into_db: bool,
+    featured: bool,
+    creator: str,
 ) -> None:
-    """Compute the attribution graph of a prompt and write Neuronpedia's graph JSON."""
+    """Compute the attribution graph of a prompt: Neuronpedia's graph JSON to a file and/or the database."""
     from interpedia.db import transaction
-    from interpedia.generate.model import HookedModel
-    from interpedia.graph.attribution import AttributionSettings
-    from interpedia.graph.loading import load_transcoder_set
-    from interpedia.graph.service import GraphRequest, default_slug, generate_graph
-    from interpedia.inference.plans import plan_model, plan_transcoder_set
+    from interpedia.graph.tracer import GraphOptions, GraphTracer, graph_request
+    from interpedia.store.graphs import GraphSave, graph_gz
+    from interpedia.store.users import ensure_user
 
     settings = get_settings()
-    request = GraphRequest(
-        prompt=prompt,
-        slug=slug or default_slug(prompt),
-        settings=AttributionSettings(
-            max_n_logits=max_n_logits,
-            desired_logit_prob=desired_logit_prob,
-            batch_size=batch_size,
-            max_feature_nodes=max_feature_nodes,
-        ),
+    options = GraphOptions(
+        max_n_logits=max_n_logits,
+        desired_logit_prob=desired_logit_prob,
         node_threshold=node_threshold,
         edge_threshold=edge_threshold,
-        token_limit=settings.graph_token_limit,
+        max_feature_nodes=max_feature_nodes,
+        batch_size=batch_size,
     )
+    factory = factory_for(settings)
+    tracer = GraphTracer(settings, factory, device=device)
     try:
-        with transaction(factory_for(settings)) as session:
-            plan = plan_model(session, settings, model_id)
-            paths = plan_transcoder_set(session, model_id, source_set)
-        transcoders = load_transcoder_set(paths)
-        if settings.inference_torch_threads > 0:
-            import torch
-
-            torch.set_num_threads(settings.inference_torch_threads)
-        try:
-            model = HookedModel.load(plan.spec, device=device or settings.inference_device, dtype="float32")
-        except Exception as exc:  # a missing directory, a bad file, no hub: say which model and where
-            raise click.ClickException(
-                f"model {model_id!r} could not be loaded from {plan.spec!r}: {type(exc).__name__}: {exc}"
-            ) from None
-        doc = generate_graph(model.model, model.tokenizer, transcoders, request, scan=model_id, source_set=source_set)
+        request = graph_request(prompt, slug, options, settings.graph_token_limit)
+        if into_db:
+            with transaction(factory) as session:
+                owner = ensure_user(session, creator, bot=creator == "bot")
+                session.expunge(owner)
+            row = tracer.trace_and_store(
+                model_id, source_set, request, GraphSave(creator=owner, featured=featured), progress=True
+            )
+            click.echo(
+                f"graph {row.slug}: {row.n_nodes} nodes, {row.n_links} links -> /{row.model_id}/graph?slug={row.slug}"
+            )
+            if out is None:
+                return
+            with factory() as session:
+                doc = json.loads(gzip.decompress(graph_gz(session, row.model_id, row.slug)))
+        else:
+            doc = tracer.trace(model_id, source_set, request, progress=True)
     except UserError as exc:
         raise click.ClickException(exc.message) from None
     target = out or Path(f"{request.slug}.json")

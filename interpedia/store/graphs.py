@@ -22,10 +22,10 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from interpedia.db.graphs import GraphData, GraphMetadata, GraphSubgraph, GraphUpload
-from interpedia.db.tables import Model, User
+from interpedia.db.tables import Model, Source, User
 from interpedia.errors import Conflict, Forbidden, Invalid, NotFound, TooLarge
 from interpedia.store.access import listed_condition, may_see
-from interpedia.store.catalogue import get_model
+from interpedia.store.catalogue import get_model, get_source_set
 from interpedia.store.formats import iso
 from interpedia.store.graph_schema import SLUG_RE, validate_graph
 
@@ -39,12 +39,14 @@ __all__ = [
     "get_graph",
     "graph_doc",
     "graph_gz",
+    "graph_source_set",
     "list_graphs",
     "list_owned_graphs",
     "list_subgraphs",
     "receive_upload",
     "save_graph",
     "save_subgraph",
+    "slug_taken",
     "subgraph_doc",
 ]
 
@@ -117,6 +119,42 @@ def get_graph(session: Session, model_id: str, slug: str) -> GraphMetadata:
     if row is None or not _visible(row, model):
         raise NotFound(f"graph {model_id}/{slug} not found", field="slug")
     return row
+
+
+def _is_transcoder(source: Source) -> bool:
+    cfg = source.saelens_config or {}
+    meta = cfg.get("metadata") or {}
+    return bool(
+        meta.get("hook_name_out")
+        or cfg.get("hook_name_out")
+        or "transcoder" in str(cfg.get("architecture") or "")
+        or str(source.weights_path or "").endswith(".safetensors")
+    )
+
+
+def graph_source_set(session: Session, model_id: str, name: str | None) -> str:
+    """The transcoder set a graph of the model is traced through: ``name``, else the model's only one."""
+    model = get_model(session, model_id)
+    if name:
+        get_source_set(session, model.id, name)
+        return name
+    sources = session.scalars(select(Source).where(Source.model_id == model.id).order_by(Source.set_name))
+    sets = sorted(
+        {s.set_name for s in sources if s.set_name and _is_transcoder(s) and may_see((s.visibility,), (s.creator_id,))}
+    )
+    if len(sets) == 1:
+        return sets[0]
+    if not sets:
+        raise Invalid(f"model {model.id} has no transcoder set to trace graphs through", field="sourceSetName")
+    raise Invalid(
+        f"model {model.id} has several transcoder sets: choose one of {', '.join(sets)}", field="sourceSetName"
+    )
+
+
+def slug_taken(session: Session, model_id: str, slug: str) -> bool:
+    """Whether the model has a graph of that slug (whoever owns it, whether or not the viewer sees it)."""
+    stmt = select(GraphMetadata.id).where(GraphMetadata.model_id == model_id, GraphMetadata.slug == slug)
+    return session.scalar(stmt) is not None
 
 
 def graph_gz(session: Session, model_id: str, slug: str) -> bytes:

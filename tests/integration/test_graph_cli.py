@@ -29,7 +29,14 @@ def registered(tiny: TinyGraph, settings: Any, factory: Any) -> Any:
     with transaction(factory) as session:
         ensure_model(session, MODEL_ID, layers=2, dimension=32, tlens_id=str(tiny.model))
         for layer, path in tiny.saelens_layers.items():
-            ensure_source(session, MODEL_ID, f"{layer}-tc", weights_path=str(path), layer_num=layer)
+            ensure_source(
+                session,
+                MODEL_ID,
+                f"{layer}-tc",
+                weights_path=str(path),
+                layer_num=layer,
+                saelens_config=json.loads((path / "cfg.json").read_text()),  # as generate --into-db records it
+            )
         ensure_source(session, MODEL_ID, "0-empty")  # a set whose source has no weights
     return factory
 
@@ -79,3 +86,59 @@ def test_bad_input_is_refused_and_writes_nothing(
 def test_unknown_model_is_named(settings: Any, tmp_path: Path) -> None:
     result = _run("--source-set", "tc", "--prompt", "the cat", "--out", str(tmp_path / "g.json"))
     assert result.exit_code != 0 and "model 'tiny-graph' not found" in result.output
+
+
+def test_into_db_stores_a_featured_graph(registered: Any, tmp_path: Path) -> None:
+    from interpedia.store.graphs import get_graph, graph_source_set
+
+    result = _run("--source-set", "tc", "--prompt", SHORT_PROMPT, "--slug", "stored", "--into-db", "--featured")
+    assert result.exit_code == 0, result.output
+    assert f"/{MODEL_ID}/graph?slug=stored" in result.output
+    with registered() as session:
+        row = get_graph(session, MODEL_ID, "stored")
+        assert row.is_featured and row.source_set_name == "tc" and row.n_nodes > 0
+        assert graph_source_set(session, MODEL_ID, None) == "tc"  # the model's only transcoder set
+    again = _run("--source-set", "tc", "--prompt", SHORT_PROMPT, "--slug", "stored", "--into-db")
+    assert again.exit_code != 0 and "already exists" in again.output
+
+
+def test_api_generate_and_the_official_client(
+    registered: Any, live_server: str, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+
+    monkeypatch.setenv("NEURONPEDIA_API_KEY", api_key)
+    from neuronpedia.requests.base_request import NPRequest
+    from neuronpedia.requests.graph_request import GraphRequest
+
+    monkeypatch.setattr(NPRequest, "BASE_URL", f"{live_server}/api")
+    meta = GraphRequest().generate(MODEL_ID, SHORT_PROMPT, "client-made", max_n_logits=5, node_threshold=0.7)
+    assert (meta.model_id, meta.slug, meta.prompt) == (MODEL_ID, "client-made", SHORT_PROMPT)
+    doc = httpx.get(meta.json_url).json()
+    assert doc["metadata"]["generation_settings"]["max_n_logits"] == 5
+    assert doc["metadata"]["pruning_settings"]["node_threshold"] == 0.7
+    headers = {"x-api-key": api_key}
+    too_long = httpx.post(
+        f"{live_server}/api/graph/generate",
+        json={"modelId": MODEL_ID, "prompt": "the cat " * 40, "slug": "long"},
+        headers=headers,
+        timeout=60,
+    )
+    assert too_long.status_code == 422 and "at most 64" in too_long.json()["message"]
+    taken = httpx.post(
+        f"{live_server}/api/graph/generate",
+        json={"modelId": MODEL_ID, "prompt": "a dog", "slug": "client-made"},
+        headers=headers,
+        timeout=60,
+    )
+    assert taken.status_code == 409 and taken.json()["field"] == "slug"
+    no_set = httpx.post(
+        f"{live_server}/api/graph/generate",
+        json={"modelId": MODEL_ID, "prompt": "a dog", "slug": "x", "sourceSetName": "empty"},
+        headers=headers,
+        timeout=60,
+    )
+    assert no_set.status_code == 503 and "no sources with weights" in no_set.json()["message"]
+    anonymous = httpx.post(f"{live_server}/api/graph/generate", json={"modelId": MODEL_ID, "prompt": "a dog"})
+    assert anonymous.status_code == 401
+    assert [g.slug for g in GraphRequest().list_owned()] == ["client-made"]

@@ -10,7 +10,7 @@ is served (``.../json``, gzip'd).
 from __future__ import annotations
 
 import gzip
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -45,6 +45,21 @@ class GraphRef(Body):
 
     modelId: StrictStr
     slug: Slug
+
+
+class GenerateBody(Body):
+    """``/api/graph/generate`` (the official client sends the first seven fields)."""
+
+    modelId: StrictStr
+    prompt: Annotated[StrictStr, Field(min_length=1, max_length=10_000)]
+    slug: Slug | None = None
+    sourceSetName: StrictStr | None = None
+    maxNLogits: Annotated[int, Field(ge=1, le=50)] = 10
+    desiredLogitProb: Annotated[Finite, Field(gt=0, le=1)] = 0.95
+    nodeThreshold: Annotated[Finite, Field(ge=0, le=1)] = 0.8
+    edgeThreshold: Annotated[Finite, Field(ge=0, le=1)] = 0.98
+    maxFeatureNodes: Annotated[int, Field(ge=1, le=100_000)] = 10000
+    batchSize: Annotated[int, Field(ge=1, le=1024)] = 48
 
 
 class SubgraphSaveBody(GraphRef):
@@ -102,6 +117,47 @@ def save_to_db(
     )
     session.commit()
     return json_response({"url": _page_url(request, graph.model_id, graph.slug), "id": graph.id})
+
+
+def _tracer(request: Request) -> Any:
+    """The app's graph tracer (torch is imported on first use, not with the routes)."""
+    tracer = getattr(request.app.state, "graph_tracer", None)
+    if tracer is None:
+        from interpedia.graph.tracer import GraphTracer
+
+        tracer = request.app.state.graph_tracer = GraphTracer(
+            request.app.state.settings, request.app.state.sessionmaker
+        )
+    return tracer
+
+
+@router.post("/generate", summary="Compute an attribution graph of a prompt and store it")
+def generate(body: GenerateBody, request: Request, settings: SettingsDep, user: RequiredUser) -> Response:
+    """``{message, url, s3url, numNodes, numLinks}``; 503 while another graph is being computed here."""
+    from interpedia.graph.tracer import GraphOptions, graph_request
+
+    options = GraphOptions(
+        max_n_logits=body.maxNLogits,
+        desired_logit_prob=body.desiredLogitProb,
+        node_threshold=body.nodeThreshold,
+        edge_threshold=body.edgeThreshold,
+        max_feature_nodes=body.maxFeatureNodes,
+        batch_size=body.batchSize,
+    )
+    graph_req = graph_request(body.prompt, body.slug, options, settings.graph_token_limit)
+    row = _tracer(request).trace_and_store(
+        body.modelId, body.sourceSetName, graph_req, store.GraphSave(creator=user), wait=False
+    )
+    return json_response(
+        {
+            "message": f"graph {row.model_id}/{row.slug} generated",
+            "url": _page_url(request, row.model_id, row.slug),
+            "s3url": _json_url(request, row.model_id, row.slug),
+            "slug": row.slug,
+            "numNodes": row.n_nodes,
+            "numLinks": row.n_links,
+        }
+    )
 
 
 @router.post("/list-owned", summary="The caller's graphs")
