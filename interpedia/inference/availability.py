@@ -106,9 +106,6 @@ def require_model(session: Session, settings: Settings, model_id: str, source_se
     """The model, when the viewer may see it (and ``source_set`` in it) and live inference can run on it; else
     NotFound or Unavailable."""
     model = get_model(session, model_id)
-    status = model_availability(session, settings, model)
-    if not status["available"]:
-        raise Unavailable(status["reason"], "modelId")
     if source_set is not None:
         try:
             row = get_source_set(session, model.id, source_set)
@@ -116,4 +113,7 @@ def require_model(session: Session, settings: Settings, model_id: str, source_se
             row = None
         if row is None or not may_see((model.visibility, row.visibility), (model.creator_id, row.creator_id)):
             raise NotFound(f"source set {source_set!r} is not a source set of model {model.id!r}", "sourceSet")
+    status = model_availability(session, settings, model)
+    if not status["available"]:
+        raise Unavailable(status["reason"], "modelId")
     return model
