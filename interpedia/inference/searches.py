@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
-from interpedia.errors import Invalid
-from interpedia.store.catalogue import source_set_name_of
+from interpedia.errors import Invalid, NotFound
+from interpedia.inference.plans import inference_sources
+from interpedia.store.catalogue import require_visible_sources, source_set_name_of, source_visible
 from interpedia.store.searches import cache_key, feature_facts, save_result, saved_result
 
 if TYPE_CHECKING:
@@ -48,6 +49,19 @@ def _dense_enough(facts: dict[str, Any] | None, threshold: float | None) -> bool
     return density is not None and 0 < density <= threshold
 
 
+def _set_sources(session: Session, model_id: str, source_set: str, selected: list[str]) -> list[str]:
+    """The sources a search of the set runs on: the selected ones, else the set's sources with SAE weights that the
+    viewer may see (someone else's PRIVATE source is left out, so it is neither run nor found in the cache)."""
+    if selected:
+        require_visible_sources(session, model_id, selected)
+        return selected
+    rows = inference_sources(session, model_id, source_set)
+    visible = [s.name for s in rows if source_visible(session, s)]
+    if rows and not visible:
+        raise NotFound(f"source set {model_id}/{source_set} not found", field="sourceSet")
+    return visible
+
+
 def search_all(
     session: Session,
     settings: Settings,
@@ -68,6 +82,7 @@ def search_all(
     threshold = _density(density_threshold)
     layers, sort = list(selected_layers), list(sort_indexes)
     weights = svc.weights_id(model_id, layers)
+    sources = _set_sources(session, model_id, source_set, layers)
     base = {
         "modelId": model_id,
         "sourceSet": source_set,
@@ -77,6 +92,7 @@ def search_all(
         "densityThreshold": density_threshold,
         "numResults": num_results,
         "weights": weights,
+        "sources": sorted(set(sources)),
     }
     docs = []
     for one in texts:
@@ -87,7 +103,7 @@ def search_all(
             docs.append(dict(cached))
             continue
         ask = num_results if threshold is None else min(num_results * 10, 1000)
-        r = svc.activation_all(model_id, one, source_set, layers, sort, ignore_bos, ask)
+        r = svc.activation_all(model_id, one, source_set, sources, sort, ignore_bos, ask)
         facts = feature_facts(session, model_id, [(a["source"], a["index"]) for a in r["activations"]])
         result = []
         for a in r["activations"]:
@@ -150,6 +166,7 @@ def search_topk_by_token(
     texts = check_texts(settings, text, "text")
     threshold = _density(density_threshold)
     weights = svc.weights_id(model_id, [source])
+    require_visible_sources(session, model_id, [source])
     single = isinstance(text, str)
     docs = []
     for one in texts:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
 from interpedia.errors import Invalid
+from interpedia.store.catalogue import require_visible_sources
 from interpedia.store.formats import parse_index
 from interpedia.store.steering import find_output, output_chat, output_logprobs, save_output, steer_key
 
@@ -103,10 +104,13 @@ def _steer_settings(options: SteerOptions) -> SteerSettings:
     )
 
 
-def _weights(svc: InferenceService, model_id: str, feats: list[dict[str, Any]]) -> list[str]:
-    """What weights answer: the model's and the SAEs' of the features that are not stored vectors."""
+def _weights(session: Session, svc: InferenceService, model_id: str, feats: list[dict[str, Any]]) -> list[str]:
+    """What weights answer: the model's and the SAEs' of the features that are not stored vectors. A feature of a
+    source hidden from the viewer is NotFound, before the cache is asked."""
     sae_sources = [f["layer"] for f in feats if svc.stored_vector(model_id, f["layer"], int(f["index"])) is None]
-    return svc.weights_id(model_id, sae_sources)
+    weights = svc.weights_id(model_id, sae_sources)
+    require_visible_sources(session, model_id, [f["layer"] for f in feats])
+    return weights
 
 
 def steer_completion(
@@ -124,7 +128,7 @@ def steer_completion(
     _check_tokens(settings, options.n_tokens)
     feats = _features(model_id, features)
     params = options.as_dict(chat=False)
-    key_params = {**params, "weights": _weights(svc, model_id, feats)}
+    key_params = {**params, "weights": _weights(session, svc, model_id, feats)}
     keys = {kind: steer_key(kind, model_id, key_params, {"prompt": prompt}, feats) for kind in ("DEFAULT", "STEERED")}
     rows: dict[str, SteerOutput | None] = {kind: find_output(session, key) for kind, key in keys.items()}
     missing = [kind for kind in ("STEERED", "DEFAULT") if rows[kind] is None]
@@ -181,7 +185,7 @@ def steer_chat(
     _check_tokens(settings, options.n_tokens)
     feats = _features(model_id, features)
     params = options.as_dict(chat=True)
-    key_params = {**params, "weights": _weights(svc, model_id, feats)}
+    key_params = {**params, "weights": _weights(session, svc, model_id, feats)}
     chats = {"DEFAULT": default_chat, "STEERED": steered_chat}
     keys = {kind: steer_key(kind, model_id, key_params, {"chat": chats[kind]}, feats) for kind in chats}
     rows: dict[str, SteerOutput | None] = {kind: find_output(session, key) for kind, key in keys.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -240,6 +241,18 @@ def listed_source_names(session: Session, model_id: str) -> list[str]:
             .order_by(Source.layer_num, Source.name)
         )
     )
+
+
+def require_visible_sources(session: Session, model_id: str, names: Sequence[str]) -> None:
+    """NotFound for the first of ``names`` that is a source of the model hidden from the viewer (its model, set or
+    itself PRIVATE to someone else); names that are no source are left to the caller, which says why."""
+    if current_viewer() is None or not names:
+        return
+    model = session.get(Model, model_id)
+    rows = session.scalars(select(Source).where(Source.model_id == model_id, Source.name.in_(sorted(set(names)))))
+    for row in sorted(rows, key=lambda r: list(names).index(r.name)):
+        if not source_visible(session, row, model):
+            raise NotFound(f"source {model_id}/{row.name} not found", field="source")
 
 
 def listed_release_names(session: Session) -> list[str]:

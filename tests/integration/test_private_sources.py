@@ -1,6 +1,7 @@
-"""A PRIVATE source (or source set) of one user shows in no picker, listing or explanation search of another user or
-of an anonymous visitor, and does show for its creator (issue 14: the pickers of ``/search``,
-``/search-topk-by-token`` and ``/{model}/steer`` listed every source, and UNLISTED sets, to everyone)."""
+"""A PRIVATE source (or source set) of one user shows in no picker, listing, explanation search or search via
+inference of another user or of an anonymous visitor, and does show for its creator (issue 14: the pickers of
+``/search``, ``/search-topk-by-token`` and ``/{model}/steer`` listed every source, and UNLISTED sets, to everyone;
+a search cached for the creator was served to anyone who asked the same)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 
 import pytest
 from factories import import_embed, write_saedashboard_dir
+from inference_helpers import MODEL_ID, TinyInference, register
+from inference_helpers import tiny_inf as tiny_inf  # noqa: F401  (session fixture)
 from sqlalchemy import select, update
 
 from interpedia.db import transaction
@@ -24,6 +27,7 @@ PRIVATE = "1-res-test"  # ann's PRIVATE source in a PUBLIC set
 UNLISTED_SET, UNLISTED_SOURCE = "res-hidden", "0-res-hidden"  # ann's UNLISTED set
 PRIVATE_SET, PRIVATE_SET_SOURCE = "res-secret", "0-res-secret"  # ann's PRIVATE set (its source PUBLIC)
 ONLY_PRIVATE_MODEL = "tiny-own"  # a PUBLIC model whose only source is ann's PRIVATE one
+SOURCE = "1-res-standard"  # the tiny inference model's PUBLIC source beside its private 0-res-standard
 HIDDEN = (PRIVATE, UNLISTED_SET, UNLISTED_SOURCE, PRIVATE_SET, PRIVATE_SET_SOURCE)
 SCRIPTURE = "the LORD God of Israel and his prophets"
 
@@ -164,3 +168,40 @@ def test_explanation_search(client: Any, viewers: dict[str, dict[str, str]]) -> 
         assert {PUBLIC, PRIVATE, PRIVATE_SET_SOURCE} <= found, path
     mine = client.get("/search-explanations.json", params={"q": "scripture"}, headers=viewers["ann"])
     assert _layers(mine) == {PUBLIC, PRIVATE, UNLISTED_SOURCE, PRIVATE_SET_SOURCE}
+
+
+def test_search_via_inference_and_steering(client: Any, factory: Any, tiny_inf: TinyInference) -> None:  # noqa: F811
+    register(factory, tiny_inf)
+    with transaction(factory) as session:
+        ann, bob = ensure_user(session, "ann"), ensure_user(session, "bob")
+        viewers = {
+            "ann": {"x-api-key": create_api_key(session, ann)},
+            "bob": {"x-api-key": create_api_key(session, bob)},
+        }
+        session.execute(
+            update(Source).where(Source.name == "0-res-standard").values(visibility="PRIVATE", creator_id=ann.id)
+        )
+    viewers["anonymous"] = {}
+    text = "the king spoke unto his people"
+    body = {"modelId": MODEL_ID, "sourceSet": "res-standard", "text": text, "numResults": 100}
+    mine = client.post("/api/search-all", json=body, headers=viewers["ann"])
+    assert mine.status_code == 200 and {r["layer"] for r in mine.json()["result"]} == {"0-res-standard", SOURCE}
+    topk = {"modelId": MODEL_ID, "source": "0-res-standard", "text": text}
+    assert client.post("/api/search-topk-by-token", json=topk, headers=viewers["ann"]).status_code == 200
+    feature = {"modelId": MODEL_ID, "layer": "0-res-standard", "index": 1, "strength": 10}
+    steer = {"modelId": MODEL_ID, "prompt": "the cat", "features": [feature], "temperature": 0, "n_tokens": 2}
+    assert client.post("/api/steer", json=steer, headers=viewers["ann"]).status_code == 200
+    for name in ("bob", "anonymous"):
+        # ann's search is cached: another viewer's identical search neither runs nor reads her private source.
+        theirs = client.post("/api/search-all", json=body, headers=viewers[name])
+        assert theirs.status_code == 200 and {r["layer"] for r in theirs.json()["result"]} == {SOURCE}, name
+        page = client.get(
+            "/search.json",
+            params={"modelId": MODEL_ID, "sourceSet": "res-standard", "q": text, "numResults": "100"},
+            headers=viewers[name],
+        )
+        assert {r["layer"] for r in page.json()["result"]["result"]} == {SOURCE}, name
+        chosen = {**body, "selectedLayers": ["0-res-standard"]}
+        for path, asked in (("search-all", chosen), ("search-topk-by-token", topk), ("steer", steer)):
+            refused = client.post(f"/api/{path}", json=asked, headers=viewers[name])
+            assert refused.status_code == 404 and "0-res-standard" in refused.json()["message"], (path, name)

@@ -1,8 +1,8 @@
 """Live activations in the webapp API: ``/api/activation/new``, ``/api/activation/source``, ``/api/search-all``,
 ``/api/search-topk-by-token`` and ``/api/tokenize``, with neuronpedia.org's bodies.
 
-They call the in-process inference service (``interpedia.inference``, loaded on first use). Searches are
-cached in ``saved_searches`` under a hash of every setting and of the weights that answered.
+They call the in-process inference service (``interpedia.inference``, loaded on first use); the two searches run
+the cached workflow of :mod:`interpedia.inference.searches`, which the ``/search`` pages run too.
 """
 
 from __future__ import annotations
