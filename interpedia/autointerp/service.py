@@ -1,12 +1,15 @@
-"""Explain or score one stored feature, the way the API and the batch runner both do it.
+"""Explain or score one stored feature, the way the API, the feature page and the batch runner all do it.
 
 The order matters for issue #77: the LLM is asked first, outside any write transaction, and only a
-complete answer is written. Any LLMError propagates and nothing is stored.
+complete answer is written. Any LLMError propagates and nothing is stored. ``explain_feature``,
+``write_explanation`` and ``score_stored_explanation`` are the on-request workflows (``/api/explanation/*`` and
+the feature page's forms): they take a feature's address or an explanation id and return the stored document.
 """
 
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -17,15 +20,20 @@ from interpedia.autointerp.scorers import NotScorable, Scorer, get_scorer, run_s
 from interpedia.config import Settings
 from interpedia.db.tables import Explanation, ExplanationScore, Feature, User
 from interpedia.errors import Forbidden, Invalid, UserError
-from interpedia.search.embeddings import get_embedder, try_embed
+from interpedia.search.embeddings import Embedder, get_embedder, try_embed
 from interpedia.store.explanations import (
     add_explanation,
     add_score,
+    check_description,
     ensure_explanation_catalogue,
     ensure_score_catalogue,
+    explanation_json,
+    get_explanation,
     has_explanation,
     has_score,
+    score_json,
 )
+from interpedia.store.features import get_feature_row
 
 N_TOP = 20
 N_NEGATIVES = 10
@@ -65,6 +73,7 @@ def generate_explanation(
     model_name: str | None,
     user: User | None,
     llm: ChatClient | None = None,
+    embedder: Embedder | None = None,
 ) -> Explanation:
     """Explain one feature with one method and store it with its embedding; 400 when it already exists."""
     try:
@@ -87,7 +96,7 @@ def generate_explanation(
     text = explain(explainer, evidence, llm)
     if not text:
         raise UserError("the explainer produced no text for this feature", field="index")
-    embedding = try_embed(get_embedder(settings), [text])[0]
+    embedding = try_embed(embedder or get_embedder(settings), [text])[0]
     with session.begin():
         ensure_explanation_catalogue(
             session,
@@ -108,10 +117,12 @@ def generate_explanation(
         )
 
 
-def scorer_model_name(scorer: Scorer, settings: Settings, requested: str | None) -> str:
+def scorer_model_name(
+    scorer: Scorer, settings: Settings, requested: str | None, embedder: Embedder | None = None
+) -> str:
     """The scorer model recorded with the score (the embedding model for eleuther_embedding)."""
     if not scorer.needs_llm:
-        return get_embedder(settings).name
+        return (embedder or get_embedder(settings)).name
     name = requested or settings.llm_model
     if not name:
         raise Invalid("no scorer model given and INTERPEDIA_LLM_MODEL is not set", field="scorerModel")
@@ -126,6 +137,7 @@ def score_explanation(
     model_name: str | None,
     user: User | None,
     llm: ChatClient | None = None,
+    embedder: Embedder | None = None,
 ) -> ExplanationScore:
     """Score one explanation with one method and store value + details; 400 when it already exists."""
     try:
@@ -134,7 +146,8 @@ def score_explanation(
         raise UserError(str(exc.args[0]), field="scorerType") from None
     if scorer.needs_llm:
         check_may_use_llm(user)
-    model = scorer_model_name(scorer, settings, model_name)
+    embedder = embedder or get_embedder(settings)
+    model = scorer_model_name(scorer, settings, model_name, embedder)
     if has_score(session, explanation.id, scorer.name, model):
         raise UserError("a score using this same method and model already exists", field="scorerType")
     feature = session.get(Feature, explanation.feature_id)
@@ -151,7 +164,7 @@ def score_explanation(
             evidence.examples,
             evidence.negatives,
             llm=llm,
-            embedder=get_embedder(settings),
+            embedder=embedder,
             seed=zlib.crc32(explanation_id.encode()),
         )
     except NotScorable as exc:
@@ -168,3 +181,69 @@ def score_explanation(
             user_id=user.id if user else None,
             details_json=result.details_json(),
         )
+
+
+def explain_feature(
+    session: Session,
+    settings: Settings,
+    embedder: Embedder,
+    *,
+    model_id: str,
+    source: str,
+    index: int | str,
+    type_name: str,
+    model_name: str | None,
+    user: User | None,
+) -> dict[str, Any]:
+    """Explain the feature ``model_id/source/index`` with one method and return the stored explanation's document;
+    an LLMError propagates with nothing stored."""
+    _, _, feature = get_feature_row(session, model_id, source, index)
+    exp = generate_explanation(session, settings, feature, type_name, model_name, user, embedder=embedder)
+    return explanation_json(session, exp)
+
+
+def write_explanation(
+    session: Session,
+    embedder: Embedder,
+    *,
+    model_id: str,
+    source: str,
+    index: int | str,
+    text: str,
+    model_name: str | None,
+    user: User,
+) -> dict[str, Any]:
+    """Store an explanation written by hand (the user's) with its embedding; the stored explanation's document."""
+    _, _, feature = get_feature_row(session, model_id, source, index)
+    text = check_description(text)
+    embedding = try_embed(embedder, [text])[0]
+    session.rollback()  # the embedder may take a while: no transaction stays open meanwhile
+    with session.begin():
+        exp = add_explanation(
+            session,
+            feature,
+            text,
+            type_name=None,
+            model_name=model_name,
+            author_id=user.id,
+            triggered_by=user.id,
+            embedding=embedding,
+        )
+    return explanation_json(session, exp)
+
+
+def score_stored_explanation(
+    session: Session,
+    settings: Settings,
+    embedder: Embedder,
+    *,
+    explanation_id: str,
+    type_name: str,
+    model_name: str | None,
+    user: User | None,
+) -> dict[str, Any]:
+    """Score the explanation ``explanation_id`` with one method and return the stored score's document; an
+    LLMError propagates with nothing stored."""
+    exp = get_explanation(session, explanation_id, user)
+    row = score_explanation(session, settings, exp, type_name, model_name, user, embedder=embedder)
+    return score_json(row)

@@ -40,25 +40,29 @@ class SearchScope:
 def _visible_sources(session: Session, scope: SearchScope, user: User | None) -> list[Source] | None:
     """The sources to search, or None for 'every source' (no filter needed)."""
     admin = user is not None and user.admin
-    stmt = select(Source).join(Model, Model.id == Source.model_id)
+    stmt = select(Source).join(Model, Model.id == Source.model_id).join(SourceSet, SourceSet.id == Source.set_id)
     if not admin:
         uid = user.id if user is not None else None
-        # Private rows are searched for their creator only.
+        # Private rows are searched for their creator only: the source, its set and its model all count.
         stmt = stmt.where(
             or_(Source.visibility != "PRIVATE", Source.creator_id == uid),
+            or_(SourceSet.visibility != "PRIVATE", SourceSet.creator_id == uid),
             or_(Model.visibility != "PRIVATE", Model.creator_id == uid),
         )
     if scope.model_id is None and scope.release is None:
         # Search across everything lists only what is listed: unlisted rows are found through their URL alone.
         stmt = stmt.where(
-            listed_condition(Model.visibility, Model.creator_id), listed_condition(Source.visibility, Source.creator_id)
+            listed_condition(Model.visibility, Model.creator_id),
+            listed_condition(SourceSet.visibility, SourceSet.creator_id),
+            listed_condition(Source.visibility, Source.creator_id),
         )
     if scope.release is not None:
-        if session.get(SourceRelease, scope.release) is None:
+        release = session.get(SourceRelease, scope.release)
+        if release is None or (
+            release.visibility == "PRIVATE" and not admin and (user is None or release.creator_id != user.id)
+        ):
             raise NotFound(f"release {scope.release!r} not found", field="releaseName")
-        stmt = stmt.join(SourceSet, SourceSet.id == Source.set_id).where(SourceSet.release_name == scope.release)
-        if not admin:
-            stmt = stmt.where(SourceSet.visibility != "PRIVATE")
+        stmt = stmt.where(SourceSet.release_name == scope.release)
     if scope.model_id is not None:
         model = get_model(session, scope.model_id)
         if model.visibility == "PRIVATE" and not admin and (user is None or model.creator_id != user.id):

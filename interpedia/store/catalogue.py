@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from interpedia.db.tables import Feature, Model, Source, SourceSet
+from interpedia.db.tables import Feature, Model, Source, SourceRelease, SourceSet
 from interpedia.errors import Conflict, Invalid, NotFound
 from interpedia.store.access import current_viewer, listed_condition, may_see
 
@@ -196,6 +197,73 @@ def list_sources(session: Session, set_row: SourceSet) -> list[Source]:
         )
     )
     return sorted(rows, key=lambda s: (s.layer_num if s.layer_num is not None else 1 << 30, s.name))
+
+
+def listed_catalogue(session: Session) -> list[dict[str, Any]]:
+    """The models, source sets and sources the viewer may list, for pickers: ``[{id, displayName, sourceSets:
+    [{name, sources: [source id, ...]}]}]``; a set or source shows only when it and everything above it are listed."""
+    sets: dict[int, dict[str, Any]] = {}
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for row in session.scalars(
+        select(SourceSet)
+        .where(listed_condition(SourceSet.visibility, SourceSet.creator_id))
+        .order_by(SourceSet.model_id, SourceSet.name)
+    ):
+        sets[row.id] = {"name": row.name, "sources": []}
+        by_model.setdefault(row.model_id, []).append(sets[row.id])
+    for src in session.scalars(
+        select(Source)
+        .join(SourceSet, SourceSet.id == Source.set_id)
+        .where(
+            listed_condition(SourceSet.visibility, SourceSet.creator_id),
+            listed_condition(Source.visibility, Source.creator_id),
+        )
+        .order_by(Source.model_id, Source.layer_num, Source.name)
+    ):
+        sets[src.set_id]["sources"].append(src.name)
+    return [
+        {"id": m.id, "displayName": m.display_name or m.id, "sourceSets": by_model.get(m.id, [])}
+        for m in list_models(session)
+    ]
+
+
+def listed_source_names(session: Session, model_id: str) -> list[str]:
+    """The ids of a model's sources the viewer may list (their sets listed too), by layer then name."""
+    return list(
+        session.scalars(
+            select(Source.name)
+            .join(SourceSet, SourceSet.id == Source.set_id)
+            .where(
+                Source.model_id == model_id,
+                listed_condition(Source.visibility, Source.creator_id),
+                listed_condition(SourceSet.visibility, SourceSet.creator_id),
+            )
+            .order_by(Source.layer_num, Source.name)
+        )
+    )
+
+
+def require_visible_sources(session: Session, model_id: str, names: Sequence[str]) -> None:
+    """NotFound for the first of ``names`` that is a source of the model hidden from the viewer (its model, set or
+    itself PRIVATE to someone else); names that are no source are left to the caller, which says why."""
+    if current_viewer() is None or not names:
+        return
+    model = session.get(Model, model_id)
+    rows = session.scalars(select(Source).where(Source.model_id == model_id, Source.name.in_(sorted(set(names)))))
+    for row in sorted(rows, key=lambda r: list(names).index(r.name)):
+        if not source_visible(session, row, model):
+            raise NotFound(f"source {model_id}/{row.name} not found", field="source")
+
+
+def listed_release_names(session: Session) -> list[str]:
+    """The names of the releases the viewer may list, by name."""
+    return list(
+        session.scalars(
+            select(SourceRelease.name)
+            .where(listed_condition(SourceRelease.visibility, SourceRelease.creator_id))
+            .order_by(SourceRelease.name)
+        )
+    )
 
 
 def ensure_source(session: Session, model_id: str, source_id: str, **fields: Any) -> Source:

@@ -95,6 +95,25 @@ def get_explanation(session: Session, explanation_id: str, user: User | None = N
     return exp
 
 
+def explanation_address(session: Session, explanation_id: str, user: User | None = None) -> tuple[str, str, int]:
+    """``(model id, source id, index)`` of the feature an explanation explains; NotFound as ``get_explanation``."""
+    exp = get_explanation(session, explanation_id, user)
+    row = session.execute(
+        select(Source.model_id, Source.name, Feature.index)
+        .join(Feature, Feature.source_id == Source.id)
+        .where(Feature.id == exp.feature_id)
+    ).one()
+    return row[0], row[1], row[2]
+
+
+def explanation_presence(session: Session) -> tuple[bool, bool]:
+    """Whether any explanation exists, and whether any has an embedding (so search by meaning can find it)."""
+    embedded = session.scalar(select(Explanation.id).where(Explanation.embedding.is_not(None)).limit(1))
+    if embedded is not None:
+        return True, True
+    return session.scalar(select(Explanation.id).limit(1)) is not None, False
+
+
 def has_explanation(session: Session, feature_id: int, type_name: str | None, model_name: str | None) -> bool:
     """Whether the feature already has an explanation of this type and explainer model."""
     return bool(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
@@ -54,3 +54,13 @@ def required_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
 
 OptionalUser = Annotated[User | None, Depends(optional_user)]
 RequiredUser = Annotated[User, Depends(required_user)]
+
+
+def inference_service(request: Request) -> Any:
+    """The app's inference service (``interpedia.inference``), made on first use: torch is imported then."""
+    from interpedia.inference import for_app
+
+    return for_app(request.app.state)
+
+
+InferenceDep = Annotated[Any, Depends(inference_service)]  # an InferenceService; Any keeps torch out of signatures

@@ -12,18 +12,10 @@ from fastapi.responses import Response
 from pydantic import Field, StrictStr
 
 from interpedia.autointerp.llm import LLMError
-from interpedia.autointerp.service import generate_explanation, score_explanation
+from interpedia.autointerp.service import explain_feature, score_stored_explanation, write_explanation
 from interpedia.errors import UserError
-from interpedia.search.embeddings import get_embedder, try_embed
-from interpedia.store.explanations import (
-    add_explanation,
-    delete_explanation,
-    delete_score,
-    explanation_json,
-    get_explanation,
-    score_json,
-)
-from interpedia.store.features import get_feature_row
+from interpedia.search.embeddings import get_embedder
+from interpedia.store.explanations import delete_explanation, delete_score, explanation_json, get_explanation
 from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep
 from interpedia.web.wire import Body, Index, json_response
 
@@ -77,35 +69,40 @@ def llm_errors() -> Iterator[None]:
 def generate(body: GenerateBody, session: SessionDep, settings: SettingsDep, user: RequiredUser) -> Response:
     """Explain the feature with ``explanationType`` (an LLM method, or ``interpedia_top-tokens`` offline);
     400 when an explanation of that type and model exists. A failing LLM stores nothing."""
-    _, _, feature = get_feature_row(session, body.modelId, body.layer, body.index)
     with llm_errors():
-        exp = generate_explanation(session, settings, feature, body.explanationType, body.explanationModelName, user)
-    return json_response({"explanation": explanation_json(session, exp)})
+        doc = explain_feature(
+            session,
+            settings,
+            get_embedder(settings),
+            model_id=body.modelId,
+            source=body.layer,
+            index=body.index,
+            type_name=body.explanationType,
+            model_name=body.explanationModelName,
+            user=user,
+        )
+    return json_response({"explanation": doc})
 
 
 @router.post("/explanation/new", summary="Add an explanation written by hand")
 def new(body: NewBody, session: SessionDep, settings: SettingsDep, user: RequiredUser) -> Response:
     """Store the text as the user's explanation of the feature (with its embedding)."""
     f = body.feature
-    _, _, feature = get_feature_row(session, f.modelId, f.layer, f.index)
-    embedding = try_embed(get_embedder(settings), [f.explanation.strip()])[0]
-    session.rollback()
-    with session.begin():
-        exp = add_explanation(
-            session,
-            feature,
-            f.explanation,
-            type_name=None,
-            model_name=f.explanationModel,
-            author_id=user.id,
-            triggered_by=user.id,
-            embedding=embedding,
-        )
+    doc = write_explanation(
+        session,
+        get_embedder(settings),
+        model_id=f.modelId,
+        source=f.layer,
+        index=f.index,
+        text=f.explanation,
+        model_name=f.explanationModel,
+        user=user,
+    )
     return json_response(
         {
             "message": "Explanation created.",
-            "explanation": explanation_json(session, exp),
-            "url": f"{settings.public_base_url.rstrip('/')}/{f.modelId}/{f.layer}/{feature.index}",
+            "explanation": doc,
+            "url": f"{settings.public_base_url.rstrip('/')}/{f.modelId}/{f.layer}/{doc['index']}",
         }
     )
 
@@ -129,10 +126,17 @@ def delete_one(explanationId: str, session: SessionDep, user: RequiredUser) -> R
 def score(body: ScoreBody, session: SessionDep, settings: SettingsDep, user: RequiredUser) -> Response:
     """Score with ``scorerType`` (eleuther_fuzz, eleuther_recall, eleuther_embedding, recall_alt); 400 when
     this score exists or the examples cannot support it. A failing LLM stores nothing."""
-    exp = get_explanation(session, body.explanationId, user)
     with llm_errors():
-        row = score_explanation(session, settings, exp, body.scorerType, body.scorerModel, user)
-    return json_response({"score": score_json(row)})
+        doc = score_stored_explanation(
+            session,
+            settings,
+            get_embedder(settings),
+            explanation_id=body.explanationId,
+            type_name=body.scorerType,
+            model_name=body.scorerModel,
+            user=user,
+        )
+    return json_response({"score": doc})
 
 
 @router.post("/explanation/score/{explanationScoreId}/delete", summary="Delete your score")

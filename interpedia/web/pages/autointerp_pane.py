@@ -2,11 +2,11 @@
 and for a signed-in user the forms that explain the feature or score an explanation.
 
 The forms post to ``/explanation/explain``, ``/explanation/add`` and ``/explanation/{id}/score`` and run
-the same code as ``/api/explanation/generate``, ``/new`` and ``/score``. When no LLM is configured, or the user may
-not spend the server's LLM credits, the LLM choices are disabled and a sentence says why; the offline
-explainer and the embedding scorer need no LLM and stay available. When the LLM fails, nothing is
-stored, the browser goes back to the feature page and the pane shows the failure until a later call
-succeeds.
+the same workflows as ``/api/explanation/generate``, ``/new`` and ``/score`` (:mod:`interpedia.autointerp.service`).
+When no LLM is configured, or the user may not spend the server's LLM credits, the LLM choices are disabled and
+a sentence says why; the offline explainer and the embedding scorer need no LLM and stay available. When the LLM
+fails, nothing is stored, the browser goes back to the feature page and the pane shows the failure until a later
+call succeeds.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
@@ -25,23 +25,19 @@ from jinja2 import Environment
 from interpedia.autointerp.explainers import EXPLAINERS, OFFLINE_TYPE
 from interpedia.autointerp.llm import LLMError
 from interpedia.autointerp.scorers import SCORERS
-from interpedia.autointerp.service import generate_explanation, score_explanation
+from interpedia.autointerp.service import explain_feature, score_stored_explanation, write_explanation
 from interpedia.config import Settings
-from interpedia.db.tables import Feature, Source, User
 from interpedia.errors import Unauthorized, UserError
-from interpedia.search.embeddings import get_embedder, try_embed
-from interpedia.store.explanations import (
-    add_explanation,
-    check_description,
-    explanation_json,
-    get_explanation,
-    score_json,
-)
-from interpedia.store.features import get_feature_row
+from interpedia.search.embeddings import get_embedder
+from interpedia.store.explanations import explanation_address
+from interpedia.store.formats import parse_index
 from interpedia.web.deps import SessionDep, SettingsDep
-from interpedia.web.pages.render import json_page, page_url, redirect, wants_json
+from interpedia.web.pages.render import done, page_url, redirect, wants_json
 from interpedia.web.pages.routes import PageRoute
 from interpedia.web.pages.session import check_csrf, current_user
+
+if TYPE_CHECKING:
+    from interpedia.store.users import User  # the row type only: the pane runs no query of its own
 
 log = logging.getLogger(__name__)
 
@@ -165,17 +161,25 @@ def explain_form(
 ) -> Response:
     """Explain the feature with the chosen method (an LLM one, or the offline one), then show it."""
     user = _signed_in(request, session, csrf_token)
-    model, source, feature = get_feature_row(session, modelId, layer, index)
-    url = page_url(model.id, source.name, feature.index)
+    type_name = explanationType or OFFLINE_TYPE
     try:
-        exp = generate_explanation(session, settings, feature, explanationType or OFFLINE_TYPE, None, user)
-    except LLMError as exc:
-        return _llm_failed(request, settings, exc, url)
-    if EXPLAINERS[exp.type_name or OFFLINE_TYPE].needs_llm:
+        doc = explain_feature(
+            session,
+            settings,
+            get_embedder(settings),
+            model_id=modelId,
+            source=layer,
+            index=index,
+            type_name=type_name,
+            model_name=None,
+            user=user,
+        )
+    except LLMError as exc:  # the feature was found: its address is the one asked for
+        return _llm_failed(request, settings, exc, page_url(modelId, layer, parse_index(index)))
+    if EXPLAINERS[doc["typeName"] or OFFLINE_TYPE].needs_llm:
         _clear_failure(settings)
-    if wants_json(request):
-        return json_page({"explanation": explanation_json(session, exp), "url": url})
-    return redirect(request, f"{url}#explanation-{exp.id}")
+    url = page_url(doc["modelId"], doc["layer"], doc["index"])
+    return done(request, f"{url}#explanation-{doc['id']}", {"explanation": doc, "url": url})
 
 
 @router.post("/explanation/add")
@@ -191,25 +195,18 @@ def add_form(
 ) -> Response:
     """Add an explanation written by hand (``/api/explanation/new``'s form twin), embedded for search."""
     user = _signed_in(request, session, csrf_token)
-    model, source, feature = get_feature_row(session, modelId, layer, index)
-    text = check_description(explanation)
-    embedding = try_embed(get_embedder(settings), [text])[0]
-    session.rollback()  # the embedder may take a while: no transaction stays open meanwhile
-    with session.begin():
-        exp = add_explanation(
-            session,
-            feature,
-            text,
-            type_name=None,
-            model_name=None,
-            author_id=user.id,
-            triggered_by=user.id,
-            embedding=embedding,
-        )
-    url = page_url(model.id, source.name, feature.index)
-    if wants_json(request):
-        return json_page({"explanation": explanation_json(session, exp), "url": url})
-    return redirect(request, f"{url}#explanation-{exp.id}")
+    doc = write_explanation(
+        session,
+        get_embedder(settings),
+        model_id=modelId,
+        source=layer,
+        index=index,
+        text=explanation,
+        model_name=None,
+        user=user,
+    )
+    url = page_url(doc["modelId"], doc["layer"], doc["index"])
+    return done(request, f"{url}#explanation-{doc['id']}", {"explanation": doc, "url": url})
 
 
 @router.post("/explanation/{explanation_id}/score")
@@ -223,18 +220,21 @@ def score_form(
 ) -> Response:
     """Score the explanation with the chosen method, then show the score on its feature page."""
     user = _signed_in(request, session, csrf_token)
-    exp = get_explanation(session, explanation_id, user)
-    feature = session.get(Feature, exp.feature_id)
-    source = session.get(Source, feature.source_id) if feature is not None else None
-    url = page_url(source.model_id, source.name, feature.index) if feature and source else "/"
+    url = page_url(*explanation_address(session, explanation_id, user))
     if not scorerType:
         raise UserError("choose a score type", field="scorerType", status=400)
     try:
-        row = score_explanation(session, settings, exp, scorerType, None, user)
+        doc = score_stored_explanation(
+            session,
+            settings,
+            get_embedder(settings),
+            explanation_id=explanation_id,
+            type_name=scorerType,
+            model_name=None,
+            user=user,
+        )
     except LLMError as exc:
         return _llm_failed(request, settings, exc, url)
-    if SCORERS[row.explanation_score_type_name].needs_llm:
+    if SCORERS[doc["explanationScoreTypeName"]].needs_llm:
         _clear_failure(settings)
-    if wants_json(request):
-        return json_page({"score": score_json(row), "url": url})
-    return redirect(request, f"{url}#explanation-{explanation_id}")
+    return done(request, f"{url}#explanation-{explanation_id}", {"score": doc, "url": url})

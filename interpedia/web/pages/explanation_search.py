@@ -16,19 +16,17 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
-from interpedia.db.tables import Explanation, SourceRelease
 from interpedia.errors import UserError
 from interpedia.search.embeddings import EmbeddingError, LocalEmbedder, get_embedder
 from interpedia.search.index import MAX_CANDIDATES
 from interpedia.search.query import MAX_QUERY, MIN_QUERY, PAGE_SIZE, SearchScope, search_explanations
-from interpedia.store.catalogue import list_models
+from interpedia.store.catalogue import list_models, listed_release_names
+from interpedia.store.explanations import explanation_presence
 from interpedia.web.deps import SessionDep, SettingsDep
-from interpedia.web.errors import error_response
-from interpedia.web.pages.render import json_page, renderer, wants_json
+from interpedia.web.pages.render import form_page, wants_json
 from interpedia.web.pages.routes import PageRoute
 from interpedia.web.pages.session import current_user
 
@@ -83,11 +81,8 @@ def _scope(model_id: str, release: str, sources: tuple[str, ...]) -> SearchScope
 
 
 def _choices(session: Session) -> dict[str, list[str]]:
-    """The models and releases the scope selectors offer (visible ones only)."""
-    releases = session.scalars(
-        select(SourceRelease.name).where(SourceRelease.visibility != "PRIVATE").order_by(SourceRelease.name)
-    )
-    return {"models": [m.id for m in list_models(session)], "releases": list(releases)}
+    """The models and releases the scope selectors offer (the ones the viewer may list)."""
+    return {"models": [m.id for m in list_models(session)], "releases": listed_release_names(session)}
 
 
 def _page_link(params: dict[str, Any], offset: int) -> str:
@@ -100,9 +95,10 @@ def _page_link(params: dict[str, Any], offset: int) -> str:
 
 def _empty_reason(session: Session) -> str | None:
     """Why a search found nothing, when the reason is that no explanation has an embedding yet."""
-    if session.scalar(select(Explanation.id).where(Explanation.embedding.is_not(None)).limit(1)) is not None:
+    any_explanation, any_embedded = explanation_presence(session)
+    if any_embedded:
         return None
-    if session.scalar(select(Explanation.id).limit(1)) is None:
+    if not any_explanation:
         return "There are no explanations yet: run `interpedia explain --source MODEL/SOURCE` to make some."
     return "No explanation has an embedding yet, so none can be found by meaning: run `interpedia embed --missing`."
 
@@ -120,7 +116,6 @@ def search_page(
     offset: Annotated[int, Query(ge=0, le=MAX_CANDIDATES - PAGE_SIZE)] = 0,
 ) -> Response:
     """Search explanations by meaning; without ``q`` the page shows the empty form."""
-    as_json = wants_json(request, request.url.path.endswith(".json"))
     q, model_id, release = q.strip(), modelId.strip(), releaseName.strip()
     source_names = _split_sources(sources)
     params = {"q": q, "modelId": model_id, "releaseName": release, "sources": source_names}
@@ -131,7 +126,7 @@ def search_page(
         "error": None,
         "notice": None,
     }
-    status = 200
+    error: UserError | None = None
     if q:
         try:
             if len(q) > MAX_QUERY or len(q) < MIN_QUERY:  # checked here too: the form echoes the field
@@ -148,34 +143,32 @@ def search_page(
                 request=data["request"],
             )
         except EmbeddingError as exc:  # first: it is a UserError too, with a message of its own here
-            status = 503
-            data["error"] = {"message": f"Explanation search is unavailable: {exc}", "field": None}
+            error = UserError(f"Explanation search is unavailable: {exc}", status=503)
         except UserError as exc:
-            status = exc.status if exc.status != 422 else 400
             # The form's names: the search code calls the query 'query' and the sources 'layers' (the API's).
             field = {"query": "q", "layers": "sources"}.get(exc.field or "", exc.field)
-            data["error"] = {"message": exc.message, "field": field}
+            error = UserError(exc.message, field, status=exc.status if exc.status != 422 else 400)
         else:
             data["search"] = doc
             if not doc["results"] and offset == 0:
                 data["notice"] = _empty_reason(session)
-    if as_json:
-        if data["error"]:
-            return error_response(status, data["error"]["message"], data["error"]["field"])
-        return json_page(data)
-    if not q:
-        warm_embedder(settings)
+        if error is not None:
+            data["error"] = {"message": error.message, "field": error.field}
+    as_json = request.url.path.endswith(".json")
+    if not q and not wants_json(request, as_json):
+        warm_embedder(settings)  # a person looking at the empty form types a query next
     search = data["search"]
     links = {
         "prev": _page_link(params, max(0, offset - PAGE_SIZE)) if search and offset > 0 else None,
         "next": _page_link(params, search["nextOffset"]) if search and search["hasMore"] else None,
     }
-    return renderer(request).html(
+    return form_page(
         request,
         session,
         "search_explanations.html",
         data,
-        status=status,
+        error,
+        as_json=as_json,
         choices=_choices(session),
         links=links,
         min_query=MIN_QUERY,

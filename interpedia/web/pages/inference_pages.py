@@ -2,37 +2,35 @@
 ``/search-topk-by-token`` (top features at each token of a text).
 
 Both are GET forms whose URL is the search (``?modelId=&sourceSet=&q=&sortIndexes=&ignoreBos=``, as on
-neuronpedia.org), so a result can be shared and reloaded. They run the webapp API's own handlers
-(``/api/search-all``, ``/api/search-topk-by-token``), so the page shows exactly what the API answers,
-cached the same way. Bad input comes back on the form as a sentence (and as the one JSON error shape
-for the JSON twin).
+neuronpedia.org), so a result can be shared and reloaded. The form is checked with the webapp API's own bodies
+and runs the API's own workflow (:mod:`interpedia.inference.searches`), so the page shows exactly what
+``/api/search-all`` and ``/api/search-topk-by-token`` answer, cached the same way. Bad input comes back on the
+form as a sentence (and as the one JSON error shape for the JSON twin). The pickers list only what the viewer
+may list.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from pydantic import BaseModel, ValidationError
 
-from interpedia.config import Settings
-from interpedia.db.tables import Model, Source, SourceSet
-from interpedia.errors import Invalid, NotFound, Unavailable, UserError
-from interpedia.store.catalogue import list_models
-from interpedia.web.deps import SessionDep, SettingsDep
-from interpedia.web.errors import error_response
+from interpedia.errors import Invalid, UserError
+from interpedia.inference import searches
+from interpedia.inference.availability import require_model
+from interpedia.store.catalogue import listed_catalogue
+from interpedia.web.api.inference import SearchAllBody, SearchTopkBody
+from interpedia.web.deps import SessionDep, SettingsDep, inference_service
 from interpedia.web.pages.dashboard import display_token, token_strip
-from interpedia.web.pages.live import model_availability
-from interpedia.web.pages.render import json_page, page_url, renderer, wants_json
+from interpedia.web.pages.render import form_page, page_url
 from interpedia.web.pages.routes import PageRoute
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
+B = TypeVar("B", bound=BaseModel)
 
 MAX_QUERY_CHARS = 4000
 
@@ -101,31 +99,13 @@ def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
     return (f"{field}: {err.get('msg', 'invalid value')}" if field else str(err.get("msg"))), field
 
 
-def call_api(handler: Any, body_cls: Any, body: dict[str, Any], **deps: Any) -> Any:
-    """Run a webapp API handler in-process and return its JSON document; its errors become UserError."""
+def parse_body(body_cls: type[B], fields: dict[str, Any]) -> B:
+    """A form's fields checked as the webapp API checks its body; the first problem becomes Invalid."""
     try:
-        response = handler(body_cls(**body), **deps)
+        return body_cls(**fields)
     except ValidationError as exc:
         message, field = _validation_message(exc)
         raise Invalid(message, field) from None
-    return json.loads(response.body)
-
-
-def pickers(session: Session) -> list[dict[str, Any]]:
-    """Models with their source sets and sources, for the form's selects."""
-    sets: dict[str, list[dict[str, Any]]] = {}
-    for row in session.scalars(
-        select(SourceSet).where(SourceSet.visibility != "PRIVATE").order_by(SourceSet.model_id, SourceSet.name)
-    ):
-        sets.setdefault(row.model_id, []).append({"name": row.name, "sources": []})
-    for src in session.scalars(select(Source).order_by(Source.model_id, Source.layer_num, Source.name)):
-        for s in sets.get(src.model_id, []):
-            if s["name"] == src.set_name:
-                s["sources"].append(src.name)
-    return [
-        {"id": m.id, "displayName": m.display_name or m.id, "sourceSets": sets.get(m.id, [])}
-        for m in list_models(session)
-    ]
 
 
 def _pick_model(models: list[dict[str, Any]], wanted: str | None) -> str | None:
@@ -135,15 +115,6 @@ def _pick_model(models: list[dict[str, Any]], wanted: str | None) -> str | None:
         if m["sourceSets"]:
             return str(m["id"])
     return None
-
-
-def _check_model(session: Session, settings: Settings, model_id: str) -> None:
-    model = session.get(Model, model_id)
-    if model is None:
-        raise NotFound(f"model {model_id!r} not found", "modelId")
-    status = model_availability(session, settings, model)
-    if not status["available"]:
-        raise Unavailable(status["reason"], "modelId")
 
 
 def _scale(values: list[float], feature: dict[str, Any] | None) -> float:
@@ -158,42 +129,27 @@ def _explanation(feature: dict[str, Any] | None) -> str | None:
     return explanations[0]["description"] if explanations else None
 
 
+def _shown(data: dict[str, Any], error: UserError) -> UserError:
+    """Put the error where the search templates show it, next to the field it names."""
+    data["error"] = {"message": error.message, "field": error.field, "status": error.status}
+    return error
+
+
+def _twin(request: Request) -> bool:
+    return request.url.path.endswith(".json")
+
+
 def _sort_link(params: dict[str, Any], sort: list[int], position: int) -> str:
     chosen = [p for p in sort if p != position] if position in sort else [*sort, position]
     query = {**params, "sortIndexes": ",".join(str(p) for p in chosen)}
     return "/search?" + urlencode({k: v for k, v in query.items() if v not in (None, "")})
 
 
-def _page(
-    request: Request,
-    session: Session,
-    template: str,
-    data: dict[str, Any],
-    error: UserError | None,
-    as_json: bool,
-    **view: Any,
-) -> Response:
-    if error is not None:
-        data["error"] = {"message": error.message, "field": error.field, "status": error.status}
-        if as_json:
-            return error_response(error.status, error.message, error.field)
-    if as_json:
-        return json_page(data)
-    status = error.status if error is not None else 200
-    return renderer(request).html(
-        request, session, template, data, status=status, request_query=request.url.query, **view
-    )
-
-
 @router.get("/search")
 @router.get("/search.json")
 def search_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """Search via inference: the top features of a source set for a text, sortable by token positions."""
-    from interpedia.web.api.inference import SearchAllBody, search_all
-    from interpedia.web.v1.inference import service
-
-    as_json = wants_json(request, request.url.path.endswith(".json"))
-    models = pickers(session)
+    models = listed_catalogue(session)
     query = (_last(request, "q") or "").strip("\n")
     form: dict[str, Any] = {
         "modelId": _pick_model(models, _last(request, "modelId")),
@@ -219,19 +175,7 @@ def search_page(request: Request, session: SessionDep, settings: SettingsDep) ->
                 raise Invalid("choose a model", "modelId")
             if not form["sourceSet"]:
                 raise Invalid("choose a source set to search", "sourceSet")
-            _check_model(session, settings, form["modelId"])
-            if (
-                session.scalar(
-                    select(SourceSet.id).where(
-                        SourceSet.model_id == form["modelId"], SourceSet.name == form["sourceSet"]
-                    )
-                )
-                is None
-            ):
-                raise NotFound(
-                    f"source set {form['sourceSet']!r} is not a source set of model {form['modelId']!r}",
-                    "sourceSet",
-                )
+            require_model(session, settings, form["modelId"], source_set=form["sourceSet"])
             body = {
                 "modelId": form["modelId"],
                 "sourceSet": form["sourceSet"],
@@ -241,14 +185,16 @@ def search_page(request: Request, session: SessionDep, settings: SettingsDep) ->
                 "numResults": form["numResults"],
                 "densityThreshold": form["densityThreshold"],
             }
-            result = call_api(
-                search_all, SearchAllBody, body, session=session, svc=service(request), settings=settings, user=None
+            result = searches.search_all(
+                session, settings, inference_service(request), **parse_body(SearchAllBody, body).args()
             )
             data["result"] = result
             view = _search_view(form, result)
     except UserError as exc:
-        error = exc
-    return _page(request, session, "search.html", data, error, as_json, **view)
+        error = _shown(data, exc)
+    return form_page(
+        request, session, "search.html", data, error, as_json=_twin(request), request_query=request.url.query, **view
+    )
 
 
 def _search_view(form: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
@@ -288,11 +234,7 @@ def _search_view(form: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]
 @router.get("/search-topk-by-token.json")
 def topk_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """The top-k features at each token of a text, for one source."""
-    from interpedia.web.api.inference import SearchTopkBody, search_topk_by_token
-    from interpedia.web.v1.inference import service
-
-    as_json = wants_json(request, request.url.path.endswith(".json"))
-    models = pickers(session)
+    models = listed_catalogue(session)
     query = (_last(request, "q") or "").strip("\n")
     form: dict[str, Any] = {
         "modelId": _pick_model(models, _last(request, "modelId")),
@@ -316,7 +258,7 @@ def topk_page(request: Request, session: SessionDep, settings: SettingsDep) -> R
                 raise Invalid("choose a model", "modelId")
             if not form["source"]:
                 raise Invalid("choose a source (SAE) to search", "source")
-            _check_model(session, settings, form["modelId"])
+            require_model(session, settings, form["modelId"])
             body = {
                 "modelId": form["modelId"],
                 "source": form["source"],
@@ -325,20 +267,23 @@ def topk_page(request: Request, session: SessionDep, settings: SettingsDep) -> R
                 "ignoreBos": form["ignoreBos"],
                 "densityThreshold": form["densityThreshold"],
             }
-            result = call_api(
-                search_topk_by_token,
-                SearchTopkBody,
-                body,
-                session=session,
-                svc=service(request),
-                settings=settings,
-                user=None,
+            result = searches.search_topk_by_token(
+                session, settings, inference_service(request), **parse_body(SearchTopkBody, body).args()
             )
             data["result"] = result
             view = {"columns": _topk_view(form, result)}
     except UserError as exc:
-        error = exc
-    return _page(request, session, "search_topk.html", data, error, as_json, **view)
+        error = _shown(data, exc)
+    return form_page(
+        request,
+        session,
+        "search_topk.html",
+        data,
+        error,
+        as_json=_twin(request),
+        request_query=request.url.query,
+        **view,
+    )
 
 
 def _topk_view(form: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,97 +1,13 @@
-"""Whether live inference can run for a model or source, answered from the catalogue without loading torch.
-
-The pages ask before they offer a live box (the feature page's test text, search, steering): a model or
-source switched off in the catalogue, or one whose weights cannot be found here, gets a disabled box with a
-sentence saying why instead of a 500 when the reader presses the button.
-"""
+"""Whether the pages may offer live inference for a model or source (the feature page's test box, search,
+steering): :mod:`interpedia.inference.availability`, which answers from the catalogue without loading torch."""
 
 from __future__ import annotations
 
-import json
-import logging
-from pathlib import Path
-from typing import Any
+from interpedia.inference.availability import (
+    has_chat_template,
+    inference_availability,
+    model_availability,
+    require_model,
+)
 
-from sqlalchemy.orm import Session
-
-from interpedia.config import Settings
-from interpedia.db.tables import Model, Source
-from interpedia.errors import UserError
-
-log = logging.getLogger(__name__)
-
-__all__ = ["has_chat_template", "inference_availability", "model_availability"]
-
-
-def _local_path_missing(spec: str) -> bool:
-    """True when ``spec`` names a local path (absolute or relative) that does not exist."""
-    return spec.startswith(("/", "./", "../", "~")) and not Path(spec).expanduser().exists()
-
-
-def model_availability(session: Session, settings: Settings, model: Model) -> dict[str, Any]:
-    """``{available, reason, spec}`` for the model's live inference (``reason`` is None when available)."""
-    from interpedia.inference.plans import plan_model  # no torch: plans read the catalogue only
-
-    if not model.inference_enabled:
-        return {
-            "available": False,
-            "spec": None,
-            "reason": f"Live inference is switched off for model {model.id} (its inference_enabled flag "
-            "is false in the catalogue).",
-        }
-    try:
-        plan = plan_model(session, settings, model.id)
-    except UserError as exc:
-        return {"available": False, "spec": None, "reason": f"Live inference is not available: {exc}"}
-    if _local_path_missing(plan.spec):
-        return {
-            "available": False,
-            "spec": plan.spec,
-            "reason": f"Live inference is not available: the weights of model {model.id} were not found "
-            f"at {plan.spec}.",
-        }
-    return {"available": True, "spec": plan.spec, "reason": None}
-
-
-def inference_availability(session: Session, settings: Settings, model: Model, source: Source) -> dict[str, Any]:
-    """``{available, reason}`` for live activations of one source (its model's weights and its SAE's)."""
-    from interpedia.inference.plans import plan_sae
-
-    status = model_availability(session, settings, model)
-    if not status["available"]:
-        return {"available": False, "reason": status["reason"]}
-    if not source.inference_enabled:
-        return {
-            "available": False,
-            "reason": f"Live inference is switched off for {model.id}/{source.name} (its inference_enabled "
-            "flag is false in the catalogue).",
-        }
-    try:
-        plan = plan_sae(session, model.id, source.name)
-    except UserError as exc:
-        return {"available": False, "reason": f"Live inference is not available: {exc}"}
-    if "/" in plan.spec and _local_path_missing(plan.spec):
-        return {
-            "available": False,
-            "reason": f"Live inference is not available: the SAE weights of {model.id}/{source.name} were not "
-            f"found at {plan.spec}.",
-        }
-    return {"available": True, "reason": None}
-
-
-def has_chat_template(spec: str | None, model: Model) -> bool:
-    """Whether the model's tokenizer has a chat template: read from a local model directory's tokenizer files,
-    else the catalogue's ``instruct`` flag (a hub name is not fetched just to render a page)."""
-    if spec:
-        folder = Path(spec).expanduser()
-        if folder.is_dir():
-            if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
-                return True
-            config = folder / "tokenizer_config.json"
-            if config.is_file():
-                try:
-                    return bool(json.loads(config.read_text()).get("chat_template"))
-                except (OSError, ValueError):
-                    log.warning("unreadable tokenizer config %s", config)
-            return False
-    return bool(model.instruct)
+__all__ = ["has_chat_template", "inference_availability", "model_availability", "require_model"]

@@ -20,7 +20,9 @@ from sqlalchemy.orm import Session
 
 from interpedia import __version__
 from interpedia.config import Settings
+from interpedia.errors import UserError
 from interpedia.store.formats import dumps
+from interpedia.web.errors import error_response
 from interpedia.web.pages.session import CSRF_FIELD, current_user, manager
 
 HERE = Path(__file__).parent
@@ -185,3 +187,28 @@ def redirect(request: Request, url: str, status: int = 303) -> RedirectResponse:
 def renderer(request: Request) -> Renderer:
     """The app's renderer."""
     return request.app.state.pages  # type: ignore[no-any-return]
+
+
+def form_page(
+    request: Request,
+    session: Session | None,
+    template: str,
+    data: dict[str, Any],
+    error: UserError | None,
+    *,
+    as_json: bool = False,
+    **view: Any,
+) -> Response:
+    """A form's page (:func:`page`), maybe after bad input: then the HTML is the form again with the error's status
+    (the caller puts the message in ``data`` where its template shows it) and the JSON twin is the one error shape."""
+    if error is not None and wants_json(request, as_json):
+        return error_response(error.status, error.message, error.field)
+    status = error.status if error is not None else 200
+    return page(request, session, template, data, as_json=as_json, status=status, **view)
+
+
+def done(request: Request, url: str, doc: Any) -> Response:
+    """A form action that worked: ``doc`` for a client that asks for JSON, else a redirect to ``url`` (303)."""
+    if wants_json(request):
+        return json_page(doc)
+    return redirect(request, url, status=303)

@@ -1,10 +1,11 @@
 """The steering pages: ``/{model}/steer`` (pick features and strengths, default vs steered side by side) and
 ``/steer/{id}`` (a saved result, the share link).
 
-The form posts to ``/{model}/steer`` (CSRF-checked), which runs the webapp API's own handler (``/api/steer``
-or ``/api/steer-chat``, so outputs are cached and saved exactly as the API does) and redirects to the
-saved result's share page. ``/steer`` redirects to the first model that has SAEs. Chat steering is offered
-when the model's tokenizer has a chat template; otherwise the page says why it is missing.
+The form posts to ``/{model}/steer`` (CSRF-checked); it is checked with the webapp API's own bodies and runs the
+API's own workflow (:mod:`interpedia.inference.steer_outputs`, so outputs are cached and saved exactly as
+``/api/steer`` and ``/api/steer-chat`` do), then redirects to the saved result's share page. ``/steer`` redirects
+to the first model that has SAEs the viewer may list. Chat steering is offered when the model's tokenizer has a
+chat template; otherwise the page says why it is missing.
 """
 
 from __future__ import annotations
@@ -13,19 +14,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
-from interpedia.db.tables import Model, Source
 from interpedia.errors import Invalid, NotFound, Unavailable, UserError
-from interpedia.store.catalogue import get_model, list_models
+from interpedia.inference import steer_outputs
+from interpedia.inference.availability import has_chat_template, model_availability
+from interpedia.store.catalogue import get_model, listed_catalogue, listed_source_names
 from interpedia.store.steering import load_shared
-from interpedia.web.deps import SessionDep, SettingsDep
-from interpedia.web.errors import error_response
-from interpedia.web.pages.inference_pages import call_api
-from interpedia.web.pages.live import has_chat_template, model_availability
-from interpedia.web.pages.render import json_page, page_url, redirect, renderer, split_json, wants_json
+from interpedia.web.api.steer import SteerBody, SteerChatBody
+from interpedia.web.deps import SessionDep, SettingsDep, inference_service
+from interpedia.web.pages.inference_pages import parse_body
+from interpedia.web.pages.render import done, form_page, page_url, redirect, split_json
 from interpedia.web.pages.routes import PageRoute
 from interpedia.web.pages.session import check_csrf, current_user
 
@@ -48,14 +48,11 @@ FormList = Annotated[list[str], Form()]
 FormText = Annotated[str, Form()]
 
 
-def _model_context(session: Session, settings: Settings, model: Model) -> dict[str, Any]:
+def _model_context(session: Session, settings: Settings, model_id: str) -> dict[str, Any]:
+    """The model the form steers: its listed SAEs, whether live inference and chat can run, and why not."""
+    model = get_model(session, model_id)
     status = model_availability(session, settings, model)
-    sources = [
-        s.name
-        for s in session.scalars(
-            select(Source).where(Source.model_id == model.id).order_by(Source.layer_num, Source.name)
-        )
-    ]
+    sources = listed_source_names(session, model.id)
     chat = has_chat_template(status.get("spec"), model) if status["available"] else False
     return {
         "modelId": model.id,
@@ -128,7 +125,7 @@ def _render(
     features: list[dict[str, Any]],
     result: dict[str, Any] | None,
     error: UserError | None,
-    as_json: bool,
+    as_json: bool = False,
 ) -> Response:
     data = {
         "page": "steer",
@@ -138,23 +135,17 @@ def _render(
         "result": result,
         "error": None if error is None else {"message": error.message, "field": error.field},
     }
-    if as_json:
-        if error is not None:
-            return error_response(error.status, error.message, error.field)
-        return json_page(data)
     blank_source = features[0]["layer"] if features else ""
     rows = [*features, *({"layer": blank_source, "index": "", "strength": ""} for _ in range(BLANK_ROWS))]
-    return renderer(request).html(
-        request, session, "steer.html", data, status=200 if error is None else error.status, rows=rows, methods=METHODS
-    )
+    return form_page(request, session, "steer.html", data, error, as_json=as_json, rows=rows, methods=METHODS)
 
 
 @router.get("/steer")
 def steer_default(request: Request, session: SessionDep) -> Response:
     """The first model that has SAEs (neuronpedia.org sends ``/steer`` to its default model)."""
-    for model in list_models(session):
-        if session.scalar(select(Source.id).where(Source.model_id == model.id).limit(1)) is not None:
-            return redirect(request, page_url(model.id, "steer"), status=302)
+    for model in listed_catalogue(session):
+        if any(s["sources"] for s in model["sourceSets"]):
+            return redirect(request, page_url(model["id"], "steer"), status=302)
     raise NotFound("no model with SAEs to steer yet: import or generate some first", field="modelId")
 
 
@@ -163,8 +154,7 @@ def steer_shared(request: Request, session: SessionDep, settings: SettingsDep, o
     """A saved steering result (the share link): both outputs, the features and every setting."""
     output_id, as_json = split_json(output_id)
     doc = load_shared(session, output_id)
-    model = get_model(session, doc["modelId"])
-    ctx = _model_context(session, settings, model)
+    ctx = _model_context(session, settings, doc["modelId"])
     prompt = doc.get("prompt") or ""
     if doc["isChat"]:
         messages = doc.get("steeredChatMessages") or doc.get("defaultChatMessages") or []
@@ -183,31 +173,21 @@ def steer_shared(request: Request, session: SessionDep, settings: SettingsDep, o
         "STEERED": doc.get("STEERED"),
         "createdAt": doc.get("createdAt"),
     }
-    return _render(request, session, ctx, form, list(doc["features"]), result, None, wants_json(request, as_json))
+    return _render(request, session, ctx, form, list(doc["features"]), result, None, as_json)
 
 
 @router.get("/{model_id}/steer")
 @router.get("/{model_id}/steer.json")
 def steer_page(request: Request, session: SessionDep, settings: SettingsDep, model_id: str) -> Response:
     """The steering form for a model."""
-    model = get_model(session, model_id)
-    ctx = _model_context(session, settings, model)
+    ctx = _model_context(session, settings, model_id)
     mode = request.query_params.get("mode", "completion")
     form = {
         **DEFAULTS,
         "mode": mode if mode == "chat" and ctx["chat"] else "completion",
         "prompt": request.query_params.get("prompt", ""),
     }
-    return _render(
-        request,
-        session,
-        ctx,
-        form,
-        _prefill(request),
-        None,
-        None,
-        wants_json(request, request.url.path.endswith(".json")),
-    )
+    return _render(request, session, ctx, form, _prefill(request), None, None, request.url.path.endswith(".json"))
 
 
 @router.post("/{model_id}/steer")
@@ -231,13 +211,8 @@ def steer_run(
     steer_special_tokens: FormList = [],  # noqa: B006
 ) -> Response:  # noqa: B006
     """Run the steering form and redirect to the saved result (``/steer/{id}``)."""
-    from interpedia.web.api.steer import SteerBody, SteerChatBody, steer, steer_chat
-    from interpedia.web.v1.inference import service
-
-    as_json = wants_json(request)
     check_csrf(request, session, csrf_token)
-    model = get_model(session, model_id)
-    ctx = _model_context(session, settings, model)
+    ctx = _model_context(session, settings, model_id)
     form: dict[str, Any] = {
         **DEFAULTS,
         "mode": mode,
@@ -262,9 +237,9 @@ def steer_run(
             raise Invalid(ctx["chatNote"], "mode")
         if not prompt.strip():
             raise Invalid("type a prompt to complete" if mode == "completion" else "type a chat message", "prompt")
-        feats = _features(model.id, source, index, strength)
+        feats = _features(ctx["modelId"], source, index, strength)
         body: dict[str, Any] = {
-            "modelId": model.id,
+            "modelId": ctx["modelId"],
             "features": feats,
             "steer_method": steer_method,
             "temperature": _number(temperature, "temperature", float),
@@ -273,22 +248,19 @@ def steer_run(
             "strength_multiplier": _number(strength_multiplier, "strength_multiplier", float),
             "freq_penalty": _number(freq_penalty, "freq_penalty", float),
         }
-        deps = {
-            "session": session,
-            "svc": service(request),
-            "settings": settings,
-            "user": current_user(request, session),
-        }
+        user = current_user(request, session)
+        creator_id = user.id if user is not None else None
+        svc = inference_service(request)
         if mode == "chat":
             chat = [{"role": "user", "content": prompt}]
             body.update(
                 defaultChatMessages=chat, steeredChatMessages=chat, steer_special_tokens=form["steer_special_tokens"]
             )
-            doc = call_api(steer_chat, SteerChatBody, body, **deps)
+            args = parse_body(SteerChatBody, body).args()
+            doc = steer_outputs.steer_chat(session, settings, svc, **args, creator_id=creator_id)
         else:
-            doc = call_api(steer, SteerBody, {**body, "prompt": prompt}, **deps)
+            args = parse_body(SteerBody, {**body, "prompt": prompt}).args()
+            doc = steer_outputs.steer_completion(session, settings, svc, **args, creator_id=creator_id)
     except UserError as exc:
-        return _render(request, session, ctx, form, shown, None, exc, as_json)
-    if as_json:
-        return json_page(doc)
-    return redirect(request, page_url("steer", doc["id"]), status=303)
+        return _render(request, session, ctx, form, shown, None, exc)
+    return done(request, page_url("steer", doc["id"]), doc)

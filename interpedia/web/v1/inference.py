@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from pydantic import Field, StrictBool, StrictInt, StrictStr, model_validator
 
 from interpedia.errors import Invalid
 from interpedia.store.formats import parse_index
-from interpedia.web.deps import SettingsDep
+from interpedia.web.deps import InferenceDep, SettingsDep
 from interpedia.web.v1.deps import require_secret
 from interpedia.web.wire import CamelBody, Finite, Index, json_response
 
@@ -199,16 +199,6 @@ class CossimBody(CamelBody):
     num_results: Annotated[StrictInt, Field(ge=1)]
 
 
-def service(request: Request) -> InferenceService:
-    """The app's inference service (torch is imported here, on the first inference request)."""
-    from interpedia.inference.service import for_app
-
-    return for_app(request.app.state)
-
-
-Service = Annotated[Any, Depends(service)]  # an InferenceService; Any keeps torch out of route signatures
-
-
 def _check_batch(prompts: list[str], settings: Any) -> None:
     if len(prompts) > settings.inference_max_batch_prompts:
         raise Invalid(
@@ -225,13 +215,13 @@ def _single(svc: InferenceService, body: SingleBody, prompt: str) -> dict[str, A
 
 
 @router.post("/activation/single", summary="Activations of one SAE latent, or of a vector at a hook")
-def activation_single(body: SingleBody, svc: Service) -> Response:
+def activation_single(body: SingleBody, svc: InferenceDep) -> Response:
     """Values at every token (BOS dropped for a latent), with the tokens and which are special."""
     return json_response(_single(svc, body, body.prompt))
 
 
 @router.post("/activation/single-batch", summary="activation/single for several prompts")
-def activation_single_batch(body: SingleBatchBody, svc: Service, settings: SettingsDep) -> Response:
+def activation_single_batch(body: SingleBatchBody, svc: InferenceDep, settings: SettingsDep) -> Response:
     """``{results: [...]}`` in prompt order."""
     _check_batch(body.prompts, settings)
     return json_response({"results": [_single(svc, body, p) for p in body.prompts]})
@@ -250,26 +240,26 @@ def _all(svc: InferenceService, body: AllBody, prompt: str) -> dict[str, Any]:
 
 
 @router.post("/activation/all", summary="Top features of a prompt across the sources of a set")
-def activation_all(body: AllBody, svc: Service) -> Response:
+def activation_all(body: AllBody, svc: InferenceDep) -> Response:
     """The features with the highest max activation (or sum at ``sort_by_token_indexes``)."""
     return json_response(_all(svc, body, body.prompt))
 
 
 @router.post("/activation/all-batch", summary="activation/all for several prompts")
-def activation_all_batch(body: AllBatchBody, svc: Service, settings: SettingsDep) -> Response:
+def activation_all_batch(body: AllBatchBody, svc: InferenceDep, settings: SettingsDep) -> Response:
     """``{results: [...]}`` in prompt order."""
     _check_batch(body.prompts, settings)
     return json_response({"results": [_all(svc, body, p) for p in body.prompts]})
 
 
 @router.post("/activation/topk-by-token", summary="Top features at each token of a prompt")
-def activation_topk_by_token(body: TopkBody, svc: Service) -> Response:
+def activation_topk_by_token(body: TopkBody, svc: InferenceDep) -> Response:
     """Per token: position, string, whether special, and the ``top_k`` most active features."""
     return json_response(svc.topk_by_token(body.model, body.prompt, body.source, body.top_k, body.ignore_bos))
 
 
 @router.post("/activation/topk-by-token-batch", summary="activation/topk-by-token for several prompts")
-def activation_topk_by_token_batch(body: TopkBatchBody, svc: Service, settings: SettingsDep) -> Response:
+def activation_topk_by_token_batch(body: TopkBatchBody, svc: InferenceDep, settings: SettingsDep) -> Response:
     """``{results: [...]}`` in prompt order."""
     _check_batch(body.prompts, settings)
     return json_response(
@@ -278,7 +268,7 @@ def activation_topk_by_token_batch(body: TopkBatchBody, svc: Service, settings: 
 
 
 @router.post("/activation/source", summary="Every active feature of a source, per prompt (sparse)")
-def activation_source(body: SourceBody, svc: Service) -> Response:
+def activation_source(body: SourceBody, svc: InferenceDep) -> Response:
     """``{results: [{tokens, activeFeatures: {index: [[token, value], ...]}}]}``."""
     return json_response(svc.activation_source(body.model, body.prompts, body.source))
 
@@ -312,14 +302,14 @@ def _steer_parts(svc: InferenceService, body: _SteerBody) -> tuple[list[Any], An
 
 
 @router.post("/steer/completion", summary="Complete a prompt with and without steering")
-def steer_completion(body: SteerCompletionBody, svc: Service) -> Response:
+def steer_completion(body: SteerCompletionBody, svc: InferenceDep) -> Response:
     """``{outputs: [{type, output, logprobs?}]}``, one per requested type."""
     directions, settings = _steer_parts(svc, body)
     return json_response(svc.steer_completion(body.model, body.prompt, directions, list(body.types), settings))
 
 
 @router.post("/steer/completion-chat", summary="Continue a chat with and without steering")
-def steer_completion_chat(body: SteerChatBody, svc: Service) -> Response:
+def steer_completion_chat(body: SteerChatBody, svc: InferenceDep) -> Response:
     """``{input: {chat_template, raw}, outputs: [{chat_template, raw, type}]}``; 422 without a chat template."""
     if body.is_assistant_axis:
         raise Invalid("is_assistant_axis (persona monitoring) is not supported by this server", "is_assistant_axis")
@@ -329,19 +319,19 @@ def steer_completion_chat(body: SteerChatBody, svc: Service) -> Response:
 
 
 @router.post("/tokenize", summary="Split text into the model's tokens")
-def tokenize(body: TokenizeBody, svc: Service) -> Response:
+def tokenize(body: TokenizeBody, svc: InferenceDep) -> Response:
     """``{tokens, token_strings, prepend_bos}``."""
     return json_response(svc.tokenize(body.model, body.text, body.prepend_bos))
 
 
 @router.post("/util/sae-vector", summary="An SAE latent's decoder vector")
-def util_sae_vector(body: SaeVectorBody, svc: Service) -> Response:
+def util_sae_vector(body: SaeVectorBody, svc: InferenceDep) -> Response:
     """``{vector, hookName}``: the trained decoder row and the hook it writes to."""
     return json_response(svc.sae_vector(body.model, body.source, parse_index(body.index)))
 
 
 @router.post("/util/sae-topk-by-decoder-cossim", summary="Latents of the same SAE nearest by decoder cosine")
-def util_topk_by_decoder_cossim(body: CossimBody, svc: Service) -> Response:
+def util_topk_by_decoder_cossim(body: CossimBody, svc: InferenceDep) -> Response:
     """The ``num_results`` (at most 128) other latents whose decoder rows are nearest the feature's (or vector)."""
     if body.feature is not None and (body.feature.model != body.model or body.feature.source != body.source):
         raise Invalid("feature must be of the same model and source as the request", "feature")
