@@ -27,6 +27,7 @@ from interpedia.errors import Conflict, Forbidden, Invalid, NotFound, TooLarge
 from interpedia.store.access import listed_condition, may_see
 from interpedia.store.catalogue import get_model, get_source_set
 from interpedia.store.formats import iso
+from interpedia.store.graph_features import index_graph_features
 from interpedia.store.graph_schema import SLUG_RE, validate_graph
 
 __all__ = [
@@ -219,7 +220,7 @@ def save_graph(session: Session, doc: Any, how: GraphSave, *, raw_json: bytes | 
     session.add(row)
     session.flush()
     session.add(GraphData(graph_id=row.id, gz=gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)))
-    session.flush()
+    index_graph_features(session, row, graph)
     return row
 
 
