@@ -72,20 +72,23 @@
       self.info = both[1].features || {};
       self.saved = both[1].subgraphs || [];
       self.g = G.prepare(self.doc);
+      performance.mark("graph:prepared");
       self.state = G.parseState(location.search, self.doc.qParams);
       self.view = new View.LinkGraph(self.el.graph, {
         click: function (n, e) { self.onClick(n, e); }
       });
       self.render(true);
       performance.mark("graph:drawn");
+      // The first frame after this one starts once the drawing is painted; the scores come after it.
       requestAnimationFrame(function () {
-        performance.mark("graph:painted");
-        self.root.setAttribute("data-ready", "true");
+        setTimeout(function () {
+          performance.mark("graph:painted");
+          self.showScores();
+          self.root.setAttribute("data-ready", "true");
+        }, 0);
       });
-      self.showScores();
       self.bindControls();
       if (self.el.savedList) Panes.renderSaved(self, self.saved);
-      if (self.el.status) self.el.status.textContent = self.g.nodes.length + " nodes, " + self.g.weight.length + " links";
     }).catch(function (err) {
       if (self.el.status) self.el.status.textContent = "Could not load the graph: " + err.message;
       self.root.setAttribute("data-ready", "error");

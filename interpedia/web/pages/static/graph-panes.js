@@ -130,11 +130,11 @@
 
   function drawSubgraph(app, svg, sub) {
     svg.textContent = "";
+    if (!sub.items.length) return;  // before reading the pane's width: that would force a layout
     var width = Math.max(300, svg.parentNode.clientWidth || 600), height = 320;
     svg.setAttribute("viewBox", "0 0 " + width + " " + height);
     svg.setAttribute("width", width);
     svg.setAttribute("height", height);
-    if (!sub.items.length) return;
     var nRows = app.g.nRows, nCtx = app.g.nCtx;
     var sx = function (ctx) { return 40 + (ctx + 0.5) / nCtx * (width - 80); };
     var sy = function (row) { return height - 30 - row / Math.max(1, nRows - 1) * (height - 60); };
