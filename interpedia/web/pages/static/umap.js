@@ -6,6 +6,7 @@
 (function () {
   "use strict";
   var PAD = 10;
+  var PIXEL_POINTS = 5000;  // above this many points the map is drawn as pixels
 
   function clusterColour(c) {
     if (c === null || c === undefined || c < 0) return "#9aa3ad";  // HDBSCAN outliers
@@ -66,8 +67,7 @@
       this.y[i] = this.size - PAD - (points[i].umap_y - y0) / span * inner;
     }
     this.r = n > 20000 ? 1.2 : n > 4000 ? 2 : n > 1000 ? 3 : 4.5;
-    var xs = this.x, ys = this.y;
-    this.tree = d3.quadtree().x(function (k) { return xs[k]; }).y(function (k) { return ys[k]; }).addAll(d3.range(n));
+    this.tree = null;  // built on the first hover: the first draw does not need it
     this.matches = new Uint8Array(n);
     this.nMatches = 0;
     this.query = "";
@@ -79,63 +79,124 @@
     this.bind();
   }
 
-  // Point indices grouped by colour, so each colour is one fill.
+  var BACKGROUND = [251, 252, 253];  // the canvas's CSS background, for faded points drawn as pixels
+
+  function packed(rgb, fade) {  // RGBA as one little-endian Uint32 (ImageData's byte order)
+    var c = [rgb.r, rgb.g, rgb.b].map(function (v, i) { return Math.round(fade * v + (1 - fade) * BACKGROUND[i]); });
+    return ((255 << 24) | (c[2] << 16) | (c[1] << 8) | c[0]) >>> 0;
+  }
+
+  // Each point's colour as an index into a small palette (one fill per colour; pixels by lookup).
   UmapMap.prototype.recolour = function () {
-    var bySparsity = this.colourBy && this.colourBy.value === "sparsity", groups = new Map(), self = this;
+    var bySparsity = this.colourBy && this.colourBy.value === "sparsity", lookup = new Map(), palette = [];
+    var idx = new Uint16Array(this.points.length), self = this;
     this.points.forEach(function (p, k) {
-      var c = bySparsity ? sparsityColour(p.umap_log_feature_sparsity, self.sLo, self.sHi) : clusterColour(p.umap_cluster);
-      var list = groups.get(c);
-      if (!list) { list = []; groups.set(c, list); }
-      list.push(k);
+      var key = bySparsity ? p.umap_log_feature_sparsity : p.umap_cluster;
+      var at = lookup.get(key);
+      if (at === undefined) {
+        var css = bySparsity ? sparsityColour(key, self.sLo, self.sHi) : clusterColour(key);
+        var rgb = window.d3.rgb(css);
+        at = palette.findIndex(function (e) { return e.css === css; });
+        if (at < 0) { at = palette.length; palette.push({ css: css, solid: packed(rgb, 0.85), faded: packed(rgb, 0.12) }); }
+        lookup.set(key, at);
+      }
+      idx[k] = at;
     });
-    this.groups = groups;
+    this.palette = palette;
+    this.colourIdx = idx;
   };
 
   UmapMap.prototype.draw = function () {
-    var ctx = this.ctx, t = this.transform, xs = this.x, ys = this.y, size = this.size;
-    var r = this.r * Math.sqrt(t.k), d = 2 * r, round = this.points.length <= 5000;
-    var searching = this.query !== "", matches = this.matches;
+    if (this.points.length > PIXEL_POINTS) this.drawPixels();
+    else this.drawPaths();
+  };
+
+  // Up to a few thousand points: anti-aliased circles, one path per colour.
+  UmapMap.prototype.drawPaths = function () {
+    var ctx = this.ctx, t = this.transform, xs = this.x, ys = this.y, size = this.size, idx = this.colourIdx;
+    var r = this.r * Math.sqrt(t.k), searching = this.query !== "", matches = this.matches;
     ctx.clearRect(0, 0, size, size);
     var pass = function (wanted, alpha) {
       ctx.globalAlpha = alpha;
-      this.groups.forEach(function (list, colour) {
-        ctx.fillStyle = colour;
+      this.palette.forEach(function (colour, c) {
+        ctx.fillStyle = colour.css;
         ctx.beginPath();
-        for (var j = 0; j < list.length; j++) {
-          var k = list[j];
-          if (searching && matches[k] !== wanted) continue;
+        for (var k = 0; k < xs.length; k++) {
+          if (idx[k] !== c || (searching && matches[k] !== wanted)) continue;
           var px = t.applyX(xs[k]), py = t.applyY(ys[k]);
-          if (px < -d || py < -d || px > size + d || py > size + d) continue;
-          if (round) { ctx.moveTo(px + r, py); ctx.arc(px, py, r, 0, 2 * Math.PI); } else ctx.rect(px - r, py - r, d, d);
+          if (px < -r || py < -r || px > size + r || py > size + r) continue;
+          ctx.moveTo(px + r, py);
+          ctx.arc(px, py, r, 0, 2 * Math.PI);
         }
         ctx.fill();
         if (searching && wanted) { ctx.lineWidth = 1; ctx.strokeStyle = "#111"; ctx.stroke(); }
       });
     }.bind(this);
-    if (searching) {
-      pass(0, 0.12);
-      pass(1, 1);
-    } else {
-      pass(0, 0.85);
-    }
+    if (searching) { pass(0, 0.12); pass(1, 1); } else pass(0, 0.85);
     ctx.globalAlpha = 1;
+  };
+
+  // Many points: small squares written straight into the canvas's pixels (a 100,000-point map in a few
+  // milliseconds, where as many path operations take hundreds); search matches then get a ring on top.
+  UmapMap.prototype.drawPixels = function () {
+    var dpr = window.devicePixelRatio || 1, w = this.canvas.width, h = this.canvas.height;
+    var img = this.ctx.createImageData(w, h), buf = new Uint32Array(img.data.buffer);
+    var t = this.transform, xs = this.x, ys = this.y, idx = this.colourIdx, pal = this.palette;
+    var half = Math.max(1, Math.round(this.r * Math.sqrt(t.k) * dpr)), searching = this.query !== "";
+    var matches = this.matches, order = searching ? [0, 1] : [0];
+    order.forEach(function (wanted) {
+      for (var k = 0; k < xs.length; k++) {
+        if (searching && matches[k] !== wanted) continue;
+        var colour = searching && !wanted ? pal[idx[k]].faded : pal[idx[k]].solid;
+        var cx = Math.round(t.applyX(xs[k]) * dpr), cy = Math.round(t.applyY(ys[k]) * dpr);
+        var x0 = Math.max(0, cx - half), x1 = Math.min(w, cx + half), y0 = Math.max(0, cy - half), y1 = Math.min(h, cy + half);
+        for (var y = y0; y < y1; y++) buf.fill(colour, y * w + x0, y * w + x1);
+      }
+    });
+    this.ctx.putImageData(img, 0, 0);
+    if (searching && this.nMatches <= 20000) {
+      var ctx = this.ctx, r = half / dpr + 1;
+      ctx.beginPath();
+      for (var k = 0; k < xs.length; k++) {
+        if (!matches[k]) continue;
+        var px = t.applyX(xs[k]), py = t.applyY(ys[k]);
+        ctx.moveTo(px + r, py);
+        ctx.arc(px, py, r, 0, 2 * Math.PI);
+      }
+      ctx.lineWidth = 1;
+      ctx.strokeStyle = "#111";
+      ctx.stroke();
+    }
   };
 
   UmapMap.prototype.highlight = function () {
     var q = (this.search && this.search.value || "").trim().toLowerCase(), n = 0;
     this.query = q;
+    if (q !== "" && !this.lower) {
+      this.lower = this.points.map(function (p) { return (p.description || "").toLowerCase(); });
+    }
     for (var k = 0; k < this.points.length; k++) {
-      var hit = q !== "" && (this.points[k].description || "").toLowerCase().indexOf(q) >= 0;
+      var hit = q !== "" && this.lower[k].indexOf(q) >= 0;
       this.matches[k] = hit ? 1 : 0;
       n += hit ? 1 : 0;
     }
     this.nMatches = n;
-    this.count.textContent = q === "" ? this.points.length + " features" : n + " of " + this.points.length + " match";
+    var total = this.points.length.toLocaleString("en");
+    this.count.textContent = q === "" ? total + " features" : n.toLocaleString("en") + " of " + total + " match";
     this.draw();
   };
 
   // The point under the mouse (within a few pixels), or -1.
+  // The quadtree behind hover and click; built after the first paint (or on the first hover, if sooner).
+  UmapMap.prototype.index = function () {
+    if (this.tree) return;
+    var xs = this.x, ys = this.y;
+    this.tree = window.d3.quadtree().x(function (k) { return xs[k]; }).y(function (k) { return ys[k]; })
+      .addAll(window.d3.range(this.points.length));
+  };
+
   UmapMap.prototype.pointAt = function (mx, my) {
+    this.index();
     var t = this.transform, radius = Math.max(5, 2 * this.r * Math.sqrt(t.k)) / t.k;
     var found = this.tree.find(t.invertX(mx), t.invertY(my), radius);
     return found === undefined ? -1 : found;
@@ -231,9 +292,12 @@
       map.highlight();
       performance.mark("umap:drawn");
       window.interpediaUmap = map.api();
-      requestAnimationFrame(function () {
-        performance.mark("umap:painted");
-        root.setAttribute("data-ready", "true");
+      requestAnimationFrame(function () {  // the frame after the drawn one: the points are painted
+        setTimeout(function () {
+          performance.mark("umap:painted");
+          map.index();
+          root.setAttribute("data-ready", "true");
+        }, 0);
       });
     }).catch(function (err) {
       status.textContent = "Could not load the map: " + err.message;
