@@ -8,9 +8,9 @@ from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
 
-from interpedia.db.tables import GraphMetadata
 from interpedia.store import graphs as store
 from interpedia.store.graph_features import count_graphs, graphs_with_feature
+from interpedia.store.graphs import GraphMetadata
 from interpedia.web.pages.render import page_url
 
 __all__ = ["feature_graphs", "graph_page_url", "graph_summary", "model_graphs"]

@@ -16,12 +16,11 @@ from fastapi.responses import Response
 from pydantic import StrictStr
 from sqlalchemy.orm import Session
 
-from interpedia.db.tables import GraphMetadata, Model, User
 from interpedia.errors import Unauthorized
 from interpedia.store import graphs as store
-from interpedia.store.catalogue import get_model, list_source_sets
+from interpedia.store.catalogue import Model, get_model, list_source_sets
 from interpedia.store.graph_features import default_graph_model, graph_feature_info
-from interpedia.store.graphs import GRAPH_VISIBILITIES
+from interpedia.store.graphs import GRAPH_VISIBILITIES, GraphMetadata, User
 from interpedia.web.api.graphs import SaveToDbBody, SignedPutBody, SubgraphDeleteBody, SubgraphSaveBody
 from interpedia.web.deps import SessionDep, SettingsDep
 from interpedia.web.pages.graph_lists import graph_page_url, graph_summary
