@@ -43,6 +43,7 @@ $(CT_STAMP):
 	test -x $(CT_VENV)/bin/python || $(PYTHON) -m venv $(CT_VENV)
 	$(CT_VENV)/bin/python -m pip install --quiet $(CT_PINS)
 	rm -f $(CT_VENV)/.installed-* && touch $@
+
 # Re-run only when the lockfile changes (make compares the copy's time with the lockfile's).
 $(VENDOR)/d3.js: package.json package-lock.json
 	@command -v npm >/dev/null || { echo "npm (Node.js 18+) is needed for the pages' d3: apt-get install nodejs npm" >&2; exit 1; }

@@ -53,13 +53,16 @@ def feature_of_node(
     if kind in NOT_FEATURES or "error" in kind:
         return None
     set_name = lorsa_set if kind == "lorsa" else source_set
-    layer = str(node.get("layer"))
+    raw_layer = node.get("layer")
+    layer = str(int(raw_layer) if isinstance(raw_layer, float) and raw_layer.is_integer() else raw_layer)
     if not set_name or not layer.isdigit():
         return None
     parts = str(node.get("node_id") or "").split("_")
     if len(parts) == 3 and all(p.isdigit() for p in parts) and parts[0] == layer:
         return f"{layer}-{set_name}", int(parts[1])
     feature = node.get("feature")
+    if isinstance(feature, float) and feature.is_integer():  # JSON's 2.0 is the integer 2
+        feature = int(feature)
     if not isinstance(feature, int) or isinstance(feature, bool) or feature < 0:
         return None
     unpaired_layer, index = _cantor_unpair(feature)

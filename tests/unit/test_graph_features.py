@@ -52,3 +52,8 @@ def test_tokens_logits_and_errors_are_no_feature(node: dict[str, object]) -> Non
 
 def test_no_source_set_no_feature() -> None:
     assert feature_of_node(_node("1_2_3", _cantor(1, 2), "1"), None) is None
+
+
+def test_integral_floats_count_as_integers() -> None:
+    """JSON does not tell 2.0 from 2 (the store accepts both since circuit-tracer's files carry them)."""
+    assert feature_of_node(_node("n", float(_cantor(4, 11)), 4.0), "tc") == ("4-tc", 11)
