@@ -218,3 +218,45 @@ def test_embed_shows_the_graph_alone(site: Any, live_server: str, page: Any) -> 
     assert page.locator(".topbar").count() == 0 and page.locator("#subgraph").count() == 0
     assert _node(page, FEATURE_A).get_attribute("class").split() == ["node", "feature", "pinned"]
     assert "embed" not in (page.locator("#open-full").get_attribute("href") or "")
+
+
+def test_upload_a_graph_made_by_the_engine(
+    settings: Any, factory: Any, live_server: str, page: Any, tmp_path: Path
+) -> None:
+    """A graph from ``interpedia graph generate`` (the attribution engine, on a tiny model and transcoders)
+    uploads from the browser and draws, its feature nodes named as the transcoder set's features."""
+    from click.testing import CliRunner
+    from graph_helpers import SHORT_PROMPT, build
+
+    from interpedia.cli import main
+    from interpedia.db import transaction
+    from interpedia.store.catalogue import ensure_model, ensure_source
+    from interpedia.store.users import create_api_key, ensure_user
+
+    tiny = build(tmp_path / "tiny")
+    with transaction(factory) as session:
+        ensure_model(session, "tiny-graph", layers=2, dimension=32, tlens_id=str(tiny.model))
+        for layer, path in tiny.saelens_layers.items():
+            ensure_source(session, "tiny-graph", f"{layer}-tc", weights_path=str(path), layer_num=layer)
+        key = create_api_key(session, ensure_user(session, "maker"))
+    out = tmp_path / "engine.json"
+    args = ["graph", "generate", "--model", "tiny-graph", "--source-set", "tc", "--prompt", SHORT_PROMPT]
+    result = CliRunner().invoke(main, [*args, "--slug", "engine-graph", "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+
+    _sign_in(page, live_server, key, "/tiny-graph/graph")
+    page.goto(f"{live_server}/tiny-graph/graph")
+    page.set_input_files("#upload-file", str(out))
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_url(re.compile(r"slug=engine-graph"))
+    page.wait_for_selector('#graph-app[data-ready="true"]')
+    assert page.locator("#link-graph path.node").count() == sum(
+        1 for n in doc["nodes"] if n["feature_type"] in ("embedding", "logit") or n["influence"] <= 0.8
+    )
+    feature = next(n for n in doc["nodes"] if n["feature_type"] == "cross layer transcoder")
+    _node(page, feature["node_id"]).click()
+    layer, index, _ = feature["node_id"].split("_")
+    link = page.locator("#node-detail a", has_text="Open the feature's dashboard")
+    assert link.get_attribute("href") == f"/tiny-graph/{layer}-tc/{index}"
+    page.locator("#node-detail .feature-summary", has_text="no dashboard on this instance").wait_for()
