@@ -13,7 +13,8 @@ What is measured, by the pages' own ``performance.mark`` calls, read back by Pla
 - hover: for ``--hovers`` nodes picked at random (seeded), the time the page takes to answer a ``mouseover``
   on a node (tooltip written, its links drawn on the overlay), measured in the page from dispatching the
   event to the handler's return and to the start of the next frame; and the same hover made by Playwright's
-  real mouse, timed from Python until the tooltip is visible (this adds the DevTools round trips);
+  real mouse, timed from Python until the tooltip is visible (this adds the DevTools round trips); and a click
+  on a node until it is selected and its links are listed;
 - UMAP drawn: from ``/api/umap``'s JSON parsed (``umap:json``) to the first frame after the points are drawn
   (``umap:painted``); median of ``--repeat`` page loads. The fetch of ``/api/umap`` itself (request to JSON
   parsed) is recorded apart.
@@ -172,6 +173,15 @@ UMAP_SEARCH_JS = """(text) => {
 }"""
 
 
+CLICK_JS = """(id) => {
+  const el = document.querySelector(`#link-graph path.node[data-node-id="${id}"]`);
+  const t0 = performance.now();
+  el.dispatchEvent(new MouseEvent('click', {bubbles: true}));
+  const t1 = performance.now();
+  return [t1 - t0, document.querySelector('#node-detail').getAttribute('data-node-id') === id];
+}"""
+
+
 def run(base: str, args: argparse.Namespace) -> dict[str, Any]:
     """Drive chromium over the pages; returns the figures."""
     from playwright.sync_api import sync_playwright
@@ -196,6 +206,8 @@ def run(base: str, args: argparse.Namespace) -> dict[str, Any]:
             assert ok, f"no tooltip for {node_id}"
             handler.append(h)
             frame.append(f)
+        clicks = [page.evaluate(CLICK_JS, node_id) for node_id in picked[:10]]
+        assert all(ok for _, ok in clicks), "a click did not select its node"
         for node_id in picked[: args.hovers // 2]:
             box = page.locator(f'#link-graph path.node[data-node-id="{node_id}"]').bounding_box()
             page.mouse.move(5, 5)
@@ -217,6 +229,8 @@ def run(base: str, args: argparse.Namespace) -> dict[str, Any]:
             "hover_real_mouse_ms_median": statistics.median(mouse),
             "hover_real_mouse_ms_max": max(mouse),
             "hovers": len(handler),
+            "click_to_detail_ms_median": statistics.median(ms for ms, _ in clicks),
+            "click_to_detail_ms_max": max(ms for ms, _ in clicks),
         }
         umap, umap_fetch = [], []
         for _ in range(args.repeat):
@@ -285,6 +299,7 @@ def main() -> None:
         row("hover: handler", g, "hover_handler_ms", "50 ms", 1),
         row("hover: to next frame", g, "hover_to_next_frame_ms", "50 ms", 1),
         row("hover: real mouse, from Python", g, "hover_real_mouse_ms", "", 1),
+        row("click: node selected, panes drawn", g, "click_to_detail_ms", "", 1),
         row(f"UMAP of {u['points_drawn']:,} points drawn", u, "draw_ms", "2000 ms"),
         row("UMAP hover: handler", u, "hover_handler_ms", "", 1),
     ]

@@ -92,10 +92,16 @@
 
   // Draw the graph: g (InterpediaGraph.prepare), keep (visible nodes), view {state, info, sizeBy, labelOf}.
   LinkGraph.prototype.draw = function (g, keep, view) {
+    var width0 = Math.max(480, this.container.clientWidth || 900);
+    if (this.g === g && this.width === width0 && this.view && this.view.sizeBy === view.sizeBy && sameMask(this.keep, keep)) {
+      this.view = view;  // the same nodes in the same places: only pins, groups and the selection changed
+      this.restyle();
+      return;
+    }
     this.g = g;
     this.keep = keep;
     this.view = view;
-    var width = Math.max(480, this.container.clientWidth || 900);
+    var width = width0;
     var height = Math.max(320, Math.min(1100, 80 + g.nRows * 38)) + MARGIN.bottom;
     var box = { x: MARGIN.left, y: MARGIN.top, width: width - MARGIN.left - MARGIN.right,
                 height: height - MARGIN.top - MARGIN.bottom };
@@ -112,6 +118,25 @@
     performance.mark("graph:nodes");
     this.highlighted = null;
     this.highlight(view.state.clickedId ? g.byId.get(view.state.clickedId) : null);
+  };
+
+  function sameMask(a, b) {
+    if (!a || a.length !== b.length) return false;
+    for (var i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+    return true;
+  }
+
+  // Classes of the drawn nodes from the state (pinned, grouped, clicked), and the clicked node's links.
+  LinkGraph.prototype.restyle = function () {
+    var state = this.view.state, pinned = new Set(state.pinnedIds), grouped = new Set();
+    state.supernodes.forEach(function (sn) { sn.slice(1).forEach(function (id) { grouped.add(id); }); });
+    this.nodeEls.forEach(function (el, id) {
+      el.classList.toggle("pinned", pinned.has(id));
+      el.classList.toggle("grouped", grouped.has(id));
+      el.classList.toggle("clicked", id === state.clickedId);
+    });
+    this.highlighted = null;
+    this.highlight(state.clickedId ? this.g.byId.get(state.clickedId) : null);
   };
 
   LinkGraph.prototype.drawLinks = function (ctx) {
