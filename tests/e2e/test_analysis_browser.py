@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from analysis_helpers import MODEL, N_FEATURES, build_site, core_eval, run_cli
-from e2e_helpers import artifact
+from e2e_helpers import artifact, require_d3
 
 from interpedia.config import Settings
 
@@ -39,6 +39,7 @@ def _point(page: Any, index: int) -> tuple[float, float]:
 
 
 def test_umap_scatter_hover_search_and_click(page: Any, live_server: str, mapped: None) -> None:
+    require_d3()
     page.goto(f"{live_server}/{MODEL}/0-res-test")
     page.wait_for_selector('#umap[data-ready="true"]')
     assert page.evaluate("() => window.interpediaUmap.count()") == N_FEATURES

@@ -11,19 +11,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from e2e_helpers import artifact
+from e2e_helpers import artifact, require_d3
 from graph_page_helpers import EXPLAINED, MODEL, SOURCE, build_site, site_graph
-from parts import missing
-
-from interpedia.web.pages.render import STATIC
 
 FEATURE_A, FEATURE_B, TOKEN, LOGIT, ERROR = "0_3_2", "0_7_2", "E_2_2", "3_42_2", "err_0_2"
 
 
 @pytest.fixture(autouse=True)
 def _d3_built() -> None:
-    if not (STATIC / "vendor" / "d3.js").exists():
-        missing("the pages' d3 is not installed (make install runs npm ci and copies it)")
+    require_d3()
 
 
 @pytest.fixture

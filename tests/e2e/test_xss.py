@@ -118,9 +118,12 @@ def _payload_graph() -> dict[str, Any]:
 def test_graph_pages_run_nothing_in_chromium(live_server: str, factory: Any, page: Any, tmp_path: Path) -> None:
     """Prompt tokens, clerps, supernode labels and title prefixes with script tags, handlers and bidi overrides
     (from an upload or from a shared URL) render as inert text on the graph pages."""
+    from e2e_helpers import require_d3
+
     from interpedia.db import transaction
     from interpedia.store.graphs import GraphSave, save_graph
 
+    require_d3()
     import_path(write_corpus(tmp_path / "export"), factory)
     doc = _payload_graph()
     with transaction(factory) as session:
