@@ -8,12 +8,13 @@ an ``x-api-key``. The store does the work in both cases (``store/graphs.py``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import StrictStr
+from pydantic import StrictStr, ValidationError
 from sqlalchemy.orm import Session
 
 from interpedia.errors import Unauthorized
@@ -41,37 +42,39 @@ GENERATE_LIMITS = {
 }
 
 
-class _Signed(Body):
-    """The CSRF token a browser sends with its JSON body."""
-
-    csrf_token: StrictStr = ""
-
-
-class SignedPutForm(SignedPutBody, _Signed):
-    """``/graph/signed-put``: ``/api/graph/signed-put`` for a signed-in browser."""
-
-
-class SaveToDbForm(SaveToDbBody, _Signed):
+class SaveToDbForm(SaveToDbBody):
     """``/graph/save-to-db``, with the graph's visibility."""
 
     visibility: StrictStr = "PUBLIC"
 
 
-class SubgraphSaveForm(SubgraphSaveBody, _Signed):
-    """``/graph/subgraph/save``."""
+B = TypeVar("B", bound=Body)
 
 
-class SubgraphDeleteForm(SubgraphDeleteBody, _Signed):
-    """``/graph/subgraph/delete``."""
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The request's JSON object (empty when the body is no JSON object: the CSRF check then refuses it)."""
+    try:
+        doc = await request.json()
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
-def _signed_in(request: Request, session: Session, token: str, what: str) -> User:
+JsonObject = Annotated[dict[str, Any], Depends(_json_object)]
+
+
+def _signed_in(request: Request, session: Session, raw: dict[str, Any], kind: type[B], what: str) -> tuple[User, B]:
+    """The signed-in user and the body, checked in this order: who, the CSRF token, then the fields (so a
+    post without its token is a 403 whatever else it holds)."""
     user = current_user(request, session)
     if user is None:
         raise Unauthorized(f"sign in first (/signin) to {what}")
-    check_csrf(request, session, token)
+    check_csrf(request, session, raw.get("csrf_token"))
     session.commit()  # end the lookup's read transaction: the write below runs in its own
-    return user
+    try:
+        return user, kind.model_validate(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
 
 
 @router.get("/graph")
@@ -151,9 +154,9 @@ def graph_page(
 
 
 @router.post("/graph/signed-put")
-def signed_put_form(body: SignedPutForm, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+def signed_put_form(raw: JsonObject, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """Book an upload for a signed-in browser: ``{url, putRequestId}``, the URL to PUT the file to once."""
-    user = _signed_in(request, session, body.csrf_token, "upload graphs")
+    user, body = _signed_in(request, session, raw, SignedPutBody, "upload graphs")
     row, token = store.create_upload(session, user, body.filename, body.contentLength, settings.graph_max_upload_bytes)
     session.commit()
     url = str(request.url_for("graph_upload_put", put_request_id=row.id).include_query_params(token=token))
@@ -161,9 +164,9 @@ def signed_put_form(body: SignedPutForm, request: Request, session: SessionDep, 
 
 
 @router.post("/graph/save-to-db")
-def save_to_db_form(body: SaveToDbForm, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+def save_to_db_form(raw: JsonObject, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """Store the uploaded graph; ``{url, path}`` of its page (a 422 names the first bad field of the JSON)."""
-    user = _signed_in(request, session, body.csrf_token, "upload graphs")
+    user, body = _signed_in(request, session, raw, SaveToDbForm, "upload graphs")
     visibility = body.visibility if body.visibility in GRAPH_VISIBILITIES else "PUBLIC"
     how = store.GraphSave(creator=user, visibility=visibility)
     row = store.finish_upload(session, user, body.putRequestId, how, settings.graph_max_json_bytes)
@@ -173,9 +176,9 @@ def save_to_db_form(body: SaveToDbForm, request: Request, session: SessionDep, s
 
 
 @router.post("/graph/subgraph/save")
-def subgraph_save_form(body: SubgraphSaveForm, request: Request, session: SessionDep) -> Response:
+def subgraph_save_form(raw: JsonObject, request: Request, session: SessionDep) -> Response:
     """Save the browser's view of a graph as a subgraph: ``{subgraph, subgraphId}``."""
-    user = _signed_in(request, session, body.csrf_token, "save subgraphs")
+    user, body = _signed_in(request, session, raw, SubgraphSaveBody, "save subgraphs")
     row, graph = store.save_subgraph(
         session,
         user,
@@ -194,9 +197,9 @@ def subgraph_save_form(body: SubgraphSaveForm, request: Request, session: Sessio
 
 
 @router.post("/graph/subgraph/delete")
-def subgraph_delete_form(body: SubgraphDeleteForm, request: Request, session: SessionDep) -> Response:
+def subgraph_delete_form(raw: JsonObject, request: Request, session: SessionDep) -> Response:
     """Delete one of the signed-in user's subgraphs."""
-    user = _signed_in(request, session, body.csrf_token, "delete subgraphs")
+    user, body = _signed_in(request, session, raw, SubgraphDeleteBody, "delete subgraphs")
     store.delete_subgraph(session, user, body.subgraphId)
     session.commit()
     return json_page({"message": "deleted"})

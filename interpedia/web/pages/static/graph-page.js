@@ -103,7 +103,8 @@
     this.el.scores.setAttribute("data-completeness", String(s.completeness));
   };
 
-  // Draw everything from the state; ``url`` false on the first draw (the URL is already the state).
+  // Draw everything from the state and write it into the URL (not on the first draw or a resize: the URL
+  // already is the state).
   App.prototype.render = function (first) {
     this.clerps = G.clerpMap(this.state);
     var keep = G.visibleNodes(this.g, this.state, this.info, this.defaults());
