@@ -196,18 +196,6 @@ def test_upload_a_graph_and_see_a_bad_uploads_error(site: Any, live_server: str,
     page.locator("#upload-message.error", has_text="already exists").wait_for()
 
 
-def test_new_graph_form_shows_the_servers_error(site: Any, live_server: str, page: Any) -> None:
-    """Until /api/graph/generate is wired to the engine this exercises the form's error path only."""
-    page.goto(f"{live_server}/{MODEL}/graph")
-    page.click("#generate-form button[type=submit]")
-    assert "Write a prompt first" in page.locator("#generate-message").inner_text()
-    page.fill("#g-prompt", "The cat sat on the")
-    page.click("#generate-form button[type=submit]")
-    page.wait_for_selector("#generate-message.error")
-    assert page.locator("#generate-message").inner_text().startswith("Generation failed:")
-    assert page.locator("#generate-form button[type=submit]").is_enabled()
-
-
 def test_embed_shows_the_graph_alone(site: Any, live_server: str, page: Any) -> None:
     page.goto(f"{live_server}/{MODEL}/graph?slug=cat-dog&embed=true&pinnedIds={FEATURE_A}")
     page.wait_for_selector('#graph-app[data-ready="true"]')
@@ -216,15 +204,12 @@ def test_embed_shows_the_graph_alone(site: Any, live_server: str, page: Any) -> 
     assert "embed" not in (page.locator("#open-full").get_attribute("href") or "")
 
 
-def test_upload_a_graph_made_by_the_engine(
-    settings: Any, factory: Any, live_server: str, page: Any, tmp_path: Path
-) -> None:
-    """A graph from ``interpedia graph generate`` (the attribution engine, on a tiny model and transcoders)
-    uploads from the browser and draws, its feature nodes named as the transcoder set's features."""
-    from click.testing import CliRunner
-    from graph_helpers import SHORT_PROMPT, build
+@pytest.fixture
+def tiny_model(settings: Any, factory: Any, tmp_path: Path) -> str:
+    """The attribution engine's tiny model and transcoders (tests/graph_helpers.py) as model ``tiny-graph``
+    with transcoder set ``tc``; returns an API key of user ``maker``."""
+    from graph_helpers import build
 
-    from interpedia.cli import main
     from interpedia.db import transaction
     from interpedia.store.catalogue import ensure_model, ensure_source
     from interpedia.store.users import create_api_key, ensure_user
@@ -234,14 +219,24 @@ def test_upload_a_graph_made_by_the_engine(
         ensure_model(session, "tiny-graph", layers=2, dimension=32, tlens_id=str(tiny.model))
         for layer, path in tiny.saelens_layers.items():
             ensure_source(session, "tiny-graph", f"{layer}-tc", weights_path=str(path), layer_num=layer)
-        key = create_api_key(session, ensure_user(session, "maker"))
+        return create_api_key(session, ensure_user(session, "maker"))
+
+
+def test_upload_a_graph_made_by_the_engine(tiny_model: str, live_server: str, page: Any, tmp_path: Path) -> None:
+    """A graph from ``interpedia graph generate`` (the attribution engine, on a tiny model and transcoders)
+    uploads from the browser and draws, its feature nodes named as the transcoder set's features."""
+    from click.testing import CliRunner
+    from graph_helpers import SHORT_PROMPT
+
+    from interpedia.cli import main
+
     out = tmp_path / "engine.json"
     args = ["graph", "generate", "--model", "tiny-graph", "--source-set", "tc", "--prompt", SHORT_PROMPT]
     result = CliRunner().invoke(main, [*args, "--slug", "engine-graph", "--out", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
 
-    _sign_in(page, live_server, key, "/tiny-graph/graph")
+    _sign_in(page, live_server, tiny_model, "/tiny-graph/graph")
     page.goto(f"{live_server}/tiny-graph/graph")
     page.set_input_files("#upload-file", str(out))
     page.click("#upload-form button[type=submit]")
@@ -256,3 +251,31 @@ def test_upload_a_graph_made_by_the_engine(
     link = page.locator("#node-detail a", has_text="Open the feature's dashboard")
     assert link.get_attribute("href") == f"/tiny-graph/{layer}-tc/{index}"
     page.locator("#node-detail .feature-summary", has_text="no dashboard on this instance").wait_for()
+
+
+def test_new_graph_form_generates_a_graph_and_shows_errors(tiny_model: str, live_server: str, page: Any) -> None:
+    from graph_helpers import SHORT_PROMPT
+
+    page.goto(f"{live_server}/tiny-graph/graph")
+    assert page.locator("#generate-form").count() == 0, "signed out: a sign-in link instead of the form"
+    _sign_in(page, live_server, tiny_model, "/tiny-graph/graph")
+    page.goto(f"{live_server}/tiny-graph/graph")
+    page.click("#generate-form button[type=submit]")
+    assert "Write a prompt first" in page.locator("#generate-message").inner_text()
+    page.fill("#g-prompt", SHORT_PROMPT)
+    page.fill("#g-slug", "made-in-browser")
+    page.click("#generate-form button[type=submit]")
+    page.wait_for_url(re.compile(r"slug=made-in-browser"), timeout=120_000)
+    page.wait_for_selector('#graph-app[data-ready="true"]')
+    assert page.locator("#link-graph path.node.feature").count() > 0
+
+    # The same slug again: the server's error, shown in the form, which stays usable.
+    page.goto(f"{live_server}/tiny-graph/graph")
+    assert "made-in-browser" in page.locator("#my-graphs").inner_text()
+    page.fill("#g-prompt", SHORT_PROMPT)
+    page.fill("#g-slug", "made-in-browser")
+    page.click("#generate-form button[type=submit]")
+    message = page.locator("#generate-message.error")
+    message.wait_for()
+    assert message.inner_text().startswith("Generation failed:") and "already exists" in message.inner_text()
+    assert page.locator("#generate-form button[type=submit]").is_enabled()

@@ -1,9 +1,9 @@
 """The graph pages: ``/{model}/graph`` lists a model's attribution graphs and opens one by ``?slug=``
 (``static/graph-*.js`` draws it), ``/graph`` goes to the default model's, and each has a ``.json`` twin.
 
-The browser's writes (upload a graph in the API's two steps, save or delete a subgraph) post JSON to the API's
-paths without ``/api`` and authenticate by the session cookie plus its CSRF token; the API's own routes take
-an ``x-api-key``. The store does the work in both cases (``store/graphs.py``).
+The browser's writes (generate a graph, upload one in the API's two steps, save or delete a subgraph) post JSON
+to the API's paths without ``/api`` and authenticate by the session cookie plus its CSRF token; the API's own
+routes take an ``x-api-key``. The same store and tracer calls do the work in both cases.
 """
 
 from __future__ import annotations
@@ -22,7 +22,15 @@ from interpedia.store import graphs as store
 from interpedia.store.catalogue import Model, get_model, list_source_sets
 from interpedia.store.graph_features import default_graph_model, graph_feature_info
 from interpedia.store.graphs import GRAPH_VISIBILITIES, GraphMetadata, User
-from interpedia.web.api.graphs import SaveToDbBody, SignedPutBody, SubgraphDeleteBody, SubgraphSaveBody
+from interpedia.web.api.graphs import (
+    GenerateBody,
+    SaveToDbBody,
+    SignedPutBody,
+    SubgraphDeleteBody,
+    SubgraphSaveBody,
+    generated_doc,
+    trace_graph,
+)
 from interpedia.web.deps import SessionDep, SettingsDep
 from interpedia.web.pages.graph_lists import graph_page_url, graph_summary
 from interpedia.web.pages.render import json_page, page, page_url, redirect
@@ -173,6 +181,13 @@ def save_to_db_form(raw: JsonObject, request: Request, session: SessionDep, sett
     session.commit()
     path = graph_page_url(row.model_id, row.slug)
     return json_page({"url": str(request.base_url).rstrip("/") + path, "path": path, "id": row.id})
+
+
+@router.post("/graph/generate")
+def generate_form(raw: JsonObject, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """Trace a graph for a signed-in browser (``/api/graph/generate``'s answer); 503 while another is traced."""
+    user, body = _signed_in(request, session, raw, GenerateBody, "generate graphs")
+    return json_page(generated_doc(request, trace_graph(request, settings, body, user)))
 
 
 @router.post("/graph/subgraph/save")

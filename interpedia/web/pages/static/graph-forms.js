@@ -1,6 +1,7 @@
 // The graph list page's forms: upload a graph JSON (the API's two steps: book an upload, PUT the gzip'd file,
-// save it) and generate a new graph with the attribution engine (POST /api/graph/generate), each showing its
-// progress and the server's error (which names the first bad field of an invalid graph).
+// save it) and generate a new graph with the attribution engine (/graph/generate, the page twin of
+// /api/graph/generate), each showing its progress and the server's error (an invalid graph's names its first
+// bad field).
 (function () {
   "use strict";
 
@@ -74,13 +75,14 @@
 
   function initGenerate(form) {
     var msg = $("#generate-message"), progress = $("#generate-progress"), model = form.getAttribute("data-model");
+    var csrf = form.getAttribute("data-csrf");
     form.addEventListener("submit", function (e) {
       e.preventDefault();
       var data = new FormData(form);
       var prompt = String(data.get("prompt") || "");
       if (!prompt.trim()) { say(msg, "Write a prompt first.", "error"); return; }
       var slug = String(data.get("slug") || "").trim() || slugify(prompt);
-      var body = { modelId: model, prompt: prompt, slug: slug };
+      var body = { modelId: model, prompt: prompt, slug: slug, csrf_token: csrf };
       ["maxNLogits", "maxFeatureNodes"].forEach(function (k) { body[k] = parseInt(data.get(k), 10); });
       ["desiredLogitProb", "nodeThreshold", "edgeThreshold"].forEach(function (k) { body[k] = parseFloat(data.get(k)); });
       if (data.get("sourceSetName")) body.sourceSetName = String(data.get("sourceSetName"));
@@ -92,16 +94,16 @@
       var tick = setInterval(function () {
         say(msg, "Generating the graph… " + Math.round((Date.now() - started) / 1000) + " s (attribution runs one backward pass per feature; this can take a minute)");
       }, 500);
-      postJson("/api/graph/generate", body).then(function () {
+      postJson("/graph/generate", body).then(function (doc) {
         clearInterval(tick);
-        say(msg, "Done: opening it…", "ok");
-        window.location.href = "/" + encodeURIComponent(model) + "/graph?slug=" + encodeURIComponent(slug);
+        say(msg, "Done: " + doc.numNodes + " nodes, " + doc.numLinks + " links; opening it…", "ok");
+        window.location.href = "/" + encodeURIComponent(model) + "/graph?slug=" + encodeURIComponent(doc.slug || slug);
       }).catch(function (err) {
         clearInterval(tick);
         progress.hidden = true;
         button.disabled = false;
-        var text = err.status === 404 || err.status === 405
-          ? "graph generation is not available on this server (" + err.message + ")" : err.message;
+        var text = err.status === 503 ? "another graph is being computed on this server; try again in a minute ("
+          + err.message + ")" : err.message;
         say(msg, "Generation failed: " + text, "error");
       });
     });
