@@ -48,6 +48,7 @@ __all__ = [
     "save_graph",
     "save_subgraph",
     "slug_taken",
+    "transcoder_sets",
     "subgraph_doc",
 ]
 
@@ -133,16 +134,21 @@ def _is_transcoder(source: Source) -> bool:
     )
 
 
+def transcoder_sets(session: Session, model_id: str) -> list[str]:
+    """The model's source sets that hold transcoders the viewer may use, by name."""
+    sources = session.scalars(select(Source).where(Source.model_id == model_id).order_by(Source.set_name))
+    return sorted(
+        {s.set_name for s in sources if s.set_name and _is_transcoder(s) and may_see((s.visibility,), (s.creator_id,))}
+    )
+
+
 def graph_source_set(session: Session, model_id: str, name: str | None) -> str:
     """The transcoder set a graph of the model is traced through: ``name``, else the model's only one."""
     model = get_model(session, model_id)
     if name:
         get_source_set(session, model.id, name)
         return name
-    sources = session.scalars(select(Source).where(Source.model_id == model.id).order_by(Source.set_name))
-    sets = sorted(
-        {s.set_name for s in sources if s.set_name and _is_transcoder(s) and may_see((s.visibility,), (s.creator_id,))}
-    )
+    sets = transcoder_sets(session, model.id)
     if len(sets) == 1:
         return sets[0]
     if not sets:

@@ -218,7 +218,10 @@ def tiny_model(settings: Any, factory: Any, tmp_path: Path) -> str:
     with transaction(factory) as session:
         ensure_model(session, "tiny-graph", layers=2, dimension=32, tlens_id=str(tiny.model))
         for layer, path in tiny.saelens_layers.items():
-            ensure_source(session, "tiny-graph", f"{layer}-tc", weights_path=str(path), layer_num=layer)
+            cfg = json.loads((path / "cfg.json").read_text())  # as an import of the SAELens directory keeps it
+            ensure_source(
+                session, "tiny-graph", f"{layer}-tc", weights_path=str(path), layer_num=layer, saelens_config=cfg
+            )
         return create_api_key(session, ensure_user(session, "maker"))
 
 

@@ -76,7 +76,7 @@ def test_list_page_featured_first_search_and_the_viewers_own(client: Any, site: 
     assert [g["slug"] for g in doc["featured"]] == ["cat-dog"]
     assert [g["slug"] for g in doc["graphs"]] == ["dog-graph"], "a private graph of someone else is not listed"
     assert doc["featured"][0]["pageUrl"] == f"/{MODEL}/graph?slug=cat-dog"
-    assert doc["mine"] == [] and doc["sourceSets"] == ["res-test"]
+    assert doc["mine"] == [] and doc["transcoderSets"] == [], "res-test holds SAEs, not transcoders"
     assert [g["slug"] for g in client.get(f"/{MODEL}/graph.json?q=BARKS").json()["graphs"]] == ["dog-graph"]
     assert client.get(f"/{MODEL}/graph.json?q=nothing-like-this").json()["featured"] == []
     html = client.get(f"/{MODEL}/graph", headers=HTML).text

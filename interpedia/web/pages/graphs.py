@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from interpedia.errors import Unauthorized
 from interpedia.store import graphs as store
-from interpedia.store.catalogue import Model, get_model, list_source_sets
+from interpedia.store.catalogue import Model, get_model
 from interpedia.store.graph_features import default_graph_model, graph_feature_info
 from interpedia.store.graphs import GRAPH_VISIBILITIES, GraphMetadata, User
 from interpedia.web.api.graphs import (
@@ -117,7 +117,7 @@ def _list_data(request: Request, session: Session, model: Model, query: str) -> 
         "featured": [graph_summary(r) for r in rows if r.is_featured],
         "graphs": [graph_summary(r) for r in rows if not r.is_featured],
         "mine": [graph_summary(r) for r in mine],
-        "sourceSets": [s.name for s in list_source_sets(session, model.id)],
+        "transcoderSets": store.transcoder_sets(session, model.id),
         "generateLimits": {k: {"min": lo, "max": hi, "default": d} for k, (lo, hi, d) in GENERATE_LIMITS.items()},
     }
 
