@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/install-system.sh
 CT_VENV := bench/.venv-circuit-tracer
 CT_PINS := torch==2.13.0 circuit-tracer==0.5.0 transformer-lens==3.2.1 transformers==4.57.3
 CT_STAMP := $(CT_VENV)/.installed-$(shell echo '$(CT_PINS)' | sha1sum | cut -c1-12)
+# Front-end libraries (npm, from the committed lockfile), copied into the pages' static files: no CDN at run time.
+VENDOR := interpedia/web/pages/static/vendor
 
 .PHONY: demo test install system serve lint clean
 
@@ -21,7 +23,7 @@ test: install $(CT_STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest tests
 
-install: system $(STAMP)
+install: system $(STAMP) $(VENDOR)/d3.js
 
 system:
 	@bash scripts/install-system.sh
@@ -42,6 +44,14 @@ $(CT_STAMP):
 	$(CT_VENV)/bin/python -m pip install --quiet $(CT_PINS)
 	rm -f $(CT_VENV)/.installed-* && touch $@
 
+# Re-run only when the lockfile changes (make compares the copy's time with the lockfile's).
+$(VENDOR)/d3.js: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 18+) is needed for the pages' d3: apt-get install nodejs npm" >&2; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp node_modules/d3/LICENSE $(VENDOR)/d3.LICENSE
+	cp node_modules/d3/dist/d3.js $@
+
 serve: install
 	$(BIN)/interpedia serve
 
@@ -52,4 +62,4 @@ lint: install
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache node_modules $(VENDOR)

@@ -3,7 +3,7 @@
 #   - PostgreSQL 15 server + headers, and pgvector built from Debian trixie's source package
 #     (bookworm has no pgvector binary package; trixie's binaries would drag in a newer libc),
 #   - chromium + chromium-driver (Playwright e2e tests), bible-kjv(-text) and python3.11-doc
-#     (demo corpus), wrk (load bench).
+#     (demo corpus), wrk (load bench), nodejs + npm when there is no npm (the pages' d3).
 # Idempotent: when everything is present it only runs dpkg-query and a file test (well under 2 s),
 # and `apt-get update` runs only when something is missing.
 set -euo pipefail
@@ -52,6 +52,11 @@ pgvector_installed() {
 }
 
 mapfile -t MISSING < <(missing_packages)
+# npm installs the pages' d3 from package-lock.json (make install). Debian's nodejs + npm only when no npm is
+# here at all: a Node.js from elsewhere (nodesource's nodejs carries its own npm) conflicts with Debian's npm.
+if ! command -v npm >/dev/null 2>&1; then
+  MISSING+=(nodejs npm)
+fi
 NEED_PGVECTOR=0
 pgvector_installed || NEED_PGVECTOR=1
 

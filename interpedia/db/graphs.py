@@ -19,6 +19,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -77,6 +78,21 @@ class GraphSubgraph(Base):
     is_featured: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[dt.datetime] = _created()
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now, onupdate=_now)
+
+
+class GraphFeature(Base):
+    """One feature (of a source on this instance) that is a node of a graph, written when the graph is saved.
+
+    A feature's page lists the graphs it appears in from here, without reading any graph's JSON. ``source`` is
+    the name the feature's URL uses (``{layer}-{source set}``); it need not exist here (yet).
+    """
+
+    __tablename__ = "graph_features"
+    __table_args__ = (Index("ix_graph_features_feature", "model_id", "source", "feature_index"),)
+    graph_id: Mapped[str] = mapped_column(ForeignKey("graphs.id", ondelete="CASCADE"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(200), primary_key=True)
+    feature_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(64))
 
 
 class GraphUpload(Base):

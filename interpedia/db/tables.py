@@ -385,7 +385,7 @@ from interpedia.db.community import (  # noqa: E402
     SavedSearch,
     SteerOutput,
 )
-from interpedia.db.graphs import GraphData, GraphMetadata, GraphSubgraph, GraphUpload  # noqa: E402
+from interpedia.db.graphs import GraphData, GraphFeature, GraphMetadata, GraphSubgraph, GraphUpload  # noqa: E402
 
 __all__ = [
     "Base",
@@ -399,6 +399,7 @@ __all__ = [
     "FeatureList",
     "GenerateRunRow",
     "GraphData",
+    "GraphFeature",
     "GraphMetadata",
     "GraphSubgraph",
     "GraphUpload",

@@ -52,6 +52,8 @@ RESERVED_MODEL_IDS = frozenset(
         "bookmark",
         "explanation",
         "vector",
+        "graph",
+        "graph.json",
     }
 )
 

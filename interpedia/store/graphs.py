@@ -27,6 +27,7 @@ from interpedia.errors import Conflict, Forbidden, Invalid, NotFound, TooLarge
 from interpedia.store.access import listed_condition, may_see
 from interpedia.store.catalogue import get_model, get_source_set
 from interpedia.store.formats import iso
+from interpedia.store.graph_features import index_graph_features
 from interpedia.store.graph_schema import SLUG_RE, validate_graph
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "save_graph",
     "save_subgraph",
     "slug_taken",
+    "transcoder_sets",
     "subgraph_doc",
 ]
 
@@ -132,16 +134,21 @@ def _is_transcoder(source: Source) -> bool:
     )
 
 
+def transcoder_sets(session: Session, model_id: str) -> list[str]:
+    """The model's source sets that hold transcoders the viewer may use, by name."""
+    sources = session.scalars(select(Source).where(Source.model_id == model_id).order_by(Source.set_name))
+    return sorted(
+        {s.set_name for s in sources if s.set_name and _is_transcoder(s) and may_see((s.visibility,), (s.creator_id,))}
+    )
+
+
 def graph_source_set(session: Session, model_id: str, name: str | None) -> str:
     """The transcoder set a graph of the model is traced through: ``name``, else the model's only one."""
     model = get_model(session, model_id)
     if name:
         get_source_set(session, model.id, name)
         return name
-    sources = session.scalars(select(Source).where(Source.model_id == model.id).order_by(Source.set_name))
-    sets = sorted(
-        {s.set_name for s in sources if s.set_name and _is_transcoder(s) and may_see((s.visibility,), (s.creator_id,))}
-    )
+    sets = transcoder_sets(session, model.id)
     if len(sets) == 1:
         return sets[0]
     if not sets:
@@ -219,7 +226,7 @@ def save_graph(session: Session, doc: Any, how: GraphSave, *, raw_json: bytes | 
     session.add(row)
     session.flush()
     session.add(GraphData(graph_id=row.id, gz=gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)))
-    session.flush()
+    index_graph_features(session, row, graph)
     return row
 
 

@@ -9,6 +9,16 @@ from typing import Any
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
+def require_d3() -> None:
+    """The pages' d3 (copied from npm by make install): the graph page and the UMAP map need it."""
+    from parts import missing
+
+    from interpedia.web.pages.render import STATIC
+
+    if not (STATIC / "vendor" / "d3.js").exists():
+        missing("the pages' d3 is not installed (make install runs npm ci and copies it to static/vendor)")
+
+
 def artifact(name: str) -> Path:
     """A path under ./artifacts (git-ignored) for screenshots the tests keep."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

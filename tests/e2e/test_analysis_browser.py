@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from analysis_helpers import MODEL, N_FEATURES, build_site, core_eval, run_cli
-from e2e_helpers import artifact
+from e2e_helpers import artifact, require_d3
 
 from interpedia.config import Settings
 
@@ -31,40 +31,45 @@ def mapped(settings: Settings, factory: Any, tmp_path: Path) -> None:
         assert done.exit_code == 0, done.output
 
 
+def _point(page: Any, index: int) -> tuple[float, float]:
+    """Where feature ``index``'s point is on the page (the map draws on a canvas)."""
+    box = page.locator("#umap canvas.umap-canvas").bounding_box()
+    at = page.evaluate("(i) => window.interpediaUmap.position(i)", index)
+    return box["x"] + at["x"], box["y"] + at["y"]
+
+
 def test_umap_scatter_hover_search_and_click(page: Any, live_server: str, mapped: None) -> None:
+    require_d3()
     page.goto(f"{live_server}/{MODEL}/0-res-test")
     page.wait_for_selector('#umap[data-ready="true"]')
-    circles = page.locator("#umap svg circle")
-    assert circles.count() == N_FEATURES
+    assert page.evaluate("() => window.interpediaUmap.count()") == N_FEATURES
     assert page.locator("#umap .umap-count").inner_text() == f"{N_FEATURES} features"
 
     # The search box highlights the features whose explanation matches (and draws them on top).
     page.fill("#umap-search", "cat")
-    assert page.locator("#umap svg circle.match").count() == 2
     assert page.locator("#umap .umap-count").inner_text() == f"2 of {N_FEATURES} match"
-    matched = sorted(
-        int(i)
-        for i in page.locator("#umap svg circle.match").evaluate_all(
-            "els => els.map(e => e.getAttribute('data-index'))"
-        )
-    )
-    assert matched == [0, 5]
+    assert sorted(int(i) for i in page.evaluate("() => window.interpediaUmap.matches()")) == [0, 5]
 
     # Hover shows the index and the explanation.
-    page.hover('#umap svg circle[data-index="5"]')
+    page.mouse.move(*_point(page, 5))
     tip = page.locator("#umap .umap-tip")
     tip.wait_for(state="visible")
     assert "#5" in tip.inner_text() and "cats and kittens" in tip.inner_text()
     page.locator("#umap").screenshot(path=str(artifact("umap-map.png")))
+    page.mouse.move(1, 1)
+    tip.wait_for(state="hidden")
 
     # Colour by log sparsity recolours without errors; clearing the search shows every point again.
     page.select_option("#umap select.umap-colour", "sparsity")
     page.fill("#umap-search", "")
-    assert page.locator("#umap svg circle.match").count() == 0
+    assert page.evaluate("() => window.interpediaUmap.matches()") == []
 
-    # Click opens the feature.
+    # Zooming keeps points findable under the mouse; click opens the feature.
+    page.mouse.move(*_point(page, 7))
+    page.mouse.wheel(0, -300)
+    page.wait_for_timeout(100)
     page.fill("#umap-search", "brackets")
-    page.click('#umap svg circle[data-index="7"]')
+    page.mouse.click(*_point(page, 7))
     page.wait_for_url(f"{live_server}/{MODEL}/0-res-test/7")
 
 

@@ -3,6 +3,7 @@ injected element or handler in the DOM, and text with an RTL override kept from 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 from factories import import_embed
-from xss_corpus_data import EXPLANATIONS, LAYER, MODEL, RTL, SCRIPT, SET, write_corpus
+from xss_corpus_data import BREAKOUT, EXPLANATIONS, IMG, LAYER, MODEL, RTL, SCRIPT, SET, SVG, write_corpus
 
 from interpedia.config import get_settings
 from interpedia.ingest import import_path
@@ -90,4 +91,69 @@ def test_corpus_pages_run_nothing_in_chromium(
             assert page.locator("#search-hits tr.hit").count() >= 1
             assert EXPLANATIONS[0] in page.locator("#search-hits").inner_text()
     # The page fixture fails the test if any alert/confirm/prompt opened or any script error happened.
+    assert page.dialogs == [] and page.js_errors == []
+
+
+def _payload_graph() -> dict[str, Any]:
+    """A graph of the corpus model whose prompt tokens and clerps carry the payloads; its feature node is
+    feature 0 of the corpus source, so the feature page lists it too."""
+    from factories import make_graph
+
+    tokens = ("<bos>", SCRIPT, IMG, RTL)
+    doc = make_graph(MODEL, "payload-graph", tokens=tokens, feature_details={"neuronpedia_source_set": SET})
+    doc["metadata"]["prompt"] = "".join(tokens[1:]) + SVG
+    layer = LAYER.split("-", 1)[0]
+    for node in doc["nodes"]:
+        if node["feature_type"] == "cross layer transcoder":
+            node["layer"], node["node_id"] = layer, node["node_id"].replace("0_", f"{layer}_", 1).replace("_7_", "_0_")
+            node["clerp"] = f"clerp {BREAKOUT} {RTL}" if node["node_id"].startswith(f"{layer}_3_") else ""
+    ids = {n["node_id"] for n in doc["nodes"]}
+    for link in doc["links"]:
+        for end in ("source", "target"):
+            if link[end] not in ids:
+                link[end] = link[end].replace("0_", f"{layer}_", 1).replace("_7_", "_0_")
+    return doc
+
+
+def test_graph_pages_run_nothing_in_chromium(live_server: str, factory: Any, page: Any, tmp_path: Path) -> None:
+    """Prompt tokens, clerps, supernode labels and title prefixes with script tags, handlers and bidi overrides
+    (from an upload or from a shared URL) render as inert text on the graph pages."""
+    from e2e_helpers import require_d3
+
+    from interpedia.db import transaction
+    from interpedia.store.graphs import GraphSave, save_graph
+
+    require_d3()
+    import_path(write_corpus(tmp_path / "export"), factory)
+    doc = _payload_graph()
+    with transaction(factory) as session:
+        save_graph(session, doc, GraphSave(creator=None, featured=True, title_prefix=IMG))
+    ids = [n["node_id"] for n in doc["nodes"] if n["feature_type"] == "cross layer transcoder"]
+    state = urlencode(
+        {
+            "slug": "payload-graph",
+            "pinnedIds": ",".join(ids),
+            "supernodes": json.dumps([[f"{SCRIPT} {SVG} {RTL}", *ids]]),
+            "clerps": json.dumps([[doc["nodes"][1]["node_id"], f"{IMG} {RTL}"]]),
+            "clickedId": ids[0],
+        }
+    )
+    graph_url = f"/{MODEL}/graph?{state}"
+    for path in (f"/{MODEL}", f"/{MODEL}/graph", f"/{MODEL}/{LAYER}/0", graph_url, graph_url + "&embed=true"):
+        page.goto(live_server + path)
+        page.wait_for_load_state("load")
+        if "slug=" in path:
+            page.wait_for_selector('#graph-app[data-ready="true"]')
+            for node_id in (ids[0], doc["nodes"][1]["node_id"]):
+                page.hover(f'#link-graph path.node[data-node-id="{node_id}"]')
+                assert page.locator(".graph-tip").is_visible()
+        assert page.evaluate(DOM_CHECK) == [], path
+        assert page.evaluate(RTL_CHECK, RTL) == [], path
+        if path == graph_url:
+            # The payloads are on the page as text a user can read.
+            assert SCRIPT in page.locator("#subgraph-list input.supernode-name").input_value()
+            assert "clerp " + BREAKOUT in page.locator("#node-detail .node-label").inner_text()
+            assert SCRIPT in page.locator("#prompt-tokens").inner_text()
+        if path == f"/{MODEL}/{LAYER}/0":
+            assert page.locator("#feature-graph-list a.graph-prompt").count() == 1
     assert page.dialogs == [] and page.js_errors == []

@@ -16,7 +16,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import Field, StrictStr
 
+from interpedia.config import Settings
 from interpedia.store import graphs as store
+from interpedia.store.graphs import GraphMetadata, User
 from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep
 from interpedia.web.wire import Body, Finite, json_response
 
@@ -131,9 +133,8 @@ def _tracer(request: Request) -> Any:
     return tracer
 
 
-@router.post("/generate", summary="Compute an attribution graph of a prompt and store it")
-def generate(body: GenerateBody, request: Request, settings: SettingsDep, user: RequiredUser) -> Response:
-    """``{message, url, s3url, numNodes, numLinks}``; 503 while another graph is being computed here."""
+def trace_graph(request: Request, settings: Settings, body: GenerateBody, user: User) -> GraphMetadata:
+    """Trace and store the graph a generate body asks for (this route and the graph page's form)."""
     from interpedia.graph.tracer import GraphOptions, graph_request
 
     options = GraphOptions(
@@ -145,19 +146,28 @@ def generate(body: GenerateBody, request: Request, settings: SettingsDep, user: 
         batch_size=body.batchSize,
     )
     graph_req = graph_request(body.prompt, body.slug, options, settings.graph_token_limit)
-    row = _tracer(request).trace_and_store(
+    row: GraphMetadata = _tracer(request).trace_and_store(
         body.modelId, body.sourceSetName, graph_req, store.GraphSave(creator=user), wait=False
     )
-    return json_response(
-        {
-            "message": f"graph {row.model_id}/{row.slug} generated",
-            "url": _page_url(request, row.model_id, row.slug),
-            "s3url": _json_url(request, row.model_id, row.slug),
-            "slug": row.slug,
-            "numNodes": row.n_nodes,
-            "numLinks": row.n_links,
-        }
-    )
+    return row
+
+
+def generated_doc(request: Request, row: GraphMetadata) -> dict[str, Any]:
+    """What generate answers: ``{message, url, s3url, slug, numNodes, numLinks}``."""
+    return {
+        "message": f"graph {row.model_id}/{row.slug} generated",
+        "url": _page_url(request, row.model_id, row.slug),
+        "s3url": _json_url(request, row.model_id, row.slug),
+        "slug": row.slug,
+        "numNodes": row.n_nodes,
+        "numLinks": row.n_links,
+    }
+
+
+@router.post("/generate", summary="Compute an attribution graph of a prompt and store it")
+def generate(body: GenerateBody, request: Request, settings: SettingsDep, user: RequiredUser) -> Response:
+    """``{message, url, s3url, numNodes, numLinks}``; 503 while another graph is being computed here."""
+    return json_response(generated_doc(request, trace_graph(request, settings, body, user)))
 
 
 @router.post("/list-owned", summary="The caller's graphs")

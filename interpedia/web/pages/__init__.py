@@ -24,6 +24,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         community,
         explanation_search,
         forms,
+        graphs,
         inference_pages,
         lists,
         routes,
@@ -57,4 +58,5 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(community.router)  # before routes: /account/bookmarks is not a model
     app.include_router(inference_pages.router)  # before routes: /search is not a model
     app.include_router(steer_pages.router)  # before routes: /{model}/steer is not a source
+    app.include_router(graphs.router)  # before routes: /graph and /{model}/graph are not a model or a source
     app.include_router(routes.router)

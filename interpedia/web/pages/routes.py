@@ -33,6 +33,7 @@ from interpedia.store.lists import lists_with_feature
 from interpedia.web.deps import SessionDep
 from interpedia.web.pages import queries
 from interpedia.web.pages.dashboard import dashboard_view
+from interpedia.web.pages.graph_lists import feature_graphs, model_graphs
 from interpedia.web.pages.live import inference_availability
 from interpedia.web.pages.render import NOT_PAGES, json_page, page, page_url, redirect, split_json, wants_json
 from interpedia.web.pages.session import current_user
@@ -98,7 +99,7 @@ def model_page(request: Request, session: SessionDep, model_id: str) -> Response
     """A model: its source sets and sources with feature counts, and a jump-to-feature box."""
     model_id, as_json = split_json(model_id)
     model = get_model(session, model_id)
-    data = {"page": "model", "model": queries.model_doc(session, model)}
+    data = {"page": "model", "model": queries.model_doc(session, model), "graphs": model_graphs(session, model.id)}
     return page(request, session, "model.html", data, as_json=as_json)
 
 
@@ -161,7 +162,8 @@ def feature_page(request: Request, session: SessionDep, model_id: str, layer: st
         "next": None if nxt is None else page_url(model.id, source.name, nxt),
         "random": f"{page_url('random', model.id)}?{urlencode({'source': source.name})}",
     }
-    data = {"page": "feature", "feature": doc, "navigation": navigation}
+    graphs = feature_graphs(session, model.id, source.name, feature.index)
+    data = {"page": "feature", "feature": doc, "navigation": navigation, "graphs": graphs}
     data["community"] = feature_community(
         session, feature, [e["id"] for e in doc["explanations"]], current_user(request, session)
     )
