@@ -226,6 +226,26 @@ def source_visible(session: Session, row: Source, model: Model | None = None) ->
     return may_see(tuple(r.visibility for r in chain), tuple(r.creator_id for r in chain))
 
 
+# The visibility and creator of a source's model, set and source: select these (joining Model and, outer,
+# SourceSet) with rows of a listing, then keep the rows ``chain_visible`` accepts.
+VISIBILITY_COLUMNS = (
+    Model.visibility.label("model_visibility"),
+    Model.creator_id.label("model_creator"),
+    SourceSet.visibility.label("set_visibility"),
+    SourceSet.creator_id.label("set_creator"),
+    Source.visibility.label("source_visibility"),
+    Source.creator_id.label("source_creator"),
+)
+
+
+def chain_visible(row: Any) -> bool:
+    """Whether the current viewer may open something of this model, set and source (``VISIBILITY_COLUMNS``)."""
+    return may_see(
+        (row.model_visibility, row.set_visibility, row.source_visibility),
+        (row.model_creator, row.set_creator, row.source_creator),
+    )
+
+
 def list_sources(session: Session, set_row: SourceSet) -> list[Source]:
     """Sources of a set, by layer then name."""
     rows = list(

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from interpedia.db.community import FeatureList, ListFeature
 from interpedia.db.tables import Activation, Feature, Model, Source, SourceSet, User
 from interpedia.errors import Forbidden, Invalid, NotFound, UserError
-from interpedia.store.access import may_see
+from interpedia.store.catalogue import VISIBILITY_COLUMNS, chain_visible
 from interpedia.store.documents.explanation import ExplanationDoc
 from interpedia.store.documents.feature import ActivationDoc
 from interpedia.store.documents.list import (
@@ -98,25 +98,6 @@ def check_text(value: str | None, field: str, limit: int, *, required: bool = Fa
     return value
 
 
-# The visibility and creator of a feature's model, source set and source, for ``_chain_visible``.
-_CHAIN_COLUMNS = (
-    Model.visibility.label("model_visibility"),
-    Model.creator_id.label("model_creator"),
-    SourceSet.visibility.label("set_visibility"),
-    SourceSet.creator_id.label("set_creator"),
-    Source.visibility.label("source_visibility"),
-    Source.creator_id.label("source_creator"),
-)
-
-
-def _chain_visible(row: Any) -> bool:
-    """Whether the current viewer may open a feature of this model, set and source (``_CHAIN_COLUMNS``)."""
-    return may_see(
-        (row.model_visibility, row.set_visibility, row.source_visibility),
-        (row.model_creator, row.set_creator, row.source_creator),
-    )
-
-
 def resolve_features(session: Session, refs: Sequence[FeatureRef], field: str) -> list[Resolved]:
     """Find every requested feature; NotFound names the first unknown one (``field[i]``)."""
     sources: dict[tuple[str, str], int] = {}
@@ -125,12 +106,12 @@ def resolve_features(session: Session, refs: Sequence[FeatureRef], field: str) -
         if key in sources:
             continue
         row = session.execute(
-            select(Source.id, *_CHAIN_COLUMNS)
+            select(Source.id, *VISIBILITY_COLUMNS)
             .join(Model, Model.id == Source.model_id)
             .outerjoin(SourceSet, SourceSet.id == Source.set_id)
             .where(Model.id == ref.model_id, Source.name == ref.layer)
         ).first()
-        if row is None or not _chain_visible(row):
+        if row is None or not chain_visible(row):
             raise NotFound(f"source {ref.model_id}/{ref.layer} not found", field=f"{field}[{i}]")
         sources[key] = row[0]
     wanted = [(sources[(r.model_id, r.layer)], r.index) for r in refs]
@@ -330,7 +311,7 @@ def list_details(session: Session, lst: FeatureList, base_url: str) -> ListDetai
                 Source.model_id,
                 Source.inference_enabled.label("source_inference"),
                 Model.inference_enabled.label("model_inference"),
-                *_CHAIN_COLUMNS,
+                *VISIBILITY_COLUMNS,
             )
             .join(Feature, Feature.id == ListFeature.feature_id)
             .join(Source, Source.id == Feature.source_id)
@@ -339,7 +320,7 @@ def list_details(session: Session, lst: FeatureList, base_url: str) -> ListDetai
             .where(ListFeature.list_id == lst.id)
             .order_by(ListFeature.added_at, Feature.source_id, Feature.index)
         ).all()
-        if _chain_visible(r)
+        if chain_visible(r)
     ]
     by_source: dict[tuple[str, str], list[Feature]] = defaultdict(list)
     for r in rows:
