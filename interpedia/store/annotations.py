@@ -11,6 +11,7 @@ v1, then oldest), as every other explanation listing orders them; scores and com
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -18,12 +19,14 @@ from typing import Any, TypedDict
 
 from sqlalchemy import (
     Boolean,
+    CompoundSelect,
     DateTime,
     Float,
     Integer,
     Select,
     String,
     Text,
+    bindparam,
     cast,
     exists,
     func,
@@ -119,7 +122,12 @@ def _branch(kind: str, columns: dict[str, Any]) -> Select[Any]:
     )
 
 
-def _statement(feature_id: int, *, viewer_id: str | None, with_votes: bool, with_comments: bool) -> Any:
+@functools.cache
+def _statement(*, with_votes: bool, with_comments: bool) -> CompoundSelect:
+    """The statement for a kind of read, built once: parameters ``feature_id`` and ``viewer_id`` (None: nobody
+    has voted). Built per request, a statement this size costs more Python than running it does."""
+    feature_id = bindparam("feature_id", type_=Integer())
+    viewer_id = bindparam("viewer_id", type_=String())
     author = User.__table__.alias("author")
     explanation_columns: dict[str, Any] = {
         "id": Explanation.id,
@@ -144,10 +152,7 @@ def _statement(feature_id: int, *, viewer_id: str | None, with_votes: bool, with
         explanation_columns["votes"] = (
             select(func.coalesce(func.sum(Vote.points), 0)).where(Vote.explanation_id == Explanation.id)
         ).scalar_subquery()
-        if viewer_id is not None:
-            explanation_columns["voted"] = exists().where(
-                Vote.explanation_id == Explanation.id, Vote.voter_id == viewer_id
-            )
+        explanation_columns["voted"] = exists().where(Vote.explanation_id == Explanation.id, Vote.voter_id == viewer_id)
     explanations = (
         _branch("e", explanation_columns)
         .select_from(Explanation)
@@ -206,9 +211,8 @@ def feature_annotations(
 ) -> FeatureAnnotations:
     """The feature's explanations (documents addressed ``(model id, source name, index)``), their votes (with
     ``with_votes``; ``voted`` for ``viewer_id``) and its comments (with ``with_comments``), in one statement."""
-    rows = list(
-        session.execute(_statement(feature_id, viewer_id=viewer_id, with_votes=with_votes, with_comments=with_comments))
-    )
+    statement = _statement(with_votes=with_votes, with_comments=with_comments)
+    rows = list(session.execute(statement, {"feature_id": feature_id, "viewer_id": viewer_id}))
     scores: dict[str, list[Any]] = defaultdict(list)
     for row in rows:
         if row.kind == "s":

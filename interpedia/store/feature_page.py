@@ -13,10 +13,11 @@ the database nothing.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from sqlalchemy import ColumnElement, and_, case, exists
+from sqlalchemy import ColumnElement, String, and_, bindparam, case, exists
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import Bookmark, Feature, Model, Source, User
@@ -24,7 +25,7 @@ from interpedia.store.annotations import VoteDoc
 from interpedia.store.browse import neighbour_columns
 from interpedia.store.comments import MAX_COMMENT_CHARS
 from interpedia.store.documents.comment import CommentDoc
-from interpedia.store.features import FeatureRead, read_feature
+from interpedia.store.features import FeatureRead, creator_name_column, read_feature
 from interpedia.store.runs import latest_run_query, remember_latest_run
 
 __all__ = ["FeatureCommunityDoc", "FeaturePage", "read_feature_page"]
@@ -54,17 +55,13 @@ def read_feature_page(
 ) -> FeaturePage:
     """The feature page of ``/{model}/{source}/{index}`` as ``viewer`` (None: anonymous) sees it (the viewer's
     lists for "add to list" are ``store.lists.lists_with_feature``: only the HTML page shows them)."""
-    prev_index, next_index = neighbour_columns(Feature.source_id, Feature.index)
-    extra: list[ColumnElement[Any]] = [prev_index, next_index, *_run_columns()]
-    if viewer is not None:
-        mine = exists().where(Bookmark.user_id == viewer.id, Bookmark.feature_id == Feature.id)
-        extra.append(mine.label("bookmarked"))
     read = read_feature(
         session,
         model_id,
         source_name,
         index,
-        *extra,
+        _page_columns(),
+        {"viewer_id": viewer.id if viewer is not None else None},
         viewer_id=viewer.id if viewer is not None else None,
         with_votes=True,
     )
@@ -75,11 +72,19 @@ def read_feature_page(
             remember_latest_run(session, row.source_run, source_pk=source.id)
     community: FeatureCommunityDoc = {
         "comments": read.annotations.comment_docs((model.id, source.name, feature.index), viewer),
-        "bookmarked": bool(viewer is not None and row.bookmarked),
+        "bookmarked": bool(row.bookmarked),
         "votes": read.annotations.votes,
         "maxCommentChars": MAX_COMMENT_CHARS,
     }
     return FeaturePage(read, row.prev_index, row.next_index, community)
+
+
+@functools.cache
+def _page_columns() -> tuple[ColumnElement[Any], ...]:
+    """The page's extra columns on the catalogue row, built once (parameter ``viewer_id``: None is nobody)."""
+    prev_index, next_index = neighbour_columns(Feature.source_id, Feature.index)
+    mine = exists().where(Bookmark.user_id == bindparam("viewer_id", type_=String()), Bookmark.feature_id == Feature.id)
+    return (creator_name_column(), prev_index, next_index, mine.label("bookmarked"), *_run_columns())
 
 
 def _run_columns() -> list[ColumnElement[Any]]:

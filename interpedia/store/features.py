@@ -7,12 +7,13 @@ JSON twin's ``feature`` and what the HTML dashboard draws; :func:`read_feature` 
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, func, select
+from sqlalchemy import ColumnElement, Integer, Row, Select, bindparam, func, select
 from sqlalchemy.orm import Session, aliased
 
 from interpedia.db.codec import decode_activation
@@ -61,19 +62,22 @@ def activation_json(
     return api_activation_doc(model_id, source_name, index, act, vocab_cache.decode(session, model_id, ids), values)
 
 
+@functools.cache
+def _activations_statement(limited: bool) -> Select[Any]:
+    # Plain rows, not ORM objects: a page reads ~45 of them and identity-map bookkeeping costs more than the query.
+    stmt = (
+        select(*Activation.__table__.columns)
+        .where(Activation.feature_id == bindparam("feature_id"))
+        .order_by(Activation.max_value.desc(), Activation.id)
+    )
+    return stmt.limit(bindparam("limit", type_=Integer())) if limited else stmt
+
+
 def list_activations(
     session: Session, model_id: str, source_name: str, feature: Feature, limit: int | None = None
 ) -> list[ActivationDoc]:
     """A feature's examples, largest first (top group before quantile groups, as SAEDashboard orders)."""
-    # Plain rows, not ORM objects: a page reads ~45 of them and identity-map bookkeeping costs more than the query.
-    stmt = (
-        select(*Activation.__table__.columns)
-        .where(Activation.feature_id == feature.id)
-        .order_by(Activation.max_value.desc(), Activation.id)
-    )
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    acts = list(session.execute(stmt))
+    acts = list(session.execute(_activations_statement(limit is not None), {"feature_id": feature.id, "limit": limit}))
     decoded = [decode_activation(act.data) for act in acts]
     id_lists = [ids.tolist() for ids, _ in decoded]
     all_ids: set[int] = set()
@@ -134,19 +138,37 @@ def list_explanations(
     return out
 
 
-def locate_feature(
-    session: Session, model_id: str, source_name: str, index: Any, *extra: ColumnElement[Any]
-) -> tuple[Model, Source, Feature, SourceSet | None, Row[Any]]:
-    """Resolve ``/{model}/{source}/{index}`` to rows in one statement (the source set too), with ``extra``
-    columns computed alongside; NotFound naming the missing part, also for what the viewer may not open."""
-    idx = parse_index(index)
-    found = session.execute(
+@functools.lru_cache(maxsize=16)
+def _locate_statement(extra: tuple[ColumnElement[Any], ...]) -> Select[Any]:
+    # Built once per set of extra columns (the callers keep theirs): parameters model_id, source_name, index.
+    return (
         select(Model, Source, Feature, SourceSet, *extra)
         .join(Source, Source.model_id == Model.id)
         .join(Feature, Feature.source_id == Source.id)
         .outerjoin(SourceSet, SourceSet.id == Source.set_id)
-        .where(Model.id == model_id, Source.name == source_name, Feature.index == idx)
-    ).first()
+        .where(
+            Model.id == bindparam("model_id"),
+            Source.name == bindparam("source_name"),
+            Feature.index == bindparam("index", type_=Integer()),
+        )
+    )
+
+
+def locate_feature(
+    session: Session,
+    model_id: str,
+    source_name: str,
+    index: Any,
+    extra: tuple[ColumnElement[Any], ...] = (),
+    params: dict[str, Any] | None = None,
+) -> tuple[Model, Source, Feature, SourceSet | None, Row[Any]]:
+    """Resolve ``/{model}/{source}/{index}`` to rows in one statement (the source set too), with ``extra``
+    columns computed alongside (their bound ``params`` given); NotFound naming the missing part, also for what
+    the viewer may not open. Keep ``extra`` the same objects from call to call: the statement is built once
+    for each such tuple."""
+    idx = parse_index(index)
+    params = {"model_id": model_id, "source_name": source_name, "index": idx, **(params or {})}
+    found = session.execute(_locate_statement(extra), params).first()
     # The set is in the identity map now: the visibility check below reads it without a query.
     if found is not None and source_visible(session, found[1], found[0]):
         remember_source(session, found[1])
@@ -185,21 +207,30 @@ class FeatureRead:
     row: Row[Any]  # the catalogue row with the extra columns the reader asked for
 
 
+@functools.cache
+def creator_name_column() -> ColumnElement[Any]:
+    """The feature creator's name, as a column of the catalogue row (``read_feature`` needs it first)."""
+    creator = aliased(User, name="creator")
+    return select(creator.name).where(creator.id == Feature.creator_id).scalar_subquery().label("creator_name")
+
+
 def read_feature(
     session: Session,
     model_id: str,
     source_name: str,
     index: Any,
-    *extra: ColumnElement[Any],
+    extra: tuple[ColumnElement[Any], ...] | None = None,
+    params: dict[str, Any] | None = None,
+    *,
     viewer_id: str | None = None,
     with_votes: bool = False,
 ) -> FeatureRead:
     """The full feature document (catalogue, comments, creator) of ``/{model}/{source}/{index}``: one statement
-    for the catalogue row (with ``extra`` columns), one for the examples, one for explanations and comments
-    (and their votes, ``voted`` by ``viewer_id``, with ``with_votes``)."""
-    creator = aliased(User, name="creator")
-    creator_name = select(creator.name).where(creator.id == Feature.creator_id).scalar_subquery().label("creator_name")
-    model, source, feature, set_row, row = locate_feature(session, model_id, source_name, index, creator_name, *extra)
+    for the catalogue row (with ``extra`` columns, which must start with :func:`creator_name_column`; their
+    ``params``), one for the examples, one for explanations and comments (and their votes, ``voted`` by
+    ``viewer_id``, with ``with_votes``)."""
+    extra = extra if extra is not None else (creator_name_column(),)
+    model, source, feature, set_row, row = locate_feature(session, model_id, source_name, index, extra, params)
     annotations = feature_annotations(
         session, feature.id, (model.id, source.name, feature.index), viewer_id=viewer_id, with_votes=with_votes
     )

@@ -8,13 +8,14 @@ a list; an admin may also remove features from it or delete it (admins can remov
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from sqlalchemy import delete, exists, func, select, tuple_
+from sqlalchemy import Select, bindparam, delete, exists, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from interpedia.db.community import FeatureList, ListFeature
@@ -264,14 +265,20 @@ def user_lists(session: Session, user: User) -> list[FeatureList]:
     )
 
 
-def lists_with_feature(session: Session, user: User, feature_id: int) -> list[ListChoiceDoc]:
-    """The user's lists, each saying whether it already holds the feature (the feature page's menu)."""
-    holds = exists().where(ListFeature.list_id == FeatureList.id, ListFeature.feature_id == feature_id)
-    rows = session.execute(
+@functools.cache
+def _lists_with_feature_statement() -> Select[str, str, bool]:
+    # Built once: every signed-in feature page runs it.
+    holds = exists().where(ListFeature.list_id == FeatureList.id, ListFeature.feature_id == bindparam("feature_id"))
+    return (
         select(FeatureList.id, FeatureList.name, holds.label("has_feature"))
-        .where(FeatureList.user_id == user.id)
+        .where(FeatureList.user_id == bindparam("user_id"))
         .order_by(FeatureList.created_at, FeatureList.id)
     )
+
+
+def lists_with_feature(session: Session, user: User, feature_id: int) -> list[ListChoiceDoc]:
+    """The user's lists, each saying whether it already holds the feature (the feature page's menu)."""
+    rows = session.execute(_lists_with_feature_statement(), {"user_id": user.id, "feature_id": feature_id})
     return [{"id": r.id, "name": r.name, "hasFeature": bool(r.has_feature)} for r in rows]
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import ApiKey, User
@@ -65,14 +65,20 @@ class KeyOwner:
     last_used_at: dt.datetime | None
 
 
+@functools.cache
+def _key_owner_statement() -> Select[User, str, str, dt.datetime | None]:
+    # Built once: every keyed request runs it.
+    return (
+        select(User, ApiKey.id, ApiKey.key_hash, ApiKey.last_used_at)
+        .join(ApiKey, ApiKey.user_id == User.id)
+        .where(ApiKey.key_hash == bindparam("digest"), ApiKey.revoked_at.is_(None))
+    )
+
+
 def key_owner(session: Session, key: str) -> KeyOwner | None:
     """The owner of a live API key (one statement), or None; the hash comparison is constant-time."""
     digest = hash_key(key)
-    found = session.execute(
-        select(User, ApiKey.id, ApiKey.key_hash, ApiKey.last_used_at)
-        .join(ApiKey, ApiKey.user_id == User.id)
-        .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
-    ).first()
+    found = session.execute(_key_owner_statement(), {"digest": digest}).first()
     if found is None or not hmac.compare_digest(found[2], digest):
         return None
     return KeyOwner(found[0], found[1], found[3])
