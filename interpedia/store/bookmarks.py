@@ -41,11 +41,6 @@ def delete_bookmark(session: Session, user: User, feature: Feature) -> bool:
     return True
 
 
-def is_bookmarked(session: Session, user: User | None, feature_id: int) -> bool:
-    """Whether ``user`` has bookmarked the feature (False for nobody)."""
-    return user is not None and session.get(Bookmark, (user.id, feature_id)) is not None
-
-
 def user_bookmarks(session: Session, user: User) -> list[dict[str, Any]]:
     """The user's bookmarks (of features they may still open), newest first, each with the feature's address and
     top explanation."""

@@ -104,16 +104,6 @@ def comment_json(session: Session, row: Comment, viewer: User | None = None) -> 
     return _docs(session, [row], viewer)[0]
 
 
-def feature_comments(session: Session, feature_id: int, viewer: User | None = None) -> list[CommentDoc]:
-    """A feature's comments, oldest first."""
-    rows = list(
-        session.scalars(
-            select(Comment).where(Comment.feature_id == feature_id).order_by(Comment.created_at, Comment.id)
-        )
-    )
-    return _docs(session, rows, viewer)
-
-
 def list_comments(session: Session, list_id: str, viewer: User | None = None) -> list[CommentDoc]:
     """A list's comments, oldest first."""
     rows = list(

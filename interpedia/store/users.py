@@ -99,12 +99,6 @@ def get_user(session: Session, user_id: str) -> User | None:
     return session.get(User, user_id)
 
 
-def user_for_api_key(session: Session, key: str) -> User | None:
-    """The owner of a live API key, or None."""
-    owner = key_owner(session, key)
-    return owner.user if owner is not None else None
-
-
 def key_use_due(owner: KeyOwner, now: dt.datetime, every: dt.timedelta) -> bool:
     """Whether the key's last-use stamp is older than ``every`` (or missing), so this use should be recorded."""
     return owner.last_used_at is None or now - owner.last_used_at >= every

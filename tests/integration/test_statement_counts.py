@@ -144,3 +144,31 @@ def test_json_twin_takes_no_more_than_the_page(app: Any, client: Any, site: dict
     seen = _count(app, client, PAGE_PATH + ".json", {"x-api-key": site["key"]})
     assert len(seen["statements"]) <= 6, "\n".join(seen["statements"])
     assert seen["commits"] == [], "a read committed"
+
+
+def test_key_use_is_stamped_at_most_every_few_minutes(
+    app: Any, client: Any, factory: Any, site: dict[str, Any]
+) -> None:
+    from interpedia.db.tables import ApiKey
+    from interpedia.store.users import hash_key
+    from interpedia.web.deps import KEY_USE_EVERY
+
+    def stamp() -> Any:
+        with factory() as session:
+            return session.query(ApiKey.last_used_at).filter(ApiKey.key_hash == hash_key(site["key"])).scalar()
+
+    assert stamp() is None
+    headers = {"x-api-key": site["key"]}
+    assert client.get(API_PATH, headers=headers).status_code == 200
+    first = stamp()
+    assert first is not None  # the account page shows when a key was last used
+    with counting(app) as seen:
+        assert client.get(API_PATH, headers=headers).status_code == 200
+    assert stamp() == first and seen["commits"] == []  # a read moments later writes nothing
+    with transaction(factory) as session:  # as if the last use were long ago
+        session.query(ApiKey).filter(ApiKey.key_hash == hash_key(site["key"])).update(
+            {ApiKey.last_used_at: first - KEY_USE_EVERY - KEY_USE_EVERY}
+        )
+    with counting(app) as seen:
+        assert client.get(API_PATH, headers=headers).status_code == 200
+    assert stamp() > first - KEY_USE_EVERY and len(seen["commits"]) == 1  # stamped, in its own transaction
