@@ -28,7 +28,8 @@ asked by a caller signed in with an API key (``html_key``: the ``x-api-key`` hea
 
 Before and after a change: ``--before PATH`` names another checkout (e.g. ``git worktree add --detach
 /tmp/before main``). Each backend's database is then built once and both checkouts are measured on it, one
-right after the other, each in a subprocess that imports ``interpedia`` from its checkout; the results go to
+right after the other, each in a subprocess that imports ``interpedia`` from its checkout, alternating
+``--rounds`` times (default 3; each round a third of the requests, the samples pooled); the results go to
 ``page_speed_before.json`` and ``page_speed_after.json``, the latter with the server-CPU ratios.
 """
 
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import logging
+import math
 import os
 import random
 import shutil
@@ -216,7 +218,24 @@ def measure(url: str, home: Path, n_full: int, requests: int, warmup: int, seed:
                 "testclient_round_trip": _stats(round_trips),
                 "process_cpu": _stats(cpu),
                 "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                "samples": {"server": server, "server_cpu": server_cpu, "round_trip": round_trips, "cpu": cpu},
             }
+    return out
+
+
+def _pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from several :func:`measure` runs of the same code: their samples pooled."""
+    out: dict[str, Any] = {k: v for k, v in runs[0].items() if k.endswith("_bytes") or k == "tree"}
+    for kind, _, _ in KINDS:
+        samples = {name: [x for r in runs for x in r[kind]["samples"][name]] for name in runs[0][kind]["samples"]}
+        loads = [x for r in runs for x in r[kind]["load_average_1min"]]
+        out[kind] = {
+            "server": _stats(samples["server"]),
+            "server_cpu": _stats(samples["server_cpu"]),
+            "testclient_round_trip": _stats(samples["round_trip"]),
+            "process_cpu": _stats(samples["cpu"]),
+            "load_average_1min": [min(loads), max(loads)],
+        }
     return out
 
 
@@ -243,7 +262,7 @@ def measure_tree(tree: Path, url: str, home: Path, args: argparse.Namespace) -> 
         url,
         "--home",
         str(home),
-        *("--n-full", str(args.n_full), "--requests", str(args.requests)),
+        *("--n-full", str(args.n_full), "--requests", str(math.ceil(args.requests / args.rounds))),
         *("--warmup", str(args.warmup), "--seed", str(args.seed), "--out", str(out)),
     ]
     env = {**os.environ, "PYTHONPATH": str(tree)}
@@ -259,6 +278,8 @@ def run_backend(name: str, url: str, light: Path, full: Path, args: argparse.Nam
     """Build the database on one backend and measure."""
     imported = build_backend(name, url, light, full)
     result = measure(url, args.work / f"home-{name}", args.n_full, args.requests, args.warmup, args.seed)
+    for kind, _, _ in KINDS:
+        del result[kind]["samples"]  # the statistics are kept, not every sample
     result["import_seconds"] = imported
     log.info(
         "%s: html server p50 %.1f ms, p99 %.1f ms",
@@ -273,11 +294,16 @@ def compare_backend(
     name: str, url: str, light: Path, full: Path, args: argparse.Namespace
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build the database on one backend once, then measure the ``--before`` checkout and this one, one right
-    after the other, on the same data."""
+    after the other, on the same data; ``--rounds`` times over, alternating, each round a share of the requests
+    (their samples pooled), so a change of load on the machine weighs on both alike."""
     imported = build_backend(name, url, light, full)
     here = Path(__file__).resolve().parent.parent
-    before = measure_tree(args.before, url, args.work / f"home-{name}-before", args)
-    after = measure_tree(here, url, args.work / f"home-{name}-after", args)
+    runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+    for n in range(args.rounds):
+        for label, tree in (("before", args.before), ("after", here)):
+            log.info("%s: round %d of %d, %s (%s)", name, n + 1, args.rounds, label, tree)
+            runs[label].append(measure_tree(tree, url, args.work / f"home-{name}-{label}", args))
+    before, after = _pooled(runs["before"]), _pooled(runs["after"])
     before["import_seconds"] = after["import_seconds"] = imported
     return before, after
 
@@ -344,6 +370,9 @@ def main() -> None:
         help="a checkout of the code to compare with (e.g. a git worktree of main): each database is built once "
         "and both checkouts are measured on it, one right after the other",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="with --before: alternate the two checkouts this many times"
+    )
     parser.add_argument("--measure-only", metavar="URL", help=argparse.SUPPRESS)  # measure_tree's subprocess
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -357,7 +386,7 @@ def main() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.measure_only:
         result = measure(args.measure_only, args.home, args.n_full, args.requests, args.warmup, args.seed)
-        args.out.write_bytes(orjson.dumps(result))
+        args.out.write_bytes(orjson.dumps(result))  # with the samples: the caller pools rounds
         return
     if args.n_full > args.n_features:
         parser.error("--n-full must not exceed --n-features")
