@@ -4,8 +4,9 @@ and, for a viewer, votes) and its comments.
 A feature read is the request the site answers most; these three tables would be three or four round trips.
 They are one ``UNION ALL`` of three ``SELECT``\\s sharing one set of named columns (``_COLUMNS``): each branch
 fills the columns its kind has and leaves the rest NULL, and ``kind`` says which branch a row came from
-(``e`` explanation, ``s`` score, ``c`` comment). Explanations come first, best scored first (score v2, then
-v1, then oldest), as every other explanation listing orders them; scores and comments oldest first.
+(``e`` explanation, ``s`` score, ``c`` comment). Explanations are listed best scored first (score v2, then v1,
+then oldest), as every other explanation listing orders them (the statement's ORDER BY); scores and comments
+oldest first.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class FeatureAnnotations:
 
 
 def _branch(kind: str, columns: dict[str, Any]) -> Select[Any]:
-    """One SELECT with every shared column, in order: its own where given, else a typed NULL."""
+    """One SELECT with every shared column, in order: the branch's own value where it has one, else a typed NULL."""
     unknown = set(columns) - set(_COLUMNS)
     assert not unknown, f"not a shared column: {unknown}"
     values = {"kind": literal_column(f"'{kind}'", String()), **columns}
