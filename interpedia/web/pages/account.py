@@ -29,7 +29,7 @@ from interpedia.store.users import (
 )
 from interpedia.web.deps import SessionDep
 from interpedia.web.pages.forms import RESERVED_IDS, _safe_next, _signin_url
-from interpedia.web.pages.render import form_page, page_or_redirect, signin_first
+from interpedia.web.pages.render import done, form_error, form_page, signin_first
 from interpedia.web.pages.routes import PageRoute
 from interpedia.web.pages.session import check_csrf, current_user, manager
 
@@ -116,12 +116,12 @@ def signup(
             status = exc.status
     if user is None:
         data = {"page": "signup", "next": _safe_next(next), "values": values, "errors": errors}
-        return form_page(request, session, "signup.html", data, errors=errors, status=status)
+        return form_page(request, session, "signup.html", data, form_error(errors, status))
     log.info("new account %s", user.name)
     manager(request).load(request).sign_in_password(user)
     target = _safe_next(next)
     data = {"page": "signup", "user": user_json(user), "next": target}
-    return page_or_redirect(request, target if target != "/" else "/account", data, status=201)
+    return done(request, target if target != "/" else "/account", data, status=201)
 
 
 # --- sign in with a password ----------------------------------------------------------------------
@@ -150,11 +150,11 @@ def signin_password(
             "errors": errors,
             "values": {"name": name.strip()},
         }
-        return form_page(request, session, "signin.html", data, errors=errors, status=422 if missing else 401)
+        return form_page(request, session, "signin.html", data, form_error(errors, 422 if missing else 401))
     session.commit()  # a rehashed password is saved
     manager(request).load(request).sign_in_password(user)
     target = _safe_next(next)
-    return page_or_redirect(request, target, {"page": "signin", "user": user_json(user), "next": target})
+    return done(request, target, {"page": "signin", "user": user_json(user), "next": target})
 
 
 # --- the account page -----------------------------------------------------------------------------
@@ -189,9 +189,8 @@ def account_new_key(request: Request, session: SessionDep, label: Field = "", cs
     label = label.strip()
     if len(label) > MAX_LABEL:
         errors = {"label": f"the label must be at most {MAX_LABEL} characters"}
-        return form_page(
-            request, session, "account.html", _account_data(session, user, errors=errors), errors=errors, status=422
-        )
+        data = _account_data(session, user, errors=errors)
+        return form_page(request, session, "account.html", data, form_error(errors, 422))
     key = _as_owner(session, user, lambda owner: create_api_key(session, owner, label or None))
     log.info("user %s created an API key", user.name)
     # "key" for API-style callers; the page shows "newKey" (the same key) once.
@@ -209,7 +208,7 @@ def account_revoke_key(request: Request, session: SessionDep, key_id: str, csrf_
     check_csrf(request, session, csrf_token)
     if not _as_owner(session, user, lambda owner: revoke_api_key(session, owner, key_id)):
         raise NotFound("no such API key of yours", field="keyId")
-    return page_or_redirect(request, "/account", {"page": "account", "revoked": key_id})
+    return done(request, "/account", {"page": "account", "revoked": key_id})
 
 
 @router.post("/account/password")
@@ -230,10 +229,10 @@ def account_password(
             errors["new_password"] = exc.message
     if errors:
         data = _account_data(session, user, errors=errors)
-        return form_page(request, session, "account.html", data, errors=errors, status=status)
+        return form_page(request, session, "account.html", data, form_error(errors, status))
     fresh = get_user(session, user.id)
     assert fresh is not None
     sess = manager(request).load(request)
     if sess.user_id:
         sess.sign_in_password(fresh)  # keep this browser signed in under the new fingerprint
-    return page_or_redirect(request, "/account", {"page": "account", "passwordChanged": True})
+    return done(request, "/account", {"page": "account", "passwordChanged": True})

@@ -22,7 +22,7 @@ from interpedia.store.features import feature_address, get_feature_row
 from interpedia.store.rows import User
 from interpedia.store.votes import unvote, vote, vote_state
 from interpedia.web.deps import SessionDep
-from interpedia.web.pages.render import page, page_or_redirect, page_url, signin_first
+from interpedia.web.pages.render import done, page, page_url, signin_first
 from interpedia.web.pages.routes import PageRoute
 from interpedia.web.pages.session import check_csrf, current_user
 
@@ -43,7 +43,7 @@ def _user(request: Request, session: Session, token: str) -> User:
 
 def _done(request: Request, url: str, doc: dict[str, Any]) -> Response:
     """JSON for a client that asked for it, else back to the page (303: the reload is a GET)."""
-    return page_or_redirect(request, url, {**doc, "url": url})
+    return done(request, url, {**doc, "url": url})
 
 
 @router.post("/comment/new")

@@ -28,7 +28,7 @@ from interpedia.store.documents import model_json
 from interpedia.store.rows import User
 from interpedia.store.users import key_owner
 from interpedia.web.deps import SessionDep
-from interpedia.web.pages.render import form_page, page_or_redirect, page_url, redirect
+from interpedia.web.pages.render import done, form_error, form_page, page_url, redirect
 from interpedia.web.pages.routes import PageRoute
 from interpedia.web.pages.session import check_csrf, current_user, manager
 
@@ -70,7 +70,7 @@ def _form_page(
     **extra: Any,
 ) -> Response:
     data = {"page": name, "values": values, "errors": errors, **extra}
-    return form_page(request, db, template, data, errors=errors, status=status)
+    return form_page(request, db, template, data, form_error(errors, status))
 
 
 def _require_user(request: Request) -> User:
@@ -104,10 +104,10 @@ def signin(
         message = "Paste an API key." if not key else "This API key is not valid (or was revoked)."
         errors = {"api_key": message}
         data = {"page": "signin", "next": _safe_next(next), "user": None, "errors": errors}
-        return form_page(request, session, "signin.html", data, errors=errors, status=401 if key else 422)
+        return form_page(request, session, "signin.html", data, form_error(errors, 401 if key else 422))
     manager(request).load(request).sign_in(owner.key_id, owner.user)
     data = {"page": "signin", "user": {"name": owner.user.name}, "next": _safe_next(next)}
-    return page_or_redirect(request, _safe_next(next), data)
+    return done(request, _safe_next(next), data)
 
 
 @router.post("/signout")
@@ -132,7 +132,7 @@ def model_new_form(request: Request, session: SessionDep) -> Response:
     values = {"id": "", "displayName": "", "owner": user.name if user else "", "layers": ""}
     data = {"page": "modelNew", "values": values, "errors": {}, "signedIn": user is not None}
     if user is None:
-        return page_or_redirect(request, _signin_url("/model/new"), data, as_json=as_json)
+        return done(request, _signin_url("/model/new"), data, as_json=as_json)
     return form_page(request, session, "model_new.html", data, as_json=as_json)
 
 
@@ -185,7 +185,7 @@ def model_new(
         status = 409 if any("already exists" in m for m in errors.values()) else 422
         return _form_page(request, session, "model_new.html", "modelNew", values, errors, status=status, signedIn=True)
     url = page_url(model.id)
-    return page_or_redirect(request, url, {"page": "modelNew", "model": model_json(model), "url": url}, status=201)
+    return done(request, url, {"page": "modelNew", "model": model_json(model), "url": url}, status=201)
 
 
 # --- new SAE set ----------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def sae_new_form(request: Request, session: SessionDep, model: str = "") -> Resp
     }
     if user is None:
         here = "/sae/new" + (f"?{urlencode({'model': model})}" if model else "")
-        return page_or_redirect(request, _signin_url(here), data, as_json=as_json)
+        return done(request, _signin_url(here), data, as_json=as_json)
     return form_page(request, session, "sae_new.html", data, as_json=as_json)
 
 
@@ -280,4 +280,4 @@ def sae_new(
         )
     url = page_url(set_row.model_id, set_row.name)
     data = {"page": "saeNew", "sourceSet": source_set_with_counts(session, set_row), "url": url}
-    return page_or_redirect(request, url, data, status=201)
+    return done(request, url, data, status=201)

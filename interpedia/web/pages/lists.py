@@ -28,7 +28,7 @@ from interpedia.web.deps import SessionDep, write_transaction
 from interpedia.web.pages.dashboard import token_strip
 from interpedia.web.pages.forms import _safe_next
 from interpedia.web.pages.live import inference_availability
-from interpedia.web.pages.render import page, page_or_redirect, page_url, split_json
+from interpedia.web.pages.render import done, page, page_url, split_json
 from interpedia.web.pages.routes import PageRoute
 from interpedia.web.pages.session import check_csrf, current_user
 
@@ -47,7 +47,7 @@ def _user(request: Request) -> User:
 
 def _done(request: Request, url: str, doc: Any, status: int = 200) -> Response:
     """After a form: the JSON result for API-style callers, else a redirect (post/redirect/get)."""
-    return page_or_redirect(request, url, doc, status=status)
+    return done(request, url, doc, status=status)
 
 
 def _mark_live(session: Session, settings: Settings, neurons: list[MemberWithNeuronDoc]) -> str | None:

@@ -184,37 +184,6 @@ def page(
     return response
 
 
-def page_or_redirect(
-    request: Request, url: str, data: Any, *, as_json: bool = False, status: int = 200, redirect_status: int = 303
-) -> Response:
-    """What a form post (or a GET that only points elsewhere, like ``/random``) answers: ``data`` as JSON to a
-    client that asks for JSON, else a redirect to ``url`` (post/redirect/get)."""
-    if wants_json(request, as_json):
-        response: Response = json_page(data, status)
-        manager(request).save(request, response)  # a sign-in or sign-out answered as JSON keeps its cookie
-        return response
-    return redirect(request, url, status=redirect_status)
-
-
-def form_page(
-    request: Request,
-    session: Session | None,
-    template: str,
-    data: dict[str, Any],
-    *,
-    errors: dict[str, str] | None = None,
-    as_json: bool = False,
-    status: int = 200,
-    **view: Any,
-) -> Response:
-    """A form page: as JSON, ``data`` (or, with ``errors``, the one error shape naming the first wrong field);
-    as HTML, ``template`` with ``data`` (its ``errors`` shown next to their fields)."""
-    if errors and wants_json(request, as_json):
-        field, message = next(iter(errors.items()))
-        return error_response(status, message, field)
-    return page(request, session, template, data, as_json=as_json, status=status, **view)
-
-
 def signin_first(
     request: Request, signin_url: str, *, as_json: bool = False, message: str = "sign in first (/signin)"
 ) -> Response:
@@ -242,21 +211,36 @@ def form_page(
     session: Session | None,
     template: str,
     data: dict[str, Any],
-    error: UserError | None,
+    error: UserError | None = None,
     *,
     as_json: bool = False,
+    status: int = 200,
     **view: Any,
 ) -> Response:
     """A form's page (:func:`page`), maybe after bad input: then the HTML is the form again with the error's status
-    (the caller puts the message in ``data`` where its template shows it) and the JSON twin is the one error shape."""
+    (the caller puts the message in ``data`` where its template shows it) and the JSON twin is the one error shape.
+    Without an error the page answers ``status``."""
     if error is not None and wants_json(request, as_json):
         return error_response(error.status, error.message, error.field)
-    status = error.status if error is not None else 200
-    return page(request, session, template, data, as_json=as_json, status=status, **view)
+    return page(request, session, template, data, as_json=as_json, status=error.status if error else status, **view)
 
 
-def done(request: Request, url: str, doc: Any) -> Response:
-    """A form action that worked: ``doc`` for a client that asks for JSON, else a redirect to ``url`` (303)."""
-    if wants_json(request):
-        return json_page(doc)
-    return redirect(request, url, status=303)
+def form_error(errors: dict[str, str], status: int) -> UserError | None:
+    """The first of a form's field errors (``{field: message}``, what its template shows) as the error
+    :func:`form_page` answers, with ``status``; None when there are none."""
+    if not errors:
+        return None
+    field, message = next(iter(errors.items()))
+    return UserError(message, field, status=status)
+
+
+def done(
+    request: Request, url: str, doc: Any, *, as_json: bool = False, status: int = 200, redirect_status: int = 303
+) -> Response:
+    """A form action that worked (or a GET that only points elsewhere, like ``/random``): ``doc`` for a client
+    that asks for JSON (with ``status``), else a redirect to ``url`` (post/redirect/get)."""
+    if wants_json(request, as_json):
+        response: Response = json_page(doc, status)
+        manager(request).save(request, response)  # a sign-in or sign-out answered as JSON keeps its cookie
+        return response
+    return redirect(request, url, status=redirect_status)

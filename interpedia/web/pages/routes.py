@@ -27,7 +27,7 @@ from interpedia.store.lists import lists_with_feature
 from interpedia.web.deps import SessionDep
 from interpedia.web.pages.dashboard import dashboard_view
 from interpedia.web.pages.live import inference_availability
-from interpedia.web.pages.render import NOT_PAGES, page, page_or_redirect, page_url, redirect, split_json
+from interpedia.web.pages.render import NOT_PAGES, done, page, page_url, redirect, split_json
 from interpedia.web.pages.session import current_user
 
 PAGE_SIZE = 50
@@ -80,7 +80,7 @@ def random_feature(request: Request, session: SessionDep, model_id: str, source:
         raise NotFound(f"model {model_id!r} has no features yet", field="modelId")
     url = page_url(model_id, picked[0], picked[1])
     data = {"page": "random", "modelId": model_id, "layer": picked[0], "index": str(picked[1]), "url": url}
-    return page_or_redirect(request, url, data, as_json=as_json, redirect_status=302)
+    return done(request, url, data, as_json=as_json, redirect_status=302)
 
 
 @router.get("/{model_id}")
