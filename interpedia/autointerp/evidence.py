@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,7 +94,7 @@ def split_examples(examples: Sequence[Example], n_top: int = 20, n_negatives: in
     return Evidence(examples=tuple(pos), negatives=tuple(neg))
 
 
-def _examples(docs: Sequence[dict[str, Any]]) -> list[Example]:
+def _examples(docs: Sequence[Mapping[str, Any]]) -> list[Example]:
     return [Example(tuple(d["tokens"]), tuple(float(v) for v in d["values"])) for d in docs]
 
 

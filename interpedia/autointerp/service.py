@@ -9,7 +9,6 @@ the feature page's forms): they take a feature's address or an explanation id an
 from __future__ import annotations
 
 import zlib
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -21,6 +20,7 @@ from interpedia.config import Settings
 from interpedia.db.tables import Explanation, ExplanationScore, Feature, User
 from interpedia.errors import Forbidden, Invalid, UserError
 from interpedia.search.embeddings import Embedder, get_embedder, try_embed
+from interpedia.store.documents import ExplanationDoc, ScoreDoc
 from interpedia.store.explanations import (
     add_explanation,
     add_score,
@@ -194,7 +194,7 @@ def explain_feature(
     type_name: str,
     model_name: str | None,
     user: User | None,
-) -> dict[str, Any]:
+) -> ExplanationDoc:
     """Explain the feature ``model_id/source/index`` with one method and return the stored explanation's document;
     an LLMError propagates with nothing stored."""
     _, _, feature = get_feature_row(session, model_id, source, index)
@@ -212,7 +212,7 @@ def write_explanation(
     text: str,
     model_name: str | None,
     user: User,
-) -> dict[str, Any]:
+) -> ExplanationDoc:
     """Store an explanation written by hand (the user's) with its embedding; the stored explanation's document."""
     _, _, feature = get_feature_row(session, model_id, source, index)
     text = check_description(text)
@@ -241,7 +241,7 @@ def score_stored_explanation(
     type_name: str,
     model_name: str | None,
     user: User | None,
-) -> dict[str, Any]:
+) -> ScoreDoc:
     """Score the explanation ``explanation_id`` with one method and return the stored score's document; an
     LLMError propagates with nothing stored."""
     exp = get_explanation(session, explanation_id, user)

@@ -26,7 +26,7 @@ from interpedia.db.tables import (
     SourceSet,
 )
 from interpedia.ingest.npexport import CONFIG_TABLES
-from interpedia.store.features import activation_doc
+from interpedia.store.documents import activation_doc
 from interpedia.store.formats import iso
 from interpedia.store.records import NP_FEATURE_NAMES
 from interpedia.store.vocab import vocab_cache
@@ -119,8 +119,10 @@ def _activation_rows(session: Session, model_id: str, source: Source, feats: lis
     vocab_cache.strings(session, model_id, {int(i) for ids, _ in decoded for i in ids})
     rows = []
     for act, (ids, values) in zip(acts, decoded, strict=True):
-        row = activation_doc(
-            model_id, source.name, index_of[act.feature_id], act, vocab_cache.decode(session, model_id, ids), values
+        row: dict[str, Any] = dict(
+            activation_doc(
+                model_id, source.name, index_of[act.feature_id], act, vocab_cache.decode(session, model_id, ids), values
+            )
         )
         # The export layout stores the attention pattern as zIndices = [zKIndices, zQIndices].
         row["zIndices"] = [row.pop("zKIndices"), row.pop("zQIndices")]

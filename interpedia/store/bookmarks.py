@@ -8,7 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from interpedia.db.tables import Bookmark, Explanation, Feature, Source, User
+from interpedia.db.tables import Bookmark, Explanation, Feature, Model, Source, SourceSet, User
+from interpedia.store.catalogue import VISIBILITY_COLUMNS, chain_visible
 from interpedia.store.formats import iso
 
 
@@ -40,20 +41,22 @@ def delete_bookmark(session: Session, user: User, feature: Feature) -> bool:
     return True
 
 
-def is_bookmarked(session: Session, user: User | None, feature_id: int) -> bool:
-    """Whether ``user`` has bookmarked the feature (False for nobody)."""
-    return user is not None and session.get(Bookmark, (user.id, feature_id)) is not None
-
-
 def user_bookmarks(session: Session, user: User) -> list[dict[str, Any]]:
-    """The user's bookmarks, newest first, each with the feature's address and top explanation."""
-    rows = session.execute(
-        select(Bookmark.created_at, Feature.id, Feature.index, Source.model_id, Source.name)
-        .join(Feature, Feature.id == Bookmark.feature_id)
-        .join(Source, Source.id == Feature.source_id)
-        .where(Bookmark.user_id == user.id)
-        .order_by(Bookmark.created_at.desc(), Feature.id)
-    ).all()
+    """The user's bookmarks (of features they may still open), newest first, each with the feature's address and
+    top explanation."""
+    rows = [
+        r
+        for r in session.execute(
+            select(Bookmark.created_at, Feature.id, Feature.index, Source.model_id, Source.name, *VISIBILITY_COLUMNS)
+            .join(Feature, Feature.id == Bookmark.feature_id)
+            .join(Source, Source.id == Feature.source_id)
+            .join(Model, Model.id == Source.model_id)
+            .outerjoin(SourceSet, SourceSet.id == Source.set_id)
+            .where(Bookmark.user_id == user.id)
+            .order_by(Bookmark.created_at.desc(), Feature.id)
+        ).all()
+        if chain_visible(r)  # a feature made private since it was bookmarked is not listed
+    ]
     tops: dict[int, str] = {}
     if rows:
         # The first explanation by score, as the feature page's headline shows it.

@@ -9,9 +9,22 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from interpedia.db.tables import Feature, Model, Source, SourceRelease, SourceSet
+from interpedia.db.tables import (
+    ExplanationModelType,
+    ExplanationScoreModel,
+    ExplanationScoreType,
+    ExplanationType,
+    Feature,
+    Model,
+    Source,
+    SourceRelease,
+    SourceSet,
+)
 from interpedia.errors import Conflict, Invalid, NotFound
 from interpedia.store.access import current_viewer, listed_condition, may_see
+from interpedia.store.documents.catalogue import model_json
+from interpedia.store.formats import iso
+from interpedia.store.memo import remembered
 
 # /api/model/new's rule for new ids; imported ids may also carry upper case and '_'.
 NEW_MODEL_ID_RE = re.compile(r"^[a-z][a-z0-9.-]*[a-z0-9]$")
@@ -133,9 +146,18 @@ def ensure_model(session: Session, model_id: str, **fields: Any) -> Model:
     return create_model(session, model_id, strict_id=False, **fields)
 
 
-def get_source_set(session: Session, model_id: str, name: str) -> SourceSet:
-    """The source set, or NotFound."""
+def find_source_set(session: Session, model_id: str, name: str) -> SourceSet | None:
+    """The source set when it exists and the current viewer may open it (its model counts too), else None."""
     row = session.scalar(select(SourceSet).where(SourceSet.model_id == model_id, SourceSet.name == name))
+    if row is None or current_viewer() is None:
+        return row
+    chain = [r for r in (session.get(Model, model_id), row) if r is not None]
+    return row if may_see(tuple(r.visibility for r in chain), tuple(r.creator_id for r in chain)) else None
+
+
+def get_source_set(session: Session, model_id: str, name: str) -> SourceSet:
+    """The source set, or NotFound (also for one the current viewer may not open)."""
+    row = find_source_set(session, model_id, name)
     if row is None:
         raise NotFound(f"source set {model_id}/{name} not found", field="sourceSet")
     return row
@@ -175,10 +197,25 @@ def list_source_sets(session: Session, model_id: str) -> list[SourceSet]:
 
 def get_source(session: Session, model_id: str, source_id: str) -> Source:
     """The source (SAE) ``source_id`` of a model, or NotFound."""
-    row = session.scalar(select(Source).where(Source.model_id == model_id, Source.name == source_id))
+    row = _known_source(session, model_id, source_id)
+    if row is None:
+        row = session.scalar(select(Source).where(Source.model_id == model_id, Source.name == source_id))
     if row is None or not source_visible(session, row):
         raise NotFound(f"source {model_id}/{source_id} not found", field="source")
+    remember_source(session, row)
     return row
+
+
+def remember_source(session: Session, row: Source) -> None:
+    """Let later ``get_source`` calls in this transaction find ``row`` without a query."""
+    remembered(session, "sources")[(row.model_id, row.name)] = row.id
+
+
+def _known_source(session: Session, model_id: str, name: str) -> Source | None:
+    pk = remembered(session, "sources").get((model_id, name))
+    # By primary key: the identity map answers without a query while the row is loaded (and not deleted).
+    row = session.get(Source, pk) if pk is not None else None
+    return row if row is not None and row.model_id == model_id and row.name == name else None
 
 
 def source_visible(session: Session, row: Source, model: Model | None = None) -> bool:
@@ -189,6 +226,26 @@ def source_visible(session: Session, row: Source, model: Model | None = None) ->
     set_row = session.get(SourceSet, row.set_id)
     chain = [r for r in (model, set_row, row) if r is not None]
     return may_see(tuple(r.visibility for r in chain), tuple(r.creator_id for r in chain))
+
+
+# The visibility and creator of a source's model, set and source: select these (joining Model and, outer,
+# SourceSet) with rows of a listing, then keep the rows ``chain_visible`` accepts.
+VISIBILITY_COLUMNS = (
+    Model.visibility.label("model_visibility"),
+    Model.creator_id.label("model_creator"),
+    SourceSet.visibility.label("set_visibility"),
+    SourceSet.creator_id.label("set_creator"),
+    Source.visibility.label("source_visibility"),
+    Source.creator_id.label("source_creator"),
+)
+
+
+def chain_visible(row: Any) -> bool:
+    """Whether the current viewer may open something of this model, set and source (``VISIBILITY_COLUMNS``)."""
+    return may_see(
+        (row.model_visibility, row.set_visibility, row.source_visibility),
+        (row.model_creator, row.set_creator, row.source_creator),
+    )
 
 
 def list_sources(session: Session, set_row: SourceSet) -> list[Source]:
@@ -291,3 +348,28 @@ def count_features(session: Session, source_ids: list[int]) -> dict[int, int]:
         select(Feature.source_id, func.count()).where(Feature.source_id.in_(source_ids)).group_by(Feature.source_id)
     )
     return {sid: n for sid, n in rows}
+
+
+def _rows(session: Session, table: Any) -> list[dict[str, Any]]:
+    """Every row of a small catalogue table, its columns camelCased (``display_name`` -> ``displayName``)."""
+    out = []
+    for row in session.scalars(select(table).order_by(table.name)):
+        doc = {}
+        for col in table.__table__.columns:
+            head, *rest = col.key.split("_")
+            value = getattr(row, col.key)
+            doc[head + "".join(p.title() for p in rest)] = iso(value) if hasattr(value, "isoformat") else value
+        out.append(doc)
+    return out
+
+
+def global_catalogue(session: Session) -> dict[str, Any]:
+    """``/api/global``: the listed models, releases, explanation types and models, score types and models."""
+    return {
+        "models": [model_json(m) for m in list_models(session)],
+        "explanationTypes": _rows(session, ExplanationType),
+        "explanationModels": _rows(session, ExplanationModelType),
+        "releases": _rows(session, SourceRelease),
+        "explanationScoreTypes": _rows(session, ExplanationScoreType),
+        "explanationScoreModelTypes": _rows(session, ExplanationScoreModel),
+    }

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from interpedia.db.tables import Comment, Feature, FeatureList, Source, User
 from interpedia.errors import Forbidden, Invalid, NotFound
-from interpedia.store.formats import iso
+from interpedia.store.documents.comment import CommentDoc, comment_doc
 from interpedia.store.users import can_modify
 
 # Neuronpedia caps nothing explicitly; a comment is a remark, not a document, and this keeps one
@@ -79,48 +79,32 @@ def _addresses(session: Session, feature_ids: set[int]) -> dict[int, tuple[str, 
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
-def _docs(session: Session, rows: list[Comment], viewer: User | None) -> list[dict[str, Any]]:
+def _docs(session: Session, rows: list[Comment], viewer: User | None) -> list[CommentDoc]:
     if not rows:
         return []
     names = dict(session.execute(select(User.id, User.name).where(User.id.in_({r.user_id for r in rows}))).all())
     where = _addresses(session, {r.feature_id for r in rows if r.feature_id is not None})
-    return [_doc(r, names.get(r.user_id), where.get(r.feature_id) if r.feature_id else None, viewer) for r in rows]
+    return [
+        comment_doc(
+            comment_id=r.id,
+            text=r.text,
+            user_id=r.user_id,
+            user_name=names.get(r.user_id),
+            created_at=r.created_at,
+            can_delete=can_delete(r.user_id, viewer),
+            address=where.get(r.feature_id) if r.feature_id is not None else None,
+            list_id=r.list_id,
+        )
+        for r in rows
+    ]
 
 
-def _doc(
-    row: Comment, user_name: str | None, address: tuple[str, str, int] | None, viewer: User | None
-) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "id": row.id,
-        "text": row.text,
-        "userId": row.user_id,
-        "user": {"id": row.user_id, "name": user_name},
-        "createdAt": iso(row.created_at),
-        "canDelete": can_delete(row.user_id, viewer),
-    }
-    if address is not None:
-        doc.update(modelId=address[0], layer=address[1], index=str(address[2]))
-    if row.list_id is not None:
-        doc["listId"] = row.list_id
-    return doc
-
-
-def comment_json(session: Session, row: Comment, viewer: User | None = None) -> dict[str, Any]:
+def comment_json(session: Session, row: Comment, viewer: User | None = None) -> CommentDoc:
     """A comment as the API shows it (Neuronpedia's field names), with ``canDelete`` for ``viewer``."""
     return _docs(session, [row], viewer)[0]
 
 
-def feature_comments(session: Session, feature_id: int, viewer: User | None = None) -> list[dict[str, Any]]:
-    """A feature's comments, oldest first."""
-    rows = list(
-        session.scalars(
-            select(Comment).where(Comment.feature_id == feature_id).order_by(Comment.created_at, Comment.id)
-        )
-    )
-    return _docs(session, rows, viewer)
-
-
-def list_comments(session: Session, list_id: str, viewer: User | None = None) -> list[dict[str, Any]]:
+def list_comments(session: Session, list_id: str, viewer: User | None = None) -> list[CommentDoc]:
     """A list's comments, oldest first."""
     rows = list(
         session.scalars(select(Comment).where(Comment.list_id == list_id).order_by(Comment.created_at, Comment.id))

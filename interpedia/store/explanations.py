@@ -1,4 +1,8 @@
-"""Explanations and their scores: reading, creating, deleting, and the method catalogues."""
+"""Explanations and their scores: reading, creating, deleting, and the method catalogues.
+
+The explanation document itself is built by ``store.documents.explanation`` (``explanation_json`` and
+``score_json`` here are the reads that feed it).
+"""
 
 from __future__ import annotations
 
@@ -19,78 +23,60 @@ from interpedia.db.tables import (
     Feature,
     Model,
     Source,
+    SourceSet,
     User,
 )
 from interpedia.errors import Conflict, Forbidden, Invalid, NotFound
-from interpedia.store.formats import iso
+from interpedia.store.access import may_see
+from interpedia.store.documents.explanation import ExplanationDoc, explanation_doc, score_json
 
 MAX_DESCRIPTION = 1000
 
 
-def score_json(score: ExplanationScore) -> dict[str, Any]:
-    """A score the way Neuronpedia returns it (``jsonDetails`` is a JSON string)."""
-    return {
-        "id": score.id,
-        "value": score.value,
-        "explanationId": score.explanation_id,
-        "explanationScoreTypeName": score.explanation_score_type_name,
-        "explanationScoreModelName": score.explanation_score_model_name,
-        "initiatedByUserId": score.initiated_by_user_id,
-        "jsonDetails": score.json_details,
-        "createdAt": iso(score.created_at),
-    }
-
-
-def explanation_json(session: Session, exp: Explanation) -> dict[str, Any]:
-    """One explanation with its feature address, author and scores."""
-    feature = session.get(Feature, exp.feature_id)
-    source = session.get(Source, feature.source_id) if feature else None
-    author = session.get(User, exp.author_id) if exp.author_id else None
-    scores = session.scalars(
-        select(ExplanationScore).where(ExplanationScore.explanation_id == exp.id).order_by(ExplanationScore.created_at)
-    )
-    return {
-        "id": exp.id,
-        "modelId": source.model_id if source else None,
-        "layer": source.name if source else None,
-        "source": source.name if source else None,
-        "index": str(feature.index) if feature else None,
-        "description": exp.description,
-        "authorId": exp.author_id,
-        "author": {"name": author.name} if author else None,
-        "typeName": exp.type_name,
-        "explanationModelName": exp.explanation_model_name,
-        "notes": exp.notes,
-        "scoreV1": exp.score_v1,
-        "scoreV2": exp.score_v2,
-        "triggeredByUserId": exp.triggered_by_user_id,
-        "hasEmbedding": exp.embedding is not None,
-        "scores": [score_json(s) for s in scores],
-        "umap_x": exp.umap_x,
-        "umap_y": exp.umap_y,
-        "umap_cluster": exp.umap_cluster,
-        "umap_log_feature_sparsity": exp.umap_log_feature_sparsity,
-        "createdAt": iso(exp.created_at),
-        "updatedAt": iso(exp.updated_at),
-    }
-
-
-def _visible(session: Session, exp: Explanation, user: User | None) -> bool:
-    if user is not None and user.admin:
-        return True
+def explanation_json(session: Session, exp: Explanation) -> ExplanationDoc:
+    """One explanation with its feature address, author and scores (the same document a feature's list holds)."""
     row = session.execute(
-        select(Source.visibility, Model.visibility)
-        .join(Model, Model.id == Source.model_id)
+        select(Source.model_id, Source.name, Feature.index)
         .join(Feature, Feature.source_id == Source.id)
         .where(Feature.id == exp.feature_id)
     ).first()
-    return row is not None and "PRIVATE" not in row
+    author = session.get(User, exp.author_id) if exp.author_id else None
+    scores = session.scalars(
+        select(ExplanationScore)
+        .where(ExplanationScore.explanation_id == exp.id)
+        .order_by(ExplanationScore.created_at, ExplanationScore.id)
+    )
+    return explanation_doc(
+        exp,
+        (row[0], row[1], row[2]) if row is not None else None,
+        author_name=author.name if author else None,
+        has_embedding=exp.embedding is not None,
+        scores=[score_json(s) for s in scores],
+    )
+
+
+def _visible(session: Session, exp: Explanation) -> bool:
+    """Whether the current viewer may open the explanation's feature (its model, set and source all count)."""
+    row = session.execute(
+        select(Model.visibility, Model.creator_id, SourceSet.visibility, SourceSet.creator_id)
+        .add_columns(Source.visibility, Source.creator_id)
+        .select_from(Feature)
+        .join(Source, Source.id == Feature.source_id)
+        .join(Model, Model.id == Source.model_id)
+        .outerjoin(SourceSet, SourceSet.id == Source.set_id)
+        .where(Feature.id == exp.feature_id)
+    ).first()
+    if row is None:
+        return False
+    return may_see((row[0], row[2], row[4]), (row[1], row[3], row[5]))
 
 
 def get_explanation(session: Session, explanation_id: str, user: User | None = None) -> Explanation:
-    """The explanation, or NotFound (also for one on a private model or source)."""
+    """The explanation, or NotFound (also for one on a model, set or source the current viewer may not open).
+
+    ``user`` is the caller; an admin sees everything even outside a web request's viewer."""
     exp = session.get(Explanation, explanation_id)
-    if exp is None or not _visible(session, exp, user):
+    if exp is None or not (user is not None and user.admin) and not _visible(session, exp):
         raise NotFound(f"explanation {explanation_id!r} not found", field="explanationId")
     return exp
 

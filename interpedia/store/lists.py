@@ -8,20 +8,31 @@ a list; an admin may also remove features from it or delete it (admins can remov
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import Select, bindparam, delete, exists, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from interpedia.db.community import FeatureList, ListFeature
-from interpedia.db.tables import Activation, Feature, Model, Source, User
+from interpedia.db.tables import Activation, Feature, Model, Source, SourceSet, User
 from interpedia.errors import Forbidden, Invalid, NotFound, UserError
+from interpedia.store.catalogue import VISIBILITY_COLUMNS, chain_visible
+from interpedia.store.documents.explanation import ExplanationDoc
+from interpedia.store.documents.feature import ActivationDoc
+from interpedia.store.documents.list import (
+    ListDetailsDoc,
+    MemberDoc,
+    MemberWithNeuronDoc,
+    list_json,
+    member_json,
+)
 from interpedia.store.features import activation_json, list_explanations
-from interpedia.store.formats import iso, parse_index
+from interpedia.store.formats import parse_index
 from interpedia.store.users import can_modify
 
 log = logging.getLogger(__name__)
@@ -49,48 +60,30 @@ class FeatureRef:
     description: str | None = None
 
 
+class ListChoiceDoc(TypedDict):
+    """One of the viewer's lists in the feature page's "add to list" menu."""
+
+    id: str
+    name: str
+    hasFeature: bool
+
+
+class OwnedListDoc(TypedDict):
+    """One of the user's lists on the account page."""
+
+    id: str
+    name: str
+    description: str
+    featureCount: int
+    url: str
+
+
 @dataclass(frozen=True)
 class Resolved:
     """A request's feature found in the database."""
 
     ref: FeatureRef
     feature_id: int
-
-
-def list_url(base_url: str, list_id: str) -> str:
-    """The list's page."""
-    return f"{base_url.rstrip('/')}/list/{list_id}"
-
-
-def list_json(lst: FeatureList, owner_name: str | None = None, base_url: str | None = None) -> dict[str, Any]:
-    """A list row as neuronpedia.org returns it (plus ``url`` when ``base_url`` is given)."""
-    doc: dict[str, Any] = {
-        "id": lst.id,
-        "name": lst.name,
-        "description": lst.description,
-        "defaultTestText": lst.default_test_text,
-        "userId": lst.user_id,
-        "createdAt": iso(lst.created_at),
-        "updatedAt": iso(lst.updated_at),
-    }
-    if owner_name is not None:
-        doc["user"] = {"name": owner_name}
-    if base_url is not None:
-        doc["url"] = list_url(base_url, lst.id)
-    return doc
-
-
-def member_json(row: ListFeature, model_id: str, layer: str, index: int) -> dict[str, Any]:
-    """A list membership (neuronpedia.org's ``ListsOnNeurons`` row)."""
-    return {
-        "modelId": model_id,
-        "layer": layer,
-        "index": str(index),
-        "listId": row.list_id,
-        "description": row.description,
-        "addedAt": iso(row.added_at),
-        "userId": row.user_id,
-    }
 
 
 def check_text(value: str | None, field: str, limit: int, *, required: bool = False) -> str | None:
@@ -113,14 +106,15 @@ def resolve_features(session: Session, refs: Sequence[FeatureRef], field: str) -
         key = (ref.model_id, ref.layer)
         if key in sources:
             continue
-        src_id = session.scalar(
-            select(Source.id)
+        row = session.execute(
+            select(Source.id, *VISIBILITY_COLUMNS)
             .join(Model, Model.id == Source.model_id)
+            .outerjoin(SourceSet, SourceSet.id == Source.set_id)
             .where(Model.id == ref.model_id, Source.name == ref.layer)
-        )
-        if src_id is None:
+        ).first()
+        if row is None or not chain_visible(row):
             raise NotFound(f"source {ref.model_id}/{ref.layer} not found", field=f"{field}[{i}]")
-        sources[key] = src_id
+        sources[key] = row[0]
     wanted = [(sources[(r.model_id, r.layer)], r.index) for r in refs]
     found: dict[tuple[int, int], int] = {}
     unique = list(dict.fromkeys(wanted))
@@ -185,7 +179,7 @@ def add_features(
     *,
     max_features: int,
     field: str = "featuresToAdd",
-) -> list[dict[str, Any]]:
+) -> list[MemberDoc]:
     """Add features (already-present ones are left as they are); returns the memberships added."""
     for i, ref in enumerate(refs):
         check_text(ref.description, f"{field}[{i}].description", MAX_DESCRIPTION)
@@ -222,7 +216,7 @@ def _membership(session: Session, lst: FeatureList, model_id: str, layer: str, i
     return row
 
 
-def remove_feature(session: Session, lst: FeatureList, model_id: str, layer: str, index: Any) -> dict[str, Any]:
+def remove_feature(session: Session, lst: FeatureList, model_id: str, layer: str, index: Any) -> MemberDoc:
     """Take a feature out of the list; returns the removed membership."""
     row = _membership(session, lst, model_id, layer, index)
     doc = member_json(row, model_id, layer, parse_index(index))
@@ -233,7 +227,7 @@ def remove_feature(session: Session, lst: FeatureList, model_id: str, layer: str
 
 def edit_feature(
     session: Session, lst: FeatureList, model_id: str, layer: str, index: Any, description: str | None
-) -> dict[str, Any]:
+) -> MemberDoc:
     """Change the note on one of the list's features; returns the membership."""
     check_text(description, "description", MAX_DESCRIPTION)
     row = _membership(session, lst, model_id, layer, index)
@@ -271,62 +265,103 @@ def user_lists(session: Session, user: User) -> list[FeatureList]:
     )
 
 
-def lists_with_feature(session: Session, user: User, feature_id: int) -> list[dict[str, Any]]:
-    """The user's lists, each saying whether it already holds the feature (the feature page's menu)."""
-    member = set(
-        session.scalars(
-            select(ListFeature.list_id)
-            .join(FeatureList, FeatureList.id == ListFeature.list_id)
-            .where(FeatureList.user_id == user.id, ListFeature.feature_id == feature_id)
-        )
+@functools.cache
+def _lists_with_feature_statement() -> Select[str, str, bool]:
+    # Built once: every signed-in feature page runs it.
+    holds = exists().where(ListFeature.list_id == FeatureList.id, ListFeature.feature_id == bindparam("feature_id"))
+    return (
+        select(FeatureList.id, FeatureList.name, holds.label("has_feature"))
+        .where(FeatureList.user_id == bindparam("user_id"))
+        .order_by(FeatureList.created_at, FeatureList.id)
     )
-    return [{"id": lst.id, "name": lst.name, "hasFeature": lst.id in member} for lst in user_lists(session, user)]
 
 
-def list_details(session: Session, lst: FeatureList, base_url: str) -> dict[str, Any]:
-    """The list with its features, each with explanations (and its top examples for the first 300)."""
-    owner = session.get(User, lst.user_id)
+def lists_with_feature(session: Session, user: User, feature_id: int) -> list[ListChoiceDoc]:
+    """The user's lists, each saying whether it already holds the feature (the feature page's menu)."""
+    rows = session.execute(_lists_with_feature_statement(), {"user_id": user.id, "feature_id": feature_id})
+    return [{"id": r.id, "name": r.name, "hasFeature": bool(r.has_feature)} for r in rows]
+
+
+def owned_lists(session: Session, user: User) -> list[OwnedListDoc]:
+    """The user's lists with how many features each holds, oldest first (the account page)."""
+    counts = select(ListFeature.list_id, func.count().label("n")).group_by(ListFeature.list_id).subquery()
     rows = session.execute(
-        select(ListFeature, Feature, Source.name, Source.model_id, Source.inference_enabled, Model.inference_enabled)
-        .join(Feature, Feature.id == ListFeature.feature_id)
-        .join(Source, Source.id == Feature.source_id)
-        .join(Model, Model.id == Source.model_id)
-        .where(ListFeature.list_id == lst.id)
-        .order_by(ListFeature.added_at, Feature.source_id, Feature.index)
+        select(FeatureList, counts.c.n)
+        .outerjoin(counts, counts.c.list_id == FeatureList.id)
+        .where(FeatureList.user_id == user.id)
+        .order_by(FeatureList.created_at)
     ).all()
+    return [
+        {
+            "id": lst.id,
+            "name": lst.name,
+            "description": lst.description,
+            "featureCount": n or 0,
+            "url": f"/list/{lst.id}",
+        }
+        for lst, n in rows
+    ]
+
+
+def list_details(session: Session, lst: FeatureList, base_url: str) -> ListDetailsDoc:
+    """The list with its features, each with explanations (and its top examples for the first 300).
+
+    A feature of a model, set or source the current viewer may not open is left out, as if it were not there."""
+    owner = session.get(User, lst.user_id)
+    rows = [
+        r
+        for r in session.execute(
+            select(
+                ListFeature,
+                Feature,
+                Source.name.label("source_name"),
+                Source.model_id,
+                Source.inference_enabled.label("source_inference"),
+                Model.inference_enabled.label("model_inference"),
+                *VISIBILITY_COLUMNS,
+            )
+            .join(Feature, Feature.id == ListFeature.feature_id)
+            .join(Source, Source.id == Feature.source_id)
+            .join(Model, Model.id == Source.model_id)
+            .outerjoin(SourceSet, SourceSet.id == Source.set_id)
+            .where(ListFeature.list_id == lst.id)
+            .order_by(ListFeature.added_at, Feature.source_id, Feature.index)
+        ).all()
+        if chain_visible(r)
+    ]
     by_source: dict[tuple[str, str], list[Feature]] = defaultdict(list)
-    for _, feat, src_name, model_id, _, _ in rows:
-        by_source[(model_id, src_name)].append(feat)
-    explanations: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_source[(r.model_id, r.source_name)].append(r.Feature)
+    explanations: dict[int, list[ExplanationDoc]] = {}
     for (model_id, src_name), feats in by_source.items():
         explanations.update(list_explanations(session, model_id, src_name, feats))
     examples = _top_examples(
-        session, [(feat, src_name, model_id) for _, feat, src_name, model_id, _, _ in rows[:DETAIL_ACTIVATION_FEATURES]]
+        session, [(r.Feature, r.source_name, r.model_id) for r in rows[:DETAIL_ACTIVATION_FEATURES]]
     )
-    neurons = []
-    for member, feat, src_name, model_id, src_live, model_live in rows:
-        acts = examples.get(feat.id, [])
+    neurons: list[MemberWithNeuronDoc] = []
+    for r in rows:
+        feat = r.Feature
         neurons.append(
             {
-                **member_json(member, model_id, src_name, feat.index),
+                **member_json(r.ListFeature, r.model_id, r.source_name, feat.index),
                 "neuron": {
-                    "modelId": model_id,
-                    "layer": src_name,
+                    "modelId": r.model_id,
+                    "layer": r.source_name,
                     "index": str(feat.index),
                     "maxActApprox": feat.max_act_approx,
                     "frac_nonzero": feat.frac_nonzero,
-                    "inferenceEnabled": bool(src_live and model_live),
+                    "inferenceEnabled": bool(r.source_inference and r.model_inference),
                     "explanations": explanations.get(feat.id, []),
-                    "activations": acts,
+                    "activations": examples.get(feat.id, []),
                 },
             }
         )
     return {**list_json(lst, owner.name if owner else None, base_url), "neurons": neurons, "activations": []}
 
 
-def _top_examples(session: Session, features: Sequence[tuple[Feature, str, str]]) -> dict[int, list[dict[str, Any]]]:
+def _top_examples(session: Session, features: Sequence[tuple[Feature, str, str]]) -> dict[int, list[ActivationDoc]]:
     """The top examples of many features in one query per chunk (a window function ranks them per feature)."""
-    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    out: dict[int, list[ActivationDoc]] = defaultdict(list)
     where = {feat.id: (feat, src_name, model_id) for feat, src_name, model_id in features}
     ids = list(where)
     for start in range(0, len(ids), _CHUNK):

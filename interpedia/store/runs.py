@@ -15,10 +15,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import GenerateRunRow, Source
+from interpedia.store.memo import remembered
 
 __all__ = [
     "RunCatalogue",
@@ -27,7 +28,9 @@ __all__ = [
     "RunSae",
     "RunTokens",
     "latest_run",
+    "latest_run_query",
     "record_run",
+    "remember_latest_run",
     "sources_with_runs",
 ]
 
@@ -171,16 +174,34 @@ def record_run(session: Session, source: Source, record: RunRecord) -> None:
     row.model_id = source.model_id
     row.source_name = source.name
     row.run = record.to_dict()
+    remembered(session, "latest_runs").clear()  # the newest runs may have changed
 
 
-def latest_run(session: Session, *, model_id: str | None = None, source_pk: int | None = None) -> RunRecord | None:
-    """The newest run of a model, or of a source (by its primary key), or None."""
+def latest_run_query(*, model_id: Any = None, source_pk: Any = None) -> Select[tuple[dict[str, Any]]]:
+    """The statement reading the newest run (``run.json``) of a model, or of a source; the arguments may be
+    values or columns, so a caller can embed it as a scalar subquery."""
     stmt = select(GenerateRunRow.run)
     if model_id is not None:
         stmt = stmt.where(GenerateRunRow.model_id == model_id)
     if source_pk is not None:
         stmt = stmt.where(GenerateRunRow.source_id == source_pk)
-    run = session.scalar(stmt.order_by(GenerateRunRow.updated_at.desc(), GenerateRunRow.created_at.desc()).limit(1))
+    return stmt.order_by(GenerateRunRow.updated_at.desc(), GenerateRunRow.created_at.desc()).limit(1)
+
+
+def remember_latest_run(
+    session: Session, run: dict[str, Any] | None, *, model_id: str | None = None, source_pk: int | None = None
+) -> None:
+    """Keep a newest run read elsewhere (``run.json`` or None) for ``latest_run`` calls in this transaction."""
+    remembered(session, "latest_runs")[(model_id, source_pk)] = run
+
+
+def latest_run(session: Session, *, model_id: str | None = None, source_pk: int | None = None) -> RunRecord | None:
+    """The newest run of a model, or of a source (by its primary key), or None."""
+    memo = remembered(session, "latest_runs")
+    key = (model_id, source_pk)
+    if key not in memo:
+        memo[key] = session.scalar(latest_run_query(model_id=model_id, source_pk=source_pk))
+    run = memo[key]
     return RunRecord.from_dict(run) if isinstance(run, dict) else None
 
 

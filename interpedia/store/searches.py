@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from interpedia.db.tables import Feature, SavedSearch, Source, new_id
+from interpedia.db.tables import Feature, Model, SavedSearch, Source, SourceSet, new_id
+from interpedia.store.catalogue import VISIBILITY_COLUMNS, chain_visible
 from interpedia.store.features import list_explanations
 
 
@@ -60,19 +61,24 @@ def save_result(
 def feature_facts(
     session: Session, model_id: str, wanted: list[tuple[str, int]], with_explanations: bool = True
 ) -> dict[tuple[str, int], dict[str, Any]]:
-    """Density, max activation and explanations of ``(source, index)`` features that exist in the database."""
+    """Density, max activation and explanations of ``(source, index)`` features that exist in the database (and
+    that the current viewer may open)."""
     by_source: dict[str, set[int]] = defaultdict(set)
     for source, index in wanted:
         by_source[source].add(index)
     out: dict[tuple[str, int], dict[str, Any]] = {}
     for source_name, indices in by_source.items():
-        rows = list(
-            session.execute(
-                select(Feature)
+        rows = [
+            r.Feature
+            for r in session.execute(
+                select(Feature, *VISIBILITY_COLUMNS)
                 .join(Source, Source.id == Feature.source_id)
+                .join(Model, Model.id == Source.model_id)
+                .outerjoin(SourceSet, SourceSet.id == Source.set_id)
                 .where(Source.model_id == model_id, Source.name == source_name, Feature.index.in_(sorted(indices)))
-            ).scalars()
-        )
+            )
+            if chain_visible(r)
+        ]
         explanations = list_explanations(session, model_id, source_name, rows) if with_explanations and rows else {}
         for feature in rows:
             out[(source_name, feature.index)] = {

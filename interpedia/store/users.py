@@ -8,10 +8,11 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import ApiKey, User
@@ -55,14 +56,70 @@ def create_api_key(session: Session, user: User, label: str | None = None) -> st
     return key
 
 
-def user_for_api_key(session: Session, key: str) -> User | None:
-    """The owner of a live API key, or None; the hash comparison is constant-time."""
+@dataclass(frozen=True)
+class KeyOwner:
+    """A live API key's owner, with what the key-use stamp needs (the key's id and its last use)."""
+
+    user: User
+    key_id: str
+    last_used_at: dt.datetime | None
+
+
+@functools.cache
+def _key_owner_statement() -> Select[User, str, str, dt.datetime | None]:
+    # Built once: every keyed request runs it.
+    return (
+        select(User, ApiKey.id, ApiKey.key_hash, ApiKey.last_used_at)
+        .join(ApiKey, ApiKey.user_id == User.id)
+        .where(ApiKey.key_hash == bindparam("digest"), ApiKey.revoked_at.is_(None))
+    )
+
+
+def key_owner(session: Session, key: str) -> KeyOwner | None:
+    """The owner of a live API key (one statement), or None; the hash comparison is constant-time."""
     digest = hash_key(key)
-    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
-    if row is None or not hmac.compare_digest(row.key_hash, digest):
+    found = session.execute(_key_owner_statement(), {"digest": digest}).first()
+    if found is None or not hmac.compare_digest(found[2], digest):
         return None
-    row.last_used_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    return session.get(User, row.user_id)
+    return KeyOwner(found[0], found[1], found[3])
+
+
+def key_owner_by_id(session: Session, key_id: str) -> KeyOwner | None:
+    """The owner of the live key with this row id (a browser signed in with it), or None once it is revoked."""
+    found = session.execute(
+        select(User, ApiKey.id, ApiKey.last_used_at)
+        .join(ApiKey, ApiKey.user_id == User.id)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+    ).first()
+    return None if found is None else KeyOwner(found[0], found[1], found[2])
+
+
+def get_user(session: Session, user_id: str) -> User | None:
+    """The user with this id, if any."""
+    return session.get(User, user_id)
+
+
+def key_use_due(owner: KeyOwner, now: dt.datetime, every: dt.timedelta) -> bool:
+    """Whether the key's last-use stamp is older than ``every`` (or missing), so this use should be recorded."""
+    return owner.last_used_at is None or now - owner.last_used_at >= every
+
+
+def record_key_use(session: Session, key_id: str, now: dt.datetime, every: dt.timedelta) -> bool:
+    """Stamp the key's last use with ``now`` unless a use within ``every`` is already recorded (by this or
+    another process); call in a transaction of its own. Returns whether the stamp was written."""
+    result = session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id)
+        .where(or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= now - every))
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def utc_now() -> dt.datetime:
+    """Now, as the database's naive UTC timestamps hold it."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def list_api_keys(session: Session, user: User) -> list[ApiKey]:
@@ -75,7 +132,7 @@ def revoke_api_key(session: Session, user: User, key_id: str) -> bool:
     row = session.get(ApiKey, key_id)
     if row is None or row.user_id != user.id:
         return False
-    row.revoked_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    row.revoked_at = utc_now()
     return True
 
 

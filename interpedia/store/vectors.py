@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from interpedia.db.tables import Feature, Model, Source, User
+from interpedia.db.tables import Feature, Model, Source, SourceSet, User
 from interpedia.errors import Forbidden, Invalid, NotFound
-from interpedia.store.catalogue import ensure_source, get_model, get_source
+from interpedia.store.catalogue import VISIBILITY_COLUMNS, chain_visible, ensure_source, get_model, get_source
 
 HOOK_TYPES = {"hook_resid_pre": "resid-pre", "hook_resid_post": "resid-post"}
 MAX_VECTOR_LENGTH = 24576
@@ -31,15 +31,18 @@ def hook_type_of(value: str) -> str:
 
 
 def get_vector_feature(session: Session, model_id: str, source_id: str, index: int) -> Feature | None:
-    """The vector feature at ``model/source/index``, or None when there is none (or it is not a vector)."""
+    """The vector feature at ``model/source/index``, or None when there is none (or it is not a vector, or the
+    current viewer may not open its model, set or source)."""
     row = session.execute(
-        select(Feature)
+        select(Feature, *VISIBILITY_COLUMNS)
         .join(Source, Source.id == Feature.source_id)
+        .join(Model, Model.id == Source.model_id)
+        .outerjoin(SourceSet, SourceSet.id == Source.set_id)
         .where(
             Source.model_id == model_id, Source.name == source_id, Feature.index == index, Feature.has_vector.is_(True)
         )
-    ).scalar_one_or_none()
-    return row
+    ).one_or_none()
+    return row.Feature if row is not None and chain_visible(row) else None
 
 
 def vector_json(model_id: str, source_id: str, feature: Feature) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from interpedia import __version__
 from interpedia.config import Settings, get_settings
 from interpedia.db import make_engine, make_sessionmaker
+from interpedia.web.deps import RequestScopeMiddleware
 from interpedia.web.errors import BodyTooLarge, error_response, install_error_handlers
 from interpedia.web.security import install_security
 
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
         app.add_middleware(TrailingSlashMiddleware)
         app.add_middleware(HeadAsGetMiddleware)
         app.add_middleware(BodyLimitMiddleware, settings=settings)
+        app.add_middleware(RequestScopeMiddleware, root=app)
         install_security(app, settings)
         return app
 
@@ -155,5 +157,6 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
     app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(BodyLimitMiddleware, settings=settings)
+    app.add_middleware(RequestScopeMiddleware, root=app)  # one session and one caller per request
     install_security(app, settings)  # last: rate limits, CORS and headers wrap everything above
     return app

@@ -17,7 +17,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -28,7 +27,6 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interpedia.config import Settings
-from interpedia.store.access import Viewer, viewing
 from interpedia.web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -37,7 +35,6 @@ __all__ = [
     "RateLimiter",
     "RateLimitMiddleware",
     "SecurityHeadersMiddleware",
-    "ViewerMiddleware",
     "install_security",
     "page_csp",
 ]
@@ -228,42 +225,6 @@ class RateLimitMiddleware:
         await self.app(scope, receive, send)
 
 
-def _resolve_viewer(app: Any, scope: Scope) -> tuple[str | None, bool]:
-    """(user id, admin) of the request's API key or signed-in browser; anonymous when neither (or a bad key)."""
-    from interpedia.errors import UserError
-    from interpedia.store.users import user_for_api_key
-
-    # A scope copy with its own state: the handler's own user lookup must not get objects of this session.
-    request = Request({**scope, "state": {}})
-    with app.state.sessionmaker() as session:
-        try:
-            if getattr(app.state, "web_sessions", None) is not None:
-                from interpedia.web.pages.session import current_user
-
-                user = current_user(request, session)
-            else:
-                key = request.headers.get("x-api-key")
-                user = user_for_api_key(session, key) if key else None
-        except UserError:
-            user = None
-        return (user.id, bool(user.admin)) if user is not None else (None, False)
-
-
-class ViewerMiddleware:
-    """Tells the store who is looking (lazily), so private and unlisted rows are hidden from others."""
-
-    def __init__(self, app: ASGIApp, root: Any) -> None:
-        self.app = app
-        self.root = root
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        with viewing(Viewer(lambda: _resolve_viewer(self.root, scope))):
-            await self.app(scope, receive, send)
-
-
 def _is_connection_error(exc: DBAPIError) -> bool:
     if isinstance(exc, OperationalError) or exc.connection_invalidated:
         return True
@@ -299,7 +260,6 @@ def _install_db_errors(app: FastAPI) -> None:
 def install_security(app: FastAPI, settings: Settings) -> None:
     """Wrap ``app`` in rate limits, CORS (only when origins are configured) and security headers."""
     _install_db_errors(app)
-    app.add_middleware(ViewerMiddleware, root=app)
     if settings.rate_limit_enabled and settings.rate_limits:
         app.add_middleware(RateLimitMiddleware, settings=settings)
     if settings.cors_origins:

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
-from sqlalchemy import select
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
-from interpedia.db.tables import (
-    ExplanationModelType,
-    ExplanationScoreModel,
-    ExplanationScoreType,
-    ExplanationType,
-    SourceRelease,
-)
 from interpedia.store.catalogue import (
     create_model,
     create_source_set,
@@ -24,22 +16,27 @@ from interpedia.store.catalogue import (
     list_source_sets,
     list_sources,
 )
-from interpedia.store.features import model_json, source_json, source_set_json
-from interpedia.store.formats import iso
+from interpedia.store.catalogue import global_catalogue as store_global_catalogue
+from interpedia.store.documents import (
+    SourceSetWithSourcesDoc,
+    model_json,
+    model_with_sets_json,
+    source_set_with_sources_json,
+)
+from interpedia.store.rows import SourceSet
 from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep
 from interpedia.web.schemas import ModelGetBody, ModelNewBody, SourceSetNewBody
+from interpedia.web.wire import json_response
 
 router = APIRouter(tags=["catalogue"])
 
 
-def _source_set_doc(session: Any, set_row: Any) -> dict[str, Any]:
-    doc = source_set_json(set_row)
-    doc["sources"] = [source_json(s) for s in list_sources(session, set_row)]
-    return doc
+def _source_set_doc(session: Session, set_row: SourceSet) -> SourceSetWithSourcesDoc:
+    return source_set_with_sources_json(set_row, list_sources(session, set_row))
 
 
 @router.post("/model/new", summary="Create a model")
-def model_new(body: ModelNewBody, session: SessionDep, user: RequiredUser) -> dict[str, Any]:
+def model_new(body: ModelNewBody, session: SessionDep, user: RequiredUser) -> Response:
     """Create a model owned by the caller; 409 when the id is taken."""
     with session.begin_nested() if session.in_transaction() else session.begin():
         model = create_model(
@@ -52,32 +49,31 @@ def model_new(body: ModelNewBody, session: SessionDep, user: RequiredUser) -> di
             owner=user.name,
         )
     session.commit()
-    return model_json(model)
+    return json_response(model_json(model))
 
 
 @router.post("/model/get", summary="A model and its source sets")
-def model_get(body: ModelGetBody, session: SessionDep, user: OptionalUser) -> dict[str, Any]:
+def model_get(body: ModelGetBody, session: SessionDep, user: OptionalUser) -> Response:
     """The model with its source sets and their sources."""
     model = get_model(session, body.id)
-    doc = model_json(model)
-    doc["sourceSets"] = [_source_set_doc(session, s) for s in list_source_sets(session, model.id)]
-    return doc
+    sets = [_source_set_doc(session, s) for s in list_source_sets(session, model.id)]
+    return json_response(model_with_sets_json(model, sets))
 
 
 @router.post("/model/list", summary="All visible models")
-def model_list(session: SessionDep, user: OptionalUser) -> list[dict[str, Any]]:
+def model_list(session: SessionDep, user: OptionalUser) -> Response:
     """Every public or unlisted model."""
-    return [model_json(m) for m in list_models(session)]
+    return json_response([model_json(m) for m in list_models(session)])
 
 
 @router.get("/source-set/{modelId}/{name}", summary="A source set with its sources")
-def source_set_get(modelId: str, name: str, session: SessionDep, user: OptionalUser) -> dict[str, Any]:
+def source_set_get(modelId: str, name: str, session: SessionDep, user: OptionalUser) -> Response:
     """The source set ``name`` of model ``modelId``."""
-    return _source_set_doc(session, get_source_set(session, modelId, name))
+    return json_response(_source_set_doc(session, get_source_set(session, modelId, name)))
 
 
 @router.post("/source-set/new", summary="Create a source set")
-def source_set_new(body: SourceSetNewBody, session: SessionDep, user: RequiredUser) -> dict[str, Any]:
+def source_set_new(body: SourceSetNewBody, session: SessionDep, user: RequiredUser) -> Response:
     """Create a source set on an existing model, owned by the caller (who can then upload into it)."""
     with session.begin_nested() if session.in_transaction() else session.begin():
         row = create_source_set(
@@ -93,30 +89,11 @@ def source_set_new(body: SourceSetNewBody, session: SessionDep, user: RequiredUs
         for layer in range(get_model(session, body.modelId).layers):
             ensure_source(session, body.modelId, f"{layer}-{body.name}", creator_id=user.id)
     session.commit()
-    return _source_set_doc(session, row)
-
-
-def _rows(session: Any, table: Any) -> list[dict[str, Any]]:
-    out = []
-    for row in session.scalars(select(table).order_by(table.name)):
-        doc = {}
-        for col in table.__table__.columns:
-            head, *rest = col.key.split("_")
-            value = getattr(row, col.key)
-            doc[head + "".join(p.title() for p in rest)] = iso(value) if hasattr(value, "isoformat") else value
-        out.append(doc)
-    return out
+    return json_response(_source_set_doc(session, row))
 
 
 @router.post("/global", summary="Catalogue bootstrap")
 @router.get("/global", include_in_schema=False)
-def global_catalogue(session: SessionDep, user: OptionalUser) -> dict[str, Any]:
+def global_catalogue(session: SessionDep, user: OptionalUser) -> Response:
     """Models, releases, explanation types and models, score types and models."""
-    return {
-        "models": [model_json(m) for m in list_models(session)],
-        "explanationTypes": _rows(session, ExplanationType),
-        "explanationModels": _rows(session, ExplanationModelType),
-        "releases": _rows(session, SourceRelease),
-        "explanationScoreTypes": _rows(session, ExplanationScoreType),
-        "explanationScoreModelTypes": _rows(session, ExplanationScoreModel),
-    }
+    return json_response(store_global_catalogue(session))

@@ -14,12 +14,12 @@ from fastapi.responses import Response
 from pydantic import StrictStr, model_validator
 from sqlalchemy.orm import Session
 
-from interpedia.db.tables import User
 from interpedia.errors import NotFound, Unauthorized
 from interpedia.store.bookmarks import add_bookmark, delete_bookmark, user_bookmarks
 from interpedia.store.comments import add_feature_comment, add_list_comment, comment_json, delete_comment
 from interpedia.store.explanations import get_explanation
 from interpedia.store.features import get_feature_row
+from interpedia.store.rows import User
 from interpedia.store.votes import unvote, vote, vote_state
 from interpedia.web.deps import AUTH_REQUIRED, SessionDep
 from interpedia.web.pages.session import check_csrf, current_user
@@ -32,7 +32,7 @@ CSRF_HEADER = "x-csrf-token"
 
 def community_user(request: Request, session: SessionDep) -> User:
     """The caller (API key, or signed-in browser with a CSRF header on writes); 401 for nobody."""
-    user = current_user(request, session)
+    user = current_user(request)
     if user is None:
         raise Unauthorized(AUTH_REQUIRED)
     if not request.headers.get("x-api-key") and request.method not in ("GET", "HEAD"):
@@ -84,8 +84,7 @@ class CommentDelete(Body):
 
 
 def _fresh(session: Session) -> None:
-    # The user lookup opened a read transaction (and may have touched the key's last_used_at); finish it so
-    # the write below runs in its own transaction.
+    # The user lookup opened the request's read transaction; end it so the write below runs in its own.
     session.commit()
 
 

@@ -6,13 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body
 from fastapi.responses import Response
-from sqlalchemy import select
 
-from interpedia.db.tables import Feature
 from interpedia.errors import NotFound
-from interpedia.store.catalogue import get_model, get_source
-from interpedia.store.features import feature_json, features_offset, get_feature_row, list_activations
-from interpedia.store.formats import parse_index
+from interpedia.store.features import feature_json, features_offset, get_feature_row, list_activations, read_feature
 from interpedia.web.deps import OptionalUser, SessionDep
 from interpedia.web.schemas import ActivationGetBody, FeatureRef, FeaturesOffsetBody
 from interpedia.web.wire import json_response
@@ -23,8 +19,7 @@ router = APIRouter(tags=["features"])
 @router.get("/feature/{modelId}/{layer}/{index}", summary="A feature with its examples and explanations")
 def get_feature(modelId: str, layer: str, index: str, session: SessionDep, user: OptionalUser) -> Response:
     """The whole dashboard of ``/{modelId}/{layer}/{index}``; 404 when any part is unknown."""
-    model, source, feature = get_feature_row(session, modelId, layer, index)
-    return json_response(feature_json(session, model, source, feature))
+    return json_response(read_feature(session, modelId, layer, index).doc)
 
 
 @router.post("/features", summary="Several features in one call (order preserved)")
@@ -51,10 +46,5 @@ def get_features_offset(body: FeaturesOffsetBody, session: SessionDep, user: Opt
 @router.post("/activation/get", summary="All examples of a feature")
 def get_activations(body: ActivationGetBody, session: SessionDep, user: OptionalUser) -> Response:
     """Every stored example of the feature, largest first."""
-    idx = parse_index(body.index)
-    get_model(session, body.modelId)
-    source = get_source(session, body.modelId, body.source)
-    feature = session.scalar(select(Feature).where(Feature.source_id == source.id, Feature.index == idx))
-    if feature is None:
-        raise NotFound(f"feature {body.modelId}/{body.source}/{idx} not found", field="index")
+    _, _, feature = get_feature_row(session, body.modelId, body.source, body.index)
     return json_response(list_activations(session, body.modelId, body.source, feature))

@@ -11,11 +11,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import StrictInt, StrictStr
 
-from interpedia.db import transaction
 from interpedia.errors import UserError
 from interpedia.store import lists as store
 from interpedia.store.formats import parse_index
-from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep
+from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep, write_transaction
 from interpedia.web.wire import Body, json_response
 
 router = APIRouter(tags=["lists"])
@@ -96,7 +95,7 @@ def _refs(items: list[ListFeatureIn], field: str) -> list[store.FeatureRef]:
 @router.post("/list/new", summary="Create an empty list")
 def list_new(body: ListNewBody, request: Request, user: RequiredUser, settings: SettingsDep) -> Response:
     """The new list with its ``url``."""
-    with transaction(request.app.state.sessionmaker) as session:
+    with write_transaction(request) as session:
         lst = store.create_list(session, user, body.name, body.description, body.testText)
         doc = store.list_json(lst, user.name, settings.public_base_url)
     return json_response(doc)
@@ -114,7 +113,7 @@ def list_new_with_features(
             f"(INTERPEDIA_LIST_MAX_FEATURES); {len(refs):,} were sent",
             field="features",
         )
-    with transaction(request.app.state.sessionmaker) as session:
+    with write_transaction(request) as session:
         lst = store.create_list(session, user, body.name, body.description, body.testText)
         store.add_features(session, lst, user, refs, max_features=settings.list_max_features, field="features")
         doc = store.list_json(lst, user.name, settings.public_base_url)
@@ -129,7 +128,7 @@ def list_add_features(body: ListAddBody, request: Request, user: RequiredUser, s
             f"Too many features to add. Max is {store.MAX_ADD_PER_CALL} at a time.", field="featuresToAdd"
         )
     refs = _refs(body.featuresToAdd, "featuresToAdd")
-    with transaction(request.app.state.sessionmaker) as session:
+    with write_transaction(request) as session:
         lst = store.list_for_change(session, body.listId, user)
         added = store.add_features(session, lst, user, refs, max_features=settings.list_max_features)
     return json_response(added)
@@ -138,7 +137,7 @@ def list_add_features(body: ListAddBody, request: Request, user: RequiredUser, s
 @router.post("/list/remove", summary="Remove a feature from a list")
 def list_remove(body: ListFeatureRefBody, request: Request, user: RequiredUser) -> Response:
     """The removed membership (an admin may remove from anyone's list)."""
-    with transaction(request.app.state.sessionmaker) as session:
+    with write_transaction(request) as session:
         lst = store.list_for_change(session, body.listId, user, removal=True)
         doc = store.remove_feature(session, lst, body.modelId, body.layer, body.index)
     return json_response(doc)
@@ -147,7 +146,7 @@ def list_remove(body: ListFeatureRefBody, request: Request, user: RequiredUser) 
 @router.post("/list/edit-feature", summary="Change the note on a feature of your list")
 def list_edit_feature(body: ListEditFeatureBody, request: Request, user: RequiredUser) -> Response:
     """The updated membership."""
-    with transaction(request.app.state.sessionmaker) as session:
+    with write_transaction(request) as session:
         lst = store.list_for_change(session, body.listId, user)
         doc = store.edit_feature(session, lst, body.modelId, body.layer, body.index, body.description)
     return json_response(doc)
@@ -156,7 +155,7 @@ def list_edit_feature(body: ListEditFeatureBody, request: Request, user: Require
 @router.post("/list/update", summary="Rename a list, change its description or shared test text")
 def list_update(body: ListUpdateBody, request: Request, user: RequiredUser, settings: SettingsDep) -> Response:
     """The updated list."""
-    with transaction(request.app.state.sessionmaker) as session:
+    with write_transaction(request) as session:
         lst = store.list_for_change(session, body.listId, user)
         store.update_list(session, lst, body.name, body.description, body.defaultTestText)
         doc = store.list_json(lst, None, settings.public_base_url)
@@ -166,7 +165,7 @@ def list_update(body: ListUpdateBody, request: Request, user: RequiredUser, sett
 @router.post("/list/delete", summary="Delete a list")
 def list_delete(body: ListIdBody, request: Request, user: RequiredUser) -> Response:
     """``true`` (an admin may delete anyone's list)."""
-    with transaction(request.app.state.sessionmaker) as session:
+    with write_transaction(request) as session:
         store.delete_list(session, store.list_for_change(session, body.listId, user, removal=True))
     return json_response(True)
 

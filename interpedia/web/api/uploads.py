@@ -6,12 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from interpedia.db.nul import without_nul
 from interpedia.ingest.uploads import feature_record, upload_activations, upload_features
+from interpedia.ingest.validate import without_nul
 from interpedia.search.embeddings import import_embedder
 from interpedia.store.formats import parse_index
 from interpedia.store.records import ActivationRecord
-from interpedia.web.deps import RequiredUser, SettingsDep
+from interpedia.web.deps import RequiredUser, SettingsDep, session_factory
 from interpedia.web.schemas import ActivationUploadBody, FeatureUploadBody
 
 router = APIRouter(tags=["uploads"])
@@ -22,7 +22,7 @@ def feature_upload_batch(
     body: FeatureUploadBody, request: Request, user: RequiredUser, settings: SettingsDep
 ) -> dict[str, Any]:
     """Create or replace dashboards (examples, logits, density, explanations) in one transaction."""
-    # The NUL rule (interpedia.db.nul): these texts reach the database through bulk inserts, past the ORM.
+    # The NUL rule (as the importers apply it): these texts reach the database through bulk inserts, past the ORM.
     records = [
         feature_record(
             f.index,
@@ -38,7 +38,7 @@ def feature_upload_batch(
         for f in body.features
     ]
     result = upload_features(
-        request.app.state.sessionmaker, user, body.modelId, body.source, records, embed=import_embedder(settings)
+        session_factory(request), user, body.modelId, body.source, records, embed=import_embedder(settings)
     )
     base = settings.public_base_url.rstrip("/")
     return {
@@ -65,7 +65,5 @@ def activation_upload_batch(body: ActivationUploadBody, request: Request, user: 
         )
         for a in body.activations
     ]
-    added = upload_activations(
-        request.app.state.sessionmaker, user, body.modelId, body.source, parse_index(body.index), acts
-    )
+    added = upload_activations(session_factory(request), user, body.modelId, body.source, parse_index(body.index), acts)
     return {"message": f"added {added} activations", "added": added, "skipped": len(acts) - added}

@@ -13,7 +13,6 @@ from fastapi.responses import Response
 from pydantic import Field, StrictInt, StrictStr
 from sqlalchemy.exc import IntegrityError
 
-from interpedia.db import transaction
 from interpedia.errors import Conflict, NotFound
 from interpedia.store.formats import parse_index
 from interpedia.store.vectors import (
@@ -24,7 +23,7 @@ from interpedia.store.vectors import (
     owned_vectors,
     vector_json,
 )
-from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep
+from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep, write_transaction
 from interpedia.web.wire import Body, Finite, json_response
 
 router = APIRouter(tags=["vectors"])
@@ -61,7 +60,7 @@ def vector_new(body: VectorNewBody, request: Request, user: RequiredUser, settin
     strength = 10.0 if body.vectorDefaultSteerStrength is None else body.vectorDefaultSteerStrength
     for attempt in range(5):
         try:
-            with transaction(request.app.state.sessionmaker) as session:
+            with write_transaction(request) as session:
                 source, feature = create_vector(
                     session,
                     user,
@@ -109,7 +108,7 @@ def vector_list_owned(session: SessionDep, user: RequiredUser) -> Response:
 def vector_delete(body: VectorRefBody, request: Request, user: RequiredUser) -> Response:
     """``{message}``; 404 when there is no such vector, 403 when it is someone else's."""
     index = parse_index(body.index)
-    with transaction(request.app.state.sessionmaker) as session:
+    with write_transaction(request) as session:
         delete_vector(session, user, body.modelId, body.source, index)
     _forget(request)
     return json_response({"message": f"deleted vector {body.modelId}/{body.source}/{index}"})

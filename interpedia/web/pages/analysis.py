@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from interpedia.analysis.queries import sae_bench
 from interpedia.errors import Invalid
 from interpedia.web.deps import SessionDep
-from interpedia.web.pages.render import json_page, page_url, renderer, wants_json
+from interpedia.web.pages.render import page, page_url
 from interpedia.web.pages.routes import PageRoute
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -96,10 +96,15 @@ def sae_bench_page(
     data["page"] = "saeBench"
     data["x"] = _pick(data["columns"], x, 0, "x")
     data["y"] = _pick(data["columns"], y, 1, "y")
-    if wants_json(request, request.url.path.endswith(".json")):
-        return json_page(data)
-    plot = scatter(data["rows"], data["x"], data["y"]) if data["x"] and data["y"] else None
-    titles = {c["key"]: f"{c['category']} · {c['title']}" for c in data["columns"]}
-    return renderer(request).html(
-        request, session, "sae_bench.html", data, plot=plot, titles=titles, isfinite=math.isfinite
+    return page(
+        request,
+        session,
+        "sae_bench.html",
+        data,
+        as_json=request.url.path.endswith(".json"),
+        html_view=lambda: {
+            "plot": scatter(data["rows"], data["x"], data["y"]) if data["x"] and data["y"] else None,
+            "titles": {c["key"]: f"{c['category']} · {c['title']}" for c in data["columns"]},
+            "isfinite": math.isfinite,
+        },
     )

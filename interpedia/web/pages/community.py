@@ -14,15 +14,15 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from interpedia.db.tables import Feature, Source, User
 from interpedia.errors import Unauthorized
 from interpedia.store.bookmarks import add_bookmark, delete_bookmark, user_bookmarks
 from interpedia.store.comments import add_feature_comment, add_list_comment, delete_comment
 from interpedia.store.explanations import get_explanation
-from interpedia.store.features import get_feature_row
+from interpedia.store.features import feature_address, get_feature_row
+from interpedia.store.rows import User
 from interpedia.store.votes import unvote, vote, vote_state
 from interpedia.web.deps import SessionDep
-from interpedia.web.pages.render import json_page, page_url, redirect, renderer, wants_json
+from interpedia.web.pages.render import done, page, page_url, signin_first
 from interpedia.web.pages.routes import PageRoute
 from interpedia.web.pages.session import check_csrf, current_user
 
@@ -33,7 +33,7 @@ BOOKMARKS_URL = "/account/bookmarks"
 
 
 def _user(request: Request, session: Session, token: str) -> User:
-    user = current_user(request, session)
+    user = current_user(request)
     if user is None:
         raise Unauthorized("sign in first (/signin) to comment, bookmark or vote")
     check_csrf(request, session, token)
@@ -43,9 +43,7 @@ def _user(request: Request, session: Session, token: str) -> User:
 
 def _done(request: Request, url: str, doc: dict[str, Any]) -> Response:
     """JSON for a client that asked for it, else back to the page (303: the reload is a GET)."""
-    if wants_json(request):
-        return json_page({**doc, "url": url})
-    return redirect(request, url)
+    return done(request, url, {**doc, "url": url})
 
 
 @router.post("/comment/new")
@@ -84,14 +82,13 @@ def comment_delete_form(
         if row.list_id is not None:
             url = page_url("list", row.list_id)
         else:
-            feature = session.get(Feature, row.feature_id)
-            url = _feature_url(session, feature) if feature is not None else "/"
+            url = _feature_url(session, row.feature_id)
     return _done(request, url + "#comments", {"deleted": commentId})
 
 
-def _feature_url(session: Session, feature: Feature) -> str:
-    source = session.get(Source, feature.source_id)
-    return page_url(source.model_id, source.name, feature.index) if source is not None else "/"
+def _feature_url(session: Session, feature_id: int | None) -> str:
+    address = feature_address(session, feature_id) if feature_id is not None else None
+    return page_url(*address) if address is not None else "/"
 
 
 @router.post("/bookmark/add")
@@ -129,8 +126,7 @@ def vote_form(request: Request, session: SessionDep, explanation_id: str, csrf_t
             unvote(session, user, exp)
         else:
             vote(session, user, exp)
-        feature = session.get(Feature, exp.feature_id)
-        url = _feature_url(session, feature) if feature is not None else "/"
+        url = _feature_url(session, exp.feature_id)
     state = vote_state(session, user, [explanation_id])[explanation_id]
     return _done(request, f"{url}#explanation-{explanation_id}", {"explanationId": explanation_id, **state})
 
@@ -139,13 +135,11 @@ def vote_form(request: Request, session: SessionDep, explanation_id: str, csrf_t
 @router.get(BOOKMARKS_URL + ".json")
 def bookmarks_page(request: Request, session: SessionDep) -> Response:
     """The signed-in user's bookmarked features (private: only they see them)."""
-    as_json = wants_json(request, request.url.path.endswith(".json"))
-    user = current_user(request, session)
+    as_json = request.url.path.endswith(".json")
+    user = current_user(request)
     if user is None:
-        if as_json:
-            raise Unauthorized("sign in to see your bookmarks")
-        return redirect(request, "/signin?next=" + BOOKMARKS_URL, status=303)
+        return signin_first(
+            request, "/signin?next=" + BOOKMARKS_URL, as_json=as_json, message="sign in to see your bookmarks"
+        )
     data = {"page": "bookmarks", "user": {"name": user.name}, "bookmarks": user_bookmarks(session, user)}
-    if as_json:
-        return json_page(data)
-    return renderer(request).html(request, session, "bookmarks.html", data)
+    return page(request, session, "bookmarks.html", data, as_json=as_json)

@@ -13,6 +13,7 @@ when the reader switches context size, without any per-token script.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -171,7 +172,7 @@ def _contains(frac: float | None) -> str:
     return "?" if frac is None else f"{frac * 100:.3g}%"
 
 
-def activation_groups(doc: dict[str, Any]) -> list[Group]:
+def activation_groups(doc: Mapping[str, Any]) -> list[Group]:
     """Top activations first, then quantile groups ("Interval a–b (Contains x%)") from the highest down."""
     acts = doc.get("activations") or []
     scale = doc.get("maxActApprox") or 0.0
@@ -213,7 +214,7 @@ class Logit:
     cls: str
 
 
-def logits(doc: dict[str, Any]) -> tuple[list[Logit], list[Logit]]:
+def logits(doc: Mapping[str, Any]) -> tuple[list[Logit], list[Logit]]:
     """Negative and positive logits, coloured on one scale (the largest magnitude of either list)."""
     neg = list(zip(doc.get("neg_str") or [], doc.get("neg_values") or [], strict=False))
     pos = list(zip(doc.get("pos_str") or [], doc.get("pos_values") or [], strict=False))
@@ -226,14 +227,14 @@ def logits(doc: dict[str, Any]) -> tuple[list[Logit], list[Logit]]:
     return build(neg, "n"), build(pos, "p")
 
 
-def similar(doc: dict[str, Any]) -> list[tuple[int, float]]:
+def similar(doc: Mapping[str, Any]) -> list[tuple[int, float]]:
     """Features by decoder cosine similarity, without the feature itself."""
     me = int(doc["index"])
     pairs = zip(doc.get("topkCosSimIndices") or [], doc.get("topkCosSimValues") or [], strict=False)
     return [(int(i), float(v)) for i, v in pairs if i is not None and v is not None and int(i) != me]
 
 
-def alignment(doc: dict[str, Any]) -> list[tuple[int, float, float | None]]:
+def alignment(doc: Mapping[str, Any]) -> list[tuple[int, float, float | None]]:
     """Neuron alignment rows: neuron index, value, share of the L1 norm."""
     idx = doc.get("neuron_alignment_indices") or []
     val = doc.get("neuron_alignment_values") or []
@@ -245,7 +246,7 @@ def alignment(doc: dict[str, Any]) -> list[tuple[int, float, float | None]]:
     ]
 
 
-def dashboard_view(doc: dict[str, Any]) -> dict[str, Any]:
+def dashboard_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the feature template needs beyond the feature document."""
     neg, pos = logits(doc)
     return {

@@ -14,8 +14,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from interpedia.db.tables import User
 from interpedia.errors import Unauthorized, UserError
+from interpedia.store.browse import source_set_with_counts
 from interpedia.store.catalogue import (
     RESERVED_MODEL_IDS,
     create_model,
@@ -24,13 +24,13 @@ from interpedia.store.catalogue import (
     get_model,
     list_models,
 )
-from interpedia.store.features import model_json
+from interpedia.store.documents import model_json
+from interpedia.store.rows import User
+from interpedia.store.users import key_owner
 from interpedia.web.deps import SessionDep
-from interpedia.web.errors import error_response
-from interpedia.web.pages.queries import source_set_doc
-from interpedia.web.pages.render import json_page, page_url, redirect, renderer, wants_json
+from interpedia.web.pages.render import done, form_error, form_page, page_url, redirect
 from interpedia.web.pages.routes import PageRoute
-from interpedia.web.pages.session import api_key_row, check_csrf, current_user, manager
+from interpedia.web.pages.session import check_csrf, current_user, manager
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -66,21 +66,15 @@ def _form_page(
     name: str,
     values: dict[str, Any],
     errors: dict[str, str],
-    as_json: bool,
     status: int = 200,
     **extra: Any,
 ) -> Response:
-    if as_json:
-        if errors:
-            field, message = next(iter(errors.items()))
-            return error_response(status, message, field)
-        return json_page({"page": name, "values": values, "errors": errors, **extra})
     data = {"page": name, "values": values, "errors": errors, **extra}
-    return renderer(request).html(request, db, template, data, status=status)
+    return form_page(request, db, template, data, form_error(errors, status))
 
 
-def _require_user(request: Request, db: Session) -> User:
-    user = current_user(request, db)
+def _require_user(request: Request) -> User:
+    user = current_user(request)
     if user is None:
         raise Unauthorized("sign in first: paste an API key at /signin (interpedia apikey create --user NAME)")
     return user
@@ -93,11 +87,9 @@ def _require_user(request: Request, db: Session) -> User:
 @router.get("/signin.json")
 def signin_form(request: Request, session: SessionDep, next: str = "/") -> Response:
     """The sign-in form: paste an API key."""
-    user = current_user(request, session)
+    user = current_user(request)
     data = {"page": "signin", "next": _safe_next(next), "user": {"name": user.name} if user else None, "errors": {}}
-    if wants_json(request, request.url.path.endswith(".json")):
-        return json_page(data)
-    return renderer(request).html(request, session, "signin.html", data)
+    return form_page(request, session, "signin.html", data, as_json=request.url.path.endswith(".json"))
 
 
 @router.post("/signin")
@@ -105,23 +97,17 @@ def signin(
     request: Request, session: SessionDep, api_key: Field = "", csrf_token: Field = "", next: Field = "/"
 ) -> Response:
     """Check the key and remember it in the signed session cookie."""
-    as_json = wants_json(request)
     check_csrf(request, session, csrf_token)
     key = api_key.strip()
-    row = api_key_row(session, key) if key else None
-    user = session.get(User, row.user_id) if row is not None else None
-    if row is None or user is None:
+    owner = key_owner(session, key) if key else None
+    if owner is None:
         message = "Paste an API key." if not key else "This API key is not valid (or was revoked)."
-        if as_json:
-            return error_response(401 if key else 422, message, "api_key")
-        data = {"page": "signin", "next": _safe_next(next), "user": None, "errors": {"api_key": message}}
-        return renderer(request).html(request, session, "signin.html", data, status=401 if key else 422)
-    manager(request).load(request).sign_in(row.id, user)
-    if as_json:
-        response = json_page({"page": "signin", "user": {"name": user.name}, "next": _safe_next(next)})
-        manager(request).save(request, response)
-        return response
-    return redirect(request, _safe_next(next))
+        errors = {"api_key": message}
+        data = {"page": "signin", "next": _safe_next(next), "user": None, "errors": errors}
+        return form_page(request, session, "signin.html", data, form_error(errors, 401 if key else 422))
+    manager(request).load(request).sign_in(owner.key_id, owner.user)
+    data = {"page": "signin", "user": {"name": owner.user.name}, "next": _safe_next(next)}
+    return done(request, _safe_next(next), data)
 
 
 @router.post("/signout")
@@ -140,13 +126,14 @@ _MODEL_FIELDS = ("id", "displayName", "owner", "layers")
 @router.get("/model/new")
 @router.get("/model/new.json")
 def model_new_form(request: Request, session: SessionDep) -> Response:
-    """The new-model form (sign-in needed)."""
-    as_json = wants_json(request, request.url.path.endswith(".json"))
-    user = current_user(request, session)
-    if user is None and not as_json:
-        return redirect(request, _signin_url("/model/new"), status=303)
+    """The new-model form (sign-in needed: signed out, the page sends the browser to sign in)."""
+    as_json = request.url.path.endswith(".json")
+    user = current_user(request)
     values = {"id": "", "displayName": "", "owner": user.name if user else "", "layers": ""}
-    return _form_page(request, session, "model_new.html", "modelNew", values, {}, as_json, signedIn=user is not None)
+    data = {"page": "modelNew", "values": values, "errors": {}, "signedIn": user is not None}
+    if user is None:
+        return done(request, _signin_url("/model/new"), data, as_json=as_json)
+    return form_page(request, session, "model_new.html", data, as_json=as_json)
 
 
 @router.post("/model/new")
@@ -160,8 +147,7 @@ def model_new(
     csrf_token: Field = "",
 ) -> Response:
     """Create a model owned by the signed-in user, then go to its page."""
-    as_json = wants_json(request)
-    user = _require_user(request, session)
+    user = _require_user(request)
     check_csrf(request, session, csrf_token)
     values = {"id": id.strip(), "displayName": displayName.strip(), "owner": owner.strip(), "layers": layers.strip()}
     errors: dict[str, str] = {}
@@ -197,13 +183,9 @@ def model_new(
             errors[exc.field if exc.field in _MODEL_FIELDS else "id"] = exc.message
     if errors or model is None:
         status = 409 if any("already exists" in m for m in errors.values()) else 422
-        return _form_page(
-            request, session, "model_new.html", "modelNew", values, errors, as_json, status=status, signedIn=True
-        )
+        return _form_page(request, session, "model_new.html", "modelNew", values, errors, status=status, signedIn=True)
     url = page_url(model.id)
-    if as_json:
-        return json_page({"page": "modelNew", "model": model_json(model), "url": url}, status=201)
-    return redirect(request, url)
+    return done(request, url, {"page": "modelNew", "model": model_json(model), "url": url}, status=201)
 
 
 # --- new SAE set ----------------------------------------------------------------------------------
@@ -218,23 +200,21 @@ def _model_choices(session: Session) -> list[dict[str, str]]:
 @router.get("/sae/new")
 @router.get("/sae/new.json")
 def sae_new_form(request: Request, session: SessionDep, model: str = "") -> Response:
-    """The new-SAE-set form (sign-in needed)."""
-    as_json = wants_json(request, request.url.path.endswith(".json"))
-    user = current_user(request, session)
-    if user is None and not as_json:
-        return redirect(request, _signin_url("/sae/new" + (f"?{urlencode({'model': model})}" if model else "")))
+    """The new-SAE-set form (sign-in needed: signed out, the page sends the browser to sign in)."""
+    as_json = request.url.path.endswith(".json")
+    user = current_user(request)
     values = {"modelId": model, "name": "", "description": "", "type": "", "creatorName": user.name if user else ""}
-    return _form_page(
-        request,
-        session,
-        "sae_new.html",
-        "saeNew",
-        values,
-        {},
-        as_json,
-        models=_model_choices(session),
-        signedIn=user is not None,
-    )
+    data = {
+        "page": "saeNew",
+        "values": values,
+        "errors": {},
+        "models": _model_choices(session),
+        "signedIn": user is not None,
+    }
+    if user is None:
+        here = "/sae/new" + (f"?{urlencode({'model': model})}" if model else "")
+        return done(request, _signin_url(here), data, as_json=as_json)
+    return form_page(request, session, "sae_new.html", data, as_json=as_json)
 
 
 @router.post("/sae/new")
@@ -249,8 +229,7 @@ def sae_new(
     csrf_token: Field = "",
 ) -> Response:
     """Create a source set (one source per model layer, ready for uploads), then go to its page."""
-    as_json = wants_json(request)
-    user = _require_user(request, session)
+    user = _require_user(request)
     check_csrf(request, session, csrf_token)
     values = {
         "modelId": modelId.strip(),
@@ -295,12 +274,10 @@ def sae_new(
             "saeNew",
             values,
             errors,
-            as_json,
             status=status,
             models=_model_choices(session),
             signedIn=True,
         )
     url = page_url(set_row.model_id, set_row.name)
-    if as_json:
-        return json_page({"page": "saeNew", "sourceSet": source_set_doc(session, set_row), "url": url}, status=201)
-    return redirect(request, url)
+    data = {"page": "saeNew", "sourceSet": source_set_with_counts(session, set_row), "url": url}
+    return done(request, url, data, status=201)

@@ -16,19 +16,19 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
-from interpedia.db import transaction
-from interpedia.db.tables import User
 from interpedia.errors import Unauthorized
 from interpedia.store import lists as store
 from interpedia.store.catalogue import get_model, get_source
 from interpedia.store.community import list_community
+from interpedia.store.documents.list import ListNeuronDoc, MemberWithNeuronDoc
 from interpedia.store.formats import parse_index
+from interpedia.store.rows import User
 from interpedia.store.users import can_modify
-from interpedia.web.deps import SessionDep
+from interpedia.web.deps import SessionDep, write_transaction
 from interpedia.web.pages.dashboard import token_strip
 from interpedia.web.pages.forms import _safe_next
 from interpedia.web.pages.live import inference_availability
-from interpedia.web.pages.render import json_page, page_url, redirect, renderer, split_json, wants_json
+from interpedia.web.pages.render import done, page, page_url, split_json
 from interpedia.web.pages.routes import PageRoute
 from interpedia.web.pages.session import check_csrf, current_user
 
@@ -38,8 +38,8 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 Field = Annotated[str, Form()]
 
 
-def _user(request: Request, session: Session) -> User:
-    user = current_user(request, session)
+def _user(request: Request) -> User:
+    user = current_user(request)
     if user is None:
         raise Unauthorized("sign in first (/signin)")
     return user
@@ -47,12 +47,10 @@ def _user(request: Request, session: Session) -> User:
 
 def _done(request: Request, url: str, doc: Any, status: int = 200) -> Response:
     """After a form: the JSON result for API-style callers, else a redirect (post/redirect/get)."""
-    if wants_json(request):
-        return json_page(doc, status=status)
-    return redirect(request, url)
+    return done(request, url, doc, status=status)
 
 
-def _mark_live(session: Session, settings: Settings, neurons: list[dict[str, Any]]) -> str | None:
+def _mark_live(session: Session, settings: Settings, neurons: list[MemberWithNeuronDoc]) -> str | None:
     """Set each feature's ``inferenceEnabled`` from what this server can run; the first reason why not."""
     status: dict[tuple[str, str], dict[str, Any]] = {}
     for item in neurons:
@@ -66,7 +64,7 @@ def _mark_live(session: Session, settings: Settings, neurons: list[dict[str, Any
     return next((s["reason"] for s in status.values() if not s["available"]), None)
 
 
-def _live_note(neurons: list[dict[str, Any]], test_text: str | None, reason: str | None) -> str | None:
+def _live_note(neurons: list[MemberWithNeuronDoc], test_text: str | None, reason: str | None) -> str | None:
     """Why the shared test text is not run live, or None when it is."""
     if not neurons:
         return "Add features to this list to test text on them."
@@ -77,7 +75,7 @@ def _live_note(neurons: list[dict[str, Any]], test_text: str | None, reason: str
     return None
 
 
-def _top_strip(neuron: dict[str, Any]) -> Any:
+def _top_strip(neuron: ListNeuronDoc) -> Any:
     acts = neuron.get("activations") or []
     if not acts:
         return None
@@ -95,7 +93,7 @@ def list_page(request: Request, session: SessionDep, list_id: str) -> Response:
     """A list: its features with notes and explanations; the shared test text run live where possible."""
     list_id, as_json = split_json(list_id)
     lst = store.get_list(session, list_id)
-    user = current_user(request, session)
+    user = current_user(request)
     base = str(request.base_url).rstrip("/")
     doc = store.list_details(session, lst, base)
     reason = _mark_live(session, request.app.state.settings, doc["neurons"])
@@ -108,11 +106,17 @@ def list_page(request: Request, session: SessionDep, list_id: str) -> Response:
         "liveNote": live_note,
         "community": list_community(session, lst.id, user),
     }
-    if wants_json(request, as_json):
-        return json_page(data)
-    strips = {i: _top_strip(n["neuron"]) for i, n in enumerate(doc["neurons"])}
-    page_data = {"testText": lst.default_test_text if live_note is None else None}
-    return renderer(request).html(request, session, "list.html", data, strips=strips, page_data=page_data)
+    return page(
+        request,
+        session,
+        "list.html",
+        data,
+        as_json=as_json,
+        html_view=lambda: {
+            "strips": {i: _top_strip(n["neuron"]) for i, n in enumerate(doc["neurons"])},
+            "page_data": {"testText": lst.default_test_text if live_note is None else None},
+        },
+    )
 
 
 @router.post("/list/new")
@@ -128,11 +132,11 @@ def list_new(
     csrf_token: Field = "",
 ) -> Response:
     """Create a list (and put the feature named by ``modelId``/``layer``/``index`` in it, when given)."""
-    user = _user(request, session)
+    user = _user(request)
     check_csrf(request, session, csrf_token)
     settings = request.app.state.settings
     refs = [store.FeatureRef(modelId, layer, _index(index))] if modelId or layer or index else []
-    with transaction(request.app.state.sessionmaker) as tx:
+    with write_transaction(request) as tx:
         lst = store.create_list(tx, user, name, description)
         if refs:
             store.add_features(tx, lst, user, refs, max_features=settings.list_max_features, field="feature")
@@ -159,11 +163,11 @@ def list_add(
 ) -> Response:
     """Put a feature in one of your lists (the feature page's "add to list")."""
     list_id = listId
-    user = _user(request, session)
+    user = _user(request)
     check_csrf(request, session, csrf_token)
     settings = request.app.state.settings
     ref = store.FeatureRef(modelId, layer, _index(index), description or None)
-    with transaction(request.app.state.sessionmaker) as tx:
+    with write_transaction(request) as tx:
         lst = store.list_for_change(tx, list_id, user)
         added = store.add_features(tx, lst, user, [ref], max_features=settings.list_max_features, field="feature")
     return _done(request, _safe_next(next) if next else page_url("list", list_id), added)
@@ -180,9 +184,9 @@ def list_remove(
     csrf_token: Field = "",
 ) -> Response:
     """Take a feature out of the list (owner or admin)."""
-    user = _user(request, session)
+    user = _user(request)
     check_csrf(request, session, csrf_token)
-    with transaction(request.app.state.sessionmaker) as tx:
+    with write_transaction(request) as tx:
         lst = store.list_for_change(tx, list_id, user, removal=True)
         doc = store.remove_feature(tx, lst, modelId, layer, index)
     return _done(request, page_url("list", list_id), doc)
@@ -200,9 +204,9 @@ def list_edit_feature(
     csrf_token: Field = "",
 ) -> Response:
     """Change the note on one of the list's features (owner only)."""
-    user = _user(request, session)
+    user = _user(request)
     check_csrf(request, session, csrf_token)
-    with transaction(request.app.state.sessionmaker) as tx:
+    with write_transaction(request) as tx:
         lst = store.list_for_change(tx, list_id, user)
         doc = store.edit_feature(tx, lst, modelId, layer, index, description)
     return _done(request, page_url("list", list_id), doc)
@@ -219,9 +223,9 @@ def list_update(
     csrf_token: Field = "",
 ) -> Response:
     """Rename the list, change its description or its shared test text (owner only)."""
-    user = _user(request, session)
+    user = _user(request)
     check_csrf(request, session, csrf_token)
-    with transaction(request.app.state.sessionmaker) as tx:
+    with write_transaction(request) as tx:
         lst = store.list_for_change(tx, list_id, user)
         store.update_list(tx, lst, name, description, defaultTestText)
         doc = store.list_json(lst)
@@ -231,9 +235,9 @@ def list_update(
 @router.post("/list/{list_id}/delete")
 def list_delete(request: Request, session: SessionDep, list_id: str, csrf_token: Field = "") -> Response:
     """Delete the list (owner or admin)."""
-    user = _user(request, session)
+    user = _user(request)
     check_csrf(request, session, csrf_token)
-    with transaction(request.app.state.sessionmaker) as tx:
+    with write_transaction(request) as tx:
         store.delete_list(tx, store.list_for_change(tx, list_id, user, removal=True))
     log.info("user %s deleted list %s", user.name, list_id)
     return _done(request, "/account", True)

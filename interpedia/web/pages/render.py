@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from interpedia import __version__
 from interpedia.config import Settings
-from interpedia.errors import UserError
+from interpedia.errors import Unauthorized, UserError
 from interpedia.store.formats import dumps
 from interpedia.web.errors import error_response
 from interpedia.web.pages.session import CSRF_FIELD, current_user, manager
@@ -129,7 +130,7 @@ class Renderer:
         **view: Any,
     ) -> HTMLResponse:
         """Render ``template`` with the page data, the signed-in user and a CSRF token getter."""
-        user = current_user(request, db) if db is not None else None
+        user = current_user(request) if db is not None else None
         sess = manager(request).load(request)
         body = self.env.get_template(template).render(
             data=data, user=user, csrf=sess.token, path=request.url.path, **view
@@ -166,15 +167,31 @@ def page(
     *,
     as_json: bool = False,
     status: int = 200,
+    html_view: Callable[[], dict[str, Any]] | None = None,
     **view: Any,
 ) -> Response:
     """A page: its JSON twin (``data`` as it is) when the URL ends in ``.json`` (``as_json``) or the client asks
-    for JSON, else ``template`` rendered with ``data`` and ``view``, linking its twin (``Link: rel=alternate``)."""
+    for JSON, else ``template`` rendered with ``data`` and ``view``, linking its twin (``Link: rel=alternate``).
+
+    ``html_view`` returns more template variables; it is called only when HTML is rendered, so work the twin
+    does not need (drawing, live-inference checks, the viewer's menus) is never done for it."""
     if wants_json(request, as_json):
         return json_page(data, status)
+    if html_view is not None:
+        view.update(html_view())
     response = renderer(request).html(request, session, template, data, status=status, **view)
     response.headers["Link"] = f'<{twin_url(request)}>; rel="alternate"; type="application/json"'
     return response
+
+
+def signin_first(
+    request: Request, signin_url: str, *, as_json: bool = False, message: str = "sign in first (/signin)"
+) -> Response:
+    """A page that needs a signed-in user, asked by nobody: a browser is sent to sign in (``signin_url``), the
+    JSON twin answers 401 with ``message``."""
+    if wants_json(request, as_json):
+        raise Unauthorized(message)
+    return redirect(request, signin_url)
 
 
 def redirect(request: Request, url: str, status: int = 303) -> RedirectResponse:
@@ -194,21 +211,36 @@ def form_page(
     session: Session | None,
     template: str,
     data: dict[str, Any],
-    error: UserError | None,
+    error: UserError | None = None,
     *,
     as_json: bool = False,
+    status: int = 200,
     **view: Any,
 ) -> Response:
     """A form's page (:func:`page`), maybe after bad input: then the HTML is the form again with the error's status
-    (the caller puts the message in ``data`` where its template shows it) and the JSON twin is the one error shape."""
+    (the caller puts the message in ``data`` where its template shows it) and the JSON twin is the one error shape.
+    Without an error the page answers ``status``."""
     if error is not None and wants_json(request, as_json):
         return error_response(error.status, error.message, error.field)
-    status = error.status if error is not None else 200
-    return page(request, session, template, data, as_json=as_json, status=status, **view)
+    return page(request, session, template, data, as_json=as_json, status=error.status if error else status, **view)
 
 
-def done(request: Request, url: str, doc: Any) -> Response:
-    """A form action that worked: ``doc`` for a client that asks for JSON, else a redirect to ``url`` (303)."""
-    if wants_json(request):
-        return json_page(doc)
-    return redirect(request, url, status=303)
+def form_error(errors: dict[str, str], status: int) -> UserError | None:
+    """The first of a form's field errors (``{field: message}``, what its template shows) as the error
+    :func:`form_page` answers, with ``status``; None when there are none."""
+    if not errors:
+        return None
+    field, message = next(iter(errors.items()))
+    return UserError(message, field, status=status)
+
+
+def done(
+    request: Request, url: str, doc: Any, *, as_json: bool = False, status: int = 200, redirect_status: int = 303
+) -> Response:
+    """A form action that worked (or a GET that only points elsewhere, like ``/random``): ``doc`` for a client
+    that asks for JSON (with ``status``), else a redirect to ``url`` (post/redirect/get)."""
+    if wants_json(request, as_json):
+        response: Response = json_page(doc, status)
+        manager(request).save(request, response)  # a sign-in or sign-out answered as JSON keeps its cookie
+        return response
+    return redirect(request, url, status=redirect_status)

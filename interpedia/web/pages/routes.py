@@ -1,41 +1,34 @@
 """Browsing pages: home, model, source set / source (feature browser), the feature dashboard, random, jump.
 
-Handlers are thin: they resolve the URL to rows (store), build the page's data (a plain dict, served
-as is by the JSON twin) and hand it to the renderer.
+Handlers are thin: they resolve the URL to rows and documents (store), build the page's data (a plain dict,
+served as is by the JSON twin) and hand it to the page helper (``render.page``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 from starlette.routing import Match
 from starlette.types import Scope
 
-from interpedia.db.tables import SourceSet
+from interpedia.analysis.queries import source_evals
 from interpedia.errors import Invalid, NotFound
-from interpedia.store.catalogue import get_model, get_source, list_sources
-from interpedia.store.community import feature_community
-from interpedia.store.features import (
-    feature_json,
-    get_feature_row,
-    model_json,
-    parse_index,
-    source_json,
-    source_set_json,
-)
+from interpedia.store import browse
+from interpedia.store.catalogue import find_source_set, get_model, get_source, list_sources
+from interpedia.store.documents import model_json, source_json, source_set_json
+from interpedia.store.feature_page import read_feature_page
+from interpedia.store.formats import parse_index
 from interpedia.store.lists import lists_with_feature
 from interpedia.web.deps import SessionDep
-from interpedia.web.pages import queries
 from interpedia.web.pages.dashboard import dashboard_view
 from interpedia.web.pages.graph_lists import feature_graphs, model_graphs
 from interpedia.web.pages.live import inference_availability
-from interpedia.web.pages.render import NOT_PAGES, json_page, page, page_url, redirect, split_json, wants_json
+from interpedia.web.pages.render import NOT_PAGES, done, page, page_url, redirect, split_json
 from interpedia.web.pages.session import current_user
 
 PAGE_SIZE = 50
@@ -63,7 +56,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 @router.get("/index.json")
 def home(request: Request, session: SessionDep) -> Response:
     """Models and their source sets, with feature counts."""
-    data = {"page": "home", "models": queries.catalogue(session)}
+    data = {"page": "home", "models": browse.catalogue(session)}
     return page(request, session, "home.html", data, as_json=request.url.path == "/index.json")
 
 
@@ -78,20 +71,17 @@ def jump(request: Request, model: str = "", source: str = "", index: str = "") -
 
 @router.get("/random/{model_id}")
 def random_feature(request: Request, session: SessionDep, model_id: str, source: str | None = None) -> Response:
-    """A random live feature of the model (or of ``?source=``)."""
+    """A random live feature of the model (or of ``?source=``); its JSON twin says which."""
     model_id, as_json = split_json(model_id)
     get_model(session, model_id)
     if source is not None:
         get_source(session, model_id, source)
-    picked = queries.random_feature(session, model_id, source)
+    picked = browse.random_feature(session, model_id, source)
     if picked is None:
         raise NotFound(f"model {model_id!r} has no features yet", field="modelId")
     url = page_url(model_id, picked[0], picked[1])
-    if wants_json(request, as_json):
-        return json_page(
-            {"page": "random", "modelId": model_id, "layer": picked[0], "index": str(picked[1]), "url": url}
-        )
-    return redirect(request, url, status=302)
+    data = {"page": "random", "modelId": model_id, "layer": picked[0], "index": str(picked[1]), "url": url}
+    return done(request, url, data, as_json=as_json, redirect_status=302)
 
 
 @router.get("/{model_id}")
@@ -99,7 +89,11 @@ def model_page(request: Request, session: SessionDep, model_id: str) -> Response
     """A model: its source sets and sources with feature counts, and a jump-to-feature box."""
     model_id, as_json = split_json(model_id)
     model = get_model(session, model_id)
-    data = {"page": "model", "model": queries.model_doc(session, model), "graphs": model_graphs(session, model.id)}
+    data = {
+        "page": "model",
+        "model": browse.model_with_counts(session, model),
+        "graphs": model_graphs(session, model.id),
+    }
     return page(request, session, "model.html", data, as_json=as_json)
 
 
@@ -116,10 +110,10 @@ def source_page(
     """A source set (``/gpt2-small/res-jb``) or a source (``/gpt2-small/6-res-jb``) with its feature browser."""
     layer, as_json = split_json(layer)
     model = get_model(session, model_id)
-    set_row = session.scalar(select(SourceSet).where(SourceSet.model_id == model.id, SourceSet.name == layer))
+    set_row = find_source_set(session, model.id, layer)
     data: dict[str, Any]
     if set_row is not None:
-        set_doc = queries.source_set_doc(session, set_row)
+        set_doc = browse.source_set_with_counts(session, set_row)
         names = [s["id"] for s in set_doc["sources"]]
         if source is not None and source not in names:
             raise NotFound(f"source {model.id}/{source} is not in source set {layer}", field="source")
@@ -131,19 +125,19 @@ def source_page(
         browser = None
         if chosen is not None:
             src_row = next(s for s in list_sources(session, set_row) if s.name == chosen)
-            browser = {"source": chosen, **queries.browse(session, src_row, offset, limit)}
+            browser = {"source": chosen, **browse.browse(session, src_row, offset, limit)}
         data = {"page": "sourceSet", "model": model_json(model), "sourceSet": set_doc, "browser": browser}
         template = "source_set.html"
     else:
         src = get_source(session, model.id, layer)
-        src_set = session.get(SourceSet, src.set_id)
-        browser = {"source": src.name, **queries.browse(session, src, offset, limit)}
+        src_set = find_source_set(session, model.id, src.set_name)
+        browser = {"source": src.name, **browse.browse(session, src, offset, limit)}
         data = {
             "page": "source",
             "model": model_json(model),
             "sourceSet": source_set_json(src_set) if src_set else None,
             "source": {**source_json(src), "featureCount": browser["total"]},
-            "evals": queries.evals(session, src.id),
+            "evals": source_evals(session, src.id),
             "browser": browser,
         }
         template = "source.html"
@@ -154,47 +148,42 @@ def source_page(
 def feature_page(request: Request, session: SessionDep, model_id: str, layer: str, index: str) -> Response:
     """The feature dashboard."""
     index, as_json = split_json(index)
-    model, source, feature = get_feature_row(session, model_id, layer, index)
-    doc = feature_json(session, model, source, feature)
-    prev, nxt = queries.neighbours(session, source.id, feature.index)
+    user = current_user(request)
+    read = read_feature_page(session, model_id, layer, index, user)
+    model, source, feature, doc = read.read.model, read.read.source, read.read.feature, read.read.doc
     navigation = {
-        "prev": None if prev is None else page_url(model.id, source.name, prev),
-        "next": None if nxt is None else page_url(model.id, source.name, nxt),
+        "prev": None if read.prev_index is None else page_url(model.id, source.name, read.prev_index),
+        "next": None if read.next_index is None else page_url(model.id, source.name, read.next_index),
         "random": f"{page_url('random', model.id)}?{urlencode({'source': source.name})}",
     }
     graphs = feature_graphs(session, model.id, source.name, feature.index)
-    data = {"page": "feature", "feature": doc, "navigation": navigation, "graphs": graphs}
-    data["community"] = feature_community(
-        session, feature, [e["id"] for e in doc["explanations"]], current_user(request, session)
-    )
-    if wants_json(request, as_json):
-        return page(request, session, "feature.html", data, as_json=True)  # the twin needs none of the view below
-    set_doc = doc.get("sourceSet") or {}
-    default_range = set_doc.get("defaultRange", 1)
-    context = CONTEXT_CHOICES[default_range] if isinstance(default_range, int) and 0 <= default_range < 3 else "16"
-    live = inference_availability(session, request.app.state.settings, model, source)
-    page_data = {
-        "modelId": model.id,
-        "layer": source.name,
-        "index": str(feature.index),
-        "maxActApprox": doc.get("maxActApprox"),
-        "inferenceEnabled": live["available"],
+    data = {
+        "page": "feature",
+        "feature": doc,
+        "navigation": navigation,
+        "community": read.community,
+        "graphs": graphs,
     }
-    return page(
-        request,
-        session,
-        "feature.html",
-        data,
-        view=dashboard_view(doc),
-        context=context,
-        show_breaks=set_doc.get("defaultShowBreaks", True),
-        page_data=page_data,
-        live=live,
-        my_lists=_my_lists(request, session, feature.id),
-    )
 
+    def html_view() -> dict[str, Any]:
+        set_doc: Mapping[str, Any] = doc.get("sourceSet") or {}
+        default_range = set_doc.get("defaultRange", 1)
+        live = inference_availability(session, request.app.state.settings, model, source)
+        return {
+            "view": dashboard_view(doc),
+            "context": CONTEXT_CHOICES[default_range]
+            if isinstance(default_range, int) and 0 <= default_range < 3
+            else "16",
+            "show_breaks": set_doc.get("defaultShowBreaks", True),
+            "page_data": {
+                "modelId": model.id,
+                "layer": source.name,
+                "index": str(feature.index),
+                "maxActApprox": doc.get("maxActApprox"),
+                "inferenceEnabled": live["available"],
+            },
+            "live": live,
+            "my_lists": lists_with_feature(session, user, feature.id) if user is not None else [],
+        }
 
-def _my_lists(request: Request, session: Session, feature_id: int) -> list[dict[str, Any]]:
-    """The signed-in user's lists for the feature page's "add to list" (empty when signed out)."""
-    user = current_user(request, session)
-    return lists_with_feature(session, user, feature_id) if user is not None else []
+    return page(request, session, "feature.html", data, as_json=as_json, html_view=html_view)

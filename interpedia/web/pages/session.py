@@ -23,13 +23,13 @@ from typing import Any
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
-from interpedia.db.tables import ApiKey, User
-from interpedia.errors import Forbidden, Unauthorized
-from interpedia.store.users import hash_key, user_for_api_key
+from interpedia.errors import Forbidden
+from interpedia.store.rows import User
+from interpedia.store.users import get_user, key_owner_by_id
+from interpedia.web.deps import caller
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,31 @@ class SessionManager:
         request.state.web_session = sess
         return sess
 
+    def signed_in_user(self, request: Request, session: Session) -> User | None:
+        """The user this browser signed in as (with a key that is still live, or a password not changed since),
+        else None; a stale sign-in is forgotten (the cookie is cleared with the response)."""
+        sess = self.load(request)
+        if sess.user_loaded:
+            return sess.user
+        sess.user_loaded = True
+        if sess.key_id:
+            owner = key_owner_by_id(session, sess.key_id)
+            if owner is None:
+                sess.sign_out()  # the key was revoked: sign the browser out
+            else:
+                sess.user = owner.user
+        elif sess.user_id:
+            user = get_user(session, sess.user_id)
+            if (
+                user is None
+                or not user.password_hash
+                or not hmac.compare_digest(password_print(user), sess.pw_print or "")
+            ):
+                sess.sign_out()  # the user is gone or changed their password
+            else:
+                sess.user = user
+        return sess.user
+
     def save(self, request: Request, response: Response) -> None:
         """Write the cookie when the session changed during the request."""
         sess = getattr(request.state, "web_session", None)
@@ -156,52 +181,16 @@ def manager(request: Request) -> SessionManager:
     return request.app.state.web_sessions  # type: ignore[no-any-return]
 
 
-def api_key_row(session: Session, key: str) -> ApiKey | None:
-    """The live API key row for a clear-text key; the hash comparison is constant-time."""
-    digest = hash_key(key)
-    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
-    return row if row is not None and hmac.compare_digest(row.key_hash, digest) else None
+def current_user(request: Request, session: Session | None = None) -> User | None:
+    """Who is asking: the ``x-api-key`` header's owner, else the signed-in browser's user, else None; 401 for a
+    wrong key. Looked up once per request (``web.deps``); ``session`` is not needed (kept for old callers)."""
+    return caller(request).user
 
 
-def header_user(request: Request, session: Session) -> User | None:
-    """The owner of the request's ``x-api-key`` header; 401 for a wrong key, None without one."""
-    key = request.headers.get("x-api-key")
-    if not key:
-        return None
-    user = user_for_api_key(session, key)
-    if user is None:
-        raise Unauthorized("invalid or revoked API key (header x-api-key)")
-    session.commit()
-    return user
-
-
-def current_user(request: Request, session: Session) -> User | None:
-    """Who is asking: the ``x-api-key`` header's owner, else the signed-in browser's user, else None."""
-    user = header_user(request, session)
-    if user is not None:
-        return user
-    sess = manager(request).load(request)
-    if sess.user_loaded:
-        return sess.user
-    sess.user_loaded = True
-    if sess.key_id:
-        row = session.get(ApiKey, sess.key_id)
-        if row is None or row.revoked_at is not None:
-            sess.sign_out()  # the key was revoked: sign the browser out
-        else:
-            sess.user = session.get(User, row.user_id)
-    elif sess.user_id:
-        user = session.get(User, sess.user_id)
-        if user is None or not user.password_hash or not hmac.compare_digest(password_print(user), sess.pw_print or ""):
-            sess.sign_out()  # the user is gone or changed their password
-        else:
-            sess.user = user
-    return sess.user
-
-
-def check_csrf(request: Request, session: Session, token: Any) -> None:
+def check_csrf(request: Request, session: Session | None, token: Any) -> None:
     """403 unless the form's token matches the cookie's (requests signed by ``x-api-key`` need none)."""
-    if header_user(request, session) is not None:
+    found = caller(request)
+    if found.by_key and found.user is not None:
         return
     sess = manager(request).load(request)
     if sess.fresh:

@@ -1,48 +1,83 @@
-"""Reads only the pages need: the catalogue overview, a source's feature browser, neighbours, random features.
+"""Reads the browsing pages need: the catalogue overview, a model with counts, a source's feature browser,
+neighbours and random features.
 
-They return plain JSON-able dicts (the JSON twins serve them as they are). Each is a handful of
-indexed queries whatever the number of features: counts are one GROUP BY, neighbours and random
-picks walk the ``(source_id, index)`` and primary-key indexes.
+Each is a handful of indexed queries whatever the number of features: counts are one GROUP BY, neighbours
+and random picks walk the ``(source_id, index)`` and primary-key indexes. What is listed follows the
+visibility rules (``store.access``): private and unlisted models, sets and sources are left out for anyone but
+their creator and admins.
 """
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
-from typing import Any
+from typing import Any, TypedDict
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Label, func, select
+from sqlalchemy.orm import Session, aliased
 
 from interpedia.db.tables import Explanation, Feature, Model, Source, SourceSet
 from interpedia.store.access import listed_condition
 from interpedia.store.catalogue import count_features, list_models, list_source_sets, list_sources
-from interpedia.store.features import model_json, source_json, source_set_json
+from interpedia.store.documents.catalogue import (
+    CountedModelDoc,
+    CountedSourceSetDoc,
+    counted_model_json,
+    counted_source_set_json,
+)
+
+__all__ = [
+    "BrowserDoc",
+    "BrowserFeatureDoc",
+    "browse",
+    "catalogue",
+    "model_with_counts",
+    "random_feature",
+    "source_set_with_counts",
+]
 
 
-def _sources_doc(sources: list[Source], counts: dict[int, int]) -> list[dict[str, Any]]:
-    return [{**source_json(s), "featureCount": counts.get(s.id, 0)} for s in sources]
+class BrowserFeatureDoc(TypedDict):
+    """One row of a source's feature browser."""
+
+    index: str
+    maxActApprox: float | None
+    frac_nonzero: float | None
+    explanation: str | None
 
 
-def source_set_doc(session: Session, set_row: SourceSet, counts: dict[int, int] | None = None) -> dict[str, Any]:
-    """A source set with its sources and feature counts."""
+class BrowserDoc(TypedDict):
+    """One page of a source's feature browser."""
+
+    offset: int
+    limit: int
+    total: int
+    features: list[BrowserFeatureDoc]
+
+
+def _by_layer(sources: list[Source]) -> list[Source]:
+    return sorted(sources, key=lambda s: (s.layer_num if s.layer_num is not None else 1 << 30, s.name))
+
+
+def source_set_with_counts(
+    session: Session, set_row: SourceSet, counts: dict[int, int] | None = None
+) -> CountedSourceSetDoc:
+    """A source set with its (listed) sources and feature counts."""
     sources = list_sources(session, set_row)
     counts = counts if counts is not None else count_features(session, [s.id for s in sources])
-    docs = _sources_doc(sources, counts)
-    return {**source_set_json(set_row), "featureCount": sum(d["featureCount"] for d in docs), "sources": docs}
+    return counted_source_set_json(set_row, sources, counts)
 
 
-def model_doc(session: Session, model: Model) -> dict[str, Any]:
-    """A model with its source sets, their sources and feature counts."""
+def model_with_counts(session: Session, model: Model) -> CountedModelDoc:
+    """A model with its (listed) source sets, their sources and feature counts."""
     sets = list_source_sets(session, model.id)
-    all_sources = list(session.scalars(select(Source).where(Source.model_id == model.id)))
-    counts = count_features(session, [s.id for s in all_sources])
-    set_docs = [source_set_doc(session, s, counts) for s in sets]
-    return {**model_json(model), "featureCount": sum(d["featureCount"] for d in set_docs), "sourceSets": set_docs}
+    all_sources = list(session.scalars(select(Source.id).where(Source.model_id == model.id)))
+    counts = count_features(session, all_sources)
+    return counted_model_json(model, [source_set_with_counts(session, s, counts) for s in sets])
 
 
-def catalogue(session: Session) -> list[dict[str, Any]]:
-    """Every visible model with its source sets and feature counts (the home page)."""
+def catalogue(session: Session) -> list[CountedModelDoc]:
+    """Every listed model with its listed source sets and sources, and feature counts (the home page)."""
     models = list_models(session)
     sets: dict[str, list[SourceSet]] = defaultdict(list)
     for row in session.scalars(
@@ -55,24 +90,16 @@ def catalogue(session: Session) -> list[dict[str, Any]]:
     for src in session.scalars(select(Source).where(listed_condition(Source.visibility, Source.creator_id))):
         by_set[src.set_id].append(src)
     counts = dict(session.execute(select(Feature.source_id, func.count()).group_by(Feature.source_id)).all())
-    out = []
-    for model in models:
-        set_docs = []
-        for set_row in sets.get(model.id, []):
-            sources = sorted(
-                by_set.get(set_row.id, []), key=lambda s: (s.layer_num if s.layer_num is not None else 1 << 30, s.name)
-            )
-            docs = _sources_doc(sources, counts)
-            set_docs.append(
-                {**source_set_json(set_row), "featureCount": sum(d["featureCount"] for d in docs), "sources": docs}
-            )
-        out.append(
-            {**model_json(model), "featureCount": sum(d["featureCount"] for d in set_docs), "sourceSets": set_docs}
+    return [
+        counted_model_json(
+            model,
+            [counted_source_set_json(s, _by_layer(by_set.get(s.id, [])), counts) for s in sets.get(model.id, [])],
         )
-    return out
+        for model in models
+    ]
 
 
-def browse(session: Session, source: Source, offset: int, limit: int) -> dict[str, Any]:
+def browse(session: Session, source: Source, offset: int, limit: int) -> BrowserDoc:
     """One page of a source's features by index: max activation, density and the best explanation."""
     total = int(session.scalar(select(func.count()).select_from(Feature).where(Feature.source_id == source.id)) or 0)
     rows = session.execute(
@@ -95,24 +122,25 @@ def browse(session: Session, source: Source, offset: int, limit: int) -> dict[st
             )
         ):
             best.setdefault(fid, description)
-    features = [
+    features: list[BrowserFeatureDoc] = [
         {"index": str(index), "maxActApprox": max_act, "frac_nonzero": density, "explanation": best.get(fid)}
         for fid, index, max_act, density in rows
     ]
     return {"offset": offset, "limit": limit, "total": total, "features": features}
 
 
-def neighbours(session: Session, source_id: int, index: int) -> tuple[int | None, int | None]:
-    """The indexes just before and after ``index`` in the source (None at either end)."""
-    prev = session.scalar(select(func.max(Feature.index)).where(Feature.source_id == source_id, Feature.index < index))
-    nxt = session.scalar(select(func.min(Feature.index)).where(Feature.source_id == source_id, Feature.index > index))
-    return prev, nxt
+def neighbour_columns(source_id: Any, index: Any) -> tuple[Label[Any], Label[Any]]:
+    """Scalar subqueries for the indexes just before and after ``index`` in the source (columns or values)."""
+    other = aliased(Feature)  # the outer query may be over features itself
+    prev = select(func.max(other.index)).where(other.source_id == source_id, other.index < index)
+    nxt = select(func.min(other.index)).where(other.source_id == source_id, other.index > index)
+    return prev.scalar_subquery().label("prev_index"), nxt.scalar_subquery().label("next_index")
 
 
 def random_feature(
     session: Session, model_id: str, source_name: str | None = None, rng: random.Random | None = None
 ) -> tuple[str, int] | None:
-    """A random live feature (one with activations) of the model, or of one of its sources.
+    """A random live feature (one with activations) of the model's listed sources, or of one source.
 
     Picks a random point in the primary-key range and takes the first feature at or after it, which
     is one index probe instead of ``ORDER BY random()`` over every row.
@@ -120,7 +148,13 @@ def random_feature(
     rng = rng or random.Random()
     stmt = select(Source.id, Source.name).where(Source.model_id == model_id)
     if source_name is not None:
-        stmt = stmt.where(Source.name == source_name)
+        stmt = stmt.where(Source.name == source_name)  # the caller has checked the viewer may open it
+    else:
+        stmt = (
+            stmt.join(SourceSet, SourceSet.id == Source.set_id)
+            .where(listed_condition(Source.visibility, Source.creator_id))
+            .where(listed_condition(SourceSet.visibility, SourceSet.creator_id))
+        )
     names = dict(session.execute(stmt).all())
     if not names:
         return None
@@ -141,10 +175,3 @@ def random_feature(
             source_id, index = row  # (not row.index: that is tuple.index)
             return names[source_id], int(index)
     return None
-
-
-def evals(session: Session, source_id: int) -> list[dict[str, Any]]:
-    """The source's eval results (SAEBench), with their type's display name and metrics by category."""
-    from interpedia.analysis.queries import source_evals
-
-    return source_evals(session, source_id)
