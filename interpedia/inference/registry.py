@@ -97,10 +97,15 @@ class LoadedModel:
         self.hooked.enable_hooks(sorted(wanted))
         captured: dict[str, torch.Tensor] = {}
 
-        def capture(act: torch.Tensor, hook: Any) -> None:
-            captured[hook.name] = act
-            if len(captured) == len(wanted):
-                raise _Captured
+        def capture_as(name: str) -> Callable[[torch.Tensor, Any], None]:
+            # Keyed by the name asked for: on a TransformerBridge, hook.name is the canonical name of an alias
+            # (blocks.N.hook_resid_post fires as blocks.N.hook_out).
+            def capture(act: torch.Tensor, hook: Any) -> None:
+                captured[name] = act
+                if len(captured) == len(wanted):
+                    raise _Captured
+
+            return capture
 
         tokens = torch.tensor([ids], dtype=torch.long, device=self.hooked.device)
         if len(wanted) == 1:
@@ -115,7 +120,7 @@ class LoadedModel:
         stop = None if any(x is None for x in layers) else max(x for x in layers if x is not None) + 1
         try:
             self.model.run_with_hooks(
-                tokens, fwd_hooks=[(h, capture) for h in wanted], stop_at_layer=stop, return_type=None
+                tokens, fwd_hooks=[(h, capture_as(h)) for h in wanted], stop_at_layer=stop, return_type=None
             )
         except _Captured:
             pass
