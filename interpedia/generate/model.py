@@ -78,6 +78,8 @@ class HookedModel:
         self.backend = backend  # "HookedTransformer" or "TransformerBridge"
         self.facts: dict[str, Any] = dict(facts or {})
         self.model.eval()
+        self._hook_names: frozenset[str] | None = None
+        self._enabled: set[str] = set()
 
     @classmethod
     def load(cls, spec: str, *, device: str = "cpu", dtype: str = "float32") -> HookedModel:
@@ -164,11 +166,16 @@ class HookedModel:
 
     def has_hook(self, hook_name: str) -> bool:
         """Whether ``hook_name`` is a hook of this model."""
-        return hook_name in self.model.hook_dict
+        if self._hook_names is None:
+            # The bridge rebuilds hook_dict (aliases resolved) on every access; the names never change.
+            self._hook_names = frozenset(self.model.hook_dict)
+        return hook_name in self._hook_names
 
     def enable_hooks(self, hook_names: list[str]) -> None:
         """Refuse unknown hooks; switch on the optional ones (as SAEDashboard does for ``hook_mlp_in``)."""
         for hook_name in hook_names:
+            if hook_name in self._enabled:
+                continue
             if not self.has_hook(hook_name):
                 raise Invalid(
                     f"hook {hook_name!r} is not a hook of model {self.name} (e.g. blocks.0.hook_resid_pre)",
@@ -177,6 +184,7 @@ class HookedModel:
             for marker, method in _HOOK_SWITCHES.items():
                 if marker in hook_name and hasattr(self.model, method):
                     getattr(self.model, method)(True)
+            self._enabled.add(hook_name)
 
     @torch.inference_mode()
     def activations(self, tokens: torch.Tensor, hook_name: str) -> torch.Tensor:

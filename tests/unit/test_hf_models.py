@@ -49,6 +49,7 @@ def _hf_reference(tiny: TinyHf, tokens: Any, dtype: Any) -> tuple[Any, dict[str,
                 "mlp_out": (layer.mlp, "out"),
                 "z": (layer.attn.c_proj, "in"),
                 "mlp_post": (layer.mlp.c_proj, "in"),
+                "mlp_input": (layer.mlp, "in"),
                 "ln2_in": (layer.ln_2, "in"),
             }
         else:
@@ -58,6 +59,7 @@ def _hf_reference(tiny: TinyHf, tokens: Any, dtype: Any) -> tuple[Any, dict[str,
                 "mlp_out": (layer.post_feedforward_layernorm if gemma else layer.mlp, "out"),
                 "z": (layer.self_attn.o_proj, "in"),
                 "mlp_post": (layer.mlp.down_proj, "in"),
+                "mlp_input": (layer.mlp, "in"),
                 "ln2_in": (layer.pre_feedforward_layernorm if gemma else layer.post_attention_layernorm, "in"),
             }
         for key, (module, which) in parts.items():
@@ -92,6 +94,8 @@ def test_every_hook_equals_the_hugging_face_model(tiny: TinyHf, dtype: str) -> N
     tol = 1e-5 if dtype == "float32" else 1e-2  # bf16: the same ops, so in practice equal
     n_layers = int(model.cfg.n_layers)
     hs = ref.hidden_states
+    embed = cache["hook_embed"] + (cache["hook_pos_embed"] if tiny.family.name == "gpt2" else 0)
+    _close(embed, hs[0], tol)  # Gemma's sqrt(d_model) scale included, as in Hugging Face's hidden states
     for n in range(n_layers):
         _close(cache[f"blocks.{n}.hook_resid_pre"], hs[n], tol)
         if n + 1 < n_layers:  # Hugging Face's last hidden state is after the final norm
@@ -103,6 +107,7 @@ def test_every_hook_equals_the_hugging_face_model(tiny: TinyHf, dtype: str) -> N
         assert z.shape[-2:] == (4, 16)  # [batch, pos, head, d_head], as SAELens's hook_z SAEs expect
         _close(z.flatten(-2), mods[f"{n}.z"], tol)
         _close(cache[f"blocks.{n}.mlp.hook_post"], mods[f"{n}.mlp_post"], tol)
+        _close(cache[f"blocks.{n}.mlp.hook_in"], mods[f"{n}.mlp_input"], tol)  # Qwen 3 transcoders read it
         _close(cache[f"blocks.{n}.ln2.hook_normalized"], mods[f"{n}.ln2_normalized"], max(tol, 1e-4))
         _close(cache[f"blocks.{n}.ln2.hook_scale"], mods[f"{n}.ln2_scale"], max(tol, 1e-4))
     _close(cache["blocks.0.hook_mlp_in"], cache["blocks.0.hook_resid_mid"], 0)
