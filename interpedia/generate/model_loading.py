@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from interpedia.errors import Invalid, Unavailable, UserError
+from interpedia.errors import Invalid, Unavailable, Unsupported, UserError
 from interpedia.generate.architectures import (
     architecture_facts,
     check_architecture,
@@ -138,6 +138,7 @@ def _load_hf_dir(path: Path, *, device: str, dtype: str) -> LoadedParts:
         hf_config = AutoConfig.from_pretrained(str(path))
     except Exception as exc:
         raise Invalid(f"{path}/config.json cannot be read by transformers: {exc}", field="model") from None
+    _check_bridge_reads(hf_config, architecture, str(path))
     tokenizer = _tokenizer(str(path), AutoTokenizer)
     try:
         bridge = _boot_bridge(str(path), tokenizer, device=device, dtype=dtype)
@@ -167,12 +168,34 @@ def _load_hub(spec: str, *, device: str, dtype: str) -> LoadedParts:
             field="model",
         ) from None
     architecture, tested = check_architecture(hf_config.to_dict(), hub_id)
+    _check_bridge_reads(hf_config, architecture, hub_id)
     tokenizer = _tokenizer(hub_id, AutoTokenizer)
     try:
         bridge = _boot_bridge(hub_id, tokenizer, device=device, dtype=dtype)
     except Exception as exc:
         raise Unavailable(f"{hub_id} could not be loaded from the hub: {type(exc).__name__}: {exc}") from None
     return _bridge_parts(bridge, tokenizer, hf_config, architecture, tested, name=spec, source="hub")
+
+
+def _check_bridge_reads(hf_config: Any, architecture: str, where: str) -> None:
+    """Unsupported unless TransformerLens reads the config as the causal LM we checked.
+
+    TransformerLens resolves the architecture itself (from ``architectures``, then ``model_type``); a
+    multimodal resolution is refused before it can start, because loading one makes TransformerLens 3.9
+    ``pip install torchvision`` into the running environment when the image processor does not load.
+    """
+    from transformer_lens.model_bridge.sources.transformers import determine_architecture_from_hf_config
+
+    try:
+        resolved = determine_architecture_from_hf_config(hf_config)
+    except ValueError:
+        resolved = None
+    if resolved != architecture:
+        raise Unsupported(
+            f"{where}: TransformerLens reads this config as {resolved or 'no architecture it knows'}, "
+            f"not {architecture}; interpedia loads text-only causal language models",
+            field="model",
+        )
 
 
 def _boot_bridge(where: str, tokenizer: Any, *, device: str, dtype: str) -> Any:

@@ -179,6 +179,14 @@ def test_an_unsupported_architecture_is_named(tmp_path: Path) -> None:
         HookedModel.load(str(path))
     with pytest.raises(Unsupported, match="names no architecture"):
         HookedModel.load(str(_hf_dir(tmp_path / "x", {"model_type": "llama"})))
+    # Multimodal checkpoints (Gemma 3 4B-27B) are refused before TransformerLens starts: loading one makes it
+    # pip-install torchvision into the running environment when the image processor is missing.
+    multimodal = {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3"}
+    with pytest.raises(Unsupported, match="architecture Gemma3ForConditionalGeneration"):
+        HookedModel.load(str(_hf_dir(tmp_path / "mm", multimodal)))
+    both = {"architectures": ["Gemma3ForConditionalGeneration", "Gemma3ForCausalLM"], "model_type": "gemma3_text"}
+    with pytest.raises(Unsupported, match="TransformerLens reads this config as Gemma3ForConditionalGeneration"):
+        HookedModel.load(str(_hf_dir(tmp_path / "both", both)))
 
 
 def test_bad_paths_are_named(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
