@@ -26,6 +26,12 @@ def tiny(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     return tiny_hf(tmp_path_factory, request.param)
 
 
+@pytest.fixture(scope="module")
+def loaded(tiny: TinyHf) -> HookedModel:
+    """The family's model loaded once (float32) for the tests that only read it."""
+    return HookedModel.load(str(tiny.model))
+
+
 def _hf_reference(tiny: TinyHf, tokens: Any, dtype: Any) -> tuple[Any, dict[str, Any]]:
     """The Hugging Face model's own numbers: hidden states, logits, and its modules' inputs and outputs."""
     from transformers import AutoModelForCausalLM
@@ -118,9 +124,9 @@ def test_every_hook_equals_the_hugging_face_model(tiny: TinyHf, dtype: str) -> N
     _close(acts, cache[hook].reshape(acts.shape[0], -1), tol)
 
 
-def test_norm_weights_are_what_the_norm_multiplies_by(tiny: TinyHf) -> None:
+def test_norm_weights_are_what_the_norm_multiplies_by(tiny: TinyHf, loaded: HookedModel) -> None:
     """Gemma stores RMSNorm weights as offsets from 1; the logit lens and the graph engine need the multiplier."""
-    model = HookedModel.load(str(tiny.model))
+    model = loaded
     ln = model.model.ln_final
     x = torch.randn(3, int(model.cfg.d_model))
     with torch.no_grad():
@@ -133,8 +139,8 @@ def test_norm_weights_are_what_the_norm_multiplies_by(tiny: TinyHf) -> None:
     _close(out, expected, 1e-5)
 
 
-def test_the_run_record_says_what_changes_activations(tiny: TinyHf) -> None:
-    model = HookedModel.load(str(tiny.model))
+def test_the_run_record_says_what_changes_activations(tiny: TinyHf, loaded: HookedModel) -> None:
+    model = loaded
     facts = model.record()
     family = tiny.family
     assert facts["backend"] == "TransformerBridge" and facts["tested"] is True
@@ -152,8 +158,8 @@ def test_the_run_record_says_what_changes_activations(tiny: TinyHf) -> None:
     assert model.bos_token_id == tiny.tokenizer.convert_tokens_to_ids(family.bos or family.eos)
 
 
-def test_steps_with_and_without_cache_give_the_same_logits(tiny: TinyHf) -> None:
-    model = HookedModel.load(str(tiny.model))
+def test_steps_with_and_without_cache_give_the_same_logits(tiny: TinyHf, loaded: HookedModel) -> None:
+    model = loaded
     ids = [int(i) for i in torch.randint(5, len(tiny.tokenizer), (8,), generator=torch.Generator().manual_seed(2))]
     steps = model.logit_steps()
     for end in range(5, 9):
