@@ -206,7 +206,7 @@ class FrozenReplacement:
         self.errors[:, :1] = 0
 
     def _site(self, cache: Any, layer: int) -> Any:
-        from interpedia.graph.replacement import norm_weight
+        from interpedia.generate.model import norm_weight
 
         if self.ts.input_site == "resid_mid":
             return cache[f"blocks.{layer}.hook_resid_mid"]

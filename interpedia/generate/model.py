@@ -18,7 +18,7 @@ import torch
 from interpedia.errors import Invalid
 from interpedia.generate.model_loading import TL_CONFIG, TL_WEIGHTS, TORCH_DTYPES, LoadedParts, load_parts
 
-__all__ = ["TL_CONFIG", "TL_WEIGHTS", "TORCH_DTYPES", "HookedModel", "LogitSteps", "layer_of"]
+__all__ = ["TL_CONFIG", "TL_WEIGHTS", "TORCH_DTYPES", "HookedModel", "LogitSteps", "layer_of", "norm_weight"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,18 @@ def layer_of(hook_name: str) -> int | None:
     """The block number in a TransformerLens hook name (``blocks.3.hook_resid_pre`` -> 3)."""
     match = _LAYER_RE.search(hook_name)
     return int(match.group(1)) if match else None
+
+
+def norm_weight(model: Any, norm: Any) -> torch.Tensor | None:
+    """What a LayerNorm/RMSNorm of ``model`` multiplies by, or None without a weight.
+
+    Gemma stores RMSNorm weights as offsets from 1; HookedTransformer's conversion adds the 1 to the stored
+    weight, a TransformerBridge keeps the offset and says so in ``cfg.rmsnorm_uses_offset``.
+    """
+    w = getattr(norm, "w", None) if norm is not None else None
+    if not isinstance(w, torch.Tensor):
+        return None
+    return w + 1.0 if getattr(model.cfg, "rmsnorm_uses_offset", False) else w
 
 
 class HookedModel:
@@ -223,13 +235,8 @@ class HookedModel:
         return self.model.W_U  # type: ignore[no-any-return]
 
     def norm_weight(self, norm: Any) -> torch.Tensor | None:
-        """The vector a LayerNorm/RMSNorm multiplies by (Gemma stores it as an offset from 1), or None."""
-        w = getattr(norm, "w", None)
-        if not isinstance(w, torch.Tensor):
-            return None
-        if self.backend == "TransformerBridge" and getattr(self.cfg, "rmsnorm_uses_offset", False):
-            return w + 1.0  # HookedTransformer's Gemma conversion adds the 1 to the stored weight; the bridge does not
-        return w
+        """The vector a LayerNorm/RMSNorm of this model multiplies by, or None (see :func:`norm_weight`)."""
+        return norm_weight(self.model, norm)
 
     def ln_final_scale(self) -> torch.Tensor | None:
         """The final LayerNorm's weight, when the model has one."""

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from interpedia.errors import Invalid
+from interpedia.generate.model import norm_weight
 from interpedia.graph.transcoders import TranscoderSet
 
 
@@ -116,15 +117,6 @@ def run_frozen_forward(model: Any, tokens: torch.Tensor, transcoders: Transcoder
         mlp_out=torch.stack([cache[f"blocks.{i}.hook_mlp_out"] for i in range(n_layers)]).float(),
         logits=logits[0, -1].detach().float(),
     )
-
-
-def norm_weight(model: Any, ln: Any) -> torch.Tensor | None:
-    """What a norm multiplies by: its ``w``, plus 1 where the model stores it as an offset from 1 (Gemma on a
-    TransformerBridge; HookedTransformer adds the 1 when it converts)."""
-    w = getattr(ln, "w", None) if ln is not None else None
-    if not isinstance(w, torch.Tensor):
-        return None
-    return w + 1.0 if getattr(model.cfg, "rmsnorm_uses_offset", False) else w
 
 
 class _Norm:
