@@ -72,9 +72,8 @@ def check_directions(model: LoadedModel, directions: list[Direction], settings: 
         raise Unsupported(
             f"steer method {settings.method!r} is not one of {', '.join(STEER_METHODS)}", field="steer_method"
         )
-    hooks = model.model.hook_dict
     for n, d in enumerate(directions):
-        if d.hook not in hooks:
+        if not model.hooked.has_hook(d.hook):
             raise Invalid(f"hook {d.hook!r} is not a hook of model {model.model_id}", field=f"vectors[{n}].hook")
         if not bool(torch.isfinite(d.vector).all()):
             raise Invalid("steering vector contains NaN or infinite values", field=f"vectors[{n}]")
@@ -87,6 +86,8 @@ def check_directions(model: LoadedModel, directions: list[Direction], settings: 
                 + (" with normalize_steering" if settings.normalize else ""),
                 field=f"vectors[{n}]",
             )
+    # optional hooks (hook_mlp_in, ...) fire only when switched on; without this a steer there would do nothing
+    model.hooked.enable_hooks([d.hook for d in directions])
 
 
 def _make_hook(dirs: list[Direction], settings: SteerSettings, state: dict[str, Any]) -> Callable[..., torch.Tensor]:

@@ -13,7 +13,7 @@ from parts import require_module
 
 torch = require_module("torch")
 
-from hf_model_helpers import FAMILIES, TinyHf, tiny_hf  # noqa: E402
+from hf_model_helpers import D_MODEL, FAMILIES, TinyHf, tiny_hf  # noqa: E402
 
 from interpedia.errors import Invalid, Unsupported  # noqa: E402
 from interpedia.generate.model import HookedModel  # noqa: E402
@@ -226,3 +226,22 @@ def test_a_missing_sae_path_is_named(tmp_path: Path) -> None:
         LoadedSae.load("saes/mine")
     with pytest.raises(Invalid, match="has no cfg.json"):
         LoadedSae.load(str(tmp_path))
+
+
+def test_steering_at_an_optional_hook_switches_it_on(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """hook_mlp_in fires only when switched on: a steer there on a fresh model must still change the output."""
+    from interpedia.inference.plans import ModelPlan
+    from interpedia.inference.registry import LoadedModel
+    from interpedia.inference.steering import Direction, SteerSettings, check_directions, generate
+
+    tiny = tiny_hf(tmp_path_factory, "mistral")
+    fresh = LoadedModel(ModelPlan("m", str(tiny.model), "float32", "settings"), HookedModel.load(str(tiny.model)))
+    ids = fresh.encode(tiny.docs[0])
+    settings = SteerSettings(n_tokens=2, temperature=0, n_logprobs=1)
+    vector = torch.randn(D_MODEL, generator=torch.Generator().manual_seed(0)) * 20
+    steer = [Direction("blocks.1.hook_mlp_in", vector, 1.0)]
+    check_directions(fresh, steer, settings)
+    steered = generate(fresh, ids, steer, settings)
+    plain = generate(fresh, ids, [], settings)
+    assert steered.logprobs is not None and plain.logprobs is not None
+    assert steered.logprobs[0]["logprob"] != pytest.approx(plain.logprobs[0]["logprob"], abs=1e-4)
