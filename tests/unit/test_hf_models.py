@@ -217,6 +217,16 @@ def test_bad_paths_are_named(tmp_path: Path, tmp_path_factory: pytest.TempPathFa
         HookedModel.load(str(bare))
 
 
+def test_a_hub_id_without_the_hub_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    from interpedia.errors import Unavailable
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no network wait in the test
+    with pytest.raises(Unavailable, match="no model directory at gpt2-small, and gpt2 could not be loaded from the"):
+        HookedModel.load("gpt2-small")  # a TransformerLens name, resolved to its hub id
+
+
 def test_a_missing_sae_path_is_named(tmp_path: Path) -> None:
     from interpedia.generate.sae import LoadedSae
 
