@@ -179,3 +179,120 @@ def run_circuit_tracer(specs: list[dict[str, Any]], work: Path, *, timeout: floa
         result["timing"] = json.loads((out / "timing.json").read_text())
         results.append(result)
     return results
+
+
+class FrozenReplacement:
+    """The replacement model run forward with TransformerLens hooks: attention patterns and LayerNorm scales fixed
+    to a clean run's, each MLP output = the transcoder's decoding of given (frozen) feature activations + its skip
+    path + the error. Independent of the engine's transpose: a direct effect is what a patched run measures.
+    Works on a HookedTransformer and on a TransformerBridge (hooks are made per name, because the bridge fires
+    some under their canonical name)."""
+
+    def __init__(self, model: Any, tokens: list[int], ts: Any) -> None:
+        import torch
+
+        self.model, self.ts = model, ts
+        self.tokens = torch.tensor([tokens])
+        names = [n for n in model.hook_dict if n.endswith(("hook_pattern", "hook_scale"))]
+        with torch.no_grad():
+            _, cache = model.run_with_cache(self.tokens)
+        self.frozen: dict[str, Any] = {n: cache[n] for n in names}
+        self.inputs = [self._site(cache, layer)[0] for layer in range(ts.n_layers)]
+        self.acts = [ts.encode(layer, x) for layer, x in enumerate(self.inputs)]
+        for a in self.acts:
+            a[:1] = 0
+        mlp_out = torch.stack([cache[f"blocks.{layer}.hook_mlp_out"][0] for layer in range(ts.n_layers)])
+        self.errors = mlp_out - ts.reconstruct(self.acts, self.inputs)
+        self.errors[:, :1] = 0
+
+    def _site(self, cache: Any, layer: int) -> Any:
+        from interpedia.generate.model import norm_weight
+
+        if self.ts.input_site == "resid_mid":
+            return cache[f"blocks.{layer}.hook_resid_mid"]
+        normalized = cache[f"blocks.{layer}.ln2.hook_normalized"]
+        if self.ts.input_site == "ln2_normalized":
+            return normalized
+        ln = self.model.blocks[layer].ln2
+        bias = getattr(ln, "b", None)
+        return normalized * norm_weight(self.model, ln) + (bias if bias is not None else 0)
+
+    def run(self, acts: list[Any], errors: Any, embed_scale: Any) -> dict[str, Any]:
+        """Logits [d_vocab] at the last position and each layer's transcoder input [P, d] of a patched run."""
+        import torch
+
+        inputs: list[Any] = [None] * self.ts.n_layers
+
+        def freeze(name: str) -> Any:
+            return lambda act, hook: self.frozen[name]
+
+        def read(name: str, layer: int) -> Any:
+            def keep(act: Any, hook: Any) -> None:
+                inputs[layer] = self._site({name: act}, layer)[0] if "normalized" in name else act[0]
+
+            return keep
+
+        def write(layer: int) -> Any:
+            def replace(act: Any, hook: Any) -> Any:
+                out = self.ts.b_dec[layer] + self.ts.skip(layer, inputs[layer]) + errors[layer]
+                for src in range(layer + 1):  # features read at ``src`` that decode into ``layer``
+                    dec = self.ts.W_dec[src]
+                    if layer - src < dec.shape[1]:
+                        out = out + acts[src] @ dec[:, layer - src]
+                return out[None].to(act.dtype)
+
+            return replace
+
+        hooks: list[tuple[str, Any]] = [(n, freeze(n)) for n in self.frozen]
+        site = "hook_resid_mid" if self.ts.input_site == "resid_mid" else "ln2.hook_normalized"
+        for layer in range(self.ts.n_layers):
+            hooks += [(f"blocks.{layer}.{site}", read(f"blocks.{layer}.{site}", layer))]
+            hooks += [(f"blocks.{layer}.hook_mlp_out", write(layer))]
+        hooks.append(("hook_embed", lambda act, hook: act * embed_scale[None, :, None].to(act.dtype)))
+        with torch.no_grad():
+            logits = self.model.run_with_hooks(self.tokens, fwd_hooks=hooks)[0, -1]
+        return {"logits": logits, "inputs": inputs}
+
+
+def target_value(run: dict[str, Any], graph: Any, ts: Any, node: int) -> float:
+    """A graph node's value in a patched run: a feature's pre-activation, or a logit minus the mean logit."""
+    n_feat = graph.n_features
+    if node < n_feat:
+        layer, pos, feat = graph.active_features[graph.selected_features[node]].tolist()
+        return float(run["inputs"][layer][pos] @ ts.W_enc[layer][feat] + ts.b_enc[layer][feat])
+    logits = run["logits"]
+    tok = graph.logit_tokens[node - (graph.adjacency.shape[0] - len(graph.logit_tokens))]
+    return float(logits[tok] - logits.mean())
+
+
+def without(rep: FrozenReplacement, graph: Any, source: int) -> dict[str, Any]:
+    """The patched run with one source node (a feature, an error, a token's embedding) removed."""
+    import torch
+
+    acts = [a.clone() for a in rep.acts]
+    errors = rep.errors.clone()
+    scale = torch.ones(graph.n_pos)
+    n_feat, n_pos = graph.n_features, graph.n_pos
+    if source < n_feat:
+        layer, pos, feat = graph.active_features[graph.selected_features[source]].tolist()
+        acts[layer][pos, feat] = 0
+    elif source < n_feat + graph.n_layers * n_pos:
+        layer, pos = divmod(source - n_feat, n_pos)
+        errors[layer, pos] = 0
+    else:
+        scale[source - n_feat - graph.n_layers * n_pos] = 0
+    return rep.run(acts, errors, scale)
+
+
+def edges_to_check(graph: Any) -> list[tuple[int, int]]:
+    """Every edge into the top logit, plus the strongest and a random sample of the feature-to-feature edges."""
+    import torch
+
+    a = graph.adjacency
+    top_logit = a.shape[0] - len(graph.logit_tokens)
+    edges = [(top_logit, int(s)) for s in torch.nonzero(a[top_logit]).flatten()]
+    feat_block = a[: graph.n_features]
+    strongest = torch.topk(feat_block.abs().flatten(), 10).indices
+    nonzero = torch.nonzero(feat_block.flatten()).flatten()
+    sample = nonzero[torch.randperm(len(nonzero), generator=torch.Generator().manual_seed(0))[:10]]
+    return edges + [divmod(int(i), a.shape[1]) for i in torch.cat([strongest, sample])]

@@ -118,8 +118,9 @@ def export_cmd(out: Path, model_id: str | None, sources: tuple[str, ...]) -> Non
 @click.option(
     "--model",
     required=True,
-    help="TransformerLens model: a local directory (tl_config.json + "
-    "model.safetensors + tokenizer), a Hugging Face model directory, or a pretrained name.",
+    help="A Hugging Face model directory (GPT-2, Llama, Gemma 2/3, Qwen 2/3, Mistral; see docs/models.md), "
+    "a TransformerLens directory (tl_config.json + model.safetensors + tokenizer), or a hub id / TransformerLens "
+    "name (needs the hub).",
 )
 @click.option("--sae", required=True, help="SAELens SAE directory (cfg.json + sae_weights.safetensors) or RELEASE/ID.")
 @click.option(
@@ -132,7 +133,11 @@ def export_cmd(out: Path, model_id: str | None, sources: tuple[str, ...]) -> Non
 @click.option("--into-db", is_flag=True, help="Import the dashboards into the configured database.")
 @click.option("--context-size", default=128, show_default=True, type=click.IntRange(min=2), help="Tokens per prompt.")
 @click.option("--n-prompts", default=24576, show_default=True, type=click.IntRange(min=1), help="Prompts to read.")
-@click.option("--prepend-bos/--no-prepend-bos", default=True, show_default=True, help="Start every prompt with BOS.")
+@click.option(
+    "--prepend-bos/--no-prepend-bos",
+    default=None,
+    help="Start every prompt with BOS (default: as the SAE's metadata says, else when the tokenizer has a BOS).",
+)
 @click.option(
     "--exclude-bos/--include-bos",
     default=True,
@@ -206,6 +211,7 @@ def generate_cmd(
     out: Path | None, into_db: bool, work_dir: Path | None, keep_work: bool, progress: bool | None, **options: object
 ) -> None:
     """Generate feature dashboards for every feature of an SAE in one streaming pass."""
+    from interpedia.errors import UserError
     from interpedia.generate import GenerateConfig, GenerateRun
 
     if out is None and not into_db:
@@ -225,7 +231,7 @@ def generate_cmd(
     factory = factory_for(settings) if into_db else None
     try:
         result = GenerateRun(cfg, factory=factory, keep_work=keep_work, progress=progress).run()
-    except (ValueError, FileNotFoundError, OSError) as exc:
+    except (UserError, ValueError, FileNotFoundError, OSError) as exc:
         raise click.ClickException(f"generate failed: {exc}") from None
     run = result.run
     where = ", ".join(filter(None, [str(out) if out else None, "the database" if into_db else None]))

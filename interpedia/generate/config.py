@@ -47,7 +47,9 @@ class GenerateConfig:
     # tokens
     context_size: int = 128
     n_prompts: int = 24576
-    prepend_bos: bool = True
+    # None: the SAE's own prepend_bos (its SAELens metadata), else whether the tokenizer has a BOS token;
+    # the run resolves it and records the value it used
+    prepend_bos: bool | None = None
     exclude_bos: bool = True
     concat: bool = True
     dataset_split: str = "train"

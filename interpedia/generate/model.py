@@ -1,27 +1,29 @@
-"""The language model side of generation: load a TransformerLens model and run it up to one hook.
+"""The language model every caller uses: loaded once (``model_loading``), run only as far as one hook.
 
-A model is a local directory (``tl_config.json`` + ``model.safetensors`` + tokenizer files), a Hugging Face
-model directory (``config.json`` + weights, an architecture TransformerLens converts), or a TransformerLens
-pretrained name (needs the hub). Weights are used as stored (no LayerNorm folding, no centring), like
-SAEDashboard's ``from_pretrained_no_processing``.
+``HookedModel`` is the one seam: ``interpedia generate``, live inference, steering and the graph engine load
+through :meth:`HookedModel.load` and see the same thing: ``.model``, a HookedTransformer (TransformerLens
+directories) or a TransformerBridge (Hugging Face models) with HookedTransformer's hook names; ``.tokenizer``,
+untouched; and the facts the run record keeps. What differs between the two backends is handled here (the
+BOS token, norm weights stored as offsets, incremental decoding), so callers do not branch on the backend.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import warnings
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from interpedia.errors import Invalid
+from interpedia.generate.model_loading import TL_CONFIG, TL_WEIGHTS, TORCH_DTYPES, LoadedParts, load_parts
+
+__all__ = ["TL_CONFIG", "TL_WEIGHTS", "TORCH_DTYPES", "HookedModel", "LogitSteps", "layer_of", "norm_weight"]
+
 log = logging.getLogger(__name__)
 
-TL_CONFIG = "tl_config.json"
-TL_WEIGHTS = "model.safetensors"
-# SAEDashboard's vocabulary clean-up (its runner's HTML_ANOMALIES): raw BPE pieces, made readable.
+# SAEDashboard's vocabulary clean-up (its runner's HTML_ANOMALIES): raw BPE pieces, made readable; plus
+# SentencePiece's word-start marker and byte pieces (Gemma, Mistral).
 VOCAB_REPLACEMENTS = {
     "âĢĶ": "—",
     "âĢĵ": "–",
@@ -33,9 +35,17 @@ VOCAB_REPLACEMENTS = {
     "Ġ": " ",
     "Ċ": "\n",
     "ĉ": "\t",
+    "▁": " ",
+    "<0x0A>": "\n",
+    "<0x09>": "\t",
 }
 _LAYER_RE = re.compile(r"blocks\.(\d+)\.")
-TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_HOOK_SWITCHES = {
+    "hook_mlp_in": "set_use_hook_mlp_in",
+    "hook_attn_in": "set_use_attn_in",
+    "_input": "set_use_split_qkv_input",
+    "attn.hook_result": "set_use_attn_result",
+}
 
 
 class _Captured(Exception):
@@ -48,101 +58,92 @@ def layer_of(hook_name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class HookedModel:
-    """A ``HookedTransformer`` with its tokenizer, run only as far as one hook."""
+def norm_weight(model: Any, norm: Any) -> torch.Tensor | None:
+    """What a LayerNorm/RMSNorm of ``model`` multiplies by, or None without a weight.
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str, source: str) -> None:
+    Gemma stores RMSNorm weights as offsets from 1; HookedTransformer's conversion adds the 1 to the stored
+    weight, a TransformerBridge keeps the offset and says so in ``cfg.rmsnorm_uses_offset``.
+    """
+    w = getattr(norm, "w", None) if norm is not None else None
+    if not isinstance(w, torch.Tensor):
+        return None
+    return w + 1.0 if getattr(model.cfg, "rmsnorm_uses_offset", False) else w
+
+
+class HookedModel:
+    """A model with TransformerLens hooks and its tokenizer, run only as far as one hook."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        name: str,
+        source: str,
+        backend: str = "HookedTransformer",
+        facts: dict[str, Any] | None = None,
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
-        self.source = source  # "local-dir", "hf-dir" or "pretrained"
+        self.source = source  # "local-dir", "hf-dir" or "hub"
+        self.backend = backend  # "HookedTransformer" or "TransformerBridge"
+        self.facts: dict[str, Any] = dict(facts or {})
         self.model.eval()
-
-    # --- loading ---------------------------------------------------------------------------------
+        self._hook_names: frozenset[str] | None = None
+        self._enabled: set[str] = set()
 
     @classmethod
     def load(cls, spec: str, *, device: str = "cpu", dtype: str = "float32") -> HookedModel:
-        """Load from a local TransformerLens directory, a Hugging Face directory or a pretrained name."""
-        path = Path(spec)
-        with warnings.catch_warnings():
-            # TransformerLens 3 deprecates HookedTransformer in favour of its bridge; it is still the API here.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            if (path / TL_CONFIG).exists():
-                return cls._load_local(path, device=device, dtype=dtype)
-            if (path / "config.json").exists():
-                return cls._load_hf_dir(path, device=device, dtype=dtype)
-            return cls._load_pretrained(spec, device=device, dtype=dtype)
-
-    @classmethod
-    def _load_local(cls, path: Path, *, device: str, dtype: str) -> HookedModel:
-        from safetensors.torch import load_file
-        from transformer_lens import HookedTransformer, HookedTransformerConfig
-        from transformers import AutoTokenizer
-
-        kwargs = json.loads((path / TL_CONFIG).read_text())
-        kwargs.update(device=device, dtype=TORCH_DTYPES[dtype])
-        cfg = HookedTransformerConfig(**kwargs)
-        model = HookedTransformer(cfg)  # no tokenizer: generation tokenizes itself (see tokens.py)
-        state = load_file(str(path / TL_WEIGHTS), device="cpu")
-        # Attention masks are buffers the model builds itself (TransformerLens 2 and 3 store them differently).
-        state = {k: v for k, v in state.items() if not k.endswith((".mask", ".IGNORE"))}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        # Only non-persistent buffers (attention masks) may be missing; anything else is a wrong file.
-        real_missing = [k for k in missing if not k.endswith((".mask", ".IGNORE"))]
-        if real_missing or unexpected:
-            raise ValueError(
-                f"{path / TL_WEIGHTS} does not match {TL_CONFIG}: missing {real_missing[:5]}, "
-                f"unexpected {unexpected[:5]}"
-            )
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        return cls(model, tokenizer, name=str(kwargs.get("model_name") or path.name), source="local-dir")
-
-    @classmethod
-    def _load_hf_dir(cls, path: Path, *, device: str, dtype: str) -> HookedModel:
-        """A Hugging Face model directory, converted by TransformerLens (which accepts paths here)."""
-        from transformer_lens import HookedTransformer
-        from transformer_lens import loading_from_pretrained as loading
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        torch_dtype = TORCH_DTYPES[dtype]
-        cfg = loading.get_pretrained_model_config(str(path), device=device, dtype=torch_dtype, fold_ln=False)
-        hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
-        state = loading.get_pretrained_state_dict(str(path), cfg, hf_model=hf_model, dtype=torch_dtype)
-        model = HookedTransformer(cfg)
-        model.load_and_process_state_dict(
-            state,
-            fold_ln=False,
-            center_writing_weights=False,
-            center_unembed=False,
-            fold_value_biases=False,
-            refactor_factored_attn_matrices=False,
+        """Load a TransformerLens directory, a Hugging Face model directory, or a hub id / TransformerLens name."""
+        parts: LoadedParts = load_parts(spec, device=device, dtype=dtype)
+        model = cls(
+            parts.model, parts.tokenizer, name=parts.name, source=parts.source, backend=parts.backend, facts=parts.facts
         )
-        return cls(model, AutoTokenizer.from_pretrained(str(path)), name=path.name, source="hf-dir")
-
-    @classmethod
-    def _load_pretrained(cls, spec: str, *, device: str, dtype: str) -> HookedModel:
-        """A TransformerLens pretrained name (needs the hub or a populated cache)."""
-        from transformer_lens import HookedTransformer
-
-        model = HookedTransformer.from_pretrained_no_processing(spec, device=device, dtype=TORCH_DTYPES[dtype])
-        return cls(model, model.tokenizer, name=spec, source="pretrained")
+        log.info("loaded %s (%s, %s) from %s", model.name, model.facts.get("architecture"), model.backend, spec)
+        return model
 
     # --- facts ---------------------------------------------------------------------------------
 
     @property
     def cfg(self) -> Any:
-        """The HookedTransformerConfig."""
+        """The TransformerLens config (n_layers, d_model, d_vocab, n_ctx, ...)."""
         return self.model.cfg
 
     @property
     def device(self) -> torch.device:
         """Where the weights are."""
-        return self.model.W_U.device
+        return torch.device(self.model.W_U.device)
+
+    @property
+    def bos_token_id(self) -> int | None:
+        """The token put first when a prompt gets a BOS: the tokenizer's, else its EOS.
+
+        The EOS stands in when a tokenizer has no BOS (Qwen) because that is what TransformerLens, and so
+        SAELens training with ``prepend_bos``, puts there.
+        """
+        tok = self.tokenizer
+        bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        return int(bos) if bos is not None else None
+
+    @property
+    def default_prepend_bos(self) -> bool:
+        """Whether prompts start with BOS when nothing says otherwise: when the tokenizer has a BOS token."""
+        return self.tokenizer.bos_token_id is not None
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        """Tokens that end a completion: the EOS and the model's end-of-turn tokens (its generation config)."""
+        ids = self.facts.get("stop_token_ids")
+        if ids is None:
+            eos = self.tokenizer.eos_token_id
+            return [int(eos)] if eos is not None else []
+        return [int(i) for i in ids]
 
     def special_token_ids(self) -> list[int]:
-        """BOS, EOS and PAD ids (SAEDashboard's ``ignore_tokens``)."""
+        """BOS, EOS and PAD ids (SAEDashboard's ``ignore_tokens``), the EOS-as-BOS included."""
         tok = self.tokenizer
-        ids = {tok.bos_token_id, tok.eos_token_id, tok.pad_token_id}
+        ids = {self.bos_token_id, tok.eos_token_id, tok.pad_token_id}
         return sorted(i for i in ids if i is not None)
 
     def vocab_strings(self) -> list[str]:
@@ -169,7 +170,33 @@ class HookedModel:
             "transformer_lens": getattr(transformer_lens, "__version__", "unknown"),
         }
 
+    def record(self) -> dict[str, Any]:
+        """What the run record keeps about the model beyond its shape (``RunModel.extra``)."""
+        return {"backend": self.backend, **self.facts, "bos_used_id": self.bos_token_id}
+
     # --- running ---------------------------------------------------------------------------------
+
+    def has_hook(self, hook_name: str) -> bool:
+        """Whether ``hook_name`` is a hook of this model."""
+        if self._hook_names is None:
+            # The bridge rebuilds hook_dict (aliases resolved) on every access; the names never change.
+            self._hook_names = frozenset(self.model.hook_dict)
+        return hook_name in self._hook_names
+
+    def enable_hooks(self, hook_names: list[str]) -> None:
+        """Refuse unknown hooks; switch on the optional ones (as SAEDashboard does for ``hook_mlp_in``)."""
+        for hook_name in hook_names:
+            if hook_name in self._enabled:
+                continue
+            if not self.has_hook(hook_name):
+                raise Invalid(
+                    f"hook {hook_name!r} is not a hook of model {self.name} (e.g. blocks.0.hook_resid_pre)",
+                    field="hook",
+                )
+            for marker, method in _HOOK_SWITCHES.items():
+                if marker in hook_name and hasattr(self.model, method):
+                    getattr(self.model, method)(True)
+            self._enabled.add(hook_name)
 
     @torch.inference_mode()
     def activations(self, tokens: torch.Tensor, hook_name: str) -> torch.Tensor:
@@ -183,7 +210,7 @@ class HookedModel:
             captured.append(act)
             raise _Captured
 
-        self._enable_hook(hook_name)
+        self.enable_hooks([hook_name])
         layer = layer_of(hook_name)
         stop = None if layer is None else layer + 1
         try:
@@ -193,33 +220,27 @@ class HookedModel:
         except _Captured:
             pass
         if not captured:
-            raise ValueError(f"hook {hook_name!r} did not fire; is it a hook of this model?")
+            raise Invalid(f"hook {hook_name!r} did not fire; is it a hook of this model?", field="hook")
         act = captured[0]
         return act.reshape(act.shape[0] * act.shape[1], -1)
 
-    def _enable_hook(self, hook_name: str) -> None:
-        """Refuse unknown hooks; switch on the optional ones (as SAEDashboard does for ``hook_mlp_in``)."""
-        if hook_name not in self.model.hook_dict:
-            raise ValueError(f"hook {hook_name!r} is not a hook of this model (e.g. blocks.0.hook_resid_pre)")
-        switches = {
-            "hook_mlp_in": "set_use_hook_mlp_in",
-            "hook_attn_in": "set_use_attn_in",
-            "_input": "set_use_split_qkv_input",
-            "attn.hook_result": "set_use_attn_result",
-        }
-        for marker, method in switches.items():
-            if marker in hook_name and hasattr(self.model, method):
-                getattr(self.model, method)(True)
+    def logit_steps(self) -> LogitSteps:
+        """Next-token logits of a growing sequence (for sampling), cached where the backend allows."""
+        return LogitSteps(self)
+
+    # --- weights ---------------------------------------------------------------------------------
 
     def unembed(self) -> torch.Tensor:
         """``W_U`` [d_model, d_vocab] as stored (no LayerNorm, no bias)."""
-        return self.model.W_U
+        return self.model.W_U  # type: ignore[no-any-return]
+
+    def norm_weight(self, norm: Any) -> torch.Tensor | None:
+        """The vector a LayerNorm/RMSNorm of this model multiplies by, or None (see :func:`norm_weight`)."""
+        return norm_weight(self.model, norm)
 
     def ln_final_scale(self) -> torch.Tensor | None:
         """The final LayerNorm's weight, when the model has one."""
-        ln = getattr(self.model, "ln_final", None)
-        w = getattr(ln, "w", None)
-        return w if isinstance(w, torch.Tensor) else None
+        return self.norm_weight(getattr(self.model, "ln_final", None))
 
     def to_resid_direction(self, directions: torch.Tensor, hook_name: str) -> torch.Tensor:
         """Decoder directions [n, d_in] as residual-stream directions [n, d_model] (SAEDashboard's rule)."""
@@ -229,3 +250,39 @@ class HookedModel:
         if layer is not None and hook_name.endswith("attn.hook_z"):
             return directions @ self.model.blocks[layer].attn.W_O.flatten(0, 1)
         return directions
+
+
+class LogitSteps:
+    """Feeds a growing token sequence and returns the last position's logits, one step at a time.
+
+    A HookedTransformer keeps a key/value cache, so each step feeds only the new tokens (``fed`` counts the
+    tokens already in the cache). A TransformerBridge recomputes the whole sequence each step: with
+    transformers 5 its attention wrapper reads the cache under the old argument name (``past_key_values``,
+    now ``cache``), so the cache stays empty and cached steps would be wrong (docs/models.md). Hooks active
+    around the call apply either way; with recomputation they see every position on every step.
+    """
+
+    def __init__(self, hooked: HookedModel) -> None:
+        self.hooked = hooked
+        self.fed = 0
+        self.cache: Any = None
+        if hooked.backend == "HookedTransformer":
+            try:
+                from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+            except ImportError:  # other TransformerLens versions: recompute
+                return
+            cfg = hooked.model.cfg
+            self.cache = TransformerLensKeyValueCache.init_cache(cfg, cfg.device, 1)
+
+    @torch.inference_mode()
+    def next_logits(self, feed: list[int]) -> torch.Tensor:
+        """Logits [d_vocab] (float32, CPU) after ``feed``: the tokens after the first ``fed`` of the sequence."""
+        tokens = torch.tensor([feed], dtype=torch.long, device=self.hooked.device)
+        model = self.hooked.model
+        if self.cache is not None:
+            # The mask is given because TransformerLens builds one from a tokenizer, which this model lacks.
+            logits = model(tokens, past_kv_cache=self.cache, attention_mask=torch.ones_like(tokens))
+            self.fed += len(feed)
+        else:
+            logits = model(tokens)
+        return logits[0, -1].float().cpu()  # type: ignore[no-any-return]

@@ -78,6 +78,7 @@ class GenerateRun:
         self.stop_after_shards = stop_after_shards  # tests: simulate a kill after this many new shards
         self.timings: dict[str, float] = {}
         self.threads: dict[str, Any] = {}
+        self.bos_from = "--prepend-bos"
 
     # --- stages ----------------------------------------------------------------------------------
 
@@ -92,6 +93,18 @@ class GenerateRun:
             return Path(self.cfg.out) / ".interpedia-work"
         raise ValueError("a work directory is needed: pass work_dir or out")
 
+    def _prepend_bos(self, model: HookedModel, sae: LoadedSae) -> bool:
+        """--prepend-bos as given, else as the SAE was trained (its metadata), else the tokenizer's convention."""
+        if self.cfg.prepend_bos is not None:
+            self.bos_from = "--prepend-bos" if self.cfg.prepend_bos else "--no-prepend-bos"
+            return self.cfg.prepend_bos
+        trained = getattr(sae.metadata, "prepend_bos", None)
+        if isinstance(trained, bool):
+            self.bos_from = "the SAE's metadata (prepend_bos)"
+            return trained
+        self.bos_from = "the tokenizer (it has a BOS token)" if model.default_prepend_bos else "the tokenizer (no BOS)"
+        return model.default_prepend_bos
+
     def _tokens(self, model: HookedModel, work: Path) -> tuple[np.ndarray, dict[str, Any]]:
         from interpedia.generate.tokens import TokenSource
 
@@ -104,10 +117,11 @@ class GenerateRun:
             model.tokenizer,
             context_size=cfg.context_size,
             n_prompts=cfg.n_prompts,
-            prepend_bos=cfg.prepend_bos,
+            prepend_bos=bool(cfg.prepend_bos),
             concat=cfg.concat,
             split=cfg.dataset_split,
             text_field=cfg.text_field,
+            bos_id=model.bos_token_id,
         ).rows()
         meta = {"kind": rows.kind, "n_prompts": rows.n_prompts, "skipped_short_documents": rows.skipped_short}
         work.mkdir(parents=True, exist_ok=True)
@@ -127,6 +141,15 @@ class GenerateRun:
         sae = LoadedSae.load(cfg.sae, device=cfg.device, dtype=cfg.dtype, fold=cfg.fold_decoder_norm)
         self._timed("load_seconds", started)
         hook_name = cfg.hook_name or sae.hook_name
+        model.enable_hooks([hook_name])  # an unknown hook fails now, before any tokenising
+        processing = getattr(sae.metadata, "model_from_pretrained_kwargs", None) or {}
+        if processing.get("center_writing_weights"):
+            log.warning(
+                "the SAE was trained on a model loaded with %s; interpedia reads the weights as stored, so "
+                "residual-stream activations differ from the SAE's training by each token's mean",
+                processing,
+            )
+        cfg = self.cfg = cfg.with_(prepend_bos=self._prepend_bos(model, sae))
         inputs = {k: path_identity(getattr(cfg, k)) for k in ("model", "sae", "dataset")}
         fingerprint = cfg.fingerprint(inputs)
         work = self.work_root() / fingerprint
@@ -417,6 +440,7 @@ class GenerateRun:
                 d_vocab=int(model.cfg.d_vocab),
                 dtype=cfg.dtype,
                 device=str(model.device),
+                extra=model.record(),
             ),
             sae=RunSae(
                 spec=cfg.sae,
@@ -442,7 +466,11 @@ class GenerateRun:
                 excluded_token_ids=ignore_ids or [],
                 concat_documents=cfg.concat,
                 example_window=f"positions {window_start}..{cfg.context_size - 1}",
-                extra=dict(token_meta),
+                extra={
+                    **token_meta,
+                    "prepend_bos_from": self.bos_from,
+                    "bos_token_id": model.bos_token_id if cfg.prepend_bos else None,
+                },
             ),
             features_written=written,
             dead_features=dead,

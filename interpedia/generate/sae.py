@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from interpedia.generate.model import TORCH_DTYPES
+from interpedia.errors import Invalid, Unavailable
+from interpedia.generate.model_loading import TORCH_DTYPES
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,32 @@ class LoadedSae:
         """From a directory (``cfg.json`` + ``sae_weights.safetensors``) or a SAELens ``release/sae_id``."""
         from sae_lens import SAE
 
-        if Path(spec).is_dir():
-            sae = SAE.load_from_disk(spec, device=device, dtype=dtype)
-        else:
-            release, _, sae_id = spec.partition("/")
-            if not sae_id:
-                raise ValueError(f"--sae {spec!r} is neither a directory nor RELEASE/SAE_ID")
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            if not (path / "cfg.json").exists():
+                raise Invalid(f"{path} is not an SAE directory: it has no cfg.json (SAELens's format)", field="sae")
+            try:
+                sae = SAE.load_from_disk(str(path), device=device, dtype=dtype)
+            except Exception as exc:  # SAELens raises ValueError, KeyError or OSError for a bad cfg or weights
+                message = f"{path}: SAELens could not load the SAE: {type(exc).__name__}: {exc}"
+                raise Invalid(message, field="sae") from None
+            return cls(sae, spec=spec, fold=fold)
+        release, _, sae_id = spec.partition("/")
+        if path.exists() or _looks_like_path(spec) or not sae_id:
+            raise Invalid(f"no SAE directory at {spec} (nor is it a SAELens RELEASE/SAE_ID)", field="sae")
+        if release not in _releases():
+            raise Invalid(
+                f"no SAE directory at {spec}, and {release!r} is not a SAELens release (RELEASE/SAE_ID)", field="sae"
+            )
+        try:
             sae = SAE.from_pretrained(release, sae_id, device=device, dtype=dtype)
+        except ValueError as exc:  # an unknown SAE id within the release
+            raise Invalid(f"SAELens release {release}: {exc}", field="sae") from None
+        except Exception as exc:  # offline, or the hub refused
+            raise Unavailable(
+                f"SAE {sae_id} of SAELens release {release} could not be downloaded: {type(exc).__name__}: {exc}",
+                field="sae",
+            ) from None
         return cls(sae, spec=spec, fold=fold)
 
     # --- facts ---------------------------------------------------------------------------------
@@ -112,6 +132,18 @@ class LoadedSae:
         """The fastest exact encoder for this architecture: ``(x [T, d_in], ignore [T] bool) -> SparseActs``."""
         build = _ENCODERS.get(self.architecture, _GenericEncoder)
         return build(self)
+
+
+def _looks_like_path(spec: str) -> bool:
+    """A spec that can only be a path (a SAELens id is ``release/sae_id`` with a relative release name)."""
+    return spec.startswith(("/", "./", "../", "~"))
+
+
+def _releases() -> set[str]:
+    """SAELens's known releases (its bundled directory; no download)."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    return set(get_pretrained_saes_directory())
 
 
 # --- encoders ---------------------------------------------------------------------------------------

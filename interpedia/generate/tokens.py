@@ -53,6 +53,7 @@ class TokenSource:
         concat: bool = True,
         split: str = "train",
         text_field: str = "text",
+        bos_id: int | None = None,
     ) -> None:
         self.spec = spec
         self.tokenizer = tokenizer
@@ -62,6 +63,8 @@ class TokenSource:
         self.concat = concat
         self.split = split
         self.text_field = text_field
+        # The model's BOS (HookedModel.bos_token_id: the tokenizer's, or its EOS where it has none)
+        self.bos_id = bos_id if bos_id is not None else tokenizer.bos_token_id
 
     def rows(self) -> TokenRows:
         """Tokenise until ``n_prompts`` rows exist (or the data runs out: fewer rows, with a warning)."""
@@ -128,10 +131,9 @@ class TokenSource:
     # --- row building ----------------------------------------------------------------------------
 
     def _bos(self) -> int:
-        bos = self.tokenizer.bos_token_id
-        if bos is None:
-            raise ValueError("--prepend-bos needs a tokenizer with a BOS token; use --no-prepend-bos")
-        return int(bos)
+        if self.bos_id is None:
+            raise ValueError("--prepend-bos needs a tokenizer with a BOS (or EOS) token; use --no-prepend-bos")
+        return int(self.bos_id)
 
     def _from_texts(self, texts: Iterator[str], kind: str) -> TokenRows:
         body = self.context_size - 1 if self.prepend_bos else self.context_size

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from interpedia.errors import Invalid
+from interpedia.generate.model import norm_weight
 from interpedia.graph.transcoders import TranscoderSet
 
 
@@ -74,8 +75,13 @@ def run_frozen_forward(model: Any, tokens: torch.Tensor, transcoders: Transcoder
     site = transcoders.input_site
     cache: dict[str, torch.Tensor] = {}
 
-    def keep(act: torch.Tensor, hook: Any) -> None:
-        cache[hook.name] = act[0].detach()
+    def keep_as(name: str) -> Any:
+        # Keyed by the name asked for: a TransformerBridge fires some hooks under their canonical name
+        # (blocks.N.hook_resid_post as blocks.N.hook_out).
+        def keep(act: torch.Tensor, hook: Any) -> None:
+            cache[name] = act[0].detach()
+
+        return keep
 
     names = []
     for layer in range(n_layers):
@@ -88,7 +94,7 @@ def run_frozen_forward(model: Any, tokens: torch.Tensor, transcoders: Transcoder
             ]
     if has_ln:
         names.append("ln_final.hook_scale")
-    logits = model.run_with_hooks(tokens[None].to(model.cfg.device), fwd_hooks=[(n, keep) for n in names])
+    logits = model.run_with_hooks(tokens[None].to(model.cfg.device), fwd_hooks=[(n, keep_as(n)) for n in names])
 
     def mlp_input(layer: int) -> torch.Tensor:
         if site == "resid_mid" or not has_ln:
@@ -97,7 +103,7 @@ def run_frozen_forward(model: Any, tokens: torch.Tensor, transcoders: Transcoder
         if site == "ln2_normalized":
             return normalized
         ln = model.blocks[layer].ln2  # TransformerLens hooks ln2 before its weight and bias; the MLP reads after
-        w, b = getattr(ln, "w", None), getattr(ln, "b", None)
+        w, b = norm_weight(model, ln), getattr(ln, "b", None)
         out = normalized * w.detach() if isinstance(w, torch.Tensor) else normalized
         return out + b.detach() if isinstance(b, torch.Tensor) else out
 
@@ -116,9 +122,9 @@ def run_frozen_forward(model: Any, tokens: torch.Tensor, transcoders: Transcoder
 class _Norm:
     """The transpose of a LayerNorm/RMSNorm whose scale is frozen: ``g -> C(g * w / scale)``."""
 
-    def __init__(self, ln: Any, scale: torch.Tensor | None, norm_type: str | None) -> None:
+    def __init__(self, model: Any, ln: Any, scale: torch.Tensor | None, norm_type: str | None) -> None:
         self.identity = norm_type is None or scale is None
-        w = getattr(ln, "w", None) if ln is not None else None
+        w = norm_weight(model, ln)
         self.w = w.detach().float() if isinstance(w, torch.Tensor) else None
         self.inv_scale = None if scale is None else (1.0 / scale.float())  # [P, 1]
         self.center = norm_type in ("LN", "LNPre")
@@ -145,15 +151,17 @@ class ReplacementTranspose:
         self.d_model = int(cfg.d_model)
         self.site = transcoders.input_site
         norm = cfg.normalization_type
-        self.ln1 = [_Norm(b.ln1, frozen.ln1_scale[i], norm) for i, b in enumerate(model.blocks)]
-        self.ln2 = [_Norm(b.ln2, frozen.ln2_scale[i], norm) for i, b in enumerate(model.blocks)]
-        self.ln_final = _Norm(getattr(model, "ln_final", None), frozen.ln_final_scale, norm)
+        self.ln1 = [_Norm(model, b.ln1, frozen.ln1_scale[i], norm) for i, b in enumerate(model.blocks)]
+        self.ln2 = [_Norm(model, b.ln2, frozen.ln2_scale[i], norm) for i, b in enumerate(model.blocks)]
+        self.ln_final = _Norm(model, getattr(model, "ln_final", None), frozen.ln_final_scale, norm)
         self.patterns_t = [p.float().transpose(-1, -2).contiguous() for p in frozen.pattern]  # [H, k, q]
         self.w_o, self.w_v_t, self.ov = [], [], []
         for block in model.blocks:
             w_o = block.attn.W_O.detach().float()  # [H, e, d]
-            w_v = block.attn.W_V.detach().float()  # [H, d, e] (GQA heads already repeated by TransformerLens)
+            w_v = block.attn.W_V.detach().float()  # [H, d, e]; [H_kv, d, e] on a TransformerBridge
             self.n_heads, self.d_head = int(w_o.shape[0]), int(w_o.shape[1])
+            if w_v.shape[0] != self.n_heads:  # grouped-query attention: each key/value head serves a group
+                w_v = w_v.repeat_interleave(self.n_heads // w_v.shape[0], dim=0)
             self.w_o.append(w_o.reshape(-1, self.d_model))  # [H*e, d]
             self.w_v_t.append(w_v.permute(0, 2, 1).reshape(-1, self.d_model))  # [H*e, d]
             self.ov.append(w_v @ w_o)  # [H, d, d]: what head h writes for what it reads, pattern aside

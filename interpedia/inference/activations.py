@@ -58,7 +58,7 @@ def prepend_bos_for(model: LoadedModel, source: LoadedSource | None) -> bool:
     """Whether prompts for this source get a BOS token (as its dashboards did)."""
     if source is not None and source.plan.prepend_bos is not None:
         return source.plan.prepend_bos and model.bos_id is not None
-    return model.bos_id is not None
+    return model.default_prepend_bos
 
 
 def _excluded(model: LoadedModel, source: LoadedSource, ids: list[int]) -> torch.Tensor:

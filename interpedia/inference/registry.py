@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import torch
 
-from interpedia.errors import Invalid, Unavailable
+from interpedia.errors import Invalid, Unavailable, UserError
 from interpedia.generate.model import HookedModel, layer_of
 from interpedia.generate.sae import LoadedSae
 from interpedia.inference.plans import ModelPlan, SaePlan
@@ -41,7 +41,8 @@ def _residual_stop(hook_name: str, n_layers: int) -> int | None:
         return None
     layer = int(match.group(1))
     stop = layer if match.group(2) == "pre" else layer + 1
-    return stop if layer < n_layers else None
+    # Stopping at n_layers returns the logits on a TransformerBridge (the final residual on a HookedTransformer)
+    return stop if stop < n_layers else None
 
 
 class LoadedModel:
@@ -55,10 +56,13 @@ class LoadedModel:
         self.lock = threading.Lock()
         self.vocab = hooked.vocab_strings()
         self.special_ids = frozenset(int(i) for i in (getattr(self.tokenizer, "all_special_ids", None) or []))
-        bos = self.tokenizer.bos_token_id
-        self.bos_id: int | None = int(bos) if bos is not None else None
+        # The BOS a prompt gets when it gets one (the EOS for a tokenizer without one, as TransformerLens does),
+        # and whether prompts get one when no source says
+        self.bos_id: int | None = hooked.bos_token_id
+        self.default_prepend_bos = hooked.default_prepend_bos
         eos = self.tokenizer.eos_token_id
         self.eos_id: int | None = int(eos) if eos is not None else None
+        self.stop_ids = frozenset(hooked.stop_token_ids)  # EOS and the end-of-turn tokens of instruct models
         cfg = hooked.cfg
         self.n_ctx = int(cfg.n_ctx)
         # Learned absolute positions cap the length; rotary models can run longer.
@@ -67,7 +71,7 @@ class LoadedModel:
 
     @property
     def model(self) -> Any:
-        """The HookedTransformer."""
+        """The HookedTransformer or TransformerBridge."""
         return self.hooked.model
 
     def token_strings(self, ids: list[int]) -> list[str]:
@@ -87,15 +91,21 @@ class LoadedModel:
     def hook_activations(self, ids: list[int], hook_names: list[str]) -> dict[str, torch.Tensor]:
         """Activations [pos, d] at each hook for one sequence; the forward pass stops after the last one."""
         wanted = set(hook_names)
-        unknown = sorted(wanted - set(self.model.hook_dict))
+        unknown = sorted(h for h in wanted if not self.hooked.has_hook(h))
         if unknown:
             raise Invalid(f"hook {unknown[0]!r} is not a hook of model {self.model_id}", field="hook")
+        self.hooked.enable_hooks(sorted(wanted))
         captured: dict[str, torch.Tensor] = {}
 
-        def capture(act: torch.Tensor, hook: Any) -> None:
-            captured[hook.name] = act
-            if len(captured) == len(wanted):
-                raise _Captured
+        def capture_as(name: str) -> Callable[[torch.Tensor, Any], None]:
+            # Keyed by the name asked for: on a TransformerBridge, hook.name is the canonical name of an alias
+            # (blocks.N.hook_resid_post fires as blocks.N.hook_out).
+            def capture(act: torch.Tensor, hook: Any) -> None:
+                captured[name] = act
+                if len(captured) == len(wanted):
+                    raise _Captured
+
+            return capture
 
         tokens = torch.tensor([ids], dtype=torch.long, device=self.hooked.device)
         if len(wanted) == 1:
@@ -110,7 +120,7 @@ class LoadedModel:
         stop = None if any(x is None for x in layers) else max(x for x in layers if x is not None) + 1
         try:
             self.model.run_with_hooks(
-                tokens, fwd_hooks=[(h, capture) for h in wanted], stop_at_layer=stop, return_type=None
+                tokens, fwd_hooks=[(h, capture_as(h)) for h in wanted], stop_at_layer=stop, return_type=None
             )
         except _Captured:
             pass
@@ -235,6 +245,8 @@ class InferenceRegistry:
         log.info("inference: loading model %s from %s", plan.model_id, plan.spec)
         try:
             hooked = HookedModel.load(plan.spec, device=self.device, dtype=plan.dtype)
+        except UserError as exc:  # a missing directory, an unsupported architecture: its own message
+            raise Unavailable(f"model {plan.model_id!r} could not be loaded: {exc.message}", field="model") from None
         except Exception as exc:  # a missing file or an unreachable hub: the request gets a 503, not a crash
             log.exception("inference: could not load model %s", plan.model_id)
             raise Unavailable(
@@ -249,6 +261,10 @@ class InferenceRegistry:
             raw = LoadedSae.load(plan.spec, device=self.device, dtype=dtype, fold=False)
             norms = raw.sae.W_dec.detach().norm(dim=-1).float().cpu()
             loaded = LoadedSae(raw.sae, spec=plan.spec, fold=plan.fold_decoder_norm)
+        except UserError as exc:
+            raise Unavailable(
+                f"SAE of {plan.model_id}/{plan.source_id} could not be loaded: {exc.message}", field="source"
+            ) from None
         except Exception as exc:
             log.exception("inference: could not load SAE %s/%s", plan.model_id, plan.source_id)
             raise Unavailable(

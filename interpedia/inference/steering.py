@@ -11,7 +11,8 @@ Methods, with ``c = strength x strength_multiplier`` and ``v`` the steering vect
 
 Sampling follows TransformerLens's ``generate``: the frequency penalty subtracts ``freq_penalty x count`` of
 each token seen so far (prompt included) from the logits, temperature 0 is greedy, and generation stops at
-EOS. The RNG is a ``torch.Generator`` seeded per generation, so a seed gives the same text whatever else the
+EOS or at an end-of-turn token of the model's generation config (``<|eot_id|>``, ``<end_of_turn>``,
+``<|im_end|>``). The RNG is a ``torch.Generator`` seeded per generation, so a seed gives the same text whatever else the
 process is doing, and STEERED and DEFAULT start from the same seed. Log-probabilities are of the model's
 raw next-token distribution.
 """
@@ -71,9 +72,8 @@ def check_directions(model: LoadedModel, directions: list[Direction], settings: 
         raise Unsupported(
             f"steer method {settings.method!r} is not one of {', '.join(STEER_METHODS)}", field="steer_method"
         )
-    hooks = model.model.hook_dict
     for n, d in enumerate(directions):
-        if d.hook not in hooks:
+        if not model.hooked.has_hook(d.hook):
             raise Invalid(f"hook {d.hook!r} is not a hook of model {model.model_id}", field=f"vectors[{n}].hook")
         if not bool(torch.isfinite(d.vector).all()):
             raise Invalid("steering vector contains NaN or infinite values", field=f"vectors[{n}]")
@@ -86,6 +86,8 @@ def check_directions(model: LoadedModel, directions: list[Direction], settings: 
                 + (" with normalize_steering" if settings.normalize else ""),
                 field=f"vectors[{n}]",
             )
+    # optional hooks (hook_mlp_in, ...) fire only when switched on; without this a steer there would do nothing
+    model.hooked.enable_hooks([d.hook for d in directions])
 
 
 def _make_hook(dirs: list[Direction], settings: SteerSettings, state: dict[str, Any]) -> Callable[..., torch.Tensor]:
@@ -122,14 +124,6 @@ def _make_hook(dirs: list[Direction], settings: SteerSettings, state: dict[str, 
     return steer
 
 
-def _new_cache(model: Any) -> Any:
-    try:
-        from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-    except ImportError:  # other TransformerLens versions: recompute the whole sequence each step
-        return None
-    return TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, 1)
-
-
 @torch.inference_mode()
 def generate(
     model: LoadedModel,
@@ -153,37 +147,26 @@ def generate(
     ids = list(prompt_ids)
     out: list[int] = []
     logprobs: list[dict[str, Any]] | None = [] if settings.n_logprobs > 0 else None
-    cache = _new_cache(tm)
-    feed = ids
+    steps = model.hooked.logit_steps()  # a KV cache where the backend has a working one
     with tm.hooks(fwd_hooks=fwd_hooks):
         for _ in range(settings.n_tokens):
+            feed = ids[steps.fed :]
             if mask_special and not settings.steer_special_tokens:
                 state["mask"] = torch.tensor([0.0 if i in model.special_ids else 1.0 for i in feed], device=device)
-            tokens = torch.tensor([feed], dtype=torch.long, device=device)
-            # The mask is given because TransformerLens builds one from a tokenizer, which this model lacks.
-            logits = (
-                (
-                    tm(tokens, past_kv_cache=cache, attention_mask=torch.ones_like(tokens))
-                    if cache is not None
-                    else tm(tokens)
-                )[0, -1]
-                .float()
-                .cpu()
-            )
+            logits = steps.next_logits(feed)
             adjusted = logits - settings.freq_penalty * counts if settings.freq_penalty else logits
             if settings.temperature <= 0:
                 tok = int(torch.argmax(adjusted))
             else:
                 probs = torch.softmax(adjusted / settings.temperature, dim=-1)
                 tok = int(torch.multinomial(probs, 1, generator=rng))
-            if model.eos_id is not None and tok == model.eos_id:
+            if tok in model.stop_ids:  # EOS, or an instruct model's end of turn
                 break
             if logprobs is not None:
                 logprobs.append(_logprob(model, logits, tok, settings.n_logprobs))
             out.append(tok)
             ids.append(tok)
             counts[tok] += 1
-            feed = [tok] if cache is not None else ids
     return Generation(out, model.decode(out), logprobs)
 
 

@@ -13,6 +13,7 @@ torch = require_module("torch")
 
 from generate_helpers import ARCHITECTURES, CTX, HOOK, Tiny, tiny_inputs  # noqa: E402
 
+from interpedia.errors import Invalid  # noqa: E402
 from interpedia.generate.model import HookedModel, layer_of  # noqa: E402
 from interpedia.generate.sae import LoadedSae  # noqa: E402
 from interpedia.generate.tokens import TokenSource  # noqa: E402
@@ -65,7 +66,7 @@ def test_forward_stops_at_the_hook(model: HookedModel) -> None:
     _, cache = model.model.run_with_cache(toks, names_filter=[HOOK])
     torch.testing.assert_close(x, cache[HOOK].reshape(2 * CTX, -1))
     assert layer_of(HOOK) == 1 and layer_of("hook_embed") is None
-    with pytest.raises(ValueError, match="not a hook"):
+    with pytest.raises(Invalid, match="not a hook"):
         model.activations(toks, "blocks.0.no_such_hook")
 
 

@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
-from graph_helpers import SHORT_PROMPT, TinyGraph, build, prompt_tokens, random_transcoder
+from graph_helpers import (
+    SHORT_PROMPT,
+    FrozenReplacement,
+    TinyGraph,
+    build,
+    edges_to_check,
+    prompt_tokens,
+    random_transcoder,
+    target_value,
+    without,
+)
 from safetensors.torch import save_file
 
 from interpedia.errors import Invalid
 from interpedia.generate.model import HookedModel
-from interpedia.graph import AttributionSettings, TranscoderError, TranscoderSet, attribute, load_transcoder_set
+from interpedia.graph import AttributionSettings, TranscoderError, attribute, load_transcoder_set
 from interpedia.graph.service import GraphRequest, generate_graph, prompt_token_ids
 
 
@@ -26,89 +35,6 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyGraph:
 @pytest.fixture(scope="module")
 def hooked(tiny: TinyGraph) -> HookedModel:
     return HookedModel.load(str(tiny.model))
-
-
-class FrozenReplacement:
-    """The replacement model run forward with TransformerLens hooks: attention patterns and LayerNorm scales fixed
-    to a clean run's, each MLP output = the transcoder's decoding of given (frozen) feature activations + its skip
-    path + the error. Independent of the engine's transpose: a direct effect is what a patched run measures."""
-
-    def __init__(self, model: Any, tokens: list[int], ts: TranscoderSet) -> None:
-        self.model, self.ts = model, ts
-        self.tokens = torch.tensor([tokens])
-        self.frozen: dict[str, torch.Tensor] = {}
-        names = [n for n in model.hook_dict if n.endswith(("hook_pattern", "hook_scale"))]
-        with torch.no_grad():
-            _, cache = model.run_with_cache(self.tokens)
-        self.frozen = {n: cache[n] for n in names}
-        self.inputs = [self._site(cache, layer)[0] for layer in range(ts.n_layers)]
-        self.acts = [ts.encode(layer, x) for layer, x in enumerate(self.inputs)]
-        for a in self.acts:
-            a[:1] = 0
-        mlp_out = torch.stack([cache[f"blocks.{layer}.hook_mlp_out"][0] for layer in range(ts.n_layers)])
-        self.errors = mlp_out - ts.reconstruct(self.acts, self.inputs)
-        self.errors[:, :1] = 0
-
-    def _site(self, cache: Any, layer: int) -> torch.Tensor:
-        if self.ts.input_site == "resid_mid":
-            return cache[f"blocks.{layer}.hook_resid_mid"]
-        normalized = cache[f"blocks.{layer}.ln2.hook_normalized"]
-        if self.ts.input_site == "ln2_normalized":
-            return normalized
-        ln = self.model.blocks[layer].ln2
-        return normalized * ln.w + ln.b
-
-    @torch.no_grad()
-    def run(self, acts: list[torch.Tensor], errors: torch.Tensor, embed_scale: torch.Tensor) -> dict[str, Any]:
-        """Logits [d_vocab] at the last position and each layer's transcoder input [P, d] of a patched run."""
-        inputs: list[torch.Tensor] = [torch.empty(0)] * self.ts.n_layers
-        hooks: list[tuple[str, Any]] = [(n, lambda act, hook: self.frozen[hook.name]) for n in self.frozen]
-
-        def read(act: torch.Tensor, hook: Any) -> None:
-            layer = int(hook.name.split(".")[1])
-            inputs[layer] = self._site({hook.name: act}, layer)[0] if "normalized" in hook.name else act[0]
-
-        def write(act: torch.Tensor, hook: Any) -> torch.Tensor:
-            layer = int(hook.name.split(".")[1])
-            out = self.ts.b_dec[layer] + self.ts.skip(layer, inputs[layer]) + errors[layer]
-            for src in range(layer + 1):  # features read at ``src`` that decode into ``layer``
-                dec = self.ts.W_dec[src]
-                if layer - src < dec.shape[1]:
-                    out = out + acts[src] @ dec[:, layer - src]
-            return out[None]
-
-        for layer in range(self.ts.n_layers):
-            site = "hook_resid_mid" if self.ts.input_site == "resid_mid" else "ln2.hook_normalized"
-            hooks += [(f"blocks.{layer}.{site}", read), (f"blocks.{layer}.hook_mlp_out", write)]
-        hooks.append(("hook_embed", lambda act, hook: act * embed_scale[None, :, None]))
-        logits = self.model.run_with_hooks(self.tokens, fwd_hooks=hooks)[0, -1]
-        return {"logits": logits, "inputs": inputs}
-
-
-def _target_value(run: dict[str, Any], graph: Any, ts: TranscoderSet, node: int) -> float:
-    n_feat = graph.n_features
-    if node < n_feat:
-        layer, pos, feat = graph.active_features[graph.selected_features[node]].tolist()
-        return float(run["inputs"][layer][pos] @ ts.W_enc[layer][feat] + ts.b_enc[layer][feat])
-    logits = run["logits"]
-    tok = graph.logit_tokens[node - (graph.adjacency.shape[0] - len(graph.logit_tokens))]
-    return float(logits[tok] - logits.mean())
-
-
-def _without(rep: FrozenReplacement, graph: Any, source: int) -> dict[str, Any]:
-    acts = [a.clone() for a in rep.acts]
-    errors = rep.errors.clone()
-    scale = torch.ones(graph.n_pos)
-    n_feat, n_pos = graph.n_features, graph.n_pos
-    if source < n_feat:
-        layer, pos, feat = graph.active_features[graph.selected_features[source]].tolist()
-        acts[layer][pos, feat] = 0
-    elif source < n_feat + graph.n_layers * n_pos:
-        layer, pos = divmod(source - n_feat, n_pos)
-        errors[layer, pos] = 0
-    else:
-        scale[source - n_feat - graph.n_layers * n_pos] = 0
-    return rep.run(acts, errors, scale)
 
 
 @pytest.mark.parametrize("kind", ["per-layer", "skip-ln2-normalized", "cross-layer"])
@@ -125,17 +51,9 @@ def test_edges_equal_interventions_on_the_frozen_replacement_model(
     rep = FrozenReplacement(hooked.model, tokens, ts)
     base = rep.run(rep.acts, rep.errors, torch.ones(graph.n_pos))
     a = graph.adjacency
-    # every edge into the top logit, plus the strongest and a random sample of the feature-to-feature edges
-    top_logit = a.shape[0] - len(graph.logit_tokens)
-    edges = [(top_logit, int(s)) for s in torch.nonzero(a[top_logit]).flatten()]
-    feat_block = a[: graph.n_features]
-    strongest = torch.topk(feat_block.abs().flatten(), 10).indices
-    nonzero = torch.nonzero(feat_block.flatten()).flatten()
-    sample = nonzero[torch.randperm(len(nonzero), generator=torch.Generator().manual_seed(0))[:10]]
-    edges += [divmod(int(i), a.shape[1]) for i in torch.cat([strongest, sample])]
     checked = 0
-    for target, source in edges[:40]:
-        delta = _target_value(base, graph, ts, target) - _target_value(_without(rep, graph, source), graph, ts, target)
+    for target, source in edges_to_check(graph)[:40]:
+        delta = target_value(base, graph, ts, target) - target_value(without(rep, graph, source), graph, ts, target)
         assert delta == pytest.approx(float(a[target, source]), rel=1e-3, abs=1e-4), (target, source)
         checked += 1
     assert checked >= 25 and a.abs().max() > 0.1
