@@ -101,7 +101,8 @@ def plan_sae(session: Session, model_id: str, source_id: str) -> SaePlan:
             spec,
             hook_name=run.sae.hook_name or source.hook_name,
             fold_decoder_norm=bool(run.config.get("fold_decoder_norm", _DEFAULTS.fold_decoder_norm)),
-            prepend_bos=bool(prepend if prepend is not None else run.config.get("prepend_bos", _DEFAULTS.prepend_bos)),
+            # An old run.json may lack both: None reads "prepend when the tokenizer has a BOS", generate's rule.
+            prepend_bos=prepend if prepend is not None else run.config.get("prepend_bos"),
             excluded_token_ids=tuple(int(i) for i in excluded or []),
             origin="generate-run",
         )
