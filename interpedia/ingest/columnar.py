@@ -193,7 +193,7 @@ def np_activation_batches(
     seen: set[int],
     rare_row: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> Iterator[tuple[list[FeatureRecord], ActivationColumns]]:
-    """Batches of an ``activations/batch-N.jsonl[.gz]`` file, cut as ``npexport._activation_batches`` cuts them.
+    """Batches of an ``activations/batch-N.jsonl[.gz]`` file, cut as ``npactivations._activation_batches`` cuts them.
 
     A batch closes at the first change of feature after ``size`` lines. ``rare_row`` turns a row
     with rare fields into the fields of its ``ActivationRecord`` (bins, token index, extras) with the

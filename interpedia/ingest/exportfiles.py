@@ -9,10 +9,15 @@ On disk all of this is a directory listing; for a bucket it is a download that r
 
 from __future__ import annotations
 
+import gzip
 import re
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+from interpedia.ingest.pipeline import SourceTarget
+from interpedia.ingest.validate import BadInput, as_dict, as_int, loads
 
 BATCH_RE = re.compile(r"^batch-(\d+)\.jsonl(\.gz)?$")
 
@@ -69,3 +74,57 @@ class LocalFiles:
 
     def stop(self) -> None:
         """Nothing to do: nothing is being fetched."""
+
+
+def display_name(path: Path) -> str:
+    """How errors name a file of the layout: ``gpt2-small/6-res-jb/features/batch-0.jsonl.gz``.
+
+    An export holds many sources, so the model and source directories are part of the name.
+    """
+    if path.parent.name == "config":
+        return f"config/{path.name}"
+    depth = 4 if path.parent.name in ("features", "activations", "explanations") else 3
+    return "/".join(path.parts[-depth:])
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of a ``.jsonl`` or ``.jsonl.gz`` file, with errors naming file and line."""
+    name = display_name(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield lineno, as_dict(loads(line, file=name), "line")
+                except BadInput as exc:
+                    raise BadInput(f"line {lineno}: {exc.reason}", file=name, field=exc.field) from None
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
+        raise BadInput(f"cannot read compressed file ({exc}); is it truncated?", file=name) from None
+
+
+def check_owner(row: dict[str, Any], target: SourceTarget, file: str, lineno: int) -> int:
+    """The row's feature index, or BadInput when it is not of the directory's model and source."""
+    index = row.get("index")
+    try:
+        idx = as_int(index, "index", minimum=0)
+    except BadInput as exc:
+        raise BadInput(f"line {lineno}: {exc.reason}", file=file, feature=index, field="index") from None
+    if row.get("modelId", target.model_id) != target.model_id:
+        raise BadInput(
+            f"line {lineno}: unknown model {row.get('modelId')!r} (this directory is "
+            f"{target.model_id}/{target.source_id})",
+            file=file,
+            feature=idx,
+            field="modelId",
+        )
+    if row.get("layer", target.source_id) != target.source_id:
+        raise BadInput(
+            f"line {lineno}: unknown source {row.get('layer')!r} (this directory is "
+            f"{target.model_id}/{target.source_id})",
+            file=file,
+            feature=idx,
+            field="layer",
+        )
+    return idx

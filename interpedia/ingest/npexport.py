@@ -12,13 +12,9 @@ written in batches, so memory stays flat however large the export is.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import re
-import zlib
-from collections.abc import Callable, Iterator
-from contextlib import closing
-from functools import partial
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +32,11 @@ from interpedia.db.tables import (
     Source,
     SourceRelease,
 )
-from interpedia.ingest import columnar
-from interpedia.ingest.exportfiles import ExportFiles, LocalFiles
+from interpedia.ingest.exportfiles import ExportFiles, LocalFiles, check_owner, display_name, iter_jsonl
+from interpedia.ingest.npactivations import ActivationReadahead, import_activation_file
 from interpedia.ingest.pipeline import Batch, BatchImporter, ImportSummary, SourceTarget, skip_done
-from interpedia.ingest.prefetch import prefetched
 from interpedia.ingest.validate import (
     BadInput,
-    activation_record,
-    as_dict,
     as_float,
     as_float_list,
     as_int,
@@ -51,11 +44,8 @@ from interpedia.ingest.validate import (
     as_str,
     as_str_list,
     explanation_record,
-    loads,
-    without_nul,
 )
-from interpedia.store.records import NP_FEATURE_NAMES, ActivationRecord, FeatureRecord
-from interpedia.store.writer import activation_extras
+from interpedia.store.records import NP_FEATURE_NAMES, FeatureRecord
 
 log = logging.getLogger(__name__)
 
@@ -105,34 +95,6 @@ def find_source_dirs(path: Path) -> list[Path]:
 def is_np_export(path: Path) -> bool:
     """True when ``path`` is (or contains) the Neuronpedia export layout."""
     return path.is_dir() and (bool(find_source_dirs(path)) or (path / "config").is_dir())
-
-
-def display_name(path: Path) -> str:
-    """How errors name a file of the layout: ``gpt2-small/6-res-jb/features/batch-0.jsonl.gz``.
-
-    An export holds many sources, so the model and source directories are part of the name.
-    """
-    if path.parent.name == "config":
-        return f"config/{path.name}"
-    depth = 4 if path.parent.name in ("features", "activations", "explanations") else 3
-    return "/".join(path.parts[-depth:])
-
-
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) of a ``.jsonl`` or ``.jsonl.gz`` file, with errors naming file and line."""
-    name = display_name(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield lineno, as_dict(loads(line, file=name), "line")
-                except BadInput as exc:
-                    raise BadInput(f"line {lineno}: {exc.reason}", file=name, field=exc.field) from None
-    except (EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
-        raise BadInput(f"cannot read compressed file ({exc}); is it truncated?", file=name) from None
 
 
 def _read_one(path: Path) -> dict[str, Any] | None:
@@ -218,31 +180,6 @@ def _import_release(src_dir: Path, session: Session, model_id: str, set_name: st
         set_row.release_name = row["name"]
 
 
-def _check_owner(row: dict[str, Any], target: SourceTarget, file: str, lineno: int) -> int:
-    index = row.get("index")
-    try:
-        idx = as_int(index, "index", minimum=0)
-    except BadInput as exc:
-        raise BadInput(f"line {lineno}: {exc.reason}", file=file, feature=index, field="index") from None
-    if row.get("modelId", target.model_id) != target.model_id:
-        raise BadInput(
-            f"line {lineno}: unknown model {row.get('modelId')!r} (this directory is "
-            f"{target.model_id}/{target.source_id})",
-            file=file,
-            feature=idx,
-            field="modelId",
-        )
-    if row.get("layer", target.source_id) != target.source_id:
-        raise BadInput(
-            f"line {lineno}: unknown source {row.get('layer')!r} (this directory is "
-            f"{target.model_id}/{target.source_id})",
-            file=file,
-            feature=idx,
-            field="layer",
-        )
-    return idx
-
-
 def feature_stats(row: dict[str, Any]) -> dict[str, Any]:
     """Neuronpedia feature columns to our stat columns, validated."""
     stats: dict[str, Any] = {}
@@ -271,7 +208,7 @@ def _feature_batches(file: Path, target: SourceTarget, size: int) -> Iterator[li
     name = display_name(file)
     batch: list[FeatureRecord] = []
     for lineno, row in iter_jsonl(file):
-        idx = _check_owner(row, target, name, lineno)
+        idx = check_owner(row, target, name, lineno)
         try:
             batch.append(FeatureRecord(index=idx, stats=feature_stats(row), activations=None))
         except BadInput as exc:
@@ -283,160 +220,12 @@ def _feature_batches(file: Path, target: SourceTarget, size: int) -> Iterator[li
         yield batch
 
 
-def np_activation(row: dict[str, Any]) -> ActivationRecord:
-    """One ``Activation`` row of the export as a record, validated."""
-    z = row.get("zIndices")
-    z_k, z_q = (z[0], z[1]) if isinstance(z, list) and len(z) == 2 else (row.get("zKIndices"), row.get("zQIndices"))
-    return activation_record(
-        row.get("tokens"),
-        row.get("values"),
-        prefix="activation",
-        bin_min=row.get("binMin"),
-        bin_max=row.get("binMax"),
-        bin_contains=row.get("binContains"),
-        qualifying_token_index=row.get("qualifyingTokenIndex"),
-        dfa_target_index=row.get("dfaTargetIndex"),
-        dfa_max_value=row.get("dfaMaxValue"),
-        dfaValues=row.get("dfaValues"),
-        lossValues=row.get("lossValues"),
-        zKIndices=z_k,
-        zQIndices=z_q,
-        zValues=row.get("zValues"),
-        logitContributions=row.get("logitContributions"),
-        data_source=row.get("dataSource"),
-        data_index=row.get("dataIndex"),
-    )
-
-
-def _rare_fields(row: dict[str, Any]) -> dict[str, Any]:
-    """What the fast reader takes from the validating code for a row with rare fields."""
-    act = np_activation(without_nul(row))
-    return {
-        "bin_min": act.bin_min,
-        "bin_max": act.bin_max,
-        "bin_contains": act.bin_contains,
-        "qualifying_token_index": act.qualifying_token_index,
-        "extras": activation_extras(act),
-    }
-
-
-def _activation_batches(file: Path, target: SourceTarget, size: int, seen: set[int]) -> Iterator[list[FeatureRecord]]:
-    """Examples grouped by feature; a batch closes only between features, so each is replaced whole."""
-    name = display_name(file)
-    current: dict[int, FeatureRecord] = {}
-    n_lines = 0
-    last: int | None = None
-    for lineno, row in iter_jsonl(file):
-        idx = _check_owner(row, target, name, lineno)
-        if idx != last and n_lines >= size:
-            yield list(current.values())
-            current, n_lines = {}, 0
-        if idx not in current and idx in seen:
-            raise BadInput(
-                f"line {lineno}: examples of this feature also appear earlier; an export must keep "
-                "each feature's examples together",
-                file=name,
-                feature=idx,
-            )
-        last = idx
-        try:
-            act = np_activation(row)
-        except BadInput as exc:
-            raise BadInput(f"line {lineno}: {exc.reason}", file=name, feature=idx, field=exc.field) from None
-        if idx not in current:
-            current[idx] = FeatureRecord(index=idx, activations=[])
-            seen.add(idx)
-        assert current[idx].activations is not None
-        current[idx].activations.append(act)  # type: ignore[union-attr]
-        n_lines += 1
-    if current:
-        yield list(current.values())
-
-
-def _parse_when_local(
-    files: ExportFiles, file: Path, target: SourceTarget, size: int, seen: set[int]
-) -> Iterator[tuple[list[FeatureRecord], Any]]:
-    """The fast reader's batches of ``file`` once it is on disk (waited for in the reader's own thread)."""
-    local = files.local(file)
-    yield from columnar.np_activation_batches(local, target.model_id, target.source_id, size, seen, _rare_fields)
-
-
-class _ActivationReader:
-    """The fast reader of one activation file, started ahead of its turn in a background thread.
-
-    The reader parses the file, hands out the vocabulary ids of each batch and encodes its examples
-    (``BatchImporter.prepare``), so the writer is left with each batch's own transaction.
-    """
-
-    def __init__(
-        self,
-        importer: BatchImporter,
-        source: Source,
-        target: SourceTarget,
-        file: Path,
-        key: str,
-        size: int,
-        seen: set[int],
-        files: ExportFiles,
-    ) -> None:
-        self.file, self.key = file, key
-        self.before = set(seen)
-        name = display_name(file)
-        # Two threads: one parses (once the file is on disk), one waits for the database on new vocabulary
-        # and encodes.
-        self.parsed = prefetched(_parse_when_local(files, file, target, size, seen))
-        self.batches = prefetched(
-            importer.prepare(source, Batch(key=f"{key}#{part}", records=records, file=name, columns=columns))
-            for part, (records, columns) in enumerate(self.parsed)
-        )
-
-    def close(self) -> None:
-        self.batches.close()
-        self.parsed.close()
-
-
-def _import_activation_file(
-    importer: BatchImporter,
-    source: Source,
-    target: SourceTarget,
-    reader: _ActivationReader,
-    size: int,
-    seen: set[int],
-    start_next: Callable[[], None] = lambda: None,
-) -> None:
-    """Write an activation file batch by batch: Arrow's reader when it takes the file, else the validating one.
-
-    Both cut the file into the same batches, so a rerun after a crash (or after the fast reader gave
-    up halfway) skips what was written, whichever reader wrote it. ``start_next`` is called once the
-    fast reader has read the whole file, so that the next file is read while this one's last
-    batches are written.
-    """
-    file, key = reader.file, reader.key
-    name = display_name(file)
-    written = 0
-    try:
-        with closing(reader):
-            for batch in reader.batches:
-                if reader.parsed.done.is_set():
-                    start_next()
-                importer.write(source, batch)
-                written += 1
-        return
-    except columnar.NotFast as exc:
-        log.debug("%s: reading with the validating reader (%s)", name, exc)
-    seen.clear()
-    seen.update(reader.before)
-    for part, records in enumerate(_activation_batches(file, target, size, seen)):
-        if part >= written:
-            importer.write(source, Batch(key=f"{key}#{part}", records=records, file=name))
-
-
 def _explanation_batches(file: Path, target: SourceTarget, size: int, author_id: str) -> Iterator[list[FeatureRecord]]:
     name = display_name(file)
     current: dict[int, FeatureRecord] = {}
     n_lines = 0
     for lineno, row in iter_jsonl(file):
-        idx = _check_owner(row, target, name, lineno)
+        idx = check_owner(row, target, name, lineno)
         try:
             emb = as_float_list(row.get("embedding"), "embedding")
             exp = explanation_record(
@@ -461,50 +250,6 @@ def _explanation_batches(file: Path, target: SourceTarget, size: int, author_id:
             current, n_lines = {}, 0
     if current:
         yield list(current.values())
-
-
-class _Readahead:
-    """The activation files of one source, each read ahead in a background thread.
-
-    The first starts while the feature files are written, each next one while the last batches of
-    the one before are written. ``seen`` is shared by the files of a source (a feature's examples
-    must not be split across them), so one reader runs at a time.
-    """
-
-    def __init__(
-        self,
-        importer: BatchImporter,
-        source: Source,
-        target: SourceTarget,
-        files: dict[Path, str],
-        size: int,
-        seen: set[int],
-        export_files: ExportFiles,
-    ) -> None:
-        self.importer, self.source, self.target = importer, source, target
-        self.keys, self.files, self.size, self.seen = files, list(files), size, seen
-        self.export_files = export_files
-        self.readers: dict[Path, _ActivationReader] = {}
-
-    def start(self, position: int) -> None:
-        """Start reading the ``position``-th file (no-op past the end or when started)."""
-        if position < len(self.files) and self.files[position] not in self.readers:
-            file = self.files[position]
-            self.readers[file] = _ActivationReader(
-                self.importer, self.source, self.target, file, self.keys[file], self.size, self.seen, self.export_files
-            )
-
-    def take(self, file: Path) -> tuple[_ActivationReader, Callable[[], None]]:
-        """The reader of ``file`` and the call that starts the next file's."""
-        position = self.files.index(file)
-        self.start(position)
-        return self.readers.pop(file), partial(self.start, position + 1)
-
-    def close(self) -> None:
-        """Stop readers whose files were not reached (an error stopped the import)."""
-        for reader in self.readers.values():
-            reader.close()
-        self.readers.clear()
 
 
 def import_source_dir(
@@ -533,7 +278,7 @@ def import_source_dir(
     files.fetch([f for _, f in plan if file_keys[f] not in done])
     size = batch_size * 45
     todo = {f: file_keys[f] for kind, f in plan if kind == "activations" and file_keys[f] not in done}
-    ahead = _Readahead(importer, source, target, todo, size, seen, files)
+    ahead = ActivationReadahead(importer, source, target, todo, size, seen, files)
     try:
         ahead.start(0)
         for kind, file in tqdm(plan, desc=f"import {target.model_id}/{target.source_id}", unit="file", disable=None):
@@ -544,7 +289,7 @@ def import_source_dir(
             name = display_name(file)
             if kind == "activations":
                 reader, start_next = ahead.take(file)
-                _import_activation_file(importer, source, target, reader, size, seen, start_next)
+                import_activation_file(importer, source, target, reader, size, seen, start_next)
             else:
                 batches = (
                     _feature_batches(files.local(file), target, batch_size)

@@ -22,7 +22,7 @@ from ingest_helpers import (
 from sqlalchemy import select
 
 from interpedia.db.tables import Activation, Feature, Source
-from interpedia.ingest import columnar, import_path, npexport, saedashboard
+from interpedia.ingest import columnar, import_path, npactivations, saedashboard
 from interpedia.store.records import FEATURE_STAT_COLUMNS
 
 MODEL = "np-model"
@@ -97,7 +97,7 @@ def test_export_fast_reader_stores_what_the_validating_reader_stores(
     _np_source(root, "3-res-fast")
     _np_source(root, "3-res-slow")
     fast = columnar.np_activation_batches
-    slow = npexport._activation_batches
+    slow = npactivations._activation_batches
     validated: list[str] = []
 
     def fast_unless_slow(file: Path, *args: Any, **kwargs: Any) -> Any:
@@ -110,7 +110,7 @@ def test_export_fast_reader_stores_what_the_validating_reader_stores(
         return slow(file, *args, **kwargs)
 
     monkeypatch.setattr(columnar, "np_activation_batches", fast_unless_slow)
-    monkeypatch.setattr(npexport, "_activation_batches", spy)
+    monkeypatch.setattr(npactivations, "_activation_batches", spy)
     summary = import_path(root, factory, batch_size=1)  # 45 lines a batch: several batches per file
     assert validated == ["3-res-slow"]
     assert summary.counts.activations == 2 * 60
