@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 
 from interpedia.analysis.evals import metric_table
 from interpedia.db.community import Eval, EvalType
-from interpedia.db.tables import Explanation, Feature, Source
+from interpedia.db.tables import Explanation, Feature, Model, Source, SourceSet
 from interpedia.errors import Invalid, NotFound
+from interpedia.store.access import listed_condition
 from interpedia.store.catalogue import get_model, get_source
 from interpedia.store.formats import iso
 
@@ -126,7 +127,15 @@ def sae_bench(session: Session, type_name: str | None) -> dict[str, Any]:
         for e, src in session.execute(
             select(Eval, Source)
             .join(Source, Source.id == Eval.source_id)
-            .where(Eval.type_name == type_name)
+            .join(Model, Model.id == Source.model_id)
+            .join(SourceSet, SourceSet.id == Source.set_id)
+            .where(
+                Eval.type_name == type_name,
+                # A private (or unlisted) model, set or source is not compared in public.
+                listed_condition(Model.visibility, Model.creator_id),
+                listed_condition(SourceSet.visibility, SourceSet.creator_id),
+                listed_condition(Source.visibility, Source.creator_id),
+            )
             .order_by(Source.model_id, Source.layer_num, Source.name)
         ):
             rows.append(

@@ -149,3 +149,17 @@ def test_eval_source_must_be_known(site: Path, factory: Any) -> None:
     missing = run_cli("import-eval", str(site / "absent.json"))
     assert missing.exit_code == 1 and "cannot read" in missing.stderr
     assert _n_evals(factory) == 0
+
+
+def test_sae_bench_leaves_out_private_sources_for_others(site: Path, factory: Any, client: Any) -> None:
+    from interpedia.store.users import create_api_key, ensure_user
+
+    assert run_cli("import-eval", str(_write(site / "a.json", core_eval()))).exit_code == 0
+    with transaction(factory) as session:
+        owner = ensure_user(session, "owner")
+        key = create_api_key(session, owner)
+        src = session.scalar(select(Source).where(Source.name == "0-res-test"))
+        src.visibility, src.creator_id = "PRIVATE", owner.id
+    assert client.get("/sae-bench.json").json()["rows"] == []
+    mine = client.get("/sae-bench.json", headers={"x-api-key": key}).json()["rows"]
+    assert [r["source"] for r in mine] == ["0-res-test"]

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from interpedia.config import Settings
 from interpedia.errors import Unauthorized
+from interpedia.inference.availability import inference_availability
 from interpedia.store import lists as store
 from interpedia.store.catalogue import get_model, get_source
 from interpedia.store.community import list_community
@@ -27,7 +28,6 @@ from interpedia.store.users import can_modify
 from interpedia.web.deps import SessionDep, write_transaction
 from interpedia.web.pages.dashboard import token_strip
 from interpedia.web.pages.forms import _safe_next
-from interpedia.web.pages.live import inference_availability
 from interpedia.web.pages.render import done, page, page_url, split_json
 from interpedia.web.pages.routes import PageRoute
 from interpedia.web.pages.session import check_csrf, current_user

@@ -18,6 +18,7 @@ from starlette.types import Scope
 
 from interpedia.analysis.queries import source_evals
 from interpedia.errors import Invalid, NotFound
+from interpedia.inference.availability import inference_availability
 from interpedia.store import browse
 from interpedia.store.catalogue import find_source_set, get_model, get_source, list_sources
 from interpedia.store.documents import model_json, source_json, source_set_json
@@ -27,7 +28,6 @@ from interpedia.store.lists import lists_with_feature
 from interpedia.web.deps import SessionDep
 from interpedia.web.pages.dashboard import dashboard_view
 from interpedia.web.pages.graph_lists import feature_graphs, model_graphs
-from interpedia.web.pages.live import inference_availability
 from interpedia.web.pages.render import NOT_PAGES, done, page, page_url, redirect, split_json
 from interpedia.web.pages.session import current_user
 
