@@ -190,7 +190,8 @@ def chat_template_spans(
         starts = _char_starts(model, prompt, ids)
     spans = []
     for pos, (token_id, start) in enumerate(zip(ids, starts, strict=True)):
-        index = next((i for i, end in enumerate(ends) if start < end), None)
+        end = starts[pos + 1] if pos + 1 < len(starts) else len(prompt)
+        index = next((i for i, stop in enumerate(ends) if start < stop), None)
         role: str | None
         channel: str | None
         if index is None:
@@ -199,7 +200,8 @@ def chat_template_spans(
             lo = ends[index - 1] if index else 0
             content = str(plain[index].get("content", ""))
             at = prompt.find(content, lo, ends[index]) if content else -1
-            section = "content" if at >= 0 and at <= start < at + len(content) else "template"
+            # A token that overlaps the message's text is content (" hello" after "user:" carries its space).
+            section = "content" if at >= 0 and start < at + len(content) and end > at else "template"
             role, channel = plain[index].get("role"), plain[index].get("channel")
         spans.append(
             {
