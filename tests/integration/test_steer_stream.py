@@ -232,3 +232,23 @@ def test_steer_health(registered: TinyInference, client: Any) -> None:
     client.post("/v1/tokenize", json={"model": MODEL_ID, "text": "hi"})  # warm the model
     doc = client.get("/v1/steer/health").json()
     assert doc["status"] == "ok" and MODEL_ID in doc["stats"]["models_loaded"] and "loaded on" in doc["summary"]
+
+
+def test_a_client_leaving_mid_stream_frees_the_model(registered: TinyInference, app: Any) -> None:
+    """A steered stream closed after its first token (what the server does when the client goes away) releases the
+    model and leaves no steering hook behind: the next default completion is what it was before."""
+    from interpedia.inference import for_app
+    from interpedia.inference.service import FeatureRef
+    from interpedia.inference.steering import SteerSettings
+
+    svc = for_app(app.state)
+    settings = SteerSettings(n_tokens=12, temperature=0.0)
+    before = svc.steer_completion(MODEL_ID, "the queen", [], ["DEFAULT"], settings)
+    directions = svc.directions(MODEL_ID, [FeatureRef("1-res-standard", 5, 40.0)])
+    stream = svc.steer_completion_stream(MODEL_ID, "the queen", directions, ["STEERED"], settings)
+    first = next(stream)
+    model = svc.model(MODEL_ID)
+    assert model.lock.locked() and first["outputs"][0]["output"]  # generating: the model is held
+    stream.close()
+    assert not model.lock.locked()
+    assert svc.steer_completion(MODEL_ID, "the queen", [], ["DEFAULT"], settings) == before
