@@ -279,9 +279,11 @@ def steer_completion_stream(
                 state[kind], state[_LOGPROBS[kind]] = out["output"], out.get("logprobs")
                 made[kind] = {"input_text": prompt, "output_text": out["output"], "logprobs": out.get("logprobs")}
                 yield dict(state)
+        # Saved and committed before the last event is sent: a client leaving then must not undo the save, and a
+        # slow client must not hold a write transaction open.
         with transaction(factory) as tx:
-            rows = _save(tx, run, made, creator_id, chat=False)
-            yield _completion_doc(settings, run, rows)
+            doc = _completion_doc(settings, run, _save(tx, run, made, creator_id, chat=False))
+        yield doc
 
     return chunks()
 
@@ -357,9 +359,11 @@ def steer_chat_stream(
                     "logprobs": out.get("logprobs"),
                 }
                 yield dict(state)
+        # Saved and committed before the last event is sent: a client leaving then must not undo the save, and a
+        # slow client must not hold a write transaction open.
         with transaction(factory) as tx:
-            rows = _save(tx, run, made, creator_id, chat=True)
-            yield _chat_doc(settings, run, rows)
+            doc = _chat_doc(settings, run, _save(tx, run, made, creator_id, chat=True))
+        yield doc
 
     return chunks()
 

@@ -142,6 +142,16 @@ def test_api_steer_stream_then_cache(registered: TinyInference, client: Any, fac
     assert plain["id"] == final["id"] and plain["DEFAULT"] == final["DEFAULT"]
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(SteerOutput)) == 2
+    # another strength: the cached DEFAULT is there from the first event, only STEERED runs, linked to it
+    stronger = {**body, "features": [{**FEATURE, "strength": 80.0}]}
+    events = [data for _, data in _events(client.post("/api/steer", json=stronger).text)]
+    assert all(e["DEFAULT"] == final["DEFAULT"] for e in events) and events[-1]["id"] != final["id"]
+    with factory() as session:
+        row = session.get(SteerOutput, events[-1]["id"])
+        assert row is not None and row.type == "STEERED"
+        default = session.scalar(select(SteerOutput).where(SteerOutput.type == "DEFAULT"))
+        assert default is not None and row.connected_default_output_id == default.id
+        assert session.scalar(select(func.count()).select_from(SteerOutput)) == 3
 
 
 def test_api_steer_chat_stream(registered: TinyInference, client: Any) -> None:
