@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     inference_catalogue_ttl_s: float = Field(default=30.0, description="Seconds inference caches catalogue lookups.")
     steer_max_tokens: int = Field(default=256, description="Most tokens one steering request may generate.")
     steer_max_strength: float = Field(default=1000.0, description="Largest absolute steering strength accepted.")
+    steer_presets: Path | None = Field(
+        default=None,
+        description="JSON file of steering presets per model id ({promptPresets, featurePresets, ...}), served by "
+        "/api/steer/presets and offered on the steer page; none: a few general prompts.",
+    )
     log_level: str = Field(default="INFO", description="Logging level.")
     rate_limit_enabled: bool = Field(default=True, description="Apply the per-route rate limits below.")
     rate_limits: dict[str, int] = Field(

@@ -11,9 +11,10 @@ from interpedia.cli.autointerp import embed, explain, score
 from interpedia.cli.demo import demo_cmd
 from interpedia.cli.graph import graph_group
 from interpedia.cli.init import init_cmd
+from interpedia.cli.lens import lens_group
 from interpedia.cli.main import main
 
-for _command in (explain, score, embed, demo_cmd, umap_cmd, import_eval_cmd, init_cmd, graph_group):
+for _command in (explain, score, embed, demo_cmd, umap_cmd, import_eval_cmd, init_cmd, graph_group, lens_group):
     main.add_command(_command)
 
 __all__ = ["main"]

@@ -192,6 +192,11 @@ def export_cmd(out: Path, model_id: str | None, sources: tuple[str, ...]) -> Non
     help="Report activations with decoder norms folded in (as SAEDashboard does).",
 )
 @click.option("--fold-ln-final", is_flag=True, help="Fold the final LayerNorm scale into W_U for the logit lens.")
+@click.option(
+    "--dfa/--no-dfa",
+    default=None,
+    help="Direct feature attribution per example (SAEs on blocks.N.attn.hook_z; default: whenever it is defined).",
+)
 @click.option("--split", "dataset_split", default="train", show_default=True, help="Dataset split.")
 @click.option("--text-field", default="text", show_default=True, help="Text column / JSONL field.")
 @click.option(

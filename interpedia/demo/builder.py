@@ -1,6 +1,7 @@
 """Builds the demo end to end, each step cached under ``INTERPEDIA_HOME/demo`` (the second run takes seconds).
 
-corpus -> tokenizer -> token rows -> model -> SAE -> ``interpedia generate --into-db`` -> explanations -> UMAP.
+corpus -> tokenizer -> token rows -> model -> Jacobian lens -> SAE -> ``interpedia generate --into-db`` ->
+explanations -> UMAP.
 Every step records the settings it was built with; a step reruns only when those change.
 """
 
@@ -39,6 +40,7 @@ class DemoConfig:
     lm: LMConfig = field(default_factory=LMConfig)
     sae: SAETrainConfig = field(default_factory=SAETrainConfig)
     n_prompts: int = 2048
+    lens_prompts: int = 64  # prompts the Jacobian lens is fitted on (4 positions each)
     corpus: str | None = None
     max_documents: int | None = None
     seed: int = 0
@@ -61,6 +63,7 @@ class DemoConfig:
             ),
             sae=SAETrainConfig(d_sae=256, k=8, training_tokens=40_960, train_batch_size_tokens=1024, context_size=32),
             n_prompts=64,
+            lens_prompts=8,
             corpus=corpus,
             max_documents=800,
         )
@@ -149,6 +152,11 @@ class DemoBuilder:
             {"rows": self.report["rows"], "lm": asdict(cfg.lm)},
             lambda d: self._build_model(rows_dir, tok_dir, d),
         )
+        self._step(
+            "lens",
+            {"model": self.report["model"], "prompts": cfg.lens_prompts, "seed": cfg.seed},
+            lambda d: self._build_lens(rows_dir, model_dir),
+        )
         sae_dir = self._step(
             "sae",
             {"model": self.report["model"], "sae": asdict(cfg.sae)},
@@ -214,6 +222,18 @@ class DemoBuilder:
         model = HookedModel.load(str(model_dir))
         rows = np.load(rows_dir / "rows.npy")
         return train_sae(model.model, rows, self.cfg.sae, out)
+
+    def _build_lens(self, rows_dir: Path, model_dir: Path) -> dict[str, Any]:
+        """The model's Jacobian lens (the lens page's second readout), beside its weights."""
+        from interpedia.generate.lens import LENS_FILE, fit_jacobian_lens
+        from interpedia.generate.model import HookedModel
+
+        model = HookedModel.load(str(model_dir))
+        rows = np.load(rows_dir / "rows.npy")[: self.cfg.lens_prompts]
+        lens = fit_jacobian_lens(model, rows, positions_per_prompt=4, seed=self.cfg.seed)
+        lens.meta.update(model_id=self.cfg.model_id, dataset="the demo corpus")
+        lens.save(model_dir / LENS_FILE)
+        return {"positions": lens.meta["positions"]}
 
     def _build_explanations(self, model_id: str, source_id: str) -> dict[str, Any]:
         """Readable labels for every live feature with no LLM (offline explainer), embedded for search."""

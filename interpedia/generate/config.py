@@ -65,6 +65,8 @@ class GenerateConfig:
     hist_bins: int = 50
     fold_decoder_norm: bool = True
     fold_ln_final: bool = False
+    # direct feature attribution per example (SAEs on an attention layer's hook_z); None: whenever it is defined
+    dfa: bool | None = None
     seed: int = 0
     # compute
     hook_name: str | None = None

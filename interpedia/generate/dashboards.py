@@ -13,6 +13,9 @@ feature block. Everything is bulk tensor work over the block's entries:
 - top examples: the exact running top-k of the pass (positive values only): distinct prompts at their maxima,
   or any positions with ``distinct_prompts=False``.
 - every example carries the feature's values over its whole prompt (positions ``window_start..ctx-1``).
+- with a ``DfaCalculator`` (SAEs on an attention layer's ``hook_z``): each example that fires gets its direct
+  feature attribution at its maximum (``generate/dfa.py``), over the same positions, and each feature its heads'
+  shares of the decoder norm (``decoder_weights_dist``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 
 from interpedia.generate.decoder import DecoderBlock, DecoderStats, histogram_rows, linspace_rows
+from interpedia.generate.dfa import DfaCalculator, head_attribution
 from interpedia.generate.state import FeatureState, ShardResult, interleave
 from interpedia.generate.threads import single_threaded
 
@@ -49,6 +53,11 @@ class DashboardBlock:
     ex_bin_max: np.ndarray
     ex_bin_contains: np.ndarray
     ex_values: np.ndarray  # [E, window] float32, rounded to 4 decimals
+    # DFA (hook_z SAEs only): per example [E, window] (rounded to 4 decimals), whether it was computed (examples
+    # that never fire have nothing to attribute), and each feature's head shares of its decoder norm [n, heads]
+    ex_dfa_values: np.ndarray | None = None
+    ex_dfa_mask: np.ndarray | None = None
+    head_attribution: np.ndarray | None = None
 
 
 class DashboardBuilder:
@@ -68,6 +77,8 @@ class DashboardBuilder:
         seed: int,
         block_entries: int,
         max_block_features: int = 1024,
+        dfa: DfaCalculator | None = None,
+        tokens: np.ndarray | None = None,
     ) -> None:
         self.state = state
         self.shards = sorted(shards, key=lambda s: s.prompt_start)
@@ -80,6 +91,10 @@ class DashboardBuilder:
         self.seed = seed
         self.block_entries = block_entries
         self.max_block_features = max_block_features
+        if dfa is not None and tokens is None:
+            raise ValueError("DFA needs the run's token rows")
+        self.dfa = dfa
+        self.tokens = tokens
         self.n_prompts = sum(s.prompt_end - s.prompt_start for s in self.shards)
         self.n_total = self.n_prompts * context_size
         self.width = context_size - window_start
@@ -129,7 +144,24 @@ class DashboardBuilder:
         """Dashboards of the live features in ``[start, end)``."""
         decoder = self.decoder.block(start, end)  # GEMMs: every thread
         with single_threaded():
-            return self._block(start, end, decoder)
+            out = self._block(start, end, decoder)
+        if self.dfa is not None:
+            self._add_dfa(out, self.dfa)  # model forwards: every thread
+        return out
+
+    def _add_dfa(self, out: DashboardBlock, dfa: DfaCalculator) -> None:
+        """DFA of every example that fires, at its maximum, and the features' head attribution."""
+        assert self.tokens is not None
+        n_ex = out.ex_values.shape[0]
+        features = np.repeat(out.index, np.diff(out.ex_offsets))
+        mask = out.ex_values.max(axis=1) > 0 if n_ex else np.zeros(0, dtype=bool)
+        targets = out.ex_values.argmax(axis=1) if n_ex else np.zeros(0, dtype=np.int64)
+        values = np.zeros_like(out.ex_values)
+        chosen = np.nonzero(mask)[0]
+        full = dfa.examples(self.tokens, out.ex_prompt[chosen], features[chosen], targets[chosen] + self.ws)
+        values[chosen] = np.round(full[:, self.ws :], 4)
+        out.ex_dfa_values, out.ex_dfa_mask = values, mask
+        out.head_attribution = head_attribution(dfa.sae, dfa.n_heads, torch.from_numpy(out.index)).numpy()
 
     def _block(self, start: int, end: int, dec: DecoderBlock) -> DashboardBlock:
         n = end - start

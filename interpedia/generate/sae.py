@@ -49,6 +49,10 @@ class LoadedSae:
         self.architecture: str = sae.cfg.architecture()
         self.post_scale: torch.Tensor | None = None
         self.folded = False
+        if getattr(sae, "hook_z_reshaping_mode", False):
+            # Activations reach the SAE already flattened to [tokens, n_heads * d_head] (HookedModel.activations);
+            # SAELens's hook_z reshaping would flatten them a second time.
+            sae.turn_off_forward_pass_hook_z_reshaping()
         if fold:
             if self.architecture == "topk" and not getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):
                 self.post_scale = sae.W_dec.detach().norm(dim=-1).clamp(min=1e-8)

@@ -93,6 +93,10 @@ class BlockColumns:
         self.bin_max = _r(block.ex_bin_max)
         self.bin_contains = block.ex_bin_contains.tolist()
         self.values = block.ex_values
+        self.dfa = block.ex_dfa_values
+        self.dfa_mask = block.ex_dfa_mask.tolist() if block.ex_dfa_mask is not None else None
+        self.dfa_target = block.ex_values.argmax(axis=1).tolist() if block.ex_values.shape[0] else []
+        self.head_attribution = _r(block.head_attribution) if block.head_attribution is not None else None
         self.stats = {
             "neuron_alignment_indices": dec.align_ids.tolist(),
             "neuron_alignment_values": _r(dec.align_vals),
@@ -114,8 +118,15 @@ class BlockColumns:
         """The statistics of one feature, under SAEDashboard's / interpedia's column names."""
         out = {name: column[row] for name, column in self.stats.items()}
         out.update({name: [] for name in _EMPTY_CORRELATIONS})
-        out["decoder_weights_dist"] = []
+        out["decoder_weights_dist"] = self.head_attribution[row] if self.head_attribution is not None else []
         return out
+
+    def dfa_fields(self, e: int) -> dict[str, Any] | None:
+        """Example ``e``'s DFA as SAEDashboard names it (None when not computed)."""
+        if self.dfa is None or self.dfa_mask is None or not self.dfa_mask[e]:
+            return None
+        values = self.dfa[e].tolist()
+        return {"dfa_values": values, "dfa_maxValue": max(values), "dfa_targetIndex": self.dfa_target[e]}
 
 
 class SaeDashboardWriter:
@@ -170,6 +181,7 @@ class SaeDashboardWriter:
                     "tokens": frag(cols.prompt[e]),
                     "values": cols.values[e],
                     "qualifying_token_index": cols.qualifying[e],
+                    **(cols.dfa_fields(e) or {}),
                 }
                 for e in range(cols.offsets[row], cols.offsets[row + 1])
             ]
@@ -180,7 +192,7 @@ class SaeDashboardWriter:
                 "n_prompts_total": self.n_prompts,
                 "n_tokens_in_prompt": self.context_size,
                 "dataset": self.ctx.dataset,
-                "decoder_weights_dist": [],
+                "decoder_weights_dist": stats["decoder_weights_dist"],
                 "activations": acts,
                 "vector": [],
                 "topk_cos_sim_indices": stats["topk_cos_sim_indices"],
@@ -224,17 +236,22 @@ def block_records(block: DashboardBlock, ctx: RenderContext) -> list[FeatureReco
     cols = BlockColumns(block, ctx)
     out = []
     for row, index in enumerate(cols.index):
-        acts = [
-            ActivationRecord(
-                tokens=ctx.window(cols.prompt[e]),
-                values=cols.values[e].tolist(),
-                bin_min=cols.bin_min[e],
-                bin_max=cols.bin_max[e],
-                bin_contains=cols.bin_contains[e],
-                qualifying_token_index=cols.qualifying[e],
+        acts = []
+        for e in range(cols.offsets[row], cols.offsets[row + 1]):
+            dfa = cols.dfa_fields(e)
+            acts.append(
+                ActivationRecord(
+                    tokens=ctx.window(cols.prompt[e]),
+                    values=cols.values[e].tolist(),
+                    bin_min=cols.bin_min[e],
+                    bin_max=cols.bin_max[e],
+                    bin_contains=cols.bin_contains[e],
+                    qualifying_token_index=cols.qualifying[e],
+                    dfa_target_index=dfa["dfa_targetIndex"] if dfa else None,
+                    dfa_max_value=dfa["dfa_maxValue"] if dfa else None,
+                    extras={"dfaValues": dfa["dfa_values"]} if dfa else None,
+                )
             )
-            for e in range(cols.offsets[row], cols.offsets[row + 1])
-        ]
         stats = cols.feature_stats(row)
         stats["max_act_approx"] = max((a.max_value for a in acts), default=0.0)
         stats["hook_name"] = ctx.hook_name
@@ -285,6 +302,48 @@ class DatabaseWriter:
             ]
             self.importer.write(self.source, Batch(key=f"generate/{self.run_key}/dead", records=stubs))
         return self.importer.finish()
+
+
+def source_target(
+    cfg: Any,
+    model: Any,
+    sae: Any,
+    hook_name: str,
+    names: tuple[str, str, str],
+    n_prompts: int,
+    *,
+    show_dfa: bool = False,
+) -> Any:
+    """The catalogue rows a run's dashboards go under (an ``ingest.pipeline.SourceTarget``)."""
+    from interpedia.ingest.pipeline import SourceTarget
+
+    model_id, layer, source_set = names
+    is_dir = Path(cfg.sae).is_dir()
+    release, _, sae_id = cfg.sae.partition("/")
+    return SourceTarget(
+        model_id=model_id,
+        source_id=f"{layer}-{source_set}",
+        model_fields={
+            "display_name": model_id,
+            "layers": int(model.cfg.n_layers),
+            "dimension": int(model.cfg.d_model),
+            "tlens_id": model.name,
+        },
+        set_fields={
+            "description": f"{source_set} (generated by interpedia)",
+            **({"show_dfa": True} if show_dfa else {}),
+        },
+        source_fields={
+            "hook_name": hook_name,
+            "num_prompts": n_prompts,
+            "num_tokens_in_prompt": cfg.context_size,
+            "dataset": cfg.dataset,
+            "saelens_config": sae.cfg_dict(),
+            "weights_path": cfg.sae if is_dir else None,
+            "saelens_release": None if is_dir else release,
+            "saelens_sae_id": None if is_dir else sae_id,
+        },
+    )
 
 
 def record_run(factory: Any, source: Any, record: RunRecord) -> None:

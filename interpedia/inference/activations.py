@@ -97,11 +97,16 @@ def single_feature(model: LoadedModel, source: LoadedSource, prompt: Prompt, ind
     values = [float(v) for v in dense[:, index].tolist()]
     ids = prompt.ids
     # The generator's examples start after BOS when BOS is excluded; otherwise they show it.
-    if prompt.bos_prepended and bool(excluded[0]) and len(ids) > 1:
-        values, ids = values[1:], ids[1:]
+    skip = 1 if prompt.bos_prepended and bool(excluded[0]) and len(ids) > 1 else 0
+    values, ids = values[skip:], ids[skip:]
     top, at = _max(values)
+    activation: dict[str, Any] = {"values": values, "max_value": top, "max_value_index": at}
+    dfa = source.dfa(model)
+    if dfa is not None and top > 0:  # attribution of the maximum, over the positions shown (as generate stores it)
+        dfa_values = dfa.prompt(prompt.ids, index, at + skip)[skip:]
+        activation.update(dfa_values=dfa_values, dfa_target_index=at, dfa_max_value=max(dfa_values))
     return {
-        "activation": {"values": values, "max_value": top, "max_value_index": at},
+        "activation": activation,
         "tokens": model.token_strings(ids),
         "tokens_is_special": _is_special(model, ids),
     }

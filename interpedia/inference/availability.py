@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 from interpedia.config import Settings
 from interpedia.db.tables import Model, Source
 from interpedia.errors import NotFound, Unavailable, UserError
-from interpedia.inference.plans import plan_model, plan_sae
+from interpedia.inference.plans import inference_sources, plan_model, plan_sae
 from interpedia.store.access import may_see
-from interpedia.store.catalogue import get_model, get_source_set
+from interpedia.store.catalogue import get_model, get_source_set, list_models, list_source_sets
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ __all__ = [
     "inference_availability",
     "model_availability",
     "require_model",
+    "servable_models",
+    "servable_source_sets",
 ]
 
 
@@ -117,3 +119,13 @@ def require_model(session: Session, settings: Settings, model_id: str, source_se
     if not status["available"]:
         raise Unavailable(status["reason"], "modelId")
     return model
+
+
+def servable_models(session: Session, settings: Settings) -> list[str]:
+    """Ids of the models the viewer may see whose live inference can run here."""
+    return [m.id for m in list_models(session) if model_availability(session, settings, m)["available"]]
+
+
+def servable_source_sets(session: Session, model_id: str) -> list[str]:
+    """Names of the model's source sets (that the viewer may see) with at least one source that has SAE weights."""
+    return [s.name for s in list_source_sets(session, model_id) if inference_sources(session, model_id, s.name)]

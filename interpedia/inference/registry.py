@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 import torch
 
 from interpedia.errors import Invalid, Unavailable, UserError
+from interpedia.generate.dfa import DfaCalculator, dfa_layer
 from interpedia.generate.model import HookedModel, layer_of
 from interpedia.generate.sae import LoadedSae
 from interpedia.inference.plans import ModelPlan, SaePlan
@@ -145,6 +146,16 @@ class LoadedSource:
         # fold_W_dec_norm makes decoder rows unit length; steering and sae-vector want the trained rows back.
         folded_rows = loaded.folded and loaded.post_scale is None
         self._row_scale = raw_decoder_norms if folded_rows else None
+        self.dfa_layer = dfa_layer(loaded, self.hook_name)  # an attention hook_z SAE: DFA is defined
+        self._dfa: DfaCalculator | None = None
+
+    def dfa(self, model: LoadedModel) -> DfaCalculator | None:
+        """The source's DFA calculator on ``model`` (None unless it reads an attention layer's ``hook_z``)."""
+        if self.dfa_layer is None:
+            return None
+        if self._dfa is None or self._dfa.model is not model.hooked:
+            self._dfa = DfaCalculator(model.hooked, self.loaded, self.dfa_layer)
+        return self._dfa
 
     def check_index(self, index: int) -> int:
         """``index`` when it is a feature of this SAE, else Invalid."""

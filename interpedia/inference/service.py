@@ -10,7 +10,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,7 +23,14 @@ from interpedia.errors import Invalid, NotFound
 from interpedia.inference import activations as acts
 from interpedia.inference.plans import ModelPlan, SaePlan, inference_sources, plan_model, plan_sae
 from interpedia.inference.registry import InferenceRegistry, LoadedModel, LoadedSource
-from interpedia.inference.steering import Direction, SteerSettings, check_directions, generate, render_chat
+from interpedia.inference.steering import (
+    Direction,
+    Generation,
+    SteerSettings,
+    check_directions,
+    generate_steps,
+    render_chat,
+)
 from interpedia.store.catalogue import get_source_set
 from interpedia.store.vectors import get_vector_feature
 
@@ -270,19 +278,29 @@ class InferenceService:
         self, model_id: str, prompt: str, directions: list[Direction], types: list[str], settings: SteerSettings
     ) -> dict[str, Any]:
         """``{outputs: [{type, output, logprobs?}]}``, one per requested type, in request order."""
+        return _last(self.steer_completion_stream(model_id, prompt, directions, types, settings))
+
+    def steer_completion_stream(
+        self, model_id: str, prompt: str, directions: list[Direction], types: list[str], settings: SteerSettings
+    ) -> Iterator[dict[str, Any]]:
+        """:meth:`steer_completion` as it grows: the whole answer so far after every token (types not yet generated
+        have an empty output). The request is checked now; the model runs as the chunks are read."""
         model = self.model(model_id)
         with model.lock:
             check_directions(model, directions, settings)
             ids = self._prompt(model, None, prompt).ids
             self._check_settings(model, len(ids), settings)
-            outputs = []
-            for kind in types:
-                gen = generate(model, ids, directions if kind == "STEERED" else [], settings)
-                item: dict[str, Any] = {"type": kind, "output": gen.text}
-                if gen.logprobs is not None:
-                    item["logprobs"] = gen.logprobs
-                outputs.append(item)
-        return {"outputs": outputs}
+
+        def item(kind: str, gen: Generation) -> dict[str, Any]:
+            out: dict[str, Any] = {"type": kind, "output": gen.text}
+            if gen.logprobs is not None:
+                out["logprobs"] = gen.logprobs
+            return out
+
+        def wrap(outputs: list[dict[str, Any]]) -> dict[str, Any]:
+            return {"outputs": outputs}
+
+        return self._chunks(model, ids, directions, types, settings, item, wrap, mask_special=False)
 
     def steer_chat(
         self,
@@ -293,24 +311,64 @@ class InferenceService:
         settings: SteerSettings,
     ) -> dict[str, Any]:
         """``{input: {chat_template, raw}, outputs: [{chat_template, raw, type, logprobs?}]}``."""
+        return _last(self.steer_chat_stream(model_id, messages, directions, types, settings))
+
+    def steer_chat_stream(
+        self,
+        model_id: str,
+        messages: list[dict[str, str]],
+        directions: list[Direction],
+        types: list[str],
+        settings: SteerSettings,
+    ) -> Iterator[dict[str, Any]]:
+        """:meth:`steer_chat` as it grows (see :meth:`steer_completion_stream`)."""
         model = self.model(model_id)
         with model.lock:
             check_directions(model, directions, settings)
             raw = render_chat(model, messages)
             ids = acts.tokenize(model, raw, prepend_bos=False, limit=self._limit(model), field="prompt").ids
             self._check_settings(model, len(ids), settings)
-            outputs = []
+
+        def item(kind: str, gen: Generation) -> dict[str, Any]:
+            out: dict[str, Any] = {
+                "chat_template": [*messages, {"role": "assistant", "content": gen.text}],
+                "raw": raw + gen.text,
+                "type": kind,
+            }
+            if gen.logprobs is not None:
+                out["logprobs"] = gen.logprobs
+            return out
+
+        def wrap(outputs: list[dict[str, Any]]) -> dict[str, Any]:
+            return {"input": {"chat_template": messages, "raw": raw}, "outputs": outputs}
+
+        return self._chunks(model, ids, directions, types, settings, item, wrap, mask_special=True)
+
+    @staticmethod
+    def _chunks(
+        model: LoadedModel,
+        ids: list[int],
+        directions: list[Direction],
+        types: list[str],
+        settings: SteerSettings,
+        item: Callable[[str, Generation], dict[str, Any]],
+        wrap: Callable[[list[dict[str, Any]]], dict[str, Any]],
+        *,
+        mask_special: bool,
+    ) -> Iterator[dict[str, Any]]:
+        """Generate each type in turn under the model's lock, yielding the whole answer after every token."""
+        empty = Generation([], "", [] if settings.n_logprobs > 0 else None)
+        outputs = {kind: item(kind, empty) for kind in types}
+        with model.lock:
             for kind in types:
-                gen = generate(model, ids, directions if kind == "STEERED" else [], settings, mask_special=True)
-                item: dict[str, Any] = {
-                    "chat_template": [*messages, {"role": "assistant", "content": gen.text}],
-                    "raw": raw + gen.text,
-                    "type": kind,
-                }
-                if gen.logprobs is not None:
-                    item["logprobs"] = gen.logprobs
-                outputs.append(item)
-        return {"input": {"chat_template": messages, "raw": raw}, "outputs": outputs}
+                steered = directions if kind == "STEERED" else []
+                produced = False
+                for gen in generate_steps(model, ids, steered, settings, mask_special=mask_special):
+                    outputs[kind] = item(kind, gen)
+                    produced = True
+                    yield wrap([outputs[k] for k in types])
+                if not produced:  # stopped at once: say so, so every type is answered
+                    yield wrap([outputs[k] for k in types])
 
     # --- decoder vectors ------------------------------------------------------------------------
 
@@ -353,6 +411,12 @@ class InferenceService:
         if index is not None:
             out["feature"] = {"model": model_id, "source": source, "index": index}
         return out
+
+
+def _last(chunks: Iterator[dict[str, Any]]) -> dict[str, Any]:
+    """The final chunk of a stream (the whole answer)."""
+    last = deque(chunks, maxlen=1)
+    return last[0]
 
 
 _lock = threading.Lock()

@@ -8,24 +8,33 @@ features (STEERED only) and the weights; only a miss runs the model. The STEERED
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from interpedia.config import Settings
+from interpedia.db import transaction
+from interpedia.db.tables import SteerOutput
 from interpedia.errors import Invalid
 from interpedia.store.catalogue import require_visible_sources
 from interpedia.store.formats import parse_index
 from interpedia.store.steering import find_output, output_chat, output_logprobs, save_output, steer_key
 
 if TYPE_CHECKING:
-    from interpedia.db.tables import SteerOutput
     from interpedia.inference.service import InferenceService
     from interpedia.inference.steering import Direction, SteerSettings
 
-__all__ = ["SteerFeature", "SteerOptions", "share_url", "steer_chat", "steer_completion"]
+__all__ = [
+    "SteerFeature",
+    "SteerOptions",
+    "share_url",
+    "steer_chat",
+    "steer_chat_stream",
+    "steer_completion",
+    "steer_completion_stream",
+]
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,99 @@ def _weights(session: Session, svc: InferenceService, model_id: str, feats: list
     return weights
 
 
+@dataclass
+class _Run:
+    """One steering request resolved: its features, settings, cache keys, what is cached and what must run."""
+
+    model_id: str
+    feats: list[dict[str, Any]]
+    params: dict[str, Any]
+    keys: dict[str, str]
+    rows: dict[str, SteerOutput | None]
+    inputs: dict[str, Any]  # kind -> prompt text or chat messages
+
+    @property
+    def missing(self) -> list[str]:
+        """The types to generate, STEERED first (as neuronpedia.org runs them)."""
+        return [kind for kind in ("STEERED", "DEFAULT") if self.rows[kind] is None]
+
+
+def _resolve(
+    session: Session,
+    settings: Settings,
+    svc: InferenceService,
+    model_id: str,
+    inputs: dict[str, Any],
+    features: Sequence[SteerFeature],
+    options: SteerOptions,
+    chat: bool,
+) -> _Run:
+    _check_tokens(settings, options.n_tokens)
+    feats = _features(model_id, features)
+    params = options.as_dict(chat=chat)
+    key_params = {**params, "weights": _weights(session, svc, model_id, feats)}
+    name = "chat" if chat else "prompt"
+    keys = {kind: steer_key(kind, model_id, key_params, {name: inputs[kind]}, feats) for kind in ("DEFAULT", "STEERED")}
+    rows: dict[str, SteerOutput | None] = {kind: find_output(session, key) for kind, key in keys.items()}
+    return _Run(model_id, feats, params, keys, rows, inputs)
+
+
+def _save(
+    session: Session, run: _Run, made: dict[str, dict[str, Any]], creator_id: str | None, chat: bool
+) -> dict[str, SteerOutput]:
+    """Store the generated outputs (DEFAULT first, so a new STEERED row links to it); every row by type."""
+    rows = {kind: row for kind, row in run.rows.items() if row is not None}
+    for kind in ("DEFAULT", "STEERED"):
+        if kind not in made:
+            continue
+        out = made[kind]
+        default_row = rows.get("DEFAULT")
+        rows[kind] = save_output(
+            session,
+            run.keys[kind],
+            kind=kind,
+            model_id=run.model_id,
+            settings=run.params,
+            input_text=out["input_text"],
+            output_text=out["output_text"],
+            features=run.feats,
+            logprobs=out.get("logprobs"),
+            creator_id=creator_id,
+            input_chat=run.inputs[kind] if chat else None,
+            output_chat=out.get("output_chat"),
+            default_id=default_row.id if kind == "STEERED" and default_row is not None else None,
+        )
+    return rows
+
+
+def _completion_doc(settings: Settings, run: _Run, rows: dict[str, SteerOutput]) -> dict[str, Any]:
+    steered, default = rows["STEERED"], rows["DEFAULT"]
+    return {
+        "STEERED": steered.output_text,
+        "DEFAULT": default.output_text,
+        "steeredLogProbs": output_logprobs(steered),
+        "defaultLogProbs": output_logprobs(default),
+        "id": steered.id,
+        "shareUrl": share_url(settings, steered.id),
+        "limit": None,
+        "settings": run.params,
+        "features": run.feats,
+    }
+
+
+def _chat_doc(settings: Settings, run: _Run, rows: dict[str, SteerOutput]) -> dict[str, Any]:
+    steered, default = rows["STEERED"], rows["DEFAULT"]
+    return {
+        "STEERED": output_chat(steered),
+        "DEFAULT": output_chat(default),
+        "id": steered.id,
+        "shareUrl": share_url(settings, steered.id),
+        "limit": None,
+        "settings": run.params,
+        "features": run.feats,
+    }
+
+
 def steer_completion(
     session: Session,
     settings: Settings,
@@ -125,47 +227,65 @@ def steer_completion(
     creator_id: str | None,
 ) -> dict[str, Any]:
     """``{STEERED, DEFAULT, steeredLogProbs, defaultLogProbs, id, shareUrl, limit, settings, features}``."""
-    _check_tokens(settings, options.n_tokens)
-    feats = _features(model_id, features)
-    params = options.as_dict(chat=False)
-    key_params = {**params, "weights": _weights(session, svc, model_id, feats)}
-    keys = {kind: steer_key(kind, model_id, key_params, {"prompt": prompt}, feats) for kind in ("DEFAULT", "STEERED")}
-    rows: dict[str, SteerOutput | None] = {kind: find_output(session, key) for kind, key in keys.items()}
-    missing = [kind for kind in ("STEERED", "DEFAULT") if rows[kind] is None]
-    if missing:
-        directions = _directions(svc, model_id, feats) if "STEERED" in missing else []
-        result = svc.steer_completion(model_id, prompt, directions, missing, _steer_settings(options))
-        made = {o["type"]: o for o in result["outputs"]}
-        for kind in ("DEFAULT", "STEERED"):
-            if kind in made:
-                default_row = rows["DEFAULT"]
-                rows[kind] = save_output(
-                    session,
-                    keys[kind],
-                    kind=kind,
-                    model_id=model_id,
-                    settings=params,
-                    input_text=prompt,
-                    output_text=made[kind]["output"],
-                    features=feats,
-                    logprobs=made[kind].get("logprobs"),
-                    creator_id=creator_id,
-                    default_id=default_row.id if kind == "STEERED" and default_row is not None else None,
-                )
+    run = _resolve(session, settings, svc, model_id, {"DEFAULT": prompt, "STEERED": prompt}, features, options, False)
+    made: dict[str, dict[str, Any]] = {}
+    if run.missing:
+        directions = _directions(svc, model_id, run.feats) if "STEERED" in run.missing else []
+        result = svc.steer_completion(model_id, prompt, directions, run.missing, _steer_settings(options))
+        for o in result["outputs"]:
+            made[o["type"]] = {"input_text": prompt, "output_text": o["output"], "logprobs": o.get("logprobs")}
+    rows = _save(session, run, made, creator_id, chat=False)
+    if made:
         session.commit()
-    steered, default = rows["STEERED"], rows["DEFAULT"]
-    assert steered is not None and default is not None
-    return {
-        "STEERED": steered.output_text,
-        "DEFAULT": default.output_text,
-        "steeredLogProbs": output_logprobs(steered),
-        "defaultLogProbs": output_logprobs(default),
-        "id": steered.id,
-        "shareUrl": share_url(settings, steered.id),
-        "limit": None,
-        "settings": params,
-        "features": feats,
-    }
+    return _completion_doc(settings, run, rows)
+
+
+def steer_completion_stream(
+    session: Session,
+    factory: sessionmaker[Session],
+    settings: Settings,
+    svc: InferenceService,
+    *,
+    model_id: str,
+    prompt: str,
+    features: Sequence[SteerFeature],
+    options: SteerOptions,
+    creator_id: str | None,
+) -> Iterator[dict[str, Any]]:
+    """:func:`steer_completion` as neuronpedia.org streams it: the result so far (cached outputs filled in, the one
+    being generated growing, the rest null) after every token, then once more with ``id`` and ``shareUrl`` after
+    the new outputs are saved (in a transaction of their own, from ``factory``). The request is checked now."""
+    run = _resolve(session, settings, svc, model_id, {"DEFAULT": prompt, "STEERED": prompt}, features, options, False)
+    streams = []
+    for kind in run.missing:  # started (so checked) now; each runs when its turn comes
+        directions = _directions(svc, model_id, run.feats) if kind == "STEERED" else []
+        streams.append(
+            (kind, svc.steer_completion_stream(model_id, prompt, directions, [kind], _steer_settings(options)))
+        )
+    state: dict[str, Any] = {"STEERED": None, "DEFAULT": None, "steeredLogProbs": None, "defaultLogProbs": None}
+    for kind, row in run.rows.items():
+        if row is not None:
+            state[kind] = row.output_text
+            state[_LOGPROBS[kind]] = output_logprobs(row)
+    steered = run.rows["STEERED"]
+    state.update(id=steered.id if steered else None, shareUrl=share_url(settings, steered.id) if steered else None)
+    state["limit"] = None
+
+    def chunks() -> Iterator[dict[str, Any]]:
+        made: dict[str, dict[str, Any]] = {}
+        for kind, stream in streams:
+            for chunk in stream:
+                (out,) = chunk["outputs"]
+                state[kind], state[_LOGPROBS[kind]] = out["output"], out.get("logprobs")
+                made[kind] = {"input_text": prompt, "output_text": out["output"], "logprobs": out.get("logprobs")}
+                yield dict(state)
+        # Saved and committed before the last event is sent: a client leaving then must not undo the save, and a
+        # slow client must not hold a write transaction open.
+        with transaction(factory) as tx:
+            doc = _completion_doc(settings, run, _save(tx, run, made, creator_id, chat=False))
+        yield doc
+
+    return chunks()
 
 
 def steer_chat(
@@ -182,47 +302,80 @@ def steer_chat(
 ) -> dict[str, Any]:
     """``{STEERED: {raw, chatTemplate}, DEFAULT: {...}, id, shareUrl, limit, settings, features}``; 422 for a model
     without a chat template."""
-    _check_tokens(settings, options.n_tokens)
-    feats = _features(model_id, features)
-    params = options.as_dict(chat=True)
-    key_params = {**params, "weights": _weights(session, svc, model_id, feats)}
-    chats = {"DEFAULT": default_chat, "STEERED": steered_chat}
-    keys = {kind: steer_key(kind, model_id, key_params, {"chat": chats[kind]}, feats) for kind in chats}
-    rows: dict[str, SteerOutput | None] = {kind: find_output(session, key) for kind, key in keys.items()}
-    made_any = False
+    run = _resolve(
+        session, settings, svc, model_id, {"DEFAULT": default_chat, "STEERED": steered_chat}, features, options, True
+    )
+    made: dict[str, dict[str, Any]] = {}
     for kind in ("DEFAULT", "STEERED"):
-        if rows[kind] is not None:
+        if run.rows[kind] is not None:
             continue
-        directions = _directions(svc, model_id, feats) if kind == "STEERED" else []
-        result = svc.steer_chat(model_id, chats[kind], directions, [kind], _steer_settings(options))
-        out = result["outputs"][0]
-        default_row = rows["DEFAULT"]
-        rows[kind] = save_output(
-            session,
-            keys[kind],
-            kind=kind,
-            model_id=model_id,
-            settings=params,
-            input_text=result["input"]["raw"],
-            output_text=out["raw"],
-            features=feats,
-            logprobs=out.get("logprobs"),
-            creator_id=creator_id,
-            input_chat=chats[kind],
-            output_chat=out["chat_template"],
-            default_id=default_row.id if kind == "STEERED" and default_row else None,
-        )
-        made_any = True
-    if made_any:
+        directions = _directions(svc, model_id, run.feats) if kind == "STEERED" else []
+        result = svc.steer_chat(model_id, run.inputs[kind], directions, [kind], _steer_settings(options))
+        made[kind] = _chat_made(result)
+    rows = _save(session, run, made, creator_id, chat=True)
+    if made:
         session.commit()
-    steered, default = rows["STEERED"], rows["DEFAULT"]
-    assert steered is not None and default is not None
+    return _chat_doc(settings, run, rows)
+
+
+def steer_chat_stream(
+    session: Session,
+    factory: sessionmaker[Session],
+    settings: Settings,
+    svc: InferenceService,
+    *,
+    model_id: str,
+    default_chat: list[dict[str, str]],
+    steered_chat: list[dict[str, str]],
+    features: Sequence[SteerFeature],
+    options: SteerOptions,
+    creator_id: str | None,
+) -> Iterator[dict[str, Any]]:
+    """:func:`steer_chat` streamed as :func:`steer_completion_stream` streams a completion."""
+    run = _resolve(
+        session, settings, svc, model_id, {"DEFAULT": default_chat, "STEERED": steered_chat}, features, options, True
+    )
+    streams = []
+    for kind in run.missing:
+        directions = _directions(svc, model_id, run.feats) if kind == "STEERED" else []
+        streams.append(
+            (kind, svc.steer_chat_stream(model_id, run.inputs[kind], directions, [kind], _steer_settings(options)))
+        )
+    state: dict[str, Any] = {kind: output_chat(row) if row else None for kind, row in run.rows.items()}
+    steered = run.rows["STEERED"]
+    state.update(id=steered.id if steered else None, shareUrl=share_url(settings, steered.id) if steered else None)
+    state["limit"] = None
+
+    def chunks() -> Iterator[dict[str, Any]]:
+        made: dict[str, dict[str, Any]] = {}
+        for kind, stream in streams:
+            for chunk in stream:
+                made[kind] = _chat_made(chunk)
+                out = chunk["outputs"][0]
+                state[kind] = {
+                    "raw": out["raw"],
+                    "chatTemplate": out["chat_template"],
+                    "chat_template": out["chat_template"],
+                    "logprobs": out.get("logprobs"),
+                }
+                yield dict(state)
+        # Saved and committed before the last event is sent: a client leaving then must not undo the save, and a
+        # slow client must not hold a write transaction open.
+        with transaction(factory) as tx:
+            doc = _chat_doc(settings, run, _save(tx, run, made, creator_id, chat=True))
+        yield doc
+
+    return chunks()
+
+
+_LOGPROBS = {"STEERED": "steeredLogProbs", "DEFAULT": "defaultLogProbs"}
+
+
+def _chat_made(result: dict[str, Any]) -> dict[str, Any]:
+    out = result["outputs"][0]
     return {
-        "STEERED": output_chat(steered),
-        "DEFAULT": output_chat(default),
-        "id": steered.id,
-        "shareUrl": share_url(settings, steered.id),
-        "limit": None,
-        "settings": params,
-        "features": feats,
+        "input_text": result["input"]["raw"],
+        "output_text": out["raw"],
+        "logprobs": out.get("logprobs"),
+        "output_chat": out["chat_template"],
     }

@@ -20,8 +20,8 @@ raw next-token distribution.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Callable
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,7 +124,6 @@ def _make_hook(dirs: list[Direction], settings: SteerSettings, state: dict[str, 
     return steer
 
 
-@torch.inference_mode()
 def generate(
     model: LoadedModel,
     prompt_ids: list[int],
@@ -134,6 +133,19 @@ def generate(
     mask_special: bool = False,
 ) -> Generation:
     """Complete ``prompt_ids`` with ``directions`` applied (none: the default completion)."""
+    steps = deque(generate_steps(model, prompt_ids, directions, settings, mask_special=mask_special), maxlen=1)
+    return steps[0] if steps else Generation([], "", [] if settings.n_logprobs > 0 else None)
+
+
+def generate_steps(
+    model: LoadedModel,
+    prompt_ids: list[int],
+    directions: list[Direction],
+    settings: SteerSettings,
+    *,
+    mask_special: bool = False,
+) -> Iterator[Generation]:
+    """:func:`generate` one token at a time: the completion so far after each new token (for streaming)."""
     tm = model.model
     device = model.hooked.device
     state: dict[str, Any] = {"mask": None}
@@ -148,8 +160,10 @@ def generate(
     out: list[int] = []
     logprobs: list[dict[str, Any]] | None = [] if settings.n_logprobs > 0 else None
     steps = model.hooked.logit_steps()  # a KV cache where the backend has a working one
-    with tm.hooks(fwd_hooks=fwd_hooks):
-        for _ in range(settings.n_tokens):
+    for _ in range(settings.n_tokens):
+        # Hooks and inference mode are entered per token: a generator may be paused between tokens (a slow client),
+        # and neither may leak into whatever runs on this thread meanwhile.
+        with torch.inference_mode(), tm.hooks(fwd_hooks=fwd_hooks):
             feed = ids[steps.fed :]
             if mask_special and not settings.steer_special_tokens:
                 state["mask"] = torch.tensor([0.0 if i in model.special_ids else 1.0 for i in feed], device=device)
@@ -161,13 +175,13 @@ def generate(
                 probs = torch.softmax(adjusted / settings.temperature, dim=-1)
                 tok = int(torch.multinomial(probs, 1, generator=rng))
             if tok in model.stop_ids:  # EOS, or an instruct model's end of turn
-                break
+                return
             if logprobs is not None:
                 logprobs.append(_logprob(model, logits, tok, settings.n_logprobs))
-            out.append(tok)
-            ids.append(tok)
-            counts[tok] += 1
-    return Generation(out, model.decode(out), logprobs)
+        out.append(tok)
+        ids.append(tok)
+        counts[tok] += 1
+        yield Generation(list(out), model.decode(out), list(logprobs) if logprobs is not None else None)
 
 
 def _logprob(model: LoadedModel, logits: torch.Tensor, tok: int, n: int) -> dict[str, Any]:

@@ -129,8 +129,12 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
     install_error_handlers(app)
 
     from interpedia.web.v1.inference import router as inference_router
+    from interpedia.web.v1.lens import router as lens_router
+    from interpedia.web.v1.tools import router as tools_router
 
     app.include_router(inference_router)
+    app.include_router(lens_router)
+    app.include_router(tools_router)
 
     @app.get("/health", include_in_schema=False)
     def health() -> dict[str, Any]:

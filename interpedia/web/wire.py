@@ -7,15 +7,31 @@ server API (``/v1``) takes snake_case and, as Neuronpedia's generated clients so
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any
 
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StrictInt, StrictStr
 from pydantic.alias_generators import to_camel
 
+from interpedia.errors import UserError
 from interpedia.store.formats import dumps
 
-__all__ = ["Body", "CamelBody", "Finite", "Index", "Texts", "json_response"]
+__all__ = ["SSE_RESPONSES", "Body", "CamelBody", "Finite", "Index", "Texts", "json_response", "sse_response"]
+
+log = logging.getLogger(__name__)
+
+# What a route that streams with ``stream: true`` declares: one JSON answer, or server-sent events of it as it grows.
+SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The answer (stream: false), or server-sent events 'data: <the answer so far>' (stream: true)",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "text/event-stream": {"schema": {"type": "string"}},
+        },
+    }
+}
 
 # A JSON number that is not NaN or +-Infinity (the store refuses those; orjson cannot write them).
 Finite = Annotated[float, Strict(), AllowInfNan(False)]
@@ -39,3 +55,22 @@ class CamelBody(Body):
 def json_response(doc: Any, status: int = 200) -> Response:
     """A JSON document as the response (serialised once, by orjson)."""
     return Response(dumps(doc), status_code=status, media_type="application/json")
+
+
+def sse_response(chunks: Iterable[Any]) -> StreamingResponse:
+    """Server-sent events as Neuronpedia's steering streams them: one ``data: <JSON>`` event per chunk. An error after
+    the stream started cannot change the status any more: it is sent as an ``event: error`` with the error shape."""
+
+    def events() -> Iterator[bytes]:
+        try:
+            for chunk in chunks:
+                yield b"data: " + dumps(chunk) + b"\n\n"
+        except UserError as exc:
+            doc = {"error": exc.message, "message": exc.message, "status": exc.status, "field": exc.field}
+            yield b"event: error\ndata: " + dumps(doc) + b"\n\n"
+        except Exception:  # the client gets an error event, the log the traceback
+            log.exception("a streamed answer failed")
+            doc = {"error": "internal error", "message": "internal error", "status": 500, "field": None}
+            yield b"event: error\ndata: " + dumps(doc) + b"\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -154,7 +154,9 @@ def test_steer_shows_both_columns_and_share_link(page: Any, live_server: str, li
     assert page.locator("#steer-features tr.feature-row").count() == 4  # 1 prefilled + 2 blank + 1 added
     page.select_option("#f-steer_method", "ORTHOGONAL_DECOMP")
     page.fill("input[name=n_tokens]", "8")
-    page.click("#steer-submit")
+    with page.expect_response(lambda r: r.url.endswith("/api/steer")) as streamed:
+        page.click("#steer-submit")  # the script streams the completion (columns grow), then opens the result
+    assert streamed.value.headers["content-type"].startswith("text/event-stream")
     page.wait_for_url(re.compile(r"/steer/[^/]+$"))
     default = page.locator("#out-default .completion .output").inner_text()
     steered = page.locator("#out-steered .completion .output").inner_text()
@@ -179,6 +181,6 @@ def test_steer_bad_input_shows_a_message(page: Any, live_server: str, live: Tiny
     page.locator("input[name=index]").first.fill("3")
     page.locator("input[name=strength]").first.fill("10")
     page.locator("input[name=n_tokens]").fill("100000")
-    page.click("#steer-submit")
+    page.click("#steer-submit")  # the API refuses it, so the script falls back to the form post, which says why
     page.locator("#form-error").wait_for()
     assert "n_tokens must be at most" in page.locator("#form-error").inner_text()

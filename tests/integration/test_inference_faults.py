@@ -120,7 +120,7 @@ CASES = [
     ("/v1/steer/completion", _with(STEER, features=None), 422, "exactly one of features or vectors"),
     ("/v1/steer/completion", _with(STEER, n_completion_tokens=0), 422, "n_completion_tokens"),
     ("/v1/steer/completion", _with(STEER, n_completion_tokens=1000), 422, "at most|1 to 256"),
-    ("/v1/steer/completion", _with(STEER, stream=True), 422, "stream"),
+    ("/v1/steer/completion", _with(STEER, stream="yes"), 422, "stream"),
     ("/v1/steer/completion", _with(STEER, prompt=""), 422, "prompt is empty"),
     (
         "/v1/steer/completion",
@@ -169,7 +169,7 @@ CASES = [
         422,
         "not 'tiny-inf'",
     ),
-    ("/api/steer", _with(API_STEER, stream=True), 422, "stream"),
+    ("/api/steer", _with(API_STEER, stream="yes"), 422, "stream"),
     (
         "/api/steer-chat",
         _with(

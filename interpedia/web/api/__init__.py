@@ -11,6 +11,7 @@ from interpedia.web.api import (
     features,
     graphs,
     inference,
+    lens,
     lists,
     steer,
     uploads,
@@ -27,6 +28,7 @@ router.include_router(explanations.router)
 router.include_router(explanation_search.router)
 router.include_router(inference.router)
 router.include_router(steer.router)
+router.include_router(lens.router)
 router.include_router(vectors.router)
 router.include_router(lists.router)
 router.include_router(community.router)

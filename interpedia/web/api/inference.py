@@ -115,6 +115,15 @@ def activation_new(body: ActivationNewBody, svc: InferenceDep, settings: Setting
         r = svc.activation_single(model_id, text, source, index)
         act = r["activation"]
         values, top, at = act["values"], act["max_value"], act["max_value_index"]
+        dfa = (
+            {
+                "dfaValues": act["dfa_values"],
+                "dfaTargetIndex": act["dfa_target_index"],
+                "dfaMaxValue": act["dfa_max_value"],
+            }
+            if "dfa_values" in act
+            else {}
+        )
         out.append(
             {
                 "modelId": model_id,
@@ -131,7 +140,9 @@ def activation_new(body: ActivationNewBody, svc: InferenceDep, settings: Setting
                     "values": values,
                     "maxValue": top,
                     "maxValueIndex": at,
+                    **dfa,
                 },
+                **dfa,
             }
         )
     return json_response(out[0] if isinstance(body.customText, str) else out)

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import Field, StrictBool, StrictInt, StrictStr, model_validator
+from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from interpedia.inference import steer_outputs
 from interpedia.inference.steer_outputs import SteerFeature, SteerOptions
 from interpedia.store.steering import load_shared
-from interpedia.web.deps import InferenceDep, OptionalUser, SessionDep, SettingsDep
-from interpedia.web.wire import Body, Finite, json_response
+from interpedia.web.deps import InferenceDep, OptionalUser, SessionDep, SettingsDep, session_factory
+from interpedia.web.wire import SSE_RESPONSES, Body, Finite, json_response, sse_response
 
 router = APIRouter(tags=["steering"])
 MAX_PROMPT_CHARS = 2048
@@ -51,12 +51,6 @@ class _SteerSettingsBody(Body):
     steer_method: Literal["SIMPLE_ADDITIVE", "ORTHOGONAL_DECOMP", "PROJECTION_CAP"] = "SIMPLE_ADDITIVE"
     n_logprobs: Annotated[StrictInt, Field(ge=0, le=10)] = 0
     stream: StrictBool = False
-
-    @model_validator(mode="after")
-    def _no_stream(self) -> _SteerSettingsBody:
-        if self.stream:
-            raise ValueError("stream: true is not supported; send stream: false for one JSON answer")
-        return self
 
     def _common(self, options: dict[str, Any]) -> dict[str, Any]:
         features = [SteerFeature(f.modelId, f.layer, f.index, f.strength) for f in self.features]
@@ -99,31 +93,64 @@ class SteerChatBody(_SteerSettingsBody):
         }
 
 
+class SteerPresetsBody(Body):
+    """``/api/steer/presets``."""
+
+    modelId: Annotated[StrictStr, Field(min_length=1, max_length=256)]
+
+
 class SteerLoadBody(Body):
     """``/api/steer-load``."""
 
     steerOutputId: Annotated[StrictStr, Field(min_length=1, max_length=64)]
 
 
-@router.post("/steer", summary="Steer a completion with features; default and steered side by side")
+@router.post(
+    "/steer",
+    summary="Steer a completion with features; default and steered side by side",
+    responses=SSE_RESPONSES,
+)
 def steer(
-    body: SteerBody, session: SessionDep, svc: InferenceDep, settings: SettingsDep, user: OptionalUser
+    request: Request,
+    body: SteerBody,
+    session: SessionDep,
+    svc: InferenceDep,
+    settings: SettingsDep,
+    user: OptionalUser,
 ) -> Response:
-    """``{STEERED, DEFAULT, steeredLogProbs, defaultLogProbs, id, shareUrl, limit}``; cached per setting."""
-    return json_response(
-        steer_outputs.steer_completion(session, settings, svc, **body.args(), creator_id=user.id if user else None)
-    )
+    """``{STEERED, DEFAULT, steeredLogProbs, defaultLogProbs, id, shareUrl, limit}``; cached per setting. With
+    ``stream``: server-sent events of that result after every token, the last with ``id`` and ``shareUrl``."""
+    creator_id = user.id if user else None
+    if body.stream:
+        factory = session_factory(request)
+        return sse_response(
+            steer_outputs.steer_completion_stream(session, factory, settings, svc, **body.args(), creator_id=creator_id)
+        )
+    return json_response(steer_outputs.steer_completion(session, settings, svc, **body.args(), creator_id=creator_id))
 
 
-@router.post("/steer-chat", summary="Steer a chat with features; default and steered side by side")
+@router.post(
+    "/steer-chat",
+    summary="Steer a chat with features; default and steered side by side",
+    responses=SSE_RESPONSES,
+)
 def steer_chat(
-    body: SteerChatBody, session: SessionDep, svc: InferenceDep, settings: SettingsDep, user: OptionalUser
+    request: Request,
+    body: SteerChatBody,
+    session: SessionDep,
+    svc: InferenceDep,
+    settings: SettingsDep,
+    user: OptionalUser,
 ) -> Response:
     """``{STEERED: {raw, chatTemplate}, DEFAULT: {...}, id, shareUrl, limit, settings}``; 422 for a model
-    without a chat template."""
-    return json_response(
-        steer_outputs.steer_chat(session, settings, svc, **body.args(), creator_id=user.id if user else None)
-    )
+    without a chat template. With ``stream``: server-sent events of that result after every token."""
+    creator_id = user.id if user else None
+    if body.stream:
+        factory = session_factory(request)
+        return sse_response(
+            steer_outputs.steer_chat_stream(session, factory, settings, svc, **body.args(), creator_id=creator_id)
+        )
+    return json_response(steer_outputs.steer_chat(session, settings, svc, **body.args(), creator_id=creator_id))
 
 
 @router.post("/steer-load", summary="A saved steering result, by its share id")
@@ -131,3 +158,12 @@ def steer_load(body: SteerLoadBody, session: SessionDep, settings: SettingsDep, 
     """Both outputs, the features, the settings and the prompt (or chat messages) of a share link."""
     doc = load_shared(session, body.steerOutputId)
     return json_response({**doc, "shareUrl": steer_outputs.share_url(settings, doc["id"])})
+
+
+@router.post("/steer/presets", summary="Prompts and feature sets to steer a model with")
+def steer_presets(body: SteerPresetsBody, session: SessionDep, settings: SettingsDep, user: OptionalUser) -> Response:
+    """``{model, defaultPrompt, promptPresets, featurePresets, defaultSelectedFeatures}``; the caller's own vectors
+    of the model come first among the feature presets (INTERPEDIA_STEER_PRESETS names the rest)."""
+    from interpedia.inference.steer_presets import steer_presets as presets
+
+    return json_response(presets(session, settings.steer_presets, body.modelId, user))

@@ -26,6 +26,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         forms,
         graphs,
         inference_pages,
+        lens_pages,
         lists,
         routes,
         steer_pages,
@@ -58,5 +59,6 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(community.router)  # before routes: /account/bookmarks is not a model
     app.include_router(inference_pages.router)  # before routes: /search is not a model
     app.include_router(steer_pages.router)  # before routes: /{model}/steer is not a source
+    app.include_router(lens_pages.router)  # before routes: /{model}/lens is not a source
     app.include_router(graphs.router)  # before routes: /graph and /{model}/graph are not a model or a source
     app.include_router(routes.router)

@@ -111,14 +111,41 @@ def _window(center: int, n: int, before: int, after: int) -> tuple[int, int]:
     return lo, hi
 
 
-def token_strip(tokens: list[str], values: list[float], center: int, inv_scale: float) -> Markup:
-    """One example as token spans coloured by value, with the context-window wrappers."""
+def _dfa_marks(dfa: list[float] | None, target: int | None, n: int) -> dict[int, str]:
+    """Position -> the classes and attribute of its DFA overlay: ``d``/``dn`` levels scaled to the example's
+    largest |term|, ``dt`` on the target (shown by CSS while the example is hovered)."""
+    if not dfa or len(dfa) != n:
+        return {}
+    top = max((abs(d) for d in dfa if d is not None), default=0.0)
+    inv = 1.0 / top if top > 0 else 1.0
+    marks = {
+        i: f' {"d" if d > 0 else "dn"}{_level(d, inv)}" data-d="{d!r}'
+        for i, d in enumerate(dfa)
+        if d  # None or 0: nothing to show
+    }
+    if target is not None and 0 <= target < n:
+        marks[target] = " dt" + marks.get(target, "")
+    return marks
+
+
+def token_strip(
+    tokens: list[str],
+    values: list[float],
+    center: int,
+    inv_scale: float,
+    dfa: list[float] | None = None,
+    dfa_target: int | None = None,
+) -> Markup:
+    """One example as token spans coloured by value, with the context-window wrappers and, for attention SAEs,
+    the direct feature attribution of its maximum (shown on hover)."""
     spans = list(map(_plain_span.__getitem__, tokens))
-    for i in [i for i, v in enumerate(values) if v]:
+    marks = _dfa_marks(dfa, dfa_target, len(tokens))
+    for i in sorted({i for i, v in enumerate(values) if v} | marks.keys()):
         value = values[i]
         html, newline = _token_html[tokens[i]]
         level = min(LEVELS, max(1, math.ceil(abs(value) * inv_scale * LEVELS - 1e-9)))
-        spans[i] = f'<span class="t {"p" if value > 0 else "n"}{level}" data-v="{value!r}">{html}</span>' + (
+        colour = f" {'p' if value > 0 else 'n'}{level}" if value else ""
+        spans[i] = f'<span class="t{colour}{marks.get(i, "")}" data-v="{value!r}">{html}</span>' + (
             '<br class="br">' if newline else ""
         )
     n = len(spans)
@@ -172,8 +199,9 @@ def _contains(frac: float | None) -> str:
     return "?" if frac is None else f"{frac * 100:.3g}%"
 
 
-def activation_groups(doc: Mapping[str, Any]) -> list[Group]:
-    """Top activations first, then quantile groups ("Interval a–b (Contains x%)") from the highest down."""
+def activation_groups(doc: Mapping[str, Any], show_dfa: bool = False) -> list[Group]:
+    """Top activations first, then quantile groups ("Interval a–b (Contains x%)") from the highest down; with
+    ``show_dfa`` (the source set's ``showDfa``), examples carry their DFA overlay."""
     acts = doc.get("activations") or []
     scale = doc.get("maxActApprox") or 0.0
     if not scale or scale <= 0:
@@ -184,7 +212,14 @@ def activation_groups(doc: Mapping[str, Any]) -> list[Group]:
     for act in acts:
         example = Example(
             max_value=act.get("maxValue") or 0.0,
-            strip=token_strip(act["tokens"], act["values"], act.get("maxValueTokenIndex") or 0, inv_scale),
+            strip=token_strip(
+                act["tokens"],
+                act["values"],
+                act.get("maxValueTokenIndex") or 0,
+                inv_scale,
+                act.get("dfaValues") if show_dfa else None,
+                act.get("dfaTargetIndex"),
+            ),
         )
         bin_min, bin_max = act.get("binMin"), act.get("binMax")
         if bin_min is None or bin_max is None or bin_min < 0:
@@ -249,8 +284,11 @@ def alignment(doc: Mapping[str, Any]) -> list[tuple[int, float, float | None]]:
 def dashboard_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the feature template needs beyond the feature document."""
     neg, pos = logits(doc)
+    set_doc = doc.get("sourceSet") or {}
+    show_dfa = bool(set_doc.get("showDfa")) and any(a.get("dfaValues") for a in doc.get("activations") or [])
     return {
-        "groups": activation_groups(doc),
+        "show_dfa": show_dfa,
+        "groups": activation_groups(doc, show_dfa),
         "neg_logits": neg,
         "pos_logits": pos,
         "similar": similar(doc),

@@ -10,7 +10,9 @@ chat template; otherwise the page says why it is missing.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
@@ -20,6 +22,7 @@ from interpedia.config import Settings
 from interpedia.errors import Invalid, NotFound, Unavailable, UserError
 from interpedia.inference import steer_outputs
 from interpedia.inference.availability import has_chat_template, model_availability
+from interpedia.inference.steer_presets import steer_presets
 from interpedia.store.catalogue import get_model, listed_catalogue, listed_source_names
 from interpedia.store.steering import load_shared
 from interpedia.web.api.steer import SteerBody, SteerChatBody
@@ -42,18 +45,21 @@ DEFAULTS: dict[str, Any] = {
     "freq_penalty": 0.0,
     "steer_method": "SIMPLE_ADDITIVE",
     "steer_special_tokens": True,
+    "n_logprobs": 0,
 }
 BLANK_ROWS = 2
 FormList = Annotated[list[str], Form()]
 FormText = Annotated[str, Form()]
 
 
-def _model_context(session: Session, settings: Settings, model_id: str) -> dict[str, Any]:
-    """The model the form steers: its listed SAEs, whether live inference and chat can run, and why not."""
+def _model_context(request: Request, session: Session, settings: Settings, model_id: str) -> dict[str, Any]:
+    """The model the form steers: its listed SAEs, whether live inference and chat can run (and why not), and its
+    presets (``/api/steer/presets``)."""
     model = get_model(session, model_id)
     status = model_availability(session, settings, model)
     sources = listed_source_names(session, model.id)
     chat = has_chat_template(status.get("spec"), model) if status["available"] else False
+    presets = steer_presets(session, settings.steer_presets, model.id, current_user(request, session))
     return {
         "modelId": model.id,
         "displayName": model.display_name or model.id,
@@ -62,7 +68,46 @@ def _model_context(session: Session, settings: Settings, model_id: str) -> dict[
         "reason": status["reason"],
         "chat": chat,
         "chatNote": None if chat else f"Chat steering is not offered: model {model.id} has no chat template.",
+        "presets": {k: presets[k] for k in ("defaultPrompt", "promptPresets", "featurePresets")},
     }
+
+
+def _preset_links(ctx: dict[str, Any], prompt: str) -> dict[str, list[dict[str, str]]]:
+    """Presets as links that fill the form (``?prompt=&source=&index=&strength=&method=``): no script needed."""
+    base = page_url(ctx["modelId"], "steer")
+    prompts = [
+        {"name": p["name"], "url": f"{base}?{urlencode({'prompt': p['prompt']})}", "title": p["prompt"]}
+        for p in ctx["presets"]["promptPresets"]
+    ]
+    features = []
+    for preset in ctx["presets"]["featurePresets"]:
+        query: list[tuple[str, Any]] = [("prompt", prompt or ctx["presets"]["defaultPrompt"])]
+        for f in preset["features"]:
+            query += [("source", f["layer"]), ("index", f["index"]), ("strength", f["strength"])]
+        if preset.get("steerMethod"):
+            query.append(("method", preset["steerMethod"]))
+        title = "; ".join(f"{f['layer']}/{f['index']} {f.get('explanation') or ''}".strip() for f in preset["features"])
+        features.append({"name": preset["name"], "url": f"{base}?{urlencode(query)}", "title": title})
+    return {"prompts": prompts, "features": features}
+
+
+def _logprob_view(logprobs: Any) -> list[dict[str, Any]] | None:
+    """Generated tokens with their probability (shade) and the top alternatives (hover), from stored logprobs."""
+    if not logprobs:
+        return None
+    out = []
+    for lp in logprobs:
+        prob = math.exp(lp["logprob"])
+        alternatives = ", ".join(f"{t['token']!r} {math.exp(t['logprob']):.1%}" for t in lp.get("top_logprobs") or [])
+        out.append(
+            {
+                "token": lp["token"],
+                "prob": prob,
+                "level": min(10, max(1, math.ceil(prob * 10))),
+                "title": f"{lp['token']!r} {prob:.1%}" + (f" · top: {alternatives}" if alternatives else ""),
+            }
+        )
+    return out
 
 
 def _number(raw: str, name: str, kind: type) -> Any:
@@ -137,7 +182,23 @@ def _render(
     }
     blank_source = features[0]["layer"] if features else ""
     rows = [*features, *({"layer": blank_source, "index": "", "strength": ""} for _ in range(BLANK_ROWS))]
-    return form_page(request, session, "steer.html", data, error, as_json=as_json, rows=rows, methods=METHODS)
+    logprobs = {}
+    if result is not None:
+        for kind, key in (("DEFAULT", "defaultLogProbs"), ("STEERED", "steeredLogProbs")):
+            out = result.get(kind)
+            logprobs[kind] = _logprob_view(out.get("logprobs") if isinstance(out, dict) else result.get(key))
+    return form_page(
+        request,
+        session,
+        "steer.html",
+        data,
+        error,
+        as_json=as_json,
+        rows=rows,
+        methods=METHODS,
+        logprobs=logprobs,
+        preset_links=_preset_links(ctx, str(form.get("prompt") or "")),
+    )
 
 
 @router.get("/steer")
@@ -154,16 +215,18 @@ def steer_shared(request: Request, session: SessionDep, settings: SettingsDep, o
     """A saved steering result (the share link): both outputs, the features and every setting."""
     output_id, as_json = split_json(output_id)
     doc = load_shared(session, output_id)
-    ctx = _model_context(session, settings, doc["modelId"])
+    ctx = _model_context(request, session, settings, doc["modelId"])
     prompt = doc.get("prompt") or ""
     if doc["isChat"]:
         messages = doc.get("steeredChatMessages") or doc.get("defaultChatMessages") or []
         prompt = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+    shown_logprobs = doc.get("steeredLogProbs") or doc.get("defaultLogProbs") or []
     form = {
         **DEFAULTS,
         **{k: v for k, v in doc["settings"].items() if v is not None},
         "mode": "chat" if doc["isChat"] else "completion",
         "prompt": prompt,
+        "n_logprobs": len(shown_logprobs[0].get("top_logprobs") or []) if shown_logprobs else 0,
     }
     result = {
         "id": doc["id"],
@@ -171,6 +234,8 @@ def steer_shared(request: Request, session: SessionDep, settings: SettingsDep, o
         "isChat": doc["isChat"],
         "DEFAULT": doc.get("DEFAULT"),
         "STEERED": doc.get("STEERED"),
+        "defaultLogProbs": doc.get("defaultLogProbs"),
+        "steeredLogProbs": doc.get("steeredLogProbs"),
         "createdAt": doc.get("createdAt"),
     }
     return _render(request, session, ctx, form, list(doc["features"]), result, None, as_json)
@@ -179,13 +244,16 @@ def steer_shared(request: Request, session: SessionDep, settings: SettingsDep, o
 @router.get("/{model_id}/steer")
 @router.get("/{model_id}/steer.json")
 def steer_page(request: Request, session: SessionDep, settings: SettingsDep, model_id: str) -> Response:
-    """The steering form for a model."""
-    ctx = _model_context(session, settings, model_id)
+    """The steering form for a model (prefilled from the query: ``prompt``, ``mode``, ``method``, and features as
+    ``source``/``index``/``strength``, which is how the presets and a feature page's link fill it)."""
+    ctx = _model_context(request, session, settings, model_id)
     mode = request.query_params.get("mode", "completion")
+    method = request.query_params.get("method", DEFAULTS["steer_method"])
     form = {
         **DEFAULTS,
         "mode": mode if mode == "chat" and ctx["chat"] else "completion",
         "prompt": request.query_params.get("prompt", ""),
+        "steer_method": method if method in METHODS else DEFAULTS["steer_method"],
     }
     return _render(request, session, ctx, form, _prefill(request), None, None, request.url.path.endswith(".json"))
 
@@ -209,10 +277,11 @@ def steer_run(
     freq_penalty: FormText = "0",
     steer_method: FormText = "SIMPLE_ADDITIVE",
     steer_special_tokens: FormList = [],  # noqa: B006
+    n_logprobs: FormText = "0",
 ) -> Response:  # noqa: B006
     """Run the steering form and redirect to the saved result (``/steer/{id}``)."""
     check_csrf(request, session, csrf_token)
-    ctx = _model_context(session, settings, model_id)
+    ctx = _model_context(request, session, settings, model_id)
     form: dict[str, Any] = {
         **DEFAULTS,
         "mode": mode,
@@ -224,6 +293,7 @@ def steer_run(
         "freq_penalty": freq_penalty,
         "steer_method": steer_method,
         "steer_special_tokens": (steer_special_tokens or ["true"])[-1] == "true",
+        "n_logprobs": n_logprobs,
     }
     shown = [
         {"layer": s, "index": i, "strength": st} for s, i, st in zip(source, index, strength, strict=False) if i.strip()
@@ -247,6 +317,7 @@ def steer_run(
             "seed": _number(seed, "seed", float),
             "strength_multiplier": _number(strength_multiplier, "strength_multiplier", float),
             "freq_penalty": _number(freq_penalty, "freq_penalty", float),
+            "n_logprobs": _number(n_logprobs or "0", "n_logprobs", int),
         }
         user = current_user(request, session)
         creator_id = user.id if user is not None else None

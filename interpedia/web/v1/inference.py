@@ -8,6 +8,7 @@ and camelCase. ``X-SECRET-KEY`` is required when ``INTERPEDIA_SECRET`` is set. M
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
@@ -18,7 +19,7 @@ from interpedia.errors import Invalid
 from interpedia.store.formats import parse_index
 from interpedia.web.deps import InferenceDep, SettingsDep
 from interpedia.web.v1.deps import require_secret
-from interpedia.web.wire import CamelBody, Finite, Index, json_response
+from interpedia.web.wire import SSE_RESPONSES, CamelBody, Finite, Index, json_response, sse_response
 
 if TYPE_CHECKING:
     from interpedia.inference.service import InferenceService
@@ -142,10 +143,6 @@ class _SteerBody(CamelBody):
     def _one_kind(self) -> _SteerBody:
         if (self.features is None) == (self.vectors is None):
             raise ValueError("exactly one of features or vectors must be provided")
-        if self.stream:
-            raise ValueError(
-                "stream: true is not supported (the official client cannot read server-sent events); send stream: false"
-            )
         if len(set(self.types)) != len(self.types):
             raise ValueError("types lists the same type twice")
         return self
@@ -301,21 +298,25 @@ def _steer_parts(svc: InferenceService, body: _SteerBody) -> tuple[list[Any], An
     return directions, settings
 
 
-@router.post("/steer/completion", summary="Complete a prompt with and without steering")
+@router.post("/steer/completion", summary="Complete a prompt with and without steering", responses=SSE_RESPONSES)
 def steer_completion(body: SteerCompletionBody, svc: InferenceDep) -> Response:
-    """``{outputs: [{type, output, logprobs?}]}``, one per requested type."""
+    """``{outputs: [{type, output, logprobs?}]}``, one per requested type; with ``stream``, server-sent events of
+    that answer after every token (``data: {outputs: [...]}``), as Neuronpedia's inference server streams it."""
     directions, settings = _steer_parts(svc, body)
-    return json_response(svc.steer_completion(body.model, body.prompt, directions, list(body.types), settings))
+    chunks = svc.steer_completion_stream(body.model, body.prompt, directions, list(body.types), settings)
+    return sse_response(chunks) if body.stream else json_response(deque(chunks, maxlen=1)[0])
 
 
-@router.post("/steer/completion-chat", summary="Continue a chat with and without steering")
+@router.post("/steer/completion-chat", summary="Continue a chat with and without steering", responses=SSE_RESPONSES)
 def steer_completion_chat(body: SteerChatBody, svc: InferenceDep) -> Response:
-    """``{input: {chat_template, raw}, outputs: [{chat_template, raw, type}]}``; 422 without a chat template."""
+    """``{input: {chat_template, raw}, outputs: [{chat_template, raw, type}]}``; 422 without a chat template; with
+    ``stream``, server-sent events of that answer after every token."""
     if body.is_assistant_axis:
         raise Invalid("is_assistant_axis (persona monitoring) is not supported by this server", "is_assistant_axis")
     directions, settings = _steer_parts(svc, body)
     messages = [{"role": m.role, "content": m.content} for m in body.prompt]
-    return json_response(svc.steer_chat(body.model, messages, directions, list(body.types), settings))
+    chunks = svc.steer_chat_stream(body.model, messages, directions, list(body.types), settings)
+    return sse_response(chunks) if body.stream else json_response(deque(chunks, maxlen=1)[0])
 
 
 @router.post("/tokenize", summary="Split text into the model's tokens")

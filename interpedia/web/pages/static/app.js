@@ -32,7 +32,9 @@
       var token = target && target.closest ? target.closest(".strip .t") : null;
       if (!token) { tip.hidden = true; return; }
       tok.textContent = token.textContent;  // text, never HTML
-      val.textContent = token.getAttribute("data-v") || "0";
+      var dfa = token.getAttribute("data-d");
+      val.textContent = (token.getAttribute("data-v") || "0") + (dfa ? "  DFA " + dfa : "") +
+        (token.classList.contains("dt") ? "  (DFA target)" : "");
       tip.hidden = false;
       var box = token.getBoundingClientRect();
       var left = Math.min(box.left, window.innerWidth - tip.offsetWidth - 8);

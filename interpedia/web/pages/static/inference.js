@@ -189,11 +189,120 @@
     var form = document.getElementById("steer-form");
     var submit = document.getElementById("steer-submit");
     if (form && submit) {
-      form.addEventListener("submit", function () {
+      form.addEventListener("submit", function (event) {
         // Steering takes seconds: say so, and stop a second submit while it runs.
         window.setTimeout(function () { submit.disabled = true; submit.textContent = "Steering…"; }, 0);
+        if (steerStream(form)) event.preventDefault();
       });
     }
+  }
+
+  // --- the steer form, streamed: tokens appear as they are generated ------------------------------
+  // A completion is sent to /api/steer with stream: true and both columns grow event by event; the last event
+  // carries the saved result's id and the page moves to it (/steer/{id}, with logprobs and the share link). Chat,
+  // a browser without streams, or any error falls back to the plain form post, which renders the error.
+
+  function steerBody(form) {
+    var data = new FormData(form);
+    var mode = data.get("mode") || "completion";
+    if (mode !== "completion") return null;
+    var sources = data.getAll("source"), indexes = data.getAll("index"), strengths = data.getAll("strength");
+    var features = [];
+    for (var i = 0; i < indexes.length; i++) {
+      var index = String(indexes[i]).trim();
+      if (!index) continue;
+      if (!/^[0-9]+$/.test(index)) return null;
+      var strength = String(strengths[i] || "").trim();
+      if (strength === "" || !isFinite(Number(strength))) return null;  // the form post says what is wrong
+      features.push({ modelId: form.getAttribute("data-model"), layer: String(sources[i]), index: Number(index),
+        strength: Number(strength) });
+    }
+    if (!features.length) return null;
+    var body = { modelId: form.getAttribute("data-model"), prompt: String(data.get("prompt") || ""), features: features,
+      steer_method: String(data.get("steer_method") || "SIMPLE_ADDITIVE"), stream: true };
+    var numbers = { temperature: 1, n_tokens: 1, seed: 1, strength_multiplier: 1, freq_penalty: 1, n_logprobs: 1 };
+    for (var name in numbers) {
+      var raw = String(data.get(name) || "").trim();
+      if (raw === "") continue;
+      var value = Number(raw);
+      if (!isFinite(value)) return null;
+      body[name] = value;
+    }
+    return body;
+  }
+
+  function steerColumns() {
+    var pane = document.getElementById("steer-results");
+    var prompt = document.getElementById("f-prompt").value;
+    pane.textContent = "";
+    var grid = document.createElement("div");
+    grid.className = "side-by-side";
+    grid.id = "steer-live";
+    var outs = {};
+    [["DEFAULT", "Default"], ["STEERED", "Steered"]].forEach(function (pair) {
+      var col = document.createElement("div");
+      col.className = "completion-col";
+      col.id = "live-" + pair[0].toLowerCase();
+      var h = document.createElement("h2");
+      h.textContent = pair[1];
+      var pre = document.createElement("pre");
+      pre.className = "completion";
+      var echo = document.createElement("span");
+      echo.className = "prompt-echo";
+      echo.textContent = prompt;
+      var out = document.createElement("span");
+      out.className = "output";
+      pre.appendChild(echo);
+      pre.appendChild(out);
+      col.appendChild(h);
+      col.appendChild(pre);
+      grid.appendChild(col);
+      outs[pair[0]] = out;
+    });
+    pane.appendChild(grid);
+    return outs;
+  }
+
+  function steerStream(form) {
+    if (!window.fetch || !window.TextDecoder || !window.ReadableStream) return false;
+    var body = steerBody(form);
+    if (!body) return false;
+    var outs = null, buffer = "", done = false;
+    var decoder = new TextDecoder();
+    function fallback() { if (!done) { done = true; form.submit(); } }
+    function handle(block) {
+      var name = "message", data = [];
+      block.split("\n").forEach(function (line) {
+        if (line.indexOf("event: ") === 0) name = line.slice(7);
+        else if (line.indexOf("data: ") === 0) data.push(line.slice(6));
+      });
+      if (!data.length) return;
+      if (name === "error") { fallback(); return; }
+      var doc = JSON.parse(data.join("\n"));
+      if (!outs) outs = steerColumns();
+      outs.DEFAULT.textContent = doc.DEFAULT || "";
+      outs.STEERED.textContent = doc.STEERED || "";
+      if (doc.id && doc.settings) { done = true; window.location.assign("/steer/" + encodeURIComponent(doc.id)); }
+    }
+    fetch("/api/steer", { method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "Accept": "text/event-stream" }, body: JSON.stringify(body) })
+      .then(function (response) {
+        if (!response.ok || !response.body) { fallback(); return null; }
+        var reader = response.body.getReader();
+        function pump() {
+          return reader.read().then(function (chunk) {
+            if (chunk.done) { if (!done) fallback(); return null; }
+            buffer += decoder.decode(chunk.value, { stream: true });
+            var parts = buffer.split("\n\n");
+            buffer = parts.pop();
+            parts.forEach(function (part) { if (!done) handle(part); });
+            return done ? null : pump();
+          });
+        }
+        return pump();
+      })
+      .catch(fallback);
+    return true;
   }
 
   onReady(function () {
