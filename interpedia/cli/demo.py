@@ -57,6 +57,13 @@ def demo_cmd(
     sae = report.get("sae", {})
     if sae:
         click.echo(f"SAE: L0 {sae.get('l0', 0):.1f}, explained variance {sae.get('explained_variance', 0):.3f}")
+    for layer, stats in sorted((report.get("transcoders") or {}).get("layers", {}).items()):
+        dashboards = report.get(f"tc-dashboards-{layer}", {})
+        click.echo(
+            f"transcoder layer {layer}: L0 {stats['l0']:.1f}, explained variance of the MLP output "
+            f"{stats['explained_variance']:.3f}, {100 * stats['dead_fraction']:.1f}% dead on held-out text, "
+            f"{dashboards.get('dead', '?')} of {cfg.transcoder.d_transcoder} dead on the dashboard text"
+        )
     click.echo(f"demo ready in {time.perf_counter() - started:.0f}s (artefacts in {settings.home / 'demo'})")
     live = enable_inference(factory)
     click.echo(f"live inference on for {', '.join(live) or 'nothing (no generate run recorded)'}")

@@ -69,9 +69,9 @@ class DemoConfig:
             transcoder=TranscoderTrainConfig(
                 d_transcoder=128,
                 k=8,
-                training_tokens=40_000,
+                training_tokens=10_000,
                 batch_rows=16,
-                dead_after_tokens=5_000,
+                dead_after_tokens=2_000,
                 eval_rows=16,
                 calibration_batches=2,
             ),

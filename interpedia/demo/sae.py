@@ -25,6 +25,12 @@ class SAETrainConfig:
     lr: float = 1e-3
     context_size: int = 128
     seed: int = 0
+    # Dead latents: SAELens counts a latent dead after this many steps without firing, and only dead latents
+    # get the TopK auxiliary loss (AuxK). Its default (1,000 steps) is longer than this whole run.
+    dead_feature_window: int = 1000
+    aux_loss_coefficient: float = 1.0
+    decoder_init_norm: float | None = 0.1
+    lr_decay_steps: int = 0
 
 
 def train_sae(model: Any, rows: np.ndarray, cfg: SAETrainConfig, out_dir: Path) -> dict[str, Any]:
@@ -47,6 +53,8 @@ def train_sae(model: Any, rows: np.ndarray, cfg: SAETrainConfig, out_dir: Path) 
             d_in=model.cfg.d_model,
             d_sae=cfg.d_sae,
             k=cfg.k,
+            aux_loss_coefficient=cfg.aux_loss_coefficient,
+            decoder_init_norm=cfg.decoder_init_norm,
             rescale_acts_by_decoder_norm=True,
             device="cpu",
             dtype="float32",
@@ -64,6 +72,8 @@ def train_sae(model: Any, rows: np.ndarray, cfg: SAETrainConfig, out_dir: Path) 
         store_batch_size_prompts=16,
         lr=cfg.lr,
         lr_warm_up_steps=20,
+        lr_decay_steps=cfg.lr_decay_steps,
+        dead_feature_window=cfg.dead_feature_window,
         device="cpu",
         seed=cfg.seed,
         logger=LoggingConfig(log_to_wandb=False),

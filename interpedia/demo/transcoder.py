@@ -50,6 +50,7 @@ class TranscoderTrainConfig:
     dead_after_tokens: int = 100_000  # a latent that has not fired for this many tokens counts as dead
     eval_rows: int = 256
     calibration_batches: int = 8
+    init_scale: float = 0.25  # the first reconstruction's size, relative to the MLP output's spread
     seed: int = 0
 
 
@@ -131,10 +132,18 @@ def train_transcoders(model: Any, rows: np.ndarray, cfg: TranscoderTrainConfig, 
     tokens_per_step = cfg.batch_rows * (rows.shape[1] - 1)
     steps = max(1, cfg.training_tokens // tokens_per_step)
     tcs = [_TrainingTranscoder(d_model, d_model, cfg.d_transcoder, gen) for _ in range(n_layers)]
-    # The output bias starts at the mean MLP output, which a short run would otherwise spend steps learning.
+    # The output bias starts at the mean MLP output, which a short run would otherwise spend steps learning, and
+    # the encoder at a scale where the random first reconstruction is small next to the output's spread (a
+    # random one as large as the output would cost a short run most of its steps to undo).
     first = _mlp_io(model, train_rows[torch.randperm(len(train_rows), generator=gen)[: cfg.batch_rows]])
     for layer, tc in enumerate(tcs):
-        tc.b_dec.data[:] = first[OUTPUT_HOOK.format(layer=layer)].mean(0)
+        x, y = first[INPUT_HOOK.format(layer=layer)], first[OUTPUT_HOOK.format(layer=layer)]
+        with torch.no_grad():
+            tc.b_dec[:] = y.mean(0)
+            pre = torch.addmm(tc.b_enc, x, tc.W_enc)
+            recon = (pre * (pre > batch_threshold(pre, cfg.k))) @ tc.W_dec
+            spread = (y - y.mean(0)).norm(dim=1).mean()
+            tc.W_enc.mul_(cfg.init_scale * spread / recon.norm(dim=1).mean().clamp(min=1e-8))
     params = [p for tc in tcs for p in tc.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999))
     warmup = max(1, steps // 20)
@@ -255,14 +264,14 @@ def saelens_cfg(d_in: int, d_tc: int, d_out: int, layer: int, model_name: str, c
 
 
 def save_saelens(weights: dict[str, torch.Tensor], out: Path, layer: int, model: Any, context_size: int) -> Path:
-    """Write a SAELens transcoder directory (loaded by ``sae_lens.SAE.load_from_disk``)."""
-    from safetensors.torch import save_file
+    """Write a SAELens transcoder directory with SAELens's own ``save_model`` (``SAE.load_from_disk`` loads it)."""
+    from sae_lens import JumpReLUTranscoder
 
-    out.mkdir(parents=True, exist_ok=True)
     d_in, d_tc = weights["W_enc"].shape
     cfg = saelens_cfg(d_in, d_tc, weights["W_dec"].shape[1], layer, str(model.cfg.model_name), context_size)
-    save_file({k: v.contiguous() for k, v in weights.items()}, str(out / "sae_weights.safetensors"))
-    (out / "cfg.json").write_text(json.dumps(cfg, indent=2))
+    tc = JumpReLUTranscoder.from_dict(cfg)
+    tc.load_state_dict({k: v.contiguous() for k, v in weights.items()})
+    tc.save_model(str(out))
     return out
 
 
@@ -289,8 +298,10 @@ def write_circuit_tracer_config(out: Path, n_layers: int, scan: str) -> Path:
     config = {
         "model_kind": "transcoder_set",
         "scan": scan,
-        "feature_input_hook": "mlp.hook_in",
-        "feature_output_hook": "mlp.hook_out",
+        # TransformerLens hook names within a block: ln2's normalised input (before its weight and bias; the
+        # MLP reads ``w * x + b``) and the MLP output. circuit-tracer's own tests read ``mlp.hook_in`` instead.
+        "feature_input_hook": "ln2.hook_normalized",
+        "feature_output_hook": "hook_mlp_out",
         "activation": "jump_relu",
         "transcoders": [f"layer_{layer}.safetensors" for layer in range(n_layers)],
     }

@@ -53,6 +53,8 @@ def test_toy_demo_builds_serves_and_caches(
     points = client.post("/api/umap", json={"modelId": cfg.model_id, "layers": [cfg.source_id]}).json()
     assert len(points[cfg.source_id]) == cfg.sae.d_sae
     assert sum(1 for p in points[cfg.source_id] if p["description"]) >= len(live)
+    # a transcoder per layer, saved for SAELens and circuit-tracer, with dashboards and labels (source set tc-demo)
+    _check_transcoders(cfg, report, tmp_path / "home/demo/transcoders", client)
     # a second build reuses every cached step
     started = time.perf_counter()
     DemoBuilder(cfg, settings, factory).build()
@@ -61,3 +63,41 @@ def test_toy_demo_builds_serves_and_caches(
     home = tmp_path / "home"
     report = DemoBuilder(cfg, settings, factory).build_pretrained(str(home / "demo/model"), str(home / "demo/sae"))
     assert report["pretrained-dashboards"]["features_written"] > 0
+
+
+def _check_transcoders(cfg: DemoConfig, report: dict[str, Any], root: Path, client: Any) -> None:
+    import torch
+    from sae_lens import SAE
+    from safetensors.torch import load_file
+
+    from interpedia.generate.model import HookedModel
+
+    hooked = HookedModel.load(str(root.parent / "model"))
+    tok = hooked.tokenizer
+    tokens = torch.tensor([[tok.bos_token_id, *tok(SENTENCES[0], add_special_tokens=False)["input_ids"]]])
+    _, cache = hooked.model.run_with_cache(tokens)
+    for layer, source_id in enumerate(cfg.transcoder_source_ids()):
+        stats = report["transcoders"]["layers"][str(layer)]
+        assert stats["l0"] > 0 and 0 <= stats["dead_fraction"] < 1 and stats["explained_variance"] > 0
+        tc = SAE.load_from_disk(str(root / "saelens" / f"layer_{layer}"))
+        assert tc.cfg.architecture() == "jumprelu_transcoder" and tc.cfg.d_sae == cfg.transcoder.d_transcoder
+        assert tc.cfg.metadata.hook_name == f"blocks.{layer}.ln2.hook_normalized"
+        assert tc.cfg.metadata.hook_name_out == f"blocks.{layer}.hook_mlp_out"
+        # circuit-tracer's file: W_enc transposed, the JumpReLU threshold under its module's name; the same
+        # activations as SAELens's encode
+        ct = load_file(str(root / "circuit-tracer" / f"layer_{layer}.safetensors"))
+        assert ct["W_enc"].shape == (cfg.transcoder.d_transcoder, cfg.lm.d_model)
+        x = cache[f"blocks.{layer}.ln2.hook_normalized"][0]
+        pre = x @ ct["W_enc"].T + ct["b_enc"]
+        with torch.no_grad():
+            expected = tc.encode(x)
+        assert torch.allclose(pre * (pre > ct["activation_function.threshold"]), expected, atol=1e-5)
+        assert (expected > 0).any()
+        # dashboards and labels like the SAE's
+        assert report[f"tc-dashboards-{layer}"]["features_written"] == cfg.transcoder.d_transcoder
+        page = client.post("/api/features-offset", json={"modelId": cfg.model_id, "layer": source_id, "offset": 0})
+        live = [f for f in page.json() if (f["maxActApprox"] or 0) > 0]
+        assert live and report[f"tc-explanations-{layer}"]["written"] >= len(live)
+        doc = client.get(f"/api/feature/{cfg.model_id}/{source_id}/{live[0]['index']}").json()
+        assert doc["activations"] and doc["explanations"] and doc["pos_str"]
+    assert (root / "circuit-tracer" / "config.yaml").exists()
