@@ -48,6 +48,11 @@ SAE_VARIANTS: dict[str, dict[str, Any]] = {
     "auxk-w25-nodecinit": {"dead_feature_window": 25, "decoder_init_norm": None},
     "auxk-w25-3M": {"dead_feature_window": 25, "training_tokens": 3_000_000},
     "auxk-w25-decay": {"dead_feature_window": 25, "lr_decay_steps": 73},
+    "data-init": {"init": "data"},
+    "data-init-auxk-w25": {"init": "data", "dead_feature_window": 25},
+    "lr3e-4": {"lr": 3e-4},
+    "lr3e-3": {"lr": 3e-3},
+    "data-init-lr3e-3": {"init": "data", "lr": 3e-3},
 }
 TC_VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -55,6 +60,9 @@ TC_VARIANTS: dict[str, dict[str, Any]] = {
     "1M-d1024": {"d_transcoder": 1024},
     "no-auxk": {"aux_coefficient": 0.0},
     "lr4e-3": {"lr": 4e-3},
+    "data-init": {"init": "data"},
+    "data-init-no-auxk": {"init": "data", "aux_coefficient": 0.0},
+    "auxk-coef1": {"aux_coefficient": 1.0},
 }
 
 

@@ -31,6 +31,7 @@ class SAETrainConfig:
     aux_loss_coefficient: float = 1.0
     decoder_init_norm: float | None = 0.1
     lr_decay_steps: int = 0
+    init: str = "tied"  # "tied": SAELens's (random decoder, encoder its transpose); "data": rows from real activations
 
 
 def train_sae(model: Any, rows: np.ndarray, cfg: SAETrainConfig, out_dir: Path) -> dict[str, Any]:
@@ -94,7 +95,19 @@ def train_sae(model: Any, rows: np.ndarray, cfg: SAETrainConfig, out_dir: Path) 
         _, cache = model.run_with_cache(
             sample, names_filter=[cfg.hook_name], stop_at_layer=int(cfg.hook_name.split(".")[1]) + 1
         )
-        sae0.b_dec.data[:] = cache[cfg.hook_name][:, 1:].reshape(-1, model.cfg.d_model).mean(0)
+        acts = cache[cfg.hook_name][:, 1:].reshape(-1, model.cfg.d_model)
+        sae0.b_dec.data[:] = acts.mean(0)
+        if cfg.init == "data":
+            # Each latent starts as the direction of one real (centred) activation, encoder tied to decoder:
+            # every latent then fires on the text near its sample, instead of most starting where none is.
+            gen = torch.Generator().manual_seed(cfg.seed)
+            idx = torch.randperm(len(acts), generator=gen)[: cfg.d_sae]
+            if len(idx) < cfg.d_sae:  # a tiny corpus: some samples twice
+                idx = torch.randint(len(acts), (cfg.d_sae,), generator=gen)
+            picks = (acts - acts.mean(0))[idx]
+            w_dec = picks / picks.norm(dim=1, keepdim=True).clamp(min=1e-8) * (cfg.decoder_init_norm or 1.0)
+            sae0.W_dec.data[:] = w_dec
+            sae0.W_enc.data[:] = w_dec.T
     runner = LanguageModelSAETrainingRunner(
         runner_cfg, override_dataset=dataset, override_model=model, override_sae=sae0
     )

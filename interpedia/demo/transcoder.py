@@ -51,6 +51,7 @@ class TranscoderTrainConfig:
     eval_rows: int = 256
     calibration_batches: int = 8
     init_scale: float = 0.25  # the first reconstruction's size, relative to the MLP output's spread
+    init: str = "random"  # "random" rows, or "data": each feature starts as one sampled token's input and output
     seed: int = 0
 
 
@@ -140,6 +141,15 @@ def train_transcoders(model: Any, rows: np.ndarray, cfg: TranscoderTrainConfig, 
         x, y = first[INPUT_HOOK.format(layer=layer)], first[OUTPUT_HOOK.format(layer=layer)]
         with torch.no_grad():
             tc.b_dec[:] = y.mean(0)
+            if cfg.init == "data":
+                # Each feature starts as one real token: it reads that token's (centred) MLP input and writes
+                # its (centred) MLP output, so every feature starts out firing somewhere.
+                idx = torch.randperm(len(x), generator=gen)[: cfg.d_transcoder]
+                if len(idx) < cfg.d_transcoder:
+                    idx = torch.randint(len(x), (cfg.d_transcoder,), generator=gen)
+                xs, ys = (x - x.mean(0))[idx], (y - y.mean(0))[idx]
+                tc.W_enc[:] = (xs / xs.norm(dim=1, keepdim=True).clamp(min=1e-8)).T
+                tc.W_dec[:] = ys / ys.norm(dim=1, keepdim=True).clamp(min=1e-8)
             pre = torch.addmm(tc.b_enc, x, tc.W_enc)
             recon = (pre * (pre > batch_threshold(pre, cfg.k))) @ tc.W_dec
             spread = (y - y.mean(0)).norm(dim=1).mean()
