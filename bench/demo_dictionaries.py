@@ -2,8 +2,9 @@
 
 For the SAE: the fraction of its features that fire at least once on the tokens the demo's dashboards read
 (the first ``--n-prompts`` rows, BOS left out), L0 and explained variance on held-out rows. For the
-transcoders: each layer's L0, explained variance of the MLP output and dead fraction on held-out rows, and the
-model's loss with the MLP outputs replaced. Every variant records its wall time, CPU time and the load.
+transcoders: each layer's L0, explained variance of the MLP output and dead fraction on held-out rows, the
+fraction firing on the dashboards' tokens, and the model's loss with the MLP outputs replaced. Every variant
+records its wall time, CPU time and the load.
 
 The machine is shared, so each variant is bracketed by a reference workload whose time on an idle machine is
 known (one training step of the demo model: 161 s / 366 steps = 0.44 s in the README's idle build), and the
@@ -53,6 +54,12 @@ SAE_VARIANTS: dict[str, dict[str, Any]] = {
     "lr3e-4": {"lr": 3e-4},
     "lr3e-3": {"lr": 3e-3},
     "data-init-lr3e-3": {"init": "data", "lr": 3e-3},
+    "resample3": {"resample_phases": 3},
+    "data-init-resample3": {"init": "data", "resample_phases": 3},
+    "data-init-resample4": {"init": "data", "resample_phases": 4},
+    "data-init-lr3e-3-resample3": {"init": "data", "lr": 3e-3, "resample_phases": 3},
+    "data-init-lr3e-3-resample4": {"init": "data", "lr": 3e-3, "resample_phases": 4},
+    "data-init-lr3e-3-resample4-rows512": {"init": "data", "lr": 3e-3, "resample_phases": 4, "resample_rows": 512},
 }
 TC_VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -63,6 +70,12 @@ TC_VARIANTS: dict[str, dict[str, Any]] = {
     "data-init": {"init": "data"},
     "data-init-no-auxk": {"init": "data", "aux_coefficient": 0.0},
     "auxk-coef1": {"aux_coefficient": 1.0},
+    "resample": {"resample_every_tokens": 100_000},
+    "resample-no-auxk": {"resample_every_tokens": 100_000, "aux_coefficient": 0.0},
+    "resample-data-init": {"resample_every_tokens": 100_000, "init": "data"},
+    "resample-50k": {"resample_every_tokens": 50_000, "dead_after_tokens": 50_000},
+    "resample-50k-until-0.85": {"resample_every_tokens": 50_000, "dead_after_tokens": 50_000, "resample_until": 0.85},
+    "resample-50k-lr4e-3": {"resample_every_tokens": 50_000, "dead_after_tokens": 50_000, "lr": 4e-3},
 }
 
 
@@ -85,11 +98,12 @@ def reference_step_s(model: Any, rows: np.ndarray, n: int = 3) -> float:
 
 
 @torch.no_grad()
-def alive_fraction(model: Any, sae_dir: Path, rows: np.ndarray, hook: str) -> float:
-    """Fraction of the SAE's features with a positive activation on ``rows`` (BOS position excluded)."""
+def alive_fraction(model: Any, sae_dir: Path, rows: np.ndarray) -> float:
+    """Fraction of the SAE's (or transcoder's) features with a positive activation on ``rows`` (BOS excluded)."""
     from sae_lens import SAE
 
     sae = SAE.load_from_disk(str(sae_dir))
+    hook = str(sae.cfg.metadata.hook_name)
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
     stop = int(hook.split(".")[1]) + 1
     for start in range(0, len(rows), 32):
@@ -153,7 +167,7 @@ def main() -> None:
         cfg = replace(SAETrainConfig(), **SAE_VARIANTS[name])
         with tempfile.TemporaryDirectory() as tmp:
             stats, timing = _timed(model, rows, lambda cfg=cfg, tmp=tmp: train_sae(model, rows, cfg, Path(tmp)))
-            alive = alive_fraction(model, Path(tmp), rows[: args.n_prompts], cfg.hook_name)
+            alive = alive_fraction(model, Path(tmp), rows[: args.n_prompts])
         entry = {
             "overrides": SAE_VARIANTS[name],
             "config": asdict(cfg),
@@ -171,6 +185,9 @@ def main() -> None:
             result, timing = _timed(
                 model, rows, lambda cfg=tc_cfg, tmp=tmp: train_transcoders(model, rows, cfg, Path(tmp))
             )
+            for layer, stats in result["layers"].items():
+                tc_dir = Path(tmp) / "saelens" / f"layer_{layer}"
+                stats["alive_on_dashboard_tokens"] = round(alive_fraction(model, tc_dir, rows[: args.n_prompts]), 4)
         result.pop("config")
         entry = {"overrides": TC_VARIANTS[name], "config": asdict(tc_cfg), **result, **timing}
         log.info("transcoders %s: %s", name, entry)

@@ -52,6 +52,8 @@ class TranscoderTrainConfig:
     calibration_batches: int = 8
     init_scale: float = 0.25  # the first reconstruction's size, relative to the MLP output's spread
     init: str = "random"  # "random" rows, or "data": each feature starts as one sampled token's input and output
+    resample_every_tokens: int = 0  # restart dead latents this often (0: never) ...
+    resample_until: float = 0.7  # ... during this fraction of the run
     seed: int = 0
 
 
@@ -96,6 +98,34 @@ class _TrainingTranscoder(torch.nn.Module):
             aux_mse = (err.detach() - aux_recon).pow(2).sum(-1).mean()
             loss = loss + cfg.aux_coefficient * aux_mse
         return loss, fvu
+
+    @torch.no_grad()
+    def resample(
+        self, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer, cfg: TranscoderTrainConfig, gen: Any
+    ) -> int:
+        """Restart the dead latents on tokens the transcoder explains worst (drawn by squared error): each reads
+        its token's centred input, firing there at 1.5 x the batch cut, and writes that token's error."""
+        dead = torch.nonzero(self.tokens_since_fired > cfg.dead_after_tokens).squeeze(1)
+        if not dead.numel():
+            return 0
+        pre = torch.addmm(self.b_enc, x, self.W_enc)
+        cut = batch_threshold(pre, cfg.k)
+        err = y - torch.addmm(self.b_dec, pre * (pre > cut), self.W_dec)
+        tok = torch.multinomial(err.pow(2).sum(-1), dead.numel(), replacement=dead.numel() > len(x), generator=gen)
+        mean = x.mean(0)
+        centred = x[tok] - mean
+        w = centred / centred.pow(2).sum(-1, keepdim=True).clamp(min=1e-8) * (1.5 * max(cut, 1e-3))
+        self.W_enc[:, dead] = w.T
+        self.b_enc[dead] = -(w @ mean)
+        self.W_dec[dead] = err[tok] / err[tok].norm(dim=1, keepdim=True).clamp(min=1e-8)
+        self.tokens_since_fired[dead] = 0
+        # Adam's moments belong to the old latents
+        for param, where in ((self.W_enc, (slice(None), dead)), (self.b_enc, (dead,)), (self.W_dec, (dead,))):
+            state = opt.state.get(param)
+            if state:
+                state["exp_avg"][where] = 0
+                state["exp_avg_sq"][where] = 0
+        return int(dead.numel())
 
     @torch.no_grad()
     def normalise_decoder(self) -> None:
@@ -161,6 +191,8 @@ def train_transcoders(model: Any, rows: np.ndarray, cfg: TranscoderTrainConfig, 
     order = torch.randperm(len(train_rows), generator=gen)
     bar = tqdm(range(steps), desc="train transcoders", unit="step", disable=None)
     fvus = [1.0] * n_layers
+    resample_every = cfg.resample_every_tokens // tokens_per_step
+    resampled = [0] * n_layers
     for step in bar:
         # Linear warm-up, then linear decay to zero over the last fifth (a common SAE schedule).
         decay_from = int(steps * 0.8)
@@ -178,6 +210,11 @@ def train_transcoders(model: Any, rows: np.ndarray, cfg: TranscoderTrainConfig, 
         opt.step()
         for tc in tcs:
             tc.normalise_decoder()
+        if resample_every and step % resample_every == resample_every - 1 and step < cfg.resample_until * steps:
+            for layer, tc in enumerate(tcs):
+                resampled[layer] += tc.resample(
+                    io[INPUT_HOOK.format(layer=layer)], io[OUTPUT_HOOK.format(layer=layer)], opt, cfg, gen
+                )
         if step % 10 == 0:
             bar.set_postfix(fvu=" ".join(f"{f:.3f}" for f in fvus))
     train_seconds = time.perf_counter() - started
@@ -188,7 +225,11 @@ def train_transcoders(model: Any, rows: np.ndarray, cfg: TranscoderTrainConfig, 
         weights = _inference_weights(tc, thresholds[layer])
         save_saelens(weights, out_dir / "saelens" / f"layer_{layer}", layer, model, rows.shape[1])
         save_circuit_tracer(weights, out_dir / "circuit-tracer" / f"layer_{layer}.safetensors")
-        layers[str(layer)] = {"threshold": thresholds[layer], "final_train_fvu": round(fvus[layer], 4)}
+        layers[str(layer)] = {
+            "threshold": thresholds[layer],
+            "final_train_fvu": round(fvus[layer], 4),
+            "resampled": resampled[layer],
+        }
     write_circuit_tracer_config(out_dir / "circuit-tracer", n_layers, model.cfg.model_name)
     measured = measure_transcoders(
         model, [_inference_weights(tc, t) for tc, t in zip(tcs, thresholds, strict=True)], eval_rows
