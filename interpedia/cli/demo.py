@@ -56,7 +56,10 @@ def demo_cmd(
         click.echo(f"  {step}: {shown}")
     sae = report.get("sae", {})
     if sae:
-        click.echo(f"SAE: L0 {sae.get('l0', 0):.1f}, explained variance {sae.get('explained_variance', 0):.3f}")
+        dead = report.get("dashboards", {}).get("dead")
+        n = cfg.sae.d_sae
+        fired = "" if dead is None else f", {n - dead} of {n} features fire on the dashboard text"
+        click.echo(f"SAE: L0 {sae.get('l0', 0):.1f}, explained variance {sae.get('explained_variance', 0):.3f}{fired}")
     for layer, stats in sorted((report.get("transcoders") or {}).get("layers", {}).items()):
         dashboards = report.get(f"tc-dashboards-{layer}", {})
         click.echo(
@@ -64,6 +67,8 @@ def demo_cmd(
             f"{stats['explained_variance']:.3f}, {100 * stats['dead_fraction']:.1f}% dead on held-out text, "
             f"{dashboards.get('dead', '?')} of {cfg.transcoder.d_transcoder} dead on the dashboard text"
         )
+    for graph in (report.get("graphs") or {}).get("graphs", []):
+        click.echo(f"graph {graph['slug']}: {graph['prompt']!r} -> {graph['target']}, {graph['nodes']} nodes")
     click.echo(f"demo ready in {time.perf_counter() - started:.0f}s (artefacts in {settings.home / 'demo'})")
     live = enable_inference(factory)
     click.echo(f"live inference on for {', '.join(live) or 'nothing (no generate run recorded)'}")
@@ -80,6 +85,8 @@ def demo_cmd(
         if live:
             base = f"http://{host}:{port}"
             click.echo(f"live pages: {base}/search, {base}/search-topk-by-token, {base}/{live[0].split('/')[0]}/steer")
+        if report.get("graphs"):
+            click.echo(f"attribution graphs: http://{host}:{port}/{cfg.model_id}/graph")
         app = create_app(settings)
         if live:
             warm_inference(app, live)

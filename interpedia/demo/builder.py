@@ -2,7 +2,7 @@
 
 corpus -> tokenizer -> token rows -> model -> Jacobian lens -> SAE -> ``interpedia generate --into-db`` ->
 explanations -> UMAP, then the circuit side: per-layer transcoders -> their dashboards (source set
-``tc-demo``) -> explanations.
+``tc-demo``) -> explanations -> a few featured attribution graphs.
 Every step records the settings it was built with; a step reruns only when those change.
 """
 
@@ -22,6 +22,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from interpedia.config import Settings
+from interpedia.demo.graphs import DEMO_GRAPH_PROMPTS, trace_demo_graphs
 from interpedia.demo.lm import LMConfig
 from interpedia.demo.sae import SAETrainConfig
 from interpedia.demo.transcoder import TranscoderTrainConfig
@@ -44,6 +45,7 @@ class DemoConfig:
     sae: SAETrainConfig = field(default_factory=SAETrainConfig)
     transcoder: TranscoderTrainConfig = field(default_factory=TranscoderTrainConfig)
     transcoder_set: str = "tc-demo"
+    graph_prompts: tuple[str, ...] = DEMO_GRAPH_PROMPTS
     n_prompts: int = 2048
     lens_prompts: int = 64  # prompts the Jacobian lens is fitted on (4 positions each)
     corpus: str | None = None
@@ -76,6 +78,7 @@ class DemoConfig:
                 eval_rows=16,
                 calibration_batches=2,
             ),
+            graph_prompts=DEMO_GRAPH_PROMPTS[:1],
             n_prompts=64,
             lens_prompts=8,
             corpus=corpus,
@@ -206,7 +209,8 @@ class DemoBuilder:
         return self.report
 
     def build_transcoders(self, corpus: Path, rows_dir: Path, model_dir: Path) -> None:
-        """The circuit side: a transcoder per layer, then dashboards and labels for each as a source set."""
+        """The circuit side: a transcoder per layer, dashboards and labels for each as a source set, then a few
+        featured attribution graphs through them."""
         cfg = self.cfg
         tc_dir = self._step(
             "transcoders",
@@ -232,6 +236,15 @@ class DemoBuilder:
                 {"dashboards": self.report[name], "db": self._db_marker()},
                 lambda d, source_id=source_id: self._build_explanations(cfg.model_id, source_id),  # type: ignore[misc]
             )
+        # featured graphs of a few prompts, their feature nodes linking to the tc-demo dashboards
+        dashboards = [self.report[f"tc-dashboards-{layer}"] for layer in range(cfg.lm.n_layers)]
+        prompts = cfg.graph_prompts
+        inputs = {"transcoders": self.report["transcoders"], "dashboards": dashboards, "prompts": prompts}
+        self._step(
+            "graphs",
+            {**inputs, "db": self._db_marker()},
+            lambda d: trace_demo_graphs(self.settings, self.factory, cfg.model_id, cfg.transcoder_set, prompts),
+        )
 
     # --- steps -----------------------------------------------------------------------------------
 

@@ -55,6 +55,8 @@ def test_toy_demo_builds_serves_and_caches(
     assert sum(1 for p in points[cfg.source_id] if p["description"]) >= len(live)
     # a transcoder per layer, saved for SAELens and circuit-tracer, with dashboards and labels (source set tc-demo)
     _check_transcoders(cfg, report, tmp_path / "home/demo/transcoders", client)
+    # featured attribution graphs through those transcoders, served on the model's graph page
+    _check_graphs(cfg, report, client)
     # a second build reuses every cached step
     started = time.perf_counter()
     DemoBuilder(cfg, settings, factory).build()
@@ -103,3 +105,22 @@ def _check_transcoders(cfg: DemoConfig, report: dict[str, Any], root: Path, clie
         doc = client.get(f"/api/feature/{cfg.model_id}/{source_id}/{live[0]['index']}").json()
         assert doc["activations"] and doc["explanations"] and doc["pos_str"]
     assert (root / "circuit-tracer" / "config.yaml").exists()
+
+
+def _check_graphs(cfg: DemoConfig, report: dict[str, Any], client: Any) -> None:
+    made = report["graphs"]["graphs"]
+    assert [g["prompt"] for g in made] == list(cfg.graph_prompts)
+    listing = client.get(f"/{cfg.model_id}/graph.json").json()
+    featured = {g["slug"] for g in listing["featured"]}
+    assert {g["slug"] for g in made} <= featured
+    for g in made:
+        assert g["feature_nodes"] > 0 and g["target"].startswith("Output")
+        data = client.get(f"/{cfg.model_id}/graph.json", params={"slug": g["slug"]}).json()
+        assert data["sourceSet"] == cfg.transcoder_set
+        # the feature nodes are features of the tc-demo dashboards on this instance (a node per position, so
+        # fewer features than nodes; one dead on the dashboard text has no page), labelled
+        assert 0 < len(data["features"]) <= g["feature_nodes"]
+        assert {key.split("/")[0] for key in data["features"]} <= set(cfg.transcoder_source_ids())
+        assert any(info["explanation"] for info in data["features"].values())
+    page = client.get(f"/{cfg.model_id}/graph", params={"slug": made[0]["slug"]})
+    assert page.status_code == 200 and made[0]["slug"] in page.text
