@@ -40,6 +40,11 @@ log = logging.getLogger("bench.demo_dictionaries")
 
 IDLE_REFERENCE_STEP_S = 161 / 366  # the demo model's training step on the idle machine (README)
 
+# The variants' overrides apply to these (the demo's first defaults), not to today's defaults, so each name
+# keeps meaning what it measured; each result records its whole config.
+SAE_BASE = replace(SAETrainConfig(), init="tied", resample_phases=1)
+TC_BASE = replace(TranscoderTrainConfig(), dead_after_tokens=100_000, resample_every_tokens=0)
+
 SAE_VARIANTS: dict[str, dict[str, Any]] = {
     "baseline": {},
     "auxk-w25": {"dead_feature_window": 25},
@@ -60,6 +65,10 @@ SAE_VARIANTS: dict[str, dict[str, Any]] = {
     "data-init-lr3e-3-resample3": {"init": "data", "lr": 3e-3, "resample_phases": 3},
     "data-init-lr3e-3-resample4": {"init": "data", "lr": 3e-3, "resample_phases": 4},
     "data-init-lr3e-3-resample4-rows512": {"init": "data", "lr": 3e-3, "resample_phases": 4, "resample_rows": 512},
+    "data-init-resample6": {"init": "data", "resample_phases": 6},
+    "data-init-resample6-k32": {"init": "data", "resample_phases": 6, "k": 32},
+    "data-init-resample8-3M": {"init": "data", "resample_phases": 8, "training_tokens": 3_000_000},
+    "data-init-resample6-auxk-w25": {"init": "data", "resample_phases": 6, "dead_feature_window": 25},
 }
 TC_VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -76,6 +85,8 @@ TC_VARIANTS: dict[str, dict[str, Any]] = {
     "resample-50k": {"resample_every_tokens": 50_000, "dead_after_tokens": 50_000},
     "resample-50k-until-0.85": {"resample_every_tokens": 50_000, "dead_after_tokens": 50_000, "resample_until": 0.85},
     "resample-50k-lr4e-3": {"resample_every_tokens": 50_000, "dead_after_tokens": 50_000, "lr": 4e-3},
+    "resample-25k-until-0.9": {"resample_every_tokens": 25_000, "dead_after_tokens": 25_000, "resample_until": 0.9},
+    "resample-50k-k32": {"resample_every_tokens": 50_000, "dead_after_tokens": 50_000, "k": 32},
 }
 
 
@@ -149,22 +160,59 @@ def _store(section: str, name: str, entry: dict[str, Any]) -> None:
         write_results("demo_dictionaries", {"idle_reference_step_s": IDLE_REFERENCE_STEP_S, **results})
 
 
+def _describe(overrides: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in overrides.items()) or "(the first defaults)"
+
+
+def print_tables() -> None:
+    """The results file as the markdown tables of docs/demo.md."""
+    doc = json.loads((RESULTS_DIR / "demo_dictionaries.json").read_text())
+    print("| SAE variant | changes | fire on dashboard text | held-out EV | CPU s | idle estimate s | load |")
+    print("|---|---|---|---|---|---|---|")
+    for name, e in sorted(doc["sae"].items(), key=lambda kv: -kv[1]["alive_on_dashboard_tokens"]):
+        print(
+            f"| {name} | {_describe(e['overrides'])} | {100 * e['alive_on_dashboard_tokens']:.1f}% "
+            f"({e['alive_features']}) | {e['heldout_explained_variance']:.3f} | {e['cpu_s']:.0f} | "
+            f"{e['idle_estimate_s']:.0f} | {e['load_1min'][0]:.0f}-{e['load_1min'][1]:.0f} |"
+        )
+    print()
+    print(
+        "| transcoder variant | changes | layer | fire on dashboard text | dead on held-out | EV of MLP out | L0 |"
+        " CPU s | idle estimate s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, e in sorted(doc["transcoders"].items()):
+        for layer, st in sorted(e["layers"].items()):
+            alive = st.get("alive_on_dashboard_tokens")
+            print(
+                f"| {name} | {_describe(e['overrides'])} | {layer} | "
+                f"{'-' if alive is None else f'{100 * alive:.1f}%'} | {100 * st['dead_fraction']:.1f}% | "
+                f"{st['explained_variance']:.3f} | {st['l0']:.1f} | {e['cpu_s']:.0f} | {e['idle_estimate_s']:.0f} |"
+            )
+
+
 def main() -> None:
     """Train and measure the variants named on the command line."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--home", type=Path, required=True, help="INTERPEDIA_HOME of a demo built to its model step")
+    parser.add_argument("--home", type=Path, help="INTERPEDIA_HOME of a demo built to its model step")
     parser.add_argument("--sae", nargs="*", default=[], choices=sorted(SAE_VARIANTS))
     parser.add_argument("--tc", nargs="*", default=[], choices=sorted(TC_VARIANTS))
     parser.add_argument("--n-prompts", type=int, default=2048, help="rows the dashboards read")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 when variants run side by side)")
+    parser.add_argument("--table", action="store_true", help="print the results as markdown tables and stop")
     args = parser.parse_args()
+    if args.table:
+        print_tables()
+        return
+    if args.home is None:
+        parser.error("--home is required to train variants")
     setup_logging()
     torch.set_num_threads(args.threads)
     demo = args.home / "demo"
     model = HookedModel.load(str(demo / "model")).model
     rows = np.load(demo / "rows" / "rows.npy")
     for name in args.sae:
-        cfg = replace(SAETrainConfig(), **SAE_VARIANTS[name])
+        cfg = replace(SAE_BASE, **SAE_VARIANTS[name])
         with tempfile.TemporaryDirectory() as tmp:
             stats, timing = _timed(model, rows, lambda cfg=cfg, tmp=tmp: train_sae(model, rows, cfg, Path(tmp)))
             alive = alive_fraction(model, Path(tmp), rows[: args.n_prompts])
@@ -180,7 +228,7 @@ def main() -> None:
         log.info("sae %s: %s", name, entry)
         _store("sae", name, entry)
     for name in args.tc:
-        tc_cfg = replace(TranscoderTrainConfig(), **TC_VARIANTS[name])
+        tc_cfg = replace(TC_BASE, **TC_VARIANTS[name])
         with tempfile.TemporaryDirectory() as tmp:
             result, timing = _timed(
                 model, rows, lambda cfg=tc_cfg, tmp=tmp: train_transcoders(model, rows, cfg, Path(tmp))

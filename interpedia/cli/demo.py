@@ -40,6 +40,7 @@ def demo_cmd(
     """Build the demo: real text, a tiny model and SAE trained on CPU, dashboards for every feature."""
     from interpedia.demo.builder import PRETRAINED_MODEL, PRETRAINED_SAE, DemoBuilder, DemoConfig
     from interpedia.demo.serving import enable_inference, serving_settings, warm_inference
+    from interpedia.demo.summary import describe_dictionaries, summarize_dictionaries
 
     settings = get_settings()
     factory = factory_for(settings)
@@ -54,19 +55,8 @@ def demo_cmd(
     for step, stats in report.items():
         shown = {k: v for k, v in stats.items() if k != "config"}
         click.echo(f"  {step}: {shown}")
-    sae = report.get("sae", {})
-    if sae:
-        dead = report.get("dashboards", {}).get("dead")
-        n = cfg.sae.d_sae
-        fired = "" if dead is None else f", {n - dead} of {n} features fire on the dashboard text"
-        click.echo(f"SAE: L0 {sae.get('l0', 0):.1f}, explained variance {sae.get('explained_variance', 0):.3f}{fired}")
-    for layer, stats in sorted((report.get("transcoders") or {}).get("layers", {}).items()):
-        dashboards = report.get(f"tc-dashboards-{layer}", {})
-        click.echo(
-            f"transcoder layer {layer}: L0 {stats['l0']:.1f}, explained variance of the MLP output "
-            f"{stats['explained_variance']:.3f}, {100 * stats['dead_fraction']:.1f}% dead on held-out text, "
-            f"{dashboards.get('dead', '?')} of {cfg.transcoder.d_transcoder} dead on the dashboard text"
-        )
+    for line in describe_dictionaries(summarize_dictionaries(report, cfg.sae.d_sae, cfg.transcoder.d_transcoder)):
+        click.echo(line)
     for graph in (report.get("graphs") or {}).get("graphs", []):
         click.echo(f"graph {graph['slug']}: {graph['prompt']!r} -> {graph['target']}, {graph['nodes']} nodes")
     click.echo(f"demo ready in {time.perf_counter() - started:.0f}s (artefacts in {settings.home / 'demo'})")

@@ -31,8 +31,9 @@ class SAETrainConfig:
     aux_loss_coefficient: float = 1.0
     decoder_init_norm: float | None = 0.1
     lr_decay_steps: int = 0
-    init: str = "tied"  # "tied": SAELens's (random decoder, encoder its transpose); "data": rows from real activations
-    resample_phases: int = 1  # > 1: train in this many SAELens runs, restarting dead latents between them
+    # bench/demo_dictionaries.py measured the fraction of features firing on the dashboard text for each choice
+    init: str = "data"  # "tied": SAELens's (random decoder, encoder its transpose); "data": rows from real activations
+    resample_phases: int = 3  # > 1: train in this many SAELens runs, restarting dead latents between them
     resample_rows: int = 256  # rows a latent must stay silent on to count as dead when resampling
 
 

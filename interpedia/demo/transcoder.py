@@ -47,12 +47,12 @@ class TranscoderTrainConfig:
     lr: float = 2e-3
     aux_k: int = 64  # dead latents per token that predict the residual (Gao et al.: d_model / 2)
     aux_coefficient: float = 1 / 32
-    dead_after_tokens: int = 100_000  # a latent that has not fired for this many tokens counts as dead
+    dead_after_tokens: int = 50_000  # a latent that has not fired for this many tokens counts as dead
     eval_rows: int = 256
     calibration_batches: int = 8
     init_scale: float = 0.25  # the first reconstruction's size, relative to the MLP output's spread
     init: str = "random"  # "random" rows, or "data": each feature starts as one sampled token's input and output
-    resample_every_tokens: int = 0  # restart dead latents this often (0: never) ...
+    resample_every_tokens: int = 50_000  # restart dead latents this often (0: never) ...
     resample_until: float = 0.7  # ... during this fraction of the run
     seed: int = 0
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from interpedia.cli import main
 from interpedia.demo.builder import DemoBuilder, DemoConfig
+from interpedia.demo.summary import summarize_dictionaries
 
 pytestmark = pytest.mark.slow
 
@@ -57,14 +61,38 @@ def test_toy_demo_builds_serves_and_caches(
     _check_transcoders(cfg, report, tmp_path / "home/demo/transcoders", client)
     # featured attribution graphs through those transcoders, served on the model's graph page
     _check_graphs(cfg, report, client)
+    # the build's summary: the SAE's live fraction, each transcoder's L0, explained variance and dead fraction
+    _check_summary(cfg, summarize_dictionaries(report, cfg.sae.d_sae, cfg.transcoder.d_transcoder))
     # a second build reuses every cached step
     started = time.perf_counter()
     DemoBuilder(cfg, settings, factory).build()
     assert time.perf_counter() - started < 10
+    # the CLI's build (cached) prints that summary
+    out = CliRunner().invoke(main, ["demo", "--toy", "--no-serve", "--corpus", str(corpus)], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    sae_line = next(line for line in out.output.splitlines() if line.startswith("SAE: "))
+    fire = rf"L0 [\d.]+, explained variance -?[\d.]+, \d+ of {cfg.sae.d_sae} features \([\d.]+%\) fire"
+    assert re.search(fire, sae_line), sae_line
+    for layer in range(cfg.lm.n_layers):
+        line = next(line for line in out.output.splitlines() if line.startswith(f"transcoder layer {layer}: "))
+        assert re.search(r"L0 [\d.]+, explained variance of the MLP output -?[\d.]+, [\d.]+% dead on held-out", line)
     # The hub path (--pretrained) takes names (gpt2-small, gpt2-small-res-jb/...); local directories stand in.
     home = tmp_path / "home"
     report = DemoBuilder(cfg, settings, factory).build_pretrained(str(home / "demo/model"), str(home / "demo/sae"))
     assert report["pretrained-dashboards"]["features_written"] > 0
+
+
+def _check_summary(cfg: DemoConfig, summary: dict[str, Any]) -> None:
+    sae = summary["sae"]
+    # TopK: at most k features per token
+    assert 0 < sae["l0"] <= cfg.sae.k and 0 < sae["explained_variance"] <= 1
+    assert 0 < sae["live_on_dashboards"] <= cfg.sae.d_sae
+    assert sae["live_fraction"] == pytest.approx(sae["live_on_dashboards"] / cfg.sae.d_sae, abs=1e-4)
+    assert sorted(summary["transcoders"]) == [str(layer) for layer in range(cfg.lm.n_layers)]
+    for tc in summary["transcoders"].values():
+        # BatchTopK trains k per token on average; the JumpReLU threshold keeps it near k
+        assert 0 < tc["l0"] < 4 * cfg.transcoder.k and 0 < tc["explained_variance"] <= 1
+        assert 0 <= tc["dead_fraction"] < 1 and 0 < tc["live_fraction"] <= 1
 
 
 def _check_transcoders(cfg: DemoConfig, report: dict[str, Any], root: Path, client: Any) -> None:
