@@ -40,6 +40,7 @@ def demo_cmd(
     """Build the demo: real text, a tiny model and SAE trained on CPU, dashboards for every feature."""
     from interpedia.demo.builder import PRETRAINED_MODEL, PRETRAINED_SAE, DemoBuilder, DemoConfig
     from interpedia.demo.serving import enable_inference, serving_settings, warm_inference
+    from interpedia.demo.summary import describe_dictionaries, summarize_dictionaries
 
     settings = get_settings()
     factory = factory_for(settings)
@@ -54,9 +55,10 @@ def demo_cmd(
     for step, stats in report.items():
         shown = {k: v for k, v in stats.items() if k != "config"}
         click.echo(f"  {step}: {shown}")
-    sae = report.get("sae", {})
-    if sae:
-        click.echo(f"SAE: L0 {sae.get('l0', 0):.1f}, explained variance {sae.get('explained_variance', 0):.3f}")
+    for line in describe_dictionaries(summarize_dictionaries(report, cfg.sae.d_sae, cfg.transcoder.d_transcoder)):
+        click.echo(line)
+    for graph in (report.get("graphs") or {}).get("graphs", []):
+        click.echo(f"graph {graph['slug']}: {graph['prompt']!r} -> {graph['target']}, {graph['nodes']} nodes")
     click.echo(f"demo ready in {time.perf_counter() - started:.0f}s (artefacts in {settings.home / 'demo'})")
     live = enable_inference(factory)
     click.echo(f"live inference on for {', '.join(live) or 'nothing (no generate run recorded)'}")
@@ -73,6 +75,8 @@ def demo_cmd(
         if live:
             base = f"http://{host}:{port}"
             click.echo(f"live pages: {base}/search, {base}/search-topk-by-token, {base}/{live[0].split('/')[0]}/steer")
+        if report.get("graphs"):
+            click.echo(f"attribution graphs: http://{host}:{port}/{cfg.model_id}/graph")
         app = create_app(settings)
         if live:
             warm_inference(app, live)

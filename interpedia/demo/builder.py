@@ -1,7 +1,8 @@
 """Builds the demo end to end, each step cached under ``INTERPEDIA_HOME/demo`` (the second run takes seconds).
 
 corpus -> tokenizer -> token rows -> model -> Jacobian lens -> SAE -> ``interpedia generate --into-db`` ->
-explanations -> UMAP.
+explanations -> UMAP, then the circuit side: per-layer transcoders -> their dashboards (source set
+``tc-demo``) -> explanations -> a few featured attribution graphs.
 Every step records the settings it was built with; a step reruns only when those change.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -20,8 +22,10 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from interpedia.config import Settings
+from interpedia.demo.graphs import DEMO_GRAPH_PROMPTS, trace_demo_graphs
 from interpedia.demo.lm import LMConfig
 from interpedia.demo.sae import SAETrainConfig
+from interpedia.demo.transcoder import TranscoderTrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,9 @@ class DemoConfig:
     vocab_size: int = 4096
     lm: LMConfig = field(default_factory=LMConfig)
     sae: SAETrainConfig = field(default_factory=SAETrainConfig)
+    transcoder: TranscoderTrainConfig = field(default_factory=TranscoderTrainConfig)
+    transcoder_set: str = "tc-demo"
+    graph_prompts: tuple[str, ...] = DEMO_GRAPH_PROMPTS
     n_prompts: int = 2048
     lens_prompts: int = 64  # prompts the Jacobian lens is fitted on (4 positions each)
     corpus: str | None = None
@@ -61,7 +68,26 @@ class DemoConfig:
                 batch_size=16,
                 warmup_steps=4,
             ),
-            sae=SAETrainConfig(d_sae=256, k=8, training_tokens=40_960, train_batch_size_tokens=1024, context_size=32),
+            sae=SAETrainConfig(
+                d_sae=256,
+                k=8,
+                training_tokens=40_960,
+                train_batch_size_tokens=1024,
+                context_size=32,
+                init="data",
+                resample_phases=3,
+            ),
+            transcoder=TranscoderTrainConfig(
+                d_transcoder=128,
+                k=8,
+                training_tokens=10_000,
+                batch_rows=16,
+                dead_after_tokens=2_000,
+                resample_every_tokens=2_000,
+                eval_rows=16,
+                calibration_batches=2,
+            ),
+            graph_prompts=DEMO_GRAPH_PROMPTS[:1],
             n_prompts=64,
             lens_prompts=8,
             corpus=corpus,
@@ -77,6 +103,15 @@ class DemoConfig:
     def source_id(self) -> str:
         """The Neuronpedia source id, e.g. ``1-res-demo``."""
         return f"{self.layer}-{self.source_set}"
+
+    def transcoder_source_ids(self) -> list[str]:
+        """The transcoder sources, one per layer: ``0-tc-demo``, ``1-tc-demo``, ..."""
+        return [f"{layer}-{self.transcoder_set}" for layer in range(self.lm.n_layers)]
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _digest(obj: Any) -> str:
@@ -102,10 +137,12 @@ class DemoBuilder:
             log.info("demo: %s is cached", name)
             self.report[name] = json.loads(marker.read_text()).get("stats") or {}
             return out
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu_seconds()
         out.mkdir(parents=True, exist_ok=True)
         stats = build(out) or {}
         stats["seconds"] = round(time.perf_counter() - started, 1)
+        # CPU time (all threads) as well: on a shared machine wall time says more about the neighbours
+        stats["cpu_seconds"] = round(_cpu_seconds() - cpu, 1)
         marker.write_text(json.dumps({"key": key, "inputs": inputs, "stats": stats}, indent=2, default=str))
         self.report[name] = stats
         log.info("demo: %s built in %.1fs", name, stats["seconds"])
@@ -177,7 +214,46 @@ class DemoBuilder:
             {"dashboards": self.report["dashboards"], "seed": cfg.seed, "db": self._db_marker()},
             lambda d: self._build_umap(cfg.model_id, cfg.source_id, sae_dir),
         )
+        self.build_transcoders(corpus, rows_dir, model_dir)
         return self.report
+
+    def build_transcoders(self, corpus: Path, rows_dir: Path, model_dir: Path) -> None:
+        """The circuit side: a transcoder per layer, dashboards and labels for each as a source set, then a few
+        featured attribution graphs through them."""
+        cfg = self.cfg
+        tc_dir = self._step(
+            "transcoders",
+            {"model": self.report["model"], "transcoder": asdict(cfg.transcoder)},
+            lambda d: self._build_transcoders(rows_dir, model_dir, d),
+        )
+        for layer, source_id in enumerate(cfg.transcoder_source_ids()):
+            name = f"tc-dashboards-{layer}"
+            self._step(
+                name,
+                {"transcoders": self.report["transcoders"], "n_prompts": cfg.n_prompts, "db": self._db_marker()},
+                lambda d, layer=layer: self._build_dashboards(  # type: ignore[misc]
+                    corpus,
+                    model_dir,
+                    tc_dir / "saelens" / f"layer_{layer}",
+                    d,
+                    source_set=cfg.transcoder_set,
+                    layer=layer,
+                ),
+            )
+            self._step(
+                f"tc-explanations-{layer}",
+                {"dashboards": self.report[name], "db": self._db_marker()},
+                lambda d, source_id=source_id: self._build_explanations(cfg.model_id, source_id),  # type: ignore[misc]
+            )
+        # featured graphs of a few prompts, their feature nodes linking to the tc-demo dashboards
+        dashboards = [self.report[f"tc-dashboards-{layer}"] for layer in range(cfg.lm.n_layers)]
+        prompts = cfg.graph_prompts
+        inputs = {"transcoders": self.report["transcoders"], "dashboards": dashboards, "prompts": prompts}
+        self._step(
+            "graphs",
+            {**inputs, "db": self._db_marker()},
+            lambda d: trace_demo_graphs(self.settings, self.factory, cfg.model_id, cfg.transcoder_set, prompts),
+        )
 
     # --- steps -----------------------------------------------------------------------------------
 
@@ -235,6 +311,13 @@ class DemoBuilder:
         lens.save(model_dir / LENS_FILE)
         return {"positions": lens.meta["positions"]}
 
+    def _build_transcoders(self, rows_dir: Path, model_dir: Path, out: Path) -> dict[str, Any]:
+        from interpedia.demo.transcoder import train_transcoders
+        from interpedia.generate.model import HookedModel
+
+        model = HookedModel.load(str(model_dir))
+        return train_transcoders(model.model, np.load(rows_dir / "rows.npy"), self.cfg.transcoder, out)
+
     def _build_explanations(self, model_id: str, source_id: str) -> dict[str, Any]:
         """Readable labels for every live feature with no LLM (offline explainer), embedded for search."""
         from interpedia.autointerp.runner import explain_source
@@ -254,7 +337,15 @@ class DemoBuilder:
         return str(self.factory.kw["bind"].url.render_as_string(hide_password=True))
 
     def _build_dashboards(
-        self, corpus: Path, model_dir: Path | str, sae_dir: Path | str, out: Path, *, catalogue: bool = True
+        self,
+        corpus: Path,
+        model_dir: Path | str,
+        sae_dir: Path | str,
+        out: Path,
+        *,
+        catalogue: bool = True,
+        source_set: str | None = None,
+        layer: int | None = None,
     ) -> dict[str, Any]:
         from interpedia.generate import GenerateConfig, GenerateRun
 
@@ -271,8 +362,8 @@ class DemoBuilder:
             context_size=self.cfg.lm.n_ctx,
             n_prompts=self.cfg.n_prompts,
             model_id=self.cfg.model_id if catalogue else None,
-            source_set=self.cfg.source_set if catalogue else None,
-            layer=str(self.cfg.layer) if catalogue else None,
+            source_set=(source_set or self.cfg.source_set) if catalogue else None,
+            layer=str(self.cfg.layer if layer is None else layer) if catalogue else None,
             work_dir=str(out / "work"),
             seed=self.cfg.seed,
         )

@@ -54,7 +54,7 @@ def catalogue_names(cfg: GenerateConfig, sae: LoadedSae, model: HookedModel, hoo
     model_id = cfg.model_id or np_model or getattr(sae.metadata, "model_name", None) or model.name
     layer_num = layer_of(hook_name)
     layer = cfg.layer or np_layer or (str(layer_num) if layer_num is not None else "0")
-    kind = next((short for key, short in _HOOK_KINDS if key in hook_name), "sae")
+    kind = "tc" if sae.is_transcoder else next((short for key, short in _HOOK_KINDS if key in hook_name), "sae")
     source_set = cfg.source_set or np_set.split("__")[0] or f"{kind}-{sae.architecture}"
     return str(model_id), str(layer), source_set
 
@@ -274,10 +274,11 @@ class GenerateRun:
 
         cfg = self.cfg
         model_id, layer, source_set = names
+        # A transcoder's decoder writes to its output hook: the logit lens maps its rows from there.
         decoder = DecoderStats(
             model,
             sae,
-            hook_name,
+            sae.hook_name_out or hook_name,
             n_logits=cfg.n_logits,
             n_cos_sim=cfg.n_cos_sim,
             hist_bins=cfg.hist_bins,
@@ -431,6 +432,7 @@ class GenerateRun:
                     else None
                 ),
                 cfg=sae.cfg_dict(),
+                extra={"hook_name_out": sae.hook_name_out, "d_out": sae.d_out} if sae.is_transcoder else {},
             ),
             tokens=RunTokens(
                 context_size=cfg.context_size,
@@ -455,7 +457,9 @@ class GenerateRun:
                     "(zeros in the lowest); samples uniform without replacement (seeded), "
                     "from an exact second pass over the stored non-zero activations",
                     "top_k": "exact running top-k of positive activations, ties to the earlier position",
-                    "logit_lens": "unit decoder direction (to the residual stream) @ W_U, no b_U; final LayerNorm "
+                    "logit_lens": "unit decoder direction (to the residual stream"
+                    + (f", from the transcoder's output hook {sae.hook_name_out}" if sae.hook_name_out else "")
+                    + ") @ W_U, no b_U; final LayerNorm "
                     + ("scale folded into W_U" if cfg.fold_ln_final else "scale not folded"),
                     "correlated_neurons_and_features": "not computed (empty lists)",
                     "topk_cos_sim": f"top {cfg.n_cos_sim} other features by cosine of decoder rows",

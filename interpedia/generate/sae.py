@@ -1,9 +1,11 @@
 """The SAE side of generation: load with SAELens, and encode straight into sparse (feature, token, value) form.
 
-Encoders are registered by SAELens ``architecture`` (standard, jumprelu, gated, topk); anything else falls
-back to ``sae.encode``. The fast encoders compute exactly SAELens's formulas on its own ``process_sae_in``
-(so normalisation, ``b_dec`` subtraction and ``hook_z`` reshaping are SAELens's), but lay the result out
-feature-major and skip the intermediate copies, because after the model forward this is the hot loop.
+Encoders are registered by SAELens ``architecture`` (standard, jumprelu, gated, topk, and the transcoders:
+transcoder, skip_transcoder, jumprelu_transcoder, jumprelu_skip_transcoder); anything else falls back to
+``sae.encode``. A transcoder reads ``hook_name`` like an SAE; its decoder writes ``metadata.hook_name_out``.
+The fast encoders compute exactly SAELens's formulas on its own ``process_sae_in`` (so normalisation,
+``b_dec`` subtraction and ``hook_z`` reshaping are SAELens's), but lay the result out feature-major and skip
+the intermediate copies, because after the model forward this is the hot loop.
 
 Decoder norms are folded into the encoder as SAEDashboard does (``fold_W_dec_norm``), so activations are
 in units of the feature's contribution to the reconstruction. A TopK SAE without
@@ -25,6 +27,11 @@ from interpedia.errors import Invalid, Unavailable
 from interpedia.generate.model_loading import TORCH_DTYPES
 
 log = logging.getLogger(__name__)
+
+# SAELens's transcoder architectures: the encoder reads ``hook_name``, the decoder writes ``hook_name_out``.
+TRANSCODER_ARCHITECTURES = frozenset(
+    {"transcoder", "skip_transcoder", "jumprelu_transcoder", "jumprelu_skip_transcoder"}
+)
 
 
 @dataclass
@@ -115,6 +122,22 @@ class LoadedSae:
     def hook_name(self) -> str:
         """The TransformerLens hook the SAE reads."""
         return str(self.metadata.hook_name)
+
+    @property
+    def is_transcoder(self) -> bool:
+        """True for SAELens transcoders (they read one hook and write another)."""
+        return self.architecture in TRANSCODER_ARCHITECTURES
+
+    @property
+    def hook_name_out(self) -> str | None:
+        """The hook a transcoder's decoder writes to (``metadata.hook_name_out``); None for an SAE."""
+        out = self.metadata.hook_name_out if self.is_transcoder else None
+        return str(out) if out else None
+
+    @property
+    def d_out(self) -> int:
+        """Decoder width: ``d_out`` for a transcoder, ``d_in`` for an SAE."""
+        return int(getattr(self.sae.cfg, "d_out", None) or self.d_in)
 
     def cfg_dict(self) -> dict[str, Any]:
         """The SAE's ``cfg.json`` content."""
@@ -295,6 +318,12 @@ _ENCODERS: dict[str, Callable[[LoadedSae], Callable[[torch.Tensor, torch.Tensor 
     "jumprelu": _JumpReluEncoder,
     "gated": _GatedEncoder,
     "topk": _TopKEncoder,
+    # SAELens transcoders encode like these SAEs (their process_sae_in leaves b_dec out; a skip
+    # connection only changes the output)
+    "transcoder": _StandardEncoder,
+    "skip_transcoder": _StandardEncoder,
+    "jumprelu_transcoder": _JumpReluEncoder,
+    "jumprelu_skip_transcoder": _JumpReluEncoder,
 }
 
 

@@ -140,8 +140,11 @@ class LoadedSource:
         self.source_id = plan.source_id
         self.loaded = loaded
         self.hook_name = plan.hook_name or loaded.hook_name
+        # Where the decoder writes: a transcoder's output hook; an SAE's own hook.
+        self.hook_name_out = loaded.hook_name_out or self.hook_name
         self.d_sae = loaded.d_sae
         self.d_in = loaded.d_in
+        self.d_out = loaded.d_out
         self.encode_sparse = loaded.encoder()
         # fold_W_dec_norm makes decoder rows unit length; steering and sae-vector want the trained rows back.
         folded_rows = loaded.folded and loaded.post_scale is None
@@ -177,7 +180,7 @@ class LoadedSource:
 
     @torch.inference_mode()
     def decoder_rows(self, indices: list[int]) -> torch.Tensor:
-        """The trained decoder rows [n, d_in] (float32), as Neuronpedia steers with them."""
+        """The trained decoder rows [n, d_out] (float32), as Neuronpedia steers with them."""
         idx = torch.tensor(indices, dtype=torch.long, device=self.loaded.sae.W_dec.device)
         rows = self.loaded.sae.W_dec.detach()[idx].float()
         if self._row_scale is not None:
@@ -185,7 +188,7 @@ class LoadedSource:
         return rows.cpu()
 
     def unit_decoder(self) -> torch.Tensor:
-        """Unit-norm decoder directions [d_sae, d_in] (float32)."""
+        """Unit-norm decoder directions [d_sae, d_out] (float32)."""
         return self.loaded.decoder_directions().cpu()
 
 

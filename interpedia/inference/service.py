@@ -236,14 +236,15 @@ class InferenceService:
             src.check_index(f.index)
             if f.vector is not None:
                 vector = torch.tensor(f.vector, dtype=torch.float32)
-                if vector.shape[0] != src.d_in:
+                if vector.shape[0] != src.d_out:
                     raise Invalid(
-                        f"steering_vector has {vector.shape[0]} values; {f.source} has width {src.d_in}",
+                        f"steering_vector has {vector.shape[0]} values; {f.source} has width {src.d_out}",
                         field=f"features[{n}].steering_vector",
                     )
             else:
                 vector = src.decoder_rows([f.index])[0]
-            out.append(Direction(src.hook_name, vector, f.strength))
+            # A transcoder's decoder direction lives at its output hook (the MLP output), not where it reads.
+            out.append(Direction(src.hook_name_out, vector, f.strength))
         return out
 
     def vector_directions(self, vectors: list[tuple[list[float], float, str]]) -> list[Direction]:
@@ -377,7 +378,10 @@ class InferenceService:
         model, src = self.source(model_id, source)
         src.check_index(index)
         with model.lock:
-            return {"vector": [float(v) for v in src.decoder_rows([index])[0].tolist()], "hookName": src.hook_name}
+            return {
+                "vector": [float(v) for v in src.decoder_rows([index])[0].tolist()],
+                "hookName": src.hook_name_out,
+            }
 
     def topk_by_decoder_cossim(
         self, model_id: str, source: str, num_results: int, index: int | None = None, vector: list[float] | None = None
@@ -394,8 +398,8 @@ class InferenceService:
                 query = unit[src.check_index(index)]
             else:
                 query = torch.tensor(vector, dtype=torch.float32)
-                if query.shape[0] != src.d_in or not bool(torch.isfinite(query).all()) or float(query.norm()) == 0:
-                    raise Invalid(f"vector must be {src.d_in} finite values, not all zero", field="vector")
+                if query.shape[0] != src.d_out or not bool(torch.isfinite(query).all()) or float(query.norm()) == 0:
+                    raise Invalid(f"vector must be {src.d_out} finite values, not all zero", field="vector")
                 query = query / query.norm()
             sims = unit @ query
             if index is not None:
