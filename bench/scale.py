@@ -62,7 +62,16 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, command_line, environment, pg_settings, postgres, setup_logging, table  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    command_line,
+    environment,
+    kept_postgres,
+    pg_settings,
+    postgres,
+    setup_logging,
+    table,
+)
 from explanation_search import synthetic as synthetic_vectors  # noqa: E402
 from synthetic import SyntheticConfig, build_vocab, catalogue_rows, make_feature  # noqa: E402
 
@@ -272,7 +281,9 @@ def _free_port() -> int:
 class Server:
     """``interpedia serve`` in a subprocess, on a free port."""
 
-    def __init__(self, url: str, home: Path, log_path: Path) -> None:
+    def __init__(
+        self, url: str, home: Path, log_path: Path, *, checkout: Path = ROOT, extra: list[str] | None = None
+    ) -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {
@@ -284,13 +295,15 @@ class Server:
             # Latency is measured here, not the per-IP limits (every request comes from 127.0.0.1).
             "INTERPEDIA_RATE_LIMIT_ENABLED": "false",
         }
+        # The code of ``checkout`` (this tree, or an older one for before/after runs) under this interpreter.
+        env["PYTHONPATH"] = str(checkout)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [str(ROOT / ".venv/bin/interpedia"), "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "interpedia.cli", "serve", "--port", str(self.port), *(extra or [])],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            cwd=ROOT,
+            cwd=checkout,
         )
 
     def wait(self, timeout: float = 180.0) -> None:
@@ -502,6 +515,15 @@ def _build_hnsw(url: str, work_mem: str) -> float:
         engine.dispose()
 
 
+def _has_hnsw(url: str) -> bool:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql(f"SELECT to_regclass('{HNSW_INDEX}')").scalar_one() is not None
+    finally:
+        engine.dispose()
+
+
 def _db_bytes(url: str, backend: str, sqlite_path: Path | None) -> dict[str, int]:
     if backend == "sqlite":
         assert sqlite_path is not None
@@ -610,7 +632,7 @@ def measure(run: Run, args: argparse.Namespace, url: str, info: dict[str, Any], 
             ),
         )
         log.info("page: %s", run.doc["figures"]["page"])
-        if args.backend == "postgres":
+        if args.backend == "postgres" and not _has_hnsw(url):
             # Built after the API figures so that a run cut short still has them.
             build_s = _build_hnsw(url, args.hnsw_work_mem)
             run.record("hnsw_build_seconds", round(build_s, 1))
@@ -705,6 +727,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--work", type=Path, default=None, help="input and SQLite file (default /tmp/interpedia-scale-N)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the generated input for reruns")
+    parser.add_argument(
+        "--pg-dir",
+        type=Path,
+        default=None,
+        help="Postgres: keep the cluster in this directory (created on the first run; reused by "
+        "--measure-only and bench/serving.py) instead of a throwaway one",
+    )
+    parser.add_argument("--results", default=None, help="results file name (default scale_<backend>_<features>)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.features = args.features or (1_000_000 if args.backend == "postgres" else 100_000)
@@ -728,10 +758,10 @@ def main(argv: list[str] | None = None) -> int:
 
     get_settings.cache_clear()
     params = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    run = Run(ROOT / "bench" / "results" / f"scale_{args.backend}_{args.features}.json", params)
+    run = Run(ROOT / "bench" / "results" / f"{args.results or f'scale_{args.backend}_{args.features}'}.json", params)
     if args.measure_only:
-        if args.backend != "sqlite":
-            raise SystemExit("--measure-only needs --backend sqlite (the Postgres cluster is not kept)")
+        if args.backend != "sqlite" and not args.pg_dir:
+            raise SystemExit("--measure-only needs --backend sqlite or --pg-dir (a throwaway cluster is not kept)")
         previous = orjson.loads(run.path.read_bytes())
         run.doc["figures"] = {
             k: v
@@ -754,6 +784,17 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.measure_only:
                     p.unlink()
             build_and_measure(run, args, f"sqlite:///{db}", info, db)
+        elif args.pg_dir:
+            with kept_postgres(args.pg_dir) as kept:
+                run.doc["postgres"] = pg_settings(kept)
+                url, existed = kept.database("scale")
+                if existed != args.measure_only:
+                    kept.stop()
+                    raise SystemExit(
+                        f"database 'scale' in {args.pg_dir} "
+                        + ("exists: pass --measure-only, or remove the directory" if existed else "is not there")
+                    )
+                build_and_measure(run, args, url, info, None)
         else:
             with postgres() as cluster:
                 run.doc["postgres"] = pg_settings(cluster)
