@@ -524,6 +524,20 @@ def _has_hnsw(url: str) -> bool:
         engine.dispose()
 
 
+def _complete_sources(url: str, info: dict[str, Any]) -> set[str]:
+    """--resume: the sources an earlier, interrupted run imported completely (all their features there)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT s.name, count(*) FROM features f JOIN sources s ON s.id = f.source_id GROUP BY s.name"
+            ).all()
+    finally:
+        engine.dispose()
+    want = dict(zip(source_ids(len(info["per_source"])), info["per_source"], strict=True))
+    return {name for name, count in rows if want.get(name) == count}
+
+
 def _db_bytes(url: str, backend: str, sqlite_path: Path | None) -> dict[str, int]:
     if backend == "sqlite":
         assert sqlite_path is not None
@@ -556,7 +570,8 @@ def build_and_measure(
         measure(run, args, url, info, n_sources=args.sources)
         return
     migrate(url)
-    if args.backend == "postgres":
+    done = _complete_sources(url, info) if args.resume else set()
+    if args.backend == "postgres" and not done:
         _drop_hnsw(url)
     vocab_cache.clear()
     engine = make_engine(url)
@@ -566,6 +581,11 @@ def build_and_measure(
     c = WriteCounts()
     t0 = time.perf_counter()
     for n, source_id in enumerate(source_ids(args.sources), 1):
+        if source_id in done:  # --resume: imported completely by an earlier run
+            c.features += info["per_source"][n - 1]
+            c.explanations += info["per_source"][n - 1]
+            c.activations += EXAMPLES * info["per_source_with_activations"][n - 1]
+            continue
         summary = import_path(args.work / "input" / MODEL / source_id, factory)
         c.add(summary.counts)
         seconds = time.perf_counter() - t0
@@ -604,7 +624,11 @@ def build_and_measure(
     if (c.features, c.activations, c.explanations) != want:
         raise RuntimeError(f"imported {c.features}/{c.activations}/{c.explanations}, expected {want}")
     run.record("database_bytes", _db_bytes(url, args.backend, sqlite_path))
-    measure(run, args, url, info, n_sources=n_sources)
+    if not args.import_only:
+        measure(run, args, url, info, n_sources=n_sources)
+    elif args.backend == "postgres" and not _has_hnsw(url):
+        run.record("hnsw_build_seconds", round(_build_hnsw(url, args.hnsw_work_mem), 1))
+        run.record("database_bytes_with_hnsw", _db_bytes(url, args.backend, None))
 
 
 def measure(run: Run, args: argparse.Namespace, url: str, info: dict[str, Any], *, n_sources: int) -> None:
@@ -734,6 +758,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Postgres: keep the cluster in this directory (created on the first run; reused by "
         "--measure-only and bench/serving.py) instead of a throwaway one",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --pg-dir: go on with an import an earlier run left unfinished (input from --work, "
+        "sources already complete are skipped)",
+    )
+    parser.add_argument("--import-only", action="store_true", help="stop after the import (measure later)")
     parser.add_argument("--results", default=None, help="results file name (default scale_<backend>_<features>)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -759,6 +790,9 @@ def main(argv: list[str] | None = None) -> int:
     get_settings.cache_clear()
     params = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     run = Run(ROOT / "bench" / "results" / f"{args.results or f'scale_{args.backend}_{args.features}'}.json", params)
+    if args.resume:
+        previous = orjson.loads(run.path.read_bytes())
+        run.doc["figures"] = {k: v for k, v in previous["figures"].items() if k == "input"}
     if args.measure_only:
         if args.backend != "sqlite" and not args.pg_dir:
             raise SystemExit("--measure-only needs --backend sqlite or --pg-dir (a throwaway cluster is not kept)")
@@ -771,7 +805,7 @@ def main(argv: list[str] | None = None) -> int:
         run.doc["import_command"] = previous["command"]
     args.work.mkdir(parents=True, exist_ok=True)
     try:
-        if args.measure_only:
+        if args.measure_only or args.resume:
             info = run.doc["figures"]["input"]
         else:
             info = write_input(
@@ -788,7 +822,7 @@ def main(argv: list[str] | None = None) -> int:
             with kept_postgres(args.pg_dir) as kept:
                 run.doc["postgres"] = pg_settings(kept)
                 url, existed = kept.database("scale")
-                if existed != args.measure_only:
+                if existed != (args.measure_only or args.resume):
                     kept.stop()
                     raise SystemExit(
                         f"database 'scale' in {args.pg_dir} "

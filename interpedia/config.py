@@ -118,6 +118,16 @@ class Settings(BaseSettings):
         "without a key), JSON; the defaults are the routes and per-hour limits neuronpedia.org uses.",
     )
     rate_limit_window_s: float = Field(default=3600.0, description="The rate-limit window in seconds.")
+    rate_limit_store: str = Field(
+        default="database",
+        description="Where rate-limit buckets are counted: database (shared by every process and server on the "
+        "database) or memory (each process for itself).",
+    )
+    feature_cache_mb: int = Field(
+        default=64, description="Memory per serving process for feature documents kept between requests (0: off)."
+    )
+    embedding_cache_size: int = Field(default=4096, description="Query embeddings kept by explanation search.")
+    serve_workers: int = Field(default=1, description="Processes `interpedia serve` starts (`--workers`).")
     trust_forwarded_for: bool = Field(
         default=False, description="Take the caller's IP from X-Forwarded-For (only behind your own proxy)."
     )

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from interpedia import __version__
 from interpedia.config import Settings, get_settings
 from interpedia.db import make_engine, make_sessionmaker
+from interpedia.store.feature_cache import FeatureCache
 from interpedia.web.deps import RequestScopeMiddleware
 from interpedia.web.errors import BodyTooLarge, error_response, install_error_handlers
 from interpedia.web.security import install_security
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.feature_cache = FeatureCache(max(0, settings.feature_cache_mb) * 1024 * 1024)
     install_error_handlers(app)
 
     from interpedia.web.v1.inference import router as inference_router

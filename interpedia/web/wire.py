@@ -18,7 +18,7 @@ from pydantic.alias_generators import to_camel
 from interpedia.errors import UserError
 from interpedia.store.formats import dumps
 
-__all__ = ["SSE_RESPONSES", "Body", "CamelBody", "Finite", "Index", "Texts", "json_response", "sse_response"]
+__all__ = ["SSE_RESPONSES", "Body", "CamelBody", "Finite", "Index", "Texts", "etag_matches", "json_response", "sse_response"]
 
 log = logging.getLogger(__name__)
 
