@@ -7,10 +7,12 @@ server API (``/v1``) takes snake_case and, as Neuronpedia's generated clients so
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Iterator
 from typing import Annotated, Any
 
+from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StrictInt, StrictStr
 from pydantic.alias_generators import to_camel
@@ -18,7 +20,7 @@ from pydantic.alias_generators import to_camel
 from interpedia.errors import UserError
 from interpedia.store.formats import dumps
 
-__all__ = ["SSE_RESPONSES", "Body", "CamelBody", "Finite", "Index", "Texts", "etag_matches", "json_response", "sse_response"]
+__all__ = ["SSE_RESPONSES", "Body", "CamelBody", "Finite", "Index", "Texts", "cache_control", "conditional", "etag_matches", "json_response", "sse_response"]
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from interpedia.store.features import (
 )
 from interpedia.web.deps import FeatureCacheDep, OptionalUser, SessionDep
 from interpedia.web.schemas import ActivationGetBody, FeatureRef, FeaturesOffsetBody
-from interpedia.web.wire import etag_matches, json_response
+from interpedia.web.wire import cache_control, etag_matches, json_response
 
 router = APIRouter(tags=["features"])
 
@@ -43,7 +43,7 @@ def get_feature(
     etag = at.etag()
     # Anyone may keep a public feature, but must ask again before using it (a write may change it any time);
     # a private one only the caller's own client.
-    headers = {"ETag": etag, "Cache-Control": f"{'private' if at.private else 'public'}, no-cache"}
+    headers = {"ETag": etag, "Cache-Control": cache_control(at.private)}
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     body = read_feature_at(session, at, cache=cache).body()

@@ -31,6 +31,7 @@ from interpedia.web.pages.dashboard import activations_html, dashboard_view
 from interpedia.web.pages.graph_lists import feature_graphs, model_graphs
 from interpedia.web.pages.render import NOT_PAGES, done, page, page_url, redirect, renderer, split_json
 from interpedia.web.pages.session import current_user
+from interpedia.web.wire import conditional
 
 PAGE_SIZE = 50
 CONTEXT_CHOICES = ("5", "16", "full")
@@ -192,4 +193,7 @@ def feature_page(
 
     # The twin writes the document from its cached JSON instead of serialising it again.
     twin = {**data, "feature": orjson.Fragment(read.read.body())}
-    return page(request, session, "feature.html", data, as_json=as_json, html_view=html_view, json_data=twin)
+    response = page(request, session, "feature.html", data, as_json=as_json, html_view=html_view, json_data=twin)
+    # HTML and its twin share the URL (content negotiation); a signed-in viewer's page has their menus.
+    response.headers["Vary"] = "Accept, Cookie, X-API-Key"
+    return conditional(request, response, private=read.read.at.private or user is not None)
