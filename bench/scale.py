@@ -342,9 +342,10 @@ end
 function init(args)
   math.randomseed(seed)
 end
+local offsets = {%(offsets)s}
 function request()
   local s = math.random(1, #sources)
-  local i = math.random(0, counts[s] - 1)
+  local i = (#offsets > 0) and offsets[s] or math.random(0, counts[s] - 1)
   return wrk.format("GET", "/api/feature/%(model)s/" .. sources[s] .. "/" .. i)
 end
 function done(summary, latency, requests)
@@ -359,9 +360,18 @@ end
 
 
 def run_wrk(
-    server: Server, work: Path, sources: list[str], counts: list[int], connections: int, duration: int, seed: int
+    server: Server,
+    work: Path,
+    sources: list[str],
+    counts: list[int],
+    connections: int,
+    duration: int,
+    seed: int,
+    *,
+    offsets: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Feature API under ``connections`` concurrent clients for ``duration`` seconds (wrk)."""
+    """Feature API under ``connections`` concurrent clients for ``duration`` seconds (wrk): random features of
+    ``sources`` (``counts`` each), or with ``offsets`` the feature ``offsets[k]`` of ``sources[k]``."""
     script = work / "features.lua"
     script.write_text(
         _LUA
@@ -370,6 +380,7 @@ def run_wrk(
             "counts": ", ".join(map(str, counts)),
             "seed": seed,
             "model": MODEL,
+            "offsets": ", ".join(map(str, offsets or [])),
         }
     )
     threads = min(connections, 2)
@@ -632,38 +643,103 @@ def build_and_measure(
 
 
 def measure(run: Run, args: argparse.Namespace, url: str, info: dict[str, Any], *, n_sources: int) -> None:
-    """Feature API under load, pages, (the HNSW build,) explanation search, on the first ``n_sources`` sources."""
+    """Feature API under load, pages, (the HNSW build,) explanation search, on the first ``n_sources`` sources;
+    with ``--before``, that checkout first and then this one, on the same database, one right after the other."""
+    if not args.before:
+        measure_tree(run, args, url, info, n_sources=n_sources, checkout=ROOT, label=None)
+        return
+    if args.backend == "postgres" and not _has_hnsw(url):
+        run.record("hnsw_build_seconds", round(_build_hnsw(url, args.hnsw_work_mem), 1))
+    # The older checkout knows only the older migrations: the database goes back to its newest one first.
+    _downgrade(url, args.before_revision)
+    measure_tree(run, args, url, info, n_sources=n_sources, checkout=args.before, label="before")
+    measure_tree(run, args, url, info, n_sources=n_sources, checkout=ROOT, label="after")
+
+
+def _downgrade(url: str, revision: str) -> None:
+    from alembic import command
+
+    from interpedia.db.engine import alembic_config
+
+    command.downgrade(alembic_config(url), revision)
+
+
+def _hot_lua(sources: list[str], counts: list[int], hot: int, seed: int) -> list[tuple[str, int]]:
+    """``hot`` features drawn once (seeded): what a site's readers ask for again and again."""
+    rng = random.Random(seed + 1)
+    picks = []
+    for _ in range(hot):
+        s = rng.randrange(len(sources))
+        picks.append((sources[s], rng.randrange(counts[s])))
+    return picks
+
+
+def measure_tree(
+    run: Run,
+    args: argparse.Namespace,
+    url: str,
+    info: dict[str, Any],
+    *,
+    n_sources: int,
+    checkout: Path,
+    label: str | None,
+) -> None:
+    """The measurements against ``interpedia serve`` run from ``checkout`` (``--workers`` for this tree)."""
     sources = source_ids(n_sources)
-    server = Server(url, args.work / "home", args.work / "server.log")
+    prefix = f"{label}." if label else ""
+    extra = ["--workers", str(args.workers)] if checkout == ROOT and args.workers > 1 else []
+    server = Server(url, args.work / "home", args.work / "server.log", checkout=checkout, extra=extra)
+    counts = info["per_source"][:n_sources]
     try:
         server.wait()
+        if label:
+            commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True)
+            run.record(f"{prefix}tree", {"path": str(checkout), "commit": commit.stdout.strip(), "serve": extra})
+        time.sleep(args.settle)  # the background embedder load, where the tree has one, is not the API's
         run.record(
-            "feature_api",
-            run_wrk(
-                server, args.work, sources, info["per_source"][:n_sources], args.connections, args.duration, args.seed
-            ),
+            f"{prefix}feature_api",
+            run_wrk(server, args.work, sources, counts, args.connections, args.duration, args.seed),
         )
-        log.info("feature API: %s", run.doc["figures"]["feature_api"])
+        log.info("%sfeature API: %s", prefix, run.doc["figures"][f"{prefix}feature_api"])
+        if args.hot:
+            picks = _hot_lua(sources, counts, args.hot, args.seed)
+            run.record(
+                f"{prefix}feature_api_hot",
+                {
+                    "hot_features": args.hot,
+                    **run_wrk(
+                        server,
+                        args.work,
+                        [s for s, _ in picks],
+                        [1] * len(picks),
+                        args.connections,
+                        args.duration,
+                        args.seed,
+                        offsets=[i for _, i in picks],
+                    ),
+                },
+            )
+            log.info("%sfeature API (hot): %s", prefix, run.doc["figures"][f"{prefix}feature_api_hot"])
         run.record(
-            "page",
+            f"{prefix}page",
             measure_pages(
                 server,
                 sources,
-                info["per_source"][:n_sources],
+                counts,
                 info["per_source_with_activations"][:n_sources],
                 args.page_requests,
                 args.seed,
             ),
         )
-        log.info("page: %s", run.doc["figures"]["page"])
+        log.info("%spage: %s", prefix, run.doc["figures"][f"{prefix}page"])
         if args.backend == "postgres" and not _has_hnsw(url):
             # Built after the API figures so that a run cut short still has them.
             build_s = _build_hnsw(url, args.hnsw_work_mem)
             run.record("hnsw_build_seconds", round(build_s, 1))
             run.record("database_bytes_with_hnsw", _db_bytes(url, args.backend, None))
             log.info("HNSW index built in %.0fs", build_s)
-        run.record("explanation_search", measure_search(server, args.search_queries, args.seed))
-        log.info("search: %s", run.doc["figures"]["explanation_search"])
+        run.record(f"{prefix}explanation_search", measure_search(server, args.search_queries, args.seed))
+        log.info("%ssearch: %s", prefix, run.doc["figures"][f"{prefix}explanation_search"])
     finally:
         server.stop()
 
@@ -671,28 +747,31 @@ def measure(run: Run, args: argparse.Namespace, url: str, info: dict[str, Any], 
 def print_table(run: Run) -> None:
     """The scale table."""
     f, p = run.doc["figures"], run.doc["parameters"]
-    imp, api, page = f.get("import", {}), f.get("feature_api", {}), f.get("page", {})
+    imp = f.get("import", {})
     size = f.get("database_bytes_with_hnsw", f.get("database_bytes", {})).get("database")
     cut = f.get("import_cut_short")
     if cut:
         imp = {**f.get("import_progress", {}), "seconds": f"{cut['seconds']} (cut short)"}
     n_feat = cut["features"] if cut else p["features"]
     n_act = cut["activations"] // EXAMPLES if cut else p["with_activations"]
+    labels = [x for x in ("before.", "after.") if f"{x}feature_api" in f] or [""]
     rows = [
         [
-            p["backend"],
+            p["backend"] + (f" ({label[:-1]})" if label else ""),
             f"{n_feat:,}",
             f"{n_act:,}",
             imp.get("seconds", "-"),
             f.get("hnsw_build_seconds", "-"),
             f"{size / 1e9:.2f}" if size else "-",
-            api.get("p50_ms", "-"),
-            api.get("p99_ms", "-"),
-            api.get("requests_per_s", "-"),
-            page.get("with_examples", {}).get("p50_ms", "-"),
-            page.get("without_examples", {}).get("p50_ms", "-"),
-            f.get("explanation_search", {}).get("p95_ms", "-"),
+            f.get(f"{label}feature_api", {}).get("p50_ms", "-"),
+            f.get(f"{label}feature_api", {}).get("p99_ms", "-"),
+            f.get(f"{label}feature_api", {}).get("requests_per_s", "-"),
+            f.get(f"{label}feature_api_hot", {}).get("requests_per_s", "-"),
+            f.get(f"{label}page", {}).get("with_examples", {}).get("p50_ms", "-"),
+            f.get(f"{label}page", {}).get("without_examples", {}).get("p50_ms", "-"),
+            f.get(f"{label}explanation_search", {}).get("p95_ms", "-"),
         ]
+        for label in labels
     ]
     print(f"command: {run.doc['command']}")
     print(
@@ -708,6 +787,7 @@ def print_table(run: Run) -> None:
                 "api p50 ms",
                 "api p99 ms",
                 "api req/s",
+                "hot req/s",
                 "page p50 ms (examples)",
                 "page p50 ms (none)",
                 "search p95 ms",
@@ -765,6 +845,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "sources already complete are skipped)",
     )
     parser.add_argument("--import-only", action="store_true", help="stop after the import (measure later)")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. main) measured first on the same database, then this tree",
+    )
+    parser.add_argument(
+        "--before-revision", default="0005", help="the newest migration --before knows (the database goes back to it)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers for this tree")
+    parser.add_argument("--hot", type=int, default=0, help="also wrk on this many fixed features (a hot set)")
+    parser.add_argument("--settle", type=float, default=0.0, help="seconds between serve answering and the load")
     parser.add_argument("--results", default=None, help="results file name (default scale_<backend>_<features>)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)

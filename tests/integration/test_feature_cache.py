@@ -214,3 +214,24 @@ def test_private_sources_are_cached_privately(client: Any, factory: Any, site: d
     assert page.status_code == 200 and page.headers["cache-control"] == "private, no-cache"
     # The tag proves nothing to someone who may not see the feature.
     assert client.get(API, headers={"if-none-match": resp.headers["etag"]}).status_code == 404
+
+
+def test_the_versions_migration_goes_down_and_up_keeping_everything(
+    database_url: str, factory: Any, site: dict[str, Any]
+) -> None:
+    from alembic import command
+    from sqlalchemy import func
+
+    from interpedia.db import migrate
+    from interpedia.db.engine import alembic_config
+
+    def counts() -> tuple[int, ...]:
+        with factory() as session:
+            return tuple(session.scalar(select(func.count()).select_from(t)) or 0 for t in (Feature, Explanation))
+
+    before = counts()
+    assert before == (3, 1)
+    factory.kw["bind"].dispose()  # SQLite: no connection holds the file while the schema changes
+    command.downgrade(alembic_config(database_url), "-1")
+    migrate(database_url)
+    assert counts() == before

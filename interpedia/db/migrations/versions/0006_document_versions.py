@@ -40,5 +40,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("rate_limit_buckets")
     for table in ("sources", "features"):
-        with op.batch_alter_table(table) as batch:
-            batch.drop_column("doc_version")
+        # Not batch mode: on SQLite it copies the table and drops the old one, and with foreign keys on that
+        # drop deletes every example and explanation (ON DELETE CASCADE). SQLite >= 3.35 drops a column in place.
+        op.execute(f"ALTER TABLE {table} DROP COLUMN doc_version")
