@@ -32,7 +32,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -45,6 +45,8 @@ __all__ = [
     "FeatureKey",
     "merged_json",
 ]
+
+T = TypeVar("T")
 
 FeatureKey = tuple[int, int, int]
 """(feature id, the feature's ``doc_version``, its source's ``doc_version``)."""
@@ -70,11 +72,12 @@ class CachedFeature:
     body: bytes
     annotations: FeatureAnnotations
     derived: dict[str, Any] = field(default_factory=dict)
+    extra_bytes: int = 0  # what ``derived`` holds, as counted by FeatureCache.grow
 
     @property
     def size(self) -> int:
         """Approximate bytes held: the JSON, plus Python objects for the document (about four times it)."""
-        return 5 * len(self.body) + sum(len(v) for v in self.derived.values() if isinstance(v, str))
+        return 5 * len(self.body) + self.extra_bytes
 
 
 class FeatureCache:
@@ -121,15 +124,17 @@ class FeatureCache:
                 self._bytes -= dropped.size
                 del self._by_feature[dropped_key[0]]
 
-    def grow(self, key: FeatureKey, name: str, value: str) -> str:
-        """Add a derived text (an HTML fragment) to a cached entry and count its bytes; returns the value kept."""
+    def grow(self, key: FeatureKey, name: str, value: T, size: int) -> T:
+        """Add something derived from a cached entry's document (an HTML fragment, a page's view) to it and count
+        its ``size`` in bytes; returns the value kept (the first one, if two requests raced)."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
                 return value
             kept = entry.derived.setdefault(name, value)
             if kept is value:
-                self._bytes += len(value)
+                self._bytes += size
+                entry.extra_bytes += size
             return kept  # type: ignore[no-any-return]
 
     def clear(self) -> None:

@@ -321,9 +321,24 @@ def activations_html(env: Environment, read: FeatureRead, cache: FeatureCache | 
     it (the token strips are most of the page's cost; nothing in them depends on who is looking)."""
     kept = read.cached.derived.get(_ACTIVATIONS_HTML)
     if kept is None:
-        html = env.get_template("_activation_groups.html").render(groups=activation_groups(read.doc, shows_dfa(read.doc)))
-        kept = cache.grow(read.key, _ACTIVATIONS_HTML, html) if cache is not None else html
+        groups = activation_groups(read.doc, shows_dfa(read.doc))
+        html = env.get_template("_activation_groups.html").render(groups=groups)
+        kept = cache.grow(read.key, _ACTIVATIONS_HTML, html, len(html)) if cache is not None else html
     return Markup(kept)
 
 
+def cached_view(read: FeatureRead, cache: FeatureCache | None) -> dict[str, Any]:
+    """:func:`dashboard_view` of the read's document, made once per version of it and kept in the cache with it
+    (histograms drawn as SVG, logits and alignment: all from the document, none from who is looking)."""
+    kept: dict[str, Any] | None = read.cached.derived.get(_VIEW)
+    if kept is None:
+        kept = dashboard_view(read.doc)
+        if cache is not None:
+            # The SVG texts are most of it; the rest is small lists of numbers and strings.
+            size = sum(len(v) for v in kept.values() if isinstance(v, str)) + 4096
+            kept = cache.grow(read.key, _VIEW, kept, size)
+    return kept
+
+
 _ACTIVATIONS_HTML = "activations_html"
+_VIEW = "view"

@@ -27,7 +27,7 @@ from interpedia.store.feature_page import read_feature_page
 from interpedia.store.formats import parse_index
 from interpedia.store.lists import lists_with_feature
 from interpedia.web.deps import FeatureCacheDep, SessionDep
-from interpedia.web.pages.dashboard import activations_html, dashboard_view
+from interpedia.web.pages.dashboard import activations_html, cached_view
 from interpedia.web.pages.graph_lists import feature_graphs, model_graphs
 from interpedia.web.pages.render import NOT_PAGES, done, page, page_url, redirect, renderer, split_json
 from interpedia.web.pages.session import current_user
@@ -174,7 +174,7 @@ def feature_page(
         default_range = set_doc.get("defaultRange", 1)
         live = inference_availability(session, request.app.state.settings, model, source)
         return {
-            "view": dashboard_view(doc),
+            "view": cached_view(read.read, cache),
             "activations_html": activations_html(renderer(request).env, read.read, cache),
             "context": CONTEXT_CHOICES[default_range]
             if isinstance(default_range, int) and 0 <= default_range < 3
