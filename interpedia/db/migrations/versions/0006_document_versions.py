@@ -1,7 +1,7 @@
 """document versions on features and sources; rate-limit buckets shared by every serving process
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-03
 
 ``features.doc_version`` and ``sources.doc_version`` are stamps that every write changing a feature's
@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
