@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import logging
 import os
@@ -95,6 +96,64 @@ def postgres() -> Iterator[PostgresCluster]:
     cluster.start()
     try:
         log.info("postgres %s on port %d", cluster.psql("SHOW server_version").strip(), cluster.port)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+class KeptCluster(PostgresCluster):
+    """A PostgreSQL cluster in a fixed directory that outlives the bench (for before/after runs on one database).
+
+    The first start runs initdb there; later starts reuse the data. ``stop()`` stops the server and keeps
+    the directory (remove it by hand when done).
+    """
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(base_dir=root.parent)
+        self._root = root.resolve()
+
+    def _init_cluster(self) -> None:
+        if (self._root / "data" / "PG_VERSION").is_file():
+            self._dir = self._socket_dir = self._root
+            if not self._atexit_registered:
+                atexit.register(self._atexit)
+                self._atexit_registered = True
+            return
+        super()._init_cluster()
+        assert self._dir is not None
+        made = self._dir
+        # initdb ran in a fresh temporary directory next to the root: move it into place.
+        made.rename(self._root)
+        self._dir = self._socket_dir = self._root
+
+    def start(self) -> None:
+        """Start the kept cluster (initdb on the first call)."""
+        if self._dir is None:
+            self._init_cluster()
+        self._start_server()
+
+    def stop(self) -> None:
+        """Stop the server; keep its data."""
+        self.stop_server(mode="fast")
+
+    def _atexit(self) -> None:
+        if os.getpid() == self._owner_pid:
+            self.stop_server(mode="fast")
+
+    def database(self, name: str) -> tuple[str, bool]:
+        """The URL of database ``name`` and whether it was there already (else it is created)."""
+        if self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'").strip() == "1":
+            return self.url(name), True
+        return self.create_database(name), False
+
+
+@contextmanager
+def kept_postgres(root: Path) -> Iterator[KeptCluster]:
+    """A PostgreSQL cluster kept in ``root`` between runs (stopped, not removed, afterwards)."""
+    cluster = KeptCluster(root)
+    cluster.start()
+    try:
+        log.info("kept postgres %s in %s on port %d", cluster.psql("SHOW server_version").strip(), root, cluster.port)
         yield cluster
     finally:
         cluster.stop()

@@ -62,7 +62,16 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, command_line, environment, pg_settings, postgres, setup_logging, table  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    command_line,
+    environment,
+    kept_postgres,
+    pg_settings,
+    postgres,
+    setup_logging,
+    table,
+)
 from explanation_search import synthetic as synthetic_vectors  # noqa: E402
 from synthetic import SyntheticConfig, build_vocab, catalogue_rows, make_feature  # noqa: E402
 
@@ -272,7 +281,9 @@ def _free_port() -> int:
 class Server:
     """``interpedia serve`` in a subprocess, on a free port."""
 
-    def __init__(self, url: str, home: Path, log_path: Path) -> None:
+    def __init__(
+        self, url: str, home: Path, log_path: Path, *, checkout: Path = ROOT, extra: list[str] | None = None
+    ) -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {
@@ -284,13 +295,15 @@ class Server:
             # Latency is measured here, not the per-IP limits (every request comes from 127.0.0.1).
             "INTERPEDIA_RATE_LIMIT_ENABLED": "false",
         }
+        # The code of ``checkout`` (this tree, or an older one for before/after runs) under this interpreter.
+        env["PYTHONPATH"] = str(checkout)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [str(ROOT / ".venv/bin/interpedia"), "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "interpedia.cli", "serve", "--port", str(self.port), *(extra or [])],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            cwd=ROOT,
+            cwd=checkout,
         )
 
     def wait(self, timeout: float = 180.0) -> None:
@@ -329,9 +342,10 @@ end
 function init(args)
   math.randomseed(seed)
 end
+local offsets = {%(offsets)s}
 function request()
   local s = math.random(1, #sources)
-  local i = math.random(0, counts[s] - 1)
+  local i = (#offsets > 0) and offsets[s] or math.random(0, counts[s] - 1)
   return wrk.format("GET", "/api/feature/%(model)s/" .. sources[s] .. "/" .. i)
 end
 function done(summary, latency, requests)
@@ -346,9 +360,18 @@ end
 
 
 def run_wrk(
-    server: Server, work: Path, sources: list[str], counts: list[int], connections: int, duration: int, seed: int
+    server: Server,
+    work: Path,
+    sources: list[str],
+    counts: list[int],
+    connections: int,
+    duration: int,
+    seed: int,
+    *,
+    offsets: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Feature API under ``connections`` concurrent clients for ``duration`` seconds (wrk)."""
+    """Feature API under ``connections`` concurrent clients for ``duration`` seconds (wrk): random features of
+    ``sources`` (``counts`` each), or with ``offsets`` the feature ``offsets[k]`` of ``sources[k]``."""
     script = work / "features.lua"
     script.write_text(
         _LUA
@@ -357,6 +380,7 @@ def run_wrk(
             "counts": ", ".join(map(str, counts)),
             "seed": seed,
             "model": MODEL,
+            "offsets": ", ".join(map(str, offsets or [])),
         }
     )
     threads = min(connections, 2)
@@ -502,6 +526,29 @@ def _build_hnsw(url: str, work_mem: str) -> float:
         engine.dispose()
 
 
+def _has_hnsw(url: str) -> bool:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql(f"SELECT to_regclass('{HNSW_INDEX}')").scalar_one() is not None
+    finally:
+        engine.dispose()
+
+
+def _complete_sources(url: str, info: dict[str, Any]) -> set[str]:
+    """--resume: the sources an earlier, interrupted run imported completely (all their features there)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT s.name, count(*) FROM features f JOIN sources s ON s.id = f.source_id GROUP BY s.name"
+            ).all()
+    finally:
+        engine.dispose()
+    want = dict(zip(source_ids(len(info["per_source"])), info["per_source"], strict=True))
+    return {name for name, count in rows if want.get(name) == count}
+
+
 def _db_bytes(url: str, backend: str, sqlite_path: Path | None) -> dict[str, int]:
     if backend == "sqlite":
         assert sqlite_path is not None
@@ -534,7 +581,8 @@ def build_and_measure(
         measure(run, args, url, info, n_sources=args.sources)
         return
     migrate(url)
-    if args.backend == "postgres":
+    done = _complete_sources(url, info) if args.resume else set()
+    if args.backend == "postgres" and not done:
         _drop_hnsw(url)
     vocab_cache.clear()
     engine = make_engine(url)
@@ -544,6 +592,11 @@ def build_and_measure(
     c = WriteCounts()
     t0 = time.perf_counter()
     for n, source_id in enumerate(source_ids(args.sources), 1):
+        if source_id in done:  # --resume: imported completely by an earlier run
+            c.features += info["per_source"][n - 1]
+            c.explanations += info["per_source"][n - 1]
+            c.activations += EXAMPLES * info["per_source_with_activations"][n - 1]
+            continue
         summary = import_path(args.work / "input" / MODEL / source_id, factory)
         c.add(summary.counts)
         seconds = time.perf_counter() - t0
@@ -582,42 +635,111 @@ def build_and_measure(
     if (c.features, c.activations, c.explanations) != want:
         raise RuntimeError(f"imported {c.features}/{c.activations}/{c.explanations}, expected {want}")
     run.record("database_bytes", _db_bytes(url, args.backend, sqlite_path))
-    measure(run, args, url, info, n_sources=n_sources)
+    if not args.import_only:
+        measure(run, args, url, info, n_sources=n_sources)
+    elif args.backend == "postgres" and not _has_hnsw(url):
+        run.record("hnsw_build_seconds", round(_build_hnsw(url, args.hnsw_work_mem), 1))
+        run.record("database_bytes_with_hnsw", _db_bytes(url, args.backend, None))
 
 
 def measure(run: Run, args: argparse.Namespace, url: str, info: dict[str, Any], *, n_sources: int) -> None:
-    """Feature API under load, pages, (the HNSW build,) explanation search, on the first ``n_sources`` sources."""
+    """Feature API under load, pages, (the HNSW build,) explanation search, on the first ``n_sources`` sources;
+    with ``--before``, that checkout first and then this one, on the same database, one right after the other."""
+    if not args.before:
+        measure_tree(run, args, url, info, n_sources=n_sources, checkout=ROOT, label=None)
+        return
+    if args.backend == "postgres" and not _has_hnsw(url):
+        run.record("hnsw_build_seconds", round(_build_hnsw(url, args.hnsw_work_mem), 1))
+    # The older checkout knows only the older migrations: the database goes back to its newest one first.
+    _downgrade(url, args.before_revision)
+    measure_tree(run, args, url, info, n_sources=n_sources, checkout=args.before, label="before")
+    measure_tree(run, args, url, info, n_sources=n_sources, checkout=ROOT, label="after")
+
+
+def _downgrade(url: str, revision: str) -> None:
+    from alembic import command
+
+    from interpedia.db.engine import alembic_config
+
+    command.downgrade(alembic_config(url), revision)
+
+
+def _hot_lua(sources: list[str], counts: list[int], hot: int, seed: int) -> list[tuple[str, int]]:
+    """``hot`` features drawn once (seeded): what a site's readers ask for again and again."""
+    rng = random.Random(seed + 1)
+    picks = []
+    for _ in range(hot):
+        s = rng.randrange(len(sources))
+        picks.append((sources[s], rng.randrange(counts[s])))
+    return picks
+
+
+def measure_tree(
+    run: Run,
+    args: argparse.Namespace,
+    url: str,
+    info: dict[str, Any],
+    *,
+    n_sources: int,
+    checkout: Path,
+    label: str | None,
+) -> None:
+    """The measurements against ``interpedia serve`` run from ``checkout`` (``--workers`` for this tree)."""
     sources = source_ids(n_sources)
-    server = Server(url, args.work / "home", args.work / "server.log")
+    prefix = f"{label}." if label else ""
+    extra = ["--workers", str(args.workers)] if checkout == ROOT and args.workers > 1 else []
+    server = Server(url, args.work / "home", args.work / "server.log", checkout=checkout, extra=extra)
+    counts = info["per_source"][:n_sources]
     try:
         server.wait()
+        if label:
+            commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True)
+            run.record(f"{prefix}tree", {"path": str(checkout), "commit": commit.stdout.strip(), "serve": extra})
+        time.sleep(args.settle)  # the background embedder load, where the tree has one, is not the API's
         run.record(
-            "feature_api",
-            run_wrk(
-                server, args.work, sources, info["per_source"][:n_sources], args.connections, args.duration, args.seed
-            ),
+            f"{prefix}feature_api",
+            run_wrk(server, args.work, sources, counts, args.connections, args.duration, args.seed),
         )
-        log.info("feature API: %s", run.doc["figures"]["feature_api"])
+        log.info("%sfeature API: %s", prefix, run.doc["figures"][f"{prefix}feature_api"])
+        if args.hot:
+            picks = _hot_lua(sources, counts, args.hot, args.seed)
+            run.record(
+                f"{prefix}feature_api_hot",
+                {
+                    "hot_features": args.hot,
+                    **run_wrk(
+                        server,
+                        args.work,
+                        [s for s, _ in picks],
+                        [1] * len(picks),
+                        args.connections,
+                        args.duration,
+                        args.seed,
+                        offsets=[i for _, i in picks],
+                    ),
+                },
+            )
+            log.info("%sfeature API (hot): %s", prefix, run.doc["figures"][f"{prefix}feature_api_hot"])
         run.record(
-            "page",
+            f"{prefix}page",
             measure_pages(
                 server,
                 sources,
-                info["per_source"][:n_sources],
+                counts,
                 info["per_source_with_activations"][:n_sources],
                 args.page_requests,
                 args.seed,
             ),
         )
-        log.info("page: %s", run.doc["figures"]["page"])
-        if args.backend == "postgres":
+        log.info("%spage: %s", prefix, run.doc["figures"][f"{prefix}page"])
+        if args.backend == "postgres" and not _has_hnsw(url):
             # Built after the API figures so that a run cut short still has them.
             build_s = _build_hnsw(url, args.hnsw_work_mem)
             run.record("hnsw_build_seconds", round(build_s, 1))
             run.record("database_bytes_with_hnsw", _db_bytes(url, args.backend, None))
             log.info("HNSW index built in %.0fs", build_s)
-        run.record("explanation_search", measure_search(server, args.search_queries, args.seed))
-        log.info("search: %s", run.doc["figures"]["explanation_search"])
+        run.record(f"{prefix}explanation_search", measure_search(server, args.search_queries, args.seed))
+        log.info("%ssearch: %s", prefix, run.doc["figures"][f"{prefix}explanation_search"])
     finally:
         server.stop()
 
@@ -625,28 +747,31 @@ def measure(run: Run, args: argparse.Namespace, url: str, info: dict[str, Any], 
 def print_table(run: Run) -> None:
     """The scale table."""
     f, p = run.doc["figures"], run.doc["parameters"]
-    imp, api, page = f.get("import", {}), f.get("feature_api", {}), f.get("page", {})
+    imp = f.get("import", {})
     size = f.get("database_bytes_with_hnsw", f.get("database_bytes", {})).get("database")
     cut = f.get("import_cut_short")
     if cut:
         imp = {**f.get("import_progress", {}), "seconds": f"{cut['seconds']} (cut short)"}
     n_feat = cut["features"] if cut else p["features"]
     n_act = cut["activations"] // EXAMPLES if cut else p["with_activations"]
+    labels = [x for x in ("before.", "after.") if f"{x}feature_api" in f] or [""]
     rows = [
         [
-            p["backend"],
+            p["backend"] + (f" ({label[:-1]})" if label else ""),
             f"{n_feat:,}",
             f"{n_act:,}",
             imp.get("seconds", "-"),
             f.get("hnsw_build_seconds", "-"),
             f"{size / 1e9:.2f}" if size else "-",
-            api.get("p50_ms", "-"),
-            api.get("p99_ms", "-"),
-            api.get("requests_per_s", "-"),
-            page.get("with_examples", {}).get("p50_ms", "-"),
-            page.get("without_examples", {}).get("p50_ms", "-"),
-            f.get("explanation_search", {}).get("p95_ms", "-"),
+            f.get(f"{label}feature_api", {}).get("p50_ms", "-"),
+            f.get(f"{label}feature_api", {}).get("p99_ms", "-"),
+            f.get(f"{label}feature_api", {}).get("requests_per_s", "-"),
+            f.get(f"{label}feature_api_hot", {}).get("requests_per_s", "-"),
+            f.get(f"{label}page", {}).get("with_examples", {}).get("p50_ms", "-"),
+            f.get(f"{label}page", {}).get("without_examples", {}).get("p50_ms", "-"),
+            f.get(f"{label}explanation_search", {}).get("p95_ms", "-"),
         ]
+        for label in labels
     ]
     print(f"command: {run.doc['command']}")
     print(
@@ -662,6 +787,7 @@ def print_table(run: Run) -> None:
                 "api p50 ms",
                 "api p99 ms",
                 "api req/s",
+                "hot req/s",
                 "page p50 ms (examples)",
                 "page p50 ms (none)",
                 "search p95 ms",
@@ -705,6 +831,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--work", type=Path, default=None, help="input and SQLite file (default /tmp/interpedia-scale-N)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the generated input for reruns")
+    parser.add_argument(
+        "--pg-dir",
+        type=Path,
+        default=None,
+        help="Postgres: keep the cluster in this directory (created on the first run; reused by "
+        "--measure-only and bench/serving.py) instead of a throwaway one",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --pg-dir: go on with an import an earlier run left unfinished (input from --work, "
+        "sources already complete are skipped)",
+    )
+    parser.add_argument("--import-only", action="store_true", help="stop after the import (measure later)")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. main) measured first on the same database, then this tree",
+    )
+    parser.add_argument(
+        "--before-revision", default="0005", help="the newest migration --before knows (the database goes back to it)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers for this tree")
+    parser.add_argument("--hot", type=int, default=0, help="also wrk on this many fixed features (a hot set)")
+    parser.add_argument("--settle", type=float, default=0.0, help="seconds between serve answering and the load")
+    parser.add_argument("--results", default=None, help="results file name (default scale_<backend>_<features>)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.features = args.features or (1_000_000 if args.backend == "postgres" else 100_000)
@@ -728,10 +881,13 @@ def main(argv: list[str] | None = None) -> int:
 
     get_settings.cache_clear()
     params = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    run = Run(ROOT / "bench" / "results" / f"scale_{args.backend}_{args.features}.json", params)
+    run = Run(ROOT / "bench" / "results" / f"{args.results or f'scale_{args.backend}_{args.features}'}.json", params)
+    if args.resume:
+        previous = orjson.loads(run.path.read_bytes())
+        run.doc["figures"] = {k: v for k, v in previous["figures"].items() if k == "input"}
     if args.measure_only:
-        if args.backend != "sqlite":
-            raise SystemExit("--measure-only needs --backend sqlite (the Postgres cluster is not kept)")
+        if args.backend != "sqlite" and not args.pg_dir:
+            raise SystemExit("--measure-only needs --backend sqlite or --pg-dir (a throwaway cluster is not kept)")
         previous = orjson.loads(run.path.read_bytes())
         run.doc["figures"] = {
             k: v
@@ -741,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
         run.doc["import_command"] = previous["command"]
     args.work.mkdir(parents=True, exist_ok=True)
     try:
-        if args.measure_only:
+        if args.measure_only or args.resume:
             info = run.doc["figures"]["input"]
         else:
             info = write_input(
@@ -754,6 +910,17 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.measure_only:
                     p.unlink()
             build_and_measure(run, args, f"sqlite:///{db}", info, db)
+        elif args.pg_dir:
+            with kept_postgres(args.pg_dir) as kept:
+                run.doc["postgres"] = pg_settings(kept)
+                url, existed = kept.database("scale")
+                if existed != (args.measure_only or args.resume):
+                    kept.stop()
+                    raise SystemExit(
+                        f"database 'scale' in {args.pg_dir} "
+                        + ("exists: pass --measure-only, or remove the directory" if existed else "is not there")
+                    )
+                build_and_measure(run, args, url, info, None)
         else:
             with postgres() as cluster:
                 run.doc["postgres"] = pg_settings(cluster)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -118,6 +119,25 @@ class Settings(BaseSettings):
         "without a key), JSON; the defaults are the routes and per-hour limits neuronpedia.org uses.",
     )
     rate_limit_window_s: float = Field(default=3600.0, description="The rate-limit window in seconds.")
+    rate_limit_store: Literal["database", "memory"] = Field(
+        default="database",
+        description="Where rate-limit buckets are counted: database (shared by every process and server on the "
+        "database) or memory (each process for itself).",
+    )
+    feature_cache_mb: int = Field(
+        default=64, description="Memory per serving process for feature documents kept between requests (0: off)."
+    )
+    embedding_cache_size: int = Field(
+        default=4096, description="Search queries whose embeddings each serving process keeps (0: none)."
+    )
+    embedding_threads: int = Field(
+        default=1,
+        description="Torch threads of the local embedding model (0: one per core); a query is too small to share.",
+    )
+    embedding_preload: bool = Field(
+        default=True, description="`serve` loads the local embedding model in the background as it starts."
+    )
+    serve_workers: int = Field(default=1, description="Processes `interpedia serve` starts (`--workers`).")
     trust_forwarded_for: bool = Field(
         default=False, description="Take the caller's IP from X-Forwarded-For (only behind your own proxy)."
     )

@@ -75,6 +75,8 @@ def settings(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     """Settings pointing at the test database, also visible to code that calls get_settings()."""
     monkeypatch.setenv("INTERPEDIA_DATABASE_URL", database_url)
     monkeypatch.setenv("INTERPEDIA_HOME", str(tmp_path / "home"))
+    # Apps under test do not load the embedding model at start; tests that want it say so.
+    monkeypatch.setenv("INTERPEDIA_EMBEDDING_PRELOAD", "false")
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()

@@ -23,6 +23,7 @@ from interpedia.analysis.decoder import load_directions, sae_spec
 from interpedia.db.tables import Feature, Source
 from interpedia.errors import Invalid
 from interpedia.store.catalogue import get_model, get_source
+from interpedia.store.versions import touch_sources
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,7 @@ def store(session: Session, source: Source, result: UmapResult) -> None:
     for start in range(0, len(params), _WRITE_BATCH):
         session.execute(stmt, params[start : start + _WRITE_BATCH])
         log.info("umap: stored %d/%d features", min(start + _WRITE_BATCH, len(params)), len(params))
+    touch_sources(session, [source.id])  # the features' umap_* are part of their documents
     source.has_umap = True
     source.has_umap_clusters = True
     source.has_umap_log_sparsity = any(v is not None for v in result.log_sparsity)

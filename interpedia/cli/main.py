@@ -329,14 +329,43 @@ def user_admin(name: str, remove: bool) -> None:
     show_default=True,
     help="all: pages, /api and /v1; inference: only the /v1 inference API (scale-out).",
 )
-def serve(host: str, port: int, role: str) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes answering on the port (default INTERPEDIA_SERVE_WORKERS, 1); rate limits are counted in the "
+    "database, shared by all of them.",
+)
+def serve(host: str, port: int, role: str, workers: int | None) -> None:
     """Serve the web pages and the API."""
+    import os
+
     import uvicorn
 
     from interpedia.db import migrate
     from interpedia.web.app import create_app
 
     settings = get_settings()
+    workers = workers or settings.serve_workers
     migrate(settings.database_url_direct)
-    click.echo(f"interpedia on http://{host}:{port} (database {settings.database_url.split('@')[-1]})")
-    uvicorn.run(create_app(settings, role=role), host=host, port=port, log_level=settings.log_level.lower())
+    click.echo(
+        f"interpedia on http://{host}:{port} (database {settings.database_url.split('@')[-1]}"
+        + (f", {workers} processes)" if workers > 1 else ")")
+    )
+    if workers == 1:
+        uvicorn.run(create_app(settings, role=role), host=host, port=port, log_level=settings.log_level.lower())
+        return
+    if settings.rate_limit_enabled and settings.rate_limit_store == "memory":
+        click.echo(
+            f"rate limits are counted per process (INTERPEDIA_RATE_LIMIT_STORE=memory): {workers} times each", err=True
+        )
+    # Each worker process builds its own app from the environment (uvicorn starts them with an import string).
+    os.environ["INTERPEDIA_SERVE_ROLE"] = role
+    uvicorn.run(
+        "interpedia.web.app:create_served_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+    )

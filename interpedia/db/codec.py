@@ -24,12 +24,14 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 _IDS_U32 = 1
 _DENSE = 2
 _POS_U16 = 4
 _IDS_VARINT = 8
 _KNOWN_FLAGS = _IDS_U32 | _DENSE | _POS_U16 | _IDS_VARINT
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
 class CodecError(ValueError):
@@ -330,9 +332,142 @@ def decode_activation(blob: bytes) -> tuple[npt.NDArray[np.int64], list[float]]:
 
 
 def float32_to_floats(values: npt.NDArray[np.float32]) -> list[float]:
-    """float32 values as the shortest Python floats that round-trip them (0.1234f -> 0.1234)."""
-    out = np.zeros(values.shape[0], dtype=np.float64)
-    nz = np.flatnonzero(values)
-    if len(nz):
-        out[nz] = values[nz].astype(str).astype(np.float64)
-    return out.tolist()  # type: ignore[no-any-return]
+    """float32 values as the shortest Python floats that round-trip them (0.1234f -> 0.1234); -0.0 as 0.0."""
+    # orjson writes a float32 array as the shortest decimals that round-trip it, and reads them back as the
+    # nearest doubles: the same numbers as ``float(str(v))``, at a third of the cost of numpy's string casts.
+    # Adding +0.0 turns -0.0 into 0.0.
+    text = orjson.dumps(np.asarray(values, dtype=np.float32) + np.float32(0.0), option=_NUMPY)
+    return orjson.loads(text)  # type: ignore[no-any-return]
+
+
+def _gather(buf: npt.NDArray[np.uint8], starts: list[int], lengths: list[int]) -> npt.NDArray[np.uint8]:
+    """The bytes ``buf[s:s + n]`` of every (start, length), back to back (one numpy gather, no per-range call)."""
+    total = sum(lengths)
+    if not total:
+        return np.zeros(0, dtype=np.uint8)
+    lens = np.asarray(lengths, dtype=np.int64)
+    ends = np.cumsum(lens)
+    index = np.arange(total, dtype=np.int64) + np.repeat(np.asarray(starts, dtype=np.int64) - (ends - lens), lens)
+    return buf[index]
+
+
+def decode_activations(
+    blobs: Sequence[bytes],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """:func:`decode_activation` of many blobs at once: all token ids and all float32 values back to back, and
+    the offsets of each example (example ``i`` is ``offsets[i]:offsets[i + 1]``).
+
+    A feature's page decodes ~45 blobs; decoding them one by one costs a dozen numpy calls each. Here each
+    blob's header is read in Python (a few bytes), and the ids and values of all blobs are each decoded by a
+    handful of numpy calls over the blobs joined together. Malformed blobs raise :class:`CodecError`.
+    """
+    n_blobs = len(blobs)
+    offsets = np.zeros(n_blobs + 1, dtype=np.int64)
+    if not n_blobs:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), offsets
+    joined = b"".join(blobs)
+    buf = np.frombuffer(joined, dtype=np.uint8)
+    # Pass 1: flags and token counts; where each id section starts.
+    heads: list[tuple[int, int, int, int]] = []  # (flags, n, ids start, blob end), absolute positions
+    at = 0
+    for k, blob in enumerate(blobs):
+        if not blob:
+            raise CodecError("empty activation blob")
+        flags = blob[0]
+        if flags & ~_KNOWN_FLAGS:
+            raise CodecError(f"unknown flags {flags:#x}")
+        n, pos = _get_varint(blob, 1)
+        heads.append((flags, n, at + pos, at + len(blob)))
+        offsets[k + 1] = offsets[k] + n
+        at += len(blob)
+    total = int(offsets[-1])
+    # Where each varint id section ends: after its n-th byte below 0x80 (found for all blobs at once).
+    var = [k for k, h in enumerate(heads) if h[0] & _IDS_VARINT and h[1]]
+    var_ends: dict[int, int] = {}
+    if var:
+        stops = np.cumsum(buf < 0x80)
+        before = np.asarray([stops[heads[k][2] - 1] if heads[k][2] else 0 for k in var], dtype=np.int64)
+        found = np.searchsorted(stops, before + np.asarray([heads[k][1] for k in var]), side="left")
+        var_ends = dict(zip(var, (found + 1).tolist(), strict=True))
+    ids = np.empty(total, dtype=np.int64)
+    values = np.zeros(total, dtype=np.float32)
+    var_starts: list[int] = []
+    var_lengths: list[int] = []
+    pos_starts: list[int] = []
+    pos_counts: list[int] = []
+    val_starts: list[int] = []
+    targets: list[int] = []
+    for k, (flags, n, start, end) in enumerate(heads):
+        out = int(offsets[k])
+        # Pass 2: the id section's end, then the values section.
+        if flags & _IDS_VARINT:
+            stop = var_ends.get(k, start)
+            if stop > end:
+                raise CodecError("truncated token ids")
+            var_starts.append(start)
+            var_lengths.append(stop - start)
+        else:
+            width = 4 if flags & _IDS_U32 else 2
+            stop = start + n * width
+            if stop > end:
+                raise CodecError("truncated token ids")
+            ids[out : out + n] = np.frombuffer(joined, dtype="<u4" if width == 4 else "<u2", count=n, offset=start)
+        if flags & _DENSE:
+            if stop + 4 * n != end:
+                raise CodecError("truncated values" if stop + 4 * n > end else "trailing bytes after values")
+            values[out : out + n] = np.frombuffer(joined, dtype="<f4", count=n, offset=stop)
+            continue
+        nnz, pos = _get_varint(joined, stop)
+        if nnz > n:
+            raise CodecError(f"{nnz} non-zero values for {n} tokens")
+        pos_width = 2 if flags & _POS_U16 else 1
+        if pos + nnz * (pos_width + 4) != end:
+            raise CodecError("truncated values" if pos + nnz * (pos_width + 4) > end else "trailing bytes after values")
+        if pos_width == 2:  # rare (examples over 256 tokens): one at a time
+            positions = np.frombuffer(joined, dtype="<u2", count=nnz, offset=pos)
+            if nnz and int(positions.max()) >= n:
+                raise CodecError("value position out of range")
+            values[out + positions] = np.frombuffer(joined, dtype="<f4", count=nnz, offset=pos + 2 * nnz)
+            continue
+        pos_starts.append(pos)
+        pos_counts.append(nnz)
+        val_starts.append(pos + nnz)
+        targets.append(out)
+        if nnz and n < 256 and max(joined[pos : pos + nnz]) >= n:
+            raise CodecError("value position out of range")
+    if var_starts:
+        count = sum(heads[k][1] for k in var)
+        stream = _gather(buf, var_starts, var_lengths).tobytes()
+        decoded, used = varint_decode(stream, 0, count)
+        if used != len(stream):
+            raise CodecError("truncated token ids")
+        ids[np.repeat(offsets[:-1][var], [heads[k][1] for k in var]) + _ranks([heads[k][1] for k in var])] = decoded
+    if pos_counts and sum(pos_counts):
+        positions = _gather(buf, pos_starts, pos_counts).astype(np.int64)
+        nz = _gather(buf, val_starts, [4 * c for c in pos_counts]).view("<f4")
+        values[np.repeat(np.asarray(targets, dtype=np.int64), pos_counts) + positions] = nz
+    return ids, values, offsets
+
+
+def _ranks(counts: list[int]) -> npt.NDArray[np.int64]:
+    """0..c-1 for each count c, back to back."""
+    lens = np.asarray(counts, dtype=np.int64)
+    ends = np.cumsum(lens)
+    return np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) - np.repeat(ends - lens, lens)
+
+
+def example_peaks(values: npt.NDArray[np.float32], offsets: npt.NDArray[np.int64]) -> list[tuple[int, int]]:
+    """Per example (``offsets`` as :func:`decode_activations` gives them): the position of its largest value
+    and of its smallest, first occurrences, relative to the example's start ((0, 0) for an empty one)."""
+    lens = np.diff(offsets)
+    out = [(0, 0)] * len(lens)
+    full = np.flatnonzero(lens > 0)
+    if not len(full):
+        return out
+    if (lens == lens[full[0]]).all():  # the usual case: every example has the same length
+        block = values[: int(offsets[-1])].reshape(len(lens), -1)
+        return list(zip(block.argmax(axis=1).tolist(), block.argmin(axis=1).tolist(), strict=True))
+    for k in full.tolist():
+        seg = values[offsets[k] : offsets[k + 1]]
+        out[k] = (int(seg.argmax()), int(seg.argmin()))
+    return out

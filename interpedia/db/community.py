@@ -165,3 +165,13 @@ class GenerateRunRow(Base):
     run: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = _created()
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now, onupdate=_now)
+
+
+class RateLimitBucket(Base):
+    """One caller's token bucket for one rate-limited route pattern, shared by every serving process."""
+
+    __tablename__ = "rate_limit_buckets"
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)  # "<pattern> <caller>"
+    tokens: Mapped[float] = mapped_column(Float)
+    stamp: Mapped[float] = mapped_column(Float)  # seconds since the epoch of the last request counted
+    allowed: Mapped[bool] = mapped_column(Boolean)  # whether that request was let through

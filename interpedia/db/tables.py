@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     REAL,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -167,6 +168,9 @@ class Source(Base):
     cos_sim_match_source_id: Mapped[str | None] = mapped_column(String(200))
     creator_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = _created()
+    # Replaced by a fresh random value by every bulk write into the source (imports, UMAP): part of the key of
+    # its features' cached documents (store.feature_cache).
+    doc_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class VocabToken(Base):
@@ -228,6 +232,9 @@ class Feature(Base):
     umap_x: Mapped[float | None] = mapped_column(Float)
     umap_y: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[dt.datetime] = _created()
+    # Replaced by a fresh random value by every write that changes this feature's document (explanations,
+    # scores, votes, comments, examples): with the source's, the key of its cached document (store.feature_cache).
+    doc_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Activation(Base):
@@ -382,6 +389,7 @@ from interpedia.db.community import (  # noqa: E402
     GenerateRunRow,
     ImportedBatch,
     ListFeature,
+    RateLimitBucket,
     SavedSearch,
     SteerOutput,
 )
@@ -405,6 +413,7 @@ __all__ = [
     "GraphUpload",
     "ImportedBatch",
     "ListFeature",
+    "RateLimitBucket",
     "SavedSearch",
     "SteerOutput",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +31,10 @@ __all__ = [
     "EmbeddingError",
     "LocalEmbedder",
     "RemoteEmbedder",
+    "embed_query",
     "get_embedder",
     "import_embedder",
+    "preload_embedder",
     "try_embed",
 ]
 
@@ -81,13 +84,25 @@ class LocalEmbedder:
     batch_size: int = 64
     max_length: int = 256
     name: str = "all-MiniLM-L6-v2"
+    threads: int = 0  # torch threads for the process (0: torch's default, one per core)
     _model: Any = field(default=None, init=False, repr=False)
     _tokenizer: Any = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory (a query pays nothing to load it)."""
+        return self._model is not None
+
+    def load(self) -> None:
+        """Load the model now if it is not loaded yet (what the first query would otherwise wait for)."""
+        with self._lock:
+            if self._model is None:
+                self._load()
+
     def _load(self) -> None:
         try:
-            import torch  # noqa: F401
+            import torch
             from transformers import AutoModel, AutoTokenizer
             from transformers.utils import logging as hf_logging
         except ImportError as exc:
@@ -96,6 +111,10 @@ class LocalEmbedder:
         hf_logging.disable_progress_bar()
         self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self._model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        # A query is one short sentence: the work is too small to share among threads, and a serving process
+        # with several threads fights the others (``--workers``) for the cores. Measured in bench/scale.py.
+        if self.threads > 0 and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
         log.info("loaded embedding model %s from %s", self.name, path)
 
     def embed(self, texts: Sequence[str]) -> Vectors:
@@ -184,7 +203,7 @@ def get_embedder(settings: Settings) -> Embedder:
                 _remote[key] = RemoteEmbedder(*key[:2], api_key=key[2], timeout_s=settings.llm_timeout_s)
             return _remote[key]
         if not _local:
-            _local.append(LocalEmbedder())
+            _local.append(LocalEmbedder(threads=settings.embedding_threads))
         return _local[0]
 
 
@@ -215,3 +234,68 @@ def import_embedder(settings: Settings) -> Callable[[Sequence[str]], list[bytes 
     if not settings.embed_on_import:
         return None
     return lambda texts: try_embed(get_embedder(settings), texts)
+
+
+class _QueryVectors:
+    """Query embeddings already computed, most recently used kept (searches repeat: the demo's examples, paging
+    through results, a team asking the same questions)."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple[str, str], Vectors] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> Vectors | None:
+        with self._lock:
+            vec = self._entries.get(key)
+            if vec is not None:
+                self._entries.move_to_end(key)
+            return vec
+
+    def put(self, key: tuple[str, str], vec: Vectors, size: int) -> None:
+        with self._lock:
+            self._entries[key] = vec
+            while len(self._entries) > size:
+                self._entries.popitem(last=False)
+
+
+_queries = _QueryVectors()
+
+
+def embed_query(embedder: Embedder, query: str, *, cache_size: int = 4096) -> Vectors:
+    """The embedding of one search query (a unit vector of EMBEDDING_DIM floats), remembered for the next time
+    anyone asks the same (``cache_size`` queries per process; 0: none)."""
+    key = (embedder.name, query)
+    vec = _queries.get(key) if cache_size > 0 else None
+    if vec is None:
+        vec = embedder.embed([query])[0]
+        vec.setflags(write=False)  # shared by every later caller
+        if cache_size > 0:
+            _queries.put(key, vec, cache_size)
+    return vec
+
+
+_warming = threading.Lock()
+_warm_started: set[int] = set()
+
+
+def preload_embedder(settings: Settings) -> threading.Thread | None:
+    """Start loading the local embedding model in a background thread (once per process), so that no search
+    waits for it; returns the thread, or None when there is nothing to load (remote endpoint, loaded already)."""
+    embedder = get_embedder(settings)
+    if not isinstance(embedder, LocalEmbedder) or embedder.loaded:
+        return None
+    with _warming:
+        if id(embedder) in _warm_started:
+            return None
+        _warm_started.add(id(embedder))
+
+    def load() -> None:
+        try:
+            embedder.load()
+            embedder.embed(["warm up"])  # the first forward pass costs more than the others
+        except Exception as exc:  # noqa: BLE001 - a query will report the reason to the user
+            log.warning("could not preload the embedding model: %s", exc)
+
+    thread = threading.Thread(target=load, name="embedder-preload", daemon=True)
+    thread.start()
+    return thread

@@ -18,6 +18,7 @@ from interpedia.db.tables import Explanation
 from interpedia.db.vector import EmbeddingVector
 from interpedia.search.embeddings import Embedder
 from interpedia.search.index import CHANGES, HNSW_INDEX
+from interpedia.store.versions import touch_explanation_sources
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,8 @@ def fill_embeddings(
                 stmt,
                 [{"eid": eid, "emb": vec.astype("<f4").tobytes()} for (eid, _), vec in zip(rows, vecs, strict=True)],
             )
+            # Feature documents say whether each explanation has an embedding.
+            touch_explanation_sources(session, [eid for eid, _ in rows])
         done += len(rows)
         last = rows[-1][0]
         if progress:

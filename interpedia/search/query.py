@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from interpedia.config import Settings
 from interpedia.db.tables import Explanation, Feature, Model, Source, SourceRelease, SourceSet, User
 from interpedia.errors import Invalid, NotFound
-from interpedia.search.embeddings import Embedder
+from interpedia.search.embeddings import Embedder, embed_query
 from interpedia.search.index import MAX_CANDIDATES, search_vectors
 from interpedia.store.access import listed_condition
 from interpedia.store.catalogue import get_model
@@ -134,7 +134,7 @@ def search_explanations(
     page: list[dict[str, Any]] = []
     has_more = False
     if sources is None or sources:
-        vec = embedder.embed([query])[0]
+        vec = embed_query(embedder, query, cache_size=settings.embedding_cache_size)
         ids = None if sources is None else [s.id for s in sources]
         hits = search_vectors(session, settings, vec, source_ids=ids, n=offset + PAGE_SIZE + 1)
         window = hits[offset : offset + PAGE_SIZE + 1]

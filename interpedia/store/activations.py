@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from interpedia.db.tables import Activation
 from interpedia.store.records import ActivationRecord
+from interpedia.store.versions import touch_features
 from interpedia.store.writer import ACT_COLUMNS, activation_row
 
 
@@ -31,4 +32,5 @@ def append_activations(
         rows.append(dict(zip(ACT_COLUMNS, row, strict=True)))
     if rows:
         session.execute(insert(Activation), rows)
+        touch_features(session, [feature_id])
     return len(rows)

@@ -44,7 +44,7 @@ from interpedia.store.comments import can_delete
 from interpedia.store.documents.comment import CommentDoc, comment_doc
 from interpedia.store.documents.explanation import ExplanationDoc, explanation_doc, score_doc
 
-__all__ = ["FeatureAnnotations", "VoteDoc", "feature_annotations"]
+__all__ = ["FeatureAnnotations", "VoteDoc", "feature_annotations", "voted_explanations"]
 
 _COLUMNS: dict[str, TypeEngine[Any]] = {
     "kind": String(),
@@ -96,6 +96,11 @@ class FeatureAnnotations:
     explanations: list[ExplanationDoc] = field(default_factory=list)
     votes: dict[str, VoteDoc] = field(default_factory=dict)
     comments: list[CommentRow] = field(default_factory=list)
+
+    def voted_by(self, voted: set[str]) -> FeatureAnnotations:
+        """The same annotations with ``voted`` true for exactly the explanations in ``voted`` (a copy)."""
+        votes: dict[str, VoteDoc] = {eid: {"votes": v["votes"], "voted": eid in voted} for eid, v in self.votes.items()}
+        return FeatureAnnotations(self.explanations, votes, self.comments)
 
     def comment_docs(self, address: tuple[str, str, int], viewer: User | None) -> list[CommentDoc]:
         """The comments as ``viewer`` sees them (``canDelete``)."""
@@ -228,6 +233,15 @@ def feature_annotations(
             out.comments.append(CommentRow(row.id, row.text, row.user_id, row.user_name, row.created_at))
     out.comments.sort(key=lambda c: (c.created_at or dt.datetime.min, c.id))
     return out
+
+
+def voted_explanations(session: Session, viewer_id: str, explanation_ids: list[str]) -> set[str]:
+    """Which of these explanations ``viewer_id`` has voted for."""
+    return set(
+        session.scalars(
+            select(Vote.explanation_id).where(Vote.voter_id == viewer_id, Vote.explanation_id.in_(explanation_ids))
+        )
+    )
 
 
 def _explanation(row: Any, address: tuple[str, str, int], score_rows: list[Any]) -> ExplanationDoc:

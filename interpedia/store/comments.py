@@ -11,6 +11,7 @@ from interpedia.db.tables import Comment, Feature, FeatureList, Source, User
 from interpedia.errors import Forbidden, Invalid, NotFound
 from interpedia.store.documents.comment import CommentDoc, comment_doc
 from interpedia.store.users import can_modify
+from interpedia.store.versions import touch_features
 
 # Neuronpedia caps nothing explicitly; a comment is a remark, not a document, and this keeps one
 # request from writing megabytes that every later page view would have to send.
@@ -37,6 +38,7 @@ def add_feature_comment(session: Session, user: User, feature: Feature, text: An
     row = Comment(user_id=user.id, feature_id=feature.id, text=clean_text(text))
     session.add(row)
     session.flush()
+    touch_features(session, [feature.id])
     return row
 
 
@@ -65,6 +67,8 @@ def delete_comment(session: Session, user: User, comment_id: str, *, list_only: 
         raise Forbidden("only the comment's author or an admin can delete it", field="commentId")
     session.delete(row)
     session.flush()
+    if row.feature_id is not None:
+        touch_features(session, [row.feature_id])
     return row
 
 

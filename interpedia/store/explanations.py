@@ -29,6 +29,7 @@ from interpedia.db.tables import (
 from interpedia.errors import Conflict, Forbidden, Invalid, NotFound
 from interpedia.store.access import may_see
 from interpedia.store.documents.explanation import ExplanationDoc, explanation_doc, score_json
+from interpedia.store.versions import touch_explanations, touch_features
 
 MAX_DESCRIPTION = 1000
 
@@ -150,6 +151,7 @@ def add_explanation(
     )
     session.add(exp)
     session.flush()
+    touch_features(session, [feature.id])
     return exp
 
 
@@ -164,6 +166,7 @@ def delete_explanation(session: Session, explanation_id: str, user: User) -> Non
         raise Forbidden("only the author of an explanation (or an admin) may delete it", field="explanationId")
     session.execute(delete(ExplanationScore).where(ExplanationScore.explanation_id == exp.id))
     session.delete(exp)
+    touch_features(session, [exp.feature_id])
 
 
 def has_score(session: Session, explanation_id: str, type_name: str, model_name: str | None) -> bool:
@@ -206,6 +209,7 @@ def add_score(
     )
     session.add(score)
     session.flush()
+    touch_explanations(session, [explanation_id])
     return score
 
 
@@ -217,6 +221,7 @@ def delete_score(session: Session, score_id: str, user: User) -> None:
     if not _may_change(user, score.initiated_by_user_id):
         raise Forbidden("only whoever started a score (or an admin) may delete it", field="explanationScoreId")
     session.delete(score)
+    touch_explanations(session, [score.explanation_id])
 
 
 def _insert_missing(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -> None:

@@ -25,6 +25,7 @@ from interpedia.store.annotations import VoteDoc
 from interpedia.store.browse import neighbour_columns
 from interpedia.store.comments import MAX_COMMENT_CHARS
 from interpedia.store.documents.comment import CommentDoc
+from interpedia.store.feature_cache import FeatureCache
 from interpedia.store.features import FeatureRead, creator_name_column, read_feature
 from interpedia.store.runs import latest_run_query, remember_latest_run
 
@@ -51,10 +52,17 @@ class FeaturePage:
 
 
 def read_feature_page(
-    session: Session, model_id: str, source_name: str, index: Any, viewer: User | None
+    session: Session,
+    model_id: str,
+    source_name: str,
+    index: Any,
+    viewer: User | None,
+    *,
+    cache: FeatureCache | None = None,
 ) -> FeaturePage:
     """The feature page of ``/{model}/{source}/{index}`` as ``viewer`` (None: anonymous) sees it (the viewer's
-    lists for "add to list" are ``store.lists.lists_with_feature``: only the HTML page shows them)."""
+    lists for "add to list" are ``store.lists.lists_with_feature``: only the HTML page shows them), its document
+    from ``cache`` when it holds the current version."""
     read = read_feature(
         session,
         model_id,
@@ -64,6 +72,7 @@ def read_feature_page(
         {"viewer_id": viewer.id if viewer is not None else None},
         viewer_id=viewer.id if viewer is not None else None,
         with_votes=True,
+        cache=cache,
     )
     row, model, source, feature = read.row, read.model, read.source, read.feature
     if model.inference_enabled:

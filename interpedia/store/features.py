@@ -8,18 +8,21 @@ JSON twin's ``feature`` and what the HTML dashboard draws; :func:`read_feature` 
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import ColumnElement, Integer, Row, Select, bindparam, func, select
 from sqlalchemy.orm import Session, aliased
 
-from interpedia.db.codec import decode_activation
+from interpedia.db.codec import decode_activation, decode_activations, example_peaks, float32_to_floats
 from interpedia.db.tables import Activation, Explanation, ExplanationScore, Feature, Model, Source, SourceSet, User
 from interpedia.errors import Invalid, NotFound
-from interpedia.store.annotations import FeatureAnnotations, feature_annotations
+from interpedia.store.access import PRIVATE
+from interpedia.store.annotations import FeatureAnnotations, feature_annotations, voted_explanations
 from interpedia.store.catalogue import get_model, get_source, remember_source, source_visible
 from interpedia.store.documents.catalogue import model_json, source_json, source_set_json
 from interpedia.store.documents.explanation import ExplanationDoc, explanation_doc, score_json
@@ -30,10 +33,12 @@ from interpedia.store.documents.feature import (
     feature_doc,
     feature_stats_json,
 )
+from interpedia.store.feature_cache import CachedFeature, FeatureCache, FeatureKey, merged_json
 from interpedia.store.formats import parse_index
 from interpedia.store.vocab import vocab_cache
 
 __all__ = [
+    "FeatureAt",
     "FeatureRead",
     "activation_json",
     "count_activations",
@@ -41,11 +46,13 @@ __all__ = [
     "feature_json",
     "feature_stats_json",
     "features_offset",
+    "find_feature",
     "get_feature_row",
     "list_activations",
     "list_explanations",
     "locate_feature",
     "read_feature",
+    "read_feature_at",
 ]
 
 
@@ -78,17 +85,29 @@ def list_activations(
 ) -> list[ActivationDoc]:
     """A feature's examples, largest first (top group before quantile groups, as SAEDashboard orders)."""
     acts = list(session.execute(_activations_statement(limit is not None), {"feature_id": feature.id, "limit": limit}))
-    decoded = [decode_activation(act.data) for act in acts]
-    id_lists = [ids.tolist() for ids, _ in decoded]
-    all_ids: set[int] = set()
-    for ids in id_lists:
-        all_ids.update(ids)
-    # One vocabulary lookup for the whole feature (a per-example lookup costs a pass over the cache each).
-    table = vocab_cache.strings(session, model_id, all_ids)
-    token_of = cast(Callable[[int], str], table.__getitem__)  # ids below the table's end all have strings
+    if not acts:
+        return []
+    # All examples decoded together, their values written as floats once, and one vocabulary lookup for the
+    # feature: per-example calls cost more than the work (a dashboard has ~45 x 128 tokens).
+    ids, values, offsets = decode_activations([act.data for act in acts])
+    table = vocab_cache.strings_upto(session, model_id, int(ids.max()) if len(ids) else -1)
+    tokens = list(map(cast(Callable[[int], str], table.__getitem__), ids.tolist()))
+    floats = float32_to_floats(values)
+    bounds = offsets.tolist()
+    peaks = example_peaks(values, offsets)
     return [
-        api_activation_doc(model_id, source_name, feature.index, act, list(map(token_of, ids)), values)
-        for act, ids, (_, values) in zip(acts, id_lists, decoded, strict=True)
+        api_activation_doc(
+            model_id,
+            source_name,
+            feature.index,
+            act,
+            tokens[a:b],
+            floats[a:b],
+            peak=(floats[a + hi], hi, floats[a + lo]),
+        )
+        if b > a
+        else api_activation_doc(model_id, source_name, feature.index, act, [], [])
+        for act, a, b, (hi, lo) in zip(acts, bounds[:-1], bounds[1:], peaks, strict=True)
     ]
 
 
@@ -195,16 +214,81 @@ def get_feature_row(session: Session, model_id: str, source_name: str, index: An
     return model, source, feature
 
 
+_CATALOGUE_KEYS = ("model", "source", "sourceSet")
+
+
 @dataclass
-class FeatureRead:
-    """A feature read for a document: its rows, the document, and what was read alongside."""
+class FeatureAt:
+    """A feature's catalogue row: the rows it joins, the extra columns asked for, its document's cache key."""
 
     model: Model
     source: Source
     feature: Feature
+    set_row: SourceSet | None
+    row: Row[Any]  # the catalogue row with the extra columns the reader asked for
+
+    @property
+    def key(self) -> FeatureKey:
+        """What the feature's document is cached under (``store.feature_cache``)."""
+        return (self.feature.id, self.feature.doc_version, self.source.doc_version)
+
+    @functools.cached_property
+    def catalogue(self) -> dict[str, Any]:
+        """The document's catalogue parts (never cached: built from the row, so edits show at once)."""
+        set_doc = source_set_json(self.set_row) if self.set_row else None
+        return {"model": model_json(self.model), "source": source_json(self.source), "sourceSet": set_doc}
+
+    @property
+    def private(self) -> bool:
+        """Whether its model, source set or source is private (only their creator and admins may see it)."""
+        chain = (self.model, self.set_row, self.source)
+        return any(r is not None and r.visibility == PRIVATE for r in chain)
+
+    def etag(self) -> str:
+        """A validator of the document's JSON, known before the document is built: the cache key and a hash of
+        the catalogue parts."""
+        digest = hashlib.blake2b(orjson.dumps(self.catalogue), digest_size=8).hexdigest()
+        return '"f{}-{:x}-{:x}-{}"'.format(*self.key, digest)
+
+
+@dataclass
+class FeatureRead:
+    """A feature read for a document: its rows, the document, and what was read alongside."""
+
+    at: FeatureAt
     doc: FeatureDoc
     annotations: FeatureAnnotations
-    row: Row[Any]  # the catalogue row with the extra columns the reader asked for
+    cached: CachedFeature  # the document without its catalogue parts, its JSON, what readers derived from it
+    from_cache: bool  # whether that was found in the cache (else built by this read)
+
+    @property
+    def model(self) -> Model:
+        """The feature's model row."""
+        return self.at.model
+
+    @property
+    def source(self) -> Source:
+        """The feature's source row."""
+        return self.at.source
+
+    @property
+    def feature(self) -> Feature:
+        """The feature row."""
+        return self.at.feature
+
+    @property
+    def row(self) -> Row[Any]:
+        """The catalogue row, with the extra columns the reader asked for."""
+        return self.at.row
+
+    @property
+    def key(self) -> FeatureKey:
+        """The document's cache key."""
+        return self.at.key
+
+    def body(self) -> bytes:
+        """The document's JSON (the cached JSON with the catalogue parts added: nothing serialised twice)."""
+        return merged_json(self.cached.body, self.at.catalogue)
 
 
 @functools.cache
@@ -212,6 +296,20 @@ def creator_name_column() -> ColumnElement[Any]:
     """The feature creator's name, as a column of the catalogue row (``read_feature`` needs it first)."""
     creator = aliased(User, name="creator")
     return select(creator.name).where(creator.id == Feature.creator_id).scalar_subquery().label("creator_name")
+
+
+def find_feature(
+    session: Session,
+    model_id: str,
+    source_name: str,
+    index: Any,
+    extra: tuple[ColumnElement[Any], ...] | None = None,
+    params: dict[str, Any] | None = None,
+) -> FeatureAt:
+    """The catalogue row of ``/{model}/{source}/{index}`` (one statement; ``extra`` columns, which must start
+    with :func:`creator_name_column`, and their ``params``); NotFound as :func:`locate_feature`."""
+    extra = extra if extra is not None else (creator_name_column(),)
+    return FeatureAt(*locate_feature(session, model_id, source_name, index, extra, params))
 
 
 def read_feature(
@@ -224,18 +322,56 @@ def read_feature(
     *,
     viewer_id: str | None = None,
     with_votes: bool = False,
+    cache: FeatureCache | None = None,
 ) -> FeatureRead:
-    """The full feature document (catalogue, comments, creator) of ``/{model}/{source}/{index}``: one statement
-    for the catalogue row (with ``extra`` columns, which must start with :func:`creator_name_column`; their
-    ``params``), one for the examples, one for explanations and comments (and their votes, ``voted`` by
-    ``viewer_id``, with ``with_votes``)."""
-    extra = extra if extra is not None else (creator_name_column(),)
-    model, source, feature, set_row, row = locate_feature(session, model_id, source_name, index, extra, params)
-    annotations = feature_annotations(
-        session, feature.id, (model.id, source.name, feature.index), viewer_id=viewer_id, with_votes=with_votes
-    )
-    doc = _full_doc(session, model, source, feature, set_row, row.creator_name, annotations)
-    return FeatureRead(model, source, feature, doc, annotations, row)
+    """The full feature document (catalogue, comments, creator) of ``/{model}/{source}/{index}``:
+    :func:`find_feature`, then :func:`read_feature_at`."""
+    at = find_feature(session, model_id, source_name, index, extra, params)
+    return read_feature_at(session, at, viewer_id=viewer_id, with_votes=with_votes, cache=cache)
+
+
+def read_feature_at(
+    session: Session,
+    at: FeatureAt,
+    *,
+    viewer_id: str | None = None,
+    with_votes: bool = False,
+    cache: FeatureCache | None = None,
+) -> FeatureRead:
+    """The document of a feature found: from ``cache`` when it holds the version the catalogue row carries, else
+    read in two statements (the examples; explanations, scores and comments) and kept there. With
+    ``with_votes``, the votes on each explanation and whether ``viewer_id`` gave one (a cached document knows
+    the totals; whose they are costs one statement for a signed-in viewer)."""
+    model, source, feature = at.model, at.source, at.feature
+    address = (model.id, source.name, feature.index)
+    cached = cache.get(at.key) if cache is not None and cache.enabled else None
+    from_cache = cached is not None
+    if cached is not None:
+        annotations = cached.annotations
+        if with_votes and viewer_id is not None and annotations.votes:
+            annotations = annotations.voted_by(voted_explanations(session, viewer_id, list(annotations.votes)))
+    else:
+        # Built with the vote totals whenever it may be cached, so that every cached entry serves every reader.
+        annotations = feature_annotations(
+            session, feature.id, address, viewer_id=viewer_id, with_votes=with_votes or cache is not None
+        )
+        doc = feature_doc(
+            model.id,
+            source.name,
+            source.set_name,
+            feature,
+            list_activations(session, model.id, source.name, feature),
+            annotations.explanations,
+            catalogue=(model_json(model), source_json(source), None),
+            comments=annotations.comment_docs(address, None),
+            creator_name=at.row.creator_name,
+        )
+        for k in _CATALOGUE_KEYS:
+            doc.pop(k)  # type: ignore[misc]
+        cached = CachedFeature(doc, orjson.dumps(doc), annotations.voted_by(set()))
+        if cache is not None:
+            cache.put(at.key, cached)
+    return FeatureRead(at, cast(FeatureDoc, {**cached.doc, **at.catalogue}), annotations, cached, from_cache)
 
 
 def feature_json(

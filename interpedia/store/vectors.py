@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from interpedia.db.tables import Feature, Model, Source, SourceSet, User
 from interpedia.errors import Forbidden, Invalid, NotFound
 from interpedia.store.catalogue import VISIBILITY_COLUMNS, chain_visible, ensure_source, get_model, get_source
+from interpedia.store.versions import touch_features
 
 HOOK_TYPES = {"hook_resid_pre": "resid-pre", "hook_resid_post": "resid-post"}
 MAX_VECTOR_LENGTH = 24576
@@ -110,6 +111,8 @@ def create_vector(
     )
     session.add(feature)
     session.flush()
+    # A fresh version, not the column's 0: on SQLite a deleted vector's id may come back for this one.
+    touch_features(session, [feature.id])
     return source, feature
 
 

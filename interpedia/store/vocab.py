@@ -66,8 +66,11 @@ class VocabCache:
 
     def strings(self, session: Session, model_id: str, ids: Iterable[int]) -> list[str | None]:
         """The id -> string table of the model, loaded far enough to cover ``ids``."""
+        return self.strings_upto(session, model_id, max(ids, default=-1))
+
+    def strings_upto(self, session: Session, model_id: str, top: int) -> list[str | None]:
+        """The id -> string table of the model, loaded far enough to cover id ``top`` (-1: none)."""
         vocab = self._get(session, model_id)
-        top = max(ids, default=-1)
         if top >= len(vocab.strings) or (top >= 0 and vocab.strings[top] is None):
             vocab = self.refresh(session, model_id)
         return vocab.strings

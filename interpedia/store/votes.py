@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import Explanation, User, Vote
+from interpedia.store.versions import touch_features
 
 
 def _mine(session: Session, user: User, explanation_id: str) -> Vote | None:
@@ -29,6 +30,7 @@ def vote(session: Session, user: User, explanation: Explanation) -> bool:
         if _mine(session, user, explanation.id) is None:
             raise
         return False
+    touch_features(session, [explanation.feature_id])
     return True
 
 
@@ -39,6 +41,7 @@ def unvote(session: Session, user: User, explanation: Explanation) -> bool:
         return False
     session.delete(row)
     session.flush()
+    touch_features(session, [explanation.feature_id])
     return True
 
 

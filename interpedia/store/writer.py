@@ -26,6 +26,7 @@ from interpedia.db.codec import activation_parts, encode_activation, encode_acti
 from interpedia.db.tables import Activation, Explanation, Feature, Source, new_id
 from interpedia.db.vector import EMBEDDING_BYTES
 from interpedia.store.records import FEATURE_STAT_COLUMNS, ActivationColumns, ActivationRecord, FeatureRecord
+from interpedia.store.versions import touch_sources
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,8 @@ def write_features(
     if not records:
         return counts
     feature_ids = _upsert_features(session, source, records, creator_id)
+    # One new version for the whole source instead of one per feature: an import writes thousands of them.
+    touch_sources(session, [source.id])
     counts.activations = _replace_activations(session, records, feature_ids, token_ids, columns)
     counts.explanations = _add_explanations(session, records, feature_ids, embed)
     return counts

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -11,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from interpedia import __version__
 from interpedia.config import Settings, get_settings
 from interpedia.db import make_engine, make_sessionmaker
+from interpedia.store.feature_cache import FeatureCache
 from interpedia.web.deps import RequestScopeMiddleware
 from interpedia.web.errors import BodyTooLarge, error_response, install_error_handlers
 from interpedia.web.security import install_security
@@ -117,15 +120,28 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if role == "all" and settings.embedding_preload:
+            from interpedia.search.embeddings import preload_embedder
+
+            # The first explanation search would otherwise wait seconds for the model: load it now, beside
+            # requests (a thread; the server answers meanwhile).
+            app.state.embedder_preload = preload_embedder(settings)
+        yield
+
     app = FastAPI(
         title="interpedia",
         version=__version__,
         description="Neuronpedia-compatible API: features, activations, explanations, models, sources.",
+        lifespan=lifespan,
     )
     engine = make_engine(settings.database_url)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.feature_cache = FeatureCache(max(0, settings.feature_cache_mb) * 1024 * 1024)
     install_error_handlers(app)
 
     from interpedia.web.v1.inference import router as inference_router
@@ -145,7 +161,7 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
         app.add_middleware(HeadAsGetMiddleware)
         app.add_middleware(BodyLimitMiddleware, settings=settings)
         app.add_middleware(RequestScopeMiddleware, root=app)
-        install_security(app, settings)
+        install_security(app, settings, app.state.sessionmaker)
         return app
 
     from interpedia.web.api import router as api_router
@@ -162,5 +178,20 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
     app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(RequestScopeMiddleware, root=app)  # one session and one caller per request
-    install_security(app, settings)  # last: rate limits, CORS and headers wrap everything above
+    # Last: rate limits, CORS and headers wrap everything above.
+    install_security(app, settings, app.state.sessionmaker)
     return app
+
+
+def create_served_app() -> FastAPI:
+    """The app of one ``interpedia serve --workers N`` process: settings from the environment, the role from
+    ``INTERPEDIA_SERVE_ROLE`` (set by ``serve``)."""
+    import os
+    import sys
+
+    settings = get_settings()
+    # A worker is a fresh process: log as the parent does (cli.common.setup_logging).
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    return create_app(settings, role=os.environ.get("INTERPEDIA_SERVE_ROLE", "all"))

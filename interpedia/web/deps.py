@@ -31,12 +31,14 @@ from interpedia.db import transaction
 from interpedia.db.tables import User
 from interpedia.errors import Unauthorized
 from interpedia.store.access import Viewer, viewing
+from interpedia.store.feature_cache import FeatureCache
 from interpedia.store.users import key_owner, key_use_due, record_key_use, utc_now
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "AUTH_REQUIRED",
+    "FeatureCacheDep",
     "KEY_USE_EVERY",
     "Caller",
     "OptionalUser",
@@ -179,7 +181,13 @@ def write_transaction(request: Request) -> AbstractContextManager[Session]:
     return transaction(request.app.state.sessionmaker)
 
 
+def feature_cache(request: Request) -> FeatureCache:
+    """The app's cache of feature documents."""
+    return request.app.state.feature_cache  # type: ignore[no-any-return]
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
+FeatureCacheDep = Annotated[FeatureCache, Depends(feature_cache)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 

@@ -3,11 +3,12 @@
 Everything here is plain ASGI middleware or an exception handler, installed by ``install_security``
 (``create_app`` calls it last, so these layers wrap every route, error pages and 413s included).
 
-Rate limits are token buckets held in the serving process: each configured route pattern allows
-``limit`` requests per ``INTERPEDIA_RATE_LIMIT_WINDOW_S`` to each caller, where a caller is the API key
-it sends (hashed; keys are never held in clear) or, without a key, its IP address. Several
-``interpedia serve`` processes each keep their own buckets, so the effective limit behind a load
-balancer is the configured one times the number of processes.
+Rate limits are token buckets: each configured route pattern allows ``limit`` requests per
+``INTERPEDIA_RATE_LIMIT_WINDOW_S`` to each caller, where a caller is the API key it sends (hashed; keys are
+never held in clear) or, without a key, its IP address. By default (``INTERPEDIA_RATE_LIMIT_STORE=database``)
+the buckets are rows of the database (``store.rate_limits``), so every ``interpedia serve`` process
+(``--workers``) and every server on the database counts against the same budget; with ``memory`` each
+process keeps its own, and the effective limit is the configured one times the number of processes.
 """
 
 from __future__ import annotations
@@ -16,17 +17,21 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm import Session
 from starlette.datastructures import MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interpedia.config import Settings
+from interpedia.store.rate_limits import forget_full_buckets, spend_token
 from interpedia.web.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -196,12 +201,34 @@ def caller_identity(scope: Scope, trust_forwarded_for: bool) -> str:
     return "ip:" + (client[0] if client else "unknown")
 
 
+class SharedRateLimiter(RateLimiter):
+    """The same buckets as :class:`RateLimiter`, kept in the database (shared by every process on it)."""
+
+    def __init__(self, rules: dict[str, int], window_s: float, sessionmaker: Callable[[], Session]) -> None:
+        super().__init__(rules, window_s)
+        self.sessionmaker = sessionmaker
+
+    def hit(self, rule: _Rule, caller: str, now: float | None = None) -> float:
+        """Spend one request in the database's bucket; 0.0 when allowed, else seconds to wait."""
+        now = time.time() if now is None else now
+        with self.sessionmaker() as session, session.begin():
+            if now - self._last_sweep >= 60:
+                self._last_sweep = now
+                forget_full_buckets(session, now - self.window_s)
+            return spend_token(session, f"{rule.pattern} {caller}", rule.limit, rule.limit / self.window_s, now)
+
+
 class RateLimitMiddleware:
     """Answers 429 with Retry-After (in the one error shape) once a caller spends a route's budget."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, sessionmaker: Callable[[], Session] | None = None) -> None:
         self.app = app
-        self.limiter = RateLimiter(settings.rate_limits, settings.rate_limit_window_s)
+        self.limiter = (
+            SharedRateLimiter(settings.rate_limits, settings.rate_limit_window_s, sessionmaker)
+            if sessionmaker is not None
+            else RateLimiter(settings.rate_limits, settings.rate_limit_window_s)
+        )
+        self.shared = sessionmaker is not None
         self.trust_forwarded_for = settings.trust_forwarded_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -210,7 +237,11 @@ class RateLimitMiddleware:
             return
         rule = self.limiter.rule_for(scope["path"])
         if rule is not None:
-            wait = self.limiter.hit(rule, caller_identity(scope, self.trust_forwarded_for))
+            caller = caller_identity(scope, self.trust_forwarded_for)
+            if self.shared:  # a database round trip: off the event loop
+                wait = await anyio.to_thread.run_sync(self.limiter.hit, rule, caller)
+            else:
+                wait = self.limiter.hit(rule, caller)
             if wait > 0:
                 retry = max(1, math.ceil(wait))
                 log.info("rate limit: %s over %d per window on %s", scope["path"], rule.limit, rule.pattern)
@@ -257,11 +288,13 @@ def _install_db_errors(app: FastAPI) -> None:
     app.add_exception_handler(UnicodeEncodeError, _bad_text)
 
 
-def install_security(app: FastAPI, settings: Settings) -> None:
-    """Wrap ``app`` in rate limits, CORS (only when origins are configured) and security headers."""
+def install_security(app: FastAPI, settings: Settings, sessionmaker: Callable[[], Session] | None = None) -> None:
+    """Wrap ``app`` in rate limits (counted through ``sessionmaker`` in the database when the settings say so),
+    CORS (only when origins are configured) and security headers."""
     _install_db_errors(app)
     if settings.rate_limit_enabled and settings.rate_limits:
-        app.add_middleware(RateLimitMiddleware, settings=settings)
+        shared = sessionmaker if settings.rate_limit_store == "database" else None
+        app.add_middleware(RateLimitMiddleware, settings=settings, sessionmaker=shared)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

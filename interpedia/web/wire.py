@@ -7,10 +7,12 @@ server API (``/v1``) takes snake_case and, as Neuronpedia's generated clients so
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Iterator
 from typing import Annotated, Any
 
+from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StrictInt, StrictStr
 from pydantic.alias_generators import to_camel
@@ -18,7 +20,19 @@ from pydantic.alias_generators import to_camel
 from interpedia.errors import UserError
 from interpedia.store.formats import dumps
 
-__all__ = ["SSE_RESPONSES", "Body", "CamelBody", "Finite", "Index", "Texts", "json_response", "sse_response"]
+__all__ = [
+    "SSE_RESPONSES",
+    "Body",
+    "CamelBody",
+    "Finite",
+    "Index",
+    "Texts",
+    "cache_control",
+    "conditional",
+    "etag_matches",
+    "json_response",
+    "sse_response",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +88,31 @@ def sse_response(chunks: Iterable[Any]) -> StreamingResponse:
             yield b"event: error\ndata: " + dumps(doc) + b"\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an ``If-None-Match`` header names ``etag`` (RFC 9110: a list, weak tags compare equal, ``*``)."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
+
+
+def cache_control(private: bool) -> str:
+    """``Cache-Control`` of a document that may change with any write: anyone (a shared cache, for a public
+    document) or only the caller's own client (``private``) may keep it, but must ask again before using it."""
+    return f"{'private' if private else 'public'}, no-cache"
+
+
+def conditional(request: Request, response: Response, *, private: bool) -> Response:
+    """``response`` with an ``ETag`` (a hash of its body) and :func:`cache_control`; 304 without a body when the
+    request's ``If-None-Match`` names that tag. For pages whose body depends on more than one document (the
+    viewer's menus, navigation): the tag is then exact, whatever went into the body."""
+    etag = '"h' + hashlib.blake2b(bytes(response.body), digest_size=12).hexdigest() + '"'
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = cache_control(private or "set-cookie" in response.headers)
+    if response.status_code == 200 and etag_matches(request.headers.get("if-none-match"), etag):
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+        return Response(status_code=304, headers=headers)
+    return response

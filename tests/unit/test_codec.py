@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from interpedia.db.codec import CodecError, decode_activation, encode_activation, encode_activations
+from interpedia.db.codec import (
+    CodecError,
+    decode_activation,
+    decode_activations,
+    encode_activation,
+    encode_activations,
+    float32_to_floats,
+)
 
 
 def _roundtrip(ids: list[int] | np.ndarray, values: list[float]) -> tuple[list[int], list[float]]:
@@ -90,8 +97,13 @@ def test_length_mismatch_is_refused() -> None:
 def test_malformed_blob_raises_codec_error(damage, dense: bool) -> None:  # type: ignore[no-untyped-def]
     values = [0.5 * (i + 1) for i in range(10)] if dense else [0.0] * 9 + [2.5]
     blob = encode_activation(list(range(10)), values)
+    good = encode_activation([1, 2], [0.0, 1.0])
     with pytest.raises(CodecError):
         decode_activation(damage(blob))
+    # The batch decoder refuses it too, wherever it stands among good blobs.
+    for batch in ([damage(blob)], [good, damage(blob)], [damage(blob), good]):
+        with pytest.raises(CodecError):
+            decode_activations(batch)
 
 
 def test_sparse_position_out_of_range_raises_codec_error() -> None:
@@ -102,6 +114,8 @@ def test_sparse_position_out_of_range_raises_codec_error() -> None:
     blob[19] = 200
     with pytest.raises(CodecError):
         decode_activation(bytes(blob))
+    with pytest.raises(CodecError):
+        decode_activations([bytes(blob)])
 
 
 def test_small_ids_use_varints_and_round_trip() -> None:
@@ -118,6 +132,8 @@ def test_truncated_varint_ids_raise_codec_error() -> None:
     blob = encode_activation([5] * 10, [0.0] * 9 + [1.0])
     with pytest.raises(CodecError):
         decode_activation(blob[:6])
+    with pytest.raises(CodecError):
+        decode_activations([blob[:6], blob])
 
 
 @pytest.mark.parametrize("top_id", [3, 200, 20_000, 70_000, 4_294_967_295])
@@ -147,3 +163,30 @@ def test_batch_encoder_handles_empty_and_very_long_examples() -> None:
     ]
     with pytest.raises(ValueError):
         encode_activations(ids[:-1], values, offsets)
+
+
+@pytest.mark.parametrize("top_id", [3, 200, 20_000, 70_000, 4_294_967_295])
+@pytest.mark.parametrize("density", [0.0, 0.06, 0.5, 1.0])
+def test_batch_decoder_matches_one_at_a_time(top_id: int, density: float) -> None:
+    """decode_activations gives, example by example, what decode_activation gives (every layout: varint, u16 and
+    u32 ids; sparse with u8 and u16 positions; dense; empty examples)."""
+    rng = np.random.default_rng(top_id + int(density * 100) + 7)
+    lens = np.concatenate([rng.integers(0, 300, 40), [128] * 45, [1, 0, 256, 257, 3000]])
+    rng.shuffle(lens)
+    offsets = np.concatenate([[0], np.cumsum(lens)])
+    ids = rng.integers(0, top_id + 1, int(offsets[-1]))
+    values = np.where(rng.random(len(ids)) < density, rng.normal(0, 3, len(ids)).round(4), 0.0)
+    blobs = [encode_activation(ids[a:b], values[a:b]) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    got_ids, got_values, got_offsets = decode_activations(blobs)
+    assert got_offsets.tolist() == offsets.tolist()
+    floats = float32_to_floats(got_values)
+    for n, blob in enumerate(blobs):
+        one_ids, one_values = decode_activation(blob)
+        a, b = offsets[n], offsets[n + 1]
+        assert got_ids[a:b].tolist() == one_ids.tolist(), n
+        assert floats[a:b] == one_values, n
+
+
+def test_batch_decoder_of_nothing() -> None:
+    ids, values, offsets = decode_activations([])
+    assert len(ids) == len(values) == 0 and offsets.tolist() == [0]

@@ -127,11 +127,21 @@ def feature_stats_json(feature: Feature) -> FeatureStatsDoc:
 
 
 def activation_doc(
-    model_id: str, source_name: str, index: int, act: Activation | Row[Any], tokens: list[str], values: list[float]
+    model_id: str,
+    source_name: str,
+    index: int,
+    act: Activation | Row[Any],
+    tokens: list[str],
+    values: list[float],
+    *,
+    peak: tuple[float, int, float] | None = None,
 ) -> ActivationDoc:
-    """An example as a row of Neuronpedia's ``Activation`` table (what exports carry)."""
+    """An example as a row of Neuronpedia's ``Activation`` table (what exports carry); ``peak``: its largest
+    value, that value's first position and its smallest value, when the caller has them already."""
     extras = act.extras or {}
-    max_value = max(values) if values else 0.0
+    if peak is None:
+        max_value = max(values) if values else 0.0
+        peak = (max_value, values.index(max_value) if values else 0, min(values) if values else 0.0)
     return {
         "id": str(act.id),
         "modelId": model_id,
@@ -139,9 +149,9 @@ def activation_doc(
         "index": str(index),
         "tokens": tokens,
         "values": values,
-        "maxValue": max_value,
-        "maxValueTokenIndex": values.index(max_value) if values else 0,
-        "minValue": min(values) if values else 0.0,
+        "maxValue": peak[0],
+        "maxValueTokenIndex": peak[1],
+        "minValue": peak[2],
         "binMin": f32(act.bin_min),
         "binMax": f32(act.bin_max),
         "binContains": f32(act.bin_contains),
@@ -166,10 +176,17 @@ def _bin_contains(value: float | None) -> float | None:
 
 
 def api_activation_doc(
-    model_id: str, source_name: str, index: int, act: Activation | Row[Any], tokens: list[str], values: list[float]
+    model_id: str,
+    source_name: str,
+    index: int,
+    act: Activation | Row[Any],
+    tokens: list[str],
+    values: list[float],
+    *,
+    peak: tuple[float, int, float] | None = None,
 ) -> ActivationDoc:
     """An example as the API returns it: the export row plus its ``source``, ``binContains`` null or in 0..1."""
-    doc = activation_doc(model_id, source_name, index, act, tokens, values)
+    doc = activation_doc(model_id, source_name, index, act, tokens, values, peak=peak)
     # The official client reads each activation's source, and accepts only null or 0..1 in binContains.
     doc["source"] = source_name
     doc["binContains"] = _bin_contains(doc["binContains"])

@@ -4,22 +4,50 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 
 from interpedia.errors import NotFound
-from interpedia.store.features import feature_json, features_offset, get_feature_row, list_activations, read_feature
-from interpedia.web.deps import OptionalUser, SessionDep
+from interpedia.store.features import (
+    feature_json,
+    features_offset,
+    find_feature,
+    get_feature_row,
+    list_activations,
+    read_feature_at,
+)
+from interpedia.web.deps import FeatureCacheDep, OptionalUser, SessionDep
 from interpedia.web.schemas import ActivationGetBody, FeatureRef, FeaturesOffsetBody
-from interpedia.web.wire import json_response
+from interpedia.web.wire import cache_control, etag_matches, json_response
 
 router = APIRouter(tags=["features"])
 
 
-@router.get("/feature/{modelId}/{layer}/{index}", summary="A feature with its examples and explanations")
-def get_feature(modelId: str, layer: str, index: str, session: SessionDep, user: OptionalUser) -> Response:
-    """The whole dashboard of ``/{modelId}/{layer}/{index}``; 404 when any part is unknown."""
-    return json_response(read_feature(session, modelId, layer, index).doc)
+@router.get(
+    "/feature/{modelId}/{layer}/{index}",
+    summary="A feature with its examples and explanations",
+    responses={304: {"description": "Not modified: the If-None-Match header names the current ETag."}},
+)
+def get_feature(
+    modelId: str,
+    layer: str,
+    index: str,
+    request: Request,
+    session: SessionDep,
+    user: OptionalUser,
+    cache: FeatureCacheDep,
+) -> Response:
+    """The whole dashboard of ``/{modelId}/{layer}/{index}``; 404 when any part is unknown. The answer carries an
+    ``ETag``; asked again with it in ``If-None-Match``, an unchanged feature answers 304 without a body."""
+    at = find_feature(session, modelId, layer, index)
+    etag = at.etag()
+    # Anyone may keep a public feature, but must ask again before using it (a write may change it any time);
+    # a private one only the caller's own client.
+    headers = {"ETag": etag, "Cache-Control": cache_control(at.private)}
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    body = read_feature_at(session, at, cache=cache).body()
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.post("/features", summary="Several features in one call (order preserved)")

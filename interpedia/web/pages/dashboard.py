@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from jinja2 import Environment
 from markupsafe import Markup, escape
 
+from interpedia.store.feature_cache import FeatureCache
+from interpedia.store.features import FeatureRead
 from interpedia.web.pages.charts import histogram_svg
 
 # Tokens shown around the max token for each context size: most before it (what a causal model saw).
@@ -281,14 +284,19 @@ def alignment(doc: Mapping[str, Any]) -> list[tuple[int, float, float | None]]:
     ]
 
 
-def dashboard_view(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything the feature template needs beyond the feature document."""
-    neg, pos = logits(doc)
+def shows_dfa(doc: Mapping[str, Any]) -> bool:
+    """Whether the examples pane shows direct feature attribution (the source set says so and examples have it)."""
     set_doc = doc.get("sourceSet") or {}
-    show_dfa = bool(set_doc.get("showDfa")) and any(a.get("dfaValues") for a in doc.get("activations") or [])
+    return bool(set_doc.get("showDfa")) and any(a.get("dfaValues") for a in doc.get("activations") or [])
+
+
+def dashboard_view(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything the feature template needs beyond the feature document, except the examples pane (drawn from
+    :func:`activation_groups` once per version of the document and kept with it)."""
+    neg, pos = logits(doc)
+    show_dfa = shows_dfa(doc)
     return {
         "show_dfa": show_dfa,
-        "groups": activation_groups(doc, show_dfa),
         "neg_logits": neg,
         "pos_logits": pos,
         "similar": similar(doc),
@@ -306,3 +314,31 @@ def dashboard_view(doc: Mapping[str, Any]) -> dict[str, Any]:
         ),
         "dead": not (doc.get("maxActApprox") or 0) > 0,
     }
+
+
+def activations_html(env: Environment, read: FeatureRead, cache: FeatureCache | None) -> Markup:
+    """The examples pane of a feature's page: drawn once per version of its document and kept in the cache with
+    it (the token strips are most of the page's cost; nothing in them depends on who is looking)."""
+    kept = read.cached.derived.get(_ACTIVATIONS_HTML)
+    if kept is None:
+        groups = activation_groups(read.doc, shows_dfa(read.doc))
+        html = env.get_template("_activation_groups.html").render(groups=groups)
+        kept = cache.grow(read.key, _ACTIVATIONS_HTML, html, len(html)) if cache is not None else html
+    return Markup(kept)
+
+
+def cached_view(read: FeatureRead, cache: FeatureCache | None) -> dict[str, Any]:
+    """:func:`dashboard_view` of the read's document, made once per version of it and kept in the cache with it
+    (histograms drawn as SVG, logits and alignment: all from the document, none from who is looking)."""
+    kept: dict[str, Any] | None = read.cached.derived.get(_VIEW)
+    if kept is None:
+        kept = dashboard_view(read.doc)
+        if cache is not None:
+            # The SVG texts are most of it; the rest is small lists of numbers and strings.
+            size = sum(len(v) for v in kept.values() if isinstance(v, str)) + 4096
+            kept = cache.grow(read.key, _VIEW, kept, size)
+    return kept
+
+
+_ACTIVATIONS_HTML = "activations_html"
+_VIEW = "view"

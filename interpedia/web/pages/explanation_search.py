@@ -10,7 +10,6 @@ not pay for it.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -18,9 +17,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from interpedia.config import Settings
 from interpedia.errors import UserError
-from interpedia.search.embeddings import EmbeddingError, LocalEmbedder, get_embedder
+from interpedia.search.embeddings import EmbeddingError, get_embedder, preload_embedder
 from interpedia.search.index import MAX_CANDIDATES
 from interpedia.search.query import MAX_QUERY, MIN_QUERY, PAGE_SIZE, SearchScope, search_explanations
 from interpedia.store.catalogue import list_models, listed_release_names
@@ -36,27 +34,6 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 PATH = "/search-explanations"
 MAX_SOURCES = 100
-_warming = threading.Lock()
-_warm_started: set[int] = set()
-
-
-def warm_embedder(settings: Settings) -> None:
-    """Start loading the local embedding model in a background thread (once per process and embedder)."""
-    embedder = get_embedder(settings)
-    if not isinstance(embedder, LocalEmbedder) or embedder._model is not None:
-        return  # a remote endpoint has nothing to load; a loaded model is already warm
-    with _warming:
-        if id(embedder) in _warm_started:
-            return
-        _warm_started.add(id(embedder))
-
-    def load() -> None:
-        try:
-            embedder.embed(["warm up"])
-        except Exception as exc:  # noqa: BLE001 - a query will report the reason to the user
-            log.warning("could not preload the embedding model: %s", exc)
-
-    threading.Thread(target=load, name="embedder-warmup", daemon=True).start()
 
 
 def _split_sources(values: list[str]) -> tuple[str, ...]:
@@ -156,7 +133,7 @@ def search_page(
             data["error"] = {"message": error.message, "field": error.field}
     as_json = request.url.path.endswith(".json")
     if not q and not wants_json(request, as_json):
-        warm_embedder(settings)  # a person looking at the empty form types a query next
+        preload_embedder(settings)  # a person looking at the empty form types a query next
     search = data["search"]
     links = {
         "prev": _page_link(params, max(0, offset - PAGE_SIZE)) if search and offset > 0 else None,

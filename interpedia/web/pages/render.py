@@ -168,15 +168,18 @@ def page(
     as_json: bool = False,
     status: int = 200,
     html_view: Callable[[], dict[str, Any]] | None = None,
+    json_data: dict[str, Any] | None = None,
     **view: Any,
 ) -> Response:
     """A page: its JSON twin (``data`` as it is) when the URL ends in ``.json`` (``as_json``) or the client asks
     for JSON, else ``template`` rendered with ``data`` and ``view``, linking its twin (``Link: rel=alternate``).
 
     ``html_view`` returns more template variables; it is called only when HTML is rendered, so work the twin
-    does not need (drawing, live-inference checks, the viewer's menus) is never done for it."""
+    does not need (drawing, live-inference checks, the viewer's menus) is never done for it. ``json_data``, when
+    given, is what the twin writes instead of ``data``: the same content, with parts already serialised
+    (``orjson.Fragment``)."""
     if wants_json(request, as_json):
-        return json_page(data, status)
+        return json_page(data if json_data is None else json_data, status)
     if html_view is not None:
         view.update(html_view())
     response = renderer(request).html(request, session, template, data, status=status, **view)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
@@ -25,11 +26,12 @@ from interpedia.store.documents import model_json, source_json, source_set_json
 from interpedia.store.feature_page import read_feature_page
 from interpedia.store.formats import parse_index
 from interpedia.store.lists import lists_with_feature
-from interpedia.web.deps import SessionDep
-from interpedia.web.pages.dashboard import dashboard_view
+from interpedia.web.deps import FeatureCacheDep, SessionDep
+from interpedia.web.pages.dashboard import activations_html, cached_view
 from interpedia.web.pages.graph_lists import feature_graphs, model_graphs
-from interpedia.web.pages.render import NOT_PAGES, done, page, page_url, redirect, split_json
+from interpedia.web.pages.render import NOT_PAGES, done, page, page_url, redirect, renderer, split_json
 from interpedia.web.pages.session import current_user
+from interpedia.web.wire import conditional
 
 PAGE_SIZE = 50
 CONTEXT_CHOICES = ("5", "16", "full")
@@ -145,11 +147,13 @@ def source_page(
 
 
 @router.get("/{model_id}/{layer}/{index}")
-def feature_page(request: Request, session: SessionDep, model_id: str, layer: str, index: str) -> Response:
+def feature_page(
+    request: Request, session: SessionDep, cache: FeatureCacheDep, model_id: str, layer: str, index: str
+) -> Response:
     """The feature dashboard."""
     index, as_json = split_json(index)
     user = current_user(request)
-    read = read_feature_page(session, model_id, layer, index, user)
+    read = read_feature_page(session, model_id, layer, index, user, cache=cache)
     model, source, feature, doc = read.read.model, read.read.source, read.read.feature, read.read.doc
     navigation = {
         "prev": None if read.prev_index is None else page_url(model.id, source.name, read.prev_index),
@@ -170,7 +174,8 @@ def feature_page(request: Request, session: SessionDep, model_id: str, layer: st
         default_range = set_doc.get("defaultRange", 1)
         live = inference_availability(session, request.app.state.settings, model, source)
         return {
-            "view": dashboard_view(doc),
+            "view": cached_view(read.read, cache),
+            "activations_html": activations_html(renderer(request).env, read.read, cache),
             "context": CONTEXT_CHOICES[default_range]
             if isinstance(default_range, int) and 0 <= default_range < 3
             else "16",
@@ -186,4 +191,9 @@ def feature_page(request: Request, session: SessionDep, model_id: str, layer: st
             "my_lists": lists_with_feature(session, user, feature.id) if user is not None else [],
         }
 
-    return page(request, session, "feature.html", data, as_json=as_json, html_view=html_view)
+    # The twin writes the document from its cached JSON instead of serialising it again.
+    twin = {**data, "feature": orjson.Fragment(read.read.body())}
+    response = page(request, session, "feature.html", data, as_json=as_json, html_view=html_view, json_data=twin)
+    # HTML and its twin share the URL (content negotiation); a signed-in viewer's page has their menus.
+    response.headers["Vary"] = "Accept, Cookie, X-API-Key"
+    return conditional(request, response, private=read.read.at.private or user is not None)
