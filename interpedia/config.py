@@ -63,7 +63,11 @@ class Settings(BaseSettings):
     s3_unsigned: bool = Field(
         default=True, description="Anonymous S3 requests (public buckets); false signs them with your AWS credentials."
     )
-    public_base_url: str = Field(default="http://127.0.0.1:8000", description="Used in share and list URLs.")
+    public_base_url: str = Field(
+        default="",
+        description="Start of the absolute URLs in answers (lists, uploads, shares), e.g. https://interp.example.org; "
+        "empty: taken from each request (its scheme and Host).",
+    )
     default_creator: str = Field(default="bot", description="User that owns imported data.")
     secret: str = Field(default="", description="X-SECRET-KEY required on /v1 when set.")
     llm_base_url: str = Field(default="", description="OpenAI-compatible chat endpoint for autointerp.")
@@ -119,7 +123,9 @@ class Settings(BaseSettings):
     )
     rate_limit_window_s: float = Field(default=3600.0, description="The rate-limit window in seconds.")
     trust_forwarded_for: bool = Field(
-        default=False, description="Take the caller's IP from X-Forwarded-For (only behind your own proxy)."
+        default=False,
+        description="Trust your own proxy's X-Forwarded-For (the caller's IP), X-Forwarded-Proto and "
+        "X-Forwarded-Host (the URLs in answers); only behind a proxy that sets them.",
     )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser, JSON list; none: CORS off."

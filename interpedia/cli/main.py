@@ -339,4 +339,12 @@ def serve(host: str, port: int, role: str) -> None:
     settings = get_settings()
     migrate(settings.database_url_direct)
     click.echo(f"interpedia on http://{host}:{port} (database {settings.database_url.split('@')[-1]})")
-    uvicorn.run(create_app(settings, role=role), host=host, port=port, log_level=settings.log_level.lower())
+    # proxy_headers off: uvicorn would trust X-Forwarded-* from 127.0.0.1 on its own; the app trusts them only
+    # under INTERPEDIA_TRUST_FORWARDED_FOR (the rate limits' caller and the URLs in answers, web/urls.py).
+    uvicorn.run(
+        create_app(settings, role=role),
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=False,
+    )

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interpedia.config import Settings
 from interpedia.web.errors import error_response
+from interpedia.web.urls import served_over_https
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class SecurityHeadersMiddleware:
         self.html_csp = page_csp(settings)
         self.data_csp = _data_csp(settings)
         self.frame_options = _frame_options(settings)
-        self.hsts = settings.public_base_url.startswith("https://")
+        self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,7 +99,7 @@ class SecurityHeadersMiddleware:
                         headers["Content-Security-Policy"] = self.html_csp
                     elif "content-security-policy" not in headers:
                         headers["Content-Security-Policy"] = self.data_csp
-                if self.hsts:
+                if served_over_https(scope, self.settings):  # browsers ignore HSTS over plain HTTP anyway
                     headers.setdefault("Strict-Transport-Security", "max-age=31536000")
             await send(message)
 

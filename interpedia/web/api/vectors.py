@@ -24,6 +24,7 @@ from interpedia.store.vectors import (
     vector_json,
 )
 from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep, write_transaction
+from interpedia.web.urls import absolute_url, page_path
 from interpedia.web.wire import Body, Finite, json_response
 
 router = APIRouter(tags=["vectors"])
@@ -77,7 +78,7 @@ def vector_new(body: VectorNewBody, request: Request, user: RequiredUser, settin
             if attempt == 4:
                 raise Conflict("could not allocate an index for the vector; try again") from None
     _forget(request)
-    url = f"{settings.public_base_url.rstrip('/')}/{body.modelId}/{doc['source']}/{doc['index']}"
+    url = absolute_url(request, page_path(body.modelId, doc["source"], doc["index"]))
     return json_response(
         {
             "message": "vector created",

@@ -36,6 +36,7 @@ from interpedia.web.pages.graph_lists import graph_page_url, graph_summary
 from interpedia.web.pages.render import json_page, page, page_url, redirect
 from interpedia.web.pages.routes import PageRoute
 from interpedia.web.pages.session import check_csrf, current_user
+from interpedia.web.urls import absolute_url
 from interpedia.web.wire import Body
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -167,7 +168,7 @@ def signed_put_form(raw: JsonObject, request: Request, session: SessionDep, sett
     user, body = _signed_in(request, session, raw, SignedPutBody, "upload graphs")
     row, token = store.create_upload(session, user, body.filename, body.contentLength, settings.graph_max_upload_bytes)
     session.commit()
-    url = str(request.url_for("graph_upload_put", put_request_id=row.id).include_query_params(token=token))
+    url = absolute_url(request, f"{page_url('api', 'graph', 'upload', row.id)}?{urlencode({'token': token})}")
     return json_page({"url": url, "putRequestId": row.id})
 
 
@@ -180,7 +181,7 @@ def save_to_db_form(raw: JsonObject, request: Request, session: SessionDep, sett
     row = store.finish_upload(session, user, body.putRequestId, how, settings.graph_max_json_bytes)
     session.commit()
     path = graph_page_url(row.model_id, row.slug)
-    return json_page({"url": str(request.base_url).rstrip("/") + path, "path": path, "id": row.id})
+    return json_page({"url": absolute_url(request, path), "path": path, "id": row.id})
 
 
 @router.post("/graph/generate")
