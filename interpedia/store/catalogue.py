@@ -56,6 +56,8 @@ RESERVED_MODEL_IDS = frozenset(
         "search-topk-by-token",
         "steer",
         "list",
+        "quick-list",
+        "quick-list.json",
         "user",
         "account",
         "admin",
