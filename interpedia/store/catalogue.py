@@ -220,14 +220,29 @@ def _known_source(session: Session, model_id: str, name: str) -> Source | None:
     return row if row is not None and row.model_id == model_id and row.name == name else None
 
 
+Chain = tuple[tuple[str | None, ...], tuple[str | None, ...]]  # (visibilities, creator ids), model first
+
+
+def source_chain(session: Session, row: Source, model: Model | None = None) -> Chain:
+    """The visibility and creator of the source's model, set and itself, for ``may_see`` (a cache keeps this
+    beside what it caches of a source, and asks ``may_see(*chain)`` for each viewer)."""
+    model = model or session.get(Model, row.model_id)
+    set_row = session.get(SourceSet, row.set_id)
+    chain = [r for r in (model, set_row, row) if r is not None]
+    return tuple(r.visibility for r in chain), tuple(r.creator_id for r in chain)
+
+
+def model_chain(session: Session, model_id: str) -> Chain | None:
+    """The model's visibility and creator (``source_chain`` of a model), or None when there is no such model."""
+    model = session.get(Model, model_id)
+    return None if model is None else ((model.visibility,), (model.creator_id,))
+
+
 def source_visible(session: Session, row: Source, model: Model | None = None) -> bool:
     """Whether the current viewer may open the source (its model, set and itself all count)."""
     if current_viewer() is None:
         return True
-    model = model or session.get(Model, row.model_id)
-    set_row = session.get(SourceSet, row.set_id)
-    chain = [r for r in (model, set_row, row) if r is not None]
-    return may_see(tuple(r.visibility for r in chain), tuple(r.creator_id for r in chain))
+    return may_see(*source_chain(session, row, model))
 
 
 # The visibility and creator of a source's model, set and source: select these (joining Model and, outer,
