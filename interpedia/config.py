@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Per-hour limits of neuronpedia.org's middleware for the routes it limits (reference/neuronpedia.md).
@@ -26,6 +27,9 @@ DEFAULT_RATE_LIMITS: dict[str, int] = {
     "/signin/password": 300,
     "/signup": 100,
 }
+
+# What CSP frame-ancestors accepts as a source, without anything that could end the directive (; , quotes, spaces).
+_ORIGIN_RE = re.compile(r"^(\*|https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?/?)$")
 
 
 class Settings(BaseSettings):
@@ -140,6 +144,22 @@ class Settings(BaseSettings):
     frame_ancestors: str = Field(
         default="'self'", description="CSP frame-ancestors: who may embed pages in a frame ('none', 'self', URLs)."
     )
+    embed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (https://blog.example, https://*.example.org, or * for any) allowed to frame the "
+        "embed views (?embed=true of feature and graph pages), JSON list; other pages keep frame_ancestors.",
+    )
+
+    @field_validator("embed_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not _ORIGIN_RE.match(origin):
+                raise ValueError(
+                    f"INTERPEDIA_EMBED_ORIGINS: {origin!r} is not an origin (scheme://host[:port], a *. host "
+                    "wildcard, or *)"
+                )
+        return [o.rstrip("/") for o in value]
 
     @model_validator(mode="after")
     def _resolve(self) -> Settings:

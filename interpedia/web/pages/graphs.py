@@ -32,10 +32,12 @@ from interpedia.web.api.graphs import (
     trace_graph,
 )
 from interpedia.web.deps import SessionDep, SettingsDep
+from interpedia.web.pages.embeds import is_embed
 from interpedia.web.pages.graph_lists import graph_page_url, graph_summary
 from interpedia.web.pages.render import json_page, page, page_url, redirect
 from interpedia.web.pages.routes import PageRoute
 from interpedia.web.pages.session import check_csrf, current_user
+from interpedia.web.security import allow_framing
 from interpedia.web.urls import absolute_url
 from interpedia.web.wire import Body
 
@@ -154,11 +156,12 @@ def graph_page(
     if not slug:
         data = _list_data(request, session, model, q[:200])
         return page(request, session, "graphs.html", data, as_json=as_json, max_upload=settings.graph_max_upload_bytes)
-    embedded = embed.lower() in ("1", "true", "yes")
+    embedded = is_embed(embed)
     data = _graph_data(session, model, slug, embedded)
     twin = f"{page_url(model.id, 'graph.json')}?{urlencode({'slug': slug})}"
     template = "graph_embed.html" if embedded else "graph.html"
-    # Who may frame an embedded graph is the site's INTERPEDIA_FRAME_ANCESTORS, as for every page.
+    if embedded:
+        allow_framing(request)  # INTERPEDIA_EMBED_ORIGINS may frame it, beside the site's own frame_ancestors
     return page(request, session, template, data, as_json=as_json, twin_url=twin)
 
 

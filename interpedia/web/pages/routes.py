@@ -27,9 +27,11 @@ from interpedia.store.formats import parse_index
 from interpedia.store.lists import lists_with_feature
 from interpedia.web.deps import SessionDep
 from interpedia.web.pages.dashboard import dashboard_view
+from interpedia.web.pages.embeds import embed_options
 from interpedia.web.pages.graph_lists import feature_graphs, model_graphs
 from interpedia.web.pages.render import NOT_PAGES, done, page, page_url, redirect, split_json
 from interpedia.web.pages.session import current_user
+from interpedia.web.security import allow_framing
 
 PAGE_SIZE = 50
 CONTEXT_CHOICES = ("5", "16", "full")
@@ -146,8 +148,10 @@ def source_page(
 
 @router.get("/{model_id}/{layer}/{index}")
 def feature_page(request: Request, session: SessionDep, model_id: str, layer: str, index: str) -> Response:
-    """The feature dashboard."""
+    """The feature dashboard; ``?embed=true`` (with neuronpedia.org's toggles, ``pages/embeds.py``) shows it alone,
+    for other sites to frame."""
     index, as_json = split_json(index)
+    embed = embed_options(request)
     user = current_user(request)
     read = read_feature_page(session, model_id, layer, index, user)
     model, source, feature, doc = read.read.model, read.read.source, read.read.feature, read.read.doc
@@ -164,6 +168,9 @@ def feature_page(request: Request, session: SessionDep, model_id: str, layer: st
         "community": read.community,
         "graphs": graphs,
     }
+    if embed is not None:
+        data["embed"] = embed
+        allow_framing(request)
 
     def html_view() -> dict[str, Any]:
         set_doc: Mapping[str, Any] = doc.get("sourceSet") or {}
@@ -183,7 +190,9 @@ def feature_page(request: Request, session: SessionDep, model_id: str, layer: st
                 "inferenceEnabled": live["available"],
             },
             "live": live,
-            "my_lists": lists_with_feature(session, user, feature.id) if user is not None else [],
+            "my_lists": lists_with_feature(session, user, feature.id) if user is not None and embed is None else [],
+            "embed": embed,
         }
 
-    return page(request, session, "feature.html", data, as_json=as_json, html_view=html_view)
+    template = "feature.html" if embed is None else "feature_embed.html"
+    return page(request, session, template, data, as_json=as_json, html_view=html_view)
