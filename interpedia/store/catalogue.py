@@ -332,14 +332,27 @@ def require_visible_sources(session: Session, model_id: str, names: Sequence[str
 
 
 def listed_release_names(session: Session) -> list[str]:
-    """The names of the releases the viewer may list, by name."""
-    return list(
+    """The names of the releases the viewer may list, and the SAELens releases of the sources it may list, by name."""
+    names = set(
         session.scalars(
-            select(SourceRelease.name)
-            .where(listed_condition(SourceRelease.visibility, SourceRelease.creator_id))
-            .order_by(SourceRelease.name)
+            select(SourceRelease.name).where(listed_condition(SourceRelease.visibility, SourceRelease.creator_id))
         )
     )
+    names.update(
+        session.scalars(
+            select(Source.saelens_release)
+            .distinct()
+            .join(SourceSet, SourceSet.id == Source.set_id)
+            .join(Model, Model.id == Source.model_id)
+            .where(
+                Source.saelens_release.is_not(None),
+                listed_condition(Model.visibility, Model.creator_id),
+                listed_condition(SourceSet.visibility, SourceSet.creator_id),
+                listed_condition(Source.visibility, Source.creator_id),
+            )
+        )
+    )
+    return sorted(n for n in names if n)
 
 
 def ensure_source(session: Session, model_id: str, source_id: str, **fields: Any) -> Source:

@@ -25,10 +25,12 @@ from interpedia.store.documents import model_json, source_json, source_set_json
 from interpedia.store.feature_page import read_feature_page
 from interpedia.store.formats import parse_index
 from interpedia.store.lists import lists_with_feature
+from interpedia.store.releases import find_release
 from interpedia.web.deps import SessionDep
 from interpedia.web.pages.dashboard import dashboard_view
 from interpedia.web.pages.embeds import embed_options
 from interpedia.web.pages.graph_lists import feature_graphs, model_graphs
+from interpedia.web.pages.releases import release_page_data
 from interpedia.web.pages.render import NOT_PAGES, done, page, page_url, redirect, split_json
 from interpedia.web.pages.session import current_user
 from interpedia.web.security import allow_framing
@@ -87,10 +89,17 @@ def random_feature(request: Request, session: SessionDep, model_id: str, source:
 
 
 @router.get("/{model_id}")
-def model_page(request: Request, session: SessionDep, model_id: str) -> Response:
-    """A model: its source sets and sources with feature counts, and a jump-to-feature box."""
+def model_page(request: Request, session: SessionDep, model_id: str, umap: str | None = None) -> Response:
+    """A model: its source sets and sources with feature counts, and a jump-to-feature box; when the id is no model
+    but a release (a SAELens release name, or a Neuronpedia source release), the release page."""
     model_id, as_json = split_json(model_id)
-    model = get_model(session, model_id)
+    try:
+        model = get_model(session, model_id)
+    except NotFound:
+        release = find_release(session, model_id)
+        if release is None:
+            raise
+        return page(request, session, "release.html", release_page_data(release, umap), as_json=as_json)
     data = {
         "page": "model",
         "model": browse.model_with_counts(session, model),
