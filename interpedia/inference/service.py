@@ -24,6 +24,7 @@ from interpedia.errors import Invalid, NotFound
 from interpedia.inference import activations as acts
 from interpedia.inference.plans import ModelPlan, SaePlan, inference_sources, plan_model, plan_sae
 from interpedia.inference.registry import InferenceRegistry, LoadedModel, LoadedSource
+from interpedia.inference.searches import MAX_SOURCE_PROMPTS
 from interpedia.inference.steering import (
     Direction,
     Generation,
@@ -201,8 +202,8 @@ class InferenceService:
         """Every positive activation of a source on each prompt (at most 4 prompts; a quarter of the limit each)."""
         if not prompts:
             raise Invalid("at least one prompt is required", field="prompts")
-        if len(prompts) > 4:
-            raise Invalid(f"at most 4 prompts at once, not {len(prompts)}", field="prompts")
+        if len(prompts) > MAX_SOURCE_PROMPTS:
+            raise Invalid(f"at most {MAX_SOURCE_PROMPTS} prompts at once, not {len(prompts)}", field="prompts")
         model, src = self.source(model_id, source)
         limit = self._limit(model) if len(prompts) == 1 else max(1, self._limit(model) // 4)
         with model.lock:

@@ -13,6 +13,7 @@ from interpedia.config import Settings, get_settings
 from interpedia.db import make_engine, make_sessionmaker
 from interpedia.web.deps import RequestScopeMiddleware
 from interpedia.web.errors import BodyTooLarge, error_response, install_error_handlers
+from interpedia.web.openapi import install_openapi
 from interpedia.web.security import install_security
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     install_error_handlers(app)
+    install_openapi(app, settings)
 
     from interpedia.web.v1.inference import router as inference_router
     from interpedia.web.v1.lens import router as lens_router

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Path
 from fastapi.responses import Response
 
 from interpedia.errors import NotFound
 from interpedia.store.features import feature_json, features_offset, get_feature_row, list_activations, read_feature
 from interpedia.web.deps import OptionalUser, SessionDep
 from interpedia.web.schemas import ActivationGetBody, FeatureRef, FeaturesOffsetBody
-from interpedia.web.wire import json_response
+from interpedia.web.wire import INDEX_PATTERN, json_response
 
 router = APIRouter(tags=["features"])
 
 
 @router.get("/feature/{modelId}/{layer}/{index}", summary="A feature with its examples and explanations")
-def get_feature(modelId: str, layer: str, index: str, session: SessionDep, user: OptionalUser) -> Response:
+def get_feature(
+    modelId: str,
+    layer: str,
+    index: Annotated[str, Path(pattern=INDEX_PATTERN)],
+    session: SessionDep,
+    user: OptionalUser,
+) -> Response:
     """The whole dashboard of ``/{modelId}/{layer}/{index}``; 404 when any part is unknown."""
     return json_response(read_feature(session, modelId, layer, index).doc)
 

@@ -15,26 +15,31 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import Field, StrictStr
+from pydantic import BeforeValidator, Field, StrictInt, StrictStr
 
 from interpedia.config import Settings
 from interpedia.store import graphs as store
-from interpedia.store.graphs import GraphMetadata, User
+from interpedia.store.graph_schema import SLUG_RE
+from interpedia.store.graphs import MIN_UPLOAD_BYTES, GraphMetadata, User
 from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep
 from interpedia.web.urls import absolute_url, page_path
-from interpedia.web.wire import Body, Finite, json_response
+from interpedia.web.wire import Body, Finite, integral, json_response, setting_limit
 
 router = APIRouter(prefix="/graph", tags=["graphs"])
 
-Slug = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+Slug = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=SLUG_RE.pattern)]
 NodeIds = Annotated[list[StrictStr], Field(max_length=10_000)]
 
 
 class SignedPutBody(Body):
     """``/api/graph/signed-put``."""
 
-    filename: Annotated[StrictStr, Field(min_length=6, max_length=300)]
-    contentLength: Annotated[int, Field(ge=1)]
+    filename: Annotated[StrictStr, Field(min_length=6, max_length=300, pattern=r"\.json$")]
+    contentLength: Annotated[
+        StrictInt,
+        Field(ge=MIN_UPLOAD_BYTES, json_schema_extra=setting_limit("maximum", "graph_max_upload_bytes")),
+        BeforeValidator(integral),
+    ]
     contentType: StrictStr | None = None
 
 

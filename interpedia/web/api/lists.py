@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import StrictInt, StrictStr
+from pydantic import StrictStr
 
 from interpedia.errors import UserError
 from interpedia.store import lists as store
 from interpedia.store.formats import parse_index
 from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep, write_transaction
 from interpedia.web.urls import public_origin
-from interpedia.web.wire import Body, json_response
+from interpedia.web.wire import Body, Index, NonBlank, json_response
 
 router = APIRouter(tags=["lists"])
 
@@ -26,16 +26,16 @@ class ListFeatureIn(Body):
 
     modelId: StrictStr
     layer: StrictStr
-    index: StrictInt | StrictStr
+    index: Index
     description: StrictStr | None = None
 
 
 class ListNewBody(Body):
     """``/api/list/new``."""
 
-    name: StrictStr
+    name: NonBlank
     description: StrictStr | None = ""
-    testText: StrictStr | None = None
+    testText: NonBlank | None = None
 
 
 class ListNewWithFeaturesBody(ListNewBody):
@@ -57,7 +57,7 @@ class ListFeatureRefBody(Body):
     listId: StrictStr
     modelId: StrictStr
     layer: StrictStr
-    index: StrictInt | StrictStr
+    index: Index
 
 
 class ListEditFeatureBody(ListFeatureRefBody):
@@ -70,7 +70,7 @@ class ListUpdateBody(Body):
     """``/api/list/update``."""
 
     listId: StrictStr
-    name: StrictStr
+    name: NonBlank
     description: StrictStr | None = ""
     defaultTestText: StrictStr | None = None
 

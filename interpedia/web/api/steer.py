@@ -18,8 +18,8 @@ from interpedia.inference import steer_outputs
 from interpedia.inference.steer_outputs import SteerFeature, SteerOptions
 from interpedia.store.steering import load_shared
 from interpedia.web.deps import InferenceDep, OptionalUser, SessionDep, SettingsDep, session_factory
-from interpedia.web.wire import SSE_RESPONSES, Body, Finite, json_response, sse_response
 from interpedia.web.urls import absolute_url
+from interpedia.web.wire import SSE_RESPONSES, Body, Finite, json_response, sse_response
 
 router = APIRouter(tags=["steering"])
 MAX_PROMPT_CHARS = 2048
