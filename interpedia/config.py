@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Per-hour limits of neuronpedia.org's middleware for the routes it limits (reference/neuronpedia.md).
@@ -27,6 +28,9 @@ DEFAULT_RATE_LIMITS: dict[str, int] = {
     "/signin/password": 300,
     "/signup": 100,
 }
+
+# What CSP frame-ancestors accepts as a source, without anything that could end the directive (; , quotes, spaces).
+_ORIGIN_RE = re.compile(r"^(\*|https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?/?)$")
 
 
 class Settings(BaseSettings):
@@ -64,7 +68,11 @@ class Settings(BaseSettings):
     s3_unsigned: bool = Field(
         default=True, description="Anonymous S3 requests (public buckets); false signs them with your AWS credentials."
     )
-    public_base_url: str = Field(default="http://127.0.0.1:8000", description="Used in share and list URLs.")
+    public_base_url: str = Field(
+        default="",
+        description="Start of the absolute URLs in answers (lists, uploads, shares), e.g. https://interp.example.org; "
+        "empty: taken from each request (its scheme and Host).",
+    )
     default_creator: str = Field(default="bot", description="User that owns imported data.")
     secret: str = Field(default="", description="X-SECRET-KEY required on /v1 when set.")
     llm_base_url: str = Field(default="", description="OpenAI-compatible chat endpoint for autointerp.")
@@ -139,7 +147,9 @@ class Settings(BaseSettings):
     )
     serve_workers: int = Field(default=1, description="Processes `interpedia serve` starts (`--workers`).")
     trust_forwarded_for: bool = Field(
-        default=False, description="Take the caller's IP from X-Forwarded-For (only behind your own proxy)."
+        default=False,
+        description="Trust your own proxy's X-Forwarded-For (the caller's IP), X-Forwarded-Proto and "
+        "X-Forwarded-Host (the URLs in answers); only behind a proxy that sets them.",
     )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser, JSON list; none: CORS off."
@@ -154,6 +164,22 @@ class Settings(BaseSettings):
     frame_ancestors: str = Field(
         default="'self'", description="CSP frame-ancestors: who may embed pages in a frame ('none', 'self', URLs)."
     )
+    embed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (https://blog.example, https://*.example.org, or * for any) allowed to frame the "
+        "embed views (?embed=true of feature and graph pages), JSON list; other pages keep frame_ancestors.",
+    )
+
+    @field_validator("embed_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not _ORIGIN_RE.match(origin):
+                raise ValueError(
+                    f"INTERPEDIA_EMBED_ORIGINS: {origin!r} is not an origin (scheme://host[:port], a *. host "
+                    "wildcard, or *)"
+                )
+        return [o.rstrip("/") for o in value]
 
     @model_validator(mode="after")
     def _resolve(self) -> Settings:

@@ -353,7 +353,15 @@ def serve(host: str, port: int, role: str, workers: int | None) -> None:
         + (f", {workers} processes)" if workers > 1 else ")")
     )
     if workers == 1:
-        uvicorn.run(create_app(settings, role=role), host=host, port=port, log_level=settings.log_level.lower())
+        # proxy_headers off: uvicorn would trust X-Forwarded-* from 127.0.0.1 on its own; the app trusts them only
+        # under INTERPEDIA_TRUST_FORWARDED_FOR (the rate limits' caller and the URLs in answers, web/urls.py).
+        uvicorn.run(
+            create_app(settings, role=role),
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            proxy_headers=False,
+        )
         return
     if settings.rate_limit_enabled and settings.rate_limit_store == "memory":
         click.echo(
@@ -368,4 +376,5 @@ def serve(host: str, port: int, role: str, workers: int | None) -> None:
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        proxy_headers=False,
     )

@@ -349,7 +349,7 @@ class DemoBuilder:
     ) -> dict[str, Any]:
         from interpedia.generate import GenerateConfig, GenerateRun
 
-        dataset = out / "dataset.jsonl"
+        dataset = out / "demo-corpus.jsonl"  # pages name the dataset by its file name
         docs = corpus.read_text().splitlines()
         with dataset.open("w") as fh:
             for doc in docs:

@@ -24,6 +24,7 @@ from interpedia.generate.config import GenerateConfig, path_identity
 from interpedia.generate.model import HookedModel, layer_of
 from interpedia.generate.sae import LoadedSae
 from interpedia.generate.state import ShardResult, ShardStore
+from interpedia.store.formats import public_name
 from interpedia.store.runs import RunCatalogue, RunModel, RunRecord, RunSae, RunTokens
 
 log = logging.getLogger(__name__)
@@ -303,7 +304,7 @@ class GenerateRun:
             tokens=tokens,
             vocab=model.vocab_strings(),
             window_start=window_start,
-            dataset=cfg.dataset,
+            dataset=public_name(cfg.dataset) or "",
             hook_name=hook_name,
         )
         writers: list[Any] = []

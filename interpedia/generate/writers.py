@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 
 from interpedia.generate.dashboards import DashboardBlock
+from interpedia.store.formats import public_name
 from interpedia.store.records import ActivationRecord, FeatureRecord
 from interpedia.store.runs import RunRecord
 
@@ -337,7 +338,7 @@ def source_target(
             "hook_name": hook_name,
             "num_prompts": n_prompts,
             "num_tokens_in_prompt": cfg.context_size,
-            "dataset": cfg.dataset,
+            "dataset": public_name(cfg.dataset),  # its name or hub id, never a path of this machine
             "saelens_config": sae.cfg_dict(),
             "weights_path": cfg.sae if is_dir else None,
             "saelens_release": None if is_dir else release,

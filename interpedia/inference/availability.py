@@ -53,11 +53,13 @@ def model_availability(session: Session, settings: Settings, model: Model) -> di
     except UserError as exc:
         return {"available": False, "spec": None, "reason": f"Live inference is not available: {exc}"}
     if _local_path_missing(plan.spec):
+        log.warning("the weights of model %s were not found at %s", model.id, plan.spec)
         return {
             "available": False,
             "spec": plan.spec,
-            "reason": f"Live inference is not available: the weights of model {model.id} were not found "
-            f"at {plan.spec}.",
+            # Visitors read this: the path on the server goes to the log only.
+            "reason": f"Live inference is not available: the weights of model {model.id} were not found on "
+            "this server (its log names the path).",
         }
     return {"available": True, "spec": plan.spec, "reason": None}
 
@@ -78,10 +80,11 @@ def inference_availability(session: Session, settings: Settings, model: Model, s
     except UserError as exc:
         return {"available": False, "reason": f"Live inference is not available: {exc}"}
     if "/" in plan.spec and _local_path_missing(plan.spec):
+        log.warning("the SAE weights of %s/%s were not found at %s", model.id, source.name, plan.spec)
         return {
             "available": False,
             "reason": f"Live inference is not available: the SAE weights of {model.id}/{source.name} were not "
-            f"found at {plan.spec}.",
+            "found on this server (its log names the path).",
         }
     return {"available": True, "reason": None}
 

@@ -22,7 +22,10 @@ from interpedia.store.searches import cache_key, feature_facts, save_result, sav
 if TYPE_CHECKING:
     from interpedia.inference.service import InferenceService
 
-__all__ = ["check_texts", "search_all", "search_topk_by_token"]
+__all__ = ["MAX_SOURCE_PROMPTS", "check_texts", "search_all", "search_topk_by_token"]
+
+
+MAX_SOURCE_PROMPTS = 4  # activation/source answers every positive activation: a few prompts at once
 
 
 def check_texts(settings: Settings, value: str | list[str], field: str) -> list[str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from interpedia.config import Settings
@@ -23,6 +24,7 @@ from interpedia.errors import Invalid, NotFound
 from interpedia.inference import activations as acts
 from interpedia.inference.plans import ModelPlan, SaePlan, inference_sources, plan_model, plan_sae
 from interpedia.inference.registry import InferenceRegistry, LoadedModel, LoadedSource
+from interpedia.inference.searches import MAX_SOURCE_PROMPTS
 from interpedia.inference.steering import (
     Direction,
     Generation,
@@ -31,7 +33,9 @@ from interpedia.inference.steering import (
     generate_steps,
     render_chat,
 )
-from interpedia.store.catalogue import get_source_set
+from interpedia.store.access import may_see, viewing
+from interpedia.store.catalogue import Chain, get_source_set, model_chain, source_chain
+from interpedia.store.rows import Source
 from interpedia.store.vectors import get_vector_feature
 
 log = logging.getLogger(__name__)
@@ -73,7 +77,8 @@ class InferenceService:
             hit = self._plans.get(key)
             if hit is not None and hit[0] > now:
                 return hit[1]  # type: ignore[no-any-return]
-        with self.factory() as session:
+        # Shared by every viewer: filled as nobody (all rows visible); callers check each viewer (``_require_*``).
+        with self.factory() as session, viewing(None):
             value = make(session)
         with self._plans_lock:
             self._plans[key] = (now + self.settings.inference_catalogue_ttl_s, value)
@@ -84,10 +89,29 @@ class InferenceService:
         with self._plans_lock:
             self._plans.clear()
 
+    def _require_model(self, model_id: str) -> None:
+        """NotFound unless the request's viewer may open the model (PRIVATE to someone else: as if absent)."""
+        chain = self._cached(("model-chain", model_id), lambda s: model_chain(s, model_id))
+        if chain is None or not may_see(*chain):
+            raise NotFound(f"model {model_id!r} not found", field="model")
+
+    def _source_visible(self, model_id: str, source_id: str) -> bool:
+        chain = self._cached(("source-chain", model_id, source_id), lambda s: _source_chain(s, model_id, source_id))
+        return chain is not None and may_see(*chain)
+
+    def _require_source(self, model_id: str, source_id: str) -> None:
+        """NotFound unless the request's viewer may open the source (its model, set and itself)."""
+        self._require_model(model_id)
+        if not self._source_visible(model_id, source_id):
+            raise NotFound(f"source {model_id}/{source_id} not found", field="source")
+
+    def _model_plan(self, model_id: str) -> ModelPlan:
+        self._require_model(model_id)
+        return self._cached(("model", model_id), lambda s: plan_model(s, self.settings, model_id))  # type: ignore[no-any-return]
+
     def model(self, model_id: str) -> LoadedModel:
         """The warm model ``model_id``."""
-        plan: ModelPlan = self._cached(("model", model_id), lambda s: plan_model(s, self.settings, model_id))
-        return self.registry.model(plan)
+        return self.registry.model(self._model_plan(model_id))
 
     def source(self, model_id: str, source_id: str) -> tuple[LoadedModel, LoadedSource]:
         """The warm model and SAE of ``model_id/source_id``."""
@@ -95,11 +119,12 @@ class InferenceService:
         return model, self.registry.source(self._sae_plan(model_id, source_id), model.plan.dtype)
 
     def _sae_plan(self, model_id: str, source_id: str) -> SaePlan:
+        self._require_source(model_id, source_id)
         return self._cached(("sae", model_id, source_id), lambda s: plan_sae(s, model_id, source_id))
 
     def weights_id(self, model_id: str, sae_sources: list[str] | None = None) -> list[str]:
         """What weights answer for this model and these SAE sources (part of result cache keys); loads nothing."""
-        plan: ModelPlan = self._cached(("model", model_id), lambda s: plan_model(s, self.settings, model_id))
+        plan = self._model_plan(model_id)
         out = [f"model:{plan.spec}:{plan.dtype}"]
         for name in sorted(set(sae_sources or [])):
             sae = self._sae_plan(model_id, name)
@@ -144,7 +169,10 @@ class InferenceService:
             feature = get_vector_feature(session, model_id, source, index)
             return None if feature is None else (list(feature.vector or []), str(feature.hook_name or ""))
 
-        return self._cached(("vector", model_id, source, str(index)), load)
+        stored: tuple[list[float], str] | None = self._cached(("vector", model_id, source, str(index)), load)
+        if stored is not None:
+            self._require_source(model_id, source)
+        return stored
 
     def activation_single(self, model_id: str, prompt: str, source: str, index: int) -> dict[str, Any]:
         """One feature's values on ``prompt``, as its dashboard was computed (a stored vector: dot products)."""
@@ -174,8 +202,8 @@ class InferenceService:
         """Every positive activation of a source on each prompt (at most 4 prompts; a quarter of the limit each)."""
         if not prompts:
             raise Invalid("at least one prompt is required", field="prompts")
-        if len(prompts) > 4:
-            raise Invalid(f"at most 4 prompts at once, not {len(prompts)}", field="prompts")
+        if len(prompts) > MAX_SOURCE_PROMPTS:
+            raise Invalid(f"at most {MAX_SOURCE_PROMPTS} prompts at once, not {len(prompts)}", field="prompts")
         model, src = self.source(model_id, source)
         limit = self._limit(model) if len(prompts) == 1 else max(1, self._limit(model) // 4)
         with model.lock:
@@ -199,9 +227,14 @@ class InferenceService:
         """The top features across sources of a set on ``prompt``."""
         if not 1 <= num_results <= self.settings.inference_max_results:
             raise Invalid(f"num_results must be 1 to {self.settings.inference_max_results}", field="num_results")
-        names = selected or self._cached(
-            ("set", model_id, source_set), lambda s: self._set_sources(s, model_id, source_set)
-        )
+        names = selected
+        if not names:
+            in_set: list[str] = self._cached(
+                ("set", model_id, source_set), lambda s: self._set_sources(s, model_id, source_set)
+            )
+            names = [n for n in in_set if self._source_visible(model_id, n)]
+            if in_set and not names:
+                raise NotFound(f"source set {model_id}/{source_set} not found", field="source_set")
         if not names:
             raise NotFound(f"source set {model_id}/{source_set} has no source with SAE weights", field="source_set")
         model = self.model(model_id)
@@ -421,6 +454,11 @@ def _last(chunks: Iterator[dict[str, Any]]) -> dict[str, Any]:
     """The final chunk of a stream (the whole answer)."""
     last = deque(chunks, maxlen=1)
     return last[0]
+
+
+def _source_chain(session: Session, model_id: str, source_id: str) -> Chain | None:
+    row = session.scalar(select(Source).where(Source.model_id == model_id, Source.name == source_id))
+    return None if row is None else source_chain(session, row)
 
 
 _lock = threading.Lock()

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SteerFeature",
     "SteerOptions",
+    "share_path",
     "share_url",
     "steer_chat",
     "steer_chat_stream",
@@ -68,9 +69,15 @@ class SteerOptions:
         return out
 
 
+def share_path(output_id: str) -> str:
+    """The path of a saved steering result's page (the web makes it absolute for the request's host)."""
+    return f"/steer/{output_id}"
+
+
 def share_url(settings: Settings, output_id: str) -> str:
-    """The public link of a saved steering result."""
-    return f"{settings.public_base_url.rstrip('/')}/steer/{output_id}"
+    """The link of a saved steering result: under INTERPEDIA_PUBLIC_BASE_URL, or its path when that is unset
+    (JSON answers replace it with the request's own origin; streamed events keep it)."""
+    return f"{settings.public_base_url.rstrip('/')}{share_path(output_id)}"
 
 
 def _check_tokens(settings: Settings, n_tokens: int) -> None:

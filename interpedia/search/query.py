@@ -21,6 +21,7 @@ from interpedia.store.access import listed_condition
 from interpedia.store.catalogue import get_model
 from interpedia.store.features import feature_stats_json, list_activations
 from interpedia.store.formats import iso
+from interpedia.store.releases import in_release
 
 PAGE_SIZE = 20
 ACTS_PER_RESULT = 3
@@ -56,13 +57,15 @@ def _visible_sources(session: Session, scope: SearchScope, user: User | None) ->
             listed_condition(SourceSet.visibility, SourceSet.creator_id),
             listed_condition(Source.visibility, Source.creator_id),
         )
+    release: SourceRelease | None = None
     if scope.release is not None:
         release = session.get(SourceRelease, scope.release)
-        if release is None or (
+        if release is not None and (
             release.visibility == "PRIVATE" and not admin and (user is None or release.creator_id != user.id)
         ):
-            raise NotFound(f"release {scope.release!r} not found", field="releaseName")
-        stmt = stmt.where(SourceSet.release_name == scope.release)
+            release = None
+        # A SAELens release name (sources generated from it record it) is a release too.
+        stmt = stmt.where(in_release(scope.release, release))
     if scope.model_id is not None:
         model = get_model(session, scope.model_id)
         if model.visibility == "PRIVATE" and not admin and (user is None or model.creator_id != user.id):
@@ -71,6 +74,8 @@ def _visible_sources(session: Session, scope: SearchScope, user: User | None) ->
     if scope.source_names:
         stmt = stmt.where(Source.name.in_(list(scope.source_names)))
     rows = list(session.scalars(stmt))
+    if scope.release is not None and release is None and not rows:
+        raise NotFound(f"release {scope.release!r} not found", field="releaseName")
     if scope.source_names:
         missing = set(scope.source_names) - {s.name for s in rows}
         if missing:

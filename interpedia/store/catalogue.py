@@ -56,6 +56,8 @@ RESERVED_MODEL_IDS = frozenset(
         "search-topk-by-token",
         "steer",
         "list",
+        "quick-list",
+        "quick-list.json",
         "user",
         "account",
         "admin",
@@ -218,14 +220,29 @@ def _known_source(session: Session, model_id: str, name: str) -> Source | None:
     return row if row is not None and row.model_id == model_id and row.name == name else None
 
 
+Chain = tuple[tuple[str | None, ...], tuple[str | None, ...]]  # (visibilities, creator ids), model first
+
+
+def source_chain(session: Session, row: Source, model: Model | None = None) -> Chain:
+    """The visibility and creator of the source's model, set and itself, for ``may_see`` (a cache keeps this
+    beside what it caches of a source, and asks ``may_see(*chain)`` for each viewer)."""
+    model = model or session.get(Model, row.model_id)
+    set_row = session.get(SourceSet, row.set_id)
+    chain = [r for r in (model, set_row, row) if r is not None]
+    return tuple(r.visibility for r in chain), tuple(r.creator_id for r in chain)
+
+
+def model_chain(session: Session, model_id: str) -> Chain | None:
+    """The model's visibility and creator (``source_chain`` of a model), or None when there is no such model."""
+    model = session.get(Model, model_id)
+    return None if model is None else ((model.visibility,), (model.creator_id,))
+
+
 def source_visible(session: Session, row: Source, model: Model | None = None) -> bool:
     """Whether the current viewer may open the source (its model, set and itself all count)."""
     if current_viewer() is None:
         return True
-    model = model or session.get(Model, row.model_id)
-    set_row = session.get(SourceSet, row.set_id)
-    chain = [r for r in (model, set_row, row) if r is not None]
-    return may_see(tuple(r.visibility for r in chain), tuple(r.creator_id for r in chain))
+    return may_see(*source_chain(session, row, model))
 
 
 # The visibility and creator of a source's model, set and source: select these (joining Model and, outer,
@@ -315,14 +332,27 @@ def require_visible_sources(session: Session, model_id: str, names: Sequence[str
 
 
 def listed_release_names(session: Session) -> list[str]:
-    """The names of the releases the viewer may list, by name."""
-    return list(
+    """The names of the releases the viewer may list, and the SAELens releases of the sources it may list, by name."""
+    names = set(
         session.scalars(
-            select(SourceRelease.name)
-            .where(listed_condition(SourceRelease.visibility, SourceRelease.creator_id))
-            .order_by(SourceRelease.name)
+            select(SourceRelease.name).where(listed_condition(SourceRelease.visibility, SourceRelease.creator_id))
         )
     )
+    names.update(
+        session.scalars(
+            select(Source.saelens_release)
+            .distinct()
+            .join(SourceSet, SourceSet.id == Source.set_id)
+            .join(Model, Model.id == Source.model_id)
+            .where(
+                Source.saelens_release.is_not(None),
+                listed_condition(Model.visibility, Model.creator_id),
+                listed_condition(SourceSet.visibility, SourceSet.creator_id),
+                listed_condition(Source.visibility, Source.creator_id),
+            )
+        )
+    )
+    return sorted(n for n in names if n)
 
 
 def ensure_source(session: Session, model_id: str, source_id: str, **fields: Any) -> Source:

@@ -42,3 +42,24 @@ def f32(value: float | None) -> float | None:
 def dumps(doc: Any) -> bytes:
     """JSON bytes of an API document (NaN-free: the importers refuse NaN and Inf)."""
     return orjson.dumps(doc)
+
+
+_FILE_SUFFIXES = (".jsonl", ".json", ".txt", ".text", ".parquet", ".arrow", ".csv", ".tsv", ".gz", ".zst", ".xz")
+
+
+def _is_local_path(text: str) -> bool:
+    if text.startswith(("/", "~", "./", "../", ".\\", "..\\", "\\\\")) or "\\" in text:
+        return True
+    if len(text) > 2 and text[1] == ":" and text[2] in "/\\":  # C:\data\...
+        return True
+    # A hub id is "name" or "owner/name"; more segments, or a file name, is a path on some machine.
+    return text.count("/") > 1 or ("/" in text and text.lower().endswith(_FILE_SUFFIXES))
+
+
+def public_name(value: str | None) -> str | None:
+    """A dataset or model named for anyone to read: a hub id or name as it is, a path on the server (which
+    ``interpedia generate`` records as given) cut to its last component (``/home/me/pile.jsonl`` -> ``pile.jsonl``)."""
+    if not value or not _is_local_path(value.strip()):
+        return value
+    parts = [p for p in value.strip().replace("\\", "/").split("/") if p and p not in (".", "..", "~")]
+    return parts[-1] if parts else None

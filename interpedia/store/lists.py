@@ -26,6 +26,7 @@ from interpedia.store.documents.explanation import ExplanationDoc
 from interpedia.store.documents.feature import ActivationDoc
 from interpedia.store.documents.list import (
     ListDetailsDoc,
+    ListNeuronDoc,
     MemberDoc,
     MemberWithNeuronDoc,
     list_json,
@@ -335,31 +336,48 @@ def list_details(session: Session, lst: FeatureList, base_url: str) -> ListDetai
     explanations: dict[int, list[ExplanationDoc]] = {}
     for (model_id, src_name), feats in by_source.items():
         explanations.update(list_explanations(session, model_id, src_name, feats))
-    examples = _top_examples(
+    examples = top_examples(
         session, [(r.Feature, r.source_name, r.model_id) for r in rows[:DETAIL_ACTIVATION_FEATURES]]
     )
-    neurons: list[MemberWithNeuronDoc] = []
-    for r in rows:
-        feat = r.Feature
-        neurons.append(
-            {
-                **member_json(r.ListFeature, r.model_id, r.source_name, feat.index),
-                "neuron": {
-                    "modelId": r.model_id,
-                    "layer": r.source_name,
-                    "index": str(feat.index),
-                    "maxActApprox": feat.max_act_approx,
-                    "frac_nonzero": feat.frac_nonzero,
-                    "inferenceEnabled": bool(r.source_inference and r.model_inference),
-                    "explanations": explanations.get(feat.id, []),
-                    "activations": examples.get(feat.id, []),
-                },
-            }
-        )
+    neurons: list[MemberWithNeuronDoc] = [
+        {
+            **member_json(r.ListFeature, r.model_id, r.source_name, r.Feature.index),
+            "neuron": neuron_doc(
+                r.Feature,
+                r.model_id,
+                r.source_name,
+                bool(r.source_inference and r.model_inference),
+                explanations.get(r.Feature.id, []),
+                examples.get(r.Feature.id, []),
+            ),
+        }
+        for r in rows
+    ]
     return {**list_json(lst, owner.name if owner else None, base_url), "neurons": neurons, "activations": []}
 
 
-def _top_examples(session: Session, features: Sequence[tuple[Feature, str, str]]) -> dict[int, list[ActivationDoc]]:
+def neuron_doc(
+    feat: Feature,
+    model_id: str,
+    source_name: str,
+    inference: bool,
+    explanations: list[ExplanationDoc],
+    activations: list[ActivationDoc],
+) -> ListNeuronDoc:
+    """What a list (or a quick list) says of one feature."""
+    return {
+        "modelId": model_id,
+        "layer": source_name,
+        "index": str(feat.index),
+        "maxActApprox": feat.max_act_approx,
+        "frac_nonzero": feat.frac_nonzero,
+        "inferenceEnabled": inference,
+        "explanations": explanations,
+        "activations": activations,
+    }
+
+
+def top_examples(session: Session, features: Sequence[tuple[Feature, str, str]]) -> dict[int, list[ActivationDoc]]:
     """The top examples of many features in one query per chunk (a window function ranks them per feature)."""
     out: dict[int, list[ActivationDoc]] = defaultdict(list)
     where = {feat.id: (feat, src_name, model_id) for feat, src_name, model_id in features}

@@ -16,6 +16,7 @@ from interpedia.db import make_engine, make_sessionmaker
 from interpedia.store.feature_cache import FeatureCache
 from interpedia.web.deps import RequestScopeMiddleware
 from interpedia.web.errors import BodyTooLarge, error_response, install_error_handlers
+from interpedia.web.openapi import install_openapi
 from interpedia.web.security import install_security
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.feature_cache = FeatureCache(max(0, settings.feature_cache_mb) * 1024 * 1024)
     install_error_handlers(app)
+    install_openapi(app, settings)
 
     from interpedia.web.v1.inference import router as inference_router
     from interpedia.web.v1.lens import router as lens_router

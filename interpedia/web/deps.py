@@ -15,6 +15,7 @@ transaction of its own (see :meth:`RequestScope.caller`).
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import logging
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import anyio
 from fastapi import Depends, Request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from interpedia.config import Settings
@@ -121,9 +123,22 @@ class RequestScope:
             log.warning("could not record the use of API key %s: %s", key_id, str(exc).splitlines()[0][:200])
 
     def identity(self) -> tuple[str | None, bool]:
-        """(user id, admin) for the store's visibility rules; a bad key is nobody there (routes answer 401)."""
+        """(user id, admin) for the store's visibility rules; a bad key is nobody there (routes answer 401).
+
+        A ``/v1`` request that carries the server's ``INTERPEDIA_SECRET`` comes from the operator's own software
+        (as Neuronpedia's webapp calls its inference server) and sees what an admin sees; without a secret set,
+        ``/v1`` is open to anyone and answers as the ``x-api-key`` header's owner, or nobody."""
+        if self._holds_secret():
+            return (None, True)
         user = self.caller().user
         return (user.id, bool(user.admin)) if user is not None else (None, False)
+
+    def _holds_secret(self) -> bool:
+        secret = self.app.state.settings.secret
+        if not secret or not str(self.scope.get("path", "")).startswith("/v1/"):
+            return False
+        sent = Headers(scope=self.scope).get("x-secret-key")
+        return sent is not None and hmac.compare_digest(sent.encode(), secret.encode())
 
     def close(self) -> None:
         """Close the session, if one was opened (its read transaction is rolled back, never committed)."""

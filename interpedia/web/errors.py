@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from interpedia.errors import TooLarge, UserError
 
@@ -45,17 +48,58 @@ def _respond(
     return error_response(status, message, field, headers=headers)
 
 
+# pydantic names the branch of a union it tried (``str``, ``constrained-int``, ``function-after[...]``) in the
+# location of an error; those are no field of the body.
+_UNION_TAG = re.compile(r"^(constrained-)?(str|int|float|bool|list|dict|none)$|[\[\]()]")
+
+
 def _loc_to_field(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     # The first element says where the field was (body, query...); a field may itself be called "query".
     if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
         loc = loc[1:]
     for item in loc:
+        if isinstance(item, str) and _UNION_TAG.search(item):
+            continue
         if isinstance(item, int):
             parts.append(f"[{item}]")
         else:
             parts.append(("." if parts else "") + str(item))
     return "".join(parts)
+
+
+def _leaf_routes(routes: Iterable[Any]) -> Iterator[Any]:
+    """Every route, through FastAPI's included routers (``effective_route_contexts``) where it has them."""
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if contexts is not None:
+            yield from contexts()
+        else:
+            yield route
+
+
+def allowed_methods(request: Request) -> str:
+    """The ``Allow`` header of a 405: the methods of the routes for this path. Of the route patterns that match, the
+    most specific (most literal segments: ``/api/explanation/score`` over ``/api/explanation/{id}``) count, as the
+    ones written for this path; Starlette's own header names only the first route it tried."""
+    best = -1
+    methods: set[str] = set()
+    for route in _leaf_routes(request.app.router.routes):
+        route_methods = getattr(route, "methods", None)
+        if not route_methods:
+            continue
+        match, _ = route.matches(request.scope)
+        if match == Match.NONE:
+            continue
+        path = str(getattr(route, "path", ""))
+        literal = sum(1 for part in path.split("/") if part and not part.startswith("{"))
+        if literal > best:
+            best, methods = literal, set(route_methods)
+        elif literal == best:
+            methods |= route_methods
+    if "GET" in methods:
+        methods.add("HEAD")  # HeadAsGetMiddleware answers HEAD wherever GET is served
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -85,7 +129,10 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "error"
         if exc.status_code == 404 and message == "Not Found":
             message = "not found"
-        return _respond(request, exc.status_code, message, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
+        return _respond(request, exc.status_code, message, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

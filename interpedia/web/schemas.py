@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import (
+    BeforeValidator,
     Field,
     StrictInt,
     StrictStr,
@@ -12,7 +13,8 @@ from pydantic import (
     model_validator,
 )
 
-from interpedia.web.wire import Body, Finite, Index
+from interpedia.store.catalogue import NEW_MODEL_ID_RE
+from interpedia.web.wire import Body, Finite, Index, integral
 
 
 class FeatureRef(Body):
@@ -21,7 +23,7 @@ class FeatureRef(Body):
     modelId: StrictStr
     layer: StrictStr
     index: Index
-    maxActsToReturn: Annotated[int, Field(ge=0, le=1000)] | None = None
+    maxActsToReturn: Annotated[StrictInt, Field(ge=0, le=1000), BeforeValidator(integral)] | None = None
 
 
 class FeaturesOffsetBody(Body):
@@ -43,8 +45,8 @@ class ActivationGetBody(Body):
 class ModelNewBody(Body):
     """``POST /api/model/new``."""
 
-    id: Annotated[StrictStr, Field(min_length=2, max_length=32)]
-    layers: Annotated[StrictInt, Field(ge=1, le=127)]
+    id: Annotated[StrictStr, Field(min_length=2, max_length=32, pattern=NEW_MODEL_ID_RE.pattern)]
+    layers: Annotated[StrictInt, Field(ge=1, le=127), BeforeValidator(integral)]
     displayName: StrictStr | None = None
     url: StrictStr | None = None
 
@@ -98,7 +100,7 @@ class UploadActivation(Body):
 class UploadFeature(Body):
     """One feature of ``POST /api/feature/upload-batch``."""
 
-    index: Annotated[StrictInt, Field(ge=0)]
+    index: Annotated[StrictInt, Field(ge=0), BeforeValidator(integral)]
     density: Annotated[Finite, Field(ge=0, le=1)] | None = None
     topLogits: Annotated[list[LogitBody], Field(max_length=20)] | None = None
     bottomLogits: Annotated[list[LogitBody], Field(max_length=20)] | None = None

@@ -33,29 +33,47 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from interpedia.config import Settings
 from interpedia.store.rate_limits import forget_full_buckets, spend_token
 from interpedia.web.errors import error_response
+from interpedia.web.urls import served_over_https
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "EMBED_STATE",
     "RateLimiter",
     "RateLimitMiddleware",
     "SecurityHeadersMiddleware",
+    "allow_framing",
+    "embed_ancestors",
     "install_security",
     "page_csp",
 ]
 
 # Swagger UI and ReDoc load their script from a CDN and run inline script; they are not our pages.
 _CSP_EXEMPT = ("/docs", "/redoc")
+EMBED_STATE = "interpedia_embed"
 DB_DOWN_MESSAGE = "the database is unavailable right now; try again in a few seconds"
 DB_RETRY_AFTER_S = 5
 
 
-def page_csp(settings: Settings) -> str:
+def page_csp(settings: Settings, ancestors: str | None = None) -> str:
     """The Content-Security-Policy for HTML: no inline script, nothing from other origins."""
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
-        f"base-uri 'none'; form-action 'self'; frame-ancestors {settings.frame_ancestors}"
+        f"base-uri 'none'; form-action 'self'; frame-ancestors {ancestors or settings.frame_ancestors}"
     )
+
+
+def embed_ancestors(settings: Settings) -> str:
+    """frame-ancestors of the embed views: the site's own list plus ``INTERPEDIA_EMBED_ORIGINS``."""
+    own = [a for a in settings.frame_ancestors.split() if a != "'none'"]
+    sources = list(dict.fromkeys([*own, *settings.embed_origins]))
+    return " ".join(sources) if sources else "'none'"
+
+
+def allow_framing(request: Request) -> None:
+    """Mark the response as an embed view: framed by ``INTERPEDIA_EMBED_ORIGINS`` too (CSP frame-ancestors; no
+    X-Frame-Options, which cannot name other origins). Only the feature and graph pages' ``?embed=true`` call it."""
+    request.scope.setdefault("state", {})[EMBED_STATE] = True
 
 
 def _data_csp(settings: Settings) -> str:
@@ -79,9 +97,10 @@ class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.html_csp = page_csp(settings)
+        self.embed_csp = page_csp(settings, embed_ancestors(settings))
         self.data_csp = _data_csp(settings)
         self.frame_options = _frame_options(settings)
-        self.hsts = settings.public_base_url.startswith("https://")
+        self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,21 +108,24 @@ class SecurityHeadersMiddleware:
             return
         path: str = scope.get("path", "")
         exempt = path.startswith(_CSP_EXEMPT)
+        state = scope.setdefault("state", {})  # before inner layers copy the scope: they share this dict
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("Referrer-Policy", "same-origin")
-                if self.frame_options:
+                html = headers.get("content-type", "").startswith("text/html")
+                embed = html and bool(state.get(EMBED_STATE))
+                if self.frame_options and not embed:
                     headers.setdefault("X-Frame-Options", self.frame_options)
                 if not exempt:
                     # HTML always gets the configured page policy; other responses keep theirs if they set one.
-                    if headers.get("content-type", "").startswith("text/html"):
-                        headers["Content-Security-Policy"] = self.html_csp
+                    if html:
+                        headers["Content-Security-Policy"] = self.embed_csp if embed else self.html_csp
                     elif "content-security-policy" not in headers:
                         headers["Content-Security-Policy"] = self.data_csp
-                if self.hsts:
+                if served_over_https(scope, self.settings):  # browsers ignore HSTS over plain HTTP anyway
                     headers.setdefault("Strict-Transport-Security", "max-age=31536000")
             await send(message)
 

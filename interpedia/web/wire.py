@@ -9,28 +9,46 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+)
 from pydantic.alias_generators import to_camel
 
-from interpedia.errors import UserError
-from interpedia.store.formats import dumps
+from interpedia.errors import Invalid, UserError
+from interpedia.store.formats import MAX_INDEX, dumps, parse_index
 
 __all__ = [
+    "INDEX_PATTERN",
     "SSE_RESPONSES",
     "Body",
     "CamelBody",
     "Finite",
     "Index",
+    "Int",
+    "NonBlank",
+    "SPACE_CHARS",
     "Texts",
     "cache_control",
     "conditional",
     "etag_matches",
+    "integral",
     "json_response",
+    "setting_limit",
     "sse_response",
 ]
 
@@ -49,9 +67,71 @@ SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 # A JSON number that is not NaN or +-Infinity (the store refuses those; orjson cannot write them).
 Finite = Annotated[float, Strict(), AllowInfNan(False)]
-Index = Annotated[StrictInt | StrictStr, Field(description="Feature index (integer or numeric string).")]
-# One text, or a batch of them.
-Texts = StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
+
+
+def integral(value: Any) -> Any:
+    """``3.0`` as ``3``: JSON Schema's ``integer`` includes numbers with a zero fraction. Put it after an integer
+    field's ``Field`` constraints (``Annotated[StrictInt, Field(ge=0), BeforeValidator(integral)]``): before them,
+    pydantic leaves the constraints out of the JSON schema."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# An unbounded integer field as JSON Schema means it (``3.0`` is 3; no strings, no booleans). A bounded one is
+# ``Annotated[StrictInt, Field(...), BeforeValidator(integral)]``.
+Int = Annotated[StrictInt, BeforeValidator(integral)]
+INDEX_PATTERN = r"^[0-9]{1,9}$"
+
+
+def _check_index(value: int | str) -> int | str:
+    """``parse_index``'s rule and message; a string has at most 9 digits (under the column's MAX_INDEX)."""
+    try:
+        parse_index(value)
+    except Invalid as exc:
+        raise ValueError(exc.message) from None
+    if isinstance(value, str) and not re.fullmatch(INDEX_PATTERN, value):
+        raise ValueError(f"feature index {value!r} is not an integer of at most 9 digits")
+    return value
+
+
+# A feature index: a non-negative integer, or one written as a string (the schema says so; the messages are
+# parse_index's).
+Index = Annotated[
+    StrictInt | StrictStr,
+    BeforeValidator(integral),
+    AfterValidator(_check_index),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": MAX_INDEX},
+                {"type": "string", "pattern": INDEX_PATTERN},
+            ],
+            "description": "Feature index (a non-negative integer, or one written as a string).",
+        }
+    ),
+]
+# Python's white space (what ``str.strip()`` removes), spelled out: ``\s`` means something else in each regex
+# dialect that reads the schema (Python, Rust's in pydantic, ECMAScript in clients).
+SPACE_CHARS = r"\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# A string with something besides white space in it (what ``.strip()`` checks leave).
+NonBlank = Annotated[StrictStr, Field(pattern=f"[^{SPACE_CHARS}]")]
+
+
+# A limit that a setting sets: ``openapi.py`` writes the setting's value into the schema as ``keyword``.
+def setting_limit(keyword: str, setting: str) -> dict[str, Any]:
+    """``json_schema_extra`` for a field whose bound is the setting ``setting`` (``maximum``, ``maxItems``)."""
+    return {"x-setting-limit": {"keyword": keyword, "setting": setting}}
+
+
+# One text, or a batch of them (at most INTERPEDIA_INFERENCE_MAX_BATCH_PROMPTS).
+Texts = (
+    StrictStr
+    | Annotated[
+        list[StrictStr],
+        Field(min_length=1, json_schema_extra=setting_limit("maxItems", "inference_max_batch_prompts")),
+    ]
+)
 
 
 class Body(BaseModel):

@@ -102,7 +102,7 @@ def test_feature_page_box_disabled_when_weights_are_missing(
         session.get(Model, MODEL_ID).tlens_id = "/nowhere/model"
     page.goto(f"{live_server}/{MODEL_ID}/{SOURCE}/3")
     assert page.locator("#test-input").is_disabled() and page.locator("#test-submit").is_disabled()
-    assert "were not found at /nowhere/model" in page.locator("#test-unavailable").inner_text()
+    assert "were not found on this server" in page.locator("#test-unavailable").inner_text()
     assert page.locator("#activations").is_visible()  # the rest of the page is there
 
 

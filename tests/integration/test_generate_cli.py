@@ -75,6 +75,14 @@ def test_generate_into_db_then_the_api_serves_the_dashboard(
     acts = doc["activations"]
     assert acts and all(len(a["tokens"]) == len(a["values"]) == CTX - 1 for a in acts)
     assert max(a["maxValue"] for a in acts) == pytest.approx(doc["maxActApprox"])
+    # pages, their twins and the API name the dataset (and the model), never a path of this server
+    urls = ["/", "/tiny-gen", "/tiny-gen/res-gen", "/tiny-gen/1-res-gen", f"/tiny-gen/1-res-gen/{live}"]
+    for url in urls + [u + ".json" for u in urls[1:]] + ["/index.json", f"/api/feature/tiny-gen/1-res-gen/{live}"]:
+        body = client.get(url, headers={"accept": "text/html"}).text
+        assert str(tmp_path) not in body and str(tiny.jsonl.parent) not in body, url
+    assert f"dataset {tiny.jsonl.name}" in client.get("/tiny-gen/1-res-gen", headers={"accept": "text/html"}).text
+    batch = json.loads((tmp_path / "out" / "batch-0.json").read_text())
+    assert batch["features"][0]["dataset"] == tiny.jsonl.name
     dead = client.get(f"/api/feature/tiny-gen/1-res-gen/{run['dead_features'][0]}").json()
     assert dead["maxActApprox"] == 0 and dead["activations"] == []
     # a rerun (e.g. after a kill during the import) writes nothing twice

@@ -205,3 +205,68 @@ def test_search_via_inference_and_steering(client: Any, factory: Any, tiny_inf: 
         for path, asked in (("search-all", chosen), ("search-topk-by-token", topk), ("steer", steer)):
             refused = client.post(f"/api/{path}", json=asked, headers=viewers[name])
             assert refused.status_code == 404 and "0-res-standard" in refused.json()["message"], (path, name)
+
+
+def test_live_activations_of_a_private_source(
+    settings: Any,
+    factory: Any,
+    tiny_inf: TinyInference,  # noqa: F811
+) -> None:
+    """``/api/activation/new``, ``/api/activation/source`` and the ``/v1`` routes that name a source answer 404 for
+    someone else's PRIVATE source, also right after its creator ran them (the service caches its catalogue
+    lookups); a caller holding ``INTERPEDIA_SECRET`` is the operator and is served."""
+    from fastapi.testclient import TestClient
+
+    from interpedia.web.app import create_app
+
+    register(factory, tiny_inf)
+    with transaction(factory) as session:
+        ann, bob = ensure_user(session, "ann"), ensure_user(session, "bob")
+        viewers = {
+            "ann": {"x-api-key": create_api_key(session, ann)},
+            "bob": {"x-api-key": create_api_key(session, bob)},
+        }
+        session.execute(
+            update(Source).where(Source.name == "0-res-standard").values(visibility="PRIVATE", creator_id=ann.id)
+        )
+    viewers["anonymous"] = {}
+    text, private = "the king spoke", "0-res-standard"
+    asks = [
+        ("/api/activation/new", {"feature": {"modelId": MODEL_ID, "layer": private, "index": 1}, "customText": text}),
+        ("/api/activation/source", {"modelId": MODEL_ID, "source": private, "customText": text}),
+        ("/v1/activation/single", {"model": MODEL_ID, "source": private, "index": 1, "prompt": text}),
+        ("/v1/activation/single-batch", {"model": MODEL_ID, "source": private, "index": 1, "prompts": [text]}),
+        ("/v1/activation/topk-by-token", {"model": MODEL_ID, "source": private, "prompt": text}),
+        ("/v1/activation/source", {"model": MODEL_ID, "source": private, "prompts": [text]}),
+        ("/v1/util/sae-vector", {"model": MODEL_ID, "source": private, "index": 1}),
+        (
+            "/v1/util/sae-topk-by-decoder-cossim",
+            {
+                "model": MODEL_ID,
+                "source": private,
+                "feature": {"model": MODEL_ID, "source": private, "index": 1},
+                "num_results": 3,
+            },
+        ),
+        (
+            "/v1/activation/all",
+            {"model": MODEL_ID, "source_set": "res-standard", "selected_sources": [private], "prompt": text},
+        ),
+    ]
+    everything = {"model": MODEL_ID, "source_set": "res-standard", "prompt": text, "num_results": 1000}
+    with TestClient(create_app(settings)) as client:
+        for path, body in asks:
+            assert client.post(path, json=body, headers=viewers["ann"]).status_code == 200, path
+        whole = client.post("/v1/activation/all", json=everything, headers=viewers["ann"]).json()
+        assert {a["source"] for a in whole["activations"]} == {private, SOURCE}
+        for name in ("bob", "anonymous"):
+            for path, body in asks:
+                refused = client.post(path, json=body, headers=viewers[name])
+                assert refused.status_code == 404 and private in refused.json()["message"], (path, name, refused.text)
+            theirs = client.post("/v1/activation/all", json=everything, headers=viewers[name]).json()
+            assert {a["source"] for a in theirs["activations"]} == {SOURCE}, name
+    with TestClient(create_app(settings.model_copy(update={"secret": "s3cret"}))) as client:
+        for path, body in asks:
+            if path.startswith("/v1/"):
+                assert client.post(path, json=body, headers={"x-secret-key": "s3cret"}).status_code == 200, path
+                assert client.post(path, json=body, headers={"x-secret-key": "wrong"}).status_code == 401, path

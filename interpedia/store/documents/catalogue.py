@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 from interpedia.db.tables import Model, Source, SourceSet
-from interpedia.store.formats import iso
+from interpedia.store.formats import iso, public_name
 
 __all__ = [
     "CountedModelDoc",
@@ -139,7 +139,7 @@ def model_json(model: Model) -> ModelDoc:
         "displayName": model.display_name,
         "displayNameShort": model.display_name_short,
         "creatorId": model.creator_id,
-        "tlensId": model.tlens_id,
+        "tlensId": public_name(model.tlens_id),  # a local weights directory is not shown whole
         "dimension": model.dimension,
         "visibility": model.visibility,
         "defaultSourceSetName": model.default_source_set_name,
@@ -180,6 +180,19 @@ def source_set_json(row: SourceSet) -> SourceSetDoc:
     }
 
 
+def _public_config(cfg: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A SAELens config without server paths: its dataset and model names cut like ``public_name``."""
+    if not isinstance(cfg, dict):
+        return cfg
+    out = dict(cfg)
+    for key in ("dataset_path", "model_name"):
+        if isinstance(out.get(key), str):
+            out[key] = public_name(out[key])
+    if isinstance(out.get("metadata"), dict):
+        out["metadata"] = _public_config(out["metadata"])
+    return out
+
+
 def source_json(row: Source) -> SourceDoc:
     """A source row as Neuronpedia returns it."""
     return {
@@ -188,7 +201,7 @@ def source_json(row: Source) -> SourceDoc:
         "setName": row.set_name,
         "hasDashboards": row.has_dashboards,
         "inferenceEnabled": row.inference_enabled,
-        "saelensConfig": row.saelens_config,
+        "saelensConfig": _public_config(row.saelens_config),
         "saelensRelease": row.saelens_release,
         "saelensSaeId": row.saelens_sae_id,
         "hfRepoId": row.hf_repo_id,
@@ -199,7 +212,7 @@ def source_json(row: Source) -> SourceDoc:
         "hasUmapClusters": row.has_umap_clusters,
         "num_prompts": row.num_prompts,
         "num_tokens_in_prompt": row.num_tokens_in_prompt,
-        "dataset": row.dataset,
+        "dataset": public_name(row.dataset),  # generate records the path it read; pages show its name
         "notes": row.notes,
         "cosSimMatchModelId": row.cos_sim_match_model_id,
         "cosSimMatchSourceId": row.cos_sim_match_source_id,

@@ -11,6 +11,7 @@ from interpedia.web.api import (
     features,
     graphs,
     inference,
+    keys,
     lens,
     lists,
     steer,
@@ -32,3 +33,4 @@ router.include_router(lens.router)
 router.include_router(vectors.router)
 router.include_router(lists.router)
 router.include_router(community.router)
+router.include_router(keys.router)

@@ -93,7 +93,7 @@ def source_set_new(body: SourceSetNewBody, session: SessionDep, user: RequiredUs
 
 
 @router.post("/global", summary="Catalogue bootstrap")
-@router.get("/global", include_in_schema=False)
+@router.get("/global", summary="Catalogue bootstrap (GET)")
 def global_catalogue(session: SessionDep, user: OptionalUser) -> Response:
     """Models, releases, explanation types and models, score types and models."""
     return json_response(store_global_catalogue(session))

@@ -11,19 +11,25 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pydantic import StrictStr, model_validator
+from pydantic import ConfigDict, Field, StrictStr, model_validator
 from sqlalchemy.orm import Session
 
 from interpedia.errors import NotFound, Unauthorized
 from interpedia.store.bookmarks import add_bookmark, delete_bookmark, user_bookmarks
-from interpedia.store.comments import add_feature_comment, add_list_comment, comment_json, delete_comment
+from interpedia.store.comments import (
+    MAX_COMMENT_CHARS,
+    add_feature_comment,
+    add_list_comment,
+    comment_json,
+    delete_comment,
+)
 from interpedia.store.explanations import get_explanation
 from interpedia.store.features import get_feature_row
 from interpedia.store.rows import User
 from interpedia.store.votes import unvote, vote, vote_state
 from interpedia.web.deps import AUTH_REQUIRED, SessionDep
 from interpedia.web.pages.session import check_csrf, current_user
-from interpedia.web.wire import Body, Index, json_response
+from interpedia.web.wire import SPACE_CHARS, Body, Index, json_response
 
 router = APIRouter(tags=["community"])
 
@@ -51,22 +57,34 @@ class FeatureRef(Body):
     index: Index
 
 
+# Some text besides space and NUL (stored as a space), at most what the store keeps.
+CommentText = Annotated[StrictStr, Field(pattern=f"[^\\u0000{SPACE_CHARS}]", max_length=MAX_COMMENT_CHARS)]
+
+
 class CommentNew(FeatureRef):
     """``POST /api/comment/new``."""
 
-    # Checked by the store so that an empty or oversized text gets one clear message.
-    text: Any = None
+    text: CommentText
 
 
 class ListCommentNew(Body):
     """``POST /api/list/comment/new``."""
 
     listId: StrictStr
-    text: Any = None
+    text: CommentText
 
 
 class CommentDelete(Body):
     """``POST /api/comment/delete`` (``commentId``; ``id`` is accepted too)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["commentId"], "properties": {"commentId": {"type": "string", "minLength": 1}}},
+                {"required": ["id"], "properties": {"id": {"type": "string", "minLength": 1}}},
+            ]
+        }
+    )
 
     commentId: StrictStr | None = None
     id: StrictStr | None = None

@@ -7,19 +7,21 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from pydantic import Field, StrictStr
+from pydantic import BeforeValidator, Field, StrictInt, StrictStr
 
 from interpedia.errors import Unavailable
 from interpedia.search.embeddings import EmbeddingError, get_embedder
 from interpedia.search.query import SearchScope, search_explanations
 from interpedia.store.formats import dumps
 from interpedia.web.deps import OptionalUser, SessionDep, SettingsDep
-from interpedia.web.wire import Body
+from interpedia.web.wire import Body, integral
 
 router = APIRouter(tags=["explanation search"])
 
 Query = Annotated[StrictStr, Field(min_length=3, max_length=1000, description="What to look for, in words.")]
-Offset = Annotated[int, Field(ge=0, le=980, description="Results to skip (pages of 20).")]
+Offset = Annotated[
+    StrictInt, Field(ge=0, le=980, description="Results to skip (pages of 20)."), BeforeValidator(integral)
+]
 
 
 class SearchBody(Body):

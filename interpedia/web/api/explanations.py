@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import Field, StrictStr
 
@@ -17,6 +17,7 @@ from interpedia.errors import UserError
 from interpedia.search.embeddings import get_embedder
 from interpedia.store.explanations import delete_explanation, delete_score, explanation_json, get_explanation
 from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep
+from interpedia.web.urls import absolute_url, page_path
 from interpedia.web.wire import Body, Index, json_response
 
 router = APIRouter(tags=["explanations"])
@@ -85,7 +86,7 @@ def generate(body: GenerateBody, session: SessionDep, settings: SettingsDep, use
 
 
 @router.post("/explanation/new", summary="Add an explanation written by hand")
-def new(body: NewBody, session: SessionDep, settings: SettingsDep, user: RequiredUser) -> Response:
+def new(body: NewBody, request: Request, session: SessionDep, settings: SettingsDep, user: RequiredUser) -> Response:
     """Store the text as the user's explanation of the feature (with its embedding)."""
     f = body.feature
     doc = write_explanation(
@@ -102,7 +103,7 @@ def new(body: NewBody, session: SessionDep, settings: SettingsDep, user: Require
         {
             "message": "Explanation created.",
             "explanation": doc,
-            "url": f"{settings.public_base_url.rstrip('/')}/{f.modelId}/{f.layer}/{doc['index']}",
+            "url": absolute_url(request, page_path(f.modelId, f.layer, doc["index"])),
         }
     )
 

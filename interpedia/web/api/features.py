@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Path, Request
 from fastapi.responses import Response
 
 from interpedia.errors import NotFound
@@ -18,7 +18,7 @@ from interpedia.store.features import (
 )
 from interpedia.web.deps import FeatureCacheDep, OptionalUser, SessionDep
 from interpedia.web.schemas import ActivationGetBody, FeatureRef, FeaturesOffsetBody
-from interpedia.web.wire import cache_control, etag_matches, json_response
+from interpedia.web.wire import INDEX_PATTERN, cache_control, etag_matches, json_response
 
 router = APIRouter(tags=["features"])
 
@@ -31,7 +31,7 @@ router = APIRouter(tags=["features"])
 def get_feature(
     modelId: str,
     layer: str,
-    index: str,
+    index: Annotated[str, Path(pattern=INDEX_PATTERN)],
     request: Request,
     session: SessionDep,
     user: OptionalUser,

@@ -11,28 +11,35 @@ from __future__ import annotations
 
 import gzip
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import Field, StrictStr
+from pydantic import BeforeValidator, Field, StrictInt, StrictStr
 
 from interpedia.config import Settings
 from interpedia.store import graphs as store
-from interpedia.store.graphs import GraphMetadata, User
+from interpedia.store.graph_schema import SLUG_RE
+from interpedia.store.graphs import MIN_UPLOAD_BYTES, GraphMetadata, User
 from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep
-from interpedia.web.wire import Body, Finite, json_response
+from interpedia.web.urls import absolute_url, page_path
+from interpedia.web.wire import Body, Finite, integral, json_response, setting_limit
 
 router = APIRouter(prefix="/graph", tags=["graphs"])
 
-Slug = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+Slug = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=SLUG_RE.pattern)]
 NodeIds = Annotated[list[StrictStr], Field(max_length=10_000)]
 
 
 class SignedPutBody(Body):
     """``/api/graph/signed-put``."""
 
-    filename: Annotated[StrictStr, Field(min_length=6, max_length=300)]
-    contentLength: Annotated[int, Field(ge=1)]
+    filename: Annotated[StrictStr, Field(min_length=6, max_length=300, pattern=r"\.json$")]
+    contentLength: Annotated[
+        StrictInt,
+        Field(ge=MIN_UPLOAD_BYTES, json_schema_extra=setting_limit("maximum", "graph_max_upload_bytes")),
+        BeforeValidator(integral),
+    ]
     contentType: StrictStr | None = None
 
 
@@ -83,11 +90,11 @@ class SubgraphDeleteBody(Body):
 
 
 def _json_url(request: Request, model_id: str, slug: str) -> str:
-    return str(request.url_for("graph_json", model_id=model_id, slug=slug))
+    return absolute_url(request, page_path("api", "graph", model_id, slug, "json"))
 
 
 def _page_url(request: Request, model_id: str, slug: str) -> str:
-    return f"{str(request.base_url).rstrip('/')}/{model_id}/graph?slug={slug}"
+    return absolute_url(request, f"{page_path(model_id, 'graph')}?{urlencode({'slug': slug})}")
 
 
 @router.post("/signed-put", summary="Book a graph upload; answers the URL to PUT the gzip'd JSON to")
@@ -97,7 +104,7 @@ def signed_put(
     """``{url, putRequestId}``; the URL is good for one PUT of exactly ``contentLength`` bytes, for an hour."""
     row, token = store.create_upload(session, user, body.filename, body.contentLength, settings.graph_max_upload_bytes)
     session.commit()
-    url = str(request.url_for("graph_upload_put", put_request_id=row.id).include_query_params(token=token))
+    url = absolute_url(request, f"{page_path('api', 'graph', 'upload', row.id)}?{urlencode({'token': token})}")
     return json_response({"url": url, "putRequestId": row.id})
 
 

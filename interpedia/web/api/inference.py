@@ -11,20 +11,32 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from pydantic import Field, StrictBool, StrictInt, StrictStr
+from pydantic import BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from interpedia.errors import Invalid
 from interpedia.inference import searches
-from interpedia.inference.searches import check_texts
+from interpedia.inference.searches import MAX_SOURCE_PROMPTS, check_texts
 from interpedia.store.formats import parse_index
 from interpedia.web.deps import InferenceDep, OptionalUser, SessionDep, SettingsDep
-from interpedia.web.wire import Body, Finite, Index, Texts, json_response
+from interpedia.web.wire import Body, Finite, Index, Int, Texts, integral, json_response
 
 router = APIRouter(tags=["inference"])
+
+# -1 (or 0): no cut-off; else features denser than this are left out.
+DensityThreshold = Annotated[Finite, Field(ge=-1, le=-1)] | Annotated[Finite, Field(ge=0, lt=1)]
 
 
 class FeatureAddress(Body):
     """A feature: ``layer`` (or ``source``) is the source id."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "string", "minLength": 1}}}
+                for name in ("layer", "source")
+            ]
+        }
+    )
 
     modelId: StrictStr
     layer: StrictStr | None = None
@@ -44,7 +56,7 @@ class ActivationSourceBody(Body):
 
     modelId: StrictStr
     source: StrictStr
-    customText: Texts
+    customText: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=MAX_SOURCE_PROMPTS)]
 
 
 class SearchAllBody(Body):
@@ -54,10 +66,10 @@ class SearchAllBody(Body):
     sourceSet: StrictStr
     text: Texts
     selectedLayers: list[StrictStr] = []
-    sortIndexes: list[StrictInt] = []
+    sortIndexes: list[Int] = []
     ignoreBos: StrictBool = True
-    densityThreshold: Finite = -1
-    numResults: Annotated[StrictInt, Field(ge=1, le=100)] = 50
+    densityThreshold: DensityThreshold = -1
+    numResults: Annotated[StrictInt, Field(ge=1, le=100), BeforeValidator(integral)] = 50
 
     def args(self) -> dict[str, Any]:
         """The body as :func:`interpedia.inference.searches.search_all`'s keyword arguments."""
@@ -79,9 +91,9 @@ class SearchTopkBody(Body):
     modelId: Annotated[StrictStr, Field(max_length=100)]
     source: Annotated[StrictStr, Field(max_length=200)]
     text: Texts
-    numResults: Annotated[StrictInt, Field(ge=1, le=20)] = 10
+    numResults: Annotated[StrictInt, Field(ge=1, le=20), BeforeValidator(integral)] = 10
     ignoreBos: StrictBool = True
-    densityThreshold: Finite = 0.01
+    densityThreshold: DensityThreshold = 0.01
 
     def args(self) -> dict[str, Any]:
         """The body as :func:`interpedia.inference.searches.search_topk_by_token`'s keyword arguments."""

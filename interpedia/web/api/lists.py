@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import StrictInt, StrictStr
+from pydantic import StrictStr
 
 from interpedia.errors import UserError
 from interpedia.store import lists as store
 from interpedia.store.formats import parse_index
 from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep, write_transaction
-from interpedia.web.wire import Body, json_response
+from interpedia.web.urls import public_origin
+from interpedia.web.wire import Body, Index, NonBlank, json_response
 
 router = APIRouter(tags=["lists"])
 
@@ -25,16 +26,16 @@ class ListFeatureIn(Body):
 
     modelId: StrictStr
     layer: StrictStr
-    index: StrictInt | StrictStr
+    index: Index
     description: StrictStr | None = None
 
 
 class ListNewBody(Body):
     """``/api/list/new``."""
 
-    name: StrictStr
+    name: NonBlank
     description: StrictStr | None = ""
-    testText: StrictStr | None = None
+    testText: NonBlank | None = None
 
 
 class ListNewWithFeaturesBody(ListNewBody):
@@ -56,7 +57,7 @@ class ListFeatureRefBody(Body):
     listId: StrictStr
     modelId: StrictStr
     layer: StrictStr
-    index: StrictInt | StrictStr
+    index: Index
 
 
 class ListEditFeatureBody(ListFeatureRefBody):
@@ -69,7 +70,7 @@ class ListUpdateBody(Body):
     """``/api/list/update``."""
 
     listId: StrictStr
-    name: StrictStr
+    name: NonBlank
     description: StrictStr | None = ""
     defaultTestText: StrictStr | None = None
 
@@ -93,11 +94,11 @@ def _refs(items: list[ListFeatureIn], field: str) -> list[store.FeatureRef]:
 
 
 @router.post("/list/new", summary="Create an empty list")
-def list_new(body: ListNewBody, request: Request, user: RequiredUser, settings: SettingsDep) -> Response:
+def list_new(body: ListNewBody, request: Request, user: RequiredUser) -> Response:
     """The new list with its ``url``."""
     with write_transaction(request) as session:
         lst = store.create_list(session, user, body.name, body.description, body.testText)
-        doc = store.list_json(lst, user.name, settings.public_base_url)
+        doc = store.list_json(lst, user.name, public_origin(request))
     return json_response(doc)
 
 
@@ -116,7 +117,7 @@ def list_new_with_features(
     with write_transaction(request) as session:
         lst = store.create_list(session, user, body.name, body.description, body.testText)
         store.add_features(session, lst, user, refs, max_features=settings.list_max_features, field="features")
-        doc = store.list_json(lst, user.name, settings.public_base_url)
+        doc = store.list_json(lst, user.name, public_origin(request))
     return json_response(doc)
 
 
@@ -153,12 +154,12 @@ def list_edit_feature(body: ListEditFeatureBody, request: Request, user: Require
 
 
 @router.post("/list/update", summary="Rename a list, change its description or shared test text")
-def list_update(body: ListUpdateBody, request: Request, user: RequiredUser, settings: SettingsDep) -> Response:
+def list_update(body: ListUpdateBody, request: Request, user: RequiredUser) -> Response:
     """The updated list."""
     with write_transaction(request) as session:
         lst = store.list_for_change(session, body.listId, user)
         store.update_list(session, lst, body.name, body.description, body.defaultTestText)
-        doc = store.list_json(lst, None, settings.public_base_url)
+        doc = store.list_json(lst, None, public_origin(request))
     return json_response(doc)
 
 
@@ -171,9 +172,9 @@ def list_delete(body: ListIdBody, request: Request, user: RequiredUser) -> Respo
 
 
 @router.post("/list/get", summary="A list with its features, their explanations and top examples")
-def list_get(body: ListIdBody, session: SessionDep, user: OptionalUser, settings: SettingsDep) -> Response:
+def list_get(body: ListIdBody, request: Request, session: SessionDep, user: OptionalUser) -> Response:
     """The list, its ``neurons`` (memberships, each with its ``neuron``) and ``url``."""
-    return json_response(store.list_details(session, store.get_list(session, body.listId), settings.public_base_url))
+    return json_response(store.list_details(session, store.get_list(session, body.listId), public_origin(request)))
 
 
 @router.post("/list/list", summary="Your lists")

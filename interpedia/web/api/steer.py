@@ -18,6 +18,7 @@ from interpedia.inference import steer_outputs
 from interpedia.inference.steer_outputs import SteerFeature, SteerOptions
 from interpedia.store.steering import load_shared
 from interpedia.web.deps import InferenceDep, OptionalUser, SessionDep, SettingsDep, session_factory
+from interpedia.web.urls import absolute_url
 from interpedia.web.wire import SSE_RESPONSES, Body, Finite, json_response, sse_response
 
 router = APIRouter(tags=["steering"])
@@ -126,7 +127,8 @@ def steer(
         return sse_response(
             steer_outputs.steer_completion_stream(session, factory, settings, svc, **body.args(), creator_id=creator_id)
         )
-    return json_response(steer_outputs.steer_completion(session, settings, svc, **body.args(), creator_id=creator_id))
+    doc = steer_outputs.steer_completion(session, settings, svc, **body.args(), creator_id=creator_id)
+    return json_response(_with_share_url(request, doc))
 
 
 @router.post(
@@ -150,14 +152,15 @@ def steer_chat(
         return sse_response(
             steer_outputs.steer_chat_stream(session, factory, settings, svc, **body.args(), creator_id=creator_id)
         )
-    return json_response(steer_outputs.steer_chat(session, settings, svc, **body.args(), creator_id=creator_id))
+    doc = steer_outputs.steer_chat(session, settings, svc, **body.args(), creator_id=creator_id)
+    return json_response(_with_share_url(request, doc))
 
 
 @router.post("/steer-load", summary="A saved steering result, by its share id")
-def steer_load(body: SteerLoadBody, session: SessionDep, settings: SettingsDep, user: OptionalUser) -> Response:
+def steer_load(body: SteerLoadBody, request: Request, session: SessionDep, user: OptionalUser) -> Response:
     """Both outputs, the features, the settings and the prompt (or chat messages) of a share link."""
     doc = load_shared(session, body.steerOutputId)
-    return json_response({**doc, "shareUrl": steer_outputs.share_url(settings, doc["id"])})
+    return json_response(_with_share_url(request, doc))
 
 
 @router.post("/steer/presets", summary="Prompts and feature sets to steer a model with")
@@ -167,3 +170,8 @@ def steer_presets(body: SteerPresetsBody, session: SessionDep, settings: Setting
     from interpedia.inference.steer_presets import steer_presets as presets
 
     return json_response(presets(session, settings.steer_presets, body.modelId, user))
+
+
+def _with_share_url(request: Request, doc: dict[str, Any]) -> dict[str, Any]:
+    # The share link opens on whatever host and port the caller reached.
+    return {**doc, "shareUrl": absolute_url(request, steer_outputs.share_path(doc["id"]))}

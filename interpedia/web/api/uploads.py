@@ -13,6 +13,7 @@ from interpedia.store.formats import parse_index
 from interpedia.store.records import ActivationRecord
 from interpedia.web.deps import RequiredUser, SettingsDep, session_factory
 from interpedia.web.schemas import ActivationUploadBody, FeatureUploadBody
+from interpedia.web.urls import absolute_url, page_path
 
 router = APIRouter(tags=["uploads"])
 
@@ -40,7 +41,6 @@ def feature_upload_batch(
     result = upload_features(
         session_factory(request), user, body.modelId, body.source, records, embed=import_embedder(settings)
     )
-    base = settings.public_base_url.rstrip("/")
     return {
         "message": f"uploaded {result.counts.features} features",
         "modelId": result.model_id,
@@ -48,7 +48,7 @@ def feature_upload_batch(
         "features": result.counts.features,
         "activations": result.counts.activations,
         "explanations": result.counts.explanations,
-        "url": f"{base}/{result.model_id}/{result.source_id}",
+        "url": absolute_url(request, page_path(result.model_id, result.source_id)),
     }
 
 

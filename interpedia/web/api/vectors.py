@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import Field, StrictInt, StrictStr
+from pydantic import Field, StrictStr
 from sqlalchemy.exc import IntegrityError
 
 from interpedia.errors import Conflict, NotFound
@@ -24,7 +24,8 @@ from interpedia.store.vectors import (
     vector_json,
 )
 from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep, write_transaction
-from interpedia.web.wire import Body, Finite, json_response
+from interpedia.web.urls import absolute_url, page_path
+from interpedia.web.wire import Body, Finite, Index, Int, json_response
 
 router = APIRouter(tags=["vectors"])
 
@@ -33,7 +34,7 @@ class VectorNewBody(Body):
     """``/api/vector/new``."""
 
     modelId: StrictStr
-    layerNumber: StrictInt
+    layerNumber: Int
     hookType: StrictStr
     vector: Annotated[list[Finite], Field(min_length=1, max_length=MAX_VECTOR_LENGTH)]
     vectorDefaultSteerStrength: Finite | None = 10.0
@@ -45,7 +46,7 @@ class VectorRefBody(Body):
 
     modelId: StrictStr
     source: StrictStr
-    index: StrictInt | StrictStr
+    index: Index
 
 
 def _forget(request: Request) -> None:
@@ -77,7 +78,7 @@ def vector_new(body: VectorNewBody, request: Request, user: RequiredUser, settin
             if attempt == 4:
                 raise Conflict("could not allocate an index for the vector; try again") from None
     _forget(request)
-    url = f"{settings.public_base_url.rstrip('/')}/{body.modelId}/{doc['source']}/{doc['index']}"
+    url = absolute_url(request, page_path(body.modelId, doc["source"], doc["index"]))
     return json_response(
         {
             "message": "vector created",

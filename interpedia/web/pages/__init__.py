@@ -28,6 +28,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         inference_pages,
         lens_pages,
         lists,
+        quick_list,
         routes,
         steer_pages,
     )
@@ -51,6 +52,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(forms.router)  # before routes: /model/new must win over /{model}/{layer}
     app.include_router(account.router)  # before routes: /signup, /account are not models
     app.include_router(lists.router)  # before routes: /list/{id} is not /{model}/{layer}
+    app.include_router(quick_list.router)  # before routes: /quick-list is not a model
     app.include_router(explanation_search.router)  # before routes: /search-explanations is not a model
     from interpedia.web.pages import autointerp_pane
 

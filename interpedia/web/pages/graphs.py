@@ -32,10 +32,13 @@ from interpedia.web.api.graphs import (
     trace_graph,
 )
 from interpedia.web.deps import SessionDep, SettingsDep
+from interpedia.web.pages.embeds import is_embed
 from interpedia.web.pages.graph_lists import graph_page_url, graph_summary
 from interpedia.web.pages.render import json_page, page, page_url, redirect
 from interpedia.web.pages.routes import PageRoute
 from interpedia.web.pages.session import check_csrf, current_user
+from interpedia.web.security import allow_framing
+from interpedia.web.urls import absolute_url
 from interpedia.web.wire import Body
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -153,11 +156,12 @@ def graph_page(
     if not slug:
         data = _list_data(request, session, model, q[:200])
         return page(request, session, "graphs.html", data, as_json=as_json, max_upload=settings.graph_max_upload_bytes)
-    embedded = embed.lower() in ("1", "true", "yes")
+    embedded = is_embed(embed)
     data = _graph_data(session, model, slug, embedded)
     twin = f"{page_url(model.id, 'graph.json')}?{urlencode({'slug': slug})}"
     template = "graph_embed.html" if embedded else "graph.html"
-    # Who may frame an embedded graph is the site's INTERPEDIA_FRAME_ANCESTORS, as for every page.
+    if embedded:
+        allow_framing(request)  # INTERPEDIA_EMBED_ORIGINS may frame it, beside the site's own frame_ancestors
     return page(request, session, template, data, as_json=as_json, twin_url=twin)
 
 
@@ -167,7 +171,7 @@ def signed_put_form(raw: JsonObject, request: Request, session: SessionDep, sett
     user, body = _signed_in(request, session, raw, SignedPutBody, "upload graphs")
     row, token = store.create_upload(session, user, body.filename, body.contentLength, settings.graph_max_upload_bytes)
     session.commit()
-    url = str(request.url_for("graph_upload_put", put_request_id=row.id).include_query_params(token=token))
+    url = absolute_url(request, f"{page_url('api', 'graph', 'upload', row.id)}?{urlencode({'token': token})}")
     return json_page({"url": url, "putRequestId": row.id})
 
 
@@ -180,7 +184,7 @@ def save_to_db_form(raw: JsonObject, request: Request, session: SessionDep, sett
     row = store.finish_upload(session, user, body.putRequestId, how, settings.graph_max_json_bytes)
     session.commit()
     path = graph_page_url(row.model_id, row.slug)
-    return json_page({"url": str(request.base_url).rstrip("/") + path, "path": path, "id": row.id})
+    return json_page({"url": absolute_url(request, path), "path": path, "id": row.id})
 
 
 @router.post("/graph/generate")

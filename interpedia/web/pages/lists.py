@@ -31,6 +31,7 @@ from interpedia.web.pages.forms import _safe_next
 from interpedia.web.pages.render import done, page, page_url, split_json
 from interpedia.web.pages.routes import PageRoute
 from interpedia.web.pages.session import check_csrf, current_user
+from interpedia.web.urls import public_origin
 
 log = logging.getLogger(__name__)
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -94,8 +95,7 @@ def list_page(request: Request, session: SessionDep, list_id: str) -> Response:
     list_id, as_json = split_json(list_id)
     lst = store.get_list(session, list_id)
     user = current_user(request)
-    base = str(request.base_url).rstrip("/")
-    doc = store.list_details(session, lst, base)
+    doc = store.list_details(session, lst, public_origin(request))
     reason = _mark_live(session, request.app.state.settings, doc["neurons"])
     live_note = _live_note(doc["neurons"], lst.default_test_text, reason)
     data = {
@@ -140,7 +140,7 @@ def list_new(
         lst = store.create_list(tx, user, name, description)
         if refs:
             store.add_features(tx, lst, user, refs, max_features=settings.list_max_features, field="feature")
-        doc = store.list_json(lst, user.name, str(request.base_url).rstrip("/"))
+        doc = store.list_json(lst, user.name, public_origin(request))
     log.info("user %s created list %s", user.name, doc["id"])
     return _done(request, _safe_next(next) if next else page_url("list", doc["id"]), doc, status=201)
 

@@ -12,7 +12,6 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -25,6 +24,7 @@ from interpedia.errors import Unauthorized, UserError
 from interpedia.store.formats import dumps
 from interpedia.web.errors import error_response
 from interpedia.web.pages.session import CSRF_FIELD, current_user, manager
+from interpedia.web.urls import page_path
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -62,6 +62,9 @@ def is_page_path(path: str) -> bool:
     return first not in NOT_PAGES
 
 
+page_url = page_path  # the pages' name for it
+
+
 def _static_versions() -> dict[str, str]:
     out = {}
     for path in STATIC.rglob("*"):
@@ -91,11 +94,6 @@ def _href(value: Any) -> str:
     """An external link only when it is http(s); anything else (``javascript:``...) becomes ``#``."""
     text = str(value or "").strip()
     return text if text.lower().startswith(("http://", "https://")) else "#"
-
-
-def page_url(*parts: Any) -> str:
-    """A path from segments, each percent-encoded."""
-    return "/" + "/".join(quote(str(p), safe="") for p in parts)
 
 
 class Renderer:

@@ -26,11 +26,15 @@ from interpedia.store.documents import model_json, source_json, source_set_json
 from interpedia.store.feature_page import read_feature_page
 from interpedia.store.formats import parse_index
 from interpedia.store.lists import lists_with_feature
+from interpedia.store.releases import find_release
 from interpedia.web.deps import FeatureCacheDep, SessionDep
 from interpedia.web.pages.dashboard import activations_html, cached_view
+from interpedia.web.pages.embeds import embed_options
 from interpedia.web.pages.graph_lists import feature_graphs, model_graphs
+from interpedia.web.pages.releases import release_page_data
 from interpedia.web.pages.render import NOT_PAGES, done, page, page_url, redirect, renderer, split_json
 from interpedia.web.pages.session import current_user
+from interpedia.web.security import allow_framing
 from interpedia.web.wire import conditional
 
 PAGE_SIZE = 50
@@ -87,10 +91,17 @@ def random_feature(request: Request, session: SessionDep, model_id: str, source:
 
 
 @router.get("/{model_id}")
-def model_page(request: Request, session: SessionDep, model_id: str) -> Response:
-    """A model: its source sets and sources with feature counts, and a jump-to-feature box."""
+def model_page(request: Request, session: SessionDep, model_id: str, umap: str | None = None) -> Response:
+    """A model: its source sets and sources with feature counts, and a jump-to-feature box; when the id is no model
+    but a release (a SAELens release name, or a Neuronpedia source release), the release page."""
     model_id, as_json = split_json(model_id)
-    model = get_model(session, model_id)
+    try:
+        model = get_model(session, model_id)
+    except NotFound:
+        release = find_release(session, model_id)
+        if release is None:
+            raise
+        return page(request, session, "release.html", release_page_data(release, umap), as_json=as_json)
     data = {
         "page": "model",
         "model": browse.model_with_counts(session, model),
@@ -150,8 +161,10 @@ def source_page(
 def feature_page(
     request: Request, session: SessionDep, cache: FeatureCacheDep, model_id: str, layer: str, index: str
 ) -> Response:
-    """The feature dashboard."""
+    """The feature dashboard; ``?embed=true`` (with neuronpedia.org's toggles, ``pages/embeds.py``) shows it alone,
+    for other sites to frame."""
     index, as_json = split_json(index)
+    embed = embed_options(request)
     user = current_user(request)
     read = read_feature_page(session, model_id, layer, index, user, cache=cache)
     model, source, feature, doc = read.read.model, read.read.source, read.read.feature, read.read.doc
@@ -168,6 +181,9 @@ def feature_page(
         "community": read.community,
         "graphs": graphs,
     }
+    if embed is not None:
+        data["embed"] = embed
+        allow_framing(request)
 
     def html_view() -> dict[str, Any]:
         set_doc: Mapping[str, Any] = doc.get("sourceSet") or {}
@@ -188,12 +204,14 @@ def feature_page(
                 "inferenceEnabled": live["available"],
             },
             "live": live,
-            "my_lists": lists_with_feature(session, user, feature.id) if user is not None else [],
+            "my_lists": lists_with_feature(session, user, feature.id) if user is not None and embed is None else [],
+            "embed": embed,
         }
 
     # The twin writes the document from its cached JSON instead of serialising it again.
     twin = {**data, "feature": orjson.Fragment(read.read.body())}
-    response = page(request, session, "feature.html", data, as_json=as_json, html_view=html_view, json_data=twin)
+    template = "feature.html" if embed is None else "feature_embed.html"
+    response = page(request, session, template, data, as_json=as_json, html_view=html_view, json_data=twin)
     # HTML and its twin share the URL (content negotiation); a signed-in viewer's page has their menus.
     response.headers["Vary"] = "Accept, Cookie, X-API-Key"
     return conditional(request, response, private=read.read.at.private or user is not None)

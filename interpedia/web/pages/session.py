@@ -30,6 +30,7 @@ from interpedia.errors import Forbidden
 from interpedia.store.rows import User
 from interpedia.store.users import get_user, key_owner_by_id
 from interpedia.web.deps import caller
+from interpedia.web.urls import served_over_https
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class SessionManager:
     def __init__(self, settings: Settings) -> None:
         self.serializer = URLSafeTimedSerializer(session_secret(settings), salt=_SALT)
         self.max_age = settings.session_max_age_days * 86400
-        self.secure = settings.public_base_url.startswith("https://")
+        self.settings = settings
 
     def load(self, request: Request) -> WebSession:
         """The request's session (parsed once per request); a missing or bad cookie gives a new one."""
@@ -171,7 +172,7 @@ class SessionManager:
             max_age=self.max_age,
             httponly=True,
             samesite="lax",
-            secure=self.secure,
+            secure=served_over_https(request.scope, self.settings),  # the request's scheme when no base URL is set
             path="/",
         )
 

@@ -46,6 +46,8 @@ class NPActivation(BaseModel):
 
 
 Activations = Annotated[list[NPActivation], Field(min_length=1, max_length=500)]
+# The LLM to ask (an OpenRouter model id): Neuronpedia's server needs it named on every request.
+LLMModel = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 
 
 class ExplainDefaultBody(BaseModel):
@@ -53,7 +55,7 @@ class ExplainDefaultBody(BaseModel):
 
     activations: Activations
     openrouter_key: StrictStr
-    model: StrictStr
+    model: LLMModel
 
 
 class ScoreFuzzDetectionBody(BaseModel):
@@ -62,7 +64,7 @@ class ScoreFuzzDetectionBody(BaseModel):
     activations: Activations
     explanation: Annotated[StrictStr, Field(min_length=1, max_length=1000)]
     openrouter_key: StrictStr
-    model: StrictStr
+    model: LLMModel
     type: Literal["FUZZ", "DETECTION"]
 
 

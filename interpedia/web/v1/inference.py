@@ -13,13 +13,24 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
-from pydantic import Field, StrictBool, StrictInt, StrictStr, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 from interpedia.errors import Invalid
+from interpedia.inference.searches import MAX_SOURCE_PROMPTS
 from interpedia.store.formats import parse_index
 from interpedia.web.deps import InferenceDep, SettingsDep
 from interpedia.web.v1.deps import require_secret
-from interpedia.web.wire import SSE_RESPONSES, CamelBody, Finite, Index, json_response, sse_response
+from interpedia.web.wire import (
+    SSE_RESPONSES,
+    CamelBody,
+    Finite,
+    Index,
+    Int,
+    integral,
+    json_response,
+    setting_limit,
+    sse_response,
+)
 
 if TYPE_CHECKING:
     from interpedia.inference.service import InferenceService
@@ -28,11 +39,27 @@ router = APIRouter(prefix="/v1", tags=["inference"], dependencies=[Depends(requi
 
 SteerMethod = Literal["SIMPLE_ADDITIVE", "ORTHOGONAL_DECOMP", "PROJECTION_CAP"]
 SteerType = Literal["STEERED", "DEFAULT"]
-Prompts = Annotated[list[StrictStr], Field(min_length=1)]
+# A batch of prompts (at most INTERPEDIA_INFERENCE_MAX_BATCH_PROMPTS).
+Prompts = Annotated[
+    list[StrictStr], Field(min_length=1, json_schema_extra=setting_limit("maxItems", "inference_max_batch_prompts"))
+]
+
+
+def _exactly_one(*groups: dict[str, Any]) -> ConfigDict:
+    """A body that needs exactly one of these groups of fields, each given and not null (``{field: schema}``)."""
+    return ConfigDict(json_schema_extra={"oneOf": [{"required": list(g), "properties": g} for g in groups]})
+
+
+_NUMBER_LIST = {"type": "array", "items": {"type": "number"}}
+_INDEX = {"anyOf": [{"type": "integer"}, {"type": "string"}]}
 
 
 class SingleBody(CamelBody):
     """``/activation/single``: a feature (``source`` + ``index``) or a ``vector`` at a ``hook``."""
+
+    model_config = CamelBody.model_config | _exactly_one(
+        {"source": {"type": "string"}, "index": _INDEX}, {"vector": _NUMBER_LIST, "hook": {"type": "string"}}
+    )
 
     prompt: StrictStr
     model: StrictStr
@@ -62,9 +89,13 @@ class AllBody(CamelBody):
     model: StrictStr
     source_set: StrictStr
     selected_sources: list[StrictStr] = []
-    sort_by_token_indexes: list[StrictInt] = []
+    sort_by_token_indexes: list[Int] = []
     ignore_bos: StrictBool = True
-    num_results: StrictInt = 25
+    num_results: Annotated[
+        StrictInt,
+        Field(ge=1, json_schema_extra=setting_limit("maximum", "inference_max_results")),
+        BeforeValidator(integral),
+    ] = 25
 
 
 class AllBatchBody(AllBody):
@@ -80,7 +111,11 @@ class TopkBody(CamelBody):
     prompt: StrictStr
     model: StrictStr
     source: StrictStr
-    top_k: StrictInt = 5
+    top_k: Annotated[
+        StrictInt,
+        Field(ge=1, json_schema_extra=setting_limit("maximum", "inference_max_top_k")),
+        BeforeValidator(integral),
+    ] = 5
     ignore_bos: StrictBool = True
 
 
@@ -94,7 +129,7 @@ class TopkBatchBody(TopkBody):
 class SourceBody(CamelBody):
     """``/activation/source``."""
 
-    prompts: Prompts
+    prompts: Annotated[list[StrictStr], Field(min_length=1, max_length=MAX_SOURCE_PROMPTS)]
     model: StrictStr
     source: StrictStr
 
@@ -189,11 +224,13 @@ class NPFeatureIn(CamelBody):
 class CossimBody(CamelBody):
     """``/util/sae-topk-by-decoder-cossim``."""
 
+    model_config = CamelBody.model_config | _exactly_one({"feature": {"type": "object"}}, {"vector": _NUMBER_LIST})
+
     feature: NPFeatureIn | None = None
     vector: list[Finite] | None = None
     model: StrictStr
     source: StrictStr
-    num_results: Annotated[StrictInt, Field(ge=1)]
+    num_results: Annotated[StrictInt, Field(ge=1), BeforeValidator(integral)]
 
 
 def _check_batch(prompts: list[str], settings: Any) -> None:

@@ -145,6 +145,10 @@
         .catch(function (e) { showError(error, "The test could not reach the server: " + e); })
         .then(function () { button.disabled = false; pane.classList.remove("busy"); });
     });
+    // An embed's defaulttesttext runs at once (its text field may be hidden).
+    if (pane.getAttribute("data-autorun") === "true" && input.value.trim()) {
+      if (form.requestSubmit) form.requestSubmit(); else form.dispatchEvent(new Event("submit", { cancelable: true }));
+    }
   }
 
   // --- the search forms: SAE and source-set options follow the chosen model -------------------
