@@ -51,13 +51,15 @@ def _snake_to_camel(name: str) -> str:
 
 # Columns Neuronpedia names in snake_case in these tables.
 _SNAKE_COLUMNS = {"num_prompts", "num_tokens_in_prompt"}
+# interpedia's own bookkeeping, not Neuronpedia's data: the cache stamp every write replaces (store/versions.py).
+INTERNAL_COLUMNS = frozenset({"doc_version"})
 
 
 def row_json(row: Any, *, rename: dict[str, str] | None = None, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """A table row with Neuronpedia's column names."""
     out: dict[str, Any] = {}
     for col in row.__table__.columns:
-        if col.key in skip:
+        if col.key in skip or col.key in INTERNAL_COLUMNS:
             continue
         value = getattr(row, col.key)
         name = (rename or {}).get(col.key) or (col.key if col.key in _SNAKE_COLUMNS else _snake_to_camel(col.key))

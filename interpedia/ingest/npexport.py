@@ -110,7 +110,7 @@ def _fields_for(table: Any, row: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in row.items():
         col = camel_to_snake(key)
-        if col in cols and col not in ("created_at", "updated_at", "creator_id"):
+        if col in cols and col not in ("created_at", "updated_at", "creator_id", "doc_version"):
             out[col] = value
     return out
 
