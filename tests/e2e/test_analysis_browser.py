@@ -107,11 +107,13 @@ def test_feature_page_neighbours_with_explanations_and_in_another_source(
     from interpedia.analysis.decoder import load_directions
     from interpedia.db import transaction
     from interpedia.db.tables import Feature, Source
+    from interpedia.store.versions import touch_features
 
     with transaction(factory) as session:  # what generate stores: the feature itself first, then neighbours
         src = session.scalar(select(Source).where(Source.name == "0-res-test"))
         feat = session.scalar(select(Feature).where(Feature.source_id == src.id, Feature.index == 7))
         feat.topk_cos_sim_indices, feat.topk_cos_sim_values = [7, 5, 0, 2], [1.0, 0.61, 0.42, 0.3]
+        touch_features(session, [feat.id])  # a write behind the store's back must say so, as the store's writes do
         weights0 = src.weights_path
         weights1 = session.scalar(select(Source.weights_path).where(Source.name == "1-res-test"))
 
