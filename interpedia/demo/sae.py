@@ -19,7 +19,7 @@ class SAETrainConfig:
 
     hook_name: str = "blocks.1.hook_resid_pre"
     d_sae: int = 2048
-    k: int = 16
+    k: int = 32
     training_tokens: int = 1_500_000
     train_batch_size_tokens: int = 4096
     lr: float = 1e-3
@@ -33,7 +33,7 @@ class SAETrainConfig:
     lr_decay_steps: int = 0
     # bench/demo_dictionaries.py measured the fraction of features firing on the dashboard text for each choice
     init: str = "data"  # "tied": SAELens's (random decoder, encoder its transpose); "data": rows from real activations
-    resample_phases: int = 3  # > 1: train in this many SAELens runs, restarting dead latents between them
+    resample_phases: int = 6  # > 1: train in this many SAELens runs, restarting dead latents between them
     resample_rows: int = 256  # rows a latent must stay silent on to count as dead when resampling
 
 
