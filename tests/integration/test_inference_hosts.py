@@ -271,3 +271,23 @@ def test_a_dead_host_is_a_503_naming_it_and_recovers(servers: tuple[Server, Serv
         # a user error on the host comes back as the same error, not as a host failure
         bad = http.post("/api/activation/new", json={**body, "feature": {**FEATURE, "index": "100000"}})
         assert bad.status_code == 422 and inference.url not in bad.json()["message"]
+
+
+ROUTE_WITHOUT_TORCH = """
+import sys
+from fastapi.testclient import TestClient
+from interpedia.web.app import create_app
+client = TestClient(create_app())
+body = {"feature": {"modelId": "tiny-inf", "layer": "1-res-standard", "index": "5"}, "customText": "a cat"}
+r = client.post("/api/activation/new", json=body)
+print(r.status_code, "torch" in sys.modules)
+"""
+
+
+def test_a_web_server_that_routes_everything_loads_no_torch(site: Any) -> None:
+    dead = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    assert _hosts(site["env"], "add", dead, "--model", MODEL_ID, "--no-check").returncode == 0
+    run = subprocess.run(
+        [sys.executable, "-c", ROUTE_WITHOUT_TORCH], env=site["env"], capture_output=True, text=True, timeout=120
+    )
+    assert run.stdout.split() == ["503", "False"], run.stderr[-2000:]
