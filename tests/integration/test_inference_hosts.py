@@ -245,6 +245,11 @@ def test_a_dead_host_is_a_503_naming_it_and_recovers(servers: tuple[Server, Serv
     with httpx.Client(base_url=web.url, timeout=300) as http:
         first = http.post("/api/activation/new", json=body)
         assert first.status_code == 200
+        # a second host of the model that is down: a request that meets it first goes on to the live one
+        dead = f"http://127.0.0.1:{_free_port()}"
+        assert _hosts(site["env"], "add", dead, "--model", MODEL_ID, "--no-check").returncode == 0
+        for _ in range(3):
+            assert http.post("/api/activation/new", json=body).json() == first.json()
 
         inference.kill()
         down = http.post("/api/activation/new", json=body)
