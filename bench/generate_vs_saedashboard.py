@@ -13,7 +13,12 @@ contender once, one after the other (interleaved, so a change in the machine's l
 - interpedia: ``interpedia generate --out`` (the CLI) in its default mode (top examples are distinct prompts)
   and with ``--all-positions`` (SAEDashboard's choice of top examples); ``pass_seconds`` (the streaming pass)
   and ``generate_seconds`` (pass + dashboards + JSON, i.e. everything after loading) from its run.json;
-- the floor: model forward to the hook + SAE encode alone (``bench/_generate_floor.py``).
+- the floor: model forward to the hook + SAE encode alone (``bench/_generate_floor.py``; ``--no-floor`` leaves
+  it out).
+
+On a loaded machine ``--sd-batches N`` runs SAEDashboard on its first N batch files only (the activation cache is
+built before the first) and adds the batch files not run at the median measured time between two batch files
+(``run_seconds_all``; every measured gap is recorded).
 
 Compared like with like: SAEDashboard's ``run()`` against interpedia's ``generate_seconds`` (both
 exclude imports and loading, both include writing the JSON) and against ``pass_seconds``; and the whole
@@ -94,14 +99,31 @@ def run_floor(fx: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _batch_gaps(out_dir: Path) -> list[float]:
+    """Seconds between consecutive batch files SAEDashboard wrote (its steady cost per batch of 128 features:
+    the activation cache is built before the first one)."""
+    files = sorted(out_dir.glob("batch-*.json"), key=lambda p: int(p.stem.split("-")[1]))
+    times = [p.stat().st_mtime for p in files]
+    return [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
+
+
 def run_saedashboard(python: Path, fx: dict[str, Any], out: Path, batches: int | None) -> dict[str, Any]:
-    """SAEDashboard over every feature (or the first ``batches`` batch files, then scaled up)."""
+    """SAEDashboard over every feature, or over the first ``batches`` batch files: then ``run_seconds_all`` is the
+    measured ``run()`` plus the batches not run at the median measured time between two batch files."""
     shutil.rmtree(out, ignore_errors=True)
     result, wall = run_json(saedashboard_command(python, fx, out, batches))
     result["process_seconds"] = round(wall, 3)
     n_batches = -(-fx["params"]["d_sae"] // 128)
     result["batches_run"] = batches or n_batches
     result["batches_total"] = n_batches
+    gaps = _batch_gaps(Path(result["out_dir"]))
+    result["seconds_between_batch_files"] = gaps
+    missing = n_batches - result["batches_run"]
+    if missing and not gaps:
+        raise RuntimeError("--sd-batches needs at least 2 batch files to measure the time per batch")
+    per_batch = median(gaps) if gaps else 0.0
+    result["run_seconds_all"] = round(result["run_seconds"] + missing * per_batch, 3)
+    result["process_seconds_all"] = round(wall + missing * per_batch, 3)
     return result
 
 
@@ -109,20 +131,16 @@ def _summary(
     sd_runs: list[dict[str, Any]], ip_runs: dict[str, list[dict[str, Any]]], floor_runs: list[dict[str, Any]]
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Medians and ratios (SAEDashboard over interpedia, per interpedia mode)."""
-    scale = sd_runs[0]["batches_total"] / sd_runs[0]["batches_run"]
-    sd_run = median([r["run_seconds"] for r in sd_runs]) * scale
-    sd_process = median([r["process_seconds"] for r in sd_runs]) + median([r["run_seconds"] for r in sd_runs]) * (
-        scale - 1
-    )
+    sd_run = median([r["run_seconds_all"] for r in sd_runs])
+    sd_process = median([r["process_seconds_all"] for r in sd_runs])
     sd_rss = max(r["peak_rss_mb"] for r in sd_runs)
-    floor = median([r["floor_seconds"] for r in floor_runs])
-    medians = {
-        "saedashboard_run": sd_run,
-        "saedashboard_process": sd_process,
-        "floor": floor,
-        "floor_fused": median([r["floor_fused_seconds"] for r in floor_runs]),
-        "forward": median([r["forward_seconds"] for r in floor_runs]),
-    }
+    medians = {"saedashboard_run": sd_run, "saedashboard_process": sd_process}
+    if floor_runs:
+        medians |= {
+            "floor": median([r["floor_seconds"] for r in floor_runs]),
+            "floor_fused": median([r["floor_fused_seconds"] for r in floor_runs]),
+            "forward": median([r["forward_seconds"] for r in floor_runs]),
+        }
     ratios: dict[str, float] = {}
     for mode, runs in ip_runs.items():
         key = mode.replace("-", "_")
@@ -135,10 +153,13 @@ def _summary(
             f"{key}: saedashboard_run_over_interpedia_generate": sd_run / ip_gen,
             f"{key}: saedashboard_run_over_interpedia_pass": sd_run / ip_pass,
             f"{key}: saedashboard_process_over_interpedia_process": sd_process / ip_process,
-            f"{key}: pass_over_floor": ip_pass / floor,
-            f"{key}: pass_over_fused_floor": ip_pass / medians["floor_fused"],
             f"{key}: peak_rss_interpedia_over_saedashboard": max(r["peak_rss_mb"] for r in runs) / sd_rss,
         }
+        if floor_runs:
+            ratios |= {
+                f"{key}: pass_over_floor": ip_pass / medians["floor"],
+                f"{key}: pass_over_fused_floor": ip_pass / medians["floor_fused"],
+            }
     return medians, ratios
 
 
@@ -150,8 +171,10 @@ def main() -> None:
         "--sd-batches",
         type=int,
         default=None,
-        help="time only the first N SAEDashboard batch files and scale to all (quick trials, not figures)",
+        help="run SAEDashboard on its first N batch files (128 features each) and add the rest at its measured time "
+        "per batch file (for a loaded machine: recorded as such)",
     )
+    parser.add_argument("--no-floor", action="store_true", help="leave out the forward+encode floor runs")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "interpedia-bench-generate")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
@@ -164,8 +187,9 @@ def main() -> None:
     floor_runs: list[dict[str, Any]] = []
     sd_runs: list[dict[str, Any]] = []
     for round_ in range(args.repeats):
-        floor_runs.append(_timed(lambda: run_floor(fx)))
-        log.info("round %d floor: %s", round_ + 1, floor_runs[-1])
+        if not args.no_floor:
+            floor_runs.append(_timed(lambda: run_floor(fx)))
+            log.info("round %d floor: %s", round_ + 1, floor_runs[-1])
         for mode in MODES:
             out = args.work / f"out-interpedia-{mode}"
             ip_runs[mode].append(_timed(lambda out=out, mode=mode: run_interpedia(fx, out, mode)))
@@ -180,9 +204,15 @@ def main() -> None:
 
     medians, ratios = _summary(sd_runs, ip_runs, floor_runs)
     loads = [r[k] for runs in (floor_runs, sd_runs, *ip_runs.values()) for r in runs for k in r if k.startswith("load")]
+    sd_note = (
+        f"{sd_runs[0]['batches_run']} of {sd_runs[0]['batches_total']} batch files run, the rest at the measured "
+        "time per batch file"
+        if sd_runs[0]["batches_run"] < sd_runs[0]["batches_total"]
+        else ""
+    )
     rows = [
-        ["SAEDashboard run() (all features)", f"{medians['saedashboard_run']:.1f}", ""],
-        ["SAEDashboard whole process", f"{medians['saedashboard_process']:.1f}", ""],
+        ["SAEDashboard run() (all features)", f"{medians['saedashboard_run']:.1f}", sd_note],
+        ["SAEDashboard whole process", f"{medians['saedashboard_process']:.1f}", sd_note],
     ]
     for mode in MODES:
         key = mode.replace("-", "_")
@@ -195,14 +225,15 @@ def main() -> None:
             [f"interpedia {mode}: pass_seconds (streaming pass)", f"{medians[f'interpedia_{key}_pass']:.2f}", ""],
             [f"interpedia {mode}: whole process (CLI)", f"{medians[f'interpedia_{key}_process']:.2f}", ""],
         ]
-    rows += [
-        [
-            "floor: forward to hook + SAELens encode",
-            f"{medians['floor']:.2f}",
-            f"forward alone {medians['forward']:.2f}",
-        ],
-        ["floor: forward to hook + fused encode", f"{medians['floor_fused']:.2f}", ""],
-    ]
+    if floor_runs:
+        rows += [
+            [
+                "floor: forward to hook + SAELens encode",
+                f"{medians['floor']:.2f}",
+                f"forward alone {medians['forward']:.2f}",
+            ],
+            ["floor: forward to hook + fused encode", f"{medians['floor_fused']:.2f}", ""],
+        ]
     print(
         f"\n{fx['n_tokens']:,} tokens, d_sae {fx['params']['d_sae']}; medians of {args.repeats} interleaved rounds; "
         f"1-minute load average {min(loads):.1f}-{max(loads):.1f} during the runs\n"

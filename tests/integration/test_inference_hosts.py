@@ -245,9 +245,16 @@ def test_a_dead_host_is_a_503_naming_it_and_recovers(servers: tuple[Server, Serv
     with httpx.Client(base_url=web.url, timeout=300) as http:
         first = http.post("/api/activation/new", json=body)
         assert first.status_code == 200
+        # the host's health check: behind the secret, and it says what the routed request loaded there
+        assert httpx.get(f"{inference.url}/v1/health", timeout=30).status_code == 401
+        health = httpx.get(f"{inference.url}/v1/health", headers={"X-SECRET-KEY": SECRET}, timeout=30).json()
+        assert health["status"] == "ok" and health["role"] == "inference"
+        assert health["warm"]["models"] == [MODEL_ID] and health["warm"]["sources"] == [f"{MODEL_ID}/1-res-standard"]
+        assert "warm: " + MODEL_ID in _hosts(site["env"], "list", "--check").stdout
         # a second host of the model that is down: a request that meets it first goes on to the live one
         dead = f"http://127.0.0.1:{_free_port()}"
-        assert _hosts(site["env"], "add", dead, "--model", MODEL_ID, "--no-check").returncode == 0
+        added = _hosts(site["env"], "add", dead, "--model", MODEL_ID, "--source", "1-res-standard", "--no-check")
+        assert added.returncode == 0
         for _ in range(3):
             assert http.post("/api/activation/new", json=body).json() == first.json()
 
