@@ -31,9 +31,11 @@ machine has two cores, and a figure measured while other jobs ran includes waiti
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -127,6 +129,26 @@ def run_saedashboard(python: Path, fx: dict[str, Any], out: Path, batches: int |
     return result
 
 
+ROUND_LINE = re.compile(r"round (\d+) (floor|interpedia (\S+)|saedashboard): (\{.*\})$")
+
+
+def _rounds_from_log(
+    path: Path,
+) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """The runs a cut-short run of this script logged, keeping whole rounds only (every contender ran)."""
+    rounds: dict[int, dict[str, dict[str, Any]]] = {}
+    for line in path.read_text().splitlines():
+        if match := ROUND_LINE.search(line):
+            number, what, mode, doc = match.groups()
+            rounds.setdefault(int(number), {})[mode or what] = ast.literal_eval(doc)
+    whole = [r for _, r in sorted(rounds.items()) if "saedashboard" in r and all(m in r for m in MODES)]
+    if not whole:
+        raise SystemExit(f"{path}: no whole round logged")
+    sd_runs = [r["saedashboard"] for r in whole]
+    ip_runs = {mode: [r[mode] for r in whole] for mode in MODES}
+    return sd_runs, ip_runs, [r["floor"] for r in whole if "floor" in r]
+
+
 def _summary(
     sd_runs: list[dict[str, Any]], ip_runs: dict[str, list[dict[str, Any]]], floor_runs: list[dict[str, Any]]
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -176,6 +198,12 @@ def main() -> None:
     )
     parser.add_argument("--no-floor", action="store_true", help="leave out the forward+encode floor runs")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "interpedia-bench-generate")
+    parser.add_argument(
+        "--from-log",
+        type=Path,
+        default=None,
+        help="record the whole rounds a run of this script that was cut short logged (its stderr), and run nothing",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     setup_logging(args.verbose)
@@ -186,7 +214,10 @@ def main() -> None:
     ip_runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     floor_runs: list[dict[str, Any]] = []
     sd_runs: list[dict[str, Any]] = []
-    for round_ in range(args.repeats):
+    if args.from_log:
+        sd_runs, ip_runs, floor_runs = _rounds_from_log(args.from_log)
+        args.repeats = len(sd_runs)
+    for round_ in range(0 if args.from_log else args.repeats):
         if not args.no_floor:
             floor_runs.append(_timed(lambda: run_floor(fx)))
             log.info("round %d floor: %s", round_ + 1, floor_runs[-1])
@@ -248,7 +279,8 @@ def main() -> None:
                 "n_tokens": fx["n_tokens"],
                 **fx["params"],
                 "repeats": args.repeats,
-                "sd_batches": args.sd_batches,
+                "from_log": str(args.from_log) if args.from_log else None,
+                "sd_batches": sd_runs[0]["batches_run"],
                 "matched_statistics": matched_statistics(),
                 "saedashboard_versions": saedashboard_versions(),
                 "load_average_1m_range": [min(loads), max(loads)],
