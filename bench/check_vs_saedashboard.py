@@ -210,7 +210,7 @@ def main() -> None:
     sd_python = ensure_saedashboard_venv()
     ip_outs = {mode: args.work / f"out-interpedia-{mode}" for mode in modes}
     if args.from_bench:
-        sd_dir = next((args.work / "out-saedashboard").glob("*/"))
+        sd_dir = next(p.parent for p in (args.work / "out-saedashboard").glob("*/batch-0.json"))
         sd_result: dict[str, Any] = {"from_bench": str(args.work)}
     else:
         sd_out = args.work / "check-saedashboard"
