@@ -234,7 +234,8 @@ def main() -> None:
         log.info("round %d saedashboard: %s", round_ + 1, sd_runs[-1])
 
     medians, ratios = _summary(sd_runs, ip_runs, floor_runs)
-    loads = [r[k] for runs in (floor_runs, sd_runs, *ip_runs.values()) for r in runs for k in r if k.startswith("load_average")]
+    every_run = [r for runs in (floor_runs, sd_runs, *ip_runs.values()) for r in runs]
+    loads = [r[k] for r in every_run for k in r if k.startswith("load_average")]
     sd_note = (
         f"{sd_runs[0]['batches_run']} of {sd_runs[0]['batches_total']} batch files run, the rest at the measured "
         "time per batch file"

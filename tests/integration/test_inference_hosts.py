@@ -115,6 +115,7 @@ def site(database_url: str, factory: Any, tiny_inf: TinyInference, tiny_graph: T
         "INTERPEDIA_RATE_LIMIT_ENABLED": "false",
         "INTERPEDIA_INFERENCE_TORCH_THREADS": "1",
         "INTERPEDIA_INFERENCE_HOST_RETRIES": "1",
+        "INTERPEDIA_INFERENCE_HOST_TIMEOUT_S": "900",  # a model's first load on a loaded 2-core machine
         "INTERPEDIA_LOG_LEVEL": "INFO",  # uvicorn's access log: which server answered what
         "HF_HUB_OFFLINE": "1",
     }
@@ -282,7 +283,8 @@ def test_a_dead_host_is_a_503_naming_it_and_recovers(servers: tuple[Server, Serv
         inference.kill()
         inference.start()
         back = http.post("/api/activation/new", json=body)
-        assert back.status_code == 200 and back.json() == first.json()
+        assert back.status_code == 200, back.text[:500]
+        assert back.json() == first.json()
         # a user error on the host comes back as the same error, not as a host failure
         bad = http.post("/api/activation/new", json={**body, "feature": {**FEATURE, "index": "100000"}})
         assert bad.status_code == 422 and inference.url not in bad.json()["message"]
