@@ -193,6 +193,15 @@ def _answers(web: Server) -> dict[str, Any]:
     return out
 
 
+def _stream(web: Server, path: str, body: dict[str, Any]) -> list[Any]:
+    """The server-sent events of a streamed answer (every one a ``data:`` event, none an error)."""
+    r = httpx.post(f"{web.url}{path}", json={**body, "stream": True}, timeout=300)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream"), r.text[:500]
+    blocks = [b for b in r.text.split("\n\n") if b.strip()]
+    assert all(b.startswith("data: ") for b in blocks), r.text[:500]
+    return [json.loads(b.removeprefix("data: ")) for b in blocks]
+
+
 def _graph(web: Server, key: str, slug: str) -> dict[str, Any]:
     with httpx.Client(base_url=web.url, timeout=600, headers={"x-api-key": key}) as http:
         body = {"modelId": GRAPH_MODEL, "sourceSetName": "tc", "prompt": SHORT_PROMPT, "slug": slug}
@@ -228,6 +237,18 @@ def test_routed_answers_equal_in_process_ones(servers: tuple[Server, Server], si
     for path, v1 in V1_PATH.items():
         assert inference.requests_seen(v1) >= 1, f"{path} was not sent to the inference host ({v1})"
         assert remote[path] == local[path], path
+    # Streamed steering through the host: each output arrives whole (STEERED, then DEFAULT), then the saved result,
+    # which is the plain answer's.
+    _forget_cached_results(factory)
+    seen = inference.requests_seen("/v1/steer/completion")
+    events = _stream(web, "/api/steer", dict(REQUESTS[4][1]))
+    assert inference.requests_seen("/v1/steer/completion") == seen + 2
+    assert len(events) == 3, events
+    assert events[0]["STEERED"] == local["/api/steer"]["STEERED"] and events[0]["DEFAULT"] is None
+    assert events[1]["DEFAULT"] == local["/api/steer"]["DEFAULT"]
+    assert {k: v for k, v in events[2].items() if k not in ("id", "shareUrl")} == local["/api/steer"]
+    assert events[2]["shareUrl"].endswith(f"/steer/{events[2]['id']}")
+
     remote_graph = _graph(web, site["key"], "remote-graph")
     assert inference.requests_seen("/v1/graph/generate") == 1
     for part in ("nodes", "links"):
