@@ -8,10 +8,13 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml scripts/install-system.sh
 CT_VENV := bench/.venv-circuit-tracer
 CT_PINS := torch==2.13.0 circuit-tracer==0.5.0 transformer-lens==3.2.1 transformers==4.57.3
 CT_STAMP := $(CT_VENV)/.installed-$(shell echo '$(CT_PINS)' | sha1sum | cut -c1-12)
+# SAEDashboard, the other side of the generation benches: its own venv, every package pinned in
+# bench/saedashboard-requirements.txt (the bench scripts build it too when missing; rebuilt when the file changes).
+SD_VENV := bench/.venv-saedashboard
 # Front-end libraries (npm, from the committed lockfile), copied into the pages' static files: no CDN at run time.
 VENDOR := interpedia/web/pages/static/vendor
 
-.PHONY: demo test install system serve lint clean
+.PHONY: demo test install system serve lint clean saedashboard-venv
 
 demo: install
 	$(BIN)/interpedia demo --host 127.0.0.1 --port 8000
@@ -43,6 +46,12 @@ $(CT_STAMP):
 	test -x $(CT_VENV)/bin/python || $(PYTHON) -m venv $(CT_VENV)
 	$(CT_VENV)/bin/python -m pip install --quiet $(CT_PINS)
 	rm -f $(CT_VENV)/.installed-* && touch $@
+
+saedashboard-venv: install $(SD_VENV)/requirements.sha256
+
+$(SD_VENV)/requirements.sha256: bench/saedashboard-requirements.txt
+	$(BIN)/python -c 'import sys; sys.path.insert(0, "bench"); import _generate_fixture as f; f.ensure_saedashboard_venv()'
+	touch $@
 
 # Re-run only when the lockfile changes (make compares the copy's time with the lockfile's).
 $(VENDOR)/d3.js: package.json package-lock.json

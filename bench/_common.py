@@ -9,6 +9,7 @@ import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,9 +52,25 @@ def command_line() -> str:
     return shlex.join([exe_s, *sys.argv])
 
 
+def _commit() -> str | None:
+    """The checkout's commit, ``+dirty`` when files differ from it (None outside git)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def environment() -> dict[str, Any]:
-    """Where the figures were measured."""
+    """Where the figures were measured: the machine, its load (1/5/15-minute averages) and the code's commit."""
     return {
+        "commit": _commit(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),

@@ -7,14 +7,18 @@ that feature densities spread log-uniformly from 1e-4 to 5e-2 (about 2% of featu
 a trained SAE. Timing does not depend on training; ``--model``/``--sae`` take real ones instead.
 
 SAEDashboard runs in its own virtualenv (``bench/.venv-saedashboard``, git-ignored by a ``.gitignore`` it
-carries), built with the recipe of reference/environment.md §1: it pins TransformerLens 2.x and numpy 1.x.
+carries), installed from ``bench/saedashboard-requirements.txt``: every package pinned to an exact version (the
+file says how the set was resolved: TransformerLens 2.x, numpy 1.x). A venv built from another version of that
+file is rebuilt.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -25,6 +29,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 SD_VENV = BENCH_DIR / ".venv-saedashboard"
 SD_PYTHON = SD_VENV / "bin" / "python"
+SD_REQUIREMENTS = BENCH_DIR / "saedashboard-requirements.txt"
+SD_MARKER = SD_VENV / "requirements.sha256"  # the hash of the requirements the venv was built from
 MAIN_PYTHON = ROOT / ".venv" / "bin" / "python"
 DOC_SOURCES = Path("/usr/share/doc/python3.11/html/_sources")
 HOOK = "blocks.1.hook_resid_pre"
@@ -33,20 +39,38 @@ MODEL_NAME = "bench-tiny-2l"
 log = logging.getLogger("bench")
 
 
+def _requirements_hash() -> str:
+    return hashlib.sha256(SD_REQUIREMENTS.read_bytes()).hexdigest()
+
+
 def ensure_saedashboard_venv() -> Path:
-    """Create SAEDashboard's venv when missing (a few minutes, once); returns its python."""
-    if SD_PYTHON.exists() and _sd_importable():
+    """SAEDashboard's venv, built from the pinned requirements when missing or built from others (a few minutes,
+    once); returns its python."""
+    wanted = _requirements_hash()
+    if SD_PYTHON.exists() and SD_MARKER.exists() and SD_MARKER.read_text().strip() == wanted and _sd_importable():
         return SD_PYTHON
-    log.info("building %s (sae-dashboard, TransformerLens 2.x; a few minutes, once)", SD_VENV)
+    log.info("building %s from %s (a few minutes, once)", SD_VENV, SD_REQUIREMENTS.name)
+    shutil.rmtree(SD_VENV, ignore_errors=True)
     subprocess.run([sys.executable if not MAIN_PYTHON.exists() else "python3", "-m", "venv", str(SD_VENV)], check=True)
     (SD_VENV / ".gitignore").write_text("*\n")
-    pip = [str(SD_VENV / "bin" / "pip"), "install", "--quiet"]
-    subprocess.run([*pip, "torch==2.13.0", "transformer-lens", "sae-lens", "sae-dashboard", "pyarrow<22"], check=True)
-    # decode-clt drags in torchvision/torchaudio builds that break transformers' imports (environment.md §1).
-    subprocess.run([str(SD_VENV / "bin" / "pip"), "uninstall", "-y", "torchvision", "torchaudio"], check=False)
+    # --no-deps: the file is the whole resolved set; nothing else may come in (decode-clt's torchvision/torchaudio
+    # are left out on purpose, see the file)
+    pip = [str(SD_VENV / "bin" / "pip"), "install", "--quiet", "--no-deps", "-r", str(SD_REQUIREMENTS)]
+    subprocess.run(pip, check=True)
     if not _sd_importable():
         raise RuntimeError(f"sae-dashboard does not import in {SD_VENV}")
+    SD_MARKER.write_text(wanted + "\n")
     return SD_PYTHON
+
+
+def saedashboard_versions() -> dict[str, str]:
+    """Versions of the packages that decide SAEDashboard's numbers, as installed in its venv."""
+    probe = (
+        "import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in "
+        "('sae-dashboard', 'sae-lens', 'transformer-lens', 'torch', 'numpy', 'transformers')}))"
+    )
+    out = subprocess.run([str(SD_PYTHON), "-c", probe], capture_output=True, text=True, check=True).stdout
+    return dict(json.loads(out))
 
 
 def _sd_importable() -> bool:
@@ -186,6 +210,63 @@ def build_fixture(
     }
     marker.write_text(json.dumps(info, indent=2))
     return info
+
+
+def matched_statistics() -> dict[str, int]:
+    """How many examples ``interpedia generate`` keeps by default (top activations, intervals, samples each):
+    SAEDashboard is given the same numbers, so both tools do the same work."""
+    from interpedia.generate.config import GenerateConfig
+
+    d = GenerateConfig(model="", sae="", dataset="")
+    return {"top_k": d.top_k, "n_quantiles": d.n_quantiles, "quantile_samples": d.quantile_samples}
+
+
+def saedashboard_command(python: Path, fx: dict[str, Any], out: Path, batches: int | None = None) -> list[str]:
+    """SAEDashboard's runner over the fixture (the first ``batches`` batch files of 128 features, or all)."""
+    stats = matched_statistics()
+    cmd = [
+        str(python),
+        str(BENCH_DIR / "_saedashboard_side.py"),
+        "--model",
+        fx["model"],
+        "--sae",
+        fx["sae"],
+        "--tokens",
+        fx["tokens"],
+        "--out",
+        str(out),
+        "--top-k",
+        str(stats["top_k"]),
+        "--n-quantiles",
+        str(stats["n_quantiles"]),
+        "--quantile-samples",
+        str(stats["quantile_samples"]),
+    ]
+    if batches:
+        cmd += ["--end-batch", str(batches - 1)]
+    return cmd
+
+
+def interpedia_command(fx: dict[str, Any], out: Path, *, all_positions: bool) -> list[str]:
+    """``interpedia generate`` over the fixture as a user runs it (default mode, or ``--all-positions``)."""
+    cmd = [
+        str(ROOT / ".venv" / "bin" / "interpedia"),
+        "generate",
+        "--model",
+        fx["model"],
+        "--sae",
+        fx["sae"],
+        "--dataset",
+        fx["dataset"],
+        "--out",
+        str(out),
+        "--context-size",
+        str(fx["params"]["ctx"]),
+        "--n-prompts",
+        str(fx["params"]["n_prompts"]),
+        "--no-progress",
+    ]
+    return cmd + (["--all-positions"] if all_positions else [])
 
 
 def run_json(

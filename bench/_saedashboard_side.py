@@ -78,6 +78,10 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--features-per-batch", type=int, default=128)
     parser.add_argument("--end-batch", type=int, default=None)
+    # the driver passes interpedia's defaults, so both tools keep the same number of examples
+    parser.add_argument("--top-k", type=int, default=20, help="top activations per feature (top_acts_group_size)")
+    parser.add_argument("--n-quantiles", type=int, default=5)
+    parser.add_argument("--quantile-samples", type=int, default=5, help="examples per interval (quantile_group_size)")
     args = parser.parse_args()
     started = time.perf_counter()
     torch.manual_seed(0)
@@ -95,6 +99,9 @@ def main() -> None:
         n_prompts_in_forward_pass=32,
         n_features_at_a_time=args.features_per_batch,
         quantile_feature_batch_size=64,
+        top_acts_group_size=args.top_k,
+        n_quantiles=args.n_quantiles,
+        quantile_group_size=args.quantile_samples,
         end_batch=args.end_batch,
         prepend_bos=False,
         model_dtype="float32",
@@ -117,6 +124,9 @@ def main() -> None:
                 "load_seconds": round(load_seconds, 3),
                 "out_dir": runner.cfg.outputs_dir,
                 "torch_threads": torch.get_num_threads(),
+                "top_k": args.top_k,
+                "n_quantiles": args.n_quantiles,
+                "quantile_samples": args.quantile_samples,
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             }
         )

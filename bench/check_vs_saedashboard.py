@@ -1,19 +1,24 @@
 """Do interpedia's dashboards say what SAEDashboard's say? Same model, SAE and token rows; compared per feature.
 
-    .venv/bin/python bench/check_vs_saedashboard.py [--batches 1]
+    .venv/bin/python bench/check_vs_saedashboard.py [--batches N] [--mode both|default|all-positions]
 
-Runs SAEDashboard (its own venv, ``bench/_saedashboard_side.py``) on the first ``--batches`` batch files of
-features (128 each) and ``interpedia generate`` on the same inputs (the fixture of the timing bench), then
-compares, for every feature both wrote, with the tolerances printed below:
+Runs SAEDashboard (its pinned venv, ``bench/_saedashboard_side.py``; top-k, intervals and samples per interval
+set to interpedia's defaults) on the first ``--batches`` batch files of features (128 each; default: all of
+them) and ``interpedia generate`` on the same inputs (the fixture of the timing bench) in its default mode and
+with ``--all-positions``, then compares, for every feature both wrote, with the tolerances printed below:
 
-- top activations: the top-k values (SAEDashboard rounds to 3 decimals), and the examples themselves
-  (same prompt and token) where values are not tied;
+- top activations: with ``--all-positions`` (SAEDashboard's choice: the top positions over all prompts, a
+  prompt as often as it has top positions) the top-k values (SAEDashboard rounds to 3 decimals) and the
+  examples themselves (same prompt and token) where values are not tied. In the default mode (distinct prompts,
+  each at its maximum) SAEDashboard's top positions, each prompt kept once (at its first, highest position),
+  must be the first of interpedia's examples, same values and same prompt and token; interpedia then shows more
+  prompts (up to top-k) where SAEDashboard showed a prompt again;
 - logit lens: the top/bottom 10 token strings exactly, their values within rounding;
 - density: ``frac_nonzero`` (SAEDashboard quantises it to 1e-5 through a title string);
 - intervals: bounds and ``bin_contains``; the activation histogram's bins.
 
 Exits non-zero when a check fails. Interval *samples* are random in both tools; only their membership in
-their interval is checked (by the unit tests).
+their interval is checked (by the unit tests). ``--from-bench`` compares the outputs the timing bench left.
 """
 
 from __future__ import annotations
@@ -32,7 +37,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import setup_logging, table, write_results  # noqa: E402
-from _generate_fixture import BENCH_DIR, ROOT, build_fixture, ensure_saedashboard_venv, run_json  # noqa: E402
+from _generate_fixture import (  # noqa: E402
+    build_fixture,
+    ensure_saedashboard_venv,
+    interpedia_command,
+    matched_statistics,
+    run_json,
+    saedashboard_command,
+    saedashboard_versions,
+)
 
 log = logging.getLogger("bench")
 
@@ -59,7 +72,21 @@ def _top(f: dict[str, Any]) -> list[tuple[float, tuple[str, ...], int]]:
     return [(a["values"][a["qualifying_token_index"]], tuple(a["tokens"]), a["qualifying_token_index"]) for a in acts]
 
 
-def compare(ours: dict[int, dict[str, Any]], theirs: dict[int, dict[str, Any]]) -> dict[str, list[Any]]:
+MODES = ("default", "all-positions")
+
+
+def _distinct(top: list[tuple[float, tuple[str, ...], int]]) -> list[tuple[float, tuple[str, ...], int]]:
+    """Top positions with each prompt kept once, at its first (highest) position."""
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    for item in top:
+        if item[1] not in seen:
+            seen.add(item[1])
+            out.append(item)
+    return out
+
+
+def compare(ours: dict[int, dict[str, Any]], theirs: dict[int, dict[str, Any]], mode: str) -> dict[str, list[Any]]:
     """Per check: [features checked, features passing, first failure]."""
     res: dict[str, list[Any]] = {}
 
@@ -85,10 +112,19 @@ def compare(ours: dict[int, dict[str, Any]], theirs: dict[int, dict[str, Any]]) 
         )
         sd_top = [t for t in _top(sd) if t[0] > 0]  # SAEDashboard pads rare features with zero examples
         ip_top = _top(ip)
+        if mode == "default":
+            sd_top = _distinct(sd_top)  # the prompts SAEDashboard shows, each once: the first of ours
         n = min(len(sd_top), len(ip_top))
         # values under 5e-4 read as 0 at SAEDashboard's 3 decimals, so count at that precision
         n_visible = sum(1 for t in ip_top if np.round(t[0], 3) > 0)
-        check("top-k count", n_visible == len(sd_top), f"{index}: {n_visible} vs {len(sd_top)}")
+        if mode == "default":
+            check(
+                "top-k count (distinct prompts: at least SAEDashboard's prompts)",
+                n_visible >= len(sd_top) and len(ip_top) <= len(_top(sd)),
+                f"{index}: {n_visible} vs {len(sd_top)}",
+            )
+        else:
+            check("top-k count", n_visible == len(sd_top), f"{index}: {n_visible} vs {len(sd_top)}")
         check(
             "top-k values",
             all(abs(a[0] - b[0]) <= TOL["top_values"] for a, b in zip(ip_top, sd_top, strict=False)),
@@ -145,10 +181,21 @@ def compare(ours: dict[int, dict[str, Any]], theirs: dict[int, dict[str, Any]]) 
     return res
 
 
+def _table(res: dict[str, list[Any]]) -> str:
+    return table(
+        [
+            [name, checked, passed, "ok" if checked == passed else f"FAIL: {first}"]
+            for name, (checked, passed, first) in res.items()
+        ],
+        ["check", "features", "passing", "result"],
+    )
+
+
 def main() -> None:
     """Run both tools on the same inputs and compare."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batches", type=int, default=1, help="SAEDashboard batch files (128 features each)")
+    parser.add_argument("--batches", type=int, default=None, help="SAEDashboard batch files (128 features; all)")
+    parser.add_argument("--mode", choices=("both", *MODES), default="both", help="interpedia's top-example mode(s)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "interpedia-bench-generate")
     parser.add_argument(
         "--from-bench",
@@ -158,73 +205,52 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     setup_logging(args.verbose)
+    modes = MODES if args.mode == "both" else (args.mode,)
     fx = build_fixture(args.work / "fixture")
+    sd_python = ensure_saedashboard_venv()
+    ip_outs = {mode: args.work / f"out-interpedia-{mode}" for mode in modes}
     if args.from_bench:
-        sd_dir = next((args.work / "out-saedashboard").glob("*/"))
-        ip_out = args.work / "out-interpedia"
+        sd_dir = next(p.parent for p in (args.work / "out-saedashboard").glob("*/batch-0.json"))
+        sd_result: dict[str, Any] = {"from_bench": str(args.work)}
     else:
-        sd_python = ensure_saedashboard_venv()
         sd_out = args.work / "check-saedashboard"
-        ip_out = args.work / "check-interpedia"
-        for path in (sd_out, ip_out):
+        ip_outs = {mode: args.work / f"check-interpedia-{mode}" for mode in modes}
+        for path in (sd_out, *ip_outs.values()):
             shutil.rmtree(path, ignore_errors=True)
-        sd, _ = run_json(
-            [
-                str(sd_python),
-                str(BENCH_DIR / "_saedashboard_side.py"),
-                "--model",
-                fx["model"],
-                "--sae",
-                fx["sae"],
-                "--tokens",
-                fx["tokens"],
-                "--out",
-                str(sd_out),
-                "--end-batch",
-                str(args.batches - 1),
-            ]
-        )
-        run_json(
-            [
-                str(ROOT / ".venv" / "bin" / "interpedia"),
-                "generate",
-                "--model",
-                fx["model"],
-                "--sae",
-                fx["sae"],
-                "--dataset",
-                fx["dataset"],
-                "--out",
-                str(ip_out),
-                "--context-size",
-                "128",
-                "--n-prompts",
-                str(fx["params"]["n_prompts"]),
-                "--no-progress",
-                "--all-positions",
-            ]
-        )  # SAEDashboard's top-k is over positions: compare like with like
-        sd_dir = Path(sd["out_dir"])
+        log.info("SAEDashboard over %s batch files (minutes)", args.batches or "all")
+        sd_result, sd_seconds = run_json(saedashboard_command(sd_python, fx, sd_out, args.batches))
+        sd_result["process_seconds"] = round(sd_seconds, 1)
+        for mode, out in ip_outs.items():
+            log.info("interpedia generate (%s)", mode)
+            run_json(interpedia_command(fx, out, all_positions=mode == "all-positions"))
+        sd_dir = Path(sd_result["out_dir"])
     theirs = _features(sd_dir)
-    ours = _features(ip_out)
-    res = compare(ours, theirs)
-    print(f"\n{len(theirs)} features compared ({fx['n_tokens']:,} tokens, same rows for both tools)\n")
-    print(
-        table(
-            [
-                [name, checked, passed, "ok" if checked == passed else f"FAIL: {first}"]
-                for name, (checked, passed, first) in res.items()
-            ],
-            ["check", "features", "passing", "result"],
-        )
-    )
+    results: dict[str, Any] = {}
+    for mode, out in ip_outs.items():
+        res = compare(_features(out), theirs, mode)
+        failed = [name for name, (checked, passed, _) in res.items() if checked != passed]
+        results[mode] = {"checks": res, "failed": failed}
+        print(f"\ninterpedia {mode} mode: {len(theirs)} features compared ({fx['n_tokens']:,} tokens, same rows)\n")
+        print(_table(res))
     print("\ntolerances (absolute): " + ", ".join(f"{k} {v:g}" for k, v in TOL.items()))
-    failed = [name for name, (checked, passed, _) in res.items() if checked != passed]
+    failed_any = any(r["failed"] for r in results.values())
     write_results(
         "check_vs_saedashboard",
-        {"parameters": {"batches": args.batches, **fx["params"]}, "tolerances": TOL, "checks": res, "failed": failed},
+        {
+            "parameters": {
+                "batches": args.batches or "all",
+                "features": len(theirs),
+                **fx["params"],
+                "matched_statistics": matched_statistics(),
+                "saedashboard_versions": saedashboard_versions(),
+            },
+            "saedashboard": sd_result,
+            "tolerances": TOL,
+            "modes": results,
+            "failed": {mode: r["failed"] for mode, r in results.items() if r["failed"]},
+        },
     )
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if failed_any else 0)
 
 
 if __name__ == "__main__":

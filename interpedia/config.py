@@ -111,7 +111,21 @@ class Settings(BaseSettings):
     inference_max_batch_prompts: int = Field(default=16, description="Most prompts in one -batch inference request.")
     inference_max_top_k: int = Field(default=100, description="Largest top_k of /v1/activation/topk-by-token.")
     inference_max_results: int = Field(default=1000, description="Largest num_results of /v1/activation/all.")
-    inference_catalogue_ttl_s: float = Field(default=30.0, description="Seconds inference caches catalogue lookups.")
+    inference_catalogue_ttl_s: float = Field(
+        default=30.0, description="Seconds inference caches catalogue lookups (and the web its host map)."
+    )
+    inference_host_timeout_s: float = Field(
+        default=120.0, description="Seconds a web server waits for an inference host's answer."
+    )
+    inference_host_connect_timeout_s: float = Field(
+        default=5.0, description="Seconds a web server waits to connect to an inference host."
+    )
+    inference_host_retries: int = Field(
+        default=2, description="Further tries (another host, or the same after a pause) when a host cannot be reached."
+    )
+    graph_host_timeout_s: float = Field(
+        default=900.0, description="Seconds a web server waits for a graph host's graph."
+    )
     steer_max_tokens: int = Field(default=256, description="Most tokens one steering request may generate.")
     steer_max_strength: float = Field(default=1000.0, description="Largest absolute steering strength accepted.")
     steer_presets: Path | None = Field(

@@ -10,11 +10,23 @@ from interpedia.cli.analysis import import_eval_cmd, umap_cmd
 from interpedia.cli.autointerp import embed, explain, score
 from interpedia.cli.demo import demo_cmd
 from interpedia.cli.graph import graph_group
+from interpedia.cli.hosts import hosts_group
 from interpedia.cli.init import init_cmd
 from interpedia.cli.lens import lens_group
 from interpedia.cli.main import main
 
-for _command in (explain, score, embed, demo_cmd, umap_cmd, import_eval_cmd, init_cmd, graph_group, lens_group):
+for _command in (
+    explain,
+    score,
+    embed,
+    demo_cmd,
+    umap_cmd,
+    import_eval_cmd,
+    init_cmd,
+    graph_group,
+    lens_group,
+    hosts_group,
+):
     main.add_command(_command)
 
 __all__ = ["main"]

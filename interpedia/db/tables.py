@@ -394,6 +394,7 @@ from interpedia.db.community import (  # noqa: E402
     SteerOutput,
 )
 from interpedia.db.graphs import GraphData, GraphFeature, GraphMetadata, GraphSubgraph, GraphUpload  # noqa: E402
+from interpedia.db.hosts import InferenceHost, InferenceHostSource  # noqa: E402
 
 __all__ = [
     "Base",
@@ -412,6 +413,8 @@ __all__ = [
     "GraphSubgraph",
     "GraphUpload",
     "ImportedBatch",
+    "InferenceHost",
+    "InferenceHostSource",
     "ListFeature",
     "RateLimitBucket",
     "SavedSearch",

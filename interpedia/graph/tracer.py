@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,9 +29,12 @@ from interpedia.graph.transcoders import TranscoderSet
 from interpedia.inference.plans import plan_model, plan_transcoder_set
 from interpedia.store.graphs import GraphSave, check_slug, graph_source_set, save_graph, slug_taken
 
+if TYPE_CHECKING:
+    from interpedia.inference.routing import InferenceRouter
+
 log = logging.getLogger(__name__)
 
-__all__ = ["GraphOptions", "GraphTracer", "graph_request"]
+__all__ = ["GraphOptions", "GraphTracer", "graph_body", "graph_request"]
 
 
 @dataclass(frozen=True)
@@ -63,13 +66,40 @@ def graph_request(prompt: str, slug: str | None, options: GraphOptions, token_li
     )
 
 
-class GraphTracer:
-    """Traces prompts through a model and a transcoder set of the catalogue, one graph at a time."""
+def graph_body(model_id: str, source_set: str, request: GraphRequest) -> dict[str, Any]:
+    """The body of a graph host's ``/v1/graph/generate`` for ``request`` (the host applies its own token limit)."""
+    return {
+        "model_id": model_id,
+        "source_set": source_set,
+        "prompt": request.prompt,
+        "slug": request.slug,
+        "max_n_logits": request.settings.max_n_logits,
+        "desired_logit_prob": request.settings.desired_logit_prob,
+        "node_threshold": request.node_threshold,
+        "edge_threshold": request.edge_threshold,
+        "max_feature_nodes": request.settings.max_feature_nodes,
+        "batch_size": request.settings.batch_size,
+    }
 
-    def __init__(self, settings: Settings, factory: sessionmaker[Session], *, device: str | None = None) -> None:
+
+class GraphTracer:
+    """Traces prompts through a model and a transcoder set of the catalogue, one graph at a time.
+
+    With a ``router``, :meth:`trace_and_store` asks the graph host the host map names for the model and transcoder
+    set, when there is one; :meth:`trace` always computes here."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        factory: sessionmaker[Session],
+        *,
+        device: str | None = None,
+        router: InferenceRouter | None = None,
+    ) -> None:
         self.settings = settings
         self.factory = factory
         self.device = device or settings.inference_device
+        self.router = router
         self._lock = threading.Lock()
         self._model: tuple[str, Any] | None = None  # (weights spec, HookedModel)
         self._transcoders: tuple[tuple[tuple[int, str], ...], TranscoderSet] | None = None
@@ -140,7 +170,11 @@ class GraphTracer:
             source_set = graph_source_set(session, model_id, source_set)
             if slug_taken(session, model_id, request.slug or "") and not how.replace:
                 raise Conflict(f"graph {model_id}/{request.slug} already exists: choose another slug", field="slug")
-        doc = self.trace(model_id, source_set, request, wait=wait, progress=progress)
+        doc = None
+        if self.router is not None:  # a graph host mapped for the model and set computes it
+            doc = self.router.remote_graph(model_id, source_set, graph_body(model_id, source_set, request))
+        if doc is None:
+            doc = self.trace(model_id, source_set, request, wait=wait, progress=progress)
         with transaction(self.factory) as session:
             creator = session.get(User, how.creator.id) if how.creator is not None else None
             row = save_graph(session, doc, replace(how, creator=creator))

@@ -3,7 +3,8 @@
 The pages ask before they offer a live box (the feature page's test text, search, steering): a model or
 source switched off in the catalogue, or one whose weights cannot be found here, gets a disabled box with a
 sentence saying why instead of a 500 when the reader presses the button; a search or steering form refuses to
-run on such a model (``require_model``).
+run on such a model (``require_model``). Where an inference host serves the model (``hosts``, the web's router),
+the weights need not be on this machine: only the catalogue's flags and records are checked.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -25,6 +26,7 @@ from interpedia.store.catalogue import get_model, get_source_set, list_models, l
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "HostCheck",
     "has_chat_template",
     "inference_availability",
     "model_availability",
@@ -34,12 +36,20 @@ __all__ = [
 ]
 
 
+class HostCheck(Protocol):
+    """Whether an inference host answers a model's (and a source's) live inference."""
+
+    def serves(self, model_id: str, source: str | None = None) -> bool: ...
+
+
 def _local_path_missing(spec: str) -> bool:
     """True when ``spec`` names a local path (absolute or relative) that does not exist."""
     return spec.startswith(("/", "./", "../", "~")) and not Path(spec).expanduser().exists()
 
 
-def model_availability(session: Session, settings: Settings, model: Model) -> dict[str, Any]:
+def model_availability(
+    session: Session, settings: Settings, model: Model, hosts: HostCheck | None = None
+) -> dict[str, Any]:
     """``{available, reason, spec}`` for the model's live inference (``reason`` is None when available)."""
     if not model.inference_enabled:
         return {
@@ -52,7 +62,7 @@ def model_availability(session: Session, settings: Settings, model: Model) -> di
         plan = plan_model(session, settings, model.id)
     except UserError as exc:
         return {"available": False, "spec": None, "reason": f"Live inference is not available: {exc}"}
-    if _local_path_missing(plan.spec):
+    if _local_path_missing(plan.spec) and not (hosts is not None and hosts.serves(model.id)):
         log.warning("the weights of model %s were not found at %s", model.id, plan.spec)
         return {
             "available": False,
@@ -64,9 +74,12 @@ def model_availability(session: Session, settings: Settings, model: Model) -> di
     return {"available": True, "spec": plan.spec, "reason": None}
 
 
-def inference_availability(session: Session, settings: Settings, model: Model, source: Source) -> dict[str, Any]:
+def inference_availability(
+    session: Session, settings: Settings, model: Model, source: Source, hosts: HostCheck | None = None
+) -> dict[str, Any]:
     """``{available, reason}`` for live activations of one source (its model's weights and its SAE's)."""
-    status = model_availability(session, settings, model)
+    hosted = hosts is not None and hosts.serves(model.id, source.name)
+    status = model_availability(session, settings, model, hosts)
     if not status["available"]:
         return {"available": False, "reason": status["reason"]}
     if not source.inference_enabled:
@@ -79,7 +92,7 @@ def inference_availability(session: Session, settings: Settings, model: Model, s
         plan = plan_sae(session, model.id, source.name)
     except UserError as exc:
         return {"available": False, "reason": f"Live inference is not available: {exc}"}
-    if "/" in plan.spec and _local_path_missing(plan.spec):
+    if "/" in plan.spec and _local_path_missing(plan.spec) and not hosted:
         log.warning("the SAE weights of %s/%s were not found at %s", model.id, source.name, plan.spec)
         return {
             "available": False,
@@ -107,7 +120,13 @@ def has_chat_template(spec: str | None, model: Model) -> bool:
     return bool(model.instruct)
 
 
-def require_model(session: Session, settings: Settings, model_id: str, source_set: str | None = None) -> Model:
+def require_model(
+    session: Session,
+    settings: Settings,
+    model_id: str,
+    source_set: str | None = None,
+    hosts: HostCheck | None = None,
+) -> Model:
     """The model, when the viewer may see it (and ``source_set`` in it) and live inference can run on it; else
     NotFound or Unavailable."""
     model = get_model(session, model_id)
@@ -118,7 +137,7 @@ def require_model(session: Session, settings: Settings, model_id: str, source_se
             row = None
         if row is None or not may_see((model.visibility, row.visibility), (model.creator_id, row.creator_id)):
             raise NotFound(f"source set {source_set!r} is not a source set of model {model.id!r}", "sourceSet")
-    status = model_availability(session, settings, model)
+    status = model_availability(session, settings, model, hosts)
     if not status["available"]:
         raise Unavailable(status["reason"], "modelId")
     return model

@@ -13,22 +13,29 @@ excluded (zeroed). Without a run the generator's defaults apply.
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from interpedia.config import Settings
 from interpedia.db.tables import Model, Source
 from interpedia.errors import NotFound, Unavailable
 from interpedia.generate.config import GenerateConfig
-from interpedia.store.catalogue import get_model, get_source, get_source_set
+from interpedia.store.access import may_see, viewing
+from interpedia.store.catalogue import Chain, get_model, get_source, get_source_set, model_chain, source_chain
 from interpedia.store.runs import latest_run, sources_with_runs
+from interpedia.store.vectors import get_vector_feature
 
 _LAYER_PREFIX = re.compile(r"^(\d+)-")
 
 _DEFAULTS = GenerateConfig(model="", sae="", dataset="")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -147,3 +154,98 @@ def plan_transcoder_set(session: Session, model_id: str, set_name: str) -> dict[
             raise Unavailable(f"source set {model_id}/{set_name} has two sources for layer {layer}", field="sourceSet")
         paths[layer] = plan_sae(session, model_id, source.name).spec
     return paths
+
+
+class PlanCache:
+    """Catalogue lookups (plans, stored vectors, a set's sources), each kept ``ttl_s`` seconds so that a warm
+    request touches no database. Loads no torch: the web's workflows and the inference service share it."""
+
+    def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.factory = factory
+        self._values: dict[tuple[str, ...], tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, key: tuple[str, ...], make: Callable[[Session], T]) -> T:
+        """``make(session)``, or its value of less than ``ttl_s`` seconds ago."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._values.get(key)
+            if hit is not None and hit[0] > now:
+                return hit[1]  # type: ignore[no-any-return]
+        # Shared by every viewer: filled as nobody (all rows visible); callers check each viewer (``require_*``).
+        with self.factory() as session, viewing(None):
+            value = make(session)
+        with self._lock:
+            self._values[key] = (now + self.settings.inference_catalogue_ttl_s, value)
+        return value
+
+    def forget(self) -> None:
+        """Drop every cached lookup (after the catalogue changed)."""
+        with self._lock:
+            self._values.clear()
+
+    def model(self, model_id: str) -> ModelPlan:
+        """The model's plan."""
+        return self.cached(("model", model_id), lambda s: plan_model(s, self.settings, model_id))
+
+    def sae(self, model_id: str, source_id: str) -> SaePlan:
+        """The SAE plan of a source."""
+        return self.cached(("sae", model_id, source_id), lambda s: plan_sae(s, model_id, source_id))
+
+    def weights_id(self, model_id: str, sae_sources: list[str] | None = None) -> list[str]:
+        """What weights answer for this model and these SAE sources (part of result cache keys); loads nothing."""
+        plan = self.model(model_id)
+        out = [f"model:{plan.spec}:{plan.dtype}"]
+        for name in sorted(set(sae_sources or [])):
+            sae = self.sae(model_id, name)
+            out.append(f"sae:{name}:{sae.spec}:{sae.fold_decoder_norm}:{sae.prepend_bos}")
+        return out
+
+    def stored_vector(self, model_id: str, source: str, index: int) -> tuple[list[float], str] | None:
+        """``(vector, hook)`` of a vector stored as a feature (``/api/vector/new``), else None."""
+
+        def load(session: Session) -> tuple[list[float], str] | None:
+            feature = get_vector_feature(session, model_id, source, index)
+            return None if feature is None else (list(feature.vector or []), str(feature.hook_name or ""))
+
+        return self.cached(("vector", model_id, source, str(index)), load)
+
+    def set_sources(self, model_id: str, source_set: str) -> list[str]:
+        """The names of a source set's sources with SAE weights (NotFound for an unknown set)."""
+
+        def load(session: Session) -> list[str]:
+            get_source_set(session, model_id, source_set)
+            return [s.name for s in inference_sources(session, model_id, source_set)]
+
+        return self.cached(("set", model_id, source_set), load)
+
+    def require_model(self, model_id: str) -> None:
+        """NotFound unless the request's viewer may open the model (PRIVATE to someone else: as if absent)."""
+        chain = self.cached(("model-chain", model_id), lambda s: model_chain(s, model_id))
+        if chain is None or not may_see(*chain):
+            raise NotFound(f"model {model_id!r} not found", field="model")
+
+    def source_visible(self, model_id: str, source_id: str) -> bool:
+        """Whether the request's viewer may open the source (its model, set and itself)."""
+        chain = self.cached(("source-chain", model_id, source_id), lambda s: _source_chain(s, model_id, source_id))
+        return chain is not None and may_see(*chain)
+
+    def require_source(self, model_id: str, source_id: str) -> None:
+        """NotFound unless the request's viewer may open the source (its model, set and itself)."""
+        self.require_model(model_id)
+        if not self.source_visible(model_id, source_id):
+            raise NotFound(f"source {model_id}/{source_id} not found", field="source")
+
+    def visible_set_sources(self, model_id: str, source_set: str) -> list[str]:
+        """:meth:`set_sources` that the request's viewer may open (NotFound when it may open none of them)."""
+        in_set = self.set_sources(model_id, source_set)
+        names = [n for n in in_set if self.source_visible(model_id, n)]
+        if in_set and not names:
+            raise NotFound(f"source set {model_id}/{source_set} not found", field="source_set")
+        return names
+
+
+def _source_chain(session: Session, model_id: str, source_id: str) -> Chain | None:
+    row = session.scalar(select(Source).where(Source.model_id == model_id, Source.name == source_id))
+    return None if row is None else source_chain(session, row)

@@ -20,7 +20,7 @@ from interpedia.store.catalogue import require_visible_sources, source_set_name_
 from interpedia.store.searches import cache_key, feature_facts, save_result, saved_result
 
 if TYPE_CHECKING:
-    from interpedia.inference.service import InferenceService
+    from interpedia.inference.routing import Inference
 
 __all__ = ["MAX_SOURCE_PROMPTS", "check_texts", "search_all", "search_topk_by_token"]
 
@@ -68,7 +68,7 @@ def _set_sources(session: Session, model_id: str, source_set: str, selected: lis
 def search_all(
     session: Session,
     settings: Settings,
-    svc: InferenceService,
+    svc: Inference,
     *,
     model_id: str,
     source_set: str,
@@ -155,7 +155,7 @@ def search_all(
 def search_topk_by_token(
     session: Session,
     settings: Settings,
-    svc: InferenceService,
+    svc: Inference,
     *,
     model_id: str,
     source: str,

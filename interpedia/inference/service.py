@@ -9,56 +9,35 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from interpedia.config import Settings
 from interpedia.errors import Invalid, NotFound
 from interpedia.inference import activations as acts
-from interpedia.inference.plans import ModelPlan, SaePlan, inference_sources, plan_model, plan_sae
+from interpedia.inference.options import FeatureRef, SteerSettings
+from interpedia.inference.plans import ModelPlan, PlanCache, SaePlan
 from interpedia.inference.registry import InferenceRegistry, LoadedModel, LoadedSource
 from interpedia.inference.searches import MAX_SOURCE_PROMPTS
-from interpedia.inference.steering import (
-    Direction,
-    Generation,
-    SteerSettings,
-    check_directions,
-    generate_steps,
-    render_chat,
-)
-from interpedia.store.access import may_see, viewing
-from interpedia.store.catalogue import Chain, get_source_set, model_chain, source_chain
-from interpedia.store.rows import Source
-from interpedia.store.vectors import get_vector_feature
+from interpedia.inference.steering import Direction, Generation, check_directions, generate_steps, render_chat
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 MAX_COSSIM_RESULTS = 128
 
-
-@dataclass(frozen=True)
-class FeatureRef:
-    """A feature to steer with: an SAE latent (decoder row, or ``vector`` given) or a stored vector."""
-
-    source: str
-    index: int
-    strength: float
-    vector: list[float] | None = None
+__all__ = ["FeatureRef", "InferenceService", "for_app"]
 
 
 class InferenceService:
     """Live activations, top-k, steering, tokenize and decoder vectors over the catalogue's models."""
 
-    def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
+    def __init__(self, settings: Settings, factory: sessionmaker[Session], plans: PlanCache | None = None) -> None:
         self.settings = settings
         self.factory = factory
+        self.plans = plans or PlanCache(settings, factory)
         if settings.inference_torch_threads > 0:
             torch.set_num_threads(settings.inference_torch_threads)
         self.registry = InferenceRegistry(
@@ -66,48 +45,16 @@ class InferenceService:
             max_saes=settings.inference_max_saes,
             device=settings.inference_device,
         )
-        self._plans: dict[tuple[str, ...], tuple[float, Any]] = {}
-        self._plans_lock = threading.Lock()
 
     # --- resolution -----------------------------------------------------------------------------
 
-    def _cached(self, key: tuple[str, ...], make: Callable[[Session], T]) -> T:
-        now = time.monotonic()
-        with self._plans_lock:
-            hit = self._plans.get(key)
-            if hit is not None and hit[0] > now:
-                return hit[1]  # type: ignore[no-any-return]
-        # Shared by every viewer: filled as nobody (all rows visible); callers check each viewer (``_require_*``).
-        with self.factory() as session, viewing(None):
-            value = make(session)
-        with self._plans_lock:
-            self._plans[key] = (now + self.settings.inference_catalogue_ttl_s, value)
-        return value
-
     def forget(self) -> None:
         """Drop cached catalogue lookups (after the catalogue changed)."""
-        with self._plans_lock:
-            self._plans.clear()
-
-    def _require_model(self, model_id: str) -> None:
-        """NotFound unless the request's viewer may open the model (PRIVATE to someone else: as if absent)."""
-        chain = self._cached(("model-chain", model_id), lambda s: model_chain(s, model_id))
-        if chain is None or not may_see(*chain):
-            raise NotFound(f"model {model_id!r} not found", field="model")
-
-    def _source_visible(self, model_id: str, source_id: str) -> bool:
-        chain = self._cached(("source-chain", model_id, source_id), lambda s: _source_chain(s, model_id, source_id))
-        return chain is not None and may_see(*chain)
-
-    def _require_source(self, model_id: str, source_id: str) -> None:
-        """NotFound unless the request's viewer may open the source (its model, set and itself)."""
-        self._require_model(model_id)
-        if not self._source_visible(model_id, source_id):
-            raise NotFound(f"source {model_id}/{source_id} not found", field="source")
+        self.plans.forget()
 
     def _model_plan(self, model_id: str) -> ModelPlan:
-        self._require_model(model_id)
-        return self._cached(("model", model_id), lambda s: plan_model(s, self.settings, model_id))  # type: ignore[no-any-return]
+        self.plans.require_model(model_id)
+        return self.plans.model(model_id)
 
     def model(self, model_id: str) -> LoadedModel:
         """The warm model ``model_id``."""
@@ -119,17 +66,15 @@ class InferenceService:
         return model, self.registry.source(self._sae_plan(model_id, source_id), model.plan.dtype)
 
     def _sae_plan(self, model_id: str, source_id: str) -> SaePlan:
-        self._require_source(model_id, source_id)
-        return self._cached(("sae", model_id, source_id), lambda s: plan_sae(s, model_id, source_id))
+        self.plans.require_source(model_id, source_id)
+        return self.plans.sae(model_id, source_id)
 
     def weights_id(self, model_id: str, sae_sources: list[str] | None = None) -> list[str]:
         """What weights answer for this model and these SAE sources (part of result cache keys); loads nothing."""
-        plan = self._model_plan(model_id)
-        out = [f"model:{plan.spec}:{plan.dtype}"]
-        for name in sorted(set(sae_sources or [])):
-            sae = self._sae_plan(model_id, name)
-            out.append(f"sae:{name}:{sae.spec}:{sae.fold_decoder_norm}:{sae.prepend_bos}")
-        return out
+        self.plans.require_model(model_id)
+        for name in set(sae_sources or []):
+            self.plans.require_source(model_id, name)
+        return self.plans.weights_id(model_id, sae_sources)
 
     def _limit(self, model: LoadedModel) -> int:
         return acts.token_limit(model, self.settings.inference_token_limit)
@@ -164,14 +109,9 @@ class InferenceService:
 
     def stored_vector(self, model_id: str, source: str, index: int) -> tuple[list[float], str] | None:
         """``(vector, hook)`` of a vector stored as a feature (``/api/vector/new``), else None."""
-
-        def load(session: Session) -> tuple[list[float], str] | None:
-            feature = get_vector_feature(session, model_id, source, index)
-            return None if feature is None else (list(feature.vector or []), str(feature.hook_name or ""))
-
-        stored: tuple[list[float], str] | None = self._cached(("vector", model_id, source, str(index)), load)
+        stored = self.plans.stored_vector(model_id, source, index)
         if stored is not None:
-            self._require_source(model_id, source)
+            self.plans.require_source(model_id, source)
         return stored
 
     def activation_single(self, model_id: str, prompt: str, source: str, index: int) -> dict[str, Any]:
@@ -227,14 +167,7 @@ class InferenceService:
         """The top features across sources of a set on ``prompt``."""
         if not 1 <= num_results <= self.settings.inference_max_results:
             raise Invalid(f"num_results must be 1 to {self.settings.inference_max_results}", field="num_results")
-        names = selected
-        if not names:
-            in_set: list[str] = self._cached(
-                ("set", model_id, source_set), lambda s: self._set_sources(s, model_id, source_set)
-            )
-            names = [n for n in in_set if self._source_visible(model_id, n)]
-            if in_set and not names:
-                raise NotFound(f"source set {model_id}/{source_set} not found", field="source_set")
+        names = selected or self.plans.visible_set_sources(model_id, source_set)
         if not names:
             raise NotFound(f"source set {model_id}/{source_set} has no source with SAE weights", field="source_set")
         model = self.model(model_id)
@@ -248,11 +181,6 @@ class InferenceService:
             return acts.all_sources(
                 model, sources, prompt_, sort_by=sort_by, ignore_bos=ignore_bos, num_results=num_results
             )
-
-    @staticmethod
-    def _set_sources(session: Session, model_id: str, source_set: str) -> list[str]:
-        get_source_set(session, model_id, source_set)
-        return [s.name for s in inference_sources(session, model_id, source_set)]
 
     # --- steering -------------------------------------------------------------------------------
 
@@ -404,6 +332,44 @@ class InferenceService:
                 if not produced:  # stopped at once: say so, so every type is answered
                     yield wrap([outputs[k] for k in types])
 
+    def steer_features(
+        self, model_id: str, prompt: str, features: list[FeatureRef], types: list[str], settings: SteerSettings
+    ) -> dict[str, Any]:
+        """:meth:`steer_completion` with the directions of ``features`` (the web's workflows call this)."""
+        directions = self.directions(model_id, features) if "STEERED" in types else []
+        return self.steer_completion(model_id, prompt, directions, types, settings)
+
+    def steer_chat_features(
+        self,
+        model_id: str,
+        messages: list[dict[str, str]],
+        features: list[FeatureRef],
+        types: list[str],
+        settings: SteerSettings,
+    ) -> dict[str, Any]:
+        """:meth:`steer_chat` with the directions of ``features``."""
+        directions = self.directions(model_id, features) if "STEERED" in types else []
+        return self.steer_chat(model_id, messages, directions, types, settings)
+
+    def steer_features_stream(
+        self, model_id: str, prompt: str, features: list[FeatureRef], types: list[str], settings: SteerSettings
+    ) -> Iterator[dict[str, Any]]:
+        """:meth:`steer_completion_stream` with the directions of ``features``."""
+        directions = self.directions(model_id, features) if "STEERED" in types else []
+        return self.steer_completion_stream(model_id, prompt, directions, types, settings)
+
+    def steer_chat_features_stream(
+        self,
+        model_id: str,
+        messages: list[dict[str, str]],
+        features: list[FeatureRef],
+        types: list[str],
+        settings: SteerSettings,
+    ) -> Iterator[dict[str, Any]]:
+        """:meth:`steer_chat_stream` with the directions of ``features``."""
+        directions = self.directions(model_id, features) if "STEERED" in types else []
+        return self.steer_chat_stream(model_id, messages, directions, types, settings)
+
     # --- decoder vectors ------------------------------------------------------------------------
 
     def sae_vector(self, model_id: str, source: str, index: int) -> dict[str, Any]:
@@ -454,11 +420,6 @@ def _last(chunks: Iterator[dict[str, Any]]) -> dict[str, Any]:
     """The final chunk of a stream (the whole answer)."""
     last = deque(chunks, maxlen=1)
     return last[0]
-
-
-def _source_chain(session: Session, model_id: str, source_id: str) -> Chain | None:
-    row = session.scalar(select(Source).where(Source.model_id == model_id, Source.name == source_id))
-    return None if row is None else source_chain(session, row)
 
 
 _lock = threading.Lock()

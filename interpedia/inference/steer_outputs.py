@@ -18,13 +18,13 @@ from interpedia.config import Settings
 from interpedia.db import transaction
 from interpedia.db.tables import SteerOutput
 from interpedia.errors import Invalid
+from interpedia.inference.options import FeatureRef, SteerSettings
 from interpedia.store.catalogue import require_visible_sources
 from interpedia.store.formats import parse_index
 from interpedia.store.steering import find_output, output_chat, output_logprobs, save_output, steer_key
 
 if TYPE_CHECKING:
-    from interpedia.inference.service import InferenceService
-    from interpedia.inference.steering import Direction, SteerSettings
+    from interpedia.inference.routing import Inference
 
 __all__ = [
     "SteerFeature",
@@ -96,18 +96,14 @@ def _features(model_id: str, features: Sequence[SteerFeature]) -> list[dict[str,
     return sorted(feats, key=lambda f: (f["layer"], int(f["index"]), f["strength"]))
 
 
-def _directions(svc: InferenceService, model_id: str, feats: list[dict[str, Any]]) -> list[Direction]:
-    from interpedia.inference.service import FeatureRef
-
+def _refs(svc: Inference, model_id: str, feats: list[dict[str, Any]]) -> list[FeatureRef]:
     kinds = {svc.stored_vector(model_id, f["layer"], int(f["index"])) is not None for f in feats}
     if len(kinds) > 1:
         raise Invalid("can't steer with vectors and SAE features together", "features")
-    return svc.directions(model_id, [FeatureRef(f["layer"], int(f["index"]), f["strength"]) for f in feats])
+    return [FeatureRef(f["layer"], int(f["index"]), f["strength"]) for f in feats]
 
 
 def _steer_settings(options: SteerOptions) -> SteerSettings:
-    from interpedia.inference.steering import SteerSettings
-
     return SteerSettings(
         method=options.steer_method,
         strength_multiplier=options.strength_multiplier,
@@ -120,7 +116,7 @@ def _steer_settings(options: SteerOptions) -> SteerSettings:
     )
 
 
-def _weights(session: Session, svc: InferenceService, model_id: str, feats: list[dict[str, Any]]) -> list[str]:
+def _weights(session: Session, svc: Inference, model_id: str, feats: list[dict[str, Any]]) -> list[str]:
     """What weights answer: the model's and the SAEs' of the features that are not stored vectors. A feature of a
     source hidden from the viewer is NotFound, before the cache is asked."""
     sae_sources = [f["layer"] for f in feats if svc.stored_vector(model_id, f["layer"], int(f["index"])) is None]
@@ -149,7 +145,7 @@ class _Run:
 def _resolve(
     session: Session,
     settings: Settings,
-    svc: InferenceService,
+    svc: Inference,
     model_id: str,
     inputs: dict[str, Any],
     features: Sequence[SteerFeature],
@@ -225,7 +221,7 @@ def _chat_doc(settings: Settings, run: _Run, rows: dict[str, SteerOutput]) -> di
 def steer_completion(
     session: Session,
     settings: Settings,
-    svc: InferenceService,
+    svc: Inference,
     *,
     model_id: str,
     prompt: str,
@@ -237,8 +233,8 @@ def steer_completion(
     run = _resolve(session, settings, svc, model_id, {"DEFAULT": prompt, "STEERED": prompt}, features, options, False)
     made: dict[str, dict[str, Any]] = {}
     if run.missing:
-        directions = _directions(svc, model_id, run.feats) if "STEERED" in run.missing else []
-        result = svc.steer_completion(model_id, prompt, directions, run.missing, _steer_settings(options))
+        refs = _refs(svc, model_id, run.feats) if "STEERED" in run.missing else []
+        result = svc.steer_features(model_id, prompt, refs, run.missing, _steer_settings(options))
         for o in result["outputs"]:
             made[o["type"]] = {"input_text": prompt, "output_text": o["output"], "logprobs": o.get("logprobs")}
     rows = _save(session, run, made, creator_id, chat=False)
@@ -251,7 +247,7 @@ def steer_completion_stream(
     session: Session,
     factory: sessionmaker[Session],
     settings: Settings,
-    svc: InferenceService,
+    svc: Inference,
     *,
     model_id: str,
     prompt: str,
@@ -265,10 +261,8 @@ def steer_completion_stream(
     run = _resolve(session, settings, svc, model_id, {"DEFAULT": prompt, "STEERED": prompt}, features, options, False)
     streams = []
     for kind in run.missing:  # started (so checked) now; each runs when its turn comes
-        directions = _directions(svc, model_id, run.feats) if kind == "STEERED" else []
-        streams.append(
-            (kind, svc.steer_completion_stream(model_id, prompt, directions, [kind], _steer_settings(options)))
-        )
+        refs = _refs(svc, model_id, run.feats) if kind == "STEERED" else []
+        streams.append((kind, svc.steer_features_stream(model_id, prompt, refs, [kind], _steer_settings(options))))
     state: dict[str, Any] = {"STEERED": None, "DEFAULT": None, "steeredLogProbs": None, "defaultLogProbs": None}
     for kind, row in run.rows.items():
         if row is not None:
@@ -298,7 +292,7 @@ def steer_completion_stream(
 def steer_chat(
     session: Session,
     settings: Settings,
-    svc: InferenceService,
+    svc: Inference,
     *,
     model_id: str,
     default_chat: list[dict[str, str]],
@@ -316,8 +310,8 @@ def steer_chat(
     for kind in ("DEFAULT", "STEERED"):
         if run.rows[kind] is not None:
             continue
-        directions = _directions(svc, model_id, run.feats) if kind == "STEERED" else []
-        result = svc.steer_chat(model_id, run.inputs[kind], directions, [kind], _steer_settings(options))
+        refs = _refs(svc, model_id, run.feats) if kind == "STEERED" else []
+        result = svc.steer_chat_features(model_id, run.inputs[kind], refs, [kind], _steer_settings(options))
         made[kind] = _chat_made(result)
     rows = _save(session, run, made, creator_id, chat=True)
     if made:
@@ -329,7 +323,7 @@ def steer_chat_stream(
     session: Session,
     factory: sessionmaker[Session],
     settings: Settings,
-    svc: InferenceService,
+    svc: Inference,
     *,
     model_id: str,
     default_chat: list[dict[str, str]],
@@ -344,9 +338,9 @@ def steer_chat_stream(
     )
     streams = []
     for kind in run.missing:
-        directions = _directions(svc, model_id, run.feats) if kind == "STEERED" else []
+        refs = _refs(svc, model_id, run.feats) if kind == "STEERED" else []
         streams.append(
-            (kind, svc.steer_chat_stream(model_id, run.inputs[kind], directions, [kind], _steer_settings(options)))
+            (kind, svc.steer_chat_features_stream(model_id, run.inputs[kind], refs, [kind], _steer_settings(options)))
         )
     state: dict[str, Any] = {kind: output_chat(row) if row else None for kind, row in run.rows.items()}
     steered = run.rows["STEERED"]

@@ -28,9 +28,21 @@ from typing import Any
 import torch
 
 from interpedia.errors import Invalid, Unsupported
+from interpedia.inference.options import SteerSettings
 from interpedia.inference.registry import LoadedModel
 
 STEER_METHODS = ("SIMPLE_ADDITIVE", "ORTHOGONAL_DECOMP", "PROJECTION_CAP")
+
+__all__ = [
+    "STEER_METHODS",
+    "Direction",
+    "Generation",
+    "SteerSettings",
+    "check_directions",
+    "generate",
+    "generate_steps",
+    "render_chat",
+]
 
 
 @dataclass(frozen=True)
@@ -40,21 +52,6 @@ class Direction:
     hook: str
     vector: torch.Tensor  # [d_in] float32
     strength: float
-
-
-@dataclass(frozen=True)
-class SteerSettings:
-    """Everything but the prompt and the directions."""
-
-    method: str = "SIMPLE_ADDITIVE"
-    normalize: bool = False
-    strength_multiplier: float = 1.0
-    n_tokens: int = 32
-    temperature: float = 0.5
-    freq_penalty: float = 0.0
-    seed: int = 0
-    n_logprobs: int = 0
-    steer_special_tokens: bool = True
 
 
 @dataclass

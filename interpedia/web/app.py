@@ -117,7 +117,8 @@ ROLES = ("all", "inference")
 
 
 def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAPI:
-    """Build the app on the given (or the environment's) settings; ``role="inference"`` serves only /v1 inference."""
+    """Build the app on the given (or the environment's) settings; ``role="inference"`` serves only /v1 (live
+    inference and graphs, for web servers that route to it)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     settings = settings or get_settings()
@@ -140,12 +141,14 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
     )
     engine = make_engine(settings.database_url)
     app.state.settings = settings
+    app.state.role = role
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.feature_cache = FeatureCache(max(0, settings.feature_cache_mb) * 1024 * 1024)
     install_error_handlers(app)
     install_openapi(app, settings)
 
+    from interpedia.web.v1.graph import router as graph_router
     from interpedia.web.v1.inference import router as inference_router
     from interpedia.web.v1.lens import router as lens_router
     from interpedia.web.v1.tools import router as tools_router
@@ -153,6 +156,7 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
     app.include_router(inference_router)
     app.include_router(lens_router)
     app.include_router(tools_router)
+    app.include_router(graph_router)
 
     @app.get("/health", include_in_schema=False)
     def health() -> dict[str, Any]:

@@ -49,7 +49,12 @@ __all__ = [
     "RequiredUser",
     "SessionDep",
     "SettingsDep",
+    "InferenceDep",
+    "LocalInferenceDep",
     "caller",
+    "graph_tracer",
+    "inference_service",
+    "local_inference",
     "request_scope",
     "session_factory",
     "write_transaction",
@@ -235,10 +240,34 @@ RequiredUser = Annotated[User, Depends(required_user)]
 
 
 def inference_service(request: Request) -> Any:
-    """The app's inference service (``interpedia.inference``), made on first use: torch is imported then."""
+    """The app's live inference (``interpedia.inference.routing``): each request goes to the inference host the
+    host map names for it, else to the in-process service (made on first use: torch is imported then)."""
+    from interpedia.inference.routing import router_for_app
+
+    return router_for_app(request.app.state)
+
+
+def local_inference(request: Request) -> Any:
+    """The in-process inference service, for the /v1 routes: an inference server never forwards a request (a host
+    map that names the server itself must not make it call itself)."""
     from interpedia.inference import for_app
 
     return for_app(request.app.state)
 
 
-InferenceDep = Annotated[Any, Depends(inference_service)]  # an InferenceService; Any keeps torch out of signatures
+def graph_tracer(request: Request) -> Any:
+    """The app's graph tracer (``interpedia.graph.tracer``; torch is imported on first use, not with the routes).
+
+    It routes graphs to the graph host mapped for the model and transcoder set; its ``trace`` is always local."""
+    state = request.app.state
+    tracer = getattr(state, "graph_tracer", None)
+    if tracer is None:
+        from interpedia.graph.tracer import GraphTracer
+
+        tracer = state.graph_tracer = GraphTracer(state.settings, state.sessionmaker, router=inference_service(request))
+    return tracer
+
+
+# Any keeps torch out of signatures: an InferenceRouter (or, for /v1, an InferenceService)
+InferenceDep = Annotated[Any, Depends(inference_service)]
+LocalInferenceDep = Annotated[Any, Depends(local_inference)]

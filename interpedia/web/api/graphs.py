@@ -21,7 +21,7 @@ from interpedia.config import Settings
 from interpedia.store import graphs as store
 from interpedia.store.graph_schema import SLUG_RE
 from interpedia.store.graphs import MIN_UPLOAD_BYTES, GraphMetadata, User
-from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep
+from interpedia.web.deps import OptionalUser, RequiredUser, SessionDep, SettingsDep, graph_tracer
 from interpedia.web.urls import absolute_url, page_path
 from interpedia.web.wire import Body, Finite, integral, json_response, setting_limit
 
@@ -128,18 +128,6 @@ def save_to_db(
     return json_response({"url": _page_url(request, graph.model_id, graph.slug), "id": graph.id})
 
 
-def _tracer(request: Request) -> Any:
-    """The app's graph tracer (torch is imported on first use, not with the routes)."""
-    tracer = getattr(request.app.state, "graph_tracer", None)
-    if tracer is None:
-        from interpedia.graph.tracer import GraphTracer
-
-        tracer = request.app.state.graph_tracer = GraphTracer(
-            request.app.state.settings, request.app.state.sessionmaker
-        )
-    return tracer
-
-
 def trace_graph(request: Request, settings: Settings, body: GenerateBody, user: User) -> GraphMetadata:
     """Trace and store the graph a generate body asks for (this route and the graph page's form)."""
     from interpedia.graph.tracer import GraphOptions, graph_request
@@ -153,7 +141,7 @@ def trace_graph(request: Request, settings: Settings, body: GenerateBody, user: 
         batch_size=body.batchSize,
     )
     graph_req = graph_request(body.prompt, body.slug, options, settings.graph_token_limit)
-    row: GraphMetadata = _tracer(request).trace_and_store(
+    row: GraphMetadata = graph_tracer(request).trace_and_store(
         body.modelId, body.sourceSetName, graph_req, store.GraphSave(creator=user), wait=False
     )
     return row

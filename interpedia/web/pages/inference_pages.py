@@ -175,7 +175,9 @@ def search_page(request: Request, session: SessionDep, settings: SettingsDep) ->
                 raise Invalid("choose a model", "modelId")
             if not form["sourceSet"]:
                 raise Invalid("choose a source set to search", "sourceSet")
-            require_model(session, settings, form["modelId"], source_set=form["sourceSet"])
+            require_model(
+                session, settings, form["modelId"], source_set=form["sourceSet"], hosts=inference_service(request)
+            )
             body = {
                 "modelId": form["modelId"],
                 "sourceSet": form["sourceSet"],
@@ -258,7 +260,7 @@ def topk_page(request: Request, session: SessionDep, settings: SettingsDep) -> R
                 raise Invalid("choose a model", "modelId")
             if not form["source"]:
                 raise Invalid("choose a source (SAE) to search", "source")
-            require_model(session, settings, form["modelId"])
+            require_model(session, settings, form["modelId"], hosts=inference_service(request))
             body = {
                 "modelId": form["modelId"],
                 "source": form["source"],

@@ -17,7 +17,7 @@ from interpedia.config import Settings
 from interpedia.errors import Invalid, Unavailable, UserError
 from interpedia.inference.availability import model_availability
 from interpedia.store.catalogue import get_model
-from interpedia.web.deps import SessionDep, SettingsDep, inference_service
+from interpedia.web.deps import SessionDep, SettingsDep, local_inference
 from interpedia.web.pages.dashboard import display_token
 from interpedia.web.pages.render import form_page
 from interpedia.web.pages.routes import PageRoute
@@ -35,7 +35,7 @@ def _jacobian_status(request: Request, model_id: str, available: bool) -> dict[s
     from interpedia.inference.lens import jacobian_lens
 
     try:
-        lens, why = jacobian_lens(inference_service(request), model_id)
+        lens, why = jacobian_lens(local_inference(request), model_id)
     except UserError as exc:
         return {"available": False, "reason": exc.message, "meta": None}
     if lens is None:
@@ -116,7 +116,7 @@ def lens_page(request: Request, session: SessionDep, settings: SettingsDep, mode
             from interpedia.inference.lens import buffered, run_lens
 
             frames = run_lens(
-                inference_service(request),
+                local_inference(request),
                 ctx["modelId"],
                 prompt=prompt,
                 chat=None,

@@ -25,7 +25,7 @@ from interpedia.store.documents.list import ListNeuronDoc, MemberWithNeuronDoc
 from interpedia.store.formats import parse_index
 from interpedia.store.rows import User
 from interpedia.store.users import can_modify
-from interpedia.web.deps import SessionDep, write_transaction
+from interpedia.web.deps import SessionDep, inference_service, write_transaction
 from interpedia.web.pages.dashboard import token_strip
 from interpedia.web.pages.forms import _safe_next
 from interpedia.web.pages.render import done, page, page_url, split_json
@@ -51,7 +51,7 @@ def _done(request: Request, url: str, doc: Any, status: int = 200) -> Response:
     return done(request, url, doc, status=status)
 
 
-def _mark_live(session: Session, settings: Settings, neurons: list[MemberWithNeuronDoc]) -> str | None:
+def _mark_live(session: Session, settings: Settings, neurons: list[MemberWithNeuronDoc], hosts: Any) -> str | None:
     """Set each feature's ``inferenceEnabled`` from what this server can run; the first reason why not."""
     status: dict[tuple[str, str], dict[str, Any]] = {}
     for item in neurons:
@@ -59,7 +59,7 @@ def _mark_live(session: Session, settings: Settings, neurons: list[MemberWithNeu
         key = (neuron["modelId"], neuron["layer"])
         if key not in status:
             status[key] = inference_availability(
-                session, settings, get_model(session, key[0]), get_source(session, *key)
+                session, settings, get_model(session, key[0]), get_source(session, *key), hosts
             )
         neuron["inferenceEnabled"] = status[key]["available"]
     return next((s["reason"] for s in status.values() if not s["available"]), None)
@@ -96,7 +96,7 @@ def list_page(request: Request, session: SessionDep, list_id: str) -> Response:
     lst = store.get_list(session, list_id)
     user = current_user(request)
     doc = store.list_details(session, lst, public_origin(request))
-    reason = _mark_live(session, request.app.state.settings, doc["neurons"])
+    reason = _mark_live(session, request.app.state.settings, doc["neurons"], inference_service(request))
     live_note = _live_note(doc["neurons"], lst.default_test_text, reason)
     data = {
         "page": "list",

@@ -27,7 +27,7 @@ from interpedia.store.feature_page import read_feature_page
 from interpedia.store.formats import parse_index
 from interpedia.store.lists import lists_with_feature
 from interpedia.store.releases import find_release
-from interpedia.web.deps import FeatureCacheDep, SessionDep
+from interpedia.web.deps import FeatureCacheDep, SessionDep, inference_service
 from interpedia.web.pages.dashboard import activations_html, cached_view
 from interpedia.web.pages.embeds import embed_options
 from interpedia.web.pages.graph_lists import feature_graphs, model_graphs
@@ -188,7 +188,9 @@ def feature_page(
     def html_view() -> dict[str, Any]:
         set_doc: Mapping[str, Any] = doc.get("sourceSet") or {}
         default_range = set_doc.get("defaultRange", 1)
-        live = inference_availability(session, request.app.state.settings, model, source)
+        live = inference_availability(
+            session, request.app.state.settings, model, source, hosts=inference_service(request)
+        )
         return {
             "view": cached_view(read.read, cache),
             "activations_html": activations_html(renderer(request).env, read.read, cache),

@@ -52,11 +52,11 @@ FormList = Annotated[list[str], Form()]
 FormText = Annotated[str, Form()]
 
 
-def _model_context(request: Request, session: Session, settings: Settings, model_id: str) -> dict[str, Any]:
+def _model_context(request: Request, session: Session, settings: Settings, model_id: str, hosts: Any) -> dict[str, Any]:
     """The model the form steers: its listed SAEs, whether live inference and chat can run (and why not), and its
     presets (``/api/steer/presets``)."""
     model = get_model(session, model_id)
-    status = model_availability(session, settings, model)
+    status = model_availability(session, settings, model, hosts)
     sources = listed_source_names(session, model.id)
     chat = has_chat_template(status.get("spec"), model) if status["available"] else False
     presets = steer_presets(session, settings.steer_presets, model.id, current_user(request, session))
@@ -215,7 +215,7 @@ def steer_shared(request: Request, session: SessionDep, settings: SettingsDep, o
     """A saved steering result (the share link): both outputs, the features and every setting."""
     output_id, as_json = split_json(output_id)
     doc = load_shared(session, output_id)
-    ctx = _model_context(request, session, settings, doc["modelId"])
+    ctx = _model_context(request, session, settings, doc["modelId"], inference_service(request))
     prompt = doc.get("prompt") or ""
     if doc["isChat"]:
         messages = doc.get("steeredChatMessages") or doc.get("defaultChatMessages") or []
@@ -246,7 +246,7 @@ def steer_shared(request: Request, session: SessionDep, settings: SettingsDep, o
 def steer_page(request: Request, session: SessionDep, settings: SettingsDep, model_id: str) -> Response:
     """The steering form for a model (prefilled from the query: ``prompt``, ``mode``, ``method``, and features as
     ``source``/``index``/``strength``, which is how the presets and a feature page's link fill it)."""
-    ctx = _model_context(request, session, settings, model_id)
+    ctx = _model_context(request, session, settings, model_id, inference_service(request))
     mode = request.query_params.get("mode", "completion")
     method = request.query_params.get("method", DEFAULTS["steer_method"])
     form = {
@@ -281,7 +281,7 @@ def steer_run(
 ) -> Response:  # noqa: B006
     """Run the steering form and redirect to the saved result (``/steer/{id}``)."""
     check_csrf(request, session, csrf_token)
-    ctx = _model_context(request, session, settings, model_id)
+    ctx = _model_context(request, session, settings, model_id, inference_service(request))
     form: dict[str, Any] = {
         **DEFAULTS,
         "mode": mode,

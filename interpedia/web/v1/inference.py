@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
 
+from interpedia import __version__
 from interpedia.errors import Invalid
 from interpedia.inference.searches import MAX_SOURCE_PROMPTS
 from interpedia.store.formats import parse_index
-from interpedia.web.deps import InferenceDep, SettingsDep
+from interpedia.web.deps import LocalInferenceDep, SettingsDep
 from interpedia.web.v1.deps import require_secret
 from interpedia.web.wire import (
     SSE_RESPONSES,
@@ -248,14 +249,31 @@ def _single(svc: InferenceService, body: SingleBody, prompt: str) -> dict[str, A
     return svc.activation_single(body.model, prompt, str(body.source), parse_index(body.index))
 
 
+@router.get("/health", summary="Whether this inference server is up, and what it has loaded")
+def health(request: Request, settings: SettingsDep) -> Response:
+    """``{status, version, role, device, warm: {models, sources}}``; behind X-SECRET-KEY like every /v1 route, so a
+    web server's health check also checks its secret. Loads nothing."""
+    service = getattr(request.app.state, "inference", None)
+    warm = service.registry.warm() if service is not None else {"models": [], "sources": []}
+    return json_response(
+        {
+            "status": "ok",
+            "version": __version__,
+            "role": getattr(request.app.state, "role", "all"),
+            "device": settings.inference_device,
+            "warm": warm,
+        }
+    )
+
+
 @router.post("/activation/single", summary="Activations of one SAE latent, or of a vector at a hook")
-def activation_single(body: SingleBody, svc: InferenceDep) -> Response:
+def activation_single(body: SingleBody, svc: LocalInferenceDep) -> Response:
     """Values at every token (BOS dropped for a latent), with the tokens and which are special."""
     return json_response(_single(svc, body, body.prompt))
 
 
 @router.post("/activation/single-batch", summary="activation/single for several prompts")
-def activation_single_batch(body: SingleBatchBody, svc: InferenceDep, settings: SettingsDep) -> Response:
+def activation_single_batch(body: SingleBatchBody, svc: LocalInferenceDep, settings: SettingsDep) -> Response:
     """``{results: [...]}`` in prompt order."""
     _check_batch(body.prompts, settings)
     return json_response({"results": [_single(svc, body, p) for p in body.prompts]})
@@ -274,26 +292,26 @@ def _all(svc: InferenceService, body: AllBody, prompt: str) -> dict[str, Any]:
 
 
 @router.post("/activation/all", summary="Top features of a prompt across the sources of a set")
-def activation_all(body: AllBody, svc: InferenceDep) -> Response:
+def activation_all(body: AllBody, svc: LocalInferenceDep) -> Response:
     """The features with the highest max activation (or sum at ``sort_by_token_indexes``)."""
     return json_response(_all(svc, body, body.prompt))
 
 
 @router.post("/activation/all-batch", summary="activation/all for several prompts")
-def activation_all_batch(body: AllBatchBody, svc: InferenceDep, settings: SettingsDep) -> Response:
+def activation_all_batch(body: AllBatchBody, svc: LocalInferenceDep, settings: SettingsDep) -> Response:
     """``{results: [...]}`` in prompt order."""
     _check_batch(body.prompts, settings)
     return json_response({"results": [_all(svc, body, p) for p in body.prompts]})
 
 
 @router.post("/activation/topk-by-token", summary="Top features at each token of a prompt")
-def activation_topk_by_token(body: TopkBody, svc: InferenceDep) -> Response:
+def activation_topk_by_token(body: TopkBody, svc: LocalInferenceDep) -> Response:
     """Per token: position, string, whether special, and the ``top_k`` most active features."""
     return json_response(svc.topk_by_token(body.model, body.prompt, body.source, body.top_k, body.ignore_bos))
 
 
 @router.post("/activation/topk-by-token-batch", summary="activation/topk-by-token for several prompts")
-def activation_topk_by_token_batch(body: TopkBatchBody, svc: InferenceDep, settings: SettingsDep) -> Response:
+def activation_topk_by_token_batch(body: TopkBatchBody, svc: LocalInferenceDep, settings: SettingsDep) -> Response:
     """``{results: [...]}`` in prompt order."""
     _check_batch(body.prompts, settings)
     return json_response(
@@ -302,14 +320,13 @@ def activation_topk_by_token_batch(body: TopkBatchBody, svc: InferenceDep, setti
 
 
 @router.post("/activation/source", summary="Every active feature of a source, per prompt (sparse)")
-def activation_source(body: SourceBody, svc: InferenceDep) -> Response:
+def activation_source(body: SourceBody, svc: LocalInferenceDep) -> Response:
     """``{results: [{tokens, activeFeatures: {index: [[token, value], ...]}}]}``."""
     return json_response(svc.activation_source(body.model, body.prompts, body.source))
 
 
 def _steer_parts(svc: InferenceService, body: _SteerBody) -> tuple[list[Any], Any]:
-    from interpedia.inference.service import FeatureRef
-    from interpedia.inference.steering import SteerSettings
+    from interpedia.inference.options import FeatureRef, SteerSettings
 
     if body.features is not None:
         for n, f in enumerate(body.features):
@@ -336,7 +353,7 @@ def _steer_parts(svc: InferenceService, body: _SteerBody) -> tuple[list[Any], An
 
 
 @router.post("/steer/completion", summary="Complete a prompt with and without steering", responses=SSE_RESPONSES)
-def steer_completion(body: SteerCompletionBody, svc: InferenceDep) -> Response:
+def steer_completion(body: SteerCompletionBody, svc: LocalInferenceDep) -> Response:
     """``{outputs: [{type, output, logprobs?}]}``, one per requested type; with ``stream``, server-sent events of
     that answer after every token (``data: {outputs: [...]}``), as Neuronpedia's inference server streams it."""
     directions, settings = _steer_parts(svc, body)
@@ -345,7 +362,7 @@ def steer_completion(body: SteerCompletionBody, svc: InferenceDep) -> Response:
 
 
 @router.post("/steer/completion-chat", summary="Continue a chat with and without steering", responses=SSE_RESPONSES)
-def steer_completion_chat(body: SteerChatBody, svc: InferenceDep) -> Response:
+def steer_completion_chat(body: SteerChatBody, svc: LocalInferenceDep) -> Response:
     """``{input: {chat_template, raw}, outputs: [{chat_template, raw, type}]}``; 422 without a chat template; with
     ``stream``, server-sent events of that answer after every token."""
     if body.is_assistant_axis:
@@ -357,19 +374,19 @@ def steer_completion_chat(body: SteerChatBody, svc: InferenceDep) -> Response:
 
 
 @router.post("/tokenize", summary="Split text into the model's tokens")
-def tokenize(body: TokenizeBody, svc: InferenceDep) -> Response:
+def tokenize(body: TokenizeBody, svc: LocalInferenceDep) -> Response:
     """``{tokens, token_strings, prepend_bos}``."""
     return json_response(svc.tokenize(body.model, body.text, body.prepend_bos))
 
 
 @router.post("/util/sae-vector", summary="An SAE latent's decoder vector")
-def util_sae_vector(body: SaeVectorBody, svc: InferenceDep) -> Response:
+def util_sae_vector(body: SaeVectorBody, svc: LocalInferenceDep) -> Response:
     """``{vector, hookName}``: the trained decoder row and the hook it writes to."""
     return json_response(svc.sae_vector(body.model, body.source, parse_index(body.index)))
 
 
 @router.post("/util/sae-topk-by-decoder-cossim", summary="Latents of the same SAE nearest by decoder cosine")
-def util_topk_by_decoder_cossim(body: CossimBody, svc: InferenceDep) -> Response:
+def util_topk_by_decoder_cossim(body: CossimBody, svc: LocalInferenceDep) -> Response:
     """The ``num_results`` (at most 128) other latents whose decoder rows are nearest the feature's (or vector)."""
     if body.feature is not None and (body.feature.model != body.model or body.feature.source != body.source):
         raise Invalid("feature must be of the same model and source as the request", "feature")

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response, StreamingResponse
 from pydantic import Field, StrictBool, StrictInt, StrictStr, model_validator
 
-from interpedia.web.deps import InferenceDep
+from interpedia.web.deps import LocalInferenceDep
 from interpedia.web.v1.deps import require_secret
 from interpedia.web.wire import CamelBody, Finite, json_response
 
@@ -120,6 +120,6 @@ def lens_response(svc: Any, model_id: str, body: LensRun) -> Response:
 
 
 @router.post("/lens/prompt", summary="Logit and Jacobian lens over a prompt", responses=LENS_RESPONSES)
-def lens_prompt(body: LensPromptBody, svc: InferenceDep) -> Response:
+def lens_prompt(body: LensPromptBody, svc: LocalInferenceDep) -> Response:
     """Per position and layer, the top next-token predictions of the residual stream read out by each lens."""
     return lens_response(svc, body.model, body)

@@ -14,7 +14,7 @@ from pydantic import Field, StrictBool, StrictInt, StrictStr
 from interpedia.errors import Invalid
 from interpedia.inference.availability import servable_models, servable_source_sets
 from interpedia.store.catalogue import get_model
-from interpedia.web.deps import InferenceDep, SessionDep, SettingsDep
+from interpedia.web.deps import LocalInferenceDep, SessionDep, SettingsDep
 from interpedia.web.v1.deps import require_secret
 from interpedia.web.wire import CamelBody, json_response
 
@@ -84,7 +84,7 @@ def _model(session: Any, settings: Any, model_id: str | None) -> str:
 def capabilities(
     session: SessionDep,
     settings: SettingsDep,
-    svc: InferenceDep,
+    svc: LocalInferenceDep,
     model: Annotated[str | None, Query(max_length=256, description="A model id to describe (loaded if cold).")] = None,
 ) -> Response:
     """Limits, the models it serves, and per-endpoint support; with ``model``, that model's layers, hook points,
@@ -97,7 +97,7 @@ def capabilities(
 
 
 @router.get("/steer/health", summary="Loaded models and SAEs, device and memory")
-def steer_health(svc: InferenceDep) -> Response:
+def steer_health(svc: LocalInferenceDep) -> Response:
     """``{status, stats, summary}``."""
     from interpedia.inference.capabilities import health
 
@@ -105,7 +105,7 @@ def steer_health(svc: InferenceDep) -> Response:
 
 
 @router.post("/activation/raw", summary="A hook's raw activations (no SAE), for probes")
-def activation_raw(body: RawBody, session: SessionDep, settings: SettingsDep, svc: InferenceDep) -> Response:
+def activation_raw(body: RawBody, session: SessionDep, settings: SettingsDep, svc: LocalInferenceDep) -> Response:
     """``{hook_point, type, dtype, device, results: [{token_strings, token_ids, activations: [{layer,
     token_indices, values}]}]}``."""
     from interpedia.inference.probes import raw_activations
@@ -115,7 +115,7 @@ def activation_raw(body: RawBody, session: SessionDep, settings: SettingsDep, sv
 
 
 @router.post("/activation/attention", summary="One attention head's pattern on a prompt (sparse)")
-def activation_attention(body: AttentionBody, session: SessionDep, svc: InferenceDep) -> Response:
+def activation_attention(body: AttentionBody, session: SessionDep, svc: LocalInferenceDep) -> Response:
     """``{tokens, seq_len, attention_indices, attention_values, max_activation}``: per query row the 8 largest
     weights of at least 0.005, as flat indices ``q * seq_len + k`` (upstream's HeadVis form)."""
     from interpedia.inference.probes import attention_pattern
@@ -126,7 +126,7 @@ def activation_attention(body: AttentionBody, session: SessionDep, svc: Inferenc
 
 @router.post("/apply-chat-template", summary="Render chat messages; per-token message spans")
 def apply_chat_template(
-    body: ChatTemplateBody, session: SessionDep, settings: SettingsDep, svc: InferenceDep
+    body: ChatTemplateBody, session: SessionDep, settings: SettingsDep, svc: LocalInferenceDep
 ) -> Response:
     """``{prompt, tokens, spans: [{position, token_id, token_str, message_index, role, channel, section}]}``;
     422 for a model without a chat template."""
