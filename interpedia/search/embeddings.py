@@ -100,13 +100,22 @@ class LocalEmbedder:
             if self._model is None:
                 self._load()
 
-    def _load(self) -> None:
+    def import_libraries(self) -> None:
+        """Import torch and transformers' auto classes in the calling thread (``preload_embedder`` does, before its
+        thread starts: two threads importing transformers at once, the preload and a request loading a model,
+        can find it half-initialised, "cannot import name 'AutoTokenizer'")."""
         try:
-            import torch
-            from transformers import AutoModel, AutoTokenizer
-            from transformers.utils import logging as hf_logging
+            import torch  # noqa: F401
+            from transformers import AutoModel, AutoTokenizer  # noqa: F401
         except ImportError as exc:
             raise EmbeddingError("torch and transformers are needed for the local embedding model") from exc
+
+    def _load(self) -> None:
+        self.import_libraries()
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
         path = str(self.path or local_model_path())
         hf_logging.disable_progress_bar()
         self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -288,6 +297,12 @@ def preload_embedder(settings: Settings) -> threading.Thread | None:
         if id(embedder) in _warm_started:
             return None
         _warm_started.add(id(embedder))
+
+    try:
+        embedder.import_libraries()
+    except EmbeddingError as exc:
+        log.warning("could not preload the embedding model: %s", exc)
+        return None
 
     def load() -> None:
         try:

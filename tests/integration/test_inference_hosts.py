@@ -113,9 +113,6 @@ def site(database_url: str, factory: Any, tiny_inf: TinyInference, tiny_graph: T
         "INTERPEDIA_SECRET": SECRET,
         "INTERPEDIA_INFERENCE_CATALOGUE_TTL_S": "0",  # a host added is used at the next request
         "INTERPEDIA_RATE_LIMIT_ENABLED": "false",
-        # The embedder's background preload imports transformers while the first request's model load imports it
-        # too; the two imports race ("cannot import name 'AutoTokenizer'"). No search here needs the embedder.
-        "INTERPEDIA_EMBEDDING_PRELOAD": "false",
         "INTERPEDIA_INFERENCE_TORCH_THREADS": "1",
         "INTERPEDIA_INFERENCE_HOST_RETRIES": "1",
         "INTERPEDIA_INFERENCE_HOST_TIMEOUT_S": "900",  # a model's first load on a loaded 2-core machine
