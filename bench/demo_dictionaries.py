@@ -39,6 +39,7 @@ from interpedia.generate.model import HookedModel
 log = logging.getLogger("bench.demo_dictionaries")
 
 IDLE_REFERENCE_STEP_S = 161 / 366  # the demo model's training step on the idle machine (README)
+LEGACY_MODEL_TOKENS = 1_500_000  # the demo model's training tokens until 3 Dec 2026 (entries without the field)
 
 # The variants' overrides apply to these (the demo's first defaults), not to today's defaults, so each name
 # keeps meaning what it measured; each result records its whole config.
@@ -69,6 +70,9 @@ SAE_VARIANTS: dict[str, dict[str, Any]] = {
     "data-init-resample6-k32": {"init": "data", "resample_phases": 6, "k": 32},
     "data-init-resample8-3M": {"init": "data", "resample_phases": 8, "training_tokens": 3_000_000},
     "data-init-resample6-auxk-w25": {"init": "data", "resample_phases": 6, "dead_feature_window": 25},
+    "data-init-resample6-k32-1M": {"init": "data", "resample_phases": 6, "k": 32, "training_tokens": 1_000_000},
+    "data-init-resample6-k32-750k": {"init": "data", "resample_phases": 6, "k": 32, "training_tokens": 750_000},
+    "data-init-resample8-k32-1M": {"init": "data", "resample_phases": 8, "k": 32, "training_tokens": 1_000_000},
 }
 TC_VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -87,6 +91,9 @@ TC_VARIANTS: dict[str, dict[str, Any]] = {
     "resample-50k-lr4e-3": {"resample_every_tokens": 50_000, "dead_after_tokens": 50_000, "lr": 4e-3},
     "resample-25k-until-0.9": {"resample_every_tokens": 25_000, "dead_after_tokens": 25_000, "resample_until": 0.9},
     "resample-50k-k32": {"resample_every_tokens": 50_000, "dead_after_tokens": 50_000, "k": 32},
+    "resample-50k-500k": {"resample_every_tokens": 50_000, "dead_after_tokens": 50_000, "training_tokens": 500_000},
+    "resample-25k-500k": {"resample_every_tokens": 25_000, "dead_after_tokens": 25_000, "training_tokens": 500_000},
+    "resample-50k-400k": {"resample_every_tokens": 50_000, "dead_after_tokens": 50_000, "training_tokens": 400_000},
 }
 
 
@@ -164,28 +171,36 @@ def _describe(overrides: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in overrides.items()) or "(the first defaults)"
 
 
+def _model_tokens(entry: dict[str, Any]) -> str:
+    return f"{entry.get('model_train_tokens', LEGACY_MODEL_TOKENS) / 1e6:g}M"
+
+
 def print_tables() -> None:
     """The results file as the markdown tables of docs/demo.md."""
     doc = json.loads((RESULTS_DIR / "demo_dictionaries.json").read_text())
-    print("| SAE variant | changes | fire on dashboard text | held-out EV | CPU s | idle estimate s | load |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| SAE variant | changes | model tokens | fire on dashboard text | held-out EV | CPU s | idle estimate s"
+        " | load |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for name, e in sorted(doc["sae"].items(), key=lambda kv: -kv[1]["alive_on_dashboard_tokens"]):
         print(
-            f"| {name} | {_describe(e['overrides'])} | {100 * e['alive_on_dashboard_tokens']:.1f}% "
+            f"| {name} | {_describe(e['overrides'])} | {_model_tokens(e)} | "
+            f"{100 * e['alive_on_dashboard_tokens']:.1f}% "
             f"({e['alive_features']}) | {e['heldout_explained_variance']:.3f} | {e['cpu_s']:.0f} | "
             f"{e['idle_estimate_s']:.0f} | {e['load_1min'][0]:.0f}-{e['load_1min'][1]:.0f} |"
         )
     print()
     print(
-        "| transcoder variant | changes | layer | fire on dashboard text | dead on held-out | EV of MLP out | L0 |"
-        " CPU s | idle estimate s |"
+        "| transcoder variant | changes | model tokens | layer | fire on dashboard text | dead on held-out |"
+        " EV of MLP out | L0 | CPU s | idle estimate s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, e in sorted(doc["transcoders"].items()):
         for layer, st in sorted(e["layers"].items()):
             alive = st.get("alive_on_dashboard_tokens")
             print(
-                f"| {name} | {_describe(e['overrides'])} | {layer} | "
+                f"| {name} | {_describe(e['overrides'])} | {_model_tokens(e)} | {layer} | "
                 f"{'-' if alive is None else f'{100 * alive:.1f}%'} | {100 * st['dead_fraction']:.1f}% | "
                 f"{st['explained_variance']:.3f} | {st['l0']:.1f} | {e['cpu_s']:.0f} | {e['idle_estimate_s']:.0f} |"
             )
@@ -210,6 +225,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     demo = args.home / "demo"
     model = HookedModel.load(str(demo / "model")).model
+    # Which demo model the variants ran on: the same variant scores differently on a model trained longer.
+    model_tokens = json.loads((demo / "model" / "step.json").read_text())["inputs"]["lm"]["train_tokens"]
+    # Results are keyed by variant name; those on another model than the 1.5M-token one every earlier entry
+    # used get its size after the name.
+    suffix = "" if model_tokens == LEGACY_MODEL_TOKENS else f"@lm{model_tokens // 1000}k"
     rows = np.load(demo / "rows" / "rows.npy")
     for name in args.sae:
         cfg = replace(SAE_BASE, **SAE_VARIANTS[name])
@@ -223,10 +243,11 @@ def main() -> None:
             "alive_features": round(alive * cfg.d_sae),
             "heldout_l0": round(stats["l0"], 2),
             "heldout_explained_variance": round(stats["explained_variance"], 4),
+            "model_train_tokens": model_tokens,
             **timing,
         }
         log.info("sae %s: %s", name, entry)
-        _store("sae", name, entry)
+        _store("sae", name + suffix, entry)
     for name in args.tc:
         tc_cfg = replace(TC_BASE, **TC_VARIANTS[name])
         with tempfile.TemporaryDirectory() as tmp:
@@ -237,9 +258,15 @@ def main() -> None:
                 tc_dir = Path(tmp) / "saelens" / f"layer_{layer}"
                 stats["alive_on_dashboard_tokens"] = round(alive_fraction(model, tc_dir, rows[: args.n_prompts]), 4)
         result.pop("config")
-        entry = {"overrides": TC_VARIANTS[name], "config": asdict(tc_cfg), **result, **timing}
+        entry = {
+            "overrides": TC_VARIANTS[name],
+            "config": asdict(tc_cfg),
+            "model_train_tokens": model_tokens,
+            **result,
+            **timing,
+        }
         log.info("transcoders %s: %s", name, entry)
-        _store("transcoders", name, entry)
+        _store("transcoders", name + suffix, entry)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ class DemoConfig:
     transcoder_set: str = "tc-demo"
     graph_prompts: tuple[str, ...] = DEMO_GRAPH_PROMPTS
     n_prompts: int = 2048
-    lens_prompts: int = 64  # prompts the Jacobian lens is fitted on (4 positions each)
+    lens_prompts: int = 16  # prompts the Jacobian lens is fitted on (4 positions each)
     corpus: str | None = None
     max_documents: int | None = None
     seed: int = 0
@@ -322,7 +322,12 @@ class DemoBuilder:
         """Readable labels for every live feature with no LLM (offline explainer), embedded for search."""
         from interpedia.autointerp.runner import explain_source
 
-        summary = explain_source(self.factory, self.settings, model_id, source_id, type_name="interpedia_top-tokens")
+        # Every core for the embeddings (a build, not a server sharing them among requests), and chunks large
+        # enough for the embedder to batch labels of similar length.
+        settings = self.settings.model_copy(update={"embedding_threads": 0})
+        summary = explain_source(
+            self.factory, settings, model_id, source_id, type_name="interpedia_top-tokens", chunk=512
+        )
         return {"written": summary.done, "failed": summary.failed}
 
     def _build_umap(self, model_id: str, source_id: str, sae_dir: Path) -> dict[str, Any]:

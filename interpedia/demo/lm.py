@@ -30,7 +30,7 @@ class LMConfig:
     d_head: int = 32
     d_mlp: int = 512
     n_ctx: int = 128
-    train_tokens: int = 1_500_000
+    train_tokens: int = 1_000_000
     batch_size: int = 32
     lr: float = 2e-3
     warmup_steps: int = 50

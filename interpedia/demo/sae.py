@@ -20,7 +20,7 @@ class SAETrainConfig:
     hook_name: str = "blocks.1.hook_resid_pre"
     d_sae: int = 2048
     k: int = 32
-    training_tokens: int = 1_500_000
+    training_tokens: int = 750_000
     train_batch_size_tokens: int = 4096
     lr: float = 1e-3
     context_size: int = 128

@@ -42,7 +42,7 @@ class TranscoderTrainConfig:
 
     d_transcoder: int = 2048
     k: int = 16  # mean active features per token during training
-    training_tokens: int = 1_000_000  # per layer (one forward pass feeds all layers)
+    training_tokens: int = 500_000  # per layer (one forward pass feeds all layers)
     batch_rows: int = 32
     lr: float = 2e-3
     aux_k: int = 64  # dead latents per token that predict the residual (Gao et al.: d_model / 2)

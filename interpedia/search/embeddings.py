@@ -135,18 +135,22 @@ class LocalEmbedder:
         with self._lock:
             if self._model is None:
                 self._load()
-            out = []
+            # Batches of texts of similar length: a batch is padded to its longest text, and the model's work
+            # grows with the padded length (labels of 10 and of 150 characters in one batch cost twice as much).
+            order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+            out = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
             with torch.inference_mode():
-                for start in range(0, len(texts), self.batch_size):
-                    chunk = [t if t.strip() else " " for t in texts[start : start + self.batch_size]]
+                for start in range(0, len(order), self.batch_size):
+                    picked = order[start : start + self.batch_size]
+                    chunk = [texts[i] if texts[i].strip() else " " for i in picked]
                     enc = self._tokenizer(
                         chunk, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
                     )
                     hidden = self._model(**enc).last_hidden_state  # [b, seq, 384]
                     mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [b, seq, 1]
                     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # [b, 384]
-                    out.append(torch.nn.functional.normalize(pooled, dim=1).cpu().numpy())
-        return np.concatenate(out).astype(np.float32)
+                    out[picked] = torch.nn.functional.normalize(pooled, dim=1).cpu().numpy()
+        return out
 
 
 @dataclass

@@ -136,6 +136,15 @@ def test_other_widths_are_dropped_and_recomputed_on_import(settings: Any, factor
     assert np.allclose(np.frombuffer(blob, dtype="<f4"), expected, atol=1e-5)
 
 
+def test_batched_embeddings_come_back_in_the_order_asked() -> None:
+    # The embedder batches texts of similar length together: each vector must still land on its own text.
+    texts = ["a very long description of the way the LORD spake unto Moses in the wilderness", "cat", "", "dog"]
+    embedder = LocalEmbedder(batch_size=2)
+    together = embedder.embed(texts)
+    alone = np.stack([embedder.embed([t])[0] for t in texts])
+    assert together.shape == (4, 384) and np.allclose(together, alone, atol=1e-5)
+
+
 def test_embed_missing_fills_what_the_partial_index_finds(
     client: Any, corpus: None, factory: Any, backend: str
 ) -> None:
