@@ -19,7 +19,8 @@ from interpedia.search.embeddings import Embedder, embed_query
 from interpedia.search.index import MAX_CANDIDATES, search_vectors
 from interpedia.store.access import listed_condition
 from interpedia.store.catalogue import get_model
-from interpedia.store.features import feature_stats_json, list_activations
+from interpedia.store.documents.feature import ActivationDoc
+from interpedia.store.features import feature_stats_json, list_top_activations
 from interpedia.store.formats import iso
 from interpedia.store.releases import in_release
 
@@ -87,9 +88,13 @@ def _visible_sources(session: Session, scope: SearchScope, user: User | None) ->
 
 
 def _result(
-    session: Session, exp: Explanation, feature: Feature, source: Source, similarity: float, author: str | None
+    exp: Explanation,
+    feature: Feature,
+    source: Source,
+    similarity: float,
+    author: str | None,
+    acts: list[ActivationDoc],
 ) -> dict[str, Any]:
-    acts = list_activations(session, source.model_id, source.name, feature, ACTS_PER_RESULT)
     return {
         "id": exp.id,
         "modelId": source.model_id,
@@ -165,9 +170,13 @@ def _hydrate(session: Session, hits: Sequence[Any]) -> list[dict[str, Any]]:
         .where(Explanation.id.in_([h.explanation_id for h in hits]))
     ).all()
     by_id = {exp.id: (exp, feature, source, author) for exp, feature, source, author in rows}
+    examples = list_top_activations(
+        session, [(source.model_id, source.name, feature) for _, feature, source, _ in rows], ACTS_PER_RESULT
+    )
     out = []
     for hit in hits:
         found = by_id.get(hit.explanation_id)
         if found is not None:  # deleted between the vector search and now
-            out.append(_result(session, *found[:3], hit.similarity, found[3]))
+            exp, feature, source, author = found
+            out.append(_result(exp, feature, source, hit.similarity, author, examples[feature.id]))
     return out

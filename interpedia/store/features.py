@@ -85,6 +85,50 @@ def list_activations(
 ) -> list[ActivationDoc]:
     """A feature's examples, largest first (top group before quantile groups, as SAEDashboard orders)."""
     acts = list(session.execute(_activations_statement(limit is not None), {"feature_id": feature.id, "limit": limit}))
+    return _activation_docs(session, model_id, source_name, feature.index, acts)
+
+
+@functools.cache
+def _top_activations_statement() -> Select[Any]:
+    # Ranked on the narrow columns first, the rows' data read only for the ranks kept.
+    ranked = (
+        select(
+            Activation.id,
+            func.row_number()
+            .over(partition_by=Activation.feature_id, order_by=(Activation.max_value.desc(), Activation.id))
+            .label("rank"),
+        )
+        .where(Activation.feature_id.in_(bindparam("feature_ids", expanding=True)))
+        .subquery()
+    )
+    return (
+        select(*Activation.__table__.columns)
+        .join(ranked, ranked.c.id == Activation.id)
+        .where(ranked.c.rank <= bindparam("limit", type_=Integer()))
+        .order_by(Activation.feature_id, ranked.c.rank)
+    )
+
+
+def list_top_activations(
+    session: Session, features: Sequence[tuple[str, str, Feature]], limit: int
+) -> dict[int, list[ActivationDoc]]:
+    """The ``limit`` largest examples of each ``(model id, source name, feature)``, by feature id, in one
+    statement (a page of search results would otherwise ask once per result)."""
+    if not features:
+        return {}
+    ids = [feature.id for _, _, feature in features]
+    by_feature: dict[int, list[Any]] = defaultdict(list)
+    for act in session.execute(_top_activations_statement(), {"feature_ids": ids, "limit": limit}):
+        by_feature[act.feature_id].append(act)
+    return {
+        feature.id: _activation_docs(session, model_id, source_name, feature.index, by_feature.get(feature.id, []))
+        for model_id, source_name, feature in features
+    }
+
+
+def _activation_docs(
+    session: Session, model_id: str, source_name: str, index: int, acts: Sequence[Any]
+) -> list[ActivationDoc]:
     if not acts:
         return []
     # All examples decoded together, their values written as floats once, and one vocabulary lookup for the
@@ -99,14 +143,14 @@ def list_activations(
         api_activation_doc(
             model_id,
             source_name,
-            feature.index,
+            index,
             act,
             tokens[a:b],
             floats[a:b],
             peak=(floats[a + hi], hi, floats[a + lo]),
         )
         if b > a
-        else api_activation_doc(model_id, source_name, feature.index, act, [], [])
+        else api_activation_doc(model_id, source_name, index, act, [], [])
         for act, a, b, (hi, lo) in zip(acts, bounds[:-1], bounds[1:], peaks, strict=True)
     ]
 

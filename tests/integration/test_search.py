@@ -82,6 +82,16 @@ def test_search_all_finds_features_by_meaning(client: Any, corpus: None) -> None
     )
 
 
+def test_each_result_carries_its_own_top_examples(client: Any, corpus: None) -> None:
+    # The examples of a page of results are read together: each result must still get its own feature's three
+    # largest, in the order the feature's dashboard shows them (two sources: features of equal index differ).
+    results = search(client, "search-all", query="food and cooking")["results"]
+    assert {r["layer"] for r in results} == {"0-res-test", "1-res-test"}
+    for result in results:
+        feature = client.get(f"/api/feature/{result['modelId']}/{result['layer']}/{result['index']}").json()
+        assert result["neuron"]["activations"] == feature["activations"][:3]
+
+
 def test_scopes(client: Any, corpus: None, factory: Any) -> None:
     only_1 = search(client, "search", modelId="tiny-test", layers=["1-res-test"], query="religious scripture")
     assert {r["layer"] for r in only_1["results"]} == {"1-res-test"} and only_1["resultsCount"] == 2
