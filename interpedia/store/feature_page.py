@@ -3,7 +3,9 @@
 The page is the feature document (``store.features.read_feature``: the catalogue row, the examples, the
 explanations and comments) plus what depends on who is looking: the votes on each explanation and whether
 they voted, their bookmark and their comments' delete buttons. Its neighbours (previous / next feature) and
-the bookmark ride on the catalogue statement as subqueries, the votes on the explanations statement.
+the bookmark ride on the catalogue statement as subqueries, the votes on the explanations statement. So does
+whether any attribution graph holds the feature: only then does the page ask which graphs (most features are
+in none, and that question was a statement on every read).
 
 The page also offers live inference, whose availability check (``inference.plans``) reads the model's and
 the source's latest ``generate`` run and finds the source again by name. Both runs ride on the catalogue
@@ -20,6 +22,7 @@ from typing import Any, TypedDict
 from sqlalchemy import ColumnElement, String, and_, bindparam, case, exists
 from sqlalchemy.orm import Session
 
+from interpedia.db.graphs import GraphFeature
 from interpedia.db.tables import Bookmark, Feature, Model, Source, User
 from interpedia.store.annotations import VoteDoc
 from interpedia.store.browse import neighbour_columns
@@ -49,6 +52,7 @@ class FeaturePage:
     prev_index: int | None
     next_index: int | None
     community: FeatureCommunityDoc
+    in_graphs: bool  # whether any graph (listed to this viewer or not) has the feature as a node
 
 
 def read_feature_page(
@@ -85,7 +89,7 @@ def read_feature_page(
         "votes": read.annotations.votes,
         "maxCommentChars": MAX_COMMENT_CHARS,
     }
-    return FeaturePage(read, row.prev_index, row.next_index, community)
+    return FeaturePage(read, row.prev_index, row.next_index, community, bool(row.in_graphs))
 
 
 @functools.cache
@@ -93,7 +97,19 @@ def _page_columns() -> tuple[ColumnElement[Any], ...]:
     """The page's extra columns on the catalogue row, built once (parameter ``viewer_id``: None is nobody)."""
     prev_index, next_index = neighbour_columns(Feature.source_id, Feature.index)
     mine = exists().where(Bookmark.user_id == bindparam("viewer_id", type_=String()), Bookmark.feature_id == Feature.id)
-    return (creator_name_column(), prev_index, next_index, mine.label("bookmarked"), *_run_columns())
+    in_graphs = exists().where(
+        GraphFeature.model_id == Model.id,
+        GraphFeature.source == Source.name,
+        GraphFeature.feature_index == Feature.index,
+    )
+    return (
+        creator_name_column(),
+        prev_index,
+        next_index,
+        mine.label("bookmarked"),
+        in_graphs.label("in_graphs"),
+        *_run_columns(),
+    )
 
 
 def _run_columns() -> list[ColumnElement[Any]]:

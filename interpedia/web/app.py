@@ -17,6 +17,7 @@ from interpedia.store.feature_cache import FeatureCache
 from interpedia.web.deps import RequestScopeMiddleware
 from interpedia.web.errors import BodyTooLarge, error_response, install_error_handlers
 from interpedia.web.openapi import install_openapi
+from interpedia.web.routing import skip_by_first_segment
 from interpedia.web.security import install_security
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
         app.add_middleware(BodyLimitMiddleware, settings=settings)
         app.add_middleware(RequestScopeMiddleware, root=app)
         install_security(app, settings, app.state.sessionmaker)
+        skip_by_first_segment(app)
         return app
 
     from interpedia.web.api import router as api_router
@@ -186,6 +188,7 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
     app.add_middleware(RequestScopeMiddleware, root=app)  # one session and one caller per request
     # Last: rate limits, CORS and headers wrap everything above.
     install_security(app, settings, app.state.sessionmaker)
+    skip_by_first_segment(app)  # after every router: a page path no longer tries the ~170 API routes first
     return app
 
 

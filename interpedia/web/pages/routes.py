@@ -173,7 +173,7 @@ def feature_page(
         "next": None if read.next_index is None else page_url(model.id, source.name, read.next_index),
         "random": f"{page_url('random', model.id)}?{urlencode({'source': source.name})}",
     }
-    graphs = feature_graphs(session, model.id, source.name, feature.index)
+    graphs = feature_graphs(session, model.id, source.name, feature.index) if read.in_graphs else []
     data = {
         "page": "feature",
         "feature": doc,
