@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import ColumnElement, Integer, Row, Select, bindparam, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import JSON, ColumnElement, Integer, Row, Select, bindparam, func, inspect, select
+from sqlalchemy.orm import Session, aliased, defer
 
 from interpedia.db.codec import decode_activation, decode_activations, example_peaks, float32_to_floats
 from interpedia.db.tables import Activation, Explanation, ExplanationScore, Feature, Model, Source, SourceSet, User
@@ -201,10 +201,16 @@ def list_explanations(
     return out
 
 
+# The feature's JSON lists (histograms, logits, alignment, vector...): only building its document reads them, so a
+# read that may find the document cached leaves them out of the catalogue row (21 columns to decode fewer) and
+# loads them only when it must build (:func:`_complete_feature`).
+_FEATURE_LISTS = tuple(c.key for c in Feature.__table__.columns if isinstance(c.type, JSON))
+
+
 @functools.lru_cache(maxsize=16)
-def _locate_statement(extra: tuple[ColumnElement[Any], ...]) -> Select[Any]:
+def _locate_statement(extra: tuple[ColumnElement[Any], ...], light: bool = False) -> Select[Any]:
     # Built once per set of extra columns (the callers keep theirs): parameters model_id, source_name, index.
-    return (
+    stmt = (
         select(Model, Source, Feature, SourceSet, *extra)
         .join(Source, Source.model_id == Model.id)
         .join(Feature, Feature.source_id == Source.id)
@@ -215,6 +221,14 @@ def _locate_statement(extra: tuple[ColumnElement[Any], ...]) -> Select[Any]:
             Feature.index == bindparam("index", type_=Integer()),
         )
     )
+    return stmt.options(*(defer(getattr(Feature, key)) for key in _FEATURE_LISTS)) if light else stmt
+
+
+def _complete_feature(session: Session, feature: Feature) -> None:
+    """Load what a light catalogue row left out of ``feature`` (one statement; none when nothing is missing)."""
+    missing = sorted(inspect(feature).unloaded & set(_FEATURE_LISTS))
+    if missing:
+        session.refresh(feature, attribute_names=missing)
 
 
 def locate_feature(
@@ -224,14 +238,17 @@ def locate_feature(
     index: Any,
     extra: tuple[ColumnElement[Any], ...] = (),
     params: dict[str, Any] | None = None,
+    *,
+    light: bool = False,
 ) -> tuple[Model, Source, Feature, SourceSet | None, Row[Any]]:
     """Resolve ``/{model}/{source}/{index}`` to rows in one statement (the source set too), with ``extra``
     columns computed alongside (their bound ``params`` given); NotFound naming the missing part, also for what
     the viewer may not open. Keep ``extra`` the same objects from call to call: the statement is built once
-    for each such tuple."""
+    for each such tuple. ``light``: the feature's JSON lists are not read (each one read later is a statement:
+    only for a reader that may not need them, as :func:`read_feature_at` with a cache)."""
     idx = parse_index(index)
     params = {"model_id": model_id, "source_name": source_name, "index": idx, **(params or {})}
-    found = session.execute(_locate_statement(extra), params).first()
+    found = session.execute(_locate_statement(extra, light), params).first()
     # The set is in the identity map now: the visibility check below reads it without a query.
     if found is not None and source_visible(session, found[1], found[0]):
         remember_source(session, found[1])
@@ -349,11 +366,14 @@ def find_feature(
     index: Any,
     extra: tuple[ColumnElement[Any], ...] | None = None,
     params: dict[str, Any] | None = None,
+    *,
+    light: bool = False,
 ) -> FeatureAt:
     """The catalogue row of ``/{model}/{source}/{index}`` (one statement; ``extra`` columns, which must start
-    with :func:`creator_name_column`, and their ``params``); NotFound as :func:`locate_feature`."""
+    with :func:`creator_name_column`, and their ``params``); NotFound as :func:`locate_feature`, ``light`` too
+    (for :func:`read_feature_at` with a cache: the document is then most often cached)."""
     extra = extra if extra is not None else (creator_name_column(),)
-    return FeatureAt(*locate_feature(session, model_id, source_name, index, extra, params))
+    return FeatureAt(*locate_feature(session, model_id, source_name, index, extra, params, light=light))
 
 
 def read_feature(
@@ -370,7 +390,8 @@ def read_feature(
 ) -> FeatureRead:
     """The full feature document (catalogue, comments, creator) of ``/{model}/{source}/{index}``:
     :func:`find_feature`, then :func:`read_feature_at`."""
-    at = find_feature(session, model_id, source_name, index, extra, params)
+    light = cache is not None and cache.enabled
+    at = find_feature(session, model_id, source_name, index, extra, params, light=light)
     return read_feature_at(session, at, viewer_id=viewer_id, with_votes=with_votes, cache=cache)
 
 
@@ -395,6 +416,7 @@ def read_feature_at(
         if with_votes and viewer_id is not None and annotations.votes:
             annotations = annotations.voted_by(voted_explanations(session, viewer_id, list(annotations.votes)))
     else:
+        _complete_feature(session, feature)  # a light catalogue row (find_feature) lacks the JSON lists
         # Built with the vote totals whenever it may be cached, so that every cached entry serves every reader.
         annotations = feature_annotations(
             session, feature.id, address, viewer_id=viewer_id, with_votes=with_votes or cache is not None

@@ -180,12 +180,17 @@ def request_scope(request: Request) -> RequestScope:
     return request.scope["state"][_STATE_KEY]  # type: ignore[no-any-return]
 
 
-def get_settings_dep(request: Request) -> Settings:
+# The dependencies below that only hand out what the app or the request holds are ``async``: FastAPI runs a
+# plain ``def`` dependency in its thread pool, and that hop cost more CPU than a cached feature page's whole
+# read. Making a Session object does no I/O (it connects on its first statement, in the handler's thread).
+
+
+async def get_settings_dep(request: Request) -> Settings:
     """The app's settings."""
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_session(request: Request) -> Session:
+async def get_session(request: Request) -> Session:
     """The request's session; a handler that writes ends its read first (``session.commit()``) and opens
     ``session.begin()``, or writes in a :func:`write_transaction`."""
     return request_scope(request).session()
@@ -201,7 +206,7 @@ def write_transaction(request: Request) -> AbstractContextManager[Session]:
     return transaction(request.app.state.sessionmaker)
 
 
-def feature_cache(request: Request) -> FeatureCache:
+async def feature_cache(request: Request) -> FeatureCache:
     """The app's cache of feature documents."""
     return request.app.state.feature_cache  # type: ignore[no-any-return]
 

@@ -74,4 +74,4 @@ def skip_by_first_segment(app: FastAPI) -> None:
     routes added later are seen: the sets are computed again when a router's routes change)."""
     for route in app.router.routes:
         if getattr(route, "effective_candidates", None) is not None and "matches" not in vars(route):
-            route.matches = _skipping(route)  # type: ignore[method-assign]
+            route.matches = _skipping(route)  # type: ignore[method-assign,assignment]

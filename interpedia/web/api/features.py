@@ -39,7 +39,7 @@ def get_feature(
 ) -> Response:
     """The whole dashboard of ``/{modelId}/{layer}/{index}``; 404 when any part is unknown. The answer carries an
     ``ETag``; asked again with it in ``If-None-Match``, an unchanged feature answers 304 without a body."""
-    at = find_feature(session, modelId, layer, index)
+    at = find_feature(session, modelId, layer, index, light=cache.enabled)
     etag = at.etag()
     # Anyone may keep a public feature, but must ask again before using it (a write may change it any time);
     # a private one only the caller's own client.
