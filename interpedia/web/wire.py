@@ -189,7 +189,9 @@ def conditional(request: Request, response: Response, *, private: bool) -> Respo
     """``response`` with an ``ETag`` (a hash of its body) and :func:`cache_control`; 304 without a body when the
     request's ``If-None-Match`` names that tag. For pages whose body depends on more than one document (the
     viewer's menus, navigation): the tag is then exact, whatever went into the body."""
-    etag = '"h' + hashlib.blake2b(bytes(response.body), digest_size=12).hexdigest() + '"'
+    # SHA-1 (not a security use: the tag only tells our own bodies apart) runs about three times faster than
+    # BLAKE2b here, and a feature page's HTML is some 200 kB.
+    etag = '"h' + hashlib.sha1(bytes(response.body), usedforsecurity=False).hexdigest()[:24] + '"'
     response.headers["ETag"] = etag
     response.headers["Cache-Control"] = cache_control(private or "set-cookie" in response.headers)
     if response.status_code == 200 and etag_matches(request.headers.get("if-none-match"), etag):

@@ -235,3 +235,17 @@ def test_the_versions_migration_goes_down_and_up_keeping_everything(
     command.downgrade(alembic_config(database_url), "-1")
     migrate(database_url)
     assert counts() == before
+
+
+def test_cached_pages_are_the_pages_built_without_the_cache(settings: Any, site: dict[str, Any]) -> None:
+    """The feature page drawn from a cached document and its kept panes (logits, histograms, neighbours,
+    examples) is, byte for byte, the page a server without the cache draws; so is its JSON twin."""
+    uncached_app = create_app(settings.model_copy(update={"feature_cache_mb": 0}))
+    with TestClient(create_app(settings)) as cached, TestClient(uncached_app) as uncached:
+        for path, headers in ((PAGE, HTML), (PAGE + ".json", {})):
+            first, again = _get(cached, path, **headers), _get(cached, path, **headers)
+            plain = _get(uncached, path, **headers)
+            assert first.text == again.text == plain.text, path
+            assert first.headers["etag"] == again.headers["etag"] == plain.headers["etag"]
+        page = _get(cached, PAGE, **HTML).text
+        assert all(f'id="{pane}"' in page for pane in ("feature-stats", "similar", "activations", "pos-logits"))

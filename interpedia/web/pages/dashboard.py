@@ -340,5 +340,22 @@ def cached_view(read: FeatureRead, cache: FeatureCache | None) -> dict[str, Any]
     return kept
 
 
+def doc_fragments(env: Environment, read: FeatureRead, cache: FeatureCache | None) -> dict[str, Markup]:
+    """The panes of a feature's page drawn from its document alone (``stats_html``: logits, density, histograms;
+    ``analysis_html``: decoder neighbours, neuron alignment), drawn once per version of the document and kept
+    in the cache with it: rendering them for every request cost more than the rest of a cached page's read."""
+    kept: dict[str, Markup] | None = read.cached.derived.get(_FRAGMENTS)
+    if kept is None:
+        view = cached_view(read, cache)
+        kept = {
+            "stats_html": Markup(env.get_template("_feature_stats.html").render(f=read.doc, view=view)),
+            "analysis_html": Markup(env.get_template("_feature_analysis.html").render(f=read.doc, view=view)),
+        }
+        if cache is not None:
+            kept = cache.grow(read.key, _FRAGMENTS, kept, sum(len(v) for v in kept.values()))
+    return kept
+
+
 _ACTIVATIONS_HTML = "activations_html"
+_FRAGMENTS = "fragments"
 _VIEW = "view"

@@ -28,7 +28,7 @@ from interpedia.store.formats import parse_index
 from interpedia.store.lists import lists_with_feature
 from interpedia.store.releases import find_release
 from interpedia.web.deps import FeatureCacheDep, SessionDep, inference_service
-from interpedia.web.pages.dashboard import activations_html, cached_view
+from interpedia.web.pages.dashboard import activations_html, cached_view, doc_fragments
 from interpedia.web.pages.embeds import embed_options
 from interpedia.web.pages.graph_lists import feature_graphs, model_graphs
 from interpedia.web.pages.releases import release_page_data
@@ -191,9 +191,11 @@ def feature_page(
         live = inference_availability(
             session, request.app.state.settings, model, source, hosts=inference_service(request)
         )
+        env = renderer(request).env
         return {
             "view": cached_view(read.read, cache),
-            "activations_html": activations_html(renderer(request).env, read.read, cache),
+            "activations_html": activations_html(env, read.read, cache),
+            **doc_fragments(env, read.read, cache),
             "context": CONTEXT_CHOICES[default_range]
             if isinstance(default_range, int) and 0 <= default_range < 3
             else "16",
