@@ -44,6 +44,9 @@ def _byte_decoder() -> dict[str, int]:
 
 
 _BYTES = _byte_decoder()
+# The same map for str.translate: byte-level characters to the byte they stand for (as a latin-1 character); every
+# other character below 256 to one that latin-1 cannot encode, so a token that is not byte-level BPE fails there.
+_BYTE_CHARS = {ord(c): chr(b) for c, b in _BYTES.items()} | {i: "\uffff" for i in range(256) if chr(i) not in _BYTES}
 _MARKERS = str.maketrans({"Ġ": " ", "Ċ": "\n", "ĉ": "\t", "▁": " "})
 _CONTROL = {c: chr(0x2400 + c) for c in range(32) if chr(c) not in "\n\t"} | {0x7F: "\u2421"}
 
@@ -57,10 +60,10 @@ def display_token(token: str) -> str:
         except ValueError:
             pass
     text: str | None = None
-    if token and all(c in _BYTES for c in token):
-        try:
-            text = bytes(_BYTES[c] for c in token).decode("utf-8")
-        except UnicodeDecodeError:
+    if token:
+        try:  # every character a byte-level one (else the encode fails), as one translate instead of a loop
+            text = token.translate(_BYTE_CHARS).encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
             text = None
     if text is None:
         # Not byte-level BPE (or a partial UTF-8 sequence): undo only the common space/newline markers.
