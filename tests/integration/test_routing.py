@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.routing import Match
 
-from interpedia.web.routing import first_segments
+from interpedia.web.routing import first_segments, fits, shapes
 
 
 def _formats(route: Any, out: list[str]) -> None:
@@ -63,6 +63,15 @@ def test_api_routers_are_skipped_for_a_feature_page_but_page_routers_are_not(app
     api = next(r for r in app.router.routes if first_segments(r) == frozenset({"api"}))
     scope = {"type": "http", "method": "GET", "path": "/gpt2-small/0-res-jb/5", "root_path": "", "headers": []}
     assert api.matches(scope) == (Match.NONE, {})
+
+
+def test_shapes_count_slashes_except_for_path_parameters_and_mounts(app: Any) -> None:
+    pages = next(r for r in app.router.routes if ("jump", 1) in shapes(r))
+    assert fits("/gpt2-small/0-res-jb/5", shapes(pages))
+    steer = next(r for r in app.router.routes if ("steer", 1) in shapes(r))
+    assert not fits("/gpt2-small/0-res-jb/5", shapes(steer))  # /{model}/steer has two segments, not three
+    static = next(r for r in app.router.routes if first_segments(r) == frozenset({"static"}))
+    assert fits("/static/deep/down/app.js", shapes(static))
 
 
 def test_a_route_added_later_is_still_found(app: Any, client: Any) -> None:
