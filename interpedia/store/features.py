@@ -17,6 +17,7 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import JSON, ColumnElement, Integer, Row, Select, bindparam, func, inspect, select
 from sqlalchemy.orm import Session, aliased, defer
+from sqlalchemy.orm.attributes import set_committed_value
 
 from interpedia.db.codec import decode_activation, decode_activations, example_peaks, float32_to_floats
 from interpedia.db.tables import Activation, Explanation, ExplanationScore, Feature, Model, Source, SourceSet, User
@@ -224,11 +225,21 @@ def _locate_statement(extra: tuple[ColumnElement[Any], ...], light: bool = False
     return stmt.options(*(defer(getattr(Feature, key)) for key in _FEATURE_LISTS)) if light else stmt
 
 
+@functools.cache
+def _lists_statement() -> Select[Any]:
+    return select(*(Feature.__table__.c[key] for key in _FEATURE_LISTS)).where(Feature.id == bindparam("feature_id"))
+
+
 def _complete_feature(session: Session, feature: Feature) -> None:
-    """Load what a light catalogue row left out of ``feature`` (one statement; none when nothing is missing)."""
-    missing = sorted(inspect(feature).unloaded & set(_FEATURE_LISTS))
-    if missing:
-        session.refresh(feature, attribute_names=missing)
+    """Load what a light catalogue row left out of ``feature`` (one statement; none when nothing is missing).
+    A plain row set on the object as loaded: ``session.refresh`` cost four times as much CPU."""
+    state = inspect(feature)
+    if not state.unloaded & set(_FEATURE_LISTS):
+        return
+    row = session.execute(_lists_statement(), {"feature_id": feature.id}).one()
+    for key, value in zip(_FEATURE_LISTS, row, strict=True):
+        if key in state.unloaded:
+            set_committed_value(feature, key, value)
 
 
 def locate_feature(
