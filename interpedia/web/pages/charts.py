@@ -1,7 +1,8 @@
 """Server-side SVG bar charts for the dashboard's histograms: no chart library, nothing to run in the browser.
 
 Each bar carries a ``<title>`` (the browser's own hover tooltip) and a class for its colour; numbers
-are the only data written into the SVG, so there is nothing to escape but the title text.
+are the only data written into the SVG (formatted by this module: digits, sign, point, exponent), so there is
+nothing to escape but the chart's label.
 """
 
 from __future__ import annotations
@@ -53,18 +54,18 @@ def histogram_svg(
         parts.append(
             f'<rect class="{cls}" x="{_LEFT + i * bar_w:.2f}" y="{_TOP + plot_h - bar_h:.2f}" '
             f'width="{max(bar_w - 1, 0.6):.2f}" height="{bar_h:.2f}">'
-            f"<title>{escape(_label(x))}: {escape(_height(h))}</title></rect>"
+            f"<title>{_label(x)}: {_height(h)}</title></rect>"
         )
     base = _TOP + plot_h
     parts.append(f'<line class="axis" x1="{_LEFT}" y1="{base}" x2="{_W - _RIGHT}" y2="{base}"/>')
     parts.append(f'<line class="axis" x1="{_LEFT}" y1="{_TOP}" x2="{_LEFT}" y2="{base}"/>')
-    parts.append(f'<text class="tick" x="{_LEFT - 4}" y="{_TOP + 8}" text-anchor="end">{escape(_height(top))}</text>')
+    parts.append(f'<text class="tick" x="{_LEFT - 4}" y="{_TOP + 8}" text-anchor="end">{_height(top)}</text>')
     parts.append(f'<text class="tick" x="{_LEFT - 4}" y="{base}" text-anchor="end">0</text>')
     ticks = [(0, pairs[0][0], "start"), (n - 1, pairs[-1][0], "end")]
     if n >= 5:
         ticks.append((n // 2, pairs[n // 2][0], "middle"))
     for i, x, anchor in ticks:
         cx = _LEFT + (i + 0.5) * bar_w if anchor == "middle" else (_LEFT if anchor == "start" else _W - _RIGHT)
-        parts.append(f'<text class="tick" x="{cx:.1f}" y="{_H - 6}" text-anchor="{anchor}">{escape(_label(x))}</text>')
+        parts.append(f'<text class="tick" x="{cx:.1f}" y="{_H - 6}" text-anchor="{anchor}">{_label(x)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
