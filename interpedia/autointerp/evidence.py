@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from interpedia.db.tables import Activation, Feature, Source
-from interpedia.store.features import list_activations
+from interpedia.store.activations import list_activations
 
 _MARKERS = {"Ġ": " ", "Ċ": "\n", "ĉ": "\t", "▁": " "}
 

@@ -18,9 +18,10 @@ from interpedia.errors import Invalid, NotFound
 from interpedia.search.embeddings import Embedder, embed_query
 from interpedia.search.index import MAX_CANDIDATES, search_vectors
 from interpedia.store.access import listed_condition
+from interpedia.store.activations import list_top_activations
 from interpedia.store.catalogue import get_model
 from interpedia.store.documents.feature import ActivationDoc
-from interpedia.store.features import feature_stats_json, list_top_activations
+from interpedia.store.features import feature_stats_json
 from interpedia.store.formats import iso
 from interpedia.store.releases import in_release
 

@@ -10,150 +10,45 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import JSON, ColumnElement, Integer, Row, Select, bindparam, func, inspect, select
+from sqlalchemy import JSON, ColumnElement, Integer, Row, Select, bindparam, inspect, select
 from sqlalchemy.orm import Session, aliased, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
-from interpedia.db.codec import decode_activation, decode_activations, example_peaks, float32_to_floats
-from interpedia.db.tables import Activation, Explanation, ExplanationScore, Feature, Model, Source, SourceSet, User
+from interpedia.db.tables import Explanation, ExplanationScore, Feature, Model, Source, SourceSet, User
 from interpedia.errors import Invalid, NotFound
 from interpedia.store.access import PRIVATE
+from interpedia.store.activations import list_activations
 from interpedia.store.annotations import FeatureAnnotations, feature_annotations, voted_explanations
 from interpedia.store.catalogue import get_model, get_source, remember_source, source_visible
 from interpedia.store.documents.catalogue import model_json, source_json, source_set_json
 from interpedia.store.documents.explanation import ExplanationDoc, explanation_doc, score_json
 from interpedia.store.documents.feature import (
-    ActivationDoc,
     FeatureDoc,
-    api_activation_doc,
     feature_doc,
     feature_stats_json,
 )
 from interpedia.store.feature_cache import CachedFeature, FeatureCache, FeatureKey, merged_json
 from interpedia.store.formats import parse_index
-from interpedia.store.vocab import vocab_cache
 
 __all__ = [
     "FeatureAt",
     "FeatureRead",
-    "activation_json",
-    "count_activations",
     "feature_address",
     "feature_json",
     "feature_stats_json",
     "features_offset",
     "find_feature",
     "get_feature_row",
-    "list_activations",
     "list_explanations",
     "locate_feature",
     "read_feature",
     "read_feature_at",
 ]
-
-
-def activation_json(
-    session: Session,
-    model_id: str,
-    source_name: str,
-    index: int,
-    act: Activation | Row[Any],
-    decoded: tuple[Any, list[float]] | None = None,
-) -> ActivationDoc:
-    """One stored example as the API returns it, decoded into token strings and values."""
-    ids, values = decoded if decoded is not None else decode_activation(act.data)
-    return api_activation_doc(model_id, source_name, index, act, vocab_cache.decode(session, model_id, ids), values)
-
-
-@functools.cache
-def _activations_statement(limited: bool) -> Select[Any]:
-    # Plain rows, not ORM objects: a page reads ~45 of them and identity-map bookkeeping costs more than the query.
-    stmt = (
-        select(*Activation.__table__.columns)
-        .where(Activation.feature_id == bindparam("feature_id"))
-        .order_by(Activation.max_value.desc(), Activation.id)
-    )
-    return stmt.limit(bindparam("limit", type_=Integer())) if limited else stmt
-
-
-def list_activations(
-    session: Session, model_id: str, source_name: str, feature: Feature, limit: int | None = None
-) -> list[ActivationDoc]:
-    """A feature's examples, largest first (top group before quantile groups, as SAEDashboard orders)."""
-    acts = list(session.execute(_activations_statement(limit is not None), {"feature_id": feature.id, "limit": limit}))
-    return _activation_docs(session, model_id, source_name, feature.index, acts)
-
-
-@functools.cache
-def _top_activations_statement() -> Select[Any]:
-    # Ranked on the narrow columns first, the rows' data read only for the ranks kept.
-    ranked = (
-        select(
-            Activation.id,
-            func.row_number()
-            .over(partition_by=Activation.feature_id, order_by=(Activation.max_value.desc(), Activation.id))
-            .label("rank"),
-        )
-        .where(Activation.feature_id.in_(bindparam("feature_ids", expanding=True)))
-        .subquery()
-    )
-    return (
-        select(*Activation.__table__.columns)
-        .join(ranked, ranked.c.id == Activation.id)
-        .where(ranked.c.rank <= bindparam("limit", type_=Integer()))
-        .order_by(Activation.feature_id, ranked.c.rank)
-    )
-
-
-def list_top_activations(
-    session: Session, features: Sequence[tuple[str, str, Feature]], limit: int
-) -> dict[int, list[ActivationDoc]]:
-    """The ``limit`` largest examples of each ``(model id, source name, feature)``, by feature id, in one
-    statement (a page of search results would otherwise ask once per result)."""
-    if not features:
-        return {}
-    ids = [feature.id for _, _, feature in features]
-    by_feature: dict[int, list[Any]] = defaultdict(list)
-    for act in session.execute(_top_activations_statement(), {"feature_ids": ids, "limit": limit}):
-        by_feature[act.feature_id].append(act)
-    return {
-        feature.id: _activation_docs(session, model_id, source_name, feature.index, by_feature.get(feature.id, []))
-        for model_id, source_name, feature in features
-    }
-
-
-def _activation_docs(
-    session: Session, model_id: str, source_name: str, index: int, acts: Sequence[Any]
-) -> list[ActivationDoc]:
-    if not acts:
-        return []
-    # All examples decoded together, their values written as floats once, and one vocabulary lookup for the
-    # feature: per-example calls cost more than the work (a dashboard has ~45 x 128 tokens).
-    ids, values, offsets = decode_activations([act.data for act in acts])
-    table = vocab_cache.strings_upto(session, model_id, int(ids.max()) if len(ids) else -1)
-    tokens = list(map(cast(Callable[[int], str], table.__getitem__), ids.tolist()))
-    floats = float32_to_floats(values)
-    bounds = offsets.tolist()
-    peaks = example_peaks(values, offsets)
-    return [
-        api_activation_doc(
-            model_id,
-            source_name,
-            index,
-            act,
-            tokens[a:b],
-            floats[a:b],
-            peak=(floats[a + hi], hi, floats[a + lo]),
-        )
-        if b > a
-        else api_activation_doc(model_id, source_name, index, act, [], [])
-        for act, a, b, (hi, lo) in zip(acts, bounds[:-1], bounds[1:], peaks, strict=True)
-    ]
 
 
 # Named columns, not the entity: the embedding column is large (and a pgvector value to parse on Postgres).
@@ -518,11 +413,3 @@ def features_offset(
         }
         for f in feats
     ]
-
-
-def count_activations(session: Session, feature_ids: Sequence[int]) -> int:
-    """How many examples these features have."""
-    return int(
-        session.scalar(select(func.count()).select_from(Activation).where(Activation.feature_id.in_(list(feature_ids))))
-        or 0
-    )

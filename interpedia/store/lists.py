@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from interpedia.db.community import FeatureList, ListFeature
 from interpedia.db.tables import Activation, Feature, Model, Source, SourceSet, User
 from interpedia.errors import Forbidden, Invalid, NotFound, UserError
+from interpedia.store.activations import activation_json
 from interpedia.store.catalogue import VISIBILITY_COLUMNS, chain_visible
 from interpedia.store.documents.explanation import ExplanationDoc
 from interpedia.store.documents.feature import ActivationDoc
@@ -32,7 +33,7 @@ from interpedia.store.documents.list import (
     list_json,
     member_json,
 )
-from interpedia.store.features import activation_json, list_explanations
+from interpedia.store.features import list_explanations
 from interpedia.store.formats import parse_index
 from interpedia.store.users import can_modify
 

@@ -19,7 +19,7 @@ from sqlalchemy import select  # noqa: E402
 from interpedia.cli import main  # noqa: E402
 from interpedia.db.tables import Feature, GenerateRunRow, Source  # noqa: E402
 from interpedia.generate.model import layer_of  # noqa: E402
-from interpedia.store.features import list_activations  # noqa: E402
+from interpedia.store.activations import list_activations  # noqa: E402
 
 SET = "hf"
 

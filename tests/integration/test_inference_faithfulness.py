@@ -11,7 +11,7 @@ from inference_helpers import tiny_inf as tiny_inf  # noqa: F401  (session fixtu
 from sqlalchemy import select
 
 from interpedia.db.tables import Activation, Feature, Source
-from interpedia.store.features import list_activations
+from interpedia.store.activations import list_activations
 
 ARCHS = ("standard", "gated", "jumprelu", "topk")
 

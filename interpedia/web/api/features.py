@@ -8,12 +8,12 @@ from fastapi import APIRouter, Body, Path, Request
 from fastapi.responses import Response
 
 from interpedia.errors import NotFound
+from interpedia.store.activations import list_activations
 from interpedia.store.features import (
     feature_json,
     features_offset,
     find_feature,
     get_feature_row,
-    list_activations,
     read_feature_at,
 )
 from interpedia.web.deps import FeatureCacheDep, OptionalUser, SessionDep
