@@ -582,8 +582,8 @@ def build_and_measure(
         return
     migrate(url)
     done = _complete_sources(url, info) if args.resume else set()
-    if args.backend == "postgres" and not done:
-        _drop_hnsw(url)
+    if args.backend == "postgres" and len(done) < args.sources:
+        _drop_hnsw(url)  # a resumed import too: the index maintained row by row would slow it many times over
     vocab_cache.clear()
     engine = make_engine(url)
     factory = make_sessionmaker(engine)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from interpedia.cli.analysis import import_eval_cmd, umap_cmd
 from interpedia.cli.autointerp import embed, explain, score
 from interpedia.cli.demo import demo_cmd
+from interpedia.cli.documents import documents_group
 from interpedia.cli.graph import graph_group
 from interpedia.cli.hosts import hosts_group
 from interpedia.cli.init import init_cmd
@@ -26,6 +27,7 @@ for _command in (
     graph_group,
     lens_group,
     hosts_group,
+    documents_group,
 ):
     main.add_command(_command)
 

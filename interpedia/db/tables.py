@@ -393,6 +393,7 @@ from interpedia.db.community import (  # noqa: E402
     SavedSearch,
     SteerOutput,
 )
+from interpedia.db.documents import FeatureDocument  # noqa: E402
 from interpedia.db.graphs import GraphData, GraphFeature, GraphMetadata, GraphSubgraph, GraphUpload  # noqa: E402
 from interpedia.db.hosts import InferenceHost, InferenceHostSource  # noqa: E402
 
@@ -405,6 +406,7 @@ __all__ = [
     "Comment",
     "Eval",
     "EvalType",
+    "FeatureDocument",
     "FeatureList",
     "GenerateRunRow",
     "GraphData",

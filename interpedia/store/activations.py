@@ -103,16 +103,30 @@ def _top_activations_statement() -> Select[Any]:
     )
 
 
+@functools.cache
+def _all_activations_statement() -> Select[Any]:
+    return (
+        select(*Activation.__table__.columns)
+        .where(Activation.feature_id.in_(bindparam("feature_ids", expanding=True)))
+        .order_by(Activation.feature_id, Activation.max_value.desc(), Activation.id)
+    )
+
+
 def list_top_activations(
-    session: Session, features: Sequence[tuple[str, str, Feature]], limit: int
+    session: Session, features: Sequence[tuple[str, str, Feature]], limit: int | None
 ) -> dict[int, list[ActivationDoc]]:
-    """The ``limit`` largest examples of each ``(model id, source name, feature)``, by feature id, in one
-    statement (a page of search results would otherwise ask once per result)."""
+    """The ``limit`` largest examples (None: all, as :func:`list_activations` orders them) of each ``(model id,
+    source name, feature)``, by feature id, in one statement (a page of search results, or documents built in
+    bulk, would otherwise ask once per feature)."""
     if not features:
         return {}
     ids = [feature.id for _, _, feature in features]
     by_feature: dict[int, list[Any]] = defaultdict(list)
-    for act in session.execute(_top_activations_statement(), {"feature_ids": ids, "limit": limit}):
+    if limit is None:
+        found = session.execute(_all_activations_statement(), {"feature_ids": ids})
+    else:
+        found = session.execute(_top_activations_statement(), {"feature_ids": ids, "limit": limit})
+    for act in found:
         by_feature[act.feature_id].append(act)
     return {
         feature.id: _activation_docs(session, model_id, source_name, feature.index, by_feature.get(feature.id, []))

@@ -44,10 +44,11 @@ from interpedia.store.comments import can_delete
 from interpedia.store.documents.comment import CommentDoc, comment_doc
 from interpedia.store.documents.explanation import ExplanationDoc, explanation_doc, score_doc
 
-__all__ = ["FeatureAnnotations", "VoteDoc", "feature_annotations", "voted_explanations"]
+__all__ = ["FeatureAnnotations", "VoteDoc", "feature_annotations", "features_annotations", "voted_explanations"]
 
 _COLUMNS: dict[str, TypeEngine[Any]] = {
     "kind": String(),
+    "feature_id": Integer(),
     "id": String(),
     "explanation_id": String(),
     "text": Text(),
@@ -129,13 +130,20 @@ def _branch(kind: str, columns: dict[str, Any]) -> Select[Any]:
 
 
 @functools.cache
-def _statement(*, with_votes: bool, with_comments: bool) -> CompoundSelect:
-    """The statement for a kind of read, built once: parameters ``feature_id`` and ``viewer_id`` (None: nobody
-    has voted). Built per request, a statement this size costs more Python than running it does."""
+def _statement(*, with_votes: bool, with_comments: bool, many: bool = False) -> CompoundSelect:
+    """The statement for a kind of read, built once: parameters ``feature_id`` (``feature_ids``, a list, when
+    ``many``) and ``viewer_id`` (None: nobody has voted). Built per request, a statement this size costs more
+    Python than running it does."""
+    feature_ids: Any = bindparam("feature_ids", expanding=True)
     feature_id = bindparam("feature_id", type_=Integer())
+
+    def of_feature(column: Any) -> Any:
+        return column.in_(feature_ids) if many else column == feature_id
+
     viewer_id = bindparam("viewer_id", type_=String())
     author = User.__table__.alias("author")
     explanation_columns: dict[str, Any] = {
+        "feature_id": Explanation.feature_id,
         "id": Explanation.id,
         "text": Explanation.description,
         "user_id": Explanation.author_id,
@@ -163,12 +171,13 @@ def _statement(*, with_votes: bool, with_comments: bool) -> CompoundSelect:
         _branch("e", explanation_columns)
         .select_from(Explanation)
         .outerjoin(author, author.c.id == Explanation.author_id)
-        .where(Explanation.feature_id == feature_id)
+        .where(of_feature(Explanation.feature_id))
     )
     scores = (
         _branch(
             "s",
             {
+                "feature_id": Explanation.feature_id,
                 "id": ExplanationScore.id,
                 "explanation_id": ExplanationScore.explanation_id,
                 "text": ExplanationScore.json_details,
@@ -181,7 +190,7 @@ def _statement(*, with_votes: bool, with_comments: bool) -> CompoundSelect:
         )
         .select_from(ExplanationScore)
         .join(Explanation, Explanation.id == ExplanationScore.explanation_id)
-        .where(Explanation.feature_id == feature_id)
+        .where(of_feature(Explanation.feature_id))
     )
     branches = [explanations, scores]
     if with_comments:
@@ -190,6 +199,7 @@ def _statement(*, with_votes: bool, with_comments: bool) -> CompoundSelect:
             _branch(
                 "c",
                 {
+                    "feature_id": Comment.feature_id,
                     "id": Comment.id,
                     "text": Comment.text,
                     "user_id": Comment.user_id,
@@ -199,7 +209,7 @@ def _statement(*, with_votes: bool, with_comments: bool) -> CompoundSelect:
             )
             .select_from(Comment)
             .outerjoin(commenter, commenter.c.id == Comment.user_id)
-            .where(Comment.feature_id == feature_id)
+            .where(of_feature(Comment.feature_id))
         )
     both = union_all(*branches)
     c = both.selected_columns
@@ -219,6 +229,22 @@ def feature_annotations(
     ``with_votes``; ``voted`` for ``viewer_id``) and its comments (with ``with_comments``), in one statement."""
     statement = _statement(with_votes=with_votes, with_comments=with_comments)
     rows = list(session.execute(statement, {"feature_id": feature_id, "viewer_id": viewer_id}))
+    return _annotations(rows, address, with_votes)
+
+
+def features_annotations(session: Session, addresses: dict[int, tuple[str, str, int]]) -> dict[int, FeatureAnnotations]:
+    """:func:`feature_annotations` with votes and comments (nobody's vote marked) of many features, by feature
+    id, in one statement: ``addresses`` maps each feature id to its ``(model id, source name, index)``."""
+    if not addresses:
+        return {}
+    statement = _statement(with_votes=True, with_comments=True, many=True)
+    by_feature: dict[int, list[Any]] = defaultdict(list)
+    for row in session.execute(statement, {"feature_ids": list(addresses), "viewer_id": None}):
+        by_feature[row.feature_id].append(row)  # the statement's order, kept within each feature
+    return {fid: _annotations(by_feature.get(fid, []), address, True) for fid, address in addresses.items()}
+
+
+def _annotations(rows: list[Any], address: tuple[str, str, int], with_votes: bool) -> FeatureAnnotations:
     scores: dict[str, list[Any]] = defaultdict(list)
     for row in rows:
         if row.kind == "s":

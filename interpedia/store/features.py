@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any, cast
 
 import orjson
 from sqlalchemy import JSON, ColumnElement, Integer, Row, Select, bindparam, inspect, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -33,12 +35,16 @@ from interpedia.store.documents.feature import (
     feature_stats_json,
 )
 from interpedia.store.feature_cache import CachedFeature, FeatureCache, FeatureKey, merged_json
+from interpedia.store.feature_documents import StoredDocument, document_of, save_documents
 from interpedia.store.formats import parse_index
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FeatureAt",
     "FeatureRead",
     "feature_address",
+    "feature_body_at",
     "feature_json",
     "feature_stats_json",
     "features_offset",
@@ -179,9 +185,6 @@ def get_feature_row(session: Session, model_id: str, source_name: str, index: An
     """Resolve ``/{model}/{source}/{index}`` to rows, or NotFound naming the missing part."""
     model, source, feature, _, _ = locate_feature(session, model_id, source_name, index)
     return model, source, feature
-
-
-_CATALOGUE_KEYS = ("model", "source", "sourceSet")
 
 
 @dataclass
@@ -327,23 +330,34 @@ def read_feature_at(
         annotations = feature_annotations(
             session, feature.id, address, viewer_id=viewer_id, with_votes=with_votes or cache is not None
         )
-        doc = feature_doc(
-            model.id,
-            source.name,
-            source.set_name,
-            feature,
-            list_activations(session, model.id, source.name, feature),
-            annotations.explanations,
-            catalogue=(model_json(model), source_json(source), None),
-            comments=annotations.comment_docs(address, None),
-            creator_name=at.row.creator_name,
-        )
-        for k in _CATALOGUE_KEYS:
-            doc.pop(k)  # type: ignore[misc]
+        activations = list_activations(session, model.id, source.name, feature)
+        doc = document_of(model, source, feature, activations, annotations, at.row.creator_name)
         cached = CachedFeature(doc, orjson.dumps(doc), annotations.voted_by(set()))
         if cache is not None:
             cache.put(at.key, cached)
     return FeatureRead(at, cast(FeatureDoc, {**cached.doc, **at.catalogue}), annotations, cached, from_cache)
+
+
+def feature_body_at(session: Session, at: FeatureAt, *, cache: FeatureCache) -> bytes:
+    """The JSON of ``GET /api/feature`` for a feature found by :func:`find_feature` with
+    :func:`~interpedia.store.feature_documents.stored_document_column` among its extra columns: from the process's
+    cache, else the document stored in the database, else built (and then stored, on Postgres)."""
+    cached = cache.get(at.key) if cache.enabled else None
+    if cached is not None:
+        return merged_json(cached.body, at.catalogue)
+    stored = at.row.stored_document
+    if stored is not None:
+        return merged_json(bytes(stored), at.catalogue)
+    read = read_feature_at(session, at, cache=cache)
+    bind = session.get_bind()
+    # SQLite has one writer at a time: there a read must not turn into a write (`interpedia documents build`).
+    if bind.dialect.name == "postgresql":
+        try:
+            with Session(bind) as own, own.begin():
+                save_documents(own, [StoredDocument(*at.key, read.cached.body)])
+        except SQLAlchemyError as exc:  # the answer is right either way; the next read builds it again
+            log.warning("could not store the document of feature %s: %s", at.feature.id, exc)
+    return read.body()
 
 
 def feature_json(

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from interpedia import __version__
 from interpedia.config import Settings, get_settings
 from interpedia.db import make_engine, make_sessionmaker
+from interpedia.store.feature_answers import CatalogueCache
 from interpedia.store.feature_cache import FeatureCache
 from interpedia.web.deps import RequestScopeMiddleware
 from interpedia.web.errors import BodyTooLarge, error_response, install_error_handlers
@@ -146,6 +147,7 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.feature_cache = FeatureCache(max(0, settings.feature_cache_mb) * 1024 * 1024)
+    app.state.feature_catalogue = CatalogueCache()
     install_error_handlers(app)
     install_openapi(app, settings)
 

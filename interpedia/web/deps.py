@@ -25,6 +25,7 @@ import anyio
 from fastapi import Depends, Request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -33,6 +34,7 @@ from interpedia.db import transaction
 from interpedia.db.tables import User
 from interpedia.errors import Unauthorized
 from interpedia.store.access import Viewer, viewing
+from interpedia.store.feature_answers import CatalogueCache
 from interpedia.store.feature_cache import FeatureCache
 from interpedia.store.users import key_owner, key_use_due, record_key_use, utc_now
 
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "AUTH_REQUIRED",
+    "CatalogueCacheDep",
     "FeatureCacheDep",
     "KEY_USE_EVERY",
     "Caller",
@@ -211,8 +214,14 @@ async def feature_cache(request: Request) -> FeatureCache:
     return request.app.state.feature_cache  # type: ignore[no-any-return]
 
 
+async def feature_catalogue(request: Request) -> CatalogueCache:
+    """The app's catalogue parts of feature answers (``store.feature_answers``)."""
+    return request.app.state.feature_catalogue  # type: ignore[no-any-return]
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 FeatureCacheDep = Annotated[FeatureCache, Depends(feature_cache)]
+CatalogueCacheDep = Annotated[CatalogueCache, Depends(feature_catalogue)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
@@ -224,16 +233,16 @@ def caller(request: Request) -> Caller:
     return found
 
 
-def optional_user(request: Request) -> User | None:
+async def optional_user(request: Request) -> User | None:
     """The ``x-api-key`` header's owner, None without one; 401 for a bad key. The API does not take the
     browser's cookie: a cross-site form could send that (the pages check a CSRF token instead)."""
     if not request.headers.get("x-api-key"):
         return None  # without a key the API asks nothing (the store may still look up a browser's cookie)
-    found = caller(request)
+    found = await run_in_threadpool(caller, request)  # the key's lookup is a statement: off the event loop
     return found.user if found.by_key else None
 
 
-def required_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
+async def required_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
     """The caller; 401 for nobody."""
     if user is None:
         raise Unauthorized(AUTH_REQUIRED)

@@ -19,11 +19,14 @@ from typing import Any
 import pytest
 from factories import VOCAB, make_activation, make_feature
 from ingest_helpers import no_embedding_on_import  # noqa: F401  (autouse fixture)
-from sqlalchemy import event
+from sqlalchemy import delete, event
 
 from interpedia.db import transaction
+from interpedia.db.documents import FeatureDocument
 from interpedia.db.tables import Comment, Explanation, ExplanationScore, Feature, Model, Source
 from interpedia.ingest import import_path
+from interpedia.store.feature_answers import CatalogueCache
+from interpedia.store.feature_documents import fill_source_documents
 from interpedia.store.runs import RunRecord, record_run
 from interpedia.store.users import create_api_key, ensure_user
 
@@ -132,16 +135,39 @@ def test_api_feature_read_takes_at_most_4_statements(app: Any, client: Any, site
     assert seen["commits"] == [], "a read committed"
 
 
-def test_building_the_api_document_takes_at_most_5_statements(app: Any, client: Any, site: dict[str, Any]) -> None:
-    """Not cached: the catalogue row, then the feature's JSON lists (left out of that row, which most reads find
-    cached), the examples, and explanations with scores and comments."""
+def test_building_the_api_document_takes_at_most_5_statements(
+    app: Any, client: Any, site: dict[str, Any], factory: Any, backend: str
+) -> None:
+    """Neither cached nor stored: the catalogue row, then the feature's JSON lists (left out of that row, which most
+    reads find cached), the examples, and explanations with scores and comments; on Postgres the document built is
+    then stored, in a transaction of its own."""
     headers = {"x-api-key": site["key"]}
     assert client.get(API_PATH, headers=headers).status_code == 200  # warm: the vocabulary, the key's stamp
     app.state.feature_cache.clear()
+    app.state.feature_catalogue = CatalogueCache()
+    with transaction(factory) as session:
+        session.execute(delete(FeatureDocument))
     with counting(app) as seen:
         doc = client.get(API_PATH, headers=headers).json()
     assert len(doc["activations"]) == 45 and len(doc["explanations"]) == 3 and len(doc["comments"]) == 4
-    assert len(seen["statements"]) <= 5, "\n".join(seen["statements"])
+    reads = [s for s in seen["statements"] if not s.startswith("INSERT INTO feature_documents")]
+    assert len(reads) <= 5, "\n".join(seen["statements"])
+    stored = len(seen["statements"]) - len(reads)
+    assert (stored, seen["commits"]) == ((1, ["COMMIT"]) if backend == "postgresql" else (0, []))
+
+
+def test_an_api_read_of_a_stored_document_takes_1_statement(
+    app: Any, client: Any, site: dict[str, Any], factory: Any
+) -> None:
+    """A stored document: one statement (on Postgres, once the process knows the source's catalogue parts, a
+    narrow one; elsewhere the catalogue row, which carries the document)."""
+    assert fill_source_documents(factory, "tiny-test", "0-res-test") == 3
+    assert client.get(API_PATH).status_code == 200  # the catalogue parts (Postgres)
+    app.state.feature_cache.clear()
+    with counting(app) as seen:
+        resp = client.get(API_PATH)
+    assert resp.status_code == 200 and len(resp.json()["activations"]) == 45
+    assert len(seen["statements"]) == 1, "\n".join(seen["statements"])
     assert seen["commits"] == [], "a read committed"
 
 

@@ -9,14 +9,9 @@ from fastapi.responses import Response
 
 from interpedia.errors import NotFound
 from interpedia.store.activations import list_activations
-from interpedia.store.features import (
-    feature_json,
-    features_offset,
-    find_feature,
-    get_feature_row,
-    read_feature_at,
-)
-from interpedia.web.deps import FeatureCacheDep, OptionalUser, SessionDep
+from interpedia.store.feature_answers import answer_feature
+from interpedia.store.features import feature_json, features_offset, get_feature_row
+from interpedia.web.deps import CatalogueCacheDep, FeatureCacheDep, OptionalUser, SessionDep, request_scope
 from interpedia.web.schemas import ActivationGetBody, FeatureRef, FeaturesOffsetBody
 from interpedia.web.wire import INDEX_PATTERN, cache_control, etag_matches, json_response
 
@@ -36,18 +31,22 @@ def get_feature(
     session: SessionDep,
     user: OptionalUser,
     cache: FeatureCacheDep,
+    catalogue: CatalogueCacheDep,
 ) -> Response:
     """The whole dashboard of ``/{modelId}/{layer}/{index}``; 404 when any part is unknown. The answer carries an
     ``ETag``; asked again with it in ``If-None-Match``, an unchanged feature answers 304 without a body."""
-    at = find_feature(session, modelId, layer, index, light=cache.enabled)
-    etag = at.etag()
+    answer = answer_feature(session, modelId, layer, index, cache=cache, catalogue=catalogue)
     # Anyone may keep a public feature, but must ask again before using it (a write may change it any time);
     # a private one only the caller's own client.
-    headers = {"ETag": etag, "Cache-Control": cache_control(at.private)}
-    if etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=headers)
-    body = read_feature_at(session, at, cache=cache).body()
-    return Response(body, media_type="application/json", headers=headers)
+    headers = {"ETag": answer.etag, "Cache-Control": cache_control(answer.private)}
+    if etag_matches(request.headers.get("if-none-match"), answer.etag):
+        response = Response(status_code=304, headers=headers)
+    else:
+        response = Response(answer.body(), media_type="application/json", headers=headers)
+    # Done with the database: give the connection back here, in the handler's thread, rather than in one more
+    # thread hop after the response (the site's most frequent request).
+    request_scope(request).close()
+    return response
 
 
 @router.post("/features", summary="Several features in one call (order preserved)")
