@@ -47,6 +47,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import socket
 import statistics
@@ -674,6 +675,29 @@ def _hot_lua(sources: list[str], counts: list[int], hot: int, seed: int) -> list
     return picks
 
 
+def build_documents(url: str, home: Path, workers: int) -> dict[str, Any]:
+    """``interpedia documents build`` of this tree on the whole database, timed."""
+    env = {**os.environ, "INTERPEDIA_DATABASE_URL": url, "INTERPEDIA_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "interpedia.cli", "documents", "build", "--workers", str(max(1, workers))],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seconds = time.perf_counter() - t0
+    stored = re.search(r"stored (\d+) feature documents", done.stdout)
+    return {
+        "seconds": round(seconds, 1),
+        "stored": int(stored.group(1)) if stored else None,
+        "workers": max(1, workers),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "output": done.stdout.strip().splitlines()[-1:],
+    }
+
+
 def measure_tree(
     run: Run,
     args: argparse.Namespace,
@@ -688,6 +712,10 @@ def measure_tree(
     sources = source_ids(n_sources)
     prefix = f"{label}." if label else ""
     extra = ["--workers", str(args.workers)] if checkout == ROOT and args.workers > 1 else []
+    if checkout == ROOT:
+        # What a lab does after a bulk import: store every feature's document (trees before 1f3ce41 have none).
+        run.record(f"{prefix}documents_build", build_documents(url, args.work / "home", args.workers))
+        log.info("%sdocuments: %s", prefix, run.doc["figures"][f"{prefix}documents_build"])
     server = Server(url, args.work / "home", args.work / "server.log", checkout=checkout, extra=extra)
     counts = info["per_source"][:n_sources]
     try:

@@ -17,6 +17,7 @@ from interpedia.store.feature_answers import CatalogueCache
 from interpedia.store.feature_cache import FeatureCache
 from interpedia.web.deps import RequestScopeMiddleware
 from interpedia.web.errors import BodyTooLarge, error_response, install_error_handlers
+from interpedia.web.feature_fast_path import FeatureFastPath
 from interpedia.web.openapi import install_openapi
 from interpedia.web.routing import skip_by_first_segment
 from interpedia.web.security import install_security
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
 
     pages.install(app, settings)  # last: its /{model}/... routes catch what nothing else claimed
 
+    app.add_middleware(FeatureFastPath, root=app)  # innermost: HEAD, trailing slashes and the scope are done
     app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(BodyLimitMiddleware, settings=settings)

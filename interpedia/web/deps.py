@@ -59,6 +59,7 @@ __all__ = [
     "inference_service",
     "local_inference",
     "request_scope",
+    "request_state",
     "session_factory",
     "write_transaction",
 ]
@@ -176,6 +177,11 @@ class RequestScopeMiddleware:
         finally:
             if request._session is not None:
                 await anyio.to_thread.run_sync(request.close)
+
+
+def request_state(scope: Scope) -> RequestScope:
+    """The request's scope from its ASGI scope (inside :class:`RequestScopeMiddleware`)."""
+    return scope["state"][_STATE_KEY]  # type: ignore[no-any-return]
 
 
 def request_scope(request: Request) -> RequestScope:
