@@ -146,6 +146,15 @@ class Settings(BaseSettings):
         description="Where rate-limit buckets are counted: database (shared by every process and server on the "
         "database) or memory (each process for itself).",
     )
+    db_pool_size: int = Field(
+        default=40,
+        ge=1,
+        description="Postgres connections each serving process keeps open: at least the requests it serves at once "
+        "(its thread pool runs 40), or it opens and closes a connection per request beyond them.",
+    )
+    db_max_overflow: int = Field(
+        default=10, ge=0, description="Connections a serving process may open for a moment beyond db_pool_size."
+    )
     feature_cache_mb: int = Field(
         default=64, description="Memory per serving process for feature documents kept between requests (0: off)."
     )

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Row, func, or_, select
 from sqlalchemy.orm import Session, defer
 
 from interpedia.config import Settings
@@ -40,10 +40,15 @@ class SearchScope:
     release: str | None = None
 
 
-def _visible_sources(session: Session, scope: SearchScope, user: User | None) -> list[Source] | None:
-    """The sources to search, or None for 'every source' (no filter needed)."""
+def _visible_sources(session: Session, scope: SearchScope, user: User | None) -> list[Row[int, str]] | None:
+    """The sources to search (id and name), or None for 'every source' (no filter needed)."""
     admin = user is not None and user.admin
-    stmt = select(Source).join(Model, Model.id == Source.model_id).join(SourceSet, SourceSet.id == Source.set_id)
+    # Two narrow columns, not Source rows: a search of everything would load every source's ~40 columns.
+    stmt = (
+        select(Source.id, Source.name)
+        .join(Model, Model.id == Source.model_id)
+        .join(SourceSet, SourceSet.id == Source.set_id)
+    )
     if not admin:
         uid = user.id if user is not None else None
         # Private rows are searched for their creator only: the source, its set and its model all count.
@@ -75,7 +80,7 @@ def _visible_sources(session: Session, scope: SearchScope, user: User | None) ->
         stmt = stmt.where(Source.model_id == scope.model_id)
     if scope.source_names:
         stmt = stmt.where(Source.name.in_(list(scope.source_names)))
-    rows = list(session.scalars(stmt))
+    rows = list(session.execute(stmt))
     if scope.release is not None and release is None and not rows:
         raise NotFound(f"release {scope.release!r} not found", field="releaseName")
     if scope.source_names:

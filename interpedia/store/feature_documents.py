@@ -41,6 +41,7 @@ __all__ = [
     "count_documents",
     "document_of",
     "save_documents",
+    "stored_document",
     "fill_source_documents",
     "next_features",
     "stored_document_column",
@@ -109,6 +110,20 @@ def _stored_document_column() -> ColumnElement[Any]:
         .scalar_subquery()
         .label("stored_document")
     )
+
+
+def stored_document(session: Session, feature_id: int, feature_version: int, source_version: int) -> bytes | None:
+    """The feature's stored document if it was built from these versions (one statement), else None."""
+    fd = FeatureDocument
+    body = session.scalar(
+        select(fd.body).where(
+            fd.feature_id == feature_id,
+            fd.feature_version == feature_version,
+            fd.source_version == source_version,
+            fd.format == DOCUMENT_FORMAT,
+        )
+    )
+    return bytes(body) if body is not None else None
 
 
 def save_documents(session: Session, documents: Sequence[StoredDocument]) -> None:

@@ -119,6 +119,10 @@ class HeadAsGetMiddleware:
 ROLES = ("all", "inference")
 
 
+def _pool(settings: Settings) -> dict[str, int]:
+    return {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
+
+
 def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAPI:
     """Build the app on the given (or the environment's) settings; ``role="inference"`` serves only /v1 (live
     inference and graphs, for web servers that route to it)."""
@@ -142,7 +146,11 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> FastAP
         description="Neuronpedia-compatible API: features, activations, explanations, models, sources.",
         lifespan=lifespan,
     )
-    engine = make_engine(settings.database_url)
+    # A pool as large as the requests a process serves at once: connections opened and closed per request beyond
+    # it cost more CPU than the feature API's whole answer (bench/scale.py).
+    engine = make_engine(
+        settings.database_url, **({} if settings.database_url.startswith("sqlite") else _pool(settings))
+    )
     app.state.settings = settings
     app.state.role = role
     app.state.engine = engine

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from factories import VOCAB, make_feature
 from fastapi.testclient import TestClient
 from ingest_helpers import no_embedding_on_import  # noqa: F401  (autouse fixture)
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from interpedia.cli import main
 from interpedia.db import transaction
@@ -214,3 +214,27 @@ def test_catalogue_edits_show_at_once_on_the_narrow_path(settings: Any, factory:
     with TestClient(create_app(settings)) as client:
         general = client.get(API + "2")
     assert narrow.content == general.content and narrow.headers["etag"] == general.headers["etag"]
+
+
+def test_a_page_drawn_from_a_stored_document_is_the_page_built(
+    settings: Any, factory: Any, site: dict[str, Any]
+) -> None:
+    pages = {}
+    for stored in (False, True):
+        if stored:
+            _build()
+        else:
+            with transaction(factory) as session:
+                session.execute(delete(FeatureDocument))
+        with TestClient(create_app(settings)) as client:  # a fresh process: nothing cached
+            pages[stored] = [
+                (
+                    client.get(f"/{MODEL}/{SOURCE}/{i}", headers={"accept": "text/html"}).text,
+                    client.get(API + str(i)).content,
+                )
+                for i in range(5)
+            ]
+        with transaction(factory) as session:
+            session.execute(delete(FeatureDocument))
+    assert pages[True] == pages[False]
+    assert "cats on mats" in pages[True][1][0]
